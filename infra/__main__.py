@@ -1,0 +1,74 @@
+"""``python -m infra <command>``: the workflows behind tasks.py, with one-line failures."""
+
+import argparse
+import sys
+
+from infra import workflows
+from infra.errors import InfraError
+from infra.layout import Layout
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m infra")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("setup")
+    certs = sub.add_parser("certs")
+    certs.add_argument("--force", action="store_true")
+    up = sub.add_parser("up")
+    up.add_argument("--no-reload", action="store_true")
+    up.add_argument("--timeout", type=float, default=90.0)
+    sub.add_parser("down")
+    sub.add_parser("status")
+    logs = sub.add_parser("logs")
+    logs.add_argument("service", nargs="?")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("-n", "--lines", type=int, default=50)
+    sub.add_parser("clean")
+    sub.add_parser("test-setup")
+    test = sub.add_parser("test")
+    test.add_argument("--parallel", action="store_true")
+    test.add_argument("--workers", default="auto")
+    test.add_argument("--suite", action="append", default=[], choices=workflows.TEST_SUITES)
+    test.add_argument("--cov", action="store_true")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    sub.add_parser("test-clean")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    layout = Layout()
+    try:
+        match args.command:
+            case "setup":
+                workflows.setup(layout)
+            case "certs":
+                workflows.certs(layout, force=args.force)
+            case "up":
+                workflows.up(layout, reload=not args.no_reload, timeout=args.timeout)
+            case "down":
+                workflows.down(layout)
+            case "status":
+                return workflows.status(layout)
+            case "logs":
+                workflows.logs(layout, service=args.service, follow=args.follow, lines=args.lines)
+            case "clean":
+                workflows.clean(layout)
+            case "test-setup":
+                workflows.test_setup(layout)
+            case "test":
+                extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+                return workflows.test(layout, parallel=args.parallel, workers=args.workers,
+                                      suites=args.suite, pytest_args=extra, cov=args.cov)
+            case "test-clean":
+                workflows.test_clean(layout)
+    except InfraError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The API and callback servers: uvicorn over HTTPS, in the background, tracked by pid files."""
+
+import os
+import ssl
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from infra.errors import InfraError
+from infra.files import read_env
+from infra.layout import Layout
+from infra.runtime import process
+
+PACKAGES = ("dashtam-api", "dashtam-callback", "dashtam-core", "dashtam-models")
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    factory: str
+    host_key: str
+    port_key: str
+    default_port: int
+
+
+APPS = (
+    App("api", "dashtam_api.main:create_app", "API_HOST", "API_PORT", 8000),
+    App("callback", "dashtam_callback.main:create_app", "CALLBACK_HOST", "CALLBACK_PORT", 8182),
+)
+
+
+def app_port(app: App, env_file: Path) -> int:
+    return int(read_env(env_file).get(app.port_key, app.default_port))
+
+
+def uvicorn_argv(app: App, *, layout: Layout, env_file: Path, reload: bool) -> list[str]:
+    values = read_env(env_file)
+    argv = [
+        sys.executable, "-m", "uvicorn", app.factory, "--factory",
+        "--host", values.get(app.host_key, "127.0.0.1"),
+        "--port", str(app_port(app, env_file)),
+        "--ssl-certfile", str(layout.root / values.get("SSL_CERT_FILE", "certs/server.pem")),
+        "--ssl-keyfile", str(layout.root / values.get("SSL_KEY_FILE", "certs/server-key.pem")),
+        "--no-server-header",
+    ]
+    if reload:
+        argv.append("--reload")
+        for package in PACKAGES:
+            argv += ["--reload-dir", str(layout.root / "packages" / package / "src")]
+    return argv
+
+
+def start_app(app: App, *, layout: Layout, env_file: Path, reload: bool, pid_name: str | None = None) -> bool:
+    """Start one server unless running; True if this call started it."""
+    pid_file = layout.pid_file(pid_name or app.name)
+    if process.running(pid_file):
+        return False
+    port = app_port(app, env_file)
+    process.require_free_port(port, f"the {app.name} server", f"{app.port_key} in {env_file.name}")
+    env = {**os.environ, "DASHTAM_ENV_FILE": str(env_file.resolve())}
+    env.pop("ENVIRONMENT", None)  # the env file decides
+    process.spawn(
+        uvicorn_argv(app, layout=layout, env_file=env_file, reload=reload),
+        pid_file=pid_file, log_file=layout.log_file(pid_name or app.name), env=env, cwd=layout.root,
+    )
+    return True
+
+
+def health_url(app: App, env_file: Path) -> str:
+    return f"https://localhost:{app_port(app, env_file)}/health"
+
+
+def check_health(url: str, ca_file: Path, timeout: float = 3.0) -> tuple[int | None, dict | str]:
+    """(status code, body) of a health endpoint, verifying the project's CA; (None, reason) if down."""
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file))
+        response = httpx.get(url, verify=context, timeout=timeout)
+    except httpx.HTTPError as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        return response.status_code, response.text[:200]
+
+
+def wait_healthy(app: App, *, layout: Layout, env_file: Path, timeout: float, pid_name: str | None = None) -> dict:
+    url = health_url(app, env_file)
+    pid_file = layout.pid_file(pid_name or app.name)
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        code, body = check_health(url, layout.ca_file)
+        if code == 200:
+            return body  # type: ignore[return-value]
+        last = body
+        if process.running(pid_file) is None:
+            log = layout.log_file(pid_name or app.name)
+            raise InfraError(f"the {app.name} server exited; last lines of {log}:\n{process.tail(log)}")
+        time.sleep(0.25)
+    raise InfraError(f"the {app.name} server is not healthy at {url} after {timeout:.0f}s: {last}")
+
+
+def stop_app(app: App, *, layout: Layout, pid_name: str | None = None) -> bool:
+    return process.stop(layout.pid_file(pid_name or app.name), timeout=20)

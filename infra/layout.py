@@ -1,0 +1,93 @@
+"""Where everything lives, and the knobs that move it (environment variables)."""
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_POSTGRES_PORT = 55432  # not 5432: a system PostgreSQL may be there
+DEFAULT_VALKEY_PORT = 56379  # not 6379: a system Redis may be there
+DEFAULT_SERVICE_USER = "dashtam"
+# As root, the servers' data lives where the unprivileged service user can reach it: the
+# checkout may sit under a directory only root may enter (/root, a mktemp -d folder).
+ROOT_DATA_BASE = Path(os.environ.get("DASHTAM_SYSTEM_DATA_DIR", "/var/lib/dashtam"))
+
+
+def running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path = ROOT
+
+    @property
+    def state(self) -> Path:
+        return self.root / ".dashtam"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.state / "secrets.env"
+
+    @property
+    def env_dir(self) -> Path:
+        return self.root / "env"
+
+    @property
+    def dev_env_file(self) -> Path:
+        return self.env_dir / ".env.dev"
+
+    @property
+    def test_env_file(self) -> Path:
+        return self.env_dir / ".env.test"
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.root / "certs"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.certs_dir / "ca.pem"
+
+    @property
+    def data_dir(self) -> Path:
+        """The servers' data (PostgreSQL cluster, Valkey snapshots)."""
+        explicit = os.environ.get("DASHTAM_DATA_DIR")
+        if explicit:
+            return Path(explicit)
+        if running_as_root():
+            project_id = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+            return ROOT_DATA_BASE / project_id
+        return self.state / "data"
+
+    @property
+    def bootstrap_sql(self) -> Path:
+        return self.root / "infra" / "postgres" / "bootstrap.sql"
+
+    def pid_file(self, service: str) -> Path:
+        return self.run_dir / f"{service}.pid"
+
+    def log_file(self, service: str) -> Path:
+        return self.log_dir / f"{service}.log"
+
+
+def postgres_port() -> int:
+    return int(os.environ.get("DASHTAM_POSTGRES_PORT", DEFAULT_POSTGRES_PORT))
+
+
+def valkey_port() -> int:
+    return int(os.environ.get("DASHTAM_VALKEY_PORT", DEFAULT_VALKEY_PORT))
+
+
+def service_user() -> str:
+    return os.environ.get("DASHTAM_SERVICE_USER", DEFAULT_SERVICE_USER)

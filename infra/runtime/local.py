@@ -1,0 +1,305 @@
+"""The local runtime: one PostgreSQL and one Valkey server as processes, shared by dev and test.
+
+State lives under .dashtam/ (pid files, logs, the servers' admin secrets); the data directories
+under .dashtam/data, or, as root, under /var/lib/dashtam/<project id> owned by an unprivileged
+service user (PostgreSQL refuses to run as root).
+"""
+
+import asyncio
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from infra.envfiles import Credentials, read_both
+from infra.errors import InfraError
+from infra.files import read_env, token, write_private
+from infra.layout import Layout, running_as_root, service_user
+from infra.runtime import binaries, process
+
+SERVERS = ("postgres", "valkey")
+START_TIMEOUT = 60.0
+SUPERUSER = "postgres"
+
+
+@dataclass
+class ServerSecrets:
+    postgres_password: str
+    valkey_password: str
+
+
+class LocalRuntime:
+    def __init__(self, layout: Layout | None = None):
+        self.layout = layout or Layout()
+
+    # --- identity and places -----------------------------------------------------------------
+
+    @property
+    def user(self) -> str | None:
+        """The unprivileged user the servers run as when we are root; None otherwise."""
+        return service_user() if running_as_root() else None
+
+    @property
+    def postgres_data(self) -> Path:
+        return self.layout.data_dir / "postgres"
+
+    @property
+    def valkey_dir(self) -> Path:
+        return self.layout.data_dir / "valkey"
+
+    def secrets(self) -> ServerSecrets:
+        """The servers' own admin passwords (never in the app's env files), made once."""
+        path = self.layout.secrets_file
+        if not path.exists():
+            write_private(
+                path,
+                f"POSTGRES_SUPERUSER_PASSWORD={token()}\nVALKEY_ADMIN_PASSWORD={token()}\n",
+            )
+        values = read_env(path)
+        return ServerSecrets(values["POSTGRES_SUPERUSER_PASSWORD"], values["VALKEY_ADMIN_PASSWORD"])
+
+    def _ensure_service_user(self) -> None:
+        if self.user is None:
+            return
+        try:
+            pwd.getpwnam(self.user)
+        except KeyError:
+            nologin = shutil.which("nologin") or "/usr/sbin/nologin"
+            result = subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                 "--shell", nologin, self.user],
+                capture_output=True, text=True, check=False,
+            )
+            if result.returncode != 0:
+                raise InfraError(
+                    f"cannot create the service user {self.user!r} the servers run as under root: "
+                    f"{result.stderr.strip() or 'useradd failed'}"
+                ) from None
+
+    def _own_dir(self, path: Path) -> None:
+        """Create path (mode 0700) owned by whoever runs the servers."""
+        path.mkdir(parents=True, exist_ok=True)
+        if self.user is not None:
+            self.layout.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.layout.data_dir.parent, 0o755)
+            entry = pwd.getpwnam(self.user)
+            for p in (self.layout.data_dir, path):
+                os.chown(p, entry.pw_uid, entry.pw_gid)
+                os.chmod(p, 0o700)
+        else:
+            os.chmod(path, 0o700)
+
+    def _write_as_owner(self, path: Path, content: str) -> None:
+        write_private(path, content)
+        if self.user is not None:
+            entry = pwd.getpwnam(self.user)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    # --- PostgreSQL ----------------------------------------------------------------------------
+
+    def _pg_bin(self) -> Path:
+        bin_dir = binaries.postgres_bin_dir()
+        if self.user is None:
+            return bin_dir
+        return binaries.shareable_postgres(bin_dir, _version_of(bin_dir / "postgres"))
+
+    def _initdb(self, bin_dir: Path, secrets: ServerSecrets) -> None:
+        self._own_dir(self.postgres_data)
+        pwfile = self.postgres_data.parent / ".pgpass-init"
+        self._write_as_owner(pwfile, secrets.postgres_password + "\n")
+        try:
+            result = subprocess.run(
+                [str(bin_dir / "initdb"), "-D", str(self.postgres_data), "-U", SUPERUSER,
+                 f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8", "--no-locale",
+                 "--no-instructions"],
+                capture_output=True, text=True, check=False, user=self.user,
+                cwd=self.postgres_data.parent,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            shutil.rmtree(self.postgres_data, ignore_errors=True)
+            detail = (result.stderr or result.stdout).strip().splitlines()
+            raise InfraError(f"initdb failed: {detail[-1] if detail else 'no output'}")
+
+    def start_postgres(self, port: int) -> bool:
+        """Start PostgreSQL unless running; True if this call started it."""
+        pid_file = self.layout.pid_file("postgres")
+        if process.running(pid_file):
+            return False
+        process.require_free_port(port, "PostgreSQL", "DASHTAM_POSTGRES_PORT (then re-run `inv setup`)")
+        self._ensure_service_user()
+        secrets = self.secrets()
+        bin_dir = self._pg_bin()
+        if not (self.postgres_data / "PG_VERSION").exists():
+            self._initdb(bin_dir, secrets)
+        argv = [
+            str(bin_dir / "postgres"), "-D", str(self.postgres_data), "-p", str(port),
+            "-c", "listen_addresses=127.0.0.1",
+            # TCP only: no socket files in shared /tmp, and every login goes through a password.
+            "-c", "unix_socket_directories=",
+            "-c", "max_connections=200",
+            "-c", "password_encryption=scram-sha-256",
+        ]
+        log = self.layout.log_file("postgres")
+        tracked = process.spawn(argv, pid_file=pid_file, log_file=log, user=self.user,
+                                cwd=self.postgres_data.parent)
+
+        def ready() -> bool:
+            return asyncio.run(self._can_login(port, secrets.postgres_password))
+
+        alive = lambda: process.running(pid_file) is not None  # noqa: E731
+        if not process.wait_until(ready, timeout=START_TIMEOUT, interval=0.2, alive=alive):
+            process.stop(pid_file, sig=signal.SIGQUIT)
+            raise InfraError(
+                f"PostgreSQL did not start (pid {tracked.pid}); last lines of {log}:\n"
+                + process.tail(log)
+            )
+        return True
+
+    async def _can_login(self, port: int, password: str) -> bool:
+        try:
+            conn = await asyncpg.connect(host="127.0.0.1", port=port, user=SUPERUSER,
+                                         password=password, database="postgres", timeout=2)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        await conn.close()
+        return True
+
+    def stop_postgres(self) -> bool:
+        # SIGINT is PostgreSQL's "fast" shutdown: sessions are closed, data is flushed.
+        return process.stop(self.layout.pid_file("postgres"), sig=signal.SIGINT, timeout=60)
+
+    def bootstrap(self, dev: Credentials, test: Credentials) -> None:
+        """Roles and databases of both environments (infra/postgres/bootstrap.sql)."""
+        psql = binaries.postgres_bin_dir() / "psql"
+        env = {
+            **os.environ,
+            "PGPASSWORD": self.secrets().postgres_password,
+            "PGCONNECT_TIMEOUT": "5",
+            "DASHTAM_DEV_DB_USER": dev.db_user,
+            "DASHTAM_DEV_DB_PASSWORD": dev.db_password,
+            "DASHTAM_DEV_DB_NAME": dev.db_name,
+            "DASHTAM_TEST_DB_USER": test.db_user,
+            "DASHTAM_TEST_DB_PASSWORD": test.db_password,
+            "DASHTAM_TEST_DB_NAME": test.db_name,
+        }
+        result = subprocess.run(
+            [str(psql), "-X", "-q", "-h", "127.0.0.1", "-p", str(dev.db_port), "-U", SUPERUSER,
+             "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-f", str(self.layout.bootstrap_sql)],
+            env=env, capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise InfraError(f"database bootstrap failed: {result.stderr.strip()}")
+
+    async def superuser_connect(self, port: int, database: str = "postgres") -> asyncpg.Connection:
+        return await asyncpg.connect(host="127.0.0.1", port=port, user=SUPERUSER,
+                                     password=self.secrets().postgres_password, database=database)
+
+    # --- Valkey ----------------------------------------------------------------------------
+
+    def _valkey_config(self, port: int, dev: Credentials, test: Credentials, admin: str) -> str:
+        # Each environment logs in as its own user; -@admin keeps CONFIG, SHUTDOWN, DEBUG and
+        # friends for the runtime (the default user) alone.
+        users = "\n".join(
+            f"user {c.redis_user} on >{c.redis_password} ~* &* +@all -@admin" for c in (dev, test)
+        )
+        return f"""# Generated by infra/runtime/local.py at each start; edits are overwritten.
+bind 127.0.0.1
+port {port}
+protected-mode yes
+daemonize no
+dir {self.valkey_dir}
+dbfilename dump.rdb
+save 60 1 300 10
+appendonly no
+databases 16
+logfile ""
+requirepass {admin}
+{users}
+"""
+
+    def start_valkey(self, dev: Credentials, test: Credentials) -> bool:
+        pid_file = self.layout.pid_file("valkey")
+        if process.running(pid_file):
+            return False
+        port = dev.redis_port
+        process.require_free_port(port, "Valkey", "DASHTAM_VALKEY_PORT (then re-run `inv setup`)")
+        self._ensure_service_user()
+        server = binaries.valkey_server()
+        if self.user is not None:
+            server = binaries.shareable_file(server, f"valkey-{_version_of(server)}")
+        self._own_dir(self.valkey_dir)
+        admin = self.secrets().valkey_password
+        config = self.valkey_dir / "valkey.conf"
+        self._write_as_owner(config, self._valkey_config(port, dev, test, admin))
+        log = self.layout.log_file("valkey")
+        tracked = process.spawn([str(server), str(config)], pid_file=pid_file, log_file=log,
+                                user=self.user, cwd=self.valkey_dir)
+        alive = lambda: process.running(pid_file) is not None  # noqa: E731
+        if not process.wait_until(lambda: valkey_ping(port, admin), timeout=START_TIMEOUT,
+                                  alive=alive):
+            process.stop(pid_file, sig=signal.SIGKILL)
+            raise InfraError(
+                f"Valkey did not start (pid {tracked.pid}); last lines of {log}:\n" + process.tail(log)
+            )
+        return True
+
+    def stop_valkey(self) -> bool:
+        # SIGTERM: Valkey saves its snapshot, then exits.
+        return process.stop(self.layout.pid_file("valkey"), sig=signal.SIGTERM, timeout=60)
+
+    # --- both ------------------------------------------------------------------------------
+
+    def start_servers(self) -> list[str]:
+        """Start whatever is down and bootstrap; returns the servers this call started."""
+        dev, test = read_both(self.layout)
+        started = []
+        if self.start_postgres(dev.db_port):
+            started.append("postgres")
+        if self.start_valkey(dev, test):
+            started.append("valkey")
+        self.bootstrap(dev, test)
+        return started
+
+    def stop_servers(self, which: tuple[str, ...] = SERVERS) -> list[str]:
+        stopped = []
+        if "valkey" in which and self.stop_valkey():
+            stopped.append("valkey")
+        if "postgres" in which and self.stop_postgres():
+            stopped.append("postgres")
+        return stopped
+
+    def delete_data(self) -> None:
+        if any(process.running(self.layout.pid_file(s)) for s in SERVERS):
+            raise InfraError("stop the servers before deleting their data (`inv down`)")
+        shutil.rmtree(self.layout.data_dir, ignore_errors=True)
+
+
+def valkey_ping(port: int, password: str, user: str = "default") -> bool:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port, username=user, password=password,
+                         socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _version_of(binary: Path) -> str:
+    result = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=False)
+    words = result.stdout.split()
+    for word in words:
+        if word[:1].isdigit():
+            return word
+        if word.startswith("v=") and word[2:3].isdigit():
+            return word[2:]
+    return "unknown"

@@ -1,0 +1,147 @@
+"""Background processes the project owns, tracked by pid files.
+
+A pid file records the pid *and* the process start time, so a recycled pid is never mistaken
+for ours and never signalled.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from infra.errors import InfraError
+
+
+@dataclass(frozen=True)
+class Tracked:
+    pid: int
+    started: float
+
+
+def read_pid(pid_file: Path) -> Tracked | None:
+    try:
+        data = json.loads(pid_file.read_text())
+        return Tracked(int(data["pid"]), float(data["started"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def running(pid_file: Path) -> Tracked | None:
+    """The tracked process if it is still the one we started, else None (stale files removed)."""
+    tracked = read_pid(pid_file)
+    if tracked is None:
+        return None
+    try:
+        proc = psutil.Process(tracked.pid)
+        if abs(proc.create_time() - tracked.started) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE:
+            return tracked
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        pass
+    pid_file.unlink(missing_ok=True)
+    return None
+
+
+def spawn(
+    argv: list[str],
+    *,
+    pid_file: Path,
+    log_file: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
+) -> Tracked:
+    """Start argv in its own session, output appended to log_file, and record it."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        # The log is opened here (by us), so the child may run as a user who cannot reach it.
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            user=user,
+            group=_primary_group(user) if user else None,
+            extra_groups=[] if user else None,
+        )
+    tracked = Tracked(proc.pid, psutil.Process(proc.pid).create_time())
+    pid_file.write_text(json.dumps({"pid": tracked.pid, "started": tracked.started, "argv": argv[:3]}))
+    return tracked
+
+
+def _primary_group(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_gid
+
+
+def stop(pid_file: Path, *, sig: int = signal.SIGTERM, timeout: float = 30.0) -> bool:
+    """Stop the tracked process group; True if something was stopped."""
+    tracked = running(pid_file)
+    if tracked is None:
+        return False
+    try:
+        os.killpg(tracked.pid, sig)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        return False
+    if not wait_gone(tracked.pid, timeout):
+        try:
+            os.killpg(tracked.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_gone(tracked.pid, 5)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    try:
+        psutil.Process(pid).wait(timeout)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.TimeoutExpired:
+        return False
+    return True
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def require_free_port(port: int, what: str, setting: str) -> None:
+    if port_in_use(port):
+        raise InfraError(
+            f"port {port} for {what} is already in use by another program: stop it, or move "
+            f"{what} with {setting}"
+        )
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def wait_until(check, *, timeout: float, interval: float = 0.1, alive=None) -> bool:
+    """Poll check() until true; stop early (False) when alive() says the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        if alive is not None and not alive():
+            return False
+        time.sleep(interval)
+    return check()

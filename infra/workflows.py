@@ -1,0 +1,252 @@
+"""What each task does. tasks.py parses options and calls these through ``python -m infra``."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from infra import apps
+from infra.certs import ensure_certs
+from infra.envfiles import ensure_env_files, read_both, read_credentials
+from infra.errors import InfraError
+from infra.layout import Layout
+from infra.runtime import process, selected_runtime
+from infra.runtime.local import SERVERS, LocalRuntime, valkey_ping
+
+TEST_SUITES = ("unit", "integration", "api")
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _runtime(layout: Layout) -> LocalRuntime:
+    selected_runtime()
+    return LocalRuntime(layout)
+
+
+def setup(layout: Layout, *, quiet: bool = False) -> None:
+    """Certificates and env files, made only where missing."""
+    written = ensure_certs(layout.certs_dir) + ensure_env_files(layout)
+    layout.state.mkdir(exist_ok=True)
+    for path in written:
+        say(f"  wrote {path.relative_to(layout.root)}")
+    if not quiet and not written:
+        say("setup: certificates and env files already in place (nothing overwritten)")
+
+
+def certs(layout: Layout, *, force: bool) -> None:
+    written = ensure_certs(layout.certs_dir, force=force)
+    for path in written:
+        say(f"  wrote {path.relative_to(layout.root)}")
+    if not written:
+        say("certs: certs/ already holds the CA and server certificate (use --force to remake)")
+
+
+def _run_initializer(module: str, env_file: Path, layout: Layout) -> None:
+    env = {**os.environ, "DASHTAM_ENV_FILE": str(env_file.resolve())}
+    env.pop("ENVIRONMENT", None)
+    result = subprocess.run([sys.executable, "-m", module], env=env, cwd=layout.root, check=False)
+    if result.returncode != 0:
+        raise InfraError(f"{module.rsplit('.', 1)[-1].replace('_', '-')} failed (exit {result.returncode})",
+                         code=result.returncode)
+
+
+def up(layout: Layout, *, reload: bool = True, timeout: float = 90.0) -> None:
+    started_at = time.monotonic()
+    runtime = _runtime(layout)
+    setup(layout, quiet=True)
+    servers = runtime.start_servers()
+    env_file = layout.dev_env_file
+    apps_started = []
+    if servers or not all(process.running(layout.pid_file(a.name)) for a in apps.APPS):
+        _run_initializer("dashtam_core.init_db", env_file, layout)
+    for app in apps.APPS:
+        if apps.start_app(app, layout=layout, env_file=env_file, reload=reload):
+            apps_started.append(app.name)
+    for app in apps.APPS:
+        apps.wait_healthy(app, layout=layout, env_file=env_file, timeout=timeout)
+    if not servers and not apps_started:
+        say("Dashtam is already up (nothing to start):")
+    else:
+        say(f"Dashtam is up in {time.monotonic() - started_at:.1f}s (started: "
+            f"{', '.join(servers + apps_started)}):")
+    dev = read_credentials(env_file)
+    say(f"  API        {apps.health_url(apps.APPS[0], env_file).removesuffix('/health')}  (docs at /docs)")
+    say(f"  callback   {apps.health_url(apps.APPS[1], env_file).removesuffix('/health')}")
+    say(f"  PostgreSQL 127.0.0.1:{dev.db_port}  database {dev.db_name}")
+    say(f"  Valkey     127.0.0.1:{dev.redis_port}  index {dev.redis_db}")
+    say(f"  CA         {layout.ca_file.relative_to(layout.root)}  (curl --cacert {layout.ca_file.relative_to(layout.root)} ...)")
+    say("  logs: inv logs -f    stop: inv down")
+
+
+def down(layout: Layout) -> None:
+    stopped = [a.name for a in apps.APPS if apps.stop_app(a, layout=layout)]
+    stopped += _runtime(layout).stop_servers()
+    say(f"stopped: {', '.join(stopped)} (data kept)" if stopped else "nothing was running")
+
+
+def status(layout: Layout) -> int:
+    """Print a table of the services; 0 if every running one is healthy."""
+    rows = []
+    secrets_file = layout.secrets_file
+    creds = read_credentials(layout.dev_env_file) if layout.dev_env_file.exists() else None
+    for name in SERVERS:
+        tracked = process.running(layout.pid_file(name))
+        port = (creds.db_port if name == "postgres" else creds.redis_port) if creds else None
+        healthy = None
+        if tracked and port and secrets_file.exists():
+            runtime = LocalRuntime(layout)
+            if name == "postgres":
+                import asyncio
+
+                healthy = asyncio.run(runtime._can_login(port, runtime.secrets().postgres_password))
+            else:
+                healthy = valkey_ping(port, runtime.secrets().valkey_password)
+        rows.append((name, tracked, port, healthy))
+    for app in apps.APPS:
+        tracked = process.running(layout.pid_file(app.name))
+        port = apps.app_port(app, layout.dev_env_file) if layout.dev_env_file.exists() else app.default_port
+        healthy = None
+        if tracked:
+            code, _ = apps.check_health(apps.health_url(app, layout.dev_env_file), layout.ca_file)
+            healthy = code == 200
+        rows.append((app.name, tracked, port, healthy))
+    say(f"{'service':<10} {'pid':>8} {'port':>6}  healthy")
+    bad = 0
+    for name, tracked, port, healthy in rows:
+        label = "-" if tracked is None else ("yes" if healthy else "NO")
+        bad += tracked is not None and not healthy
+        say(f"{name:<10} {tracked.pid if tracked else '-':>8} {port or '-':>6}  {label}")
+    return 1 if bad else 0
+
+
+def logs(layout: Layout, *, service: str | None, follow: bool, lines: int) -> None:
+    names = [service] if service else [*SERVERS, *(a.name for a in apps.APPS)]
+    known = {*SERVERS, *(a.name for a in apps.APPS)}
+    if service and service not in known:
+        raise InfraError(f"unknown service {service!r}; choose from {', '.join(sorted(known))}")
+    files = {n: layout.log_file(n) for n in names if layout.log_file(n).exists()}
+    if not files:
+        raise InfraError("no logs yet: start the environment with `inv up`")
+    prefix = len(files) > 1
+    positions = {}
+    for name, path in files.items():
+        with open(path, errors="replace") as handle:
+            tail_lines = handle.readlines()[-lines:]
+            positions[name] = handle.tell()
+        for line in tail_lines:
+            sys.stdout.write(f"{name:>8} | {line}" if prefix else line)
+    sys.stdout.flush()
+    while follow:
+        time.sleep(0.5)
+        for name, path in files.items():
+            with open(path, errors="replace") as handle:
+                handle.seek(positions[name])
+                for line in handle:
+                    sys.stdout.write(f"{name:>8} | {line}" if prefix else line)
+                positions[name] = handle.tell()
+        sys.stdout.flush()
+
+
+def clean(layout: Layout) -> None:
+    down(layout)
+    _runtime(layout).delete_data()
+    for name in (*SERVERS, *(a.name for a in apps.APPS)):
+        layout.log_file(name).unlink(missing_ok=True)
+    say(f"deleted the servers' data ({layout.data_dir}); env files and certificates kept")
+
+
+def test_setup(layout: Layout) -> list[str]:
+    """Shared servers up (never the dev apps), test schema rebuilt; returns servers started."""
+    runtime = _runtime(layout)
+    setup(layout, quiet=True)
+    started = runtime.start_servers()
+    _run_initializer("dashtam_core.init_test_db", layout.test_env_file, layout)
+    return started
+
+
+def _dev_apps_running(layout: Layout) -> bool:
+    return any(process.running(layout.pid_file(a.name)) for a in apps.APPS)
+
+
+def test(
+    layout: Layout,
+    *,
+    parallel: bool,
+    workers: str,
+    suites: list[str],
+    pytest_args: list[str],
+    cov: bool,
+) -> int:
+    started = test_setup(layout)
+    try:
+        return _pytest(layout, parallel=parallel, workers=workers, suites=suites,
+                       pytest_args=pytest_args, cov=cov)
+    finally:
+        # Servers this run started go down again, unless a developer's `inv up` now uses them.
+        if started and not _dev_apps_running(layout):
+            _runtime(layout).stop_servers(tuple(started))
+
+
+def _pytest(layout: Layout, *, parallel: bool, workers: str, suites: list[str],
+            pytest_args: list[str], cov: bool) -> int:
+    unknown = [s for s in suites if s not in TEST_SUITES]
+    if unknown:
+        raise InfraError(f"unknown test suite {unknown[0]!r}; choose from {', '.join(TEST_SUITES)}")
+    paths = [f"tests/{s}" for s in suites] or ["tests"]
+    args = [*paths, *pytest_args]
+    if parallel:
+        args = ["-n", workers, *args]
+    env = {**os.environ, "DASHTAM_ENV_FILE": str(layout.test_env_file.resolve())}
+    env.pop("ENVIRONMENT", None)
+    if not cov:
+        return subprocess.run([sys.executable, "-m", "pytest", *args], env=env, cwd=layout.root,
+                              check=False).returncode
+    for old in layout.root.glob(".coverage*"):
+        old.unlink()
+    code = subprocess.run([sys.executable, "-m", "coverage", "run", "-m", "pytest", *args],
+                          env=env, cwd=layout.root, check=False).returncode
+    subprocess.run([sys.executable, "-m", "coverage", "combine", "-q"], cwd=layout.root, check=False)
+    report = subprocess.run([sys.executable, "-m", "coverage", "report"], cwd=layout.root, check=False)
+    subprocess.run([sys.executable, "-m", "coverage", "html", "-q"], cwd=layout.root, check=False)
+    say("coverage: HTML report in htmlcov/index.html")
+    return code or report.returncode
+
+
+def test_clean(layout: Layout) -> None:
+    """Drop every test database on the shared server and empty the tests' Valkey index."""
+    import asyncio
+
+    from dashtam_core.safety import is_test_database_name
+
+    runtime = _runtime(layout)
+    dev, test_creds = read_both(layout)
+    if not process.running(layout.pid_file("postgres")):
+        raise InfraError("PostgreSQL is not running: nothing to clean (data of a stopped server stays)")
+
+    async def drop() -> list[str]:
+        conn = await runtime.superuser_connect(test_creds.db_port)
+        try:
+            rows = await conn.fetch(
+                "SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
+                "WHERE r.rolname = $1", test_creds.db_user)
+            names = [r["datname"] for r in rows if is_test_database_name(r["datname"])]
+            for name in names:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return names
+        finally:
+            await conn.close()
+
+    dropped = asyncio.run(drop())
+    client = redis.Redis(host="127.0.0.1", port=test_creds.redis_port, db=test_creds.redis_db,
+                         username=test_creds.redis_user, password=test_creds.redis_password)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    say(f"dropped test databases: {', '.join(dropped) or 'none'}; flushed Valkey index {test_creds.redis_db}")
+    say("the next `inv test` recreates what it needs")

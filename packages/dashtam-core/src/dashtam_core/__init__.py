@@ -1,0 +1,1 @@
+"""Dashtam core: settings, database engine and sessions, cache client, schema initialisers."""

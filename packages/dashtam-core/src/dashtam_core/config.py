@@ -1,0 +1,176 @@
+"""Settings: process environment > env file > class defaults (pydantic-settings).
+
+The env file is chosen by ``DASHTAM_ENV_FILE``; without it, by ``ENVIRONMENT`` in the process
+environment (``testing`` -> ``env/.env.test``, anything else -> ``env/.env.dev``). ``TestSettings``
+adds the checks that only make sense for a test process.
+"""
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from dotenv import dotenv_values
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+from dashtam_core.safety import check_test_database_config
+
+Environment = Literal["development", "testing", "staging", "production"]
+
+PLACEHOLDERS = ("change-me", "changeme", "change_me", "replace-me")
+DEFAULT_ENV_FILES = {"testing": "env/.env.test"}
+DEFAULT_ENV_FILE = "env/.env.dev"
+
+
+class ConfigError(Exception):
+    """Configuration that cannot be used; the message is one line and names the setting."""
+
+
+def _is_placeholder(value: str) -> bool:
+    lowered = value.lower()
+    return any(p in lowered for p in PLACEHOLDERS)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=DEFAULT_ENV_FILE, env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    ENVIRONMENT: Environment = "development"
+    DATABASE_URL: str = "postgresql+asyncpg://dashtam_user:change-me@127.0.0.1:55432/dashtam"
+    REDIS_URL: str = "redis://dashtam_user:change-me@127.0.0.1:56379/0"
+    SECRET_KEY: str = "change-me"
+
+    DB_ECHO: bool = False
+    DB_POOL_SIZE: int = Field(default=10, ge=1, le=200)
+    DB_MAX_OVERFLOW: int = Field(default=10, ge=0, le=200)
+    DB_POOL_TIMEOUT: float = Field(default=10.0, gt=0)
+    DB_POOL_RECYCLE: int = Field(default=1800, ge=-1)
+    DB_CONNECT_TIMEOUT: float = Field(default=5.0, gt=0)
+
+    API_HOST: str = "127.0.0.1"
+    API_PORT: int = Field(default=8000, ge=1, le=65535)
+    CALLBACK_HOST: str = "127.0.0.1"
+    CALLBACK_PORT: int = Field(default=8182, ge=1, le=65535)
+    API_BASE_URL: str = "https://localhost:8000"
+    CALLBACK_BASE_URL: str = "https://localhost:8182"
+
+    SSL_CERT_FILE: Path = Path("certs/server.pem")
+    SSL_KEY_FILE: Path = Path("certs/server-key.pem")
+    CA_CERT_FILE: Path = Path("certs/ca.pem")
+
+    HEALTH_TIMEOUT_SECONDS: float = Field(default=2.0, gt=0, le=30)
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except Exception as exc:
+            raise ValueError(f"not a database URL ({exc})") from None
+        if url.drivername != "postgresql+asyncpg":
+            raise ValueError("must start with postgresql+asyncpg://")
+        if not url.database:
+            raise ValueError("names no database")
+        return value
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://")):
+            raise ValueError("must start with redis:// or rediss://")
+        return value
+
+    @model_validator(mode="after")
+    def _no_placeholders_outside_dev(self) -> "Settings":
+        if self.ENVIRONMENT in ("development", "testing"):
+            return self
+        secrets = {
+            "SECRET_KEY": self.SECRET_KEY,
+            "DATABASE_URL": self.database_url.password or "",
+            "REDIS_URL": self.REDIS_URL,
+        }
+        for name, value in secrets.items():
+            if _is_placeholder(value):
+                raise ValueError(f"{name} holds a placeholder value; generate a real secret")
+        if len(self.SECRET_KEY) < 32:
+            raise ValueError("SECRET_KEY must be at least 32 characters")
+        return self
+
+    @property
+    def database_url(self) -> URL:
+        return make_url(self.DATABASE_URL)
+
+    @property
+    def database_name(self) -> str:
+        return self.database_url.database or ""
+
+    @property
+    def is_development(self) -> bool:
+        return self.ENVIRONMENT == "development"
+
+
+class TestSettings(Settings):
+    """Settings of a test process: ENVIRONMENT must be testing and the database a test one."""
+
+    ENVIRONMENT: Environment = "testing"
+    # The development database this test process must never be pointed at.
+    DEV_DATABASE_NAME: str = "dashtam"
+
+    @model_validator(mode="after")
+    def _must_be_a_test_configuration(self) -> "TestSettings":
+        problem = check_test_database_config(
+            environment=self.ENVIRONMENT,
+            database_url=self.DATABASE_URL,
+            dev_database_name=self.DEV_DATABASE_NAME,
+        )
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def env_file_path() -> Path:
+    explicit = os.environ.get("DASHTAM_ENV_FILE")
+    if explicit:
+        return Path(explicit)
+    return Path(DEFAULT_ENV_FILES.get(os.environ.get("ENVIRONMENT", ""), DEFAULT_ENV_FILE))
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "settings"
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"invalid setting {where}: {message}{more}"
+
+
+def load_settings(cls: type[Settings] | None = None, env_file: Path | None = None) -> Settings:
+    """Build settings from the process environment and the chosen env file.
+
+    Raises ConfigError with a one-line message that names the offending setting.
+    """
+    path = env_file or env_file_path()
+    if not path.is_file():
+        raise ConfigError(f"env file {path} not found; run `inv setup` to generate it")
+    if cls is None:
+        environment = os.environ.get("ENVIRONMENT") or peek_env_file("ENVIRONMENT", path)
+        cls = TestSettings if environment == "testing" else Settings
+    try:
+        return cls(_env_file=path)
+    except ValidationError as exc:
+        raise ConfigError(f"{_describe(exc)} [env file {path}]") from None
+
+
+def peek_env_file(key: str, path: Path | None = None) -> str | None:
+    """One raw key of the (chosen) env file, read the way pydantic-settings reads it."""
+    path = path or env_file_path()
+    return dotenv_values(path).get(key) if path.is_file() else None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The one settings object of this process."""
+    return load_settings()

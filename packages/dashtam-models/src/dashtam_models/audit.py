@@ -1,0 +1,32 @@
+"""The append-only record of every token event."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Text
+from sqlalchemy.dialects.postgresql import INET, JSONB
+from sqlmodel import Field, SQLModel
+
+from dashtam_models.base import created_at, foreign_key, uuid_pk
+
+
+class ProviderAuditLog(SQLModel, table=True):
+    __tablename__ = "provider_audit_logs"
+
+    id: uuid.UUID | None = uuid_pk()
+    # SET NULL, not CASCADE: the audit trail outlives the user, provider and connection it names.
+    user_id: uuid.UUID | None = foreign_key("users.id", ondelete="SET NULL", nullable=True)
+    provider_id: uuid.UUID | None = foreign_key("providers.id", ondelete="SET NULL", nullable=True)
+    connection_id: uuid.UUID | None = foreign_key(
+        "provider_connections.id", ondelete="SET NULL", nullable=True
+    )
+    action: str = Field(sa_type=Text, sa_column_kwargs={"nullable": False, "index": True})
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_type=JSONB,
+        sa_column_kwargs={"server_default": "{}", "nullable": False},
+    )
+    ip_address: str | None = Field(default=None, sa_type=INET)
+    user_agent: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime | None = created_at()

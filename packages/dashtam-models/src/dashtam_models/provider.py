@@ -1,0 +1,83 @@
+"""A person's financial institutions, their OAuth connection and its (encrypted) tokens."""
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from dashtam_models.base import created_at, foreign_key, updated_at, uuid_pk
+
+
+class ConnectionStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    ERROR = "error"
+
+
+_STATUSES = ", ".join(f"'{s.value}'" for s in ConnectionStatus)
+
+
+class Provider(SQLModel, table=True):
+    """One institution a user added, under an alias of their choosing."""
+
+    __tablename__ = "providers"
+    __table_args__ = (UniqueConstraint("user_id", "alias", name="uq_providers_user_alias"),)
+
+    id: uuid.UUID | None = uuid_pk()
+    user_id: uuid.UUID = foreign_key("users.id", ondelete="CASCADE")
+    # Which kind of institution: "sandbox", "schwab" or a configured generic OAuth2 key.
+    provider_key: str = Field(sa_type=Text, sa_column_kwargs={"nullable": False})
+    alias: str = Field(sa_type=Text, sa_column_kwargs={"nullable": False})
+    created_at: datetime | None = created_at()
+    updated_at: datetime | None = updated_at()
+
+
+class ProviderConnection(SQLModel, table=True):
+    """The OAuth connection state of one provider (exactly one per provider)."""
+
+    __tablename__ = "provider_connections"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_STATUSES})", name="ck_provider_connections_status"),
+    )
+
+    id: uuid.UUID | None = uuid_pk()
+    provider_id: uuid.UUID = foreign_key("providers.id", ondelete="CASCADE", unique=True)
+    status: str = Field(
+        default=ConnectionStatus.PENDING.value,
+        sa_type=Text,
+        sa_column_kwargs={"server_default": ConnectionStatus.PENDING.value, "nullable": False},
+    )
+    scope: str | None = Field(default=None, sa_type=Text)
+    error_message: str | None = Field(default=None, sa_type=Text)
+    connected_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    last_refreshed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    created_at: datetime | None = created_at()
+    updated_at: datetime | None = updated_at()
+
+
+class ProviderToken(SQLModel, table=True):
+    """A connection's tokens, only ever stored as ciphertext (one row per connection)."""
+
+    __tablename__ = "provider_tokens"
+
+    id: uuid.UUID | None = uuid_pk()
+    connection_id: uuid.UUID = foreign_key(
+        "provider_connections.id", ondelete="CASCADE", unique=True
+    )
+    access_token_encrypted: bytes = Field(
+        sa_type=LargeBinary, sa_column_kwargs={"nullable": False}
+    )
+    refresh_token_encrypted: bytes | None = Field(default=None, sa_type=LargeBinary)
+    id_token_encrypted: bytes | None = Field(default=None, sa_type=LargeBinary)
+    # Which vault key encrypted these columns, so old keys can be rotated out.
+    key_id: str = Field(sa_type=Text, sa_column_kwargs={"nullable": False})
+    token_type: str = Field(default="Bearer", sa_type=Text)
+    scope: str | None = Field(default=None, sa_type=Text)
+    expires_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    refresh_expires_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    created_at: datetime | None = created_at()
+    updated_at: datetime | None = updated_at()

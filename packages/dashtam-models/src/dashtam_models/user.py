@@ -1,0 +1,24 @@
+"""People who use Dashtam."""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Text
+from sqlalchemy.dialects.postgresql import CITEXT
+from sqlmodel import Field, SQLModel
+
+from dashtam_models.base import created_at, updated_at, uuid_pk
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: uuid.UUID | None = uuid_pk()
+    # citext: "Ann@Example.com" and "ann@example.com" are one account.
+    email: str = Field(sa_type=CITEXT, sa_column_kwargs={"unique": True, "nullable": False})
+    name: str = Field(default="", sa_type=Text, sa_column_kwargs={"nullable": False})
+    # Null until a password is set (argon2 hash; never the password itself).
+    password_hash: str | None = Field(default=None, sa_type=Text)
+    is_active: bool = Field(default=True, sa_column_kwargs={"server_default": "true"})
+    created_at: datetime | None = created_at()
+    updated_at: datetime | None = updated_at()

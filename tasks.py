@@ -1,0 +1,137 @@
+"""Dashtam's one interface: `inv --list` is the manual.
+
+Thin on purpose: each task parses its options and runs ``python -m infra <command>`` inside the
+hatch environment (which installs every package and the servers' wheels). Defaults live in the
+Collection config below and can be overridden in invoke.yaml or INVOKE_DASHTAM_* variables.
+"""
+
+import importlib.util
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from invoke import Collection, Exit, task
+
+ROOT = Path(__file__).resolve().parent
+SERVICES = "postgres, valkey, api, callback"
+
+
+def _hatch() -> list[str]:
+    # The hatch beside this invoke first (same venv, even when it is not activated), then PATH.
+    if importlib.util.find_spec("hatch") is not None:
+        return [sys.executable, "-m", "hatch"]
+    hatch = shutil.which("hatch")
+    if hatch is None:
+        raise Exit("error: hatch is not installed: pip install hatch", code=1)
+    return [hatch]
+
+
+def _infra(c, *args: str, env: str = "default", pty: bool = False) -> None:
+    """Run `python -m infra ARGS` in a hatch environment; a failure exits with its code."""
+    command = [*_hatch(), "run", f"{env}:python", "-m", "infra", *args]
+    with c.cd(str(ROOT)):
+        result = c.run(shlex.join(command), warn=True, pty=pty, echo=False)
+    if result is None or result.exited != 0:
+        # infra has already printed the one-line reason.
+        raise Exit(code=result.exited if result is not None else 1)
+
+
+@task
+def setup(c):
+    """Create what a fresh checkout lacks: certificates and env files with fresh secrets."""
+    _infra(c, "setup")
+
+
+@task(help={"force": "Make a new CA and server certificate even if certs/ holds them."})
+def certs(c, force=False):
+    """Create the local CA and the servers' HTTPS certificate in certs/."""
+    _infra(c, "certs", *(["--force"] if force else []))
+
+
+@task(help={
+    "reload": "Restart the API when code changes (default: on).",
+    "timeout": "Seconds to wait for the servers to become healthy.",
+})
+def up(c, reload=None, timeout=None):
+    """Start the dev environment: PostgreSQL, Valkey, the API (:8000) and callback (:8182), HTTPS."""
+    reload = c.dashtam.reload if reload is None else reload
+    timeout = c.dashtam.up_timeout if timeout is None else timeout
+    _infra(c, "up", "--timeout", str(timeout), *([] if reload else ["--no-reload"]))
+
+
+@task
+def down(c):
+    """Stop everything `inv up` started; the data stays."""
+    _infra(c, "down")
+
+
+@task
+def status(c):
+    """Show each service with its pid, port and health."""
+    _infra(c, "status")
+
+
+@task(help={
+    "service": f"Only this service's log ({SERVICES}).",
+    "follow": "Keep printing new lines.",
+    "lines": "How many lines to show first.",
+})
+def logs(c, service=None, follow=False, lines=50):
+    """Show the servers' logs."""
+    args = ["logs", "--lines", str(lines), *(["--follow"] if follow else [])]
+    _infra(c, *args, *([service] if service else []))
+
+
+@task(help={"yes": "Do not ask for confirmation."})
+def clean(c, yes=False):
+    """Stop everything and delete the servers' data (dev and test); env files and certs stay."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise Exit("error: inv clean deletes the development data; pass --yes to confirm", code=1)
+        answer = input("Delete all development data? Type 'yes' to confirm: ")
+        if answer.strip().lower() != "yes":
+            raise Exit("clean: nothing deleted", code=1)
+    _infra(c, "clean")
+
+
+@task(name="test-setup")
+def test_setup(c):
+    """Start the shared servers if they are down and rebuild the test database (dev apps untouched)."""
+    _infra(c, "test-setup", env="test")
+
+
+@task(
+    help={
+        "parallel": "Run the tests in parallel with pytest-xdist.",
+        "workers": "xdist workers with --parallel (a number or 'auto').",
+        "unit": "Run the unit tests (no servers needed).",
+        "integration": "Run the integration tests (real PostgreSQL and Valkey).",
+        "api": "Run the HTTP API tests.",
+        "cov": "Measure coverage and print a combined report (HTML in htmlcov/).",
+        "pytest_args": "More pytest arguments, quoted, e.g. -a '-k health -x'.",
+    },
+)
+def test(c, parallel=False, workers=None, unit=False, integration=False, api=False, cov=False,
+         pytest_args=""):
+    """Run the test suite against the isolated test database (all suites unless some are picked)."""
+    args = ["test"]
+    if parallel:
+        args += ["--parallel", "--workers", str(workers or c.dashtam.workers)]
+    for suite, picked in (("unit", unit), ("integration", integration), ("api", api)):
+        if picked:
+            args += ["--suite", suite]
+    if cov:
+        args.append("--cov")
+    extra = shlex.split(pytest_args)
+    _infra(c, *args, *(["--", *extra] if extra else []), env="test")
+
+
+@task(name="test-clean")
+def test_clean(c):
+    """Drop the test databases and the tests' Valkey data (dev data untouched)."""
+    _infra(c, "test-clean", env="test")
+
+
+namespace = Collection(setup, certs, up, down, status, logs, clean, test_setup, test, test_clean)
+namespace.configure({"dashtam": {"reload": True, "up_timeout": 90, "workers": "auto"}})
