@@ -49,10 +49,12 @@ def certs(c, force=False):
     _infra(c, "certs", *(["--force"] if force else []))
 
 
-@task(help={
-    "reload": "Restart the API when code changes (default: on).",
-    "timeout": "Seconds to wait for the servers to become healthy.",
-})
+@task(
+    help={
+        "reload": "Restart the API when code changes (default: on).",
+        "timeout": "Seconds to wait for the servers to become healthy.",
+    }
+)
 def up(c, reload=None, timeout=None):
     """Start the dev environment: PostgreSQL, Valkey, the API (:8000) and callback (:8182), HTTPS."""
     reload = c.dashtam.reload if reload is None else reload
@@ -72,11 +74,13 @@ def status(c):
     _infra(c, "status")
 
 
-@task(help={
-    "service": f"Only this service's log ({SERVICES}).",
-    "follow": "Keep printing new lines.",
-    "lines": "How many lines to show first.",
-})
+@task(
+    help={
+        "service": f"Only this service's log ({SERVICES}).",
+        "follow": "Keep printing new lines.",
+        "lines": "How many lines to show first.",
+    }
+)
 def logs(c, service=None, follow=False, lines=50):
     """Show the servers' logs."""
     args = ["logs", "--lines", str(lines), *(["--follow"] if follow else [])]
@@ -88,7 +92,9 @@ def clean(c, yes=False):
     """Stop everything and delete the servers' data (dev and test); env files and certs stay."""
     if not yes:
         if not sys.stdin.isatty():
-            raise Exit("error: inv clean deletes the development data; pass --yes to confirm", code=1)
+            raise Exit(
+                "error: inv clean deletes the development data; pass --yes to confirm", code=1
+            )
         answer = input("Delete all development data? Type 'yes' to confirm: ")
         if answer.strip().lower() != "yes":
             raise Exit("clean: nothing deleted", code=1)
@@ -109,11 +115,19 @@ def test_setup(c):
         "integration": "Run the integration tests (real PostgreSQL and Valkey).",
         "api": "Run the HTTP API tests.",
         "cov": "Measure coverage and print a combined report (HTML in htmlcov/).",
-        "pytest_args": "More pytest arguments, quoted, e.g. -a '-k health -x'.",
+        "pytest_args": "More pytest arguments as one string, e.g. --pytest-args='-k health -x'.",
     },
 )
-def test(c, parallel=False, workers=None, unit=False, integration=False, api=False, cov=False,
-         pytest_args=""):
+def test(
+    c,
+    parallel=False,
+    workers=None,
+    unit=False,
+    integration=False,
+    api=False,
+    cov=False,
+    pytest_args="",
+):
     """Run the test suite against the isolated test database (all suites unless some are picked)."""
     args = ["test"]
     if parallel:
@@ -123,8 +137,9 @@ def test(c, parallel=False, workers=None, unit=False, integration=False, api=Fal
             args += ["--suite", suite]
     if cov:
         args.append("--cov")
-    extra = shlex.split(pytest_args)
-    _infra(c, *args, *(["--", *extra] if extra else []), env="test")
+    if pytest_args:
+        args.append(f"--pytest-args={pytest_args}")
+    _infra(c, *args, env="test")
 
 
 @task(name="test-clean")

@@ -1,6 +1,7 @@
 """``python -m infra <command>``: the workflows behind tasks.py, with one-line failures."""
 
 import argparse
+import shlex
 import sys
 
 from infra import workflows
@@ -30,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--workers", default="auto")
     test.add_argument("--suite", action="append", default=[], choices=workflows.TEST_SUITES)
     test.add_argument("--cov", action="store_true")
-    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    # One quoted string (pass it as --pytest-args="-k x -x"): hatch run would eat a bare "--".
+    test.add_argument("--pytest-args", default="")
     sub.add_parser("test-clean")
     return parser
 
@@ -57,9 +59,14 @@ def main(argv: list[str] | None = None) -> int:
             case "test-setup":
                 workflows.test_setup(layout)
             case "test":
-                extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
-                return workflows.test(layout, parallel=args.parallel, workers=args.workers,
-                                      suites=args.suite, pytest_args=extra, cov=args.cov)
+                return workflows.test(
+                    layout,
+                    parallel=args.parallel,
+                    workers=args.workers,
+                    suites=args.suite,
+                    pytest_args=shlex.split(args.pytest_args),
+                    cov=args.cov,
+                )
             case "test-clean":
                 workflows.test_clean(layout)
     except InfraError as exc:

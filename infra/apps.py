@@ -32,18 +32,28 @@ APPS = (
 )
 
 
-def app_port(app: App, env_file: Path) -> int:
-    return int(read_env(env_file).get(app.port_key, app.default_port))
+def app_port(app: App, env_file: Path, port: int | None = None) -> int:
+    return port or int(read_env(env_file).get(app.port_key, app.default_port))
 
 
-def uvicorn_argv(app: App, *, layout: Layout, env_file: Path, reload: bool) -> list[str]:
+def uvicorn_argv(
+    app: App, *, layout: Layout, env_file: Path, reload: bool, port: int | None = None
+) -> list[str]:
     values = read_env(env_file)
     argv = [
-        sys.executable, "-m", "uvicorn", app.factory, "--factory",
-        "--host", values.get(app.host_key, "127.0.0.1"),
-        "--port", str(app_port(app, env_file)),
-        "--ssl-certfile", str(layout.root / values.get("SSL_CERT_FILE", "certs/server.pem")),
-        "--ssl-keyfile", str(layout.root / values.get("SSL_KEY_FILE", "certs/server-key.pem")),
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app.factory,
+        "--factory",
+        "--host",
+        values.get(app.host_key, "127.0.0.1"),
+        "--port",
+        str(app_port(app, env_file, port)),
+        "--ssl-certfile",
+        str(layout.root / values.get("SSL_CERT_FILE", "certs/server.pem")),
+        "--ssl-keyfile",
+        str(layout.root / values.get("SSL_KEY_FILE", "certs/server-key.pem")),
         "--no-server-header",
     ]
     if reload:
@@ -53,24 +63,35 @@ def uvicorn_argv(app: App, *, layout: Layout, env_file: Path, reload: bool) -> l
     return argv
 
 
-def start_app(app: App, *, layout: Layout, env_file: Path, reload: bool, pid_name: str | None = None) -> bool:
+def start_app(
+    app: App,
+    *,
+    layout: Layout,
+    env_file: Path,
+    reload: bool,
+    pid_name: str | None = None,
+    port: int | None = None,
+) -> bool:
     """Start one server unless running; True if this call started it."""
     pid_file = layout.pid_file(pid_name or app.name)
     if process.running(pid_file):
         return False
-    port = app_port(app, env_file)
+    port = app_port(app, env_file, port)
     process.require_free_port(port, f"the {app.name} server", f"{app.port_key} in {env_file.name}")
     env = {**os.environ, "DASHTAM_ENV_FILE": str(env_file.resolve())}
     env.pop("ENVIRONMENT", None)  # the env file decides
     process.spawn(
-        uvicorn_argv(app, layout=layout, env_file=env_file, reload=reload),
-        pid_file=pid_file, log_file=layout.log_file(pid_name or app.name), env=env, cwd=layout.root,
+        uvicorn_argv(app, layout=layout, env_file=env_file, reload=reload, port=port),
+        pid_file=pid_file,
+        log_file=layout.log_file(pid_name or app.name),
+        env=env,
+        cwd=layout.root,
     )
     return True
 
 
-def health_url(app: App, env_file: Path) -> str:
-    return f"https://localhost:{app_port(app, env_file)}/health"
+def health_url(app: App, env_file: Path, port: int | None = None) -> str:
+    return f"https://localhost:{app_port(app, env_file, port)}/health"
 
 
 def check_health(url: str, ca_file: Path, timeout: float = 3.0) -> tuple[int | None, dict | str]:
@@ -86,8 +107,16 @@ def check_health(url: str, ca_file: Path, timeout: float = 3.0) -> tuple[int | N
         return response.status_code, response.text[:200]
 
 
-def wait_healthy(app: App, *, layout: Layout, env_file: Path, timeout: float, pid_name: str | None = None) -> dict:
-    url = health_url(app, env_file)
+def wait_healthy(
+    app: App,
+    *,
+    layout: Layout,
+    env_file: Path,
+    timeout: float,
+    pid_name: str | None = None,
+    port: int | None = None,
+) -> dict:
+    url = health_url(app, env_file, port)
     pid_file = layout.pid_file(pid_name or app.name)
     deadline = time.monotonic() + timeout
     last: object = None
@@ -98,7 +127,9 @@ def wait_healthy(app: App, *, layout: Layout, env_file: Path, timeout: float, pi
         last = body
         if process.running(pid_file) is None:
             log = layout.log_file(pid_name or app.name)
-            raise InfraError(f"the {app.name} server exited; last lines of {log}:\n{process.tail(log)}")
+            raise InfraError(
+                f"the {app.name} server exited; last lines of {log}:\n{process.tail(log)}"
+            )
         time.sleep(0.25)
     raise InfraError(f"the {app.name} server is not healthy at {url} after {timeout:.0f}s: {last}")
 

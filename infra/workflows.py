@@ -51,8 +51,10 @@ def _run_initializer(module: str, env_file: Path, layout: Layout) -> None:
     env.pop("ENVIRONMENT", None)
     result = subprocess.run([sys.executable, "-m", module], env=env, cwd=layout.root, check=False)
     if result.returncode != 0:
-        raise InfraError(f"{module.rsplit('.', 1)[-1].replace('_', '-')} failed (exit {result.returncode})",
-                         code=result.returncode)
+        raise InfraError(
+            f"{module.rsplit('.', 1)[-1].replace('_', '-')} failed (exit {result.returncode})",
+            code=result.returncode,
+        )
 
 
 def up(layout: Layout, *, reload: bool = True, timeout: float = 90.0) -> None:
@@ -72,14 +74,20 @@ def up(layout: Layout, *, reload: bool = True, timeout: float = 90.0) -> None:
     if not servers and not apps_started:
         say("Dashtam is already up (nothing to start):")
     else:
-        say(f"Dashtam is up in {time.monotonic() - started_at:.1f}s (started: "
-            f"{', '.join(servers + apps_started)}):")
+        say(
+            f"Dashtam is up in {time.monotonic() - started_at:.1f}s (started: "
+            f"{', '.join(servers + apps_started)}):"
+        )
     dev = read_credentials(env_file)
-    say(f"  API        {apps.health_url(apps.APPS[0], env_file).removesuffix('/health')}  (docs at /docs)")
+    say(
+        f"  API        {apps.health_url(apps.APPS[0], env_file).removesuffix('/health')}  (docs at /docs)"
+    )
     say(f"  callback   {apps.health_url(apps.APPS[1], env_file).removesuffix('/health')}")
     say(f"  PostgreSQL 127.0.0.1:{dev.db_port}  database {dev.db_name}")
     say(f"  Valkey     127.0.0.1:{dev.redis_port}  index {dev.redis_db}")
-    say(f"  CA         {layout.ca_file.relative_to(layout.root)}  (curl --cacert {layout.ca_file.relative_to(layout.root)} ...)")
+    say(
+        f"  CA         {layout.ca_file.relative_to(layout.root)}  (curl --cacert {layout.ca_file.relative_to(layout.root)} ...)"
+    )
     say("  logs: inv logs -f    stop: inv down")
 
 
@@ -109,7 +117,11 @@ def status(layout: Layout) -> int:
         rows.append((name, tracked, port, healthy))
     for app in apps.APPS:
         tracked = process.running(layout.pid_file(app.name))
-        port = apps.app_port(app, layout.dev_env_file) if layout.dev_env_file.exists() else app.default_port
+        port = (
+            apps.app_port(app, layout.dev_env_file)
+            if layout.dev_env_file.exists()
+            else app.default_port
+        )
         healthy = None
         if tracked:
             code, _ = apps.check_health(apps.health_url(app, layout.dev_env_file), layout.ca_file)
@@ -184,16 +196,29 @@ def test(
 ) -> int:
     started = test_setup(layout)
     try:
-        return _pytest(layout, parallel=parallel, workers=workers, suites=suites,
-                       pytest_args=pytest_args, cov=cov)
+        return _pytest(
+            layout,
+            parallel=parallel,
+            workers=workers,
+            suites=suites,
+            pytest_args=pytest_args,
+            cov=cov,
+        )
     finally:
         # Servers this run started go down again, unless a developer's `inv up` now uses them.
         if started and not _dev_apps_running(layout):
             _runtime(layout).stop_servers(tuple(started))
 
 
-def _pytest(layout: Layout, *, parallel: bool, workers: str, suites: list[str],
-            pytest_args: list[str], cov: bool) -> int:
+def _pytest(
+    layout: Layout,
+    *,
+    parallel: bool,
+    workers: str,
+    suites: list[str],
+    pytest_args: list[str],
+    cov: bool,
+) -> int:
     unknown = [s for s in suites if s not in TEST_SUITES]
     if unknown:
         raise InfraError(f"unknown test suite {unknown[0]!r}; choose from {', '.join(TEST_SUITES)}")
@@ -204,14 +229,23 @@ def _pytest(layout: Layout, *, parallel: bool, workers: str, suites: list[str],
     env = {**os.environ, "DASHTAM_ENV_FILE": str(layout.test_env_file.resolve())}
     env.pop("ENVIRONMENT", None)
     if not cov:
-        return subprocess.run([sys.executable, "-m", "pytest", *args], env=env, cwd=layout.root,
-                              check=False).returncode
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", *args], env=env, cwd=layout.root, check=False
+        ).returncode
     for old in layout.root.glob(".coverage*"):
         old.unlink()
-    code = subprocess.run([sys.executable, "-m", "coverage", "run", "-m", "pytest", *args],
-                          env=env, cwd=layout.root, check=False).returncode
-    subprocess.run([sys.executable, "-m", "coverage", "combine", "-q"], cwd=layout.root, check=False)
-    report = subprocess.run([sys.executable, "-m", "coverage", "report"], cwd=layout.root, check=False)
+    code = subprocess.run(
+        [sys.executable, "-m", "coverage", "run", "-m", "pytest", *args],
+        env=env,
+        cwd=layout.root,
+        check=False,
+    ).returncode
+    subprocess.run(
+        [sys.executable, "-m", "coverage", "combine", "-q"], cwd=layout.root, check=False
+    )
+    report = subprocess.run(
+        [sys.executable, "-m", "coverage", "report"], cwd=layout.root, check=False
+    )
     subprocess.run([sys.executable, "-m", "coverage", "html", "-q"], cwd=layout.root, check=False)
     say("coverage: HTML report in htmlcov/index.html")
     return code or report.returncode
@@ -224,16 +258,20 @@ def test_clean(layout: Layout) -> None:
     from dashtam_core.safety import is_test_database_name
 
     runtime = _runtime(layout)
-    dev, test_creds = read_both(layout)
+    _dev, test_creds = read_both(layout)
     if not process.running(layout.pid_file("postgres")):
-        raise InfraError("PostgreSQL is not running: nothing to clean (data of a stopped server stays)")
+        raise InfraError(
+            "PostgreSQL is not running: nothing to clean (data of a stopped server stays)"
+        )
 
     async def drop() -> list[str]:
         conn = await runtime.superuser_connect(test_creds.db_port)
         try:
             rows = await conn.fetch(
                 "SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
-                "WHERE r.rolname = $1", test_creds.db_user)
+                "WHERE r.rolname = $1",
+                test_creds.db_user,
+            )
             names = [r["datname"] for r in rows if is_test_database_name(r["datname"])]
             for name in names:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -242,11 +280,18 @@ def test_clean(layout: Layout) -> None:
             await conn.close()
 
     dropped = asyncio.run(drop())
-    client = redis.Redis(host="127.0.0.1", port=test_creds.redis_port, db=test_creds.redis_db,
-                         username=test_creds.redis_user, password=test_creds.redis_password)
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=test_creds.redis_port,
+        db=test_creds.redis_db,
+        username=test_creds.redis_user,
+        password=test_creds.redis_password,
+    )
     try:
         client.flushdb()
     finally:
         client.close()
-    say(f"dropped test databases: {', '.join(dropped) or 'none'}; flushed Valkey index {test_creds.redis_db}")
+    say(
+        f"dropped test databases: {', '.join(dropped) or 'none'}; flushed Valkey index {test_creds.redis_db}"
+    )
     say("the next `inv test` recreates what it needs")

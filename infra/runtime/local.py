@@ -71,9 +71,19 @@ class LocalRuntime:
         except KeyError:
             nologin = shutil.which("nologin") or "/usr/sbin/nologin"
             result = subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-                 "--shell", nologin, self.user],
-                capture_output=True, text=True, check=False,
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--home-dir",
+                    "/nonexistent",
+                    "--shell",
+                    nologin,
+                    self.user,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if result.returncode != 0:
                 raise InfraError(
@@ -114,10 +124,23 @@ class LocalRuntime:
         self._write_as_owner(pwfile, secrets.postgres_password + "\n")
         try:
             result = subprocess.run(
-                [str(bin_dir / "initdb"), "-D", str(self.postgres_data), "-U", SUPERUSER,
-                 f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8", "--no-locale",
-                 "--no-instructions"],
-                capture_output=True, text=True, check=False, user=self.user,
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(self.postgres_data),
+                    "-U",
+                    SUPERUSER,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                    "--no-instructions",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                user=self.user,
                 cwd=self.postgres_data.parent,
             )
         finally:
@@ -132,23 +155,34 @@ class LocalRuntime:
         pid_file = self.layout.pid_file("postgres")
         if process.running(pid_file):
             return False
-        process.require_free_port(port, "PostgreSQL", "DASHTAM_POSTGRES_PORT (then re-run `inv setup`)")
+        process.require_free_port(
+            port, "PostgreSQL", "DASHTAM_POSTGRES_PORT (then re-run `inv setup`)"
+        )
         self._ensure_service_user()
         secrets = self.secrets()
         bin_dir = self._pg_bin()
         if not (self.postgres_data / "PG_VERSION").exists():
             self._initdb(bin_dir, secrets)
         argv = [
-            str(bin_dir / "postgres"), "-D", str(self.postgres_data), "-p", str(port),
-            "-c", "listen_addresses=127.0.0.1",
+            str(bin_dir / "postgres"),
+            "-D",
+            str(self.postgres_data),
+            "-p",
+            str(port),
+            "-c",
+            "listen_addresses=127.0.0.1",
             # TCP only: no socket files in shared /tmp, and every login goes through a password.
-            "-c", "unix_socket_directories=",
-            "-c", "max_connections=200",
-            "-c", "password_encryption=scram-sha-256",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "password_encryption=scram-sha-256",
         ]
         log = self.layout.log_file("postgres")
-        tracked = process.spawn(argv, pid_file=pid_file, log_file=log, user=self.user,
-                                cwd=self.postgres_data.parent)
+        tracked = process.spawn(
+            argv, pid_file=pid_file, log_file=log, user=self.user, cwd=self.postgres_data.parent
+        )
 
         def ready() -> bool:
             return asyncio.run(self._can_login(port, secrets.postgres_password))
@@ -164,8 +198,14 @@ class LocalRuntime:
 
     async def _can_login(self, port: int, password: str) -> bool:
         try:
-            conn = await asyncpg.connect(host="127.0.0.1", port=port, user=SUPERUSER,
-                                         password=password, database="postgres", timeout=2)
+            conn = await asyncpg.connect(
+                host="127.0.0.1",
+                port=port,
+                user=SUPERUSER,
+                password=password,
+                database="postgres",
+                timeout=2,
+            )
         except (OSError, asyncpg.PostgresError, TimeoutError):
             return False
         await conn.close()
@@ -190,16 +230,39 @@ class LocalRuntime:
             "DASHTAM_TEST_DB_NAME": test.db_name,
         }
         result = subprocess.run(
-            [str(psql), "-X", "-q", "-h", "127.0.0.1", "-p", str(dev.db_port), "-U", SUPERUSER,
-             "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-f", str(self.layout.bootstrap_sql)],
-            env=env, capture_output=True, text=True, check=False,
+            [
+                str(psql),
+                "-X",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(dev.db_port),
+                "-U",
+                SUPERUSER,
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-f",
+                str(self.layout.bootstrap_sql),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise InfraError(f"database bootstrap failed: {result.stderr.strip()}")
 
     async def superuser_connect(self, port: int, database: str = "postgres") -> asyncpg.Connection:
-        return await asyncpg.connect(host="127.0.0.1", port=port, user=SUPERUSER,
-                                     password=self.secrets().postgres_password, database=database)
+        return await asyncpg.connect(
+            host="127.0.0.1",
+            port=port,
+            user=SUPERUSER,
+            password=self.secrets().postgres_password,
+            database=database,
+        )
 
     # --- Valkey ----------------------------------------------------------------------------
 
@@ -239,14 +302,21 @@ requirepass {admin}
         config = self.valkey_dir / "valkey.conf"
         self._write_as_owner(config, self._valkey_config(port, dev, test, admin))
         log = self.layout.log_file("valkey")
-        tracked = process.spawn([str(server), str(config)], pid_file=pid_file, log_file=log,
-                                user=self.user, cwd=self.valkey_dir)
+        tracked = process.spawn(
+            [str(server), str(config)],
+            pid_file=pid_file,
+            log_file=log,
+            user=self.user,
+            cwd=self.valkey_dir,
+        )
         alive = lambda: process.running(pid_file) is not None  # noqa: E731
-        if not process.wait_until(lambda: valkey_ping(port, admin), timeout=START_TIMEOUT,
-                                  alive=alive):
+        if not process.wait_until(
+            lambda: valkey_ping(port, admin), timeout=START_TIMEOUT, alive=alive
+        ):
             process.stop(pid_file, sig=signal.SIGKILL)
             raise InfraError(
-                f"Valkey did not start (pid {tracked.pid}); last lines of {log}:\n" + process.tail(log)
+                f"Valkey did not start (pid {tracked.pid}); last lines of {log}:\n"
+                + process.tail(log)
             )
         return True
 
@@ -284,8 +354,14 @@ requirepass {admin}
 def valkey_ping(port: int, password: str, user: str = "default") -> bool:
     import redis
 
-    client = redis.Redis(host="127.0.0.1", port=port, username=user, password=password,
-                         socket_connect_timeout=1, socket_timeout=1)
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        username=user,
+        password=password,
+        socket_connect_timeout=1,
+        socket_timeout=1,
+    )
     try:
         return bool(client.ping())
     except redis.RedisError:

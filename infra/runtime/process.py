@@ -4,6 +4,7 @@ A pid file records the pid *and* the process start time, so a recycled pid is ne
 for ours and never signalled.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -39,7 +40,10 @@ def running(pid_file: Path) -> Tracked | None:
         return None
     try:
         proc = psutil.Process(tracked.pid)
-        if abs(proc.create_time() - tracked.started) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE:
+        if (
+            abs(proc.create_time() - tracked.started) < 1.0
+            and proc.status() != psutil.STATUS_ZOMBIE
+        ):
             return tracked
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         pass
@@ -74,7 +78,9 @@ def spawn(
             extra_groups=[] if user else None,
         )
     tracked = Tracked(proc.pid, psutil.Process(proc.pid).create_time())
-    pid_file.write_text(json.dumps({"pid": tracked.pid, "started": tracked.started, "argv": argv[:3]}))
+    pid_file.write_text(
+        json.dumps({"pid": tracked.pid, "started": tracked.started, "argv": argv[:3]})
+    )
     return tracked
 
 
@@ -95,10 +101,8 @@ def stop(pid_file: Path, *, sig: int = signal.SIGTERM, timeout: float = 30.0) ->
         pid_file.unlink(missing_ok=True)
         return False
     if not wait_gone(tracked.pid, timeout):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(tracked.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         wait_gone(tracked.pid, 5)
     pid_file.unlink(missing_ok=True)
     return True

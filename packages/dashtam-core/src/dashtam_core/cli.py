@@ -15,9 +15,10 @@ from dashtam_core.config import ConfigError
 class CommandError(Exception):
     """A failure to report as one line; ``code`` is the exit status."""
 
-    def __init__(self, message: str, code: int = 1):
+    def __init__(self, message: str, code: int = 1, *, prefixed: bool = True):
         super().__init__(message)
         self.code = code
+        self.prefixed = prefixed
 
 
 def run(name: str, command: Callable[[], Awaitable[int | None]]) -> None:
@@ -25,7 +26,7 @@ def run(name: str, command: Callable[[], Awaitable[int | None]]) -> None:
     try:
         code = asyncio.run(command()) or 0
     except CommandError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}" if exc.prefixed else str(exc), file=sys.stderr)
         code = exc.code
     except ConfigError as exc:
         print(f"{name}: {exc}", file=sys.stderr)

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     ENVIRONMENT: Environment = "development"
     DATABASE_URL: str = "postgresql+asyncpg://dashtam_user:change-me@127.0.0.1:55432/dashtam"
     REDIS_URL: str = "redis://dashtam_user:change-me@127.0.0.1:56379/0"
-    SECRET_KEY: str = "change-me"
+    SECRET_KEY: str = "change-me"  # noqa: S105 -- a placeholder, refused outside dev/test
 
     DB_ECHO: bool = False
     DB_POOL_SIZE: int = Field(default=10, ge=1, le=200)
@@ -115,6 +115,8 @@ class Settings(BaseSettings):
 
 class TestSettings(Settings):
     """Settings of a test process: ENVIRONMENT must be testing and the database a test one."""
+
+    __test__ = False  # a settings class, not a pytest test class
 
     ENVIRONMENT: Environment = "testing"
     # The development database this test process must never be pointed at.

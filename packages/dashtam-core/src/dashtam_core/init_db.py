@@ -52,7 +52,9 @@ async def _main() -> int:
     if created:
         log.info("database %s: created %s", settings.database_name, ", ".join(created))
     else:
-        log.info("database %s: all %d tables present, nothing to do", settings.database_name, len(tables))
+        log.info(
+            "database %s: all %d tables present, nothing to do", settings.database_name, len(tables)
+        )
     return 0
 
 

@@ -28,7 +28,12 @@ TEST_DATABASE_OPTIONS = {"synchronous_commit": "off"}
 
 class SafetyError(CommandError):
     def __init__(self, reason: str):
-        super().__init__(f"SAFETY: refusing to initialise a test database: {reason}", SAFETY_EXIT_CODE)
+        # The line starts with SAFETY: so scripts and people can tell a refusal from a failure.
+        super().__init__(
+            f"SAFETY: init-test-db refused, nothing was touched: {reason}",
+            SAFETY_EXIT_CODE,
+            prefixed=False,
+        )
 
 
 def _dev_database_name(settings: Settings) -> str:
@@ -39,7 +44,9 @@ async def init_test_db(settings: Settings) -> dict:
     """Check, then drop and recreate the schema of the configured test database."""
     dev_name = _dev_database_name(settings)
     problem = check_test_database_config(
-        environment=settings.ENVIRONMENT, database_url=settings.DATABASE_URL, dev_database_name=dev_name
+        environment=settings.ENVIRONMENT,
+        database_url=settings.DATABASE_URL,
+        dev_database_name=dev_name,
     )
     if problem:
         raise SafetyError(problem)
@@ -81,7 +88,7 @@ async def _main() -> int:
     # (exit 2), not in a validation error.
     try:
         settings = load_settings(Settings)
-    except ConfigError as exc:
+    except ConfigError:
         environment = os.environ.get("ENVIRONMENT") or peek_env_file("ENVIRONMENT")
         if environment != "testing":
             raise SafetyError(f"ENVIRONMENT is {environment!r}, not 'testing'") from None
@@ -91,8 +98,13 @@ async def _main() -> int:
     url = settings.database_url
     log.info(
         "test database %s on %s:%s rebuilt in %.2fs: %d tables (%s); %s",
-        summary["database"], url.host, url.port, summary["seconds"],
-        len(summary["tables"]), ", ".join(summary["tables"]), options,
+        summary["database"],
+        url.host,
+        url.port,
+        summary["seconds"],
+        len(summary["tables"]),
+        ", ".join(summary["tables"]),
+        options,
     )
     return 0
 

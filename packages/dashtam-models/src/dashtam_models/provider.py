@@ -68,9 +68,7 @@ class ProviderToken(SQLModel, table=True):
     connection_id: uuid.UUID = foreign_key(
         "provider_connections.id", ondelete="CASCADE", unique=True
     )
-    access_token_encrypted: bytes = Field(
-        sa_type=LargeBinary, sa_column_kwargs={"nullable": False}
-    )
+    access_token_encrypted: bytes = Field(sa_type=LargeBinary, sa_column_kwargs={"nullable": False})
     refresh_token_encrypted: bytes | None = Field(default=None, sa_type=LargeBinary)
     id_token_encrypted: bytes | None = Field(default=None, sa_type=LargeBinary)
     # Which vault key encrypted these columns, so old keys can be rotated out.

@@ -16,7 +16,9 @@ class User(SQLModel, table=True):
     id: uuid.UUID | None = uuid_pk()
     # citext: "Ann@Example.com" and "ann@example.com" are one account.
     email: str = Field(sa_type=CITEXT, sa_column_kwargs={"unique": True, "nullable": False})
-    name: str = Field(default="", sa_type=Text, sa_column_kwargs={"nullable": False})
+    name: str = Field(
+        default="", sa_type=Text, sa_column_kwargs={"nullable": False, "server_default": ""}
+    )
     # Null until a password is set (argon2 hash; never the password itself).
     password_hash: str | None = Field(default=None, sa_type=Text)
     is_active: bool = Field(default=True, sa_column_kwargs={"server_default": "true"})

@@ -1,0 +1,106 @@
+"""/health turns degraded when its Valkey goes away and healthy when it is back.
+
+The Valkey here is the test's own (a private server on a free port): tests never stop the
+shared servers.
+"""
+
+import socket
+import subprocess
+
+import httpx
+import pytest
+
+from dashtam_api.main import create_app
+from infra.runtime.binaries import valkey_server
+from tests.conftest import wait_for
+
+PASSWORD = "private-valkey-password"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateValkey:
+    def __init__(self, port: int, workdir):
+        self.port, self.workdir, self.proc = port, workdir, None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                str(valkey_server()),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--requirepass",
+                PASSWORD,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def private_valkey(tmp_path):
+    server = PrivateValkey(free_port(), tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_health_degrades_and_recovers_with_its_valkey(test_settings, private_valkey):
+    settings = test_settings.model_copy(
+        update={
+            "REDIS_URL": f"redis://default:{PASSWORD}@127.0.0.1:{private_valkey.port}/0",
+            "HEALTH_TIMEOUT_SECONDS": 1.0,
+        }
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+
+            async def status_is(expected: int) -> bool:
+                return (await client.get("/health")).status_code == expected
+
+            assert await wait_for(lambda: status_is(200)), (await client.get("/health")).json()
+
+            private_valkey.stop()
+            response = await client.get("/health")
+            assert response.status_code == 503
+            body = response.json()
+            assert body["status"] == "degraded"
+            assert body["down"] == ["cache"]
+            assert body["checks"]["database"]["status"] == "up"
+            assert PASSWORD not in response.text
+
+            private_valkey.start()
+            assert await wait_for(lambda: status_is(200), timeout=15)
+            assert (await client.get("/health")).json()["status"] == "healthy"
+
+
+async def test_health_reports_an_unreachable_database(test_settings):
+    closed = free_port()
+    url = test_settings.database_url.set(port=closed).render_as_string(hide_password=False)
+    app = create_app(test_settings.model_copy(update={"DATABASE_URL": url}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["down"] == ["database"]
+    assert test_settings.database_url.password not in response.text

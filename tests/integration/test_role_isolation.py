@@ -1,0 +1,83 @@
+"""Neither environment's role can open the other's database; neither is a superuser."""
+
+import asyncpg
+import pytest
+
+from infra.envfiles import read_credentials
+from tests.conftest import DEV_ENV_FILE, TEST_ENV_FILE
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return read_credentials(DEV_ENV_FILE)
+
+
+@pytest.fixture(scope="module")
+def test_creds():
+    return read_credentials(TEST_ENV_FILE)
+
+
+def connect(creds, database: str, password: str | None = None):
+    return asyncpg.connect(
+        host=creds.db_host,
+        port=creds.db_port,
+        user=creds.db_user,
+        password=password or creds.db_password,
+        database=database,
+        timeout=5,
+    )
+
+
+async def test_dev_role_cannot_connect_to_the_test_database(dev, test_creds):
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+        await connect(dev, test_creds.db_name)
+
+
+async def test_test_role_cannot_connect_to_the_dev_database(dev, test_creds):
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+        await connect(test_creds, dev.db_name)
+
+
+async def test_test_role_cannot_connect_to_the_maintenance_database(test_creds):
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await connect(test_creds, "postgres")
+
+
+async def test_wrong_password_is_refused(test_creds):
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await connect(test_creds, test_creds.db_name, password="not-the-password")
+
+
+async def test_roles_are_not_superusers_and_only_tests_may_create_databases(dev, test_creds):
+    conn = await connect(test_creds, test_creds.db_name)
+    try:
+        rows = await conn.fetch(
+            "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles "
+            "WHERE rolname = ANY($1::text[])",
+            [dev.db_user, test_creds.db_user],
+        )
+        owner = await conn.fetchval(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+        )
+    finally:
+        await conn.close()
+    roles = {r["rolname"]: r for r in rows}
+    for role in (dev.db_user, test_creds.db_user):
+        assert roles[role]["rolsuper"] is False
+        assert roles[role]["rolcreaterole"] is False
+    assert roles[dev.db_user]["rolcreatedb"] is False
+    assert roles[test_creds.db_user]["rolcreatedb"] is True
+    assert owner == test_creds.db_user
+
+
+async def test_test_database_is_the_one_connected(test_settings):
+    import dashtam_core.database as database
+
+    db = database.Database.from_settings(test_settings)
+    try:
+        async with db.engine.connect() as conn:
+            from sqlalchemy import text
+
+            assert await conn.scalar(text("SELECT current_database()")) == "dashtam_test"
+    finally:
+        await db.dispose()
