@@ -6,8 +6,8 @@ Collection config below and can be overridden in invoke.yaml or INVOKE_DASHTAM_*
 """
 
 import importlib.util
-import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,14 +27,20 @@ def _hatch() -> list[str]:
     return [hatch]
 
 
-def _infra(c, *args: str, env: str = "default", pty: bool = False) -> None:
-    """Run `python -m infra ARGS` in a hatch environment; a failure exits with its code."""
+def _infra(c, *args: str, env: str = "default") -> None:
+    """Run `python -m infra ARGS` in a hatch environment; a failure exits with its code.
+
+    A plain subprocess rather than c.run: output streams straight through (no relay threads
+    that turn a closed pipe or Ctrl-C into a traceback) and `inv logs -f` reads the terminal.
+    """
     command = [*_hatch(), "run", f"{env}:python", "-m", "infra", *args]
-    with c.cd(str(ROOT)):
-        result = c.run(shlex.join(command), warn=True, pty=pty, echo=False)
-    if result is None or result.exited != 0:
+    try:
+        code = subprocess.run(command, cwd=ROOT, check=False).returncode
+    except KeyboardInterrupt:
+        code = 130
+    if code != 0:
         # infra has already printed the one-line reason.
-        raise Exit(code=result.exited if result is not None else 1)
+        raise Exit(code=code)
 
 
 @task

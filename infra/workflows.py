@@ -31,7 +31,7 @@ def _runtime(layout: Layout) -> LocalRuntime:
 def setup(layout: Layout, *, quiet: bool = False) -> None:
     """Certificates and env files, made only where missing."""
     written = ensure_certs(layout.certs_dir) + ensure_env_files(layout)
-    layout.state.mkdir(exist_ok=True)
+    layout.state.mkdir(mode=0o700, exist_ok=True)
     for path in written:
         say(f"  wrote {path.relative_to(layout.root)}")
     if not quiet and not written:
