@@ -37,3 +37,6 @@ ALTER DATABASE :"test_db" OWNER TO :"test_user";
 REVOKE ALL ON DATABASE :"dev_db" FROM PUBLIC;
 REVOKE ALL ON DATABASE :"test_db" FROM PUBLIC;
 REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;
+-- The test role creates and drops its per-worker clones from here: a template cannot be cloned
+-- while anyone (the cloner included) is connected to it. The database holds no data.
+GRANT CONNECT ON DATABASE postgres TO :"test_user";

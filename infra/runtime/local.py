@@ -281,7 +281,8 @@ dir {self.valkey_dir}
 dbfilename dump.rdb
 save 60 1 300 10
 appendonly no
-databases 16
+# Index 0 is development; tests take one index per xdist worker.
+databases 64
 logfile ""
 requirepass {admin}
 {users}

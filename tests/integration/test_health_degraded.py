@@ -12,7 +12,7 @@ import pytest
 
 from dashtam_api.main import create_app
 from infra.runtime.binaries import valkey_server
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 PASSWORD = "private-valkey-password"
 

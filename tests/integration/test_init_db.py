@@ -7,7 +7,8 @@ import sys
 import asyncpg
 
 import dashtam_models
-from tests.conftest import ROOT, asyncpg_params, env_for, run_module
+from tests.fixtures.environment import ROOT
+from tests.helpers import asyncpg_params, env_for, run_module
 
 TABLES = {t.name for t in dashtam_models.metadata.sorted_tables}
 

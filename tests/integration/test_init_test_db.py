@@ -5,7 +5,7 @@ import uuid
 import asyncpg
 
 import dashtam_models
-from tests.conftest import asyncpg_params, env_for, run_module
+from tests.helpers import asyncpg_params, env_for, run_module
 
 TABLES = {t.name for t in dashtam_models.metadata.sorted_tables}
 

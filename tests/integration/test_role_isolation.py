@@ -4,7 +4,7 @@ import asyncpg
 import pytest
 
 from infra.envfiles import read_credentials
-from tests.conftest import DEV_ENV_FILE, TEST_ENV_FILE
+from tests.fixtures.environment import DEV_ENV_FILE, TEST_ENV_FILE
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +38,15 @@ async def test_test_role_cannot_connect_to_the_dev_database(dev, test_creds):
         await connect(test_creds, dev.db_name)
 
 
-async def test_test_role_cannot_connect_to_the_maintenance_database(test_creds):
+async def test_dev_role_cannot_connect_to_the_maintenance_database(dev):
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
-        await connect(test_creds, "postgres")
+        await connect(dev, "postgres")
+
+
+async def test_dev_role_cannot_connect_to_a_worker_clone(dev, test_settings):
+    # Clones inherit no CONNECT for PUBLIC: the development role stays out of them too.
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await connect(dev, test_settings.database_name)
 
 
 async def test_wrong_password_is_refused(test_creds):
@@ -68,16 +74,3 @@ async def test_roles_are_not_superusers_and_only_tests_may_create_databases(dev,
     assert roles[dev.db_user]["rolcreatedb"] is False
     assert roles[test_creds.db_user]["rolcreatedb"] is True
     assert owner == test_creds.db_user
-
-
-async def test_test_database_is_the_one_connected(test_settings):
-    import dashtam_core.database as database
-
-    db = database.Database.from_settings(test_settings)
-    try:
-        async with db.engine.connect() as conn:
-            from sqlalchemy import text
-
-            assert await conn.scalar(text("SELECT current_database()")) == "dashtam_test"
-    finally:
-        await db.dispose()

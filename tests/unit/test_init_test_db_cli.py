@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import run_module
+from tests.helpers import run_module
 
 # The port is closed: had the command tried to connect, it would fail with exit 1, not 2.
 CLOSED = "postgresql+asyncpg://dashtam_test_user:pw@127.0.0.1:9/"

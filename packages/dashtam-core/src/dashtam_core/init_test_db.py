@@ -17,7 +17,11 @@ from dashtam_core.cli import CommandError, run
 from dashtam_core.config import ConfigError, Settings, load_settings, peek_env_file
 from dashtam_core.database import create_engine
 from dashtam_core.init_db import SCHEMA_LOCK_KEY, create_schema, existing_tables
-from dashtam_core.safety import check_connected_database, check_test_database_config
+from dashtam_core.safety import (
+    check_connected_database,
+    check_test_database_config,
+    is_test_database_name,
+)
 
 log = logging.getLogger("dashtam.init_test_db")
 
@@ -73,14 +77,34 @@ async def init_test_db(settings: Settings) -> dict:
         missing = [t.name for t in dashtam_models.metadata.sorted_tables if t.name not in present]
         if missing:
             raise CommandError(f"schema incomplete after rebuild, missing: {', '.join(missing)}")
+        # Worker clones left by a crashed run; DROP DATABASE cannot run inside a transaction.
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            leftovers = await drop_leftover_clones(conn, connected)
     finally:
         await engine.dispose()
     return {
         "database": connected,
         "tables": created,
         "options": TEST_DATABASE_OPTIONS,
+        "leftovers": leftovers,
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+async def drop_leftover_clones(conn, template: str) -> list[str]:
+    """Drop ``<template>_<suffix>`` databases of this role (each passes the safety rule)."""
+    rows = await conn.execute(
+        text(
+            "SELECT datname FROM pg_database WHERE datdba = "
+            "(SELECT oid FROM pg_roles WHERE rolname = current_user) AND datname LIKE :pattern"
+        ),
+        {"pattern": template.replace("_", r"\_") + r"\_%"},
+    )
+    names = [name for (name,) in rows if is_test_database_name(name) and name != template]
+    for name in names:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return names
 
 
 async def _main() -> int:
@@ -96,6 +120,8 @@ async def _main() -> int:
     summary = await init_test_db(settings)
     options = ", ".join(f"{k}={v}" for k, v in summary["options"].items())
     url = settings.database_url
+    if summary["leftovers"]:
+        log.info("dropped clones left by an earlier run: %s", ", ".join(summary["leftovers"]))
     log.info(
         "test database %s on %s:%s rebuilt in %.2fs: %d tables (%s); %s",
         summary["database"],

@@ -1,0 +1,86 @@
+"""Small helpers tests import (fixtures live in tests/fixtures/)."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from dashtam_core.config import Settings
+from tests.fixtures.environment import ROOT, TEST_ENV_FILE
+
+
+def asyncpg_params(url: str) -> dict:
+    parsed = make_url(url)
+    return {
+        "host": parsed.host,
+        "port": parsed.port,
+        "user": parsed.username,
+        "password": parsed.password,
+        "database": parsed.database,
+    }
+
+
+def run_module(
+    module: str, env: dict[str, str | None], timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Run one of our console entry points as a separate process, as a person would.
+
+    ``env`` overrides the process environment; a None value removes that variable.
+    """
+    full_env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+    return subprocess.run(
+        [sys.executable, "-m", module],
+        env=full_env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def env_for(url: str, **extra: str) -> dict[str, str]:
+    """Process environment for a CLI run against the given database, test env file otherwise."""
+    return {"DASHTAM_ENV_FILE": str(TEST_ENV_FILE), "DATABASE_URL": url, **extra}
+
+
+async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(interval)
+    return await predicate()
+
+
+class ScratchDatabases:
+    """Databases a test creates on the shared server as the test role, dropped afterwards."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.created: list[str] = []
+
+    def url_for(self, name: str) -> str:
+        return self.settings.database_url.set(database=name).render_as_string(hide_password=False)
+
+    async def create(self, name: str | None = None) -> str:
+        name = name or f"dashtam_test_s{uuid.uuid4().hex[:10]}"
+        conn = await asyncpg.connect(**asyncpg_params(self.settings.DATABASE_URL))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        finally:
+            await conn.close()
+        self.created.append(name)
+        return self.url_for(name)
+
+    async def drop_all(self) -> None:
+        conn = await asyncpg.connect(**asyncpg_params(self.settings.DATABASE_URL))
+        try:
+            for name in self.created:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
