@@ -2,6 +2,7 @@
 
 import argparse
 import shlex
+import signal
 import sys
 
 from infra import workflows
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if hasattr(signal, "SIGPIPE"):
+        # `inv status | head -1` ends quietly, like any Unix tool, not with a traceback.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = _parser().parse_args(argv)
     layout = Layout()
     try:
