@@ -32,6 +32,18 @@ APPS = (
 )
 
 
+# Settings a child process must take from its env file, not from whatever shell started `inv`.
+ENV_FILE_DECIDES = ("ENVIRONMENT", "DATABASE_URL", "REDIS_URL")
+
+
+def child_env(env_file: Path, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process that runs with env_file (plus explicit overrides)."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV_FILE_DECIDES}
+    env["DASHTAM_ENV_FILE"] = str(env_file.resolve())
+    env.update(overrides or {})
+    return env
+
+
 def app_port(app: App, env_file: Path, port: int | None = None) -> int:
     return port or int(read_env(env_file).get(app.port_key, app.default_port))
 
@@ -71,6 +83,7 @@ def start_app(
     reload: bool,
     pid_name: str | None = None,
     port: int | None = None,
+    env_overrides: dict[str, str] | None = None,
 ) -> bool:
     """Start one server unless running; True if this call started it."""
     pid_file = layout.pid_file(pid_name or app.name)
@@ -78,13 +91,11 @@ def start_app(
         return False
     port = app_port(app, env_file, port)
     process.require_free_port(port, f"the {app.name} server", f"{app.port_key} in {env_file.name}")
-    env = {**os.environ, "DASHTAM_ENV_FILE": str(env_file.resolve())}
-    env.pop("ENVIRONMENT", None)  # the env file decides
     process.spawn(
         uvicorn_argv(app, layout=layout, env_file=env_file, reload=reload, port=port),
         pid_file=pid_file,
         log_file=layout.log_file(pid_name or app.name),
-        env=env,
+        env=child_env(env_file, env_overrides),
         cwd=layout.root,
     )
     return True

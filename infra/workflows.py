@@ -1,6 +1,5 @@
 """What each task does. tasks.py parses options and calls these through ``python -m infra``."""
 
-import os
 import subprocess
 import sys
 import time
@@ -47,9 +46,9 @@ def certs(layout: Layout, *, force: bool) -> None:
 
 
 def _run_initializer(module: str, env_file: Path, layout: Layout) -> None:
-    env = {**os.environ, "DASHTAM_ENV_FILE": str(env_file.resolve())}
-    env.pop("ENVIRONMENT", None)
-    result = subprocess.run([sys.executable, "-m", module], env=env, cwd=layout.root, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", module], env=apps.child_env(env_file), cwd=layout.root, check=False
+    )
     if result.returncode != 0:
         raise InfraError(
             f"{module.rsplit('.', 1)[-1].replace('_', '-')} failed (exit {result.returncode})",
@@ -226,8 +225,7 @@ def _pytest(
     args = [*paths, *pytest_args]
     if parallel:
         args = ["-n", workers, *args]
-    env = {**os.environ, "DASHTAM_ENV_FILE": str(layout.test_env_file.resolve())}
-    env.pop("ENVIRONMENT", None)
+    env = apps.child_env(layout.test_env_file)
     if not cov:
         return subprocess.run(
             [sys.executable, "-m", "pytest", *args], env=env, cwd=layout.root, check=False

@@ -1,7 +1,8 @@
-"""The local runtime end to end, on a private pair of servers (own layout, own ports).
+"""The local runtime and the task workflows end to end, on a private project (own ports).
 
 It never touches the shared servers: it builds a second project layout in a temporary folder,
-starts PostgreSQL and Valkey there, and checks what `inv up`/`inv down`/`inv test-clean` promise.
+starts PostgreSQL, Valkey and the apps there, and checks what `inv up`/`down`/`status`/`logs`/
+`clean`/`test-clean` promise.
 """
 
 import asyncio
@@ -12,7 +13,8 @@ import asyncpg
 import pytest
 import redis
 
-from infra import workflows
+import infra.__main__ as infra_main
+from infra import apps, workflows
 from infra.envfiles import ensure_env_files, read_both
 from infra.layout import ROOT, Layout
 from infra.runtime import process
@@ -36,9 +38,14 @@ def private_runtime(tmp_path, monkeypatch):
     monkeypatch.setenv("DASHTAM_VALKEY_PORT", str(free_port()))
     layout = Layout(root=tmp_path)
     ensure_env_files(layout)
+    api_port, callback_port = free_port(), free_port()
+    text = layout.dev_env_file.read_text()
+    for old, new in (("8000", str(api_port)), ("8182", str(callback_port))):
+        text = text.replace(f"_PORT={old}", f"_PORT={new}").replace(f":{old}\n", f":{new}\n")
+    layout.dev_env_file.write_text(text)
     runtime = LocalRuntime(layout)
     yield runtime
-    runtime.stop_servers()
+    workflows.down(layout)
     runtime.delete_data()
 
 
@@ -140,3 +147,36 @@ def test_a_taken_port_is_one_clear_error(private_runtime):
             InfraError, match=f"port {dev.db_port} for PostgreSQL is already in use"
         ):
             private_runtime.start_postgres(dev.db_port)
+
+
+def test_up_status_logs_down_clean_on_a_private_project(private_runtime, capsys, monkeypatch):
+    layout = private_runtime.layout
+    workflows.up(layout, reload=False, timeout=60)
+    assert "Dashtam is up" in capsys.readouterr().out
+    assert (layout.certs_dir / "ca.pem").exists()
+
+    workflows.up(layout, reload=False, timeout=60)
+    assert "already up" in capsys.readouterr().out
+
+    monkeypatch.setattr(infra_main, "Layout", lambda: layout)
+    assert infra_main.main(["status"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [row.split()[0] for row in table[1:]] == ["postgres", "valkey", "api", "callback"]
+    assert all(row.split()[-1] == "yes" for row in table[1:])
+
+    api = apps.APPS[0]
+    code, body = apps.check_health(apps.health_url(api, layout.dev_env_file), layout.ca_file)
+    assert code == 200
+    assert body["environment"] == "development"
+
+    assert infra_main.main(["logs", "api", "-n", "50"]) == 0
+    assert "GET /health" in capsys.readouterr().out
+    assert infra_main.main(["logs", "nope"]) == 1
+    assert "unknown service 'nope'" in capsys.readouterr().err
+
+    workflows.down(layout)
+    assert "stopped: api, callback, valkey, postgres" in capsys.readouterr().out
+    assert apps.check_health(apps.health_url(api, layout.dev_env_file), layout.ca_file)[0] is None
+
+    workflows.clean(layout)
+    assert not layout.data_dir.exists()

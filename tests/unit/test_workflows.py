@@ -1,0 +1,87 @@
+"""Task workflows that need no server: setup, certs, runtime choice, argument checks."""
+
+import shutil
+
+import pytest
+
+import infra.__main__ as infra_main
+from infra import workflows
+from infra.errors import InfraError
+from infra.layout import ROOT, Layout
+from infra.runtime import selected_runtime
+
+
+@pytest.fixture
+def layout(tmp_path) -> Layout:
+    (tmp_path / "env").mkdir()
+    for name in (".env.dev.example", ".env.test.example"):
+        shutil.copy(ROOT / "env" / name, tmp_path / "env" / name)
+    return Layout(root=tmp_path)
+
+
+def test_setup_writes_once_then_says_nothing_was_overwritten(layout, capsys):
+    workflows.setup(layout)
+    written = capsys.readouterr().out
+    for name in ("certs/ca.pem", "certs/server-key.pem", "env/.env.dev", "env/.env.test"):
+        assert f"wrote {name}" in written
+    assert (layout.state.stat().st_mode & 0o777) == 0o700
+    workflows.setup(layout)
+    assert "already in place (nothing overwritten)" in capsys.readouterr().out
+
+
+def test_certs_keeps_then_forces(layout, capsys):
+    workflows.certs(layout, force=False)
+    capsys.readouterr()
+    before = (layout.certs_dir / "ca.pem").read_bytes()
+    workflows.certs(layout, force=False)
+    assert "use --force to remake" in capsys.readouterr().out
+    workflows.certs(layout, force=True)
+    assert (layout.certs_dir / "ca.pem").read_bytes() != before
+
+
+@pytest.mark.parametrize(
+    ("value", "outcome"),
+    [
+        ("auto", "local"),
+        ("local", "local"),
+        ("compose", "not available yet"),
+        ("k8s", "must be"),
+    ],
+)
+def test_runtime_choice(monkeypatch, value, outcome):
+    monkeypatch.setenv("DASHTAM_RUNTIME", value)
+    if outcome == "local":
+        assert selected_runtime() == "local"
+    else:
+        with pytest.raises(InfraError, match=outcome):
+            selected_runtime()
+
+
+def test_test_clean_needs_a_running_server(layout):
+    workflows.setup(layout, quiet=True)
+    with pytest.raises(InfraError, match="PostgreSQL is not running"):
+        workflows.test_clean(layout)
+
+
+def test_unknown_test_suite_is_refused(layout):
+    with pytest.raises(InfraError, match="unknown test suite 'e2e'"):
+        workflows._pytest(
+            layout, parallel=False, workers="1", suites=["e2e"], pytest_args=[], cov=False
+        )
+
+
+def test_infra_cli_prints_one_line_for_a_failure(layout, monkeypatch, capsys):
+    monkeypatch.setattr(infra_main, "Layout", lambda: layout)
+    monkeypatch.setenv("DASHTAM_RUNTIME", "compose")
+    assert infra_main.main(["down"]) == 1
+    assert capsys.readouterr().err == (
+        "error: DASHTAM_RUNTIME=compose is not available yet; use local (the default)\n"
+    )
+
+
+def test_status_with_nothing_running(layout, monkeypatch, capsys):
+    workflows.setup(layout, quiet=True)
+    capsys.readouterr()
+    assert workflows.status(layout) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [r.split()[1] for r in rows] == ["-", "-", "-", "-"]
