@@ -27,13 +27,13 @@ def _hatch() -> list[str]:
     return [hatch]
 
 
-def _infra(c, *args: str, env: str = "default") -> None:
+def _infra(c, *args: str, env: str = "default", module: str = "infra") -> None:
     """Run `python -m infra ARGS` in a hatch environment; a failure exits with its code.
 
     A plain subprocess rather than c.run: output streams straight through (no relay threads
     that turn a closed pipe or Ctrl-C into a traceback) and `inv logs -f` reads the terminal.
     """
-    command = [*_hatch(), "run", f"{env}:python", "-m", "infra", *args]
+    command = [*_hatch(), "run", f"{env}:python", "-m", module, *args]
     try:
         code = subprocess.run(command, cwd=ROOT, check=False).returncode
     except KeyboardInterrupt:
@@ -154,5 +154,29 @@ def test_clean(c):
     _infra(c, "test-clean", env="test")
 
 
-namespace = Collection(setup, certs, up, down, status, logs, clean, test_setup, test, test_clean)
+@task(
+    positional=["name"],
+    help={
+        "name": "Which benchmark: tests (suite serial vs parallel, clone vs build, rollback vs truncate).",
+        "repeat": "Runs per micro-measurement; the median is reported.",
+        "suite_repeat": "Runs of the whole suite, serial and parallel each.",
+    },
+)
+def bench(c, name, repeat=3, suite_repeat=1):
+    """Run a benchmark under bench/ and print its ratios (noisy machines: compare ratios)."""
+    _infra(
+        c,
+        name,
+        "--repeat",
+        str(repeat),
+        "--suite-repeat",
+        str(suite_repeat),
+        env="test",
+        module="bench",
+    )
+
+
+namespace = Collection(
+    setup, certs, up, down, status, logs, clean, test_setup, test, test_clean, bench
+)
 namespace.configure({"dashtam": {"reload": True, "up_timeout": 90, "workers": "auto"}})

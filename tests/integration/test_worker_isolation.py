@@ -16,6 +16,10 @@ async def test_this_worker_uses_its_own_database(session):
     assert await session.scalar(text("SELECT current_database()")) == f"dashtam_test_{WORKER}"
 
 
+async def test_the_worker_database_has_the_test_speed_options(session):
+    assert await session.scalar(text("SHOW synchronous_commit")) == "off"
+
+
 async def test_the_app_uses_the_worker_database(app):
     async with app.state.db.engine.connect() as conn:
         assert await conn.scalar(text("SELECT current_database()")) == f"dashtam_test_{WORKER}"

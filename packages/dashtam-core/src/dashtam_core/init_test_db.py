@@ -22,12 +22,11 @@ from dashtam_core.safety import (
     check_test_database_config,
     is_test_database_name,
 )
+from dashtam_core.test_databases import TEST_DATABASE_OPTIONS
 
 log = logging.getLogger("dashtam.init_test_db")
 
 SAFETY_EXIT_CODE = 2
-# Durability is worth nothing in a database rebuilt for every run; speed is.
-TEST_DATABASE_OPTIONS = {"synchronous_commit": "off"}
 
 
 class SafetyError(CommandError):

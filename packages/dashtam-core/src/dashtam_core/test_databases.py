@@ -10,6 +10,10 @@ from sqlalchemy.engine import URL
 
 from dashtam_core.safety import check_connected_database, check_test_database_config
 
+# Durability is worth nothing in a database rebuilt for every run; speed is. ALTER DATABASE
+# settings are not copied by CREATE DATABASE ... TEMPLATE, so every clone gets them again.
+TEST_DATABASE_OPTIONS = {"synchronous_commit": "off"}
+
 # The test role may connect here (and only here besides its own databases) to create and drop
 # clones: nobody may be connected to a template while it is copied.
 MAINTENANCE_DATABASE = "postgres"
@@ -57,6 +61,8 @@ async def clone_database(
         await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_url.database}"')
         # New databases grant CONNECT to PUBLIC; clones are for the test role alone.
         await conn.execute(f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC')
+        for option, value in TEST_DATABASE_OPTIONS.items():
+            await conn.execute(f'ALTER DATABASE "{name}" SET {option} = {value}')
     finally:
         await conn.close()
     clone = await asyncpg.connect(**_connect_params(url, name))

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks that print ratios measured side by side in one run (`inv bench ...`)."""
