@@ -26,26 +26,19 @@ from dashtam_core.test_databases import clone_database, drop_database, maintenan
 from dashtam_models import User
 from infra import apps, workflows
 from infra.layout import Layout
-from infra.runtime.local import LocalRuntime
 
 TABLES = ", ".join(f'"{t.name}"' for t in dashtam_models.metadata.sorted_tables)
 
 
 def run(*, repeat: int, suite_repeat: int, tiny_tests: int) -> None:
     layout = Layout()
-    started = workflows.test_setup(layout)
-    try:
+    with workflows.test_servers(layout):
         settings = load_settings(TestSettings, layout.test_env_file)
         rows = [
             suite_serial_vs_parallel(layout, suite_repeat),
             asyncio.run(clone_vs_build(settings, repeat)),
             *asyncio.run(rollback_vs_truncate(settings, repeat, tiny_tests)),
         ]
-    finally:
-        if started and not any(
-            workflows.process.running(layout.pid_file(a.name)) for a in apps.APPS
-        ):
-            LocalRuntime(layout).stop_servers(tuple(started))
     print()
     print(f"{'measurement (median)':<58} {'baseline':>10} {'ours':>10} {'ratio':>7}")
     for label, baseline, ours in rows:

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -180,33 +182,25 @@ def test_setup(layout: Layout) -> list[str]:
     return started
 
 
-def _dev_apps_running(layout: Layout) -> bool:
-    return any(process.running(layout.pid_file(a.name)) for a in apps.APPS)
+@contextmanager
+def test_servers(layout: Layout) -> Iterator[None]:
+    """The shared servers up and the template built for a test run (or a benchmark).
 
-
-def test(
-    layout: Layout,
-    *,
-    parallel: bool,
-    workers: str,
-    suites: list[str],
-    pytest_args: list[str],
-    cov: bool,
-) -> int:
+    Servers this run started go down again afterwards, unless a developer's `inv up` now uses
+    them; the development apps are never started, stopped or restarted.
+    """
     started = test_setup(layout)
     try:
-        return _pytest(
-            layout,
-            parallel=parallel,
-            workers=workers,
-            suites=suites,
-            pytest_args=pytest_args,
-            cov=cov,
-        )
+        yield
     finally:
-        # Servers this run started go down again, unless a developer's `inv up` now uses them.
-        if started and not _dev_apps_running(layout):
+        dev_apps_running = any(process.running(layout.pid_file(a.name)) for a in apps.APPS)
+        if started and not dev_apps_running:
             _runtime(layout).stop_servers(tuple(started))
+
+
+def test(layout: Layout, **options) -> int:
+    with test_servers(layout):
+        return _pytest(layout, **options)
 
 
 def _pytest(

@@ -1,5 +1,8 @@
 """Settings precedence (process env > env file > defaults) and start-up refusals."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,3 +140,19 @@ def test_test_settings_refuse_the_development_database(tmp_path):
     )
     with pytest.raises(ConfigError, match="not a test database"):
         load_settings(TestSettings, path)
+
+
+@pytest.mark.parametrize("factory", ["dashtam_api.main", "dashtam_callback.main"])
+def test_servers_refuse_bad_configuration_in_one_line(tmp_path, factory):
+    env_file = write_env(tmp_path, "ENVIRONMENT=production\nSECRET_KEY=change-me\n")
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {factory} as m; m.create_app()"],
+        env={**os.environ, "DASHTAM_ENV_FILE": str(env_file)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "invalid setting" in result.stderr
+    assert "SECRET_KEY" in result.stderr or "DATABASE_URL" in result.stderr

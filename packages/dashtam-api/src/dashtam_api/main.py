@@ -1,7 +1,6 @@
 """The app factory: ``uvicorn dashtam_api.main:create_app --factory``."""
 
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,20 +10,14 @@ from dashtam_api import __version__
 from dashtam_api.health.router import router as health_router
 from dashtam_api.problems import install_problem_handlers
 from dashtam_core.cache import create_redis
-from dashtam_core.config import ConfigError, Settings, get_settings
+from dashtam_core.config import Settings, settings_or_exit
 from dashtam_core.database import Database
 
 log = logging.getLogger("dashtam.api")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    if settings is None:
-        try:
-            settings = get_settings()
-        except ConfigError as exc:
-            # One line and a non-zero exit instead of a traceback from inside uvicorn.
-            print(f"dashtam-api: {exc}", file=sys.stderr)
-            raise SystemExit(1) from None
+    settings = settings or settings_or_exit("dashtam-api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

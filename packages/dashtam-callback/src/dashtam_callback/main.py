@@ -3,24 +3,17 @@
 It only answers its health check for now; the OAuth redirect handling comes with the connect flow.
 """
 
-import sys
-
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from dashtam_callback import __version__
-from dashtam_core.config import ConfigError, Settings, get_settings
+from dashtam_core.config import Settings, settings_or_exit
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
-    if settings is None:
-        try:
-            settings = get_settings()
-        except ConfigError as exc:
-            print(f"dashtam-callback: {exc}", file=sys.stderr)
-            raise SystemExit(1) from None
+    settings = settings or settings_or_exit("dashtam-callback")
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(

@@ -6,6 +6,7 @@ adds the checks that only make sense for a test process.
 """
 
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -170,6 +171,16 @@ def peek_env_file(key: str, path: Path | None = None) -> str | None:
     """One raw key of the (chosen) env file, read the way pydantic-settings reads it."""
     path = path or env_file_path()
     return dotenv_values(path).get(key) if path.is_file() else None
+
+
+def settings_or_exit(program: str) -> Settings:
+    """The process's settings, or one line on stderr and exit 1 (for server start-up)."""
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        # One line instead of a traceback from inside uvicorn's factory call.
+        print(f"{program}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 @lru_cache(maxsize=1)
