@@ -63,3 +63,28 @@ async def test_refuses_a_database_whose_name_fails_the_rule_and_keeps_every_row(
     finally:
         await conn.close()
     assert owners == ["ann", "bob", "cy"]
+
+
+async def test_drops_worker_clones_a_crashed_run_left_behind(scratch_databases):
+    template = f"lo{uuid.uuid4().hex[:8]}_test"
+    url = await scratch_databases.create(template)
+    for leftover in (f"{template}_gw8", f"{template}_main", f"{template}x"):
+        await scratch_databases.create(leftover)
+
+    result = run_module("dashtam_core.init_test_db", env_for(url))
+    assert result.returncode == 0, result.stderr
+    assert f"{template}_gw8" in result.stdout
+    assert f"{template}_main" in result.stdout
+
+    conn = await asyncpg.connect(**asyncpg_params(url))
+    try:
+        names = {
+            r["datname"]
+            for r in await conn.fetch(
+                "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{template}%"
+            )
+        }
+    finally:
+        await conn.close()
+    # The clones are gone; the template stays; a name that fails the rule is never touched.
+    assert names == {template, f"{template}x"}
