@@ -34,15 +34,30 @@ def render(example: str, *, pg_port: int, redis_port: int) -> str:
 
 
 def ensure_env_files(layout: Layout) -> list[Path]:
-    """Write the env files that are missing (existing ones are never overwritten)."""
+    """Write missing env files; add settings a newer example has to existing ones.
+
+    Existing values are never changed: a file made by an older checkout only gains the keys it
+    lacks (with fresh secrets), so an upgrade needs no hand edits.
+    """
     written = []
     for target in (layout.dev_env_file, layout.test_env_file):
-        if target.exists():
-            continue
         example = target.with_name(target.name + ".example")
         rendered = render(example.read_text(), pg_port=postgres_port(), redis_port=valkey_port())
-        write_private(target, rendered)
-        written.append(target)
+        if not target.exists():
+            write_private(target, rendered)
+            written.append(target)
+            continue
+        present = read_env(target)
+        missing = [
+            line
+            for line in rendered.splitlines()
+            if "=" in line and not line.lstrip().startswith("#")
+            and line.split("=", 1)[0].strip() not in present
+        ]
+        if missing:
+            text = target.read_text().rstrip("\n") + "\n\n# Added by `inv setup` from the example:\n"
+            write_private(target, text + "\n".join(missing) + "\n")
+            written.append(target)
     return written
 
 

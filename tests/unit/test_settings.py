@@ -114,6 +114,7 @@ def test_production_accepts_real_secrets(tmp_path):
         f"ENVIRONMENT=production\nSECRET_KEY={GOOD_SECRET}\n"
         "DATABASE_URL=postgresql+asyncpg://u:realpw@db:5432/dashtam\n"
         "REDIS_URL=redis://u:realpw@cache:6379/0\n"
+        f"CALLBACK_SHARED_SECRET={GOOD_SECRET}\nTOKEN_ENCRYPTION_KEYS=k1:{'A' * 43}\n"
     )
     assert load_settings(Settings, write_env(tmp_path, text)).ENVIRONMENT == "production"
 

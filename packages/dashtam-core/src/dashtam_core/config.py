@@ -12,17 +12,43 @@ from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
 from dashtam_core.safety import check_test_database_config
+from dashtam_core.vault import parse_keys
 
 Environment = Literal["development", "testing", "staging", "production"]
 
 PLACEHOLDERS = ("change-me", "changeme", "change_me", "replace-me")
 DEFAULT_ENV_FILES = {"testing": "env/.env.test"}
 DEFAULT_ENV_FILE = "env/.env.dev"
+
+
+class GenericProviderConfig(BaseModel):
+    """A standard OAuth2 institution declared in configuration (no code needed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,39}$")
+    name: str = Field(min_length=1, max_length=100)
+    authorize_url: HttpUrl
+    token_url: HttpUrl
+    revocation_url: HttpUrl | None = None
+    client_id: str = Field(min_length=1)
+    client_secret: str = ""
+    scopes: list[str] = Field(default_factory=list)
+    client_auth_method: Literal["basic", "post"] = "basic"
+    pkce: bool = True
 
 
 class ConfigError(Exception):
@@ -63,6 +89,25 @@ class Settings(BaseSettings):
     CA_CERT_FILE: Path = Path("certs/ca.pem")
 
     HEALTH_TIMEOUT_SECONDS: float = Field(default=2.0, gt=0, le=30)
+
+    # Users and sessions.
+    ACCESS_TOKEN_MINUTES: int = Field(default=15, ge=1, le=24 * 60)
+    REFRESH_TOKEN_DAYS: int = Field(default=30, ge=1, le=365)
+    LOGIN_MAX_FAILURES: int = Field(default=5, ge=1, le=1000)
+    LOGIN_LOCKOUT_SECONDS: int = Field(default=900, ge=1, le=86400)
+
+    # Provider tokens at rest and the OAuth flow.
+    TOKEN_ENCRYPTION_KEYS: str = ""
+    CALLBACK_SHARED_SECRET: str = "change-me"  # noqa: S105 -- a placeholder, refused outside dev/test
+    OAUTH_STATE_TTL_SECONDS: int = Field(default=600, ge=30, le=3600)
+    OAUTH_HTTP_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=120)
+    SANDBOX_CLIENT_ID: str = "dashtam-sandbox"
+    SANDBOX_CLIENT_SECRET: str = "change-me"  # noqa: S105 -- a placeholder
+    SCHWAB_CLIENT_ID: str = ""
+    SCHWAB_CLIENT_SECRET: str = ""
+    SCHWAB_AUTHORIZE_URL: str = "https://api.schwabapi.com/v1/oauth/authorize"
+    SCHWAB_TOKEN_URL: str = "https://api.schwabapi.com/v1/oauth/token"
+    OAUTH_PROVIDERS: list[GenericProviderConfig] = Field(default_factory=list)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("DATABASE_URL")
@@ -76,6 +121,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with postgresql+asyncpg://")
         if not url.database:
             raise ValueError("names no database")
+        return value
+
+    @field_validator("TOKEN_ENCRYPTION_KEYS")
+    @classmethod
+    def _token_keys(cls, value: str) -> str:
+        if value:
+            parse_keys(value)  # raises ValueError with the reason
         return value
 
     @field_validator("REDIS_URL")
@@ -93,12 +145,15 @@ class Settings(BaseSettings):
             "SECRET_KEY": self.SECRET_KEY,
             "DATABASE_URL": self.database_url.password or "",
             "REDIS_URL": self.REDIS_URL,
+            "CALLBACK_SHARED_SECRET": self.CALLBACK_SHARED_SECRET,
         }
         for name, value in secrets.items():
             if _is_placeholder(value):
                 raise ValueError(f"{name} holds a placeholder value; generate a real secret")
         if len(self.SECRET_KEY) < 32:
             raise ValueError("SECRET_KEY must be at least 32 characters")
+        if not self.TOKEN_ENCRYPTION_KEYS:
+            raise ValueError("TOKEN_ENCRYPTION_KEYS is empty; generate a key")
         return self
 
     @property

@@ -7,6 +7,7 @@ Importing this package registers every table on ``SQLModel.metadata`` (re-export
 from sqlmodel import SQLModel
 
 from dashtam_models.audit import ProviderAuditLog
+from dashtam_models.auth import RefreshToken
 from dashtam_models.provider import (
     ConnectionStatus,
     Provider,
@@ -23,6 +24,7 @@ __all__ = [
     "ProviderAuditLog",
     "ProviderConnection",
     "ProviderToken",
+    "RefreshToken",
     "User",
     "metadata",
 ]

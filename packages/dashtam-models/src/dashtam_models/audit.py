@@ -1,10 +1,14 @@
-"""The append-only record of every token event."""
+"""The append-only record of every token event.
+
+Append-only is enforced by the database, not by convenience: a trigger refuses UPDATE and
+DELETE for every role, and the application's role holds only SELECT and INSERT on the table.
+"""
 
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text
+from sqlalchemy import DDL, Text, event
 from sqlalchemy.dialects.postgresql import INET, JSONB
 from sqlmodel import Field, SQLModel
 
@@ -30,3 +34,37 @@ class ProviderAuditLog(SQLModel, table=True):
     ip_address: str | None = Field(default=None, sa_type=INET)
     user_agent: str | None = Field(default=None, sa_type=Text)
     created_at: datetime | None = created_at()
+
+
+# The trigger comes with the table, so every initializer (init-db, init-test-db, clones) has it.
+# The one UPDATE it lets through is the database's own ON DELETE SET NULL: the row stays, only
+# the reference to a deleted user, provider or connection becomes NULL.
+_APPEND_ONLY = [
+    DDL(
+        """
+    CREATE OR REPLACE FUNCTION provider_audit_logs_append_only() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'UPDATE'
+           AND NEW.id = OLD.id AND NEW.action = OLD.action AND NEW.details = OLD.details
+           AND NEW.ip_address IS NOT DISTINCT FROM OLD.ip_address
+           AND NEW.user_agent IS NOT DISTINCT FROM OLD.user_agent
+           AND NEW.created_at = OLD.created_at
+           AND (NEW.user_id IS NULL OR NEW.user_id = OLD.user_id)
+           AND (NEW.provider_id IS NULL OR NEW.provider_id = OLD.provider_id)
+           AND (NEW.connection_id IS NULL OR NEW.connection_id = OLD.connection_id) THEN
+            RETURN NEW;
+        END IF;
+        RAISE EXCEPTION 'provider_audit_logs is append-only (%% refused)', TG_OP
+            USING ERRCODE = 'insufficient_privilege';
+    END $$
+    """
+    ),
+    DDL(
+        "CREATE TRIGGER provider_audit_logs_append_only BEFORE UPDATE OR DELETE "
+        "ON provider_audit_logs FOR EACH ROW EXECUTE FUNCTION provider_audit_logs_append_only()"
+    ),
+    DDL("REVOKE DELETE, TRUNCATE ON provider_audit_logs FROM CURRENT_USER"),
+]
+for _statement in _APPEND_ONLY:  # one statement each: asyncpg prepares them one at a time
+    event.listen(ProviderAuditLog.__table__, "after_create", _statement)
