@@ -51,11 +51,14 @@ def ensure_env_files(layout: Layout) -> list[Path]:
         missing = [
             line
             for line in rendered.splitlines()
-            if "=" in line and not line.lstrip().startswith("#")
+            if "=" in line
+            and not line.lstrip().startswith("#")
             and line.split("=", 1)[0].strip() not in present
         ]
         if missing:
-            text = target.read_text().rstrip("\n") + "\n\n# Added by `inv setup` from the example:\n"
+            text = (
+                target.read_text().rstrip("\n") + "\n\n# Added by `inv setup` from the example:\n"
+            )
             write_private(target, text + "\n".join(missing) + "\n")
             written.append(target)
     return written

@@ -4,11 +4,16 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dashtam_api.auth.security import decode_access_token
+from dashtam_api.errors import Unauthorized
 from dashtam_core.config import Settings
 from dashtam_core.database import Database
+from dashtam_core.vault import Vault
+from dashtam_models import User
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -28,7 +33,36 @@ def get_redis(request: Request) -> Redis:
     return request.app.state.redis
 
 
+def get_vault(request: Request) -> Vault:
+    return request.app.state.vault
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
+VaultDep = Annotated[Vault, Depends(get_vault)]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def get_current_user(
+    settings: SettingsDep,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    """The user of a valid access token: one primary-key lookup per request, nothing more."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("Authentication required.", error="invalid_request")
+    user_id = decode_access_token(credentials.credentials, secret=settings.SECRET_KEY)
+    user = await session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise Unauthorized("The account behind this token no longer exists.")
+    return user
+
+
+CurrentUserDep = Annotated[User, Depends(get_current_user)]
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None

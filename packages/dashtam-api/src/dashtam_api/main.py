@@ -1,23 +1,34 @@
 """The app factory: ``uvicorn dashtam_api.main:create_app --factory``."""
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from dashtam_api import __version__
+from dashtam_api.auth.router import router as auth_router
+from dashtam_api.connections.oauth import tls_context
+from dashtam_api.connections.router import router as connections_router
 from dashtam_api.health.router import router as health_router
 from dashtam_api.problems import install_problem_handlers
+from dashtam_api.providers.registry import build_registry
+from dashtam_api.providers.router import router as providers_router
+from dashtam_api.sandbox.router import router as sandbox_router
 from dashtam_core.cache import create_redis
 from dashtam_core.config import Settings, settings_or_exit
 from dashtam_core.database import Database
+from dashtam_core.vault import Vault
 
 log = logging.getLogger("dashtam.api")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or settings_or_exit("dashtam-api")
+    if not settings.TOKEN_ENCRYPTION_KEYS:
+        print("dashtam-api: TOKEN_ENCRYPTION_KEYS is empty: run `inv setup`", file=sys.stderr)
+        raise SystemExit(1)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -37,6 +48,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.vault = Vault.from_spec(settings.TOKEN_ENCRYPTION_KEYS)
+    app.state.registry = build_registry(settings)
+    app.state.tls = tls_context(settings.CA_CERT_FILE)
     install_problem_handlers(app)
     app.include_router(health_router)
+    app.include_router(auth_router)
+    app.include_router(providers_router)
+    app.include_router(connections_router)
+    if settings.ENVIRONMENT in ("development", "testing"):
+        app.include_router(sandbox_router)
     return app

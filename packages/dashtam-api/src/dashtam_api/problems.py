@@ -8,12 +8,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dashtam_api.errors import ProblemError
+
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("dashtam.api")
 
 
-def problem(status: int, detail: str | None = None, *, headers=None, **extra) -> JSONResponse:
-    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status}
+def problem(
+    status: int, detail: str | None = None, *, headers=None, title: str | None = None, **extra
+) -> JSONResponse:
+    body = {"type": "about:blank", "title": title or HTTPStatus(status).phrase, "status": status}
     if detail:
         body["detail"] = detail
     body.update(extra)
@@ -21,6 +25,10 @@ def problem(status: int, detail: str | None = None, *, headers=None, **extra) ->
 
 
 def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def expected_error(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem(exc.status, exc.detail, headers=exc.headers, title=exc.title, **exc.extra)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else None

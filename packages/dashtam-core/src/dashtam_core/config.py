@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     SCHWAB_CLIENT_ID: str = ""
     SCHWAB_CLIENT_SECRET: str = ""
     SCHWAB_AUTHORIZE_URL: str = "https://api.schwabapi.com/v1/oauth/authorize"
-    SCHWAB_TOKEN_URL: str = "https://api.schwabapi.com/v1/oauth/token"
+    SCHWAB_TOKEN_URL: str = "https://api.schwabapi.com/v1/oauth/token"  # noqa: S105
     OAUTH_PROVIDERS: list[GenericProviderConfig] = Field(default_factory=list)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -17,7 +17,9 @@ class RefreshToken(SQLModel, table=True):
     # Every token issued from one login shares a family; reuse of a rotated token revokes it all.
     family_id: uuid.UUID = Field(sa_type=Uuid, sa_column_kwargs={"nullable": False, "index": True})
     token_hash: str = Field(sa_type=Text, sa_column_kwargs={"nullable": False, "unique": True})
-    expires_at: datetime = Field(sa_type=DateTime(timezone=True), sa_column_kwargs={"nullable": False})
+    expires_at: datetime = Field(
+        sa_type=DateTime(timezone=True), sa_column_kwargs={"nullable": False}
+    )
     revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     user_agent: str | None = Field(default=None, sa_type=Text)
     created_at: datetime | None = created_at()

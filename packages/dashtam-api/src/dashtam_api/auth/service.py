@@ -1,0 +1,158 @@
+"""Users and their sessions. Services never commit: the router does, at the request boundary."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from redis.asyncio import Redis
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dashtam_api.auth import security
+from dashtam_api.auth.schemas import TokenPair
+from dashtam_api.errors import BadRequest, Conflict, TooManyRequests, Unauthorized
+from dashtam_core.config import Settings
+from dashtam_models import RefreshToken, User
+
+
+async def register(*, session: AsyncSession, email: str, password: str, name: str) -> User:
+    """Create a user; a taken e-mail (case-insensitively) is a conflict."""
+    user = User(email=email, name=name, password_hash=await security.hash_password(password))
+    session.add(user)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise Conflict("An account with this e-mail already exists.") from None
+    await session.refresh(user)
+    return user
+
+
+def _throttle_key(email: str) -> str:
+    return f"auth:login-failures:{email.lower()}"
+
+
+async def login(
+    *,
+    session: AsyncSession,
+    redis: Redis,
+    settings: Settings,
+    email: str,
+    password: str,
+    user_agent: str | None,
+) -> TokenPair:
+    """Check the password (throttled per e-mail) and open a new session family."""
+    key = _throttle_key(email)
+    failures = int(await redis.get(key) or 0)
+    if failures >= settings.LOGIN_MAX_FAILURES:
+        retry_after = max(int(await redis.ttl(key)), 1)
+        raise TooManyRequests("Too many failed logins; try again later.", retry_after=retry_after)
+    user = await session.scalar(select(User).where(User.email == email))
+    valid = await security.verify_password(password, user.password_hash if user else None)
+    if not user or not valid or not user.is_active:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, settings.LOGIN_LOCKOUT_SECONDS)
+            await pipe.execute()
+        raise Unauthorized("Wrong e-mail or password.", error="invalid_grant")
+    await redis.delete(key)
+    return await _issue(
+        session=session,
+        settings=settings,
+        user_id=user.id,
+        family_id=uuid.uuid4(),
+        user_agent=user_agent,
+    )
+
+
+async def _issue(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    user_id: uuid.UUID,
+    family_id: uuid.UUID,
+    user_agent: str | None,
+) -> TokenPair:
+    refresh = security.new_refresh_token()
+    session.add(
+        RefreshToken(
+            user_id=user_id,
+            family_id=family_id,
+            token_hash=security.hash_refresh_token(refresh),
+            expires_at=datetime.now(UTC) + timedelta(days=settings.REFRESH_TOKEN_DAYS),
+            user_agent=(user_agent or "")[:300] or None,
+        )
+    )
+    await session.flush()
+    access, expires_in = security.create_access_token(
+        user_id=user_id, secret=settings.SECRET_KEY, minutes=settings.ACCESS_TOKEN_MINUTES
+    )
+    return TokenPair(access_token=access, expires_in=expires_in, refresh_token=refresh)
+
+
+async def refresh(
+    *, session: AsyncSession, settings: Settings, token: str, user_agent: str | None
+) -> TokenPair:
+    """Rotate: the presented token stops working; presenting a rotated one revokes its family."""
+    row = await session.scalar(
+        select(RefreshToken)
+        .where(RefreshToken.token_hash == security.hash_refresh_token(token))
+        .with_for_update()
+    )
+    now = datetime.now(UTC)
+    if row is None:
+        raise Unauthorized("Unknown refresh token.", error="invalid_grant")
+    if row.revoked_at is not None:
+        # Someone holds a token that was already rotated: assume theft, end the whole session.
+        await revoke_family(session=session, family_id=row.family_id)
+        raise Unauthorized(
+            "This refresh token was already used; the session is closed.", error="invalid_grant"
+        )
+    if row.expires_at <= now:
+        raise Unauthorized("The refresh token has expired.", error="invalid_grant")
+    row.revoked_at = now
+    return await _issue(
+        session=session,
+        settings=settings,
+        user_id=row.user_id,
+        family_id=row.family_id,
+        user_agent=user_agent,
+    )
+
+
+async def revoke_family(*, session: AsyncSession, family_id: uuid.UUID) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+
+
+async def logout(*, session: AsyncSession, user: User, token: str) -> None:
+    """End the session the refresh token belongs to (idempotent for the caller's own tokens)."""
+    row = await session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == security.hash_refresh_token(token))
+    )
+    if row is not None and row.user_id == user.id:
+        await revoke_family(session=session, family_id=row.family_id)
+
+
+async def update_me(
+    *,
+    session: AsyncSession,
+    user: User,
+    name: str | None,
+    password: str | None,
+    current_password: str | None,
+) -> User:
+    if name is not None:
+        user.name = name
+    if password is not None:
+        if not current_password or not await security.verify_password(
+            current_password, user.password_hash
+        ):
+            raise BadRequest("current_password is required and must be right to set a password.")
+        user.password_hash = await security.hash_password(password)
+    await session.flush()
+    await session.refresh(user)
+    return user

@@ -1,0 +1,111 @@
+import hmac
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response
+
+from dashtam_api.connections import service
+from dashtam_api.connections.schemas import (
+    AuthorizationStart,
+    AuthorizationStatus,
+    CallbackForward,
+    CallbackOutcome,
+)
+from dashtam_api.deps import (
+    CurrentUserDep,
+    DatabaseDep,
+    RedisDep,
+    SessionDep,
+    SettingsDep,
+    VaultDep,
+    client_ip,
+)
+from dashtam_api.errors import Forbidden
+
+router = APIRouter(prefix="/api/v1", tags=["connections"])
+
+
+@router.post(
+    "/providers/{provider_id}/authorization", status_code=201, response_model=AuthorizationStart
+)
+async def start_authorization(
+    provider_id: uuid.UUID,
+    request: Request,
+    user: CurrentUserDep,
+    session: SessionDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+) -> dict:
+    return await service.start(
+        session=session,
+        redis=redis,
+        settings=settings,
+        registry=request.app.state.registry,
+        tls=request.app.state.tls,
+        user=user,
+        provider_id=provider_id,
+    )
+
+
+@router.get("/providers/{provider_id}/authorization", response_model=AuthorizationStatus)
+async def authorization_status(
+    provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep
+) -> dict:
+    return await service.status(session=session, user=user, provider_id=provider_id)
+
+
+@router.delete("/providers/{provider_id}/authorization", status_code=204)
+async def revoke_authorization(
+    provider_id: uuid.UUID,
+    request: Request,
+    user: CurrentUserDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    vault: VaultDep,
+) -> Response:
+    await service.revoke(
+        session=session,
+        settings=settings,
+        registry=request.app.state.registry,
+        vault=vault,
+        tls=request.app.state.tls,
+        user=user,
+        provider_id=provider_id,
+        ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+    )
+    await session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/oauth/callback", response_model=CallbackOutcome, include_in_schema=False)
+async def oauth_callback(
+    body: CallbackForward,
+    request: Request,
+    session: SessionDep,
+    db: DatabaseDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    vault: VaultDep,
+    secret: Annotated[str | None, Header(alias="X-Dashtam-Callback-Secret")] = None,
+) -> dict:
+    """Called by the callback server only: it proves itself with the shared secret."""
+    if not secret or not hmac.compare_digest(secret, settings.CALLBACK_SHARED_SECRET):
+        raise Forbidden("Only the callback server may complete authorizations.")
+    outcome = await service.complete(
+        session=session,
+        db=db,
+        redis=redis,
+        settings=settings,
+        registry=request.app.state.registry,
+        vault=vault,
+        tls=request.app.state.tls,
+        state=body.state,
+        code=body.code,
+        error=body.error,
+        error_description=body.error_description,
+        ip=body.client_ip,
+        user_agent=body.user_agent,
+    )
+    await session.commit()
+    return outcome

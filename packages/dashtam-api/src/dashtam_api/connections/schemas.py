@@ -1,0 +1,40 @@
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AuthorizationStart(BaseModel):
+    authorization_url: str
+    expires_in: int
+
+
+class AuthorizationStatus(BaseModel):
+    provider_id: uuid.UUID
+    status: str
+    scope: str | None
+    connected_at: datetime | None
+    expires_at: datetime | None
+    refresh_expires_at: datetime | None
+    error: str | None
+
+
+class CallbackForward(BaseModel):
+    """What the callback server forwards from the institution's redirect."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: str = Field(min_length=1, max_length=200)
+    code: str | None = Field(default=None, max_length=2000)
+    error: str | None = Field(default=None, max_length=200)
+    error_description: str | None = Field(default=None, max_length=1000)
+    client_ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=500)
+
+
+class CallbackOutcome(BaseModel):
+    outcome: str  # connected | denied
+    provider_id: uuid.UUID
+    provider_alias: str
+    error: str | None = None
+    error_description: str | None = None

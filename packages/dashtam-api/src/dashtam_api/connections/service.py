@@ -1,0 +1,312 @@
+"""Connecting a provider: start the authorization, finish it from the callback, show, revoke."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from authlib.integrations.base_client.errors import OAuthError
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dashtam_api.audit import service as audit
+from dashtam_api.connections import oauth
+from dashtam_api.errors import BadRequest, Conflict, NotFound, UpstreamError
+from dashtam_api.providers import service as providers
+from dashtam_api.providers.registry import ProviderSpec, redirect_uri
+from dashtam_core.config import Settings
+from dashtam_core.database import Database
+from dashtam_core.vault import Vault
+from dashtam_models import ConnectionStatus, Provider, ProviderConnection, ProviderToken, User
+
+
+def token_context(connection_id: uuid.UUID, column: str) -> bytes:
+    """Associated data binding a sealed token to its connection and column."""
+    return f"provider_tokens:{connection_id}:{column}".encode()
+
+
+def _spec(registry: dict[str, ProviderSpec], provider: Provider) -> ProviderSpec:
+    spec = registry.get(provider.provider_key)
+    if spec is None or not spec.configured:
+        raise Conflict(f"The provider type {provider.provider_key!r} is not configured here.")
+    return spec
+
+
+async def start(
+    *,
+    session: AsyncSession,
+    redis: Redis,
+    settings: Settings,
+    registry: dict,
+    tls,
+    user: User,
+    provider_id: uuid.UUID,
+) -> dict:
+    """A fresh authorization URL; its state (with the PKCE verifier) waits in Valkey."""
+    provider, connection = await providers.get_owned(
+        session=session, user=user, provider_id=provider_id
+    )
+    spec = _spec(registry, provider)
+    callback = redirect_uri(settings)
+    pending = oauth.new_pending(
+        user_id=user.id,
+        provider_id=provider.id,
+        connection_id=connection.id,
+        spec=spec,
+        redirect_uri=callback,
+    )
+    state = await oauth.save_state(redis, pending, settings.OAUTH_STATE_TTL_SECONDS)
+    async with oauth.client_for(
+        spec, redirect_uri=callback, tls=tls, timeout=settings.OAUTH_HTTP_TIMEOUT_SECONDS
+    ) as client:
+        url = oauth.authorization_url(
+            spec, client, state=state, code_verifier=pending.code_verifier
+        )
+    return {"authorization_url": url, "expires_in": settings.OAUTH_STATE_TTL_SECONDS}
+
+
+async def complete(
+    *,
+    session: AsyncSession,
+    db: Database,
+    redis: Redis,
+    settings: Settings,
+    registry: dict,
+    vault: Vault,
+    tls,
+    state: str,
+    code: str | None,
+    error: str | None,
+    error_description: str | None,
+    ip: str | None,
+    user_agent: str | None,
+) -> dict:
+    """Finish an authorization from the institution's redirect (forwarded by the callback)."""
+    pending = await oauth.take_state(redis, state)
+    if pending is None:
+        raise BadRequest("Unknown, expired or already used state: start the connection again.")
+    row = (
+        await session.execute(
+            select(Provider, ProviderConnection)
+            .join(ProviderConnection, ProviderConnection.provider_id == Provider.id)
+            .where(
+                Provider.id == uuid.UUID(pending.provider_id),
+                Provider.user_id == uuid.UUID(pending.user_id),
+            )
+        )
+    ).first()
+    if row is None:
+        raise BadRequest("The provider of this authorization no longer exists.")
+    provider, connection = row
+    where = {
+        "user_id": provider.user_id,
+        "provider_id": provider.id,
+        "connection_id": connection.id,
+        "ip": ip,
+        "user_agent": user_agent,
+    }
+    if error or not code:
+        # Denied (or broken) at the institution: nothing changes but the audit trail.
+        details = {
+            "error": (error or "missing_code")[:200],
+            "error_description": (error_description or "")[:500],
+        }
+        await audit.record(session=session, action="authorization_denied", details=details, **where)
+        return {
+            "outcome": "denied",
+            "provider_id": provider.id,
+            "provider_alias": provider.alias,
+            **details,
+        }
+    spec = _spec(registry, provider)
+    try:
+        async with oauth.client_for(
+            spec,
+            redirect_uri=pending.redirect_uri,
+            tls=tls,
+            timeout=settings.OAUTH_HTTP_TIMEOUT_SECONDS,
+        ) as client:
+            kwargs = {"code_verifier": pending.code_verifier} if pending.code_verifier else {}
+            token = await client.fetch_token(
+                spec.token_url, grant_type="authorization_code", code=code, **kwargs
+            )
+    except (OAuthError, httpx.HTTPError, ValueError, KeyError) as exc:
+        reason = _upstream_reason(exc)
+        # Outside the request's transaction: the failure stays on record after the rollback.
+        await _record_failure(db=db, connection_id=connection.id, reason=reason, where=where)
+        raise UpstreamError(
+            f"{spec.name} did not complete the authorization: {reason['error']}",
+            institution_error=reason["error"],
+        ) from None
+    if not token.get("access_token"):
+        reason = {"error": "no_access_token", "error_description": "token response lacked one"}
+        await _record_failure(db=db, connection_id=connection.id, reason=reason, where=where)
+        raise UpstreamError(
+            f"{spec.name} returned no access token.", institution_error="no_access_token"
+        )
+    await store_tokens(session=session, vault=vault, spec=spec, connection=connection, token=token)
+    await audit.record(
+        session=session,
+        action="connected",
+        details={
+            "scope": connection.scope,
+            "token_type": token.get("token_type"),
+            "expires_in": token.get("expires_in"),
+            "key_id": vault.current_key_id,
+        },
+        **where,
+    )
+    return {"outcome": "connected", "provider_id": provider.id, "provider_alias": provider.alias}
+
+
+def _upstream_reason(exc: Exception) -> dict:
+    if isinstance(exc, OAuthError):
+        return {
+            "error": (exc.error or "oauth_error")[:100],
+            "error_description": (exc.description or "")[:300],
+        }
+    if isinstance(exc, httpx.HTTPError):
+        return {"error": "unreachable", "error_description": type(exc).__name__}
+    return {"error": "invalid_response", "error_description": type(exc).__name__}
+
+
+async def _record_failure(
+    *, db: Database, connection_id: uuid.UUID, reason: dict, where: dict
+) -> None:
+    async with db.sessionmaker() as failure:
+        connection = await failure.get(ProviderConnection, connection_id)
+        if connection is not None and connection.status != ConnectionStatus.ACTIVE:
+            connection.status = ConnectionStatus.ERROR.value
+            connection.error_message = f"{reason['error']}: {reason['error_description']}"[:500]
+        await failure.commit()
+    await audit.record_detached(db=db, action="authorization_failed", details=reason, **where)
+
+
+async def store_tokens(
+    *,
+    session: AsyncSession,
+    vault: Vault,
+    spec: ProviderSpec,
+    connection: ProviderConnection,
+    token: dict,
+) -> None:
+    """Seal and keep a token response; the connection becomes active."""
+    now = datetime.now(UTC)
+    stored = await session.scalar(
+        select(ProviderToken).where(ProviderToken.connection_id == connection.id)
+    )
+    if stored is None:
+        stored = ProviderToken(connection_id=connection.id, access_token_encrypted=b"", key_id="")
+        session.add(stored)
+
+    def seal(value: str | None, column: str) -> bytes | None:
+        return vault.seal(value, context=token_context(connection.id, column)) if value else None
+
+    stored.access_token_encrypted = seal(token["access_token"], "access")
+    stored.refresh_token_encrypted = seal(token.get("refresh_token"), "refresh")
+    stored.id_token_encrypted = seal(token.get("id_token"), "id")
+    stored.key_id = vault.current_key_id
+    stored.token_type = str(token.get("token_type") or "Bearer")[:40]
+    stored.scope = token.get("scope") or " ".join(spec.scopes) or None
+    expires_in = token.get("expires_in")
+    stored.expires_at = now + timedelta(seconds=int(expires_in)) if expires_in else None
+    refresh_in = token.get("refresh_token_expires_in")
+    if refresh_in:
+        stored.refresh_expires_at = now + timedelta(seconds=int(refresh_in))
+    elif spec.refresh_token_lifetime and token.get("refresh_token"):
+        stored.refresh_expires_at = now + spec.refresh_token_lifetime
+    connection.status = ConnectionStatus.ACTIVE.value
+    connection.scope = stored.scope
+    connection.connected_at = now
+    connection.error_message = None
+    await session.flush()
+
+
+async def status(*, session: AsyncSession, user: User, provider_id: uuid.UUID) -> dict:
+    provider, connection = await providers.get_owned(
+        session=session, user=user, provider_id=provider_id
+    )
+    stored = await session.scalar(
+        select(ProviderToken).where(ProviderToken.connection_id == connection.id)
+    )
+    status_ = connection.status
+    if (
+        status_ == ConnectionStatus.ACTIVE
+        and stored
+        and stored.expires_at
+        and stored.expires_at <= datetime.now(UTC)
+        and not stored.refresh_token_encrypted
+    ):
+        status_ = ConnectionStatus.EXPIRED.value
+    return {
+        "provider_id": provider.id,
+        "status": status_,
+        "scope": connection.scope,
+        "connected_at": connection.connected_at,
+        "expires_at": stored.expires_at if stored else None,
+        "refresh_expires_at": stored.refresh_expires_at if stored else None,
+        "error": connection.error_message,
+    }
+
+
+async def revoke(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    registry: dict,
+    vault: Vault,
+    tls,
+    user: User,
+    provider_id: uuid.UUID,
+    ip: str | None,
+    user_agent: str | None,
+) -> None:
+    """Revoke at the institution when it can, forget the tokens, mark the connection revoked."""
+    provider, connection = await providers.get_owned(
+        session=session, user=user, provider_id=provider_id
+    )
+    stored = await session.scalar(
+        select(ProviderToken).where(ProviderToken.connection_id == connection.id)
+    )
+    where = {
+        "user_id": user.id,
+        "provider_id": provider.id,
+        "connection_id": connection.id,
+        "ip": ip,
+        "user_agent": user_agent,
+    }
+    if stored is None and connection.status != ConnectionStatus.ACTIVE:
+        raise NotFound("This provider has no authorization to revoke.")
+    at_institution = "not_supported"
+    spec = registry.get(provider.provider_key)
+    if stored is not None and spec is not None and spec.configured and spec.revocation_url:
+        column, hint = (
+            ("refresh", "refresh_token")
+            if stored.refresh_token_encrypted
+            else ("access", "access_token")
+        )
+        sealed = stored.refresh_token_encrypted or stored.access_token_encrypted
+        try:
+            plain = vault.open(sealed, context=token_context(connection.id, column))
+            async with oauth.client_for(
+                spec,
+                redirect_uri=redirect_uri(settings),
+                tls=tls,
+                timeout=settings.OAUTH_HTTP_TIMEOUT_SECONDS,
+            ) as client:
+                response = await client.revoke_token(
+                    spec.revocation_url, token=plain, token_type_hint=hint
+                )
+            at_institution = (
+                "revoked" if response.status_code < 400 else (f"refused ({response.status_code})")
+            )
+        except Exception as exc:
+            at_institution = f"failed ({type(exc).__name__})"
+    if stored is not None:
+        await session.delete(stored)
+    connection.status = ConnectionStatus.REVOKED.value
+    connection.error_message = None
+    await audit.record(
+        session=session, action="revoked", details={"at_institution": at_institution}, **where
+    )
+    await session.flush()

@@ -1,0 +1,51 @@
+"""Errors the API raises on purpose; problems.py renders each as application/problem+json."""
+
+
+class ProblemError(Exception):
+    status = 500
+    title: str | None = None
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra):
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra
+
+
+class BadRequest(ProblemError):
+    status = 400
+
+
+class Unauthorized(ProblemError):
+    status = 401
+
+    def __init__(self, detail: str = "Authentication required.", *, error: str = "invalid_token"):
+        super().__init__(
+            detail, headers={"WWW-Authenticate": f'Bearer realm="dashtam", error="{error}"'}
+        )
+
+
+class Forbidden(ProblemError):
+    status = 403
+
+
+class NotFound(ProblemError):
+    status = 404
+
+
+class Conflict(ProblemError):
+    status = 409
+
+
+class TooManyRequests(ProblemError):
+    status = 429
+
+    def __init__(self, detail: str, *, retry_after: int):
+        super().__init__(detail, headers={"Retry-After": str(retry_after)}, retry_after=retry_after)
+
+
+class UpstreamError(ProblemError):
+    """The institution failed or refused; ``institution_error`` is its OAuth error code."""
+
+    status = 502
+    title = "Institution Error"

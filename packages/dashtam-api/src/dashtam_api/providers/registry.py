@@ -1,0 +1,95 @@
+"""The kinds of institution Dashtam can connect: sandbox, Charles Schwab, configured generic ones."""
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from dashtam_core.config import Settings
+
+CALLBACK_PATH = "/oauth/callback"
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    key: str
+    name: str
+    authorize_url: str
+    token_url: str
+    client_id: str
+    client_secret: str
+    revocation_url: str | None = None
+    scopes: tuple[str, ...] = ()
+    client_auth_method: str = "basic"  # client_secret_basic or client_secret_post
+    pkce: bool = True
+    # When the institution does not say how long a refresh token lives.
+    refresh_token_lifetime: timedelta | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id and self.client_secret and self.authorize_url and self.token_url)
+
+    @property
+    def token_endpoint_auth_method(self) -> str:
+        return "client_secret_post" if self.client_auth_method == "post" else "client_secret_basic"
+
+    def summary(self) -> dict:
+        return {
+            "key": self.key,
+            "name": self.name,
+            "configured": self.configured,
+            "supports": {
+                "pkce": self.pkce,
+                "refresh": True,
+                "revocation": self.revocation_url is not None,
+                "client_auth": self.client_auth_method,
+            },
+        }
+
+
+def redirect_uri(settings: Settings) -> str:
+    return settings.CALLBACK_BASE_URL.rstrip("/") + CALLBACK_PATH
+
+
+def build_registry(settings: Settings) -> dict[str, ProviderSpec]:
+    """Every provider kind this process knows, by key."""
+    registry: dict[str, ProviderSpec] = {}
+    if settings.ENVIRONMENT in ("development", "testing"):
+        base = settings.API_BASE_URL.rstrip("/") + "/sandbox/oauth"
+        registry["sandbox"] = ProviderSpec(
+            key="sandbox",
+            name="Dashtam Sandbox Bank",
+            authorize_url=f"{base}/authorize",
+            token_url=f"{base}/token",
+            revocation_url=f"{base}/revoke",
+            client_id=settings.SANDBOX_CLIENT_ID,
+            client_secret=settings.SANDBOX_CLIENT_SECRET,
+            scopes=("accounts", "positions"),
+            pkce=True,
+        )
+    registry["schwab"] = ProviderSpec(
+        key="schwab",
+        name="Charles Schwab",
+        authorize_url=settings.SCHWAB_AUTHORIZE_URL,
+        token_url=settings.SCHWAB_TOKEN_URL,
+        client_id=settings.SCHWAB_CLIENT_ID,
+        client_secret=settings.SCHWAB_CLIENT_SECRET,
+        scopes=("readonly",),
+        client_auth_method="basic",
+        pkce=False,
+        # Schwab: 30-minute access tokens, 7-day refresh tokens it does not announce.
+        refresh_token_lifetime=timedelta(days=7),
+    )
+    for generic in settings.OAUTH_PROVIDERS:
+        registry[generic.key] = ProviderSpec(
+            key=generic.key,
+            name=generic.name,
+            authorize_url=str(generic.authorize_url),
+            token_url=str(generic.token_url),
+            revocation_url=str(generic.revocation_url) if generic.revocation_url else None,
+            client_id=generic.client_id,
+            client_secret=generic.client_secret,
+            scopes=tuple(generic.scopes),
+            client_auth_method=generic.client_auth_method,
+            pkce=generic.pkce,
+        )
+    return registry

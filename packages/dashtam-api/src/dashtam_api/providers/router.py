@@ -1,0 +1,70 @@
+import uuid
+
+from fastapi import APIRouter, Query, Request, Response
+
+from dashtam_api.deps import CurrentUserDep, SessionDep
+from dashtam_api.providers import service
+from dashtam_api.providers.schemas import (
+    CreateProvider,
+    ProviderOut,
+    ProviderPage,
+    ProviderType,
+    UpdateProvider,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["providers"])
+
+
+@router.get("/provider-types", response_model=list[ProviderType])
+async def provider_types(request: Request, user: CurrentUserDep) -> list[dict]:
+    return [spec.summary() for spec in request.app.state.registry.values()]
+
+
+@router.post("/providers", status_code=201, response_model=ProviderOut)
+async def create_provider(
+    body: CreateProvider, request: Request, user: CurrentUserDep, session: SessionDep
+) -> dict:
+    out = await service.create(
+        session=session,
+        user=user,
+        registry=request.app.state.registry,
+        provider_key=body.provider_key,
+        alias=body.alias,
+    )
+    await session.commit()
+    return out
+
+
+@router.get("/providers", response_model=ProviderPage)
+async def list_providers(
+    user: CurrentUserDep,
+    session: SessionDep,
+    limit: int = Query(20, ge=1, le=100),
+    offset: int = Query(0, ge=0, le=1_000_000),
+) -> dict:
+    return await service.list_page(session=session, user=user, limit=limit, offset=offset)
+
+
+@router.get("/providers/{provider_id}", response_model=ProviderOut)
+async def get_provider(provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep) -> dict:
+    return await service.get(session=session, user=user, provider_id=provider_id)
+
+
+@router.patch("/providers/{provider_id}", response_model=ProviderOut)
+async def rename_provider(
+    provider_id: uuid.UUID, body: UpdateProvider, user: CurrentUserDep, session: SessionDep
+) -> dict:
+    out = await service.rename(
+        session=session, user=user, provider_id=provider_id, alias=body.alias
+    )
+    await session.commit()
+    return out
+
+
+@router.delete("/providers/{provider_id}", status_code=204)
+async def delete_provider(
+    provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep
+) -> Response:
+    await service.delete(session=session, user=user, provider_id=provider_id)
+    await session.commit()
+    return Response(status_code=204)

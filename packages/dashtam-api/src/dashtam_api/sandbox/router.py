@@ -1,0 +1,338 @@
+"""A built-in OAuth2 institution for development and tests (mounted only there, at /sandbox).
+
+A real authorization server: an approve/deny page, authorization codes bound to the redirect URI
+and the PKCE challenge, a token endpoint with client authentication (HTTP Basic or form),
+expiring access tokens, rotating refresh tokens, revocation, a small accounts/positions API,
+and a control endpoint that makes the next calls fail, for tests of the failure paths.
+"""
+
+import base64
+import hmac
+from html import escape
+from typing import Annotated, Literal
+from urllib.parse import urlencode
+
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from fastapi import APIRouter, Form, Header, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from pydantic import BaseModel, Field
+
+from dashtam_api.deps import RedisDep, SettingsDep
+from dashtam_api.providers.registry import redirect_uri
+from dashtam_api.sandbox import store
+from dashtam_core.config import Settings
+
+router = APIRouter(prefix="/sandbox", tags=["sandbox"], include_in_schema=False)
+
+SCOPES = {"accounts", "positions"}
+ACCOUNTS = [
+    {
+        "id": "SBX-CHK-001",
+        "name": "Everyday Checking",
+        "type": "checking",
+        "balance": "2450.17",
+        "currency": "USD",
+    },
+    {
+        "id": "SBX-BRK-002",
+        "name": "Brokerage",
+        "type": "brokerage",
+        "balance": "48210.55",
+        "currency": "USD",
+    },
+]
+POSITIONS = {
+    "SBX-BRK-002": [
+        {"symbol": "VTI", "quantity": "120", "market_value": "32150.40"},
+        {"symbol": "BND", "quantity": "220", "market_value": "16060.15"},
+    ],
+}
+
+
+def _oauth_error(status: int, error: str, description: str, headers=None) -> JSONResponse:
+    return JSONResponse(
+        {"error": error, "error_description": description},
+        status_code=status,
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    html = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        "</head><body style='font-family:sans-serif;max-width:40em;margin:3em auto'>"
+        f"<h1>{escape(title)}</h1>{body}</body></html>"
+    )
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _check_request(
+    settings: Settings,
+    client_id: str,
+    redirect: str,
+    response_type: str,
+    code_challenge: str,
+    code_challenge_method: str,
+    scope: str,
+) -> str | None:
+    """Why this authorization request is refused without a redirect, or None."""
+    if not hmac.compare_digest(client_id, settings.SANDBOX_CLIENT_ID):
+        return "Unknown client."
+    if redirect != redirect_uri(settings):
+        return "The redirect URI is not registered for this client."
+    if response_type != "code":
+        return "Only response_type=code is supported."
+    if not code_challenge or code_challenge_method != "S256":
+        return "PKCE with S256 is required."
+    if not set(scope.split()) <= SCOPES:
+        return "Unknown scope requested."
+    return None
+
+
+def _back(redirect: str, **params: str) -> RedirectResponse:
+    return RedirectResponse(f"{redirect}?{urlencode(params)}", status_code=303)
+
+
+@router.get("/oauth/authorize")
+async def authorize_page(
+    request: Request,
+    settings: SettingsDep,
+    redis: RedisDep,
+    client_id: str = "",
+    redirect_uri: str = "",
+    response_type: str = "",
+    state: str = "",
+    scope: str = "accounts",
+    code_challenge: str = "",
+    code_challenge_method: str = "",
+):
+    problem = _check_request(
+        settings,
+        client_id,
+        redirect_uri,
+        response_type,
+        code_challenge,
+        code_challenge_method,
+        scope,
+    )
+    if problem:
+        return _page("Sandbox: invalid request", f"<p>{escape(problem)}</p>", 400)
+    failure = await store.take_failure(redis, "authorize")
+    if failure:
+        return _back(
+            redirect_uri,
+            error=failure.get("error", "server_error"),
+            error_description="Injected failure",
+            state=state,
+        )
+    hidden = "".join(
+        f"<input type='hidden' name='{escape(k)}' value='{escape(v, quote=True)}'>"
+        for k, v in {
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "response_type": response_type,
+            "state": state,
+            "scope": scope,
+            "code_challenge": code_challenge,
+            "code_challenge_method": code_challenge_method,
+        }.items()
+    )
+    body = (
+        f"<p><b>Dashtam</b> asks to read your {escape(', '.join(scope.split()))}.</p>"
+        f"<form method='post' action='{escape(str(request.url.path))}'>{hidden}"
+        "<button name='decision' value='approve'>Approve</button> "
+        "<button name='decision' value='deny'>Deny</button></form>"
+    )
+    return _page("Dashtam Sandbox Bank", body)
+
+
+@router.post("/oauth/authorize")
+async def authorize_decision(
+    settings: SettingsDep,
+    redis: RedisDep,
+    decision: Annotated[Literal["approve", "deny"], Form()],
+    client_id: Annotated[str, Form()] = "",
+    redirect_uri: Annotated[str, Form()] = "",
+    response_type: Annotated[str, Form()] = "",
+    state: Annotated[str, Form()] = "",
+    scope: Annotated[str, Form()] = "accounts",
+    code_challenge: Annotated[str, Form()] = "",
+    code_challenge_method: Annotated[str, Form()] = "",
+):
+    problem = _check_request(
+        settings,
+        client_id,
+        redirect_uri,
+        response_type,
+        code_challenge,
+        code_challenge_method,
+        scope,
+    )
+    if problem:
+        return _page("Sandbox: invalid request", f"<p>{escape(problem)}</p>", 400)
+    if decision == "deny":
+        return _back(
+            redirect_uri,
+            error="access_denied",
+            error_description="The account holder denied access.",
+            state=state,
+        )
+    code = await store.new_code(
+        redis,
+        {
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "code_challenge": code_challenge,
+            "scope": scope,
+        },
+    )
+    return _back(redirect_uri, code=code, state=state)
+
+
+def _client_credentials(
+    settings: Settings, authorization: str | None, form_id: str | None, form_secret: str | None
+) -> bool:
+    client_id, secret = form_id, form_secret
+    if authorization and authorization.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(authorization[6:]).decode()
+        except ValueError:
+            return False
+        client_id, _, secret = decoded.partition(":")
+    return (
+        bool(client_id and secret)
+        and hmac.compare_digest(client_id, settings.SANDBOX_CLIENT_ID)
+        and hmac.compare_digest(secret, settings.SANDBOX_CLIENT_SECRET)
+    )
+
+
+@router.post("/oauth/token")
+async def token(
+    settings: SettingsDep,
+    redis: RedisDep,
+    grant_type: Annotated[str, Form()] = "",
+    code: Annotated[str, Form()] = "",
+    redirect_uri: Annotated[str, Form()] = "",
+    code_verifier: Annotated[str, Form()] = "",
+    refresh_token: Annotated[str, Form()] = "",
+    client_id: Annotated[str | None, Form()] = None,
+    client_secret: Annotated[str | None, Form()] = None,
+    authorization: Annotated[str | None, Header()] = None,
+):
+    failure = await store.take_failure(redis, "token")
+    if failure:
+        status = int(failure.get("status", 500))
+        if status >= 500:
+            return JSONResponse({"message": "sandbox is down"}, status_code=status)
+        return _oauth_error(status, failure.get("error", "invalid_grant"), "Injected failure")
+    if not _client_credentials(settings, authorization, client_id, client_secret):
+        return _oauth_error(
+            401,
+            "invalid_client",
+            "Client authentication failed.",
+            {"WWW-Authenticate": 'Basic realm="sandbox"'},
+        )
+    if grant_type == "authorization_code":
+        grant = await store.take_code(redis, code)
+        if grant is None:
+            return _oauth_error(400, "invalid_grant", "Unknown, expired or used code.")
+        if grant["redirect_uri"] != redirect_uri:
+            return _oauth_error(400, "invalid_grant", "redirect_uri does not match.")
+        if (
+            not code_verifier
+            or create_s256_code_challenge(code_verifier) != grant["code_challenge"]
+        ):
+            return _oauth_error(400, "invalid_grant", "PKCE verification failed.")
+        tokens = await store.issue_tokens(
+            redis, client_id=settings.SANDBOX_CLIENT_ID, scope=grant["scope"]
+        )
+    elif grant_type == "refresh_token":
+        grant = await store.take_refresh(redis, refresh_token)
+        if grant is None:
+            return _oauth_error(400, "invalid_grant", "Unknown or already used refresh token.")
+        tokens = await store.issue_tokens(
+            redis, client_id=settings.SANDBOX_CLIENT_ID, scope=grant["scope"]
+        )
+    else:
+        return _oauth_error(
+            400, "unsupported_grant_type", "Use authorization_code or refresh_token."
+        )
+    return JSONResponse(tokens, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/oauth/revoke")
+async def revoke(
+    settings: SettingsDep,
+    redis: RedisDep,
+    token: Annotated[str, Form()] = "",
+    client_id: Annotated[str | None, Form()] = None,
+    client_secret: Annotated[str | None, Form()] = None,
+    authorization: Annotated[str | None, Header()] = None,
+):
+    failure = await store.take_failure(redis, "revoke")
+    if failure:
+        return JSONResponse(
+            {"message": "sandbox is down"}, status_code=int(failure.get("status", 503))
+        )
+    if not _client_credentials(settings, authorization, client_id, client_secret):
+        return _oauth_error(401, "invalid_client", "Client authentication failed.")
+    await store.revoke(redis, token)  # RFC 7009: 200 whether or not the token was known
+    return JSONResponse({})
+
+
+async def _bearer_grant(redis, authorization: str | None) -> dict | None:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        return None
+    return await store.access_grant(redis, authorization[7:])
+
+
+@router.get("/api/accounts")
+async def accounts(redis: RedisDep, authorization: Annotated[str | None, Header()] = None):
+    if await _bearer_grant(redis, authorization) is None:
+        return _oauth_error(
+            401,
+            "invalid_token",
+            "A valid access token is required.",
+            {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return {"accounts": ACCOUNTS}
+
+
+@router.get("/api/accounts/{account_id}/positions")
+async def positions(
+    account_id: str, redis: RedisDep, authorization: Annotated[str | None, Header()] = None
+):
+    grant = await _bearer_grant(redis, authorization)
+    if grant is None:
+        return _oauth_error(
+            401,
+            "invalid_token",
+            "A valid access token is required.",
+            {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    if "positions" not in grant["scope"].split():
+        return _oauth_error(403, "insufficient_scope", "The positions scope is required.")
+    if account_id not in {a["id"] for a in ACCOUNTS}:
+        return _oauth_error(404, "not_found", "No such account.")
+    return {"account_id": account_id, "positions": POSITIONS.get(account_id, [])}
+
+
+class Failure(BaseModel):
+    endpoint: Literal["authorize", "token", "revoke"]
+    status: int = Field(default=500, ge=400, le=599)
+    error: str = Field(default="server_error", max_length=50)
+    times: int = Field(default=1, ge=1, le=100)
+
+
+@router.post("/_control/fail", status_code=204)
+async def inject_failure(
+    body: Failure,
+    settings: SettingsDep,
+    redis: RedisDep,
+    authorization: Annotated[str | None, Header()] = None,
+):
+    """Make the next `times` calls of an endpoint fail (client credentials required)."""
+    if not _client_credentials(settings, authorization, None, None):
+        return _oauth_error(401, "invalid_client", "Client authentication failed.")
+    await store.set_failure(redis, body.endpoint, body.model_dump())
+    return None
