@@ -154,6 +154,12 @@ def test_clean(c):
     _infra(c, "test-clean", env="test")
 
 
+@task
+def demo(c):
+    """Connect a sandbox institution end to end on the running dev environment, step by step."""
+    _infra(c, "demo")
+
+
 @task(
     positional=["name"],
     help={
@@ -177,6 +183,6 @@ def bench(c, name, repeat=3, suite_repeat=1):
 
 
 namespace = Collection(
-    setup, certs, up, down, status, logs, clean, test_setup, test, test_clean, bench
+    setup, certs, up, down, status, logs, clean, test_setup, test, test_clean, bench, demo
 )
 namespace.configure({"dashtam": {"reload": True, "up_timeout": 90, "workers": "auto"}})

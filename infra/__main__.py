@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     # One quoted string (pass it as --pytest-args="-k x -x"): hatch run would eat a bare "--".
     test.add_argument("--pytest-args", default="")
     sub.add_parser("test-clean")
+    sub.add_parser("demo")
     return parser
 
 
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
             case "test-clean":
                 workflows.test_clean(layout)
+            case "demo":
+                from infra import demo
+
+                demo.run(layout)
     except InfraError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code

@@ -1,19 +1,53 @@
-"""The callback server's app factory: ``uvicorn dashtam_callback.main:create_app --factory``.
+"""The OAuth callback server: ``uvicorn dashtam_callback.main:create_app --factory``.
 
-It only answers its health check for now; the OAuth redirect handling comes with the connect flow.
+Institutions redirect the browser here (``/oauth/callback``). The server forwards ``code`` and
+``state`` (or ``error``) to the API over HTTPS, verifying the project's CA and proving itself
+with the shared secret, then shows a small page: success with the provider's alias, or the
+error. Every text is escaped; the authorization code is never shown.
 """
 
+import ssl
+from html import escape
+
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from dashtam_callback import __version__
 from dashtam_core.config import Settings, settings_or_exit
 
+FORWARD_PATH = "/api/v1/oauth/callback"
+
+
+def _page(title: str, message: str, status: int) -> HTMLResponse:
+    html = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{escape(title)}</title></head>"
+        "<body style='font-family:sans-serif;max-width:40em;margin:3em auto'>"
+        f"<h1>{escape(title)}</h1><p>{escape(message)}</p>"
+        "<p>You can close this window.</p></body></html>"
+    )
+    return HTMLResponse(
+        html,
+        status_code=status,
+        headers={
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+        },
+    )
+
+
+def _tls(settings: Settings) -> ssl.SSLContext:
+    # Only the project's CA: the API this forwards to is ours.
+    return ssl.create_default_context(cafile=str(settings.CA_CERT_FILE))
+
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or settings_or_exit("dashtam-callback")
+    forward_url = settings.API_BASE_URL.rstrip("/") + FORWARD_PATH
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(
@@ -25,6 +59,51 @@ def create_app(settings: Settings | None = None) -> Starlette:
             }
         )
 
-    app = Starlette(routes=[Route("/health", health)])
+    async def oauth_callback(request: Request) -> HTMLResponse:
+        params = request.query_params
+        state = params.get("state", "")
+        if not state:
+            return _page("Connection failed", "The institution's redirect carried no state.", 400)
+        body = {
+            "state": state[:200],
+            "code": params.get("code"),
+            "error": params.get("error"),
+            "error_description": params.get("error_description"),
+            "client_ip": request.client.host if request.client else None,
+            "user_agent": request.headers.get("user-agent"),
+        }
+        body = {k: v for k, v in body.items() if v is not None}
+        try:
+            async with httpx.AsyncClient(verify=request.app.state.tls, timeout=30) as client:
+                response = await client.post(
+                    forward_url,
+                    json=body,
+                    headers={"X-Dashtam-Callback-Secret": settings.CALLBACK_SHARED_SECRET},
+                )
+        except httpx.HTTPError:
+            return _page("Connection failed", "Dashtam's API could not be reached; try again.", 502)
+        try:
+            data = response.json()
+        except ValueError:
+            data = {}
+        if response.status_code == 200 and data.get("outcome") == "connected":
+            return _page(
+                "Connected",
+                f"{data.get('provider_alias', 'Your provider')} is now connected to Dashtam.",
+                200,
+            )
+        if response.status_code == 200 and data.get("outcome") == "denied":
+            reason = data.get("error_description") or data.get("error") or "access was denied"
+            return _page(
+                "Not connected",
+                f"{data.get('provider_alias', 'The provider')} was not connected: {reason}",
+                200,
+            )
+        detail = data.get("detail") or "The connection could not be completed."
+        status = 400 if response.status_code < 500 else 502
+        return _page("Connection failed", str(detail), status)
+
+    app = Starlette(routes=[Route("/health", health), Route("/oauth/callback", oauth_callback)])
     app.state.settings = settings
+    app.state.tls = _tls(settings)
     return app

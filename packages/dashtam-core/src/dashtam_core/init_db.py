@@ -13,6 +13,7 @@ import dashtam_models
 from dashtam_core.cli import run
 from dashtam_core.config import Settings, load_settings
 from dashtam_core.database import create_engine
+from dashtam_models.audit import APPEND_ONLY_STATEMENTS
 
 log = logging.getLogger("dashtam.init_db")
 
@@ -31,6 +32,8 @@ async def create_schema(conn: AsyncConnection) -> list[str]:
         await conn.execute(text(f"CREATE EXTENSION IF NOT EXISTS {extension}"))
     before = await existing_tables(conn)
     await conn.run_sync(dashtam_models.metadata.create_all, checkfirst=True)
+    for statement in APPEND_ONLY_STATEMENTS:
+        await conn.exec_driver_sql(statement)
     return [t.name for t in dashtam_models.metadata.sorted_tables if t.name not in before]
 
 

@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DDL, Text, event
+from sqlalchemy import Text
 from sqlalchemy.dialects.postgresql import INET, JSONB
 from sqlmodel import Field, SQLModel
 
@@ -36,12 +36,12 @@ class ProviderAuditLog(SQLModel, table=True):
     created_at: datetime | None = created_at()
 
 
-# The trigger comes with the table, so every initializer (init-db, init-test-db, clones) has it.
-# The one UPDATE it lets through is the database's own ON DELETE SET NULL: the row stays, only
-# the reference to a deleted user, provider or connection becomes NULL.
-_APPEND_ONLY = [
-    DDL(
-        """
+# Statements that make the table append-only, idempotent: init-db runs them on every start, so
+# a database created before the rule existed gets it too. The one UPDATE the trigger lets
+# through is the database's own ON DELETE SET NULL: the row stays, only the reference to a
+# deleted user, provider or connection becomes NULL. One statement each: asyncpg prepares them.
+APPEND_ONLY_STATEMENTS = (
+    """
     CREATE OR REPLACE FUNCTION provider_audit_logs_append_only() RETURNS trigger
     LANGUAGE plpgsql AS $$
     BEGIN
@@ -55,16 +55,11 @@ _APPEND_ONLY = [
            AND (NEW.connection_id IS NULL OR NEW.connection_id = OLD.connection_id) THEN
             RETURN NEW;
         END IF;
-        RAISE EXCEPTION 'provider_audit_logs is append-only (%% refused)', TG_OP
+        RAISE EXCEPTION 'provider_audit_logs is append-only (% refused)', TG_OP
             USING ERRCODE = 'insufficient_privilege';
     END $$
-    """
-    ),
-    DDL(
-        "CREATE TRIGGER provider_audit_logs_append_only BEFORE UPDATE OR DELETE "
-        "ON provider_audit_logs FOR EACH ROW EXECUTE FUNCTION provider_audit_logs_append_only()"
-    ),
-    DDL("REVOKE DELETE, TRUNCATE ON provider_audit_logs FROM CURRENT_USER"),
-]
-for _statement in _APPEND_ONLY:  # one statement each: asyncpg prepares them one at a time
-    event.listen(ProviderAuditLog.__table__, "after_create", _statement)
+    """,
+    "CREATE OR REPLACE TRIGGER provider_audit_logs_append_only BEFORE UPDATE OR DELETE "
+    "ON provider_audit_logs FOR EACH ROW EXECUTE FUNCTION provider_audit_logs_append_only()",
+    "REVOKE DELETE, TRUNCATE ON provider_audit_logs FROM CURRENT_USER",
+)

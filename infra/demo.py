@@ -1,0 +1,156 @@
+"""`inv demo`: the whole connect flow against the sandbox, over real HTTPS, as a browser would.
+
+register -> log in -> add a sandbox provider -> ask for the authorization URL -> open the
+institution's page -> approve -> follow the redirect to the callback server -> read the final
+connection status. Every request verifies the project's CA. The end-to-end tests drive the same
+``Browser`` against their own servers.
+"""
+
+import re
+import secrets
+import ssl
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urljoin
+
+import httpx
+
+from infra.errors import InfraError
+from infra.files import read_env
+from infra.layout import Layout
+
+
+class _FormParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "form":
+            self.action = values.get("action")
+        elif tag == "input" and values.get("type") == "hidden" and values.get("name"):
+            self.fields[values["name"]] = values.get("value") or ""
+
+
+@dataclass
+class Step:
+    method: str
+    url: str
+    status: int
+
+
+class Browser:
+    """Follows an authorization like a person's browser: page, form, redirects (Location)."""
+
+    def __init__(self, ca_file: Path):
+        self.http = httpx.Client(
+            verify=ssl.create_default_context(cafile=str(ca_file)),
+            follow_redirects=False,
+            timeout=30,
+        )
+        self.steps: list[Step] = []
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _record(self, response: httpx.Response) -> httpx.Response:
+        self.steps.append(
+            Step(
+                response.request.method,
+                str(response.request.url).split("?")[0],
+                response.status_code,
+            )
+        )
+        return response
+
+    def authorize(self, authorization_url: str, decision: str = "approve") -> httpx.Response:
+        """Open the institution's page, answer it, follow the redirects to the final page."""
+        page = self._record(self.http.get(authorization_url))
+        if page.status_code != 200:
+            raise InfraError(f"the institution's page answered {page.status_code}")
+        form = _FormParser()
+        form.feed(page.text)
+        if form.action is None:
+            raise InfraError("the institution's page has no form")
+        response = self._record(
+            self.http.post(
+                urljoin(str(page.url), form.action), data={**form.fields, "decision": decision}
+            )
+        )
+        while response.is_redirect:
+            response = self._record(
+                self.http.get(urljoin(str(response.url), response.headers["location"]))
+            )
+        return response
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def run(layout: Layout) -> None:
+    env = read_env(layout.dev_env_file)
+    api = env.get("API_BASE_URL", "https://localhost:8000").rstrip("/")
+    tls = ssl.create_default_context(cafile=str(layout.ca_file))
+    email = f"demo-{secrets.token_hex(4)}@example.com"
+    password = secrets.token_urlsafe(18)
+    with httpx.Client(base_url=api, verify=tls, timeout=30) as client:
+
+        def call(method: str, path: str, expect: int, **kwargs) -> httpx.Response:
+            response = client.request(method, path, **kwargs)
+            _say(f"  {method:<6} {path:<48} {response.status_code}")
+            if response.status_code != expect:
+                raise InfraError(
+                    f"{method} {path} answered {response.status_code}: {response.text[:300]}"
+                )
+            return response
+
+        _say(f"Demo against {api} (verifying {layout.ca_file.relative_to(layout.root)})")
+        _say(f"1. register {email}")
+        call(
+            "POST",
+            "/api/v1/auth/register",
+            201,
+            json={"email": email, "password": password, "name": "Demo User"},
+        )
+        _say("2. log in")
+        tokens = call(
+            "POST", "/api/v1/auth/login", 200, json={"email": email, "password": password}
+        ).json()
+        client.headers["Authorization"] = f"Bearer {tokens['access_token']}"
+        _say("3. the provider catalog")
+        for kind in call("GET", "/api/v1/provider-types", 200).json():
+            _say(f"     {kind['key']:<10} {kind['name']:<24} configured={kind['configured']}")
+        _say("4. add a sandbox provider")
+        provider = call(
+            "POST",
+            "/api/v1/providers",
+            201,
+            json={"provider_key": "sandbox", "alias": "Demo Sandbox"},
+        ).json()
+        path = f"/api/v1/providers/{provider['id']}/authorization"
+        _say("5. ask for the authorization URL")
+        start = call("POST", path, 201).json()
+        _say(f"     {re.sub(r'state=[^&]+', 'state=…', start['authorization_url'])[:110]}")
+        _say("6. approve at the institution and follow the redirects, as a browser")
+        browser = Browser(layout.ca_file)
+        try:
+            final = browser.authorize(start["authorization_url"])
+        finally:
+            browser.close()
+        for step in browser.steps:
+            _say(f"  {step.method:<6} {step.url:<48} {step.status}")
+        title = re.search(r"<h1>(.*?)</h1>", final.text)
+        _say(f"     callback page: {title.group(1) if title else final.status_code}")
+        _say("7. the connection")
+        status = call("GET", path, 200).json()
+        _say(
+            f"     status={status['status']} scope={status['scope']} "
+            f"expires_at={status['expires_at']}"
+        )
+        if status["status"] != "active":
+            raise InfraError(f"the connection ended {status['status']}, not active")
+        _say("Done: the sandbox tokens are stored encrypted; the audit log holds the event.")
