@@ -154,6 +154,12 @@ def test_clean(c):
     _infra(c, "test-clean", env="test")
 
 
+@task(name="rotate-token-key")
+def rotate_token_key(c):
+    """Add a provider-token vault key, restart the API with it, re-encrypt every token under it."""
+    _infra(c, "rotate-token-key")
+
+
 @task
 def demo(c):
     """Connect a sandbox institution end to end on the running dev environment, step by step."""
@@ -183,6 +189,18 @@ def bench(c, name, repeat=3, suite_repeat=1):
 
 
 namespace = Collection(
-    setup, certs, up, down, status, logs, clean, test_setup, test, test_clean, bench, demo
+    setup,
+    certs,
+    up,
+    down,
+    status,
+    logs,
+    clean,
+    test_setup,
+    test,
+    test_clean,
+    bench,
+    demo,
+    rotate_token_key,
 )
 namespace.configure({"dashtam": {"reload": True, "up_timeout": 90, "workers": "auto"}})

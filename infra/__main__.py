@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--pytest-args", default="")
     sub.add_parser("test-clean")
     sub.add_parser("demo")
+    sub.add_parser("rotate-token-key")
     return parser
 
 
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             case "test-clean":
                 workflows.test_clean(layout)
+            case "rotate-token-key":
+                workflows.rotate_token_key(layout)
             case "demo":
                 from infra import demo
 

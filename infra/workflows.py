@@ -13,6 +13,7 @@ from infra import apps
 from infra.certs import ensure_certs
 from infra.envfiles import ensure_env_files, read_both, read_credentials
 from infra.errors import InfraError
+from infra.files import read_env, write_private
 from infra.layout import Layout
 from infra.runtime import process, selected_runtime
 from infra.runtime.local import SERVERS, LocalRuntime, valkey_ping
@@ -287,3 +288,50 @@ def test_clean(layout: Layout) -> None:
         f"dropped test databases: {', '.join(dropped) or 'none'}; flushed Valkey index {test_creds.redis_db}"
     )
     say("the next `inv test` recreates what it needs")
+
+
+def rotate_token_key(layout: Layout) -> None:
+    """Add a vault key, restart the API so it knows it, re-seal every token under it."""
+    from dashtam_core.vault import new_key, parse_keys
+
+    env_file = layout.dev_env_file
+    if not env_file.exists():
+        raise InfraError("env/.env.dev is missing: run `inv setup` first")
+    values = read_env(env_file)
+    keys = parse_keys(values.get("TOKEN_ENCRYPTION_KEYS", "") or "k0:" + new_key())
+    number = 1 + max((int(k[1:]) for k in keys if k[1:].isdigit() and k[0] == "k"), default=0)
+    key_id = f"k{number}"
+    spec = ",".join([*(f"{k}:{_encode(v)}" for k, v in keys.items()), f"{key_id}:{new_key()}"])
+    set_env_value(env_file, "TOKEN_ENCRYPTION_KEYS", spec)
+    say(
+        f"added vault key {key_id} to {env_file.relative_to(layout.root)} "
+        f"(keys now: {', '.join([*keys, key_id])}; the last one encrypts)"
+    )
+    api = apps.APPS[0]
+    if process.running(layout.pid_file(api.name)):
+        # Restart before re-sealing: the running API must be able to open the new ciphertexts.
+        apps.stop_app(api, layout=layout)
+        apps.start_app(api, layout=layout, env_file=env_file, reload=True)
+        apps.wait_healthy(api, layout=layout, env_file=env_file, timeout=90)
+        say("restarted the API with the new key")
+    if not process.running(layout.pid_file("postgres")):
+        raise InfraError("PostgreSQL is not running: start it with `inv up`, then run this again")
+    _run_initializer("dashtam_core.reencrypt", env_file, layout)
+
+
+def _encode(key: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(key).decode().rstrip("=")
+
+
+def set_env_value(path: Path, key: str, value: str) -> None:
+    """Replace one KEY=VALUE line (or append it), keeping everything else and mode 0600."""
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.split("=", 1)[0].strip() == key and not line.lstrip().startswith("#"):
+            lines[i] = f"{key}={value}"
+            break
+    else:
+        lines.append(f"{key}={value}")
+    write_private(path, "\n".join(lines) + "\n")

@@ -24,6 +24,11 @@ class VaultError(Exception):
     """A value that cannot be opened (tampered, truncated, or under an unknown key)."""
 
 
+def token_context(connection_id: object, column: str) -> bytes:
+    """Associated data binding a sealed provider token to its connection and column."""
+    return f"provider_tokens:{connection_id}:{column}".encode()
+
+
 def parse_keys(spec: str) -> dict[str, bytes]:
     """``"k1:<b64>,k2:<b64>"`` -> ordered {key_id: 32-byte key}; ValueError says what is wrong."""
     keys: dict[str, bytes] = {}

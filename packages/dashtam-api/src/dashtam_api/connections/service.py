@@ -16,13 +16,8 @@ from dashtam_api.providers import service as providers
 from dashtam_api.providers.registry import ProviderSpec, redirect_uri
 from dashtam_core.config import Settings
 from dashtam_core.database import Database
-from dashtam_core.vault import Vault
+from dashtam_core.vault import Vault, token_context
 from dashtam_models import ConnectionStatus, Provider, ProviderConnection, ProviderToken, User
-
-
-def token_context(connection_id: uuid.UUID, column: str) -> bytes:
-    """Associated data binding a sealed token to its connection and column."""
-    return f"provider_tokens:{connection_id}:{column}".encode()
 
 
 def _spec(registry: dict[str, ProviderSpec], provider: Provider) -> ProviderSpec:
