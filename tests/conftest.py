@@ -12,7 +12,12 @@ import pytest
 from tests.fixtures.environment import ROOT, template_settings
 from tests.fixtures.preflight import preflight_problem
 
-pytest_plugins = ["tests.fixtures.database", "tests.fixtures.app", "tests.fixtures.servers"]
+pytest_plugins = [
+    "tests.fixtures.database",
+    "tests.fixtures.app",
+    "tests.fixtures.servers",
+    "tests.fixtures.institution",
+]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -32,7 +32,7 @@ async def test_this_worker_uses_its_own_valkey_index(redis_client, test_settings
 
 
 async def test_writer_commits_a_user(session):
-    await create_user(session, email="writer@example.test")
+    await create_user(session, email="writer@example.com")
     await session.commit()  # releases a savepoint; the test's transaction is rolled back later
     assert await session.scalar(select(func.count()).select_from(User)) == 1
 
@@ -55,22 +55,22 @@ async def test_factories_build_the_whole_chain(session):
     provider = await session.get(Provider, connection.provider_id)
     user = await session.get(User, provider.user_id)
     assert connection.status == "pending"
-    assert user.email.endswith("@example.test")
+    assert user.email.endswith("@example.com")
     assert await session.scalar(select(func.count()).select_from(ProviderConnection)) == 1
 
 
 async def test_a_failed_statement_inside_a_savepoint_does_not_end_the_test_transaction(session):
-    await create_user(session, email="dup@example.test")
+    await create_user(session, email="dup@example.com")
     await session.commit()
     with pytest.raises(Exception, match="duplicate key"):
         async with session.begin_nested():
-            await create_user(session, email="DUP@example.test")  # citext: the same address
+            await create_user(session, email="DUP@example.com")  # citext: the same address
     assert await session.scalar(select(func.count()).select_from(User)) == 1
 
 
 @pytest.mark.commits
 async def test_committed_rows_are_seen_by_other_connections(engine, session):
-    await create_user(session, email="committed@example.test")
+    await create_user(session, email="committed@example.com")
     await session.commit()
     async with engine.connect() as other:
         count = await other.scalar(text("SELECT count(*) FROM users"))

@@ -37,7 +37,8 @@ def parse_keys(spec: str) -> dict[str, bytes]:
         if not sep or not _KEY_ID.match(key_id):
             raise ValueError(f"entry {key_id!r} is not KEY_ID:BASE64KEY")
         try:
-            key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+            padded = encoded + "=" * (-len(encoded) % 4)
+            key = base64.b64decode(padded, altchars=b"-_", validate=True)
         except ValueError:
             raise ValueError(f"key {key_id!r} is not base64") from None
         if len(key) != 32:

@@ -1,0 +1,123 @@
+"""Providers: catalog, create, list (paginated), get, rename, delete; other users see 404."""
+
+import uuid
+
+import pytest
+
+from tests.api.test_auth import is_problem
+
+
+async def add(client, headers, alias="My Sandbox", key="sandbox"):
+    return await client.post(
+        "/api/v1/providers", headers=headers, json={"provider_key": key, "alias": alias}
+    )
+
+
+async def test_catalog_lists_kinds_and_whether_they_are_configured(client, auth_headers):
+    response = await client.get("/api/v1/provider-types", headers=auth_headers)
+    kinds = {k["key"]: k for k in response.json()}
+    assert kinds["sandbox"]["configured"] is True
+    assert kinds["sandbox"]["supports"]["pkce"] is True
+    assert kinds["schwab"]["configured"] is False  # no credentials in the test env
+    assert kinds["schwab"]["name"] == "Charles Schwab"
+
+
+async def test_catalog_requires_authentication(client):
+    is_problem(await client.get("/api/v1/provider-types"), 401)
+
+
+async def test_create_get_rename_delete(client, auth_headers):
+    created = await add(client, auth_headers)
+    assert created.status_code == 201
+    provider = created.json()
+    assert provider["status"] == "pending"
+    path = f"/api/v1/providers/{provider['id']}"
+    assert (await client.get(path, headers=auth_headers)).json()["alias"] == "My Sandbox"
+    renamed = await client.patch(path, headers=auth_headers, json={"alias": "Renamed"})
+    assert renamed.json()["alias"] == "Renamed"
+    assert (await client.delete(path, headers=auth_headers)).status_code == 204
+    is_problem(await client.get(path, headers=auth_headers), 404)
+
+
+async def test_alias_is_unique_per_user_not_globally(client, sign_up):
+    ann, _, _ = await sign_up()
+    bob, _, _ = await sign_up()
+    assert (await add(client, ann, "Main")).status_code == 201
+    is_problem(await add(client, ann, "Main"), 409)
+    assert (await add(client, bob, "Main")).status_code == 201
+    second = (await add(client, ann, "Second")).json()
+    is_problem(
+        await client.patch(
+            f"/api/v1/providers/{second['id']}", headers=ann, json={"alias": "Main"}
+        ),
+        409,
+    )
+
+
+async def test_unknown_provider_type_is_404(client, auth_headers):
+    is_problem(await add(client, auth_headers, key="nobank"), 404)
+
+
+async def test_list_is_paginated_and_only_mine(client, sign_up):
+    ann, _, _ = await sign_up()
+    bob, _, _ = await sign_up()
+    for i in range(5):
+        await add(client, ann, f"Ann {i}")
+    await add(client, bob, "Bob's")
+    page = (await client.get("/api/v1/providers?limit=2&offset=1", headers=ann)).json()
+    assert page["total"] == 5
+    assert (page["limit"], page["offset"]) == (2, 1)
+    everything = (await client.get("/api/v1/providers", headers=ann)).json()
+    assert {p["alias"] for p in everything["items"]} == {f"Ann {i}" for i in range(5)}
+    # Pages are slices of one stable order.
+    assert page["items"] == everything["items"][1:3]
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=101", "offset=-1", "limit=ten"])
+async def test_bad_paging_is_422(client, auth_headers, query):
+    is_problem(await client.get(f"/api/v1/providers?{query}", headers=auth_headers), 422)
+
+
+async def test_another_users_provider_is_not_found_for_every_method(client, sign_up):
+    ann, _, _ = await sign_up()
+    bob, _, _ = await sign_up()
+    provider = (await add(client, ann)).json()
+    path = f"/api/v1/providers/{provider['id']}"
+    is_problem(await client.get(path, headers=bob), 404)
+    is_problem(await client.patch(path, headers=bob, json={"alias": "Mine now"}), 404)
+    is_problem(await client.delete(path, headers=bob), 404)
+    is_problem(await client.post(f"{path}/authorization", headers=bob), 404)
+    is_problem(await client.get(f"{path}/authorization", headers=bob), 404)
+    is_problem(await client.delete(f"{path}/authorization", headers=bob), 404)
+    assert (await client.get(path, headers=ann)).status_code == 200
+
+
+@pytest.mark.parametrize("method", ["get", "patch", "delete"])
+async def test_malformed_and_unknown_ids(client, auth_headers, method):
+    kwargs = {"json": {"alias": "x"}} if method == "patch" else {}
+    is_problem(
+        await getattr(client, method)(
+            "/api/v1/providers/not-a-uuid", headers=auth_headers, **kwargs
+        ),
+        422,
+    )
+    is_problem(
+        await getattr(client, method)(
+            f"/api/v1/providers/{uuid.uuid4()}", headers=auth_headers, **kwargs
+        ),
+        404,
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"provider_key": "sandbox"},
+        {"provider_key": "sandbox", "alias": ""},
+        {"provider_key": "sandbox", "alias": "x" * 101},
+        {"provider_key": "sandbox", "alias": "a", "x": 1},
+    ],
+)
+async def test_malformed_bodies_are_422(client, auth_headers, body):
+    is_problem(await client.post("/api/v1/providers", headers=auth_headers, json=body), 422)

@@ -1,0 +1,106 @@
+"""PKCE and the provider catalog, without servers."""
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from pydantic import ValidationError
+
+from dashtam_api.connections import oauth
+from dashtam_api.providers.registry import build_registry
+from dashtam_core.config import GenericProviderConfig, Settings
+
+
+def test_pkce_challenge_matches_rfc_7636_appendix_b():
+    verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+    assert oauth.code_challenge(verifier) == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+
+
+def test_verifiers_are_long_random_and_url_safe():
+    verifiers = {oauth.new_code_verifier() for _ in range(50)}
+    assert len(verifiers) == 50
+    for verifier in verifiers:
+        assert 43 <= len(verifier) <= 128
+        assert set(verifier) <= set(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        )
+
+
+def settings(**overrides) -> Settings:
+    return Settings.model_construct(**{**Settings().model_dump(), **overrides})
+
+
+async def test_authorization_url_carries_state_and_s256_challenge_not_the_verifier():
+    spec = build_registry(settings(ENVIRONMENT="testing"))["sandbox"]
+    verifier = oauth.new_code_verifier()
+    async with oauth.client_for(
+        spec,
+        redirect_uri="https://localhost:8183/oauth/callback",
+        tls=oauth.tls_context(settings().CA_CERT_FILE),
+        timeout=5,
+    ) as client:
+        url = oauth.authorization_url(spec, client, state="the-state", code_verifier=verifier)
+    query = parse_qs(urlsplit(url).query)
+    assert query["state"] == ["the-state"]
+    assert query["code_challenge"] == [oauth.code_challenge(verifier)]
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["redirect_uri"] == ["https://localhost:8183/oauth/callback"]
+    assert verifier not in url
+
+
+def test_catalog_has_sandbox_only_in_development_and_testing():
+    assert "sandbox" in build_registry(settings(ENVIRONMENT="development"))
+    assert "sandbox" not in build_registry(settings(ENVIRONMENT="production"))
+
+
+def test_schwab_is_configured_only_with_credentials():
+    assert build_registry(settings())["schwab"].configured is False
+    spec = build_registry(settings(SCHWAB_CLIENT_ID="id", SCHWAB_CLIENT_SECRET="s"))["schwab"]
+    assert spec.configured is True
+    assert spec.token_endpoint_auth_method == "client_secret_basic"
+    assert spec.authorize_url == "https://api.schwabapi.com/v1/oauth/authorize"
+    assert spec.token_url == "https://api.schwabapi.com/v1/oauth/token"
+
+
+def test_generic_institutions_come_from_configuration():
+    generic = GenericProviderConfig(
+        key="acme",
+        name="Acme Bank",
+        authorize_url="https://acme.example/authorize",
+        token_url="https://acme.example/token",
+        client_id="cid",
+        client_secret="cs",
+        scopes=["read"],
+        client_auth_method="post",
+        pkce=False,
+    )
+    spec = build_registry(settings(OAUTH_PROVIDERS=[generic]))["acme"]
+    assert spec.summary() == {
+        "key": "acme",
+        "name": "Acme Bank",
+        "configured": True,
+        "supports": {"pkce": False, "refresh": True, "revocation": False, "client_auth": "post"},
+    }
+    assert spec.token_endpoint_auth_method == "client_secret_post"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"key": "Bad Key"},
+        {"authorize_url": "not a url"},
+        {"client_auth_method": "jwt"},
+        {"client_id": ""},
+        {"surprise": 1},
+    ],
+)
+def test_bad_generic_declarations_are_refused(bad):
+    declaration = {
+        "key": "acme",
+        "name": "Acme",
+        "authorize_url": "https://a.example/auth",
+        "token_url": "https://a.example/token",
+        "client_id": "cid",
+        **bad,
+    }
+    with pytest.raises(ValidationError):
+        GenericProviderConfig(**declaration)
