@@ -120,6 +120,7 @@ def test_setup(c):
         "unit": "Run the unit tests (no servers needed).",
         "integration": "Run the integration tests (real PostgreSQL and Valkey).",
         "api": "Run the HTTP API tests.",
+        "e2e": "Run the end-to-end tests (real HTTPS API, callback and sandbox servers).",
         "cov": "Measure coverage and print a combined report (HTML in htmlcov/).",
         "pytest_args": "More pytest arguments as one string, e.g. --pytest-args='-k health -x'.",
     },
@@ -131,6 +132,7 @@ def test(
     unit=False,
     integration=False,
     api=False,
+    e2e=False,
     cov=False,
     pytest_args="",
 ):
@@ -138,7 +140,7 @@ def test(
     args = ["test"]
     if parallel:
         args += ["--parallel", "--workers", str(workers or c.dashtam.workers)]
-    for suite, picked in (("unit", unit), ("integration", integration), ("api", api)):
+    for suite, picked in (("unit", unit), ("integration", integration), ("api", api), ("e2e", e2e)):
         if picked:
             args += ["--suite", suite]
     if cov:

@@ -52,6 +52,7 @@ class Browser:
             timeout=30,
         )
         self.steps: list[Step] = []
+        self.redirects: list[str] = []  # every Location followed, in full
 
     def close(self) -> None:
         self.http.close()
@@ -81,9 +82,9 @@ class Browser:
             )
         )
         while response.is_redirect:
-            response = self._record(
-                self.http.get(urljoin(str(response.url), response.headers["location"]))
-            )
+            target = urljoin(str(response.url), response.headers["location"])
+            self.redirects.append(target)
+            response = self._record(self.http.get(target))
         return response
 
 

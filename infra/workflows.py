@@ -18,7 +18,7 @@ from infra.layout import Layout
 from infra.runtime import process, selected_runtime
 from infra.runtime.local import SERVERS, LocalRuntime, valkey_ping
 
-TEST_SUITES = ("unit", "integration", "api")
+TEST_SUITES = ("unit", "integration", "api", "e2e")
 
 
 def say(message: str) -> None:
@@ -310,8 +310,9 @@ def rotate_token_key(layout: Layout) -> None:
     api = apps.APPS[0]
     if process.running(layout.pid_file(api.name)):
         # Restart before re-sealing: the running API must be able to open the new ciphertexts.
+        reload = "--reload" in process.recorded_argv(layout.pid_file(api.name))
         apps.stop_app(api, layout=layout)
-        apps.start_app(api, layout=layout, env_file=env_file, reload=True)
+        apps.start_app(api, layout=layout, env_file=env_file, reload=reload)
         apps.wait_healthy(api, layout=layout, env_file=env_file, timeout=90)
         say("restarted the API with the new key")
     if not process.running(layout.pid_file("postgres")):

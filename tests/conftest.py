@@ -41,5 +41,5 @@ def _only_unit_tests(config: pytest.Config) -> bool:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         suite = Path(item.fspath).relative_to(ROOT / "tests").parts[0]
-        if suite in ("integration", "api"):
+        if suite in ("integration", "api", "e2e"):
             item.add_marker(getattr(pytest.mark, suite))

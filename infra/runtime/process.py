@@ -25,6 +25,14 @@ class Tracked:
     started: float
 
 
+def recorded_argv(pid_file: Path) -> list[str]:
+    """The command line a pid file's process was started with ([] if unknown)."""
+    try:
+        return list(json.loads(pid_file.read_text()).get("argv", []))
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
 def read_pid(pid_file: Path) -> Tracked | None:
     try:
         data = json.loads(pid_file.read_text())
@@ -78,9 +86,7 @@ def spawn(
             extra_groups=[] if user else None,
         )
     tracked = Tracked(proc.pid, psutil.Process(proc.pid).create_time())
-    pid_file.write_text(
-        json.dumps({"pid": tracked.pid, "started": tracked.started, "argv": argv[:3]})
-    )
+    pid_file.write_text(json.dumps({"pid": tracked.pid, "started": tracked.started, "argv": argv}))
     return tracked
 
 

@@ -174,6 +174,21 @@ def test_up_status_logs_down_clean_on_a_private_project(private_runtime, capsys,
     assert infra_main.main(["logs", "nope"]) == 1
     assert "unknown service 'nope'" in capsys.readouterr().err
 
+    # `inv demo`: the whole connect flow through this project's own servers.
+    assert infra_main.main(["demo"]) == 0
+    demo = capsys.readouterr().out
+    assert "callback page: Connected" in demo
+    assert "status=active" in demo
+
+    # `inv rotate-token-key`: a new key, the API restarted with it, the demo's token re-sealed.
+    api_pid = process.running(layout.pid_file("api")).pid
+    workflows.rotate_token_key(layout)
+    rotated = capsys.readouterr().out
+    assert "added vault key k2" in rotated
+    assert "restarted the API" in rotated
+    assert "k2:" in layout.dev_env_file.read_text()
+    assert process.running(layout.pid_file("api")).pid != api_pid
+
     workflows.down(layout)
     assert "stopped: api, callback, valkey, postgres" in capsys.readouterr().out
     assert apps.check_health(apps.health_url(api, layout.dev_env_file), layout.ca_file)[0] is None

@@ -1,5 +1,7 @@
 """The token vault: round trip, tampering, binding to its row, rotation."""
 
+import base64
+
 import pytest
 
 from dashtam_core.vault import Vault, VaultError, new_key, parse_keys, token_context
@@ -11,7 +13,8 @@ def vault(*ids: str) -> Vault:
     return Vault.from_spec(",".join(f"{i}:{KEYS[i]}" for i in ids))
 
 
-KEYS = {"k1": new_key(), "k2": new_key(), "k3": new_key()}
+# Fixed keys: parametrized ids must be the same in every xdist worker.
+KEYS = {f"k{i}": base64.urlsafe_b64encode(bytes([i]) * 32).decode().rstrip("=") for i in (1, 2, 3)}
 
 
 def test_round_trip_and_fresh_nonce_each_time():
@@ -69,7 +72,7 @@ def test_rotation_old_values_open_new_ones_use_the_newest_key():
     [
         ("", "no keys"),
         ("k1", "not KEY_ID:BASE64KEY"),
-        ("bad id:" + new_key(), "not KEY_ID:BASE64KEY"),
+        ("bad id:" + KEYS["k1"], "not KEY_ID:BASE64KEY"),
         ("k1:c2hvcnQ", "must be 32 bytes"),
         ("k1:!!!", "base64"),
         (f"k1:{KEYS['k1']},k1:{KEYS['k2']}", "appears twice"),
@@ -78,3 +81,9 @@ def test_rotation_old_values_open_new_ones_use_the_newest_key():
 def test_bad_key_specs_say_what_is_wrong(spec, message):
     with pytest.raises(ValueError, match=message):
         parse_keys(spec)
+
+
+def test_new_keys_are_valid_and_distinct():
+    first, second = new_key(), new_key()
+    assert first != second
+    assert len(parse_keys(f"a:{first},b:{second}")) == 2

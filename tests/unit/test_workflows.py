@@ -64,9 +64,9 @@ def test_test_clean_needs_a_running_server(layout):
 
 
 def test_unknown_test_suite_is_refused(layout):
-    with pytest.raises(InfraError, match="unknown test suite 'e2e'"):
+    with pytest.raises(InfraError, match="unknown test suite 'smoke'"):
         workflows._pytest(
-            layout, parallel=False, workers="1", suites=["e2e"], pytest_args=[], cov=False
+            layout, parallel=False, workers="1", suites=["smoke"], pytest_args=[], cov=False
         )
 
 
