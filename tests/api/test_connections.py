@@ -250,3 +250,27 @@ async def test_institution_failure_is_502_and_its_audit_row_survives_the_rollbac
     assert [r.action for r in rows] == ["authorization_failed"]
     assert connection_status == "error"
     assert tokens == 0
+
+
+async def test_nul_characters_never_reach_the_database_as_a_500(
+    institution_client, test_settings, session
+):
+    client = institution_client
+    headers = await signed_in(client)
+    bad = await client.post(
+        "/api/v1/providers", headers=headers, json={"provider_key": "schwab", "alias": "a\x00b"}
+    )
+    is_problem(bad, 422)
+    _, query = await start(client, headers, "schwab")
+    response = await callback(
+        client,
+        test_settings,
+        state=query["state"][0],
+        error="access_denied\x00",
+        error_description="x\x00y",
+        user_agent="UA\x00",
+    )
+    assert response.status_code == 200
+    audit = await session.scalar(select(ProviderAuditLog))
+    assert audit.details["error_description"] == "xy"
+    assert audit.user_agent == "UA"

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dashtam_api.text import strip_nul
 from dashtam_core.database import Database
 from dashtam_models import ProviderAuditLog
 
@@ -23,7 +24,12 @@ _SECRET_KEYS = {
 
 
 def _clean(details: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in details.items() if k not in _SECRET_KEYS}
+    # JSONB cannot hold NUL; institutions and browsers can send it.
+    return {
+        k: strip_nul(v) if isinstance(v, str) else v
+        for k, v in details.items()
+        if k not in _SECRET_KEYS
+    }
 
 
 def _ip(value: str | None) -> str | None:
@@ -40,7 +46,7 @@ def _row(*, action: str, user_id, provider_id, connection_id, ip, user_agent, de
         provider_id=provider_id,
         connection_id=connection_id,
         ip_address=_ip(ip),
-        user_agent=(user_agent or "")[:500] or None,
+        user_agent=strip_nul(user_agent or "")[:500] or None,
         details=_clean(details or {}),
     )
 

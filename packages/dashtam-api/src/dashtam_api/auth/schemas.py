@@ -3,13 +3,15 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from dashtam_api.text import CleanText
+
 
 class RegisterRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: EmailStr
     password: str = Field(min_length=12, max_length=256)
-    name: str = Field(default="", max_length=200)
+    name: CleanText = Field(default="", max_length=200)
 
 
 class LoginRequest(BaseModel):
@@ -28,7 +30,7 @@ class RefreshRequest(BaseModel):
 class UpdateMeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=200)
+    name: CleanText | None = Field(default=None, max_length=200)
     password: str | None = Field(default=None, min_length=12, max_length=256)
     current_password: str | None = Field(default=None, max_length=256)
 

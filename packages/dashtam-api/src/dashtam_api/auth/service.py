@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dashtam_api.auth import security
 from dashtam_api.auth.schemas import TokenPair
 from dashtam_api.errors import BadRequest, Conflict, TooManyRequests, Unauthorized
+from dashtam_api.text import strip_nul
 from dashtam_core.config import Settings
 from dashtam_models import RefreshToken, User
 
@@ -80,7 +81,7 @@ async def _issue(
             family_id=family_id,
             token_hash=security.hash_refresh_token(refresh),
             expires_at=datetime.now(UTC) + timedelta(days=settings.REFRESH_TOKEN_DAYS),
-            user_agent=(user_agent or "")[:300] or None,
+            user_agent=strip_nul(user_agent or "")[:300] or None,
         )
     )
     await session.flush()

@@ -3,6 +3,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dashtam_api.text import CleanText
+
 
 class ProviderType(BaseModel):
     key: str
@@ -14,14 +16,14 @@ class ProviderType(BaseModel):
 class CreateProvider(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    provider_key: str = Field(min_length=1, max_length=40)
-    alias: str = Field(min_length=1, max_length=100)
+    provider_key: CleanText = Field(min_length=1, max_length=40)
+    alias: CleanText = Field(min_length=1, max_length=100)
 
 
 class UpdateProvider(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    alias: str = Field(min_length=1, max_length=100)
+    alias: CleanText = Field(min_length=1, max_length=100)
 
 
 class ProviderOut(BaseModel):
