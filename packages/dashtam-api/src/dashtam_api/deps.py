@@ -8,7 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dashtam_api.auth.security import decode_access_token
+from dashtam_api.auth.security import Passwords, decode_access_token
 from dashtam_api.errors import Unauthorized
 from dashtam_core.config import Settings
 from dashtam_core.database import Database
@@ -37,11 +37,16 @@ def get_vault(request: Request) -> Vault:
     return request.app.state.vault
 
 
+def get_passwords(request: Request) -> Passwords:
+    return request.app.state.passwords
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 VaultDep = Annotated[Vault, Depends(get_vault)]
+PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
 
 _bearer = HTTPBearer(auto_error=False)
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from dashtam_api import __version__
 from dashtam_api.auth.router import router as auth_router
+from dashtam_api.auth.security import Passwords
 from dashtam_api.connections.oauth import tls_context
 from dashtam_api.connections.router import router as connections_router
 from dashtam_api.health.router import router as health_router
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.vault = Vault.from_spec(settings.TOKEN_ENCRYPTION_KEYS)
+    app.state.passwords = Passwords(settings)
     app.state.registry = build_registry(settings)
     app.state.tls = tls_context(settings.CA_CERT_FILE)
     install_problem_handlers(app)

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     REFRESH_TOKEN_DAYS: int = Field(default=30, ge=1, le=365)
     LOGIN_MAX_FAILURES: int = Field(default=5, ge=1, le=1000)
     LOGIN_LOCKOUT_SECONDS: int = Field(default=900, ge=1, le=86400)
+    # argon2id costs; the defaults are pwdlib's (argon2-cffi's) recommendation. Only the test env
+    # lowers them, to keep hundreds of sign-ups fast; elsewhere weaker values are refused.
+    PASSWORD_HASH_TIME_COST: int = Field(default=3, ge=1, le=20)
+    PASSWORD_HASH_MEMORY_KIB: int = Field(default=65536, ge=8, le=1048576)
+    PASSWORD_HASH_PARALLELISM: int = Field(default=4, ge=1, le=16)
 
     # Provider tokens at rest and the OAuth flow.
     TOKEN_ENCRYPTION_KEYS: str = ""
@@ -154,6 +159,10 @@ class Settings(BaseSettings):
             raise ValueError("SECRET_KEY must be at least 32 characters")
         if not self.TOKEN_ENCRYPTION_KEYS:
             raise ValueError("TOKEN_ENCRYPTION_KEYS is empty; generate a key")
+        if self.PASSWORD_HASH_MEMORY_KIB < 19456 or self.PASSWORD_HASH_TIME_COST < 2:
+            raise ValueError(
+                "PASSWORD_HASH_* below OWASP's argon2id minimum (19 MiB, 2 passes) outside tests"
+            )
         return self
 
     @property

@@ -9,15 +9,19 @@ from dashtam_api.auth.schemas import (
     UpdateMeRequest,
     UserOut,
 )
-from dashtam_api.deps import CurrentUserDep, RedisDep, SessionDep, SettingsDep
+from dashtam_api.deps import CurrentUserDep, PasswordsDep, RedisDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
 @router.post("/register", status_code=201, response_model=UserOut)
-async def register(body: RegisterRequest, session: SessionDep) -> UserOut:
+async def register(body: RegisterRequest, session: SessionDep, passwords: PasswordsDep) -> UserOut:
     user = await service.register(
-        session=session, email=body.email, password=body.password, name=body.name
+        session=session,
+        passwords=passwords,
+        email=body.email,
+        password=body.password,
+        name=body.name,
     )
     await session.commit()
     return UserOut.model_validate(user)
@@ -30,11 +34,13 @@ async def login(
     session: SessionDep,
     redis: RedisDep,
     settings: SettingsDep,
+    passwords: PasswordsDep,
 ) -> TokenPair:
     pair = await service.login(
         session=session,
         redis=redis,
         settings=settings,
+        passwords=passwords,
         email=body.email,
         password=body.password,
         user_agent=request.headers.get("user-agent"),
@@ -75,9 +81,12 @@ async def me(user: CurrentUserDep) -> UserOut:
 
 
 @router.patch("/me", response_model=UserOut)
-async def update_me(body: UpdateMeRequest, user: CurrentUserDep, session: SessionDep) -> UserOut:
+async def update_me(
+    body: UpdateMeRequest, user: CurrentUserDep, session: SessionDep, passwords: PasswordsDep
+) -> UserOut:
     user = await service.update_me(
         session=session,
+        passwords=passwords,
         user=user,
         name=body.name,
         password=body.password,

@@ -7,23 +7,37 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 from starlette.concurrency import run_in_threadpool
 
 from dashtam_api.errors import Unauthorized
+from dashtam_core.config import Settings
 
-_hasher = PasswordHash.recommended()
-# Verified against when the e-mail is unknown, so a miss costs the same time as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 ALGORITHM = "HS256"
 
 
-async def hash_password(password: str) -> str:
-    # argon2 is deliberately slow: keep it off the event loop.
-    return await run_in_threadpool(_hasher.hash, password)
+class Passwords:
+    """argon2id with the costs from settings (cheap in the test env, strong everywhere else)."""
 
+    def __init__(self, settings: Settings):
+        self._hasher = PasswordHash(
+            (
+                Argon2Hasher(
+                    time_cost=settings.PASSWORD_HASH_TIME_COST,
+                    memory_cost=settings.PASSWORD_HASH_MEMORY_KIB,
+                    parallelism=settings.PASSWORD_HASH_PARALLELISM,
+                ),
+            )
+        )
+        # Checked when the e-mail is unknown, so a miss costs what a wrong password costs.
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
 
-async def verify_password(password: str, password_hash: str | None) -> bool:
-    return await run_in_threadpool(_hasher.verify, password, password_hash or _DUMMY_HASH)
+    async def hash(self, password: str) -> str:
+        # argon2 is deliberately slow: keep it off the event loop.
+        return await run_in_threadpool(self._hasher.hash, password)
+
+    async def verify(self, password: str, password_hash: str | None) -> bool:
+        return await run_in_threadpool(self._hasher.verify, password, password_hash or self._dummy)
 
 
 def create_access_token(*, user_id: uuid.UUID, secret: str, minutes: int) -> tuple[str, int]:

@@ -10,15 +10,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.auth import security
 from dashtam_api.auth.schemas import TokenPair
+from dashtam_api.auth.security import Passwords
 from dashtam_api.errors import BadRequest, Conflict, TooManyRequests, Unauthorized
 from dashtam_api.text import strip_nul
 from dashtam_core.config import Settings
 from dashtam_models import RefreshToken, User
 
 
-async def register(*, session: AsyncSession, email: str, password: str, name: str) -> User:
+async def register(
+    *, session: AsyncSession, passwords: Passwords, email: str, password: str, name: str
+) -> User:
     """Create a user; a taken e-mail (case-insensitively) is a conflict."""
-    user = User(email=email, name=name, password_hash=await security.hash_password(password))
+    user = User(email=email, name=name, password_hash=await passwords.hash(password))
     session.add(user)
     try:
         async with session.begin_nested():
@@ -38,6 +41,7 @@ async def login(
     session: AsyncSession,
     redis: Redis,
     settings: Settings,
+    passwords: Passwords,
     email: str,
     password: str,
     user_agent: str | None,
@@ -49,7 +53,7 @@ async def login(
         retry_after = max(int(await redis.ttl(key)), 1)
         raise TooManyRequests("Too many failed logins; try again later.", retry_after=retry_after)
     user = await session.scalar(select(User).where(User.email == email))
-    valid = await security.verify_password(password, user.password_hash if user else None)
+    valid = await passwords.verify(password, user.password_hash if user else None)
     if not user or not valid or not user.is_active:
         async with redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)
@@ -141,6 +145,7 @@ async def logout(*, session: AsyncSession, user: User, token: str) -> None:
 async def update_me(
     *,
     session: AsyncSession,
+    passwords: Passwords,
     user: User,
     name: str | None,
     password: str | None,
@@ -149,11 +154,9 @@ async def update_me(
     if name is not None:
         user.name = name
     if password is not None:
-        if not current_password or not await security.verify_password(
-            current_password, user.password_hash
-        ):
+        if not current_password or not await passwords.verify(current_password, user.password_hash):
             raise BadRequest("current_password is required and must be right to set a password.")
-        user.password_hash = await security.hash_password(password)
+        user.password_hash = await passwords.hash(password)
     await session.flush()
     await session.refresh(user)
     return user
