@@ -1,5 +1,6 @@
 """What each task does. tasks.py parses options and calls these through ``python -m infra``."""
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import redis
 
+from dashtam_core.safety import is_test_database_name
 from infra import apps
 from infra.certs import ensure_certs
 from infra.envfiles import ensure_env_files, read_both, read_credentials
@@ -111,9 +113,7 @@ def status(layout: Layout) -> int:
         if tracked and port and secrets_file.exists():
             runtime = LocalRuntime(layout)
             if name == "postgres":
-                import asyncio
-
-                healthy = asyncio.run(runtime._can_login(port, runtime.secrets().postgres_password))
+                healthy = runtime.postgres_ready(port)
             else:
                 healthy = valkey_ping(port, runtime.secrets().valkey_password)
         rows.append((name, tracked, port, healthy))
@@ -246,10 +246,6 @@ def _pytest(
 
 def test_clean(layout: Layout) -> None:
     """Drop every test database on the shared server and empty the tests' Valkey index."""
-    import asyncio
-
-    from dashtam_core.safety import is_test_database_name
-
     runtime = _runtime(layout)
     _dev, test_creds = read_both(layout)
     if not process.running(layout.pid_file("postgres")):
@@ -292,16 +288,16 @@ def test_clean(layout: Layout) -> None:
 
 def rotate_token_key(layout: Layout) -> None:
     """Add a vault key, restart the API so it knows it, re-seal every token under it."""
-    from dashtam_core.vault import new_key, parse_keys
+    from dashtam_core.vault import format_keys, new_key, parse_keys
 
     env_file = layout.dev_env_file
     if not env_file.exists():
         raise InfraError("env/.env.dev is missing: run `inv setup` first")
-    values = read_env(env_file)
-    keys = parse_keys(values.get("TOKEN_ENCRYPTION_KEYS", "") or "k0:" + new_key())
-    number = 1 + max((int(k[1:]) for k in keys if k[1:].isdigit() and k[0] == "k"), default=0)
+    current = read_env(env_file).get("TOKEN_ENCRYPTION_KEYS", "")
+    keys = parse_keys(current) if current else {}
+    number = 1 + max((int(k[1:]) for k in keys if k[:1] == "k" and k[1:].isdigit()), default=0)
     key_id = f"k{number}"
-    spec = ",".join([*(f"{k}:{_encode(v)}" for k, v in keys.items()), f"{key_id}:{new_key()}"])
+    spec = ",".join(filter(None, [format_keys(keys), f"{key_id}:{new_key()}"]))
     set_env_value(env_file, "TOKEN_ENCRYPTION_KEYS", spec)
     say(
         f"added vault key {key_id} to {env_file.relative_to(layout.root)} "
@@ -318,12 +314,6 @@ def rotate_token_key(layout: Layout) -> None:
     if not process.running(layout.pid_file("postgres")):
         raise InfraError("PostgreSQL is not running: start it with `inv up`, then run this again")
     _run_initializer("dashtam_core.reencrypt", env_file, layout)
-
-
-def _encode(key: bytes) -> str:
-    import base64
-
-    return base64.urlsafe_b64encode(key).decode().rstrip("=")
 
 
 def set_env_value(path: Path, key: str, value: str) -> None:

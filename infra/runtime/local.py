@@ -184,10 +184,8 @@ class LocalRuntime:
             argv, pid_file=pid_file, log_file=log, user=self.user, cwd=self.postgres_data.parent
         )
 
-        def ready() -> bool:
-            return asyncio.run(self._can_login(port, secrets.postgres_password))
-
         alive = lambda: process.running(pid_file) is not None  # noqa: E731
+        ready = lambda: self.postgres_ready(port)  # noqa: E731
         if not process.wait_until(ready, timeout=START_TIMEOUT, interval=0.2, alive=alive):
             process.stop(pid_file, sig=signal.SIGQUIT)
             raise InfraError(
@@ -195,6 +193,10 @@ class LocalRuntime:
                 + process.tail(log)
             )
         return True
+
+    def postgres_ready(self, port: int) -> bool:
+        """Does PostgreSQL on port accept the superuser's password login?"""
+        return asyncio.run(self._can_login(port, self.secrets().postgres_password))
 
     async def _can_login(self, port: int, password: str) -> bool:
         try:

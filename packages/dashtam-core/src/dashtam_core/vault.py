@@ -51,9 +51,18 @@ def parse_keys(spec: str) -> dict[str, bytes]:
     return keys
 
 
+def format_keys(keys: dict[str, bytes]) -> str:
+    """The inverse of parse_keys: the TOKEN_ENCRYPTION_KEYS value for these keys."""
+    return ",".join(f"{key_id}:{_encode(key)}" for key_id, key in keys.items())
+
+
+def _encode(key: bytes) -> str:
+    return base64.urlsafe_b64encode(key).decode().rstrip("=")
+
+
 def new_key() -> str:
     """A fresh key in the configuration's encoding."""
-    return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    return _encode(os.urandom(32))
 
 
 @dataclass(frozen=True)
