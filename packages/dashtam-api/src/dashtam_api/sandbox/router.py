@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from fastapi import APIRouter, Form, Header, Request
+from fastapi import APIRouter, Form, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
@@ -66,27 +66,38 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def _check_request(
-    settings: Settings,
-    client_id: str,
-    redirect: str,
-    response_type: str,
-    code_challenge: str,
-    code_challenge_method: str,
-    scope: str,
-) -> str | None:
-    """Why this authorization request is refused without a redirect, or None."""
-    if not hmac.compare_digest(client_id, settings.SANDBOX_CLIENT_ID):
-        return "Unknown client."
-    if redirect != redirect_uri(settings):
-        return "The redirect URI is not registered for this client."
-    if response_type != "code":
-        return "Only response_type=code is supported."
-    if not code_challenge or code_challenge_method != "S256":
-        return "PKCE with S256 is required."
-    if not set(scope.split()) <= SCOPES:
-        return "Unknown scope requested."
-    return None
+class AuthorizationRequest(BaseModel):
+    """The parameters of an authorization request: query string on GET, form on POST."""
+
+    client_id: str = ""
+    redirect_uri: str = ""
+    response_type: str = ""
+    state: str = ""
+    scope: str = "accounts"
+    code_challenge: str = ""
+    code_challenge_method: str = ""
+
+    def problem(self, settings: Settings) -> str | None:
+        """Why this request is refused without a redirect (RFC 6749 4.1.2.1), or None."""
+        if not hmac.compare_digest(self.client_id, settings.SANDBOX_CLIENT_ID):
+            return "Unknown client."
+        if self.redirect_uri != redirect_uri(settings):
+            return "The redirect URI is not registered for this client."
+        if self.response_type != "code":
+            return "Only response_type=code is supported."
+        if not self.code_challenge or self.code_challenge_method != "S256":
+            return "PKCE with S256 is required."
+        if not set(self.scope.split()) <= SCOPES:
+            return "Unknown scope requested."
+        return None
+
+
+class AuthorizationDecision(AuthorizationRequest):
+    decision: Literal["approve", "deny"]
+
+
+def _invalid(problem: str) -> HTMLResponse:
+    return _page("Sandbox: invalid request", f"<p>{escape(problem)}</p>", 400)
 
 
 def _back(redirect: str, **params: str) -> RedirectResponse:
@@ -98,47 +109,25 @@ async def authorize_page(
     request: Request,
     settings: SettingsDep,
     redis: RedisDep,
-    client_id: str = "",
-    redirect_uri: str = "",
-    response_type: str = "",
-    state: str = "",
-    scope: str = "accounts",
-    code_challenge: str = "",
-    code_challenge_method: str = "",
+    query: Annotated[AuthorizationRequest, Query()],
 ):
-    problem = _check_request(
-        settings,
-        client_id,
-        redirect_uri,
-        response_type,
-        code_challenge,
-        code_challenge_method,
-        scope,
-    )
+    problem = query.problem(settings)
     if problem:
-        return _page("Sandbox: invalid request", f"<p>{escape(problem)}</p>", 400)
+        return _invalid(problem)
     failure = await store.take_failure(redis, "authorize")
     if failure:
         return _back(
-            redirect_uri,
+            query.redirect_uri,
             error=failure.get("error", "server_error"),
             error_description="Injected failure",
-            state=state,
+            state=query.state,
         )
     hidden = "".join(
         f"<input type='hidden' name='{escape(k)}' value='{escape(v, quote=True)}'>"
-        for k, v in {
-            "client_id": client_id,
-            "redirect_uri": redirect_uri,
-            "response_type": response_type,
-            "state": state,
-            "scope": scope,
-            "code_challenge": code_challenge,
-            "code_challenge_method": code_challenge_method,
-        }.items()
+        for k, v in query.model_dump().items()
     )
     body = (
-        f"<p><b>Dashtam</b> asks to read your {escape(', '.join(scope.split()))}.</p>"
+        f"<p><b>Dashtam</b> asks to read your {escape(', '.join(query.scope.split()))}.</p>"
         f"<form method='post' action='{escape(str(request.url.path))}'>{hidden}"
         "<button name='decision' value='approve'>Approve</button> "
         "<button name='decision' value='deny'>Deny</button></form>"
@@ -150,43 +139,28 @@ async def authorize_page(
 async def authorize_decision(
     settings: SettingsDep,
     redis: RedisDep,
-    decision: Annotated[Literal["approve", "deny"], Form()],
-    client_id: Annotated[str, Form()] = "",
-    redirect_uri: Annotated[str, Form()] = "",
-    response_type: Annotated[str, Form()] = "",
-    state: Annotated[str, Form()] = "",
-    scope: Annotated[str, Form()] = "accounts",
-    code_challenge: Annotated[str, Form()] = "",
-    code_challenge_method: Annotated[str, Form()] = "",
+    form: Annotated[AuthorizationDecision, Form()],
 ):
-    problem = _check_request(
-        settings,
-        client_id,
-        redirect_uri,
-        response_type,
-        code_challenge,
-        code_challenge_method,
-        scope,
-    )
+    problem = form.problem(settings)
     if problem:
-        return _page("Sandbox: invalid request", f"<p>{escape(problem)}</p>", 400)
-    if decision == "deny":
+        return _invalid(problem)
+    if form.decision == "deny":
         return _back(
-            redirect_uri,
+            form.redirect_uri,
             error="access_denied",
             error_description="The account holder denied access.",
-            state=state,
+            state=form.state,
         )
     code = await store.new_code(
         redis,
         {
-            "client_id": client_id,
-            "redirect_uri": redirect_uri,
-            "code_challenge": code_challenge,
-            "scope": scope,
+            "client_id": form.client_id,
+            "redirect_uri": form.redirect_uri,
+            "code_challenge": form.code_challenge,
+            "scope": form.scope,
         },
     )
-    return _back(redirect_uri, code=code, state=state)
+    return _back(form.redirect_uri, code=code, state=form.state)
 
 
 def _client_credentials(
