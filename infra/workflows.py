@@ -70,6 +70,7 @@ def up(layout: Layout, *, reload: bool = True, timeout: float = 90.0) -> None:
     apps_started = []
     if servers or not all(process.running(layout.pid_file(a.name)) for a in apps.APPS):
         _run_initializer("dashtam_core.init_db", env_file, layout)
+        runtime.after_schema(read_credentials(env_file))
     for app in apps.APPS:
         if apps.start_app(app, layout=layout, env_file=env_file, reload=reload):
             apps_started.append(app.name)
@@ -180,6 +181,8 @@ def test_setup(layout: Layout) -> list[str]:
     setup(layout, quiet=True)
     started = runtime.start_servers()
     _run_initializer("dashtam_core.init_test_db", layout.test_env_file, layout)
+    # The template's audit log goes to its owner; clones copy that (and the janitor's TRUNCATE).
+    runtime.after_schema(read_credentials(layout.test_env_file), janitor=True)
     return started
 
 

@@ -219,17 +219,40 @@ class LocalRuntime:
 
     def bootstrap(self, dev: Credentials, test: Credentials) -> None:
         """Roles and databases of both environments (infra/postgres/bootstrap.sql)."""
+        self._psql(
+            dev.db_port,
+            "postgres",
+            self.layout.bootstrap_sql,
+            {
+                "DASHTAM_DEV_DB_USER": dev.db_user,
+                "DASHTAM_DEV_DB_PASSWORD": dev.db_password,
+                "DASHTAM_DEV_DB_NAME": dev.db_name,
+                "DASHTAM_TEST_DB_USER": test.db_user,
+                "DASHTAM_TEST_DB_PASSWORD": test.db_password,
+                "DASHTAM_TEST_DB_NAME": test.db_name,
+            },
+        )
+
+    def after_schema(self, creds: Credentials, *, janitor: bool = False) -> None:
+        """Superuser steps once a schema exists (infra/postgres/after_schema.sql)."""
+        self._psql(
+            creds.db_port,
+            creds.db_name,
+            self.layout.root / "infra/postgres/after_schema.sql",
+            {
+                "DASHTAM_APP_USER": creds.db_user,
+                "DASHTAM_JANITOR_GRANT": "TRUNCATE" if janitor else "",
+                "DASHTAM_LOCK_SCHEMA": "off" if janitor else "on",
+            },
+        )
+
+    def _psql(self, port: int, database: str, script: Path, variables: dict[str, str]) -> None:
         psql = binaries.postgres_bin_dir() / "psql"
         env = {
             **os.environ,
             "PGPASSWORD": self.secrets().postgres_password,
             "PGCONNECT_TIMEOUT": "5",
-            "DASHTAM_DEV_DB_USER": dev.db_user,
-            "DASHTAM_DEV_DB_PASSWORD": dev.db_password,
-            "DASHTAM_DEV_DB_NAME": dev.db_name,
-            "DASHTAM_TEST_DB_USER": test.db_user,
-            "DASHTAM_TEST_DB_PASSWORD": test.db_password,
-            "DASHTAM_TEST_DB_NAME": test.db_name,
+            **variables,
         }
         result = subprocess.run(
             [
@@ -239,15 +262,15 @@ class LocalRuntime:
                 "-h",
                 "127.0.0.1",
                 "-p",
-                str(dev.db_port),
+                str(port),
                 "-U",
                 SUPERUSER,
                 "-d",
-                "postgres",
+                database,
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-f",
-                str(self.layout.bootstrap_sql),
+                str(script),
             ],
             env=env,
             capture_output=True,
@@ -255,7 +278,7 @@ class LocalRuntime:
             check=False,
         )
         if result.returncode != 0:
-            raise InfraError(f"database bootstrap failed: {result.stderr.strip()}")
+            raise InfraError(f"{script.name} failed on {database}: {result.stderr.strip()}")
 
     async def superuser_connect(self, port: int, database: str = "postgres") -> asyncpg.Connection:
         return await asyncpg.connect(

@@ -32,8 +32,7 @@ def private_runtime(tmp_path, monkeypatch):
     (tmp_path / "env").mkdir()
     for name in (".env.dev.example", ".env.test.example"):
         shutil.copy(ROOT / "env" / name, tmp_path / "env" / name)
-    (tmp_path / "infra" / "postgres").mkdir(parents=True)
-    shutil.copy(ROOT / "infra/postgres/bootstrap.sql", tmp_path / "infra/postgres/bootstrap.sql")
+    shutil.copytree(ROOT / "infra" / "postgres", tmp_path / "infra" / "postgres")
     monkeypatch.setenv("DASHTAM_POSTGRES_PORT", str(free_port()))
     monkeypatch.setenv("DASHTAM_VALKEY_PORT", str(free_port()))
     layout = Layout(root=tmp_path)
@@ -154,6 +153,21 @@ def test_up_status_logs_down_clean_on_a_private_project(private_runtime, capsys,
     workflows.up(layout, reload=False, timeout=60)
     assert "Dashtam is up" in capsys.readouterr().out
     assert (layout.certs_dir / "ca.pem").exists()
+
+    # The development role may read and append the audit log, nothing more; not even DROP it.
+    dev, _ = read_both(layout)
+    sql(dev, "INSERT INTO provider_audit_logs (action) VALUES ('probe')")
+    for refused in (
+        "UPDATE provider_audit_logs SET action = 'x'",
+        "DELETE FROM provider_audit_logs",
+        "TRUNCATE provider_audit_logs",
+        "DROP TABLE provider_audit_logs",
+        "ALTER TABLE provider_audit_logs DISABLE TRIGGER ALL",
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            sql(dev, refused)
+    sql(dev, "CREATE TABLE dev_scratch (id int)")  # creating its own tables still works
+    sql(dev, "DROP TABLE dev_scratch")
 
     workflows.up(layout, reload=False, timeout=60)
     assert "already up" in capsys.readouterr().out

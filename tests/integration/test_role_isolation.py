@@ -74,3 +74,45 @@ async def test_roles_are_not_superusers_and_only_tests_may_create_databases(dev,
     assert roles[dev.db_user]["rolcreatedb"] is False
     assert roles[test_creds.db_user]["rolcreatedb"] is True
     assert owner == test_creds.db_user
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE provider_audit_logs SET action = 'x'",
+        "DELETE FROM provider_audit_logs",
+        "ALTER TABLE provider_audit_logs DISABLE TRIGGER provider_audit_logs_append_only",
+        # DROP TABLE is refused in development, where the schema belongs to the audit owner; the
+        # test role owns its schema to rebuild it every run (see test_local_runtime.py).
+        "CREATE OR REPLACE FUNCTION provider_audit_logs_append_only() RETURNS trigger "
+        "LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
+    ],
+)
+async def test_the_application_role_can_only_read_and_append_the_audit_log(session, statement):
+    from sqlalchemy import text
+
+    await session.execute(
+        text("INSERT INTO provider_audit_logs (action, details) VALUES ('probe', '{}')")
+    )
+    assert await session.scalar(text("SELECT count(*) FROM provider_audit_logs")) == 1
+    with pytest.raises(Exception, match=r"permission denied|must be owner"):
+        async with session.begin_nested():
+            await session.execute(text(statement))
+
+
+async def test_deleting_a_user_keeps_the_audit_rows_with_a_null_reference(session):
+    from sqlalchemy import select, text
+
+    from dashtam_models import ProviderAuditLog
+    from tests.fixtures.factories import create_connection
+
+    connection = await create_connection(session)
+    await session.execute(
+        text("INSERT INTO provider_audit_logs (action, connection_id) VALUES ('connected', :c)"),
+        {"c": connection.id},
+    )
+    await session.execute(text("DELETE FROM users"))
+    rows = (
+        await session.execute(select(ProviderAuditLog.action, ProviderAuditLog.connection_id))
+    ).all()
+    assert rows == [("connected", None)]

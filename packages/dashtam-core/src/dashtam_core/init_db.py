@@ -32,8 +32,16 @@ async def create_schema(conn: AsyncConnection) -> list[str]:
         await conn.execute(text(f"CREATE EXTENSION IF NOT EXISTS {extension}"))
     before = await existing_tables(conn)
     await conn.run_sync(dashtam_models.metadata.create_all, checkfirst=True)
-    for statement in APPEND_ONLY_STATEMENTS:
-        await conn.exec_driver_sql(statement)
+    owns_audit_log = await conn.scalar(
+        text(
+            "SELECT tableowner = current_user FROM pg_tables "
+            "WHERE schemaname = 'public' AND tablename = 'provider_audit_logs'"
+        )
+    )
+    if owns_audit_log:
+        # Until the bootstrap hands the table to its own owner (infra/postgres/after_schema.sql).
+        for statement in APPEND_ONLY_STATEMENTS:
+            await conn.exec_driver_sql(statement)
     return [t.name for t in dashtam_models.metadata.sorted_tables if t.name not in before]
 
 
