@@ -2,7 +2,6 @@
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -46,10 +45,6 @@ class Database:
     def from_settings(cls, settings: Settings) -> "Database":
         engine = create_engine(settings)
         return cls(engine=engine, sessionmaker=async_sessionmaker(engine, expire_on_commit=False))
-
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessionmaker() as session:
-            yield session
 
     async def ping(self, timeout: float) -> "ProbeResult":
         return await probe(self._select_one, timeout)
