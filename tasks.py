@@ -156,6 +156,55 @@ def test_clean(c):
     _infra(c, "test-clean", env="test")
 
 
+@task
+def migrate(c):
+    """Upgrade the dev database to the newest migration (adopting one built before migrations)."""
+    _infra(c, "migrate", "upgrade")
+
+
+@task(
+    positional=["message"],
+    help={
+        "message": "What the revision does, e.g. 'add accounts table' (names the file).",
+        "empty": "Write a revision even without model changes, to fill in by hand (data migrations).",
+    },
+)
+def migration(c, message, empty=False):
+    """Autogenerate a revision from the models into dashtam_core/migrations/versions (dev db at head)."""
+    _infra(c, "migrate", "revision", message, *(["--empty"] if empty else []))
+
+
+@task(
+    name="migrate-down",
+    positional=["revision"],
+    help={
+        "revision": "Where to go: a number of steps back (1 = the previous revision), a "
+        "revision id, or base."
+    },
+)
+def migrate_down(c, revision):
+    """Downgrade the dev database: `inv migrate-down 1` undoes the newest migration."""
+    # invoke has no optional positionals, and "-1" would read as a flag: steps are plain numbers.
+    _infra(
+        c,
+        "migrate",
+        "downgrade",
+        f"-{revision}" if revision.isdigit() and len(revision) <= 3 else revision,
+    )
+
+
+@task(name="migrate-history")
+def migrate_history(c):
+    """List every migration, oldest first, marking the dev database's current one."""
+    _infra(c, "migrate", "history")
+
+
+@task(name="migrate-current")
+def migrate_current(c):
+    """Show the dev database's revision and whether it is at head."""
+    _infra(c, "migrate", "current")
+
+
 @task(name="rotate-token-key")
 def rotate_token_key(c):
     """Add a provider-token vault key, restart the API with it, re-encrypt every token under it."""
@@ -204,5 +253,10 @@ namespace = Collection(
     bench,
     demo,
     rotate_token_key,
+    migrate,
+    migration,
+    migrate_down,
+    migrate_history,
+    migrate_current,
 )
 namespace.configure({"dashtam": {"reload": True, "up_timeout": 90, "workers": "auto"}})

@@ -1,7 +1,7 @@
 """How fast the test set-up is, measured side by side on this machine:
 
 1. the whole suite, serial vs ``--parallel`` (pytest-xdist, 2 workers);
-2. a worker database: cloning the template vs building the schema from scratch;
+2. a worker database: cloning the template vs building the schema with the migrations;
 3. per-test isolation: savepoint rollback vs truncating every table, over N tiny tests.
 
 Each line prints the raw medians and their ratio. Numbers from a noisy shared machine: compare
@@ -19,9 +19,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import dashtam_models
+from dashtam_core import migrate
 from dashtam_core.config import TestSettings, load_settings
 from dashtam_core.database import create_engine
-from dashtam_core.init_db import create_schema
 from dashtam_core.test_databases import clone_database, drop_database, maintenance_connection
 from dashtam_models import User
 from infra import apps, workflows
@@ -88,6 +88,7 @@ async def clone_vs_build(settings: TestSettings, times: int) -> tuple[str, float
             name=name,
             environment="testing",
             dev_database_name=settings.DEV_DATABASE_NAME,
+            project_id=settings.PROJECT_ID,
         )
         clone_times.append(time.perf_counter() - started)
         await drop_database(url=template, name=name)
@@ -110,7 +111,7 @@ async def clone_vs_build(settings: TestSettings, times: int) -> tuple[str, float
             max_overflow=0,
         )
         async with engine.begin() as schema_conn:
-            await create_schema(schema_conn)
+            await migrate.upgrade_to_head(schema_conn, database=name)
         await engine.dispose()
         build_times.append(time.perf_counter() - started)
         await drop_database(url=template, name=name)
@@ -132,6 +133,7 @@ async def rollback_vs_truncate(
         name=name,
         environment="testing",
         dev_database_name=settings.DEV_DATABASE_NAME,
+        project_id=settings.PROJECT_ID,
     )
     engine = create_engine(
         settings.model_copy(update={"DATABASE_URL": url.render_as_string(hide_password=False)})

@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("test-clean")
     sub.add_parser("demo")
     sub.add_parser("rotate-token-key")
+    migrate = sub.add_parser("migrate")
+    migrate.add_argument("migration_command", choices=workflows.MIGRATION_COMMANDS)
+    migrate.add_argument("migration_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -75,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             case "test-clean":
                 workflows.test_clean(layout)
+            case "migrate":
+                workflows.migrate(layout, args.migration_command, *args.migration_args)
             case "rotate-token-key":
                 workflows.rotate_token_key(layout)
             case "demo":

@@ -40,6 +40,11 @@ class Layout:
         return self.state / "secrets.env"
 
     @property
+    def project_id_file(self) -> Path:
+        """This checkout's id (marks its test databases); made once, moves with the checkout."""
+        return self.state / "project-id"
+
+    @property
     def env_dir(self) -> Path:
         return self.root / "env"
 

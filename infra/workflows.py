@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from dashtam_core.safety import is_test_database_name
+from dashtam_core.safety import clone_marker, template_marker
 from infra import apps
 from infra.certs import ensure_certs
 from infra.envfiles import ensure_env_files, read_both, read_credentials
@@ -50,13 +50,18 @@ def certs(layout: Layout, *, force: bool) -> None:
         say("certs: certs/ already holds the CA and server certificate (use --force to remake)")
 
 
-def _run_initializer(module: str, env_file: Path, layout: Layout) -> None:
+def _run_initializer(
+    module: str, env_file: Path, layout: Layout, *args: str, name: str | None = None
+) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", module], env=apps.child_env(env_file), cwd=layout.root, check=False
+        [sys.executable, "-m", module, *args],
+        env=apps.child_env(env_file),
+        cwd=layout.root,
+        check=False,
     )
     if result.returncode != 0:
         raise InfraError(
-            f"{module.rsplit('.', 1)[-1].replace('_', '-')} failed (exit {result.returncode})",
+            f"{name or module.rsplit('.', 1)[-1].replace('_', '-')} failed (exit {result.returncode})",
             code=result.returncode,
         )
 
@@ -94,6 +99,25 @@ def up(layout: Layout, *, reload: bool = True, timeout: float = 90.0) -> None:
         f"  CA         {layout.ca_file.relative_to(layout.root)}  (curl --cacert {layout.ca_file.relative_to(layout.root)} ...)"
     )
     say("  logs: inv logs -f    stop: inv down")
+
+
+MIGRATION_COMMANDS = ("upgrade", "downgrade", "current", "history", "revision", "check")
+
+
+def migrate(layout: Layout, command: str, *args: str) -> None:
+    """Run ``dashtam-migrate COMMAND ARGS`` against the development database."""
+    if command not in MIGRATION_COMMANDS:
+        raise InfraError(f"unknown migration command {command!r}")
+    if not layout.dev_env_file.exists():
+        raise InfraError("env/.env.dev is missing: run `inv up` (or `inv setup`) first")
+    if not process.running(layout.pid_file("postgres")):
+        raise InfraError("PostgreSQL is not running: start the dev environment with `inv up`")
+    _run_initializer(
+        "dashtam_core.migrate_cli", layout.dev_env_file, layout, command, *args, name="migrate"
+    )
+    if command in ("upgrade", "downgrade"):
+        # A revision may have (re)created the audit log: hand it to its owner again.
+        _runtime(layout).after_schema(read_credentials(layout.dev_env_file))
 
 
 def down(layout: Layout) -> None:
@@ -248,23 +272,27 @@ def _pytest(
 
 
 def test_clean(layout: Layout) -> None:
-    """Drop every test database on the shared server and empty the tests' Valkey index."""
+    """Drop this checkout's test databases (marked as its own) and empty the tests' Valkey index."""
     runtime = _runtime(layout)
     _dev, test_creds = read_both(layout)
     if not process.running(layout.pid_file("postgres")):
         raise InfraError(
             "PostgreSQL is not running: nothing to clean (data of a stopped server stays)"
         )
+    ours = {
+        template_marker(test_creds.project_id),
+        clone_marker(test_creds.project_id, test_creds.db_name),
+    }
 
     async def drop() -> list[str]:
         conn = await runtime.superuser_connect(test_creds.db_port)
         try:
             rows = await conn.fetch(
-                "SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
-                "WHERE r.rolname = $1",
+                "SELECT d.datname, shobj_description(d.oid, 'pg_database') AS comment "
+                "FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE r.rolname = $1",
                 test_creds.db_user,
             )
-            names = [r["datname"] for r in rows if is_test_database_name(r["datname"])]
+            names = [r["datname"] for r in rows if r["comment"] in ours]
             for name in names:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             return names
@@ -286,7 +314,7 @@ def test_clean(layout: Layout) -> None:
     say(
         f"dropped test databases: {', '.join(dropped) or 'none'}; flushed Valkey index {test_creds.redis_db}"
     )
-    say("the next `inv test` recreates what it needs")
+    say("the next `inv test` (or `inv test-setup`) recreates what it needs")
 
 
 def rotate_token_key(layout: Layout) -> None:

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -25,7 +26,7 @@ def asyncpg_params(url: str) -> dict:
 
 
 def run_module(
-    module: str, env: dict[str, str | None], timeout: float = 120
+    module: str, env: dict[str, str | None], timeout: float = 120, args: list[str] | None = None
 ) -> subprocess.CompletedProcess:
     """Run one of our console entry points as a separate process, as a person would.
 
@@ -33,7 +34,7 @@ def run_module(
     """
     full_env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
     return subprocess.run(
-        [sys.executable, "-m", module],
+        [sys.executable, "-m", module, *(args or [])],
         env=full_env,
         cwd=ROOT,
         capture_output=True,
@@ -41,6 +42,47 @@ def run_module(
         timeout=timeout,
         check=False,
     )
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def private_env_file(directory: Path, url: str, **overrides: str) -> Path:
+    """A test env file like env/.env.test that names ``url``'s database (and other overrides).
+
+    init-test-db treats the database an env file names as the test database; tests that need
+    a template of their own (never the run's real one) write such a file.
+    """
+    values = {"DATABASE_URL": url, **overrides}
+    lines = []
+    for line in TEST_ENV_FILE.read_text().splitlines():
+        key = line.split("=", 1)[0].strip()
+        if "=" in line and not line.lstrip().startswith("#") and key in values:
+            line = f"{key}={values.pop(key)}"
+        lines.append(line)
+    lines += [f"{key}={value}" for key, value in values.items()]
+    path = directory / f"env-{uuid.uuid4().hex[:8]}"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def fetch(url: str, query: str, *args):
+    """Rows of one query on the database ``url`` names."""
+    conn = await asyncpg.connect(**asyncpg_params(url))
+    try:
+        return await conn.fetch(query, *args)
+    finally:
+        await conn.close()
+
+
+async def execute(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(**asyncpg_params(url))
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
 
 
 def env_for(url: str, **extra: str) -> dict[str, str]:
@@ -67,14 +109,17 @@ class ScratchDatabases:
     def url_for(self, name: str) -> str:
         return self.settings.database_url.set(database=name).render_as_string(hide_password=False)
 
-    async def create(self, name: str | None = None) -> str:
+    async def create(self, name: str | None = None, *, comment: str | None = None) -> str:
+        """A new empty database owned by the test role; ``comment`` marks it (COMMENT ON)."""
         name = name or f"dashtam_test_s{uuid.uuid4().hex[:10]}"
         conn = await asyncpg.connect(**asyncpg_params(self.settings.DATABASE_URL))
         try:
             await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+            self.created.append(name)
+            if comment is not None:
+                await conn.execute(f'COMMENT ON DATABASE "{name}" IS {quote_literal(comment)}')
         finally:
             await conn.close()
-        self.created.append(name)
         return self.url_for(name)
 
     async def drop_all(self) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import asyncpg
 
+from dashtam_core.migrate import dashtam_table_names
+from dashtam_core.safety import template_marker
 from infra.envfiles import Credentials, read_both
 from infra.errors import InfraError
 from infra.files import read_env, token, write_private
@@ -230,8 +232,40 @@ class LocalRuntime:
                 "DASHTAM_TEST_DB_USER": test.db_user,
                 "DASHTAM_TEST_DB_PASSWORD": test.db_password,
                 "DASHTAM_TEST_DB_NAME": test.db_name,
+                "DASHTAM_TEST_DB_MARKER": template_marker(test.project_id),
             },
         )
+        asyncio.run(self._mark_older_test_database(test))
+
+    async def _mark_older_test_database(self, test: Credentials) -> None:
+        """Mark a test database that a checkout made before markers existed, if it is one.
+
+        Only an unmarked database the test role owns, on this checkout's own server, holding
+        nothing but Dashtam's tables: anything else stays unmarked, and init-test-db refuses it.
+        """
+        conn = await self.superuser_connect(test.db_port)
+        try:
+            row = await conn.fetchrow(
+                "SELECT shobj_description(d.oid, 'pg_database') AS comment, r.rolname AS owner "
+                "FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE d.datname = $1",
+                test.db_name,
+            )
+            if row is None or row["comment"] is not None or row["owner"] != test.db_user:
+                return
+            inside = await self.superuser_connect(test.db_port, test.db_name)
+            try:
+                tables = await inside.fetch(
+                    "SELECT schemaname, tablename FROM pg_tables "
+                    "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+                )
+            finally:
+                await inside.close()
+            known = dashtam_table_names()
+            if all(t["schemaname"] == "public" and t["tablename"] in known for t in tables):
+                marker = template_marker(test.project_id).replace("'", "''")
+                await conn.execute(f"COMMENT ON DATABASE \"{test.db_name}\" IS '{marker}'")
+        finally:
+            await conn.close()
 
     def after_schema(self, creds: Credentials, *, janitor: bool = False) -> None:
         """Superuser steps once a schema exists (infra/postgres/after_schema.sql)."""

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 import infra.__main__ as infra_main
+from dashtam_core.safety import clone_marker
 from infra import apps, workflows
 from infra.envfiles import ensure_env_files, read_both
 from infra.layout import ROOT, Layout
@@ -118,12 +119,16 @@ def test_data_survives_a_restart_and_test_clean_spares_dev(private_runtime, caps
     with valkey(dev) as cache:
         assert cache.get("dev-key") == b"dev-value"
 
-    # A leftover worker database and test keys: test-clean removes them, and only them.
+    # A leftover worker clone (marked by the clone step) and test keys: test-clean removes them,
+    # and only them; a database merely named like a clone is not this project's and stays.
+    marker = clone_marker(test_creds.project_id, test_creds.db_name)
     sql(test_creds, 'CREATE DATABASE "dashtam_test_gw7"')
+    sql(test_creds, f"COMMENT ON DATABASE \"dashtam_test_gw7\" IS '{marker}'")
+    sql(test_creds, 'CREATE DATABASE "dashtam_test_gw8"')
     workflows.test_clean(layout)
     assert "dashtam_test_gw7" in capsys.readouterr().out
     names = database_names(runtime, dev.db_port)
-    assert dev.db_name in names
+    assert {dev.db_name, "dashtam_test_gw8"} <= names
     assert not {"dashtam_test_gw7", test_creds.db_name} & names
     with valkey(dev) as cache:
         assert cache.get("dev-key") == b"dev-value"

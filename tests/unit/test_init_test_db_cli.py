@@ -46,7 +46,7 @@ def test_production_with_placeholders_is_still_a_safety_refusal(tmp_path):
 
 def test_unreachable_server_is_one_line_and_exit_1(tmp_path):
     env_file = tmp_path / ".env"
-    env_file.write_text(f"ENVIRONMENT=testing\nDATABASE_URL={CLOSED}dashtam_test\n")
+    env_file.write_text(f"ENVIRONMENT=testing\nPROJECT_ID=p1\nDATABASE_URL={CLOSED}dashtam_test\n")
     result = run_module(
         "dashtam_core.init_test_db",
         {"DASHTAM_ENV_FILE": str(env_file), "ENVIRONMENT": None, "DATABASE_URL": None},

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     SCHWAB_TOKEN_URL: str = "https://api.schwabapi.com/v1/oauth/token"  # noqa: S105
     OAUTH_PROVIDERS: list[GenericProviderConfig] = Field(default_factory=list)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Identifies this checkout's test databases: the marker init-test-db looks for before it
+    # rebuilds anything (safety.py). `inv setup` writes it into env/.env.test.
+    PROJECT_ID: str = ""
 
     @field_validator("DATABASE_URL")
     @classmethod

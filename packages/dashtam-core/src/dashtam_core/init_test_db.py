@@ -1,9 +1,12 @@
-"""``dashtam-init-test-db``: rebuild the test schema from scratch, and never anything else.
+"""``dashtam-init-test-db``: rebuild the test schema by running the migrations, and never anything else.
 
-Before touching anything it refuses (exit 2, a message starting ``SAFETY:``, nothing dropped)
-unless ALL hold: ENVIRONMENT is ``testing``; the configured database name and the connected
-``current_database()`` both end in ``_test`` or ``_test_<suffix>``; and it is not the development
-database.
+Before touching anything it refuses (exit 2, a line starting ``SAFETY:``, nothing dropped) unless
+ALL hold: ENVIRONMENT is ``testing``; the env file gives a PROJECT_ID; the database is the test
+database the env file names or one of its ``<name>_<worker>`` clones, and its name passes the
+test-name rule and is not the development database; the connected ``current_database()`` is that
+database; it carries the marker this project wrote when it created it (safety.py); and it holds
+no table that is not Dashtam's or Alembic's. The leftover sweep drops only clones marked as
+clones of this template by this project.
 """
 
 import logging
@@ -11,16 +14,21 @@ import os
 import time
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-import dashtam_models
+from dashtam_core import migrate
 from dashtam_core.cli import CommandError, run
 from dashtam_core.config import ConfigError, Settings, load_settings, peek_env_file
 from dashtam_core.database import create_engine
-from dashtam_core.init_db import SCHEMA_LOCK_KEY, create_schema, existing_tables
 from dashtam_core.safety import (
+    FIX,
     check_connected_database,
-    check_test_database_config,
-    is_test_database_name,
+    check_marker,
+    check_target,
+    clone_marker,
+    expected_marker,
+    foreign_tables,
 )
 from dashtam_core.test_databases import TEST_DATABASE_OPTIONS
 
@@ -28,12 +36,21 @@ log = logging.getLogger("dashtam.init_test_db")
 
 SAFETY_EXIT_CODE = 2
 
+# Every relation outside the system schemas: a table of someone else's anywhere is a refusal.
+_RELATIONS = """
+    SELECT n.nspname, c.relname
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+       AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+"""
+
 
 class SafetyError(CommandError):
     def __init__(self, reason: str):
         # The line starts with SAFETY: so scripts and people can tell a refusal from a failure.
         super().__init__(
-            f"SAFETY: init-test-db refused, nothing was touched: {reason}",
+            f"SAFETY: init-test-db refused, nothing was touched: {reason}; {FIX}",
             SAFETY_EXIT_CODE,
             prefixed=False,
         )
@@ -43,67 +60,121 @@ def _dev_database_name(settings: Settings) -> str:
     return getattr(settings, "DEV_DATABASE_NAME", "dashtam")
 
 
-async def init_test_db(settings: Settings) -> dict:
-    """Check, then drop and recreate the schema of the configured test database."""
+async def check_database(
+    conn: AsyncConnection, *, target: str, expected: str, project_id: str, dev_database_name: str
+) -> None:
+    """Refuse unless the connected database is ``target``, carries ``expected`` and holds only
+    Dashtam's tables."""
+    connected, comment = (
+        await conn.execute(
+            text(
+                "SELECT current_database(), shobj_description(oid, 'pg_database') "
+                "FROM pg_database WHERE datname = current_database()"
+            )
+        )
+    ).one()
+    problem = check_connected_database(
+        configured=target, connected=connected, dev_database_name=dev_database_name
+    ) or check_marker(name=connected, comment=comment, expected=expected, project_id=project_id)
+    if problem:
+        raise SafetyError(problem)
+    relations = [(schema, name) for schema, name in await conn.execute(text(_RELATIONS))]
+    foreign = foreign_tables(relations, migrate.dashtam_table_names())
+    if foreign:
+        listed = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        raise SafetyError(f"database {connected!r} holds tables that are not Dashtam's: {listed}")
+
+
+async def init_test_db(settings: Settings, *, template: str) -> dict:
+    """Check, then drop the schema of the test database and migrate it from empty to head.
+
+    ``template`` is the test database the env file names; the target (``DATABASE_URL`` in
+    effect) must be it or one of its clones.
+    """
     dev_name = _dev_database_name(settings)
-    problem = check_test_database_config(
+    target, project_id = settings.database_name, settings.PROJECT_ID
+    problem = check_target(
         environment=settings.ENVIRONMENT,
-        database_url=settings.DATABASE_URL,
+        target=target,
+        template=template,
         dev_database_name=dev_name,
+        project_id=project_id,
     )
     if problem:
         raise SafetyError(problem)
+    expected = expected_marker(target=target, template=template, project_id=project_id)
 
     started = time.perf_counter()
     engine = create_engine(settings, pool_size=1, max_overflow=0)
     try:
         async with engine.begin() as conn:
-            connected = await conn.scalar(text("SELECT current_database()"))
-            problem = check_connected_database(
-                configured=settings.database_name, connected=connected, dev_database_name=dev_name
+            await check_database(
+                conn,
+                target=target,
+                expected=expected,
+                project_id=project_id,
+                dev_database_name=dev_name,
             )
-            if problem:
-                raise SafetyError(problem)
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            await migrate.lock(conn)
             for name, value in TEST_DATABASE_OPTIONS.items():
                 # Identifiers cannot be bound; both come from our own constants and a checked name.
-                await conn.execute(text(f'ALTER DATABASE "{connected}" SET {name} = {value}'))
+                await conn.execute(text(f'ALTER DATABASE "{target}" SET {name} = {value}'))
             # Dropping the schema also removes tables and types that are no longer in the models.
             await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
             await conn.execute(text("CREATE SCHEMA public"))
-            created = await create_schema(conn)
-            present = await existing_tables(conn)
-        missing = [t.name for t in dashtam_models.metadata.sorted_tables if t.name not in present]
-        if missing:
-            raise CommandError(f"schema incomplete after rebuild, missing: {', '.join(missing)}")
-        # Worker clones left by a crashed run; DROP DATABASE cannot run inside a transaction.
-        async with engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            leftovers = await drop_leftover_clones(conn, connected)
+            outcome = await migrate.upgrade_to_head(conn, database=target)
+            tables = sorted(await migrate.dashtam_tables_present(conn))
+        leftovers = []
+        if target == template:
+            # Worker clones left by a crashed run; DROP DATABASE cannot run inside a transaction.
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                leftovers = await drop_leftover_clones(conn, template, project_id)
     finally:
         await engine.dispose()
     return {
-        "database": connected,
-        "tables": created,
+        "database": target,
+        "revision": outcome.after,
+        "tables": tables,
         "options": TEST_DATABASE_OPTIONS,
         "leftovers": leftovers,
         "seconds": round(time.perf_counter() - started, 2),
     }
 
 
-async def drop_leftover_clones(conn, template: str) -> list[str]:
-    """Drop ``<template>_<suffix>`` databases of this role (each passes the safety rule)."""
+async def drop_leftover_clones(conn: AsyncConnection, template: str, project_id: str) -> list[str]:
+    """Drop this role's databases marked as this project's clones of ``template``, only those."""
     rows = await conn.execute(
         text(
             "SELECT datname FROM pg_database WHERE datdba = "
-            "(SELECT oid FROM pg_roles WHERE rolname = current_user) AND datname LIKE :pattern"
+            "(SELECT oid FROM pg_roles WHERE rolname = current_user) "
+            "AND shobj_description(oid, 'pg_database') = :marker"
         ),
-        {"pattern": template.replace("_", r"\_") + r"\_%"},
+        {"marker": clone_marker(project_id, template)},
     )
-    names = [name for (name,) in rows if is_test_database_name(name) and name != template]
+    names = [
+        name
+        for (name,) in rows
+        if name != template
+        and expected_marker(target=name, template=template, project_id=project_id)
+    ]
     for name in names:
         await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     return names
+
+
+def template_name() -> str:
+    """The test database the env file names (the process environment may point elsewhere)."""
+    url = peek_env_file("DATABASE_URL")
+    try:
+        name = make_url(url).database if url else None
+    except Exception:
+        name = None
+    if not name:
+        raise SafetyError("the test env file names no database in DATABASE_URL")
+    return name
 
 
 async def _main() -> int:
@@ -116,17 +187,19 @@ async def _main() -> int:
         if environment != "testing":
             raise SafetyError(f"ENVIRONMENT is {environment!r}, not 'testing'") from None
         raise
-    summary = await init_test_db(settings)
+    summary = await init_test_db(settings, template=template_name())
     options = ", ".join(f"{k}={v}" for k, v in summary["options"].items())
     url = settings.database_url
     if summary["leftovers"]:
         log.info("dropped clones left by an earlier run: %s", ", ".join(summary["leftovers"]))
     log.info(
-        "test database %s on %s:%s rebuilt in %.2fs: %d tables (%s); %s",
+        "test database %s on %s:%s rebuilt by the migrations in %.2fs: at head %s, %d tables "
+        "(%s); %s",
         summary["database"],
         url.host,
         url.port,
         summary["seconds"],
+        summary["revision"],
         len(summary["tables"]),
         ", ".join(summary["tables"]),
         options,

@@ -46,3 +46,90 @@ def check_connected_database(
     if connected == dev_database_name:
         return f"connected database {connected!r} is the development database"
     return None
+
+
+# --- Markers: a name is a convention, a marker is proof -------------------------------------
+#
+# The project writes a COMMENT ON DATABASE when it creates a test database: the bootstrap for
+# the template (dashtam_test), the clone step for each worker clone. The comment holds a fixed tag
+# and the checkout's PROJECT_ID (a random value `inv setup` writes into env/.env.test), so a
+# database another application made, or another checkout's, never carries it. CREATE DATABASE
+# ... TEMPLATE does not copy comments: a clone is marked by the step that makes it, as a clone.
+
+MARKER_TAG = "dashtam-test-database v1"
+_PLACEHOLDERS = ("", "change-me")
+
+
+def template_marker(project_id: str) -> str:
+    return f"{MARKER_TAG} project={project_id} template"
+
+
+def clone_marker(project_id: str, template: str) -> str:
+    return f"{MARKER_TAG} project={project_id} clone-of={template}"
+
+
+FIX = "get a proper test database with `inv test-setup`"
+
+
+def check_project_id(project_id: str | None) -> str | None:
+    if (project_id or "").strip().lower() in _PLACEHOLDERS:
+        return "PROJECT_ID is not set in the test env file (run `inv setup`, which adds it)"
+    return None
+
+
+def expected_marker(*, target: str, template: str, project_id: str) -> str | None:
+    """The marker ``target`` must carry: the template's, or a clone's of that template.
+
+    None when ``target`` is neither the test database named in the env file nor one of its
+    ``<template>_<suffix>`` clones.
+    """
+    if target == template:
+        return template_marker(project_id)
+    suffix = target.removeprefix(f"{template}_")
+    if suffix != target and suffix.isalnum() and suffix.isascii():
+        return clone_marker(project_id, template)
+    return None
+
+
+def check_target(
+    *, environment: str | None, target: str, template: str, dev_database_name: str, project_id: str
+) -> str | None:
+    """What is wrong with rebuilding ``target`` (before connecting), or None."""
+    if environment != "testing":
+        return f"ENVIRONMENT is {environment!r}, not 'testing'"
+    problem = check_project_id(project_id)
+    if problem:
+        return problem
+    if not is_test_database_name(target):
+        return (
+            f"database {target!r} is not a test database "
+            "(its name must end in _test or _test_<suffix>)"
+        )
+    if target == dev_database_name:
+        return f"database {target!r} is the development database"
+    if expected_marker(target=target, template=template, project_id=project_id) is None:
+        return (
+            f"database {target!r} is neither the test database the env file names "
+            f"({template!r}) nor one of its clones ({template}_<worker>)"
+        )
+    return None
+
+
+def check_marker(*, name: str, comment: str | None, expected: str, project_id: str) -> str | None:
+    """What is wrong with the marker ``name`` carries, or None."""
+    if comment == expected:
+        return None
+    if not comment or not comment.startswith(MARKER_TAG):
+        return f"database {name!r} carries no Dashtam test-database marker: this project did not create it"
+    if f"project={project_id} " not in f"{comment} ":
+        return f"database {name!r} is marked for another Dashtam checkout (different PROJECT_ID)"
+    return f"database {name!r} is marked {comment.removeprefix(MARKER_TAG).strip()!r}, not {expected.removeprefix(MARKER_TAG).strip()!r}"
+
+
+def foreign_tables(tables: list[tuple[str, str]], dashtam_tables: set[str]) -> list[str]:
+    """Tables (schema, name) that are neither Dashtam's nor Alembic's, as schema.name."""
+    return sorted(
+        f"{schema}.{name}"
+        for schema, name in tables
+        if schema != "public" or name not in dashtam_tables
+    )

@@ -2,13 +2,22 @@
 
 The template (``dashtam_test``) is built once per run by init-test-db; every pytest-xdist worker
 then clones it with ``CREATE DATABASE ... TEMPLATE`` (Django's ``--parallel`` does the same), which
-copies files instead of replaying DDL. Every name passes the init-test-db safety rule first.
+copies files instead of replaying DDL. Every name passes the init-test-db safety rule first, the
+template must carry this project's template marker, a leftover clone is replaced only when it
+carries this project's clone marker, and each new clone is marked as one (comments are not
+copied by TEMPLATE).
 """
 
 import asyncpg
 from sqlalchemy.engine import URL
 
-from dashtam_core.safety import check_connected_database, check_test_database_config
+from dashtam_core.safety import (
+    check_connected_database,
+    check_marker,
+    check_target,
+    clone_marker,
+    template_marker,
+)
 
 # Durability is worth nothing in a database rebuilt for every run; speed is. ALTER DATABASE
 # settings are not copied by CREATE DATABASE ... TEMPLATE, so every clone gets them again.
@@ -43,22 +52,56 @@ async def maintenance_connection(url: URL) -> asyncpg.Connection:
     return await asyncpg.connect(**_connect_params(url, MAINTENANCE_DATABASE))
 
 
+async def database_comment(conn: asyncpg.Connection, name: str) -> tuple[bool, str | None]:
+    """(exists, COMMENT ON DATABASE) of ``name``, read from the shared catalog."""
+    row = await conn.fetchrow(
+        "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database "
+        "WHERE datname = $1",
+        name,
+    )
+    return row is not None, row["comment"] if row else None
+
+
 async def clone_database(
-    *, template_url: URL, name: str, environment: str, dev_database_name: str
+    *, template_url: URL, name: str, environment: str, dev_database_name: str, project_id: str
 ) -> URL:
-    """Create ``name`` from the template (replacing a leftover), check it, return its URL."""
-    url = template_url.set(database=name)
-    problem = check_test_database_config(
+    """Create ``name`` from the template (replacing a leftover), mark and check it, return its URL."""
+    template = template_url.database
+    problem = check_target(
         environment=environment,
-        database_url=url.render_as_string(hide_password=False),
+        target=name,
+        template=template,
         dev_database_name=dev_database_name,
+        project_id=project_id,
     )
     if problem:
         raise CloneError(f"SAFETY: refusing to create clone {name!r}: {problem}")
+    url = template_url.set(database=name)
+    marker = clone_marker(project_id, template)
     conn = await maintenance_connection(template_url)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_url.database}"')
+        _, comment = await database_comment(conn, template)
+        problem = check_marker(
+            name=template,
+            comment=comment,
+            expected=template_marker(project_id),
+            project_id=project_id,
+        )
+        if problem:
+            raise CloneError(f"SAFETY: refusing to clone {template!r}: {problem}")
+        exists, comment = await database_comment(conn, name)
+        if exists:
+            problem = check_marker(
+                name=name, comment=comment, expected=marker, project_id=project_id
+            )
+            if problem:
+                raise CloneError(f"SAFETY: refusing to replace {name!r}: {problem}")
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        # Literals cannot be bound in utility statements; the marker is built from checked parts.
+        await conn.execute(
+            f"COMMENT ON DATABASE \"{name}\" IS '{marker.replace(chr(39), chr(39) * 2)}'"
+        )
         # New databases grant CONNECT to PUBLIC; clones are for the test role alone.
         await conn.execute(f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC')
         for option, value in TEST_DATABASE_OPTIONS.items():

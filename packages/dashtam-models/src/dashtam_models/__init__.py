@@ -18,7 +18,12 @@ from dashtam_models.user import User
 
 metadata = SQLModel.metadata
 
+# Tables a migration has dropped: old test databases may still hold them, and the test-database
+# guard must still recognise them as Dashtam's. A revision that drops a table adds its name here.
+RETIRED_TABLES: tuple[str, ...] = ()
+
 __all__ = [
+    "RETIRED_TABLES",
     "ConnectionStatus",
     "Provider",
     "ProviderAuditLog",

@@ -4,7 +4,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, DateTime, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from dashtam_models.base import created_at, foreign_key, updated_at, uuid_pk
@@ -25,10 +25,15 @@ class Provider(SQLModel, table=True):
     """One institution a user added, under an alias of their choosing."""
 
     __tablename__ = "providers"
-    __table_args__ = (UniqueConstraint("user_id", "alias", name="uq_providers_user_alias"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "alias", name="uq_providers_user_alias"),
+        # A person's providers page by page (WHERE user_id ORDER BY created_at, id) straight from
+        # the index; user_id leads, so it also serves the foreign key's lookups.
+        Index("ix_providers_user_id_created_at_id", "user_id", "created_at", "id"),
+    )
 
     id: uuid.UUID | None = uuid_pk()
-    user_id: uuid.UUID = foreign_key("users.id", ondelete="CASCADE")
+    user_id: uuid.UUID = foreign_key("users.id", ondelete="CASCADE", index=False)
     # Which kind of institution: "sandbox", "schwab" or a configured generic OAuth2 key.
     provider_key: str = Field(sa_type=Text, sa_column_kwargs={"nullable": False})
     alias: str = Field(sa_type=Text, sa_column_kwargs={"nullable": False})
@@ -41,7 +46,8 @@ class ProviderConnection(SQLModel, table=True):
 
     __tablename__ = "provider_connections"
     __table_args__ = (
-        CheckConstraint(f"status IN ({_STATUSES})", name="ck_provider_connections_status"),
+        # Named "ck_provider_connections_status" by the naming convention (dashtam_models.base).
+        CheckConstraint(f"status IN ({_STATUSES})", name="status"),
     )
 
     id: uuid.UUID | None = uuid_pk()
