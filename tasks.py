@@ -220,7 +220,8 @@ def demo(c):
 @task(
     positional=["name"],
     help={
-        "name": "Which benchmark: tests (suite serial vs parallel, clone vs build, rollback vs truncate).",
+        "name": "Which benchmark: tests (suite serial vs parallel, clone vs build, rollback vs "
+        "truncate) or migrations (upgrade from empty vs create_all, the template build).",
         "repeat": "Runs per micro-measurement; the median is reported.",
         "suite_repeat": "Runs of the whole suite, serial and parallel each.",
     },

@@ -8,15 +8,22 @@ from infra.errors import InfraError
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("name", choices=["tests"])
+    parser.add_argument("name", choices=["tests", "migrations"])
     parser.add_argument("--repeat", type=int, default=3, help="runs per micro-measurement (median)")
     parser.add_argument("--suite-repeat", type=int, default=1, help="runs of the whole suite")
     parser.add_argument("--tiny-tests", type=int, default=200)
     args = parser.parse_args()
     try:
-        from bench import tests
+        if args.name == "migrations":
+            from bench import migrations
 
-        tests.run(repeat=args.repeat, suite_repeat=args.suite_repeat, tiny_tests=args.tiny_tests)
+            migrations.run(repeat=args.repeat)
+        else:
+            from bench import tests
+
+            tests.run(
+                repeat=args.repeat, suite_repeat=args.suite_repeat, tiny_tests=args.tiny_tests
+            )
     except InfraError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code

@@ -14,9 +14,10 @@ import pytest
 import redis
 
 import infra.__main__ as infra_main
-from dashtam_core.safety import clone_marker
+from dashtam_core.safety import clone_marker, template_marker
 from infra import apps, workflows
 from infra.envfiles import ensure_env_files, read_both
+from infra.errors import InfraError
 from infra.layout import ROOT, Layout
 from infra.runtime import process
 from infra.runtime.local import LocalRuntime
@@ -135,9 +136,35 @@ def test_data_survives_a_restart_and_test_clean_spares_dev(private_runtime, caps
     with valkey(test_creds) as cache:
         assert cache.get("test-key") is None
 
-    # The next start recreates the test database (the bootstrap is idempotent).
+    # The next start recreates the test database (the bootstrap is idempotent), marked.
     runtime.bootstrap(dev, test_creds)
     assert test_creds.db_name in database_names(runtime, dev.db_port)
+    assert comment_on_test_database(runtime, test_creds) == template_marker(test_creds.project_id)
+
+    # A test database an older checkout made, before markers: marked only while it holds
+    # nothing but Dashtam's tables; with somebody else's table in it, it stays unmarked.
+    sql(test_creds, f'COMMENT ON DATABASE "{test_creds.db_name}" IS NULL')
+    sql(test_creds, "CREATE TABLE users (id int)")
+    runtime.bootstrap(dev, test_creds)
+    assert comment_on_test_database(runtime, test_creds) == template_marker(test_creds.project_id)
+    sql(test_creds, f'COMMENT ON DATABASE "{test_creds.db_name}" IS NULL')
+    sql(test_creds, "CREATE TABLE ledger (id int)")
+    runtime.bootstrap(dev, test_creds)
+    assert comment_on_test_database(runtime, test_creds) is None
+
+
+def comment_on_test_database(runtime: LocalRuntime, creds) -> str | None:
+    async def read() -> str | None:
+        conn = await runtime.superuser_connect(creds.db_port)
+        try:
+            return await conn.fetchval(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+                creds.db_name,
+            )
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
 
 
 def test_a_taken_port_is_one_clear_error(private_runtime):
@@ -214,3 +241,35 @@ def test_up_status_logs_down_clean_on_a_private_project(private_runtime, capsys,
 
     workflows.clean(layout)
     assert not layout.data_dir.exists()
+
+
+def test_migration_tasks_on_the_dev_database(private_runtime, capfd):
+    runtime, layout = private_runtime, private_runtime.layout
+    dev, _ = read_both(layout)
+    with pytest.raises(InfraError, match="PostgreSQL is not running"):
+        workflows.migrate(layout, "current")
+    runtime.start_servers()
+
+    workflows.migrate(layout, "upgrade")
+    assert "upgraded from an empty schema to head" in capfd.readouterr().out
+    owner = sql(
+        dev,
+        "SELECT tableowner FROM pg_tables WHERE tablename = 'provider_audit_logs'",
+        fetch=True,
+    )
+    assert owner[0]["tableowner"] == "dashtam_audit_owner"  # after_schema.sql ran after it
+
+    workflows.migrate(layout, "downgrade", "-1")
+    assert "downgraded from" in capfd.readouterr().out
+    workflows.migrate(layout, "current")
+    assert "revision(s) behind head" in capfd.readouterr().out
+    workflows.migrate(layout, "upgrade", "head")
+    workflows.migrate(layout, "history")
+    assert "<- current" in capfd.readouterr().out.splitlines()[-1]
+
+    # Past the revision that made the audit log: its owner is not the app's role. Refused whole.
+    with pytest.raises(InfraError, match="migrate failed"):
+        workflows.migrate(layout, "downgrade", "base")
+    assert "belongs to dashtam_audit_owner" in capfd.readouterr().err
+    workflows.migrate(layout, "current")
+    assert capfd.readouterr().out.rstrip().endswith(", head")
