@@ -60,3 +60,14 @@ def test_placeholder_passwords_are_refused(tmp_path):
     layout.dev_env_file.write_text((EXAMPLES / ".env.dev.example").read_text())
     with pytest.raises(InfraError, match="placeholder"):
         read_credentials(layout.dev_env_file)
+
+
+def test_the_project_id_is_made_once_and_survives_regenerated_env_files(tmp_path):
+    layout = make_layout(tmp_path)
+    ensure_env_files(layout)
+    first = read_credentials(layout.test_env_file).project_id
+    assert len(first) == 16
+    assert oct(layout.project_id_file.stat().st_mode & 0o777) == "0o600"
+    layout.test_env_file.unlink()
+    ensure_env_files(layout)
+    assert read_credentials(layout.test_env_file).project_id == first

@@ -3,9 +3,17 @@
 import pytest
 
 from dashtam_core.safety import (
+    MARKER_TAG,
     check_connected_database,
+    check_marker,
+    check_project_id,
+    check_target,
     check_test_database_config,
+    clone_marker,
+    expected_marker,
+    foreign_tables,
     is_test_database_name,
+    template_marker,
 )
 
 DEV = "dashtam"
@@ -126,3 +134,70 @@ def test_connected_database_equal_to_dev_name_is_refused():
 )
 def test_is_test_database_name(name, expected):
     assert is_test_database_name(name) is expected
+
+
+# --- markers --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("dashtam_test", template_marker("p1")),
+        ("dashtam_test_gw0", clone_marker("p1", "dashtam_test")),
+        ("dashtam_test_main", clone_marker("p1", "dashtam_test")),
+        ("dashtam_testx", None),
+        ("dashtam_test_gw-1", None),
+        ("dashtam_test_", None),
+        ("other_test", None),
+        ("other_test_gw0", None),
+    ],
+)
+def test_expected_marker_is_the_template_or_one_of_its_clones(target, expected):
+    assert expected_marker(target=target, template="dashtam_test", project_id="p1") == expected
+
+
+def test_markers_name_the_project_and_the_template():
+    assert template_marker("p1") == f"{MARKER_TAG} project=p1 template"
+    assert clone_marker("p1", "dashtam_test") == f"{MARKER_TAG} project=p1 clone-of=dashtam_test"
+    assert template_marker("p1") != template_marker("p2")
+
+
+@pytest.mark.parametrize(
+    ("comment", "reason"),
+    [
+        (None, "carries no Dashtam test-database marker"),
+        ("", "carries no Dashtam test-database marker"),
+        ("billing app", "carries no Dashtam test-database marker"),
+        (template_marker("p2"), "another Dashtam checkout"),
+        (template_marker("p10"), "another Dashtam checkout"),  # p1 is a prefix of p10
+        (clone_marker("p1", "dashtam_test"), "is marked"),
+    ],
+)
+def test_a_wrong_marker_is_named(comment, reason):
+    problem = check_marker(
+        name="dashtam_test", comment=comment, expected=template_marker("p1"), project_id="p1"
+    )
+    assert reason in problem
+
+
+def test_the_right_marker_passes():
+    marker = template_marker("p1")
+    assert check_marker(name="x_test", comment=marker, expected=marker, project_id="p1") is None
+
+
+@pytest.mark.parametrize("project_id", ["", "  ", "change-me", "CHANGE-ME", None])
+def test_a_missing_project_id_is_refused(project_id):
+    assert "PROJECT_ID" in check_project_id(project_id)
+
+
+def test_foreign_tables_are_everything_but_dashtam_tables_in_public():
+    tables = [("public", "users"), ("public", "ledger"), ("other", "users"), ("public", "x")]
+    assert foreign_tables(tables, {"users", "x"}) == ["other.users", "public.ledger"]
+
+
+def test_check_target_checks_the_configuration_before_any_connection():
+    args = {"template": "dashtam_test", "dev_database_name": "dashtam", "project_id": "p1"}
+    assert check_target(environment="testing", target="dashtam_test_gw0", **args) is None
+    assert "ENVIRONMENT" in check_target(environment="production", target="dashtam_test", **args)
+    assert "neither" in check_target(environment="testing", target="x_test", **args)
+    assert "not a test database" in check_target(environment="testing", target="dashtam", **args)
