@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from dashtam_core.safety import clone_marker, template_marker
+from dashtam_core.safety import expected_marker
 from infra import apps
 from infra.certs import ensure_certs
 from infra.envfiles import ensure_env_files, read_both, read_credentials
@@ -279,10 +279,6 @@ def test_clean(layout: Layout) -> None:
         raise InfraError(
             "PostgreSQL is not running: nothing to clean (data of a stopped server stays)"
         )
-    ours = {
-        template_marker(test_creds.project_id),
-        clone_marker(test_creds.project_id, test_creds.db_name),
-    }
 
     async def drop() -> list[str]:
         conn = await runtime.superuser_connect(test_creds.db_port)
@@ -292,7 +288,18 @@ def test_clean(layout: Layout) -> None:
                 "FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE r.rolname = $1",
                 test_creds.db_user,
             )
-            names = [r["datname"] for r in rows if r["comment"] in ours]
+            # The same rule as init-test-db: the template or one of its clones, by marker.
+            names = [
+                r["datname"]
+                for r in rows
+                if r["comment"] is not None
+                and r["comment"]
+                == expected_marker(
+                    target=r["datname"],
+                    template=test_creds.db_name,
+                    project_id=test_creds.project_id,
+                )
+            ]
             for name in names:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             return names

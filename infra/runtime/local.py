@@ -17,7 +17,12 @@ from pathlib import Path
 import asyncpg
 
 from dashtam_core.migrate import dashtam_table_names
-from dashtam_core.safety import template_marker
+from dashtam_core.safety import (
+    RELATIONS_QUERY,
+    comment_on_database,
+    foreign_tables,
+    template_marker,
+)
 from infra.envfiles import Credentials, read_both
 from infra.errors import InfraError
 from infra.files import read_env, token, write_private
@@ -254,16 +259,12 @@ class LocalRuntime:
                 return
             inside = await self.superuser_connect(test.db_port, test.db_name)
             try:
-                tables = await inside.fetch(
-                    "SELECT schemaname, tablename FROM pg_tables "
-                    "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
-                )
+                relations = [tuple(r) for r in await inside.fetch(RELATIONS_QUERY)]
             finally:
                 await inside.close()
-            known = dashtam_table_names()
-            if all(t["schemaname"] == "public" and t["tablename"] in known for t in tables):
-                marker = template_marker(test.project_id).replace("'", "''")
-                await conn.execute(f"COMMENT ON DATABASE \"{test.db_name}\" IS '{marker}'")
+            if not foreign_tables(relations, dashtam_table_names()):
+                marker = template_marker(test.project_id)
+                await conn.execute(comment_on_database(test.db_name, marker))
         finally:
             await conn.close()
 

@@ -23,6 +23,7 @@ from dashtam_core.config import ConfigError, Settings, load_settings, peek_env_f
 from dashtam_core.database import create_engine
 from dashtam_core.safety import (
     FIX,
+    RELATIONS_QUERY,
     check_connected_database,
     check_marker,
     check_target,
@@ -35,15 +36,6 @@ from dashtam_core.test_databases import TEST_DATABASE_OPTIONS
 log = logging.getLogger("dashtam.init_test_db")
 
 SAFETY_EXIT_CODE = 2
-
-# Every relation outside the system schemas: a table of someone else's anywhere is a refusal.
-_RELATIONS = """
-    SELECT n.nspname, c.relname
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-       AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
-"""
 
 
 class SafetyError(CommandError):
@@ -78,7 +70,7 @@ async def check_database(
     ) or check_marker(name=connected, comment=comment, expected=expected, project_id=project_id)
     if problem:
         raise SafetyError(problem)
-    relations = [(schema, name) for schema, name in await conn.execute(text(_RELATIONS))]
+    relations = [(schema, name) for schema, name in await conn.execute(text(RELATIONS_QUERY))]
     foreign = foreign_tables(relations, migrate.dashtam_table_names())
     if foreign:
         listed = ", ".join(foreign[:5]) + (

@@ -9,6 +9,7 @@ was, never half-migrated. The revisions live in ``dashtam_core/migrations/versio
 import json
 import logging
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -33,8 +34,6 @@ SCHEMA_LOCK_KEY = 0x44A5_47A0
 
 # Dated file names, so `ls versions/` reads as a history.
 FILE_TEMPLATE = "%%(year)d_%%(month).2d_%%(day).2d_%%(hour).2d%%(minute).2d-%%(rev)s_%%(slug)s"
-
-log = logging.getLogger("dashtam.migrate")
 
 
 class _QuietAlembic(logging.Filter):
@@ -76,7 +75,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@cache
 def script_directory() -> ScriptDirectory:
+    """The revisions, read once per process (each question about them used to re-read all)."""
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -143,7 +144,8 @@ def dashtam_table_names() -> set[str]:
 async def dashtam_tables_present(conn: AsyncConnection) -> set[str]:
     """Dashtam's tables (not Alembic's) that the connected database holds in ``public``."""
     rows = await conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
-    return {name for (name,) in rows if name in dashtam_table_names() - {VERSION_TABLE}}
+    ours = dashtam_table_names() - {VERSION_TABLE}
+    return {name for (name,) in rows if name in ours}
 
 
 async def adoption_problems(conn: AsyncConnection) -> list[str]:

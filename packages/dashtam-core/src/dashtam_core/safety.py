@@ -126,6 +126,22 @@ def check_marker(*, name: str, comment: str | None, expected: str, project_id: s
     return f"database {name!r} is marked {comment.removeprefix(MARKER_TAG).strip()!r}, not {expected.removeprefix(MARKER_TAG).strip()!r}"
 
 
+def comment_on_database(name: str, comment: str) -> str:
+    """The COMMENT ON DATABASE statement (utility statements take no bound parameters)."""
+    return f"COMMENT ON DATABASE \"{name}\" IS '{comment.replace(chr(39), chr(39) * 2)}'"
+
+
+# Every relation outside the system schemas, as (schema, name): a table of someone else's
+# anywhere in a database makes it not a test database to rebuild.
+RELATIONS_QUERY = """
+    SELECT n.nspname, c.relname
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+       AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+"""
+
+
 def foreign_tables(tables: list[tuple[str, str]], dashtam_tables: set[str]) -> list[str]:
     """Tables (schema, name) that are neither Dashtam's nor Alembic's, as schema.name."""
     return sorted(

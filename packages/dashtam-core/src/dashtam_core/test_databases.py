@@ -16,6 +16,7 @@ from dashtam_core.safety import (
     check_marker,
     check_target,
     clone_marker,
+    comment_on_database,
     template_marker,
 )
 
@@ -98,10 +99,7 @@ async def clone_database(
                 raise CloneError(f"SAFETY: refusing to replace {name!r}: {problem}")
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        # Literals cannot be bound in utility statements; the marker is built from checked parts.
-        await conn.execute(
-            f"COMMENT ON DATABASE \"{name}\" IS '{marker.replace(chr(39), chr(39) * 2)}'"
-        )
+        await conn.execute(comment_on_database(name, marker))
         # New databases grant CONNECT to PUBLIC; clones are for the test role alone.
         await conn.execute(f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC')
         for option, value in TEST_DATABASE_OPTIONS.items():
