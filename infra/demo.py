@@ -2,7 +2,8 @@
 
 register -> log in -> add a sandbox provider -> ask for the authorization URL -> open the
 institution's page -> approve -> follow the redirect to the callback server -> read the final
-connection status. Every request verifies the project's CA. The end-to-end tests drive the same
+connection status -> sync the accounts and print them with balances and positions -> refresh
+the tokens and show the new expiry -> sync again. Every request verifies the project's CA. The end-to-end tests drive the same
 ``Browser`` against their own servers.
 """
 
@@ -154,4 +155,38 @@ def run(layout: Layout) -> None:
         )
         if status["status"] != "active":
             raise InfraError(f"the connection ended {status['status']}, not active")
-        _say("Done: the sandbox tokens are stored encrypted; the audit log holds the event.")
+        provider_path = f"/api/v1/providers/{provider['id']}"
+        _say("8. sync the accounts, balances and positions")
+        synced = call("POST", f"{provider_path}/sync", 200).json()
+        _say(f"     {synced['accounts']} accounts, {synced['positions']} positions")
+        _show_accounts(call, provider_path)
+        _say("9. refresh the tokens now")
+        refreshed = call("POST", f"{path}/refresh", 200).json()
+        _say(f"     expires_at {status['expires_at']} -> {refreshed['expires_at']}")
+        _say(f"     reconnect_by {refreshed['reconnect_by']}")
+        _say("10. sync again: the sandbox's numbers move with every sync")
+        call("POST", f"{provider_path}/sync", 200)
+        _show_accounts(call, provider_path, positions=False)
+        _say(
+            "Done: tokens stored encrypted and refreshed, accounts read into Dashtam; "
+            "the audit log holds every token event."
+        )
+
+
+def _show_accounts(call, provider_path: str, *, positions: bool = True) -> None:
+    accounts = call("GET", f"{provider_path}/accounts", 200).json()["items"]
+    for account in accounts:
+        balance = account["balance"] or {}
+        _say(
+            f"     {account['name']:<20} {account['account_type']:<10} "
+            f"{account['number_masked'] or '':<9} {balance.get('current', '-'):>14} "
+            f"{account['currency']}"
+        )
+        if not positions:
+            continue
+        held = call("GET", f"/api/v1/accounts/{account['id']}/positions", 200).json()["items"]
+        for p in held:
+            _say(
+                f"         {p['symbol']:<6} {p['quantity']:>10} x {p['price']:>8} "
+                f"= {p['market_value']:>12} (cost {p['cost_basis']})"
+            )

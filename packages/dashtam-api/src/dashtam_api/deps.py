@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.auth.security import Passwords, decode_access_token
+from dashtam_api.context import AppContext
 from dashtam_api.errors import Unauthorized
 from dashtam_core.config import Settings
 from dashtam_core.database import Database
@@ -18,6 +19,10 @@ from dashtam_models import User
 
 def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
+
+
+async def get_context(request: Request) -> AppContext:
+    return request.app.state.ctx
 
 
 def get_database(request: Request) -> Database:
@@ -42,6 +47,7 @@ def get_passwords(request: Request) -> Passwords:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ContextDep = Annotated[AppContext, Depends(get_context)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 RedisDep = Annotated[Redis, Depends(get_redis)]

@@ -8,18 +8,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from dashtam_api import __version__
+from dashtam_api.accounts.router import router as accounts_router
 from dashtam_api.auth.router import router as auth_router
 from dashtam_api.auth.security import Passwords
 from dashtam_api.connections.oauth import tls_context
 from dashtam_api.connections.router import router as connections_router
+from dashtam_api.context import AppContext
 from dashtam_api.health.router import router as health_router
+from dashtam_api.jobs.loops import Jobs
 from dashtam_api.problems import install_problem_handlers
 from dashtam_api.providers.registry import build_registry
 from dashtam_api.providers.router import router as providers_router
 from dashtam_api.sandbox.router import router as sandbox_router
-from dashtam_core.cache import create_redis
 from dashtam_core.config import Settings, settings_or_exit
-from dashtam_core.database import Database
 from dashtam_core.vault import Vault
 
 log = logging.getLogger("dashtam.api")
@@ -33,13 +34,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.db = Database.from_settings(settings)
-        app.state.redis = create_redis(settings)
+        ctx = AppContext.open(settings, vault=app.state.vault)
+        app.state.ctx, app.state.db, app.state.redis = ctx, ctx.db, ctx.redis
+        jobs = Jobs(ctx) if settings.BACKGROUND_JOBS_ENABLED else None
+        if jobs:
+            jobs.start()
         try:
             yield
         finally:
-            await app.state.redis.aclose()
-            await app.state.db.dispose()
+            if jobs:
+                await jobs.stop()
+            await ctx.close()
 
     app = FastAPI(
         title="Dashtam API",
@@ -58,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(providers_router)
     app.include_router(connections_router)
+    app.include_router(accounts_router)
     if settings.ENVIRONMENT in ("development", "testing"):
         app.include_router(sandbox_router)
     return app

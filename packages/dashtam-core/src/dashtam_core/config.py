@@ -112,7 +112,31 @@ class Settings(BaseSettings):
     SCHWAB_CLIENT_SECRET: str = ""
     SCHWAB_AUTHORIZE_URL: str = "https://api.schwabapi.com/v1/oauth/authorize"
     SCHWAB_TOKEN_URL: str = "https://api.schwabapi.com/v1/oauth/token"  # noqa: S105
+    SCHWAB_API_BASE_URL: str = "https://api.schwabapi.com/trader/v1"
     OAUTH_PROVIDERS: list[GenericProviderConfig] = Field(default_factory=list)
+    # Connections to institutions kept open per process (token endpoints and data APIs).
+    INSTITUTION_MAX_CONNECTIONS: int = Field(default=20, ge=1, le=500)
+
+    # Keeping connections alive (docs/refresh.md). The API process runs the refresher and the
+    # sync loop unless this is off (the test env turns it off; tests start their own loops).
+    BACKGROUND_JOBS_ENABLED: bool = True
+    # The refresher refreshes every access token that expires within this window...
+    REFRESH_WINDOW_SECONDS: int = Field(default=300, ge=10, le=86400)
+    # ...looking every this many seconds, at most this many at once per process.
+    REFRESH_INTERVAL_SECONDS: float = Field(default=15.0, gt=0, le=3600)
+    REFRESH_CONCURRENCY: int = Field(default=8, ge=1, le=200)
+    # Code that needs an access token refreshes it first when it expires within this margin.
+    REFRESH_MARGIN_SECONDS: int = Field(default=60, ge=0, le=3600)
+    # Consecutive failures before a connection turns "error" (invalid_grant: at once).
+    REFRESH_MAX_FAILURES: int = Field(default=5, ge=1, le=100)
+    # Back-off after the n-th consecutive failure: base * 2**(n-1), capped.
+    REFRESH_BACKOFF_SECONDS: float = Field(default=30.0, gt=0, le=86400)
+    REFRESH_BACKOFF_MAX_SECONDS: float = Field(default=1800.0, gt=0, le=86400)
+    # Each active connection is synced this often; a sync holds its claim at most this long.
+    SYNC_INTERVAL_SECONDS: int = Field(default=3600, ge=10, le=7 * 86400)
+    SYNC_LEASE_SECONDS: int = Field(default=300, ge=10, le=86400)
+    # A failed background sync is tried again after this long.
+    SYNC_RETRY_SECONDS: int = Field(default=300, ge=1, le=86400)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Identifies this checkout's test databases: the marker init-test-db looks for before it
     # rebuilds anything (safety.py). `inv setup` writes it into env/.env.test.

@@ -4,7 +4,15 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 from dashtam_models.base import created_at, foreign_key, updated_at, uuid_pk
@@ -61,6 +69,16 @@ class ProviderConnection(SQLModel, table=True):
     error_message: str | None = Field(default=None, sa_type=Text)
     connected_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     last_refreshed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # Consecutive failed refreshes; at REFRESH_MAX_FAILURES the connection turns "error".
+    refresh_failures: int = Field(
+        default=0, sa_type=Integer, sa_column_kwargs={"server_default": "0", "nullable": False}
+    )
+    # After a failure, no refresh (background or on use) before this moment: the back-off.
+    refresh_not_before: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    synced_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    sync_error: str | None = Field(default=None, sa_type=Text)
+    # A sync in progress holds this lease; a crashed holder's lease simply lapses.
+    sync_lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime | None = created_at()
     updated_at: datetime | None = updated_at()
 
@@ -69,6 +87,10 @@ class ProviderToken(SQLModel, table=True):
     """A connection's tokens, only ever stored as ciphertext (one row per connection)."""
 
     __tablename__ = "provider_tokens"
+    __table_args__ = (
+        # The refresher's question, "whose access token expires soon?", answered from the index.
+        Index("ix_provider_tokens_expires_at", "expires_at"),
+    )
 
     id: uuid.UUID | None = uuid_pk()
     connection_id: uuid.UUID = foreign_key(

@@ -8,6 +8,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import httpx
 from authlib.deprecate import AuthlibDeprecationWarning
 from redis.asyncio import Redis
 
@@ -69,17 +70,25 @@ def tls_context(ca_file: Path) -> ssl.SSLContext:
 
 
 def client_for(
-    spec: ProviderSpec, *, redirect_uri: str, tls: ssl.SSLContext, timeout: float
+    spec: ProviderSpec,
+    *,
+    redirect_uri: str | None,
+    tls: ssl.SSLContext,
+    timeout: float,
+    transport: httpx.AsyncBaseTransport | None = None,
+    scoped: bool = True,
 ) -> AsyncOAuth2Client:
+    """Authlib's client for one institution; on a shared ``transport`` when given (its pool)."""
+    connection = {"transport": transport} if transport is not None else {"verify": tls}
     return AsyncOAuth2Client(
         client_id=spec.client_id,
         client_secret=spec.client_secret,
         token_endpoint_auth_method=spec.token_endpoint_auth_method,
         redirect_uri=redirect_uri,
-        scope=" ".join(spec.scopes) or None,
+        scope=(" ".join(spec.scopes) or None) if scoped else None,
         code_challenge_method="S256" if spec.pkce else None,
-        verify=tls,
         timeout=timeout,
+        **connection,
     )
 
 

@@ -12,6 +12,7 @@ from dashtam_api.connections.schemas import (
     CallbackOutcome,
 )
 from dashtam_api.deps import (
+    ContextDep,
     CurrentUserDep,
     DatabaseDep,
     RedisDep,
@@ -52,6 +53,14 @@ async def authorization_status(
     provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep
 ) -> dict:
     return await service.status(session=session, user=user, provider_id=provider_id)
+
+
+@router.post("/providers/{provider_id}/authorization/refresh", response_model=AuthorizationStatus)
+async def refresh_authorization(
+    provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, ctx: ContextDep
+) -> dict:
+    """Refresh the connection's tokens now; answers as GET .../authorization does."""
+    return await service.refresh_now(ctx=ctx, session=session, user=user, provider_id=provider_id)
 
 
 @router.delete("/providers/{provider_id}/authorization", status_code=204)

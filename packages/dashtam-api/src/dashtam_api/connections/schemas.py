@@ -1,5 +1,6 @@
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,11 +12,24 @@ class AuthorizationStart(BaseModel):
 
 class AuthorizationStatus(BaseModel):
     provider_id: uuid.UUID
-    status: str
+    status: Literal["pending", "active", "expired", "revoked", "error"]
+    # What the person should do next: connect (never connected, or revoked), reconnect
+    # (expired, or refreshes failed), or nothing (active).
+    action: Literal["connect", "reconnect"] | None
     scope: str | None
     connected_at: datetime | None
-    expires_at: datetime | None
-    refresh_expires_at: datetime | None
+    expires_at: datetime | None = Field(description="When the access token expires.")
+    refresh_expires_at: datetime | None = Field(
+        description="When the refresh token expires (stated by the institution or known)."
+    )
+    reconnect_by: datetime | None = Field(
+        description="After this moment only a new connection helps (the refresh token's expiry)."
+    )
+    last_refreshed_at: datetime | None
+    refresh_failures: int = Field(description="Consecutive failed refreshes.")
+    retry_at: datetime | None = Field(description="The next refresh try after a failure.")
+    synced_at: datetime | None
+    sync_error: str | None
     error: str | None
 
 

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
-from dashtam_api.connections import oauth
+from dashtam_api.connections import oauth, refresh
+from dashtam_api.context import AppContext
 from dashtam_api.errors import BadRequest, Conflict, NotFound, UpstreamError
 from dashtam_api.providers import service as providers
 from dashtam_api.providers.registry import ProviderSpec, redirect_uri
@@ -139,6 +140,8 @@ async def complete(
         raise UpstreamError(
             f"{spec.name} returned no access token.", institution_error="no_access_token"
         )
+    # Lock the row as every writer of a connection's tokens does (a refresh may be running).
+    await session.refresh(connection, with_for_update=True)
     await store_tokens(session=session, vault=vault, spec=spec, connection=connection, token=token)
     await audit.record(
         session=session,
@@ -210,38 +213,140 @@ async def store_tokens(
         stored.refresh_expires_at = now + timedelta(seconds=int(refresh_in))
     elif spec.refresh_token_lifetime and token.get("refresh_token"):
         stored.refresh_expires_at = now + spec.refresh_token_lifetime
+    else:
+        stored.refresh_expires_at = None  # not the deadline of an earlier authorization
+    stored.updated_at = now
     connection.status = ConnectionStatus.ACTIVE.value
     connection.scope = stored.scope
     connection.connected_at = now
+    # A new authorization starts a clean slate: whatever failed before no longer applies.
     connection.error_message = None
+    connection.refresh_failures = 0
+    connection.refresh_not_before = None
+    connection.sync_error = None
     await session.flush()
+
+
+ACTIONS = {
+    ConnectionStatus.PENDING: "connect",
+    ConnectionStatus.REVOKED: "connect",
+    ConnectionStatus.EXPIRED: "reconnect",
+    ConnectionStatus.ERROR: "reconnect",
+}
+
+
+def view(provider: Provider, connection: ProviderConnection, stored: ProviderToken | None) -> dict:
+    """A connection as the API shows it: its state, its deadlines and what to do next."""
+    status_ = connection.status
+    if status_ == ConnectionStatus.ACTIVE and stored and refresh.lapsed(stored, datetime.now(UTC)):
+        status_ = ConnectionStatus.EXPIRED.value  # the refresher has not been round yet
+    reconnect_by = None
+    if stored is not None:
+        reconnect_by = stored.refresh_expires_at or (
+            stored.expires_at if stored.refresh_token_encrypted is None else None
+        )
+    return {
+        "provider_id": provider.id,
+        "status": status_,
+        "action": ACTIONS.get(ConnectionStatus(status_)),
+        "scope": connection.scope,
+        "connected_at": connection.connected_at,
+        "expires_at": stored.expires_at if stored else None,
+        "refresh_expires_at": stored.refresh_expires_at if stored else None,
+        "reconnect_by": reconnect_by,
+        "last_refreshed_at": connection.last_refreshed_at,
+        "refresh_failures": connection.refresh_failures,
+        "retry_at": connection.refresh_not_before,
+        "synced_at": connection.synced_at,
+        "sync_error": connection.sync_error,
+        "error": connection.error_message,
+    }
+
+
+async def _token_of(session: AsyncSession, connection: ProviderConnection) -> ProviderToken | None:
+    return await session.scalar(
+        select(ProviderToken)
+        .where(ProviderToken.connection_id == connection.id)
+        .execution_options(populate_existing=True)
+    )
 
 
 async def status(*, session: AsyncSession, user: User, provider_id: uuid.UUID) -> dict:
     provider, connection = await providers.get_owned(
         session=session, user=user, provider_id=provider_id
     )
-    stored = await session.scalar(
-        select(ProviderToken).where(ProviderToken.connection_id == connection.id)
+    return view(provider, connection, await _token_of(session, connection))
+
+
+async def refresh_now(
+    *, ctx: AppContext, session: AsyncSession, user: User, provider_id: uuid.UUID
+) -> dict:
+    """Refresh the connection's tokens now, in a transaction of its own that is kept whatever
+    the institution answers; a refresh that finishes while this one waits counts for both."""
+    provider, connection = await providers.get_owned(
+        session=session, user=user, provider_id=provider_id
     )
-    status_ = connection.status
-    if (
-        status_ == ConnectionStatus.ACTIVE
-        and stored
-        and stored.expires_at
-        and stored.expires_at <= datetime.now(UTC)
-        and not stored.refresh_token_encrypted
-    ):
-        status_ = ConnectionStatus.EXPIRED.value
-    return {
-        "provider_id": provider.id,
-        "status": status_,
-        "scope": connection.scope,
-        "connected_at": connection.connected_at,
-        "expires_at": stored.expires_at if stored else None,
-        "refresh_expires_at": stored.refresh_expires_at if stored else None,
-        "error": connection.error_message,
-    }
+    seen = connection.last_refreshed_at
+    async with ctx.sessions() as job:
+        outcome = await refresh.refresh(
+            ctx, job, connection.id, trigger=refresh.Trigger.ON_DEMAND, seen_refreshed_at=seen
+        )
+        await job.commit()
+    raise_for(outcome, spec_name=_name(ctx, provider))
+    provider, connection = await providers.get_owned(
+        session=session, user=user, provider_id=provider_id, fresh=True
+    )
+    return view(provider, connection, await _token_of(session, connection))
+
+
+def _name(ctx: AppContext, provider: Provider) -> str:
+    spec = ctx.registry.get(provider.provider_key)
+    return spec.name if spec else provider.provider_key
+
+
+def raise_for(outcome: refresh.Outcome, *, spec_name: str) -> None:
+    """The problem an unsuccessful refresh outcome means to the person who asked."""
+    kind = outcome.kind
+    if kind in (refresh.Kind.REFRESHED, refresh.Kind.COALESCED, refresh.Kind.NOT_DUE):
+        return
+    if kind in (refresh.Kind.INACTIVE, refresh.Kind.EXPIRED):
+        action = ACTIONS.get(ConnectionStatus(outcome.status), "connect")
+        raise Conflict(
+            f"This connection is {outcome.status}: {action} it to continue.",
+            status=outcome.status,
+            action=action,
+        )
+    if kind is refresh.Kind.UNSUPPORTED:
+        raise Conflict(
+            f"{spec_name} issued no refresh token: reconnect when the access token expires.",
+            status=outcome.status,
+            action="reconnect",
+        )
+    if kind is refresh.Kind.BUSY:
+        raise Conflict(
+            "Another refresh of this connection is taking long; try again shortly.",
+            headers={"Retry-After": "5"},
+            status=outcome.status,
+        )
+    retry_at = outcome.retry_at.isoformat() if outcome.retry_at else None
+    if kind is refresh.Kind.BACKING_OFF:
+        raise Conflict(
+            f"The last refresh failed; the next try is not before {retry_at}.",
+            status=outcome.status,
+            retry_at=retry_at,
+        )
+    if outcome.status == ConnectionStatus.ERROR:
+        detail = f"{spec_name} refused the refresh ({outcome.error}): reconnect to continue."
+    else:
+        detail = f"{spec_name} did not refresh the tokens ({outcome.error}); retrying later."
+    raise UpstreamError(
+        detail,
+        institution_error=outcome.error,
+        transient=outcome.transient,
+        status=outcome.status,
+        action=ACTIONS.get(ConnectionStatus(outcome.status)),
+        retry_at=retry_at,
+    )
 
 
 async def revoke(
@@ -258,7 +363,7 @@ async def revoke(
 ) -> None:
     """Revoke at the institution when it can, forget the tokens, mark the connection revoked."""
     provider, connection = await providers.get_owned(
-        session=session, user=user, provider_id=provider_id
+        session=session, user=user, provider_id=provider_id, for_update=True
     )
     stored = await session.scalar(
         select(ProviderToken).where(ProviderToken.connection_id == connection.id)

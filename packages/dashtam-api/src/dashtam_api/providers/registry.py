@@ -22,6 +22,9 @@ class ProviderSpec:
     pkce: bool = True
     # When the institution does not say how long a refresh token lives.
     refresh_token_lifetime: timedelta | None = None
+    # Which data API reads its accounts (sync/institutions.py), and where; None: none known.
+    data_api: str | None = None
+    api_base_url: str | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -41,6 +44,7 @@ class ProviderSpec:
                 "pkce": self.pkce,
                 "refresh": True,
                 "revocation": self.revocation_url is not None,
+                "sync": self.data_api is not None,
                 "client_auth": self.client_auth_method,
             },
         }
@@ -65,6 +69,8 @@ def build_registry(settings: Settings) -> dict[str, ProviderSpec]:
             client_secret=settings.SANDBOX_CLIENT_SECRET,
             scopes=("accounts", "positions"),
             pkce=True,
+            data_api="sandbox",
+            api_base_url=settings.API_BASE_URL.rstrip("/") + "/sandbox/api",
         )
     registry["schwab"] = ProviderSpec(
         key="schwab",
@@ -78,6 +84,8 @@ def build_registry(settings: Settings) -> dict[str, ProviderSpec]:
         pkce=False,
         # Schwab: 30-minute access tokens, 7-day refresh tokens it does not announce.
         refresh_token_lifetime=timedelta(days=7),
+        data_api="schwab",
+        api_base_url=settings.SCHWAB_API_BASE_URL.rstrip("/"),
     )
     for generic in settings.OAUTH_PROVIDERS:
         registry[generic.key] = ProviderSpec(

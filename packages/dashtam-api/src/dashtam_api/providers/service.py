@@ -49,16 +49,28 @@ async def create(
 
 
 async def get_owned(
-    *, session: AsyncSession, user: User, provider_id: uuid.UUID
+    *,
+    session: AsyncSession,
+    user: User,
+    provider_id: uuid.UUID,
+    fresh: bool = False,
+    for_update: bool = False,
 ) -> tuple[Provider, ProviderConnection]:
-    """The user's provider and its connection, in one indexed query; 404 for anyone else's."""
-    row = (
-        await session.execute(
-            select(Provider, ProviderConnection)
-            .join(ProviderConnection, ProviderConnection.provider_id == Provider.id)
-            .where(Provider.id == provider_id, Provider.user_id == user.id)
-        )
-    ).first()
+    """The user's provider and its connection, in one indexed query; 404 for anyone else's.
+
+    ``fresh``: re-read rows this session already holds (another transaction changed them);
+    ``for_update``: lock the connection's row, as every writer of its tokens does.
+    """
+    query = (
+        select(Provider, ProviderConnection)
+        .join(ProviderConnection, ProviderConnection.provider_id == Provider.id)
+        .where(Provider.id == provider_id, Provider.user_id == user.id)
+    )
+    if for_update:
+        query = query.with_for_update(of=ProviderConnection)
+    if fresh or for_update:
+        query = query.execution_options(populate_existing=True)
+    row = (await session.execute(query)).first()
     if row is None:
         raise NotFound("No such provider.")
     return row[0], row[1]

@@ -8,6 +8,7 @@ and a control endpoint that makes the next calls fail, for tests of the failure 
 
 import base64
 import hmac
+import secrets
 from html import escape
 from typing import Annotated, Literal
 from urllib.parse import urlencode
@@ -19,34 +20,12 @@ from pydantic import BaseModel, Field
 
 from dashtam_api.deps import RedisDep, SettingsDep
 from dashtam_api.providers.registry import redirect_uri
-from dashtam_api.sandbox import store
+from dashtam_api.sandbox import data, store
 from dashtam_core.config import Settings
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox"], include_in_schema=False)
 
 SCOPES = {"accounts", "positions"}
-ACCOUNTS = [
-    {
-        "id": "SBX-CHK-001",
-        "name": "Everyday Checking",
-        "type": "checking",
-        "balance": "2450.17",
-        "currency": "USD",
-    },
-    {
-        "id": "SBX-BRK-002",
-        "name": "Brokerage",
-        "type": "brokerage",
-        "balance": "48210.55",
-        "currency": "USD",
-    },
-]
-POSITIONS = {
-    "SBX-BRK-002": [
-        {"symbol": "VTI", "quantity": "120", "market_value": "32150.40"},
-        {"symbol": "BND", "quantity": "220", "market_value": "16060.15"},
-    ],
-}
 
 
 def _oauth_error(status: int, error: str, description: str, headers=None) -> JSONResponse:
@@ -158,6 +137,8 @@ async def authorize_decision(
             "redirect_uri": form.redirect_uri,
             "code_challenge": form.code_challenge,
             "scope": form.scope,
+            # Each approval is a new account holder, with their own money and counters.
+            "subject": secrets.token_hex(8),
         },
     )
     return _back(form.redirect_uri, code=code, state=form.state)
@@ -193,6 +174,7 @@ async def token(
     client_secret: Annotated[str | None, Form()] = None,
     authorization: Annotated[str | None, Header()] = None,
 ):
+    await store.take_delay(redis, "token")
     failure = await store.take_failure(redis, "token")
     if failure:
         status = int(failure.get("status", 500))
@@ -218,14 +200,20 @@ async def token(
         ):
             return _oauth_error(400, "invalid_grant", "PKCE verification failed.")
         tokens = await store.issue_tokens(
-            redis, client_id=settings.SANDBOX_CLIENT_ID, scope=grant["scope"]
+            redis,
+            client_id=settings.SANDBOX_CLIENT_ID,
+            scope=grant["scope"],
+            subject=grant["subject"],
         )
     elif grant_type == "refresh_token":
         grant = await store.take_refresh(redis, refresh_token)
         if grant is None:
             return _oauth_error(400, "invalid_grant", "Unknown or already used refresh token.")
         tokens = await store.issue_tokens(
-            redis, client_id=settings.SANDBOX_CLIENT_ID, scope=grant["scope"]
+            redis,
+            client_id=settings.SANDBOX_CLIENT_ID,
+            scope=grant["scope"],
+            subject=grant.get("subject", ""),
         )
     else:
         return _oauth_error(
@@ -260,39 +248,59 @@ async def _bearer_grant(redis, authorization: str | None) -> dict | None:
     return await store.access_grant(redis, authorization[7:])
 
 
+def _invalid_token() -> JSONResponse:
+    return _oauth_error(
+        401,
+        "invalid_token",
+        "A valid access token is required.",
+        {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+async def _api_failure(redis) -> JSONResponse | None:
+    failure = await store.take_failure(redis, "api")
+    if failure is None:
+        return None
+    status = int(failure.get("status", 500))
+    if status == 401:
+        return _invalid_token()
+    return JSONResponse({"message": "sandbox API failure"}, status_code=status)
+
+
 @router.get("/api/accounts")
 async def accounts(redis: RedisDep, authorization: Annotated[str | None, Header()] = None):
-    if await _bearer_grant(redis, authorization) is None:
-        return _oauth_error(
-            401,
-            "invalid_token",
-            "A valid access token is required.",
-            {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
-    return {"accounts": ACCOUNTS}
+    """The account holder's accounts with balances; each call is the next step of their data."""
+    failed = await _api_failure(redis)
+    if failed:
+        return failed
+    grant = await _bearer_grant(redis, authorization)
+    if grant is None:
+        return _invalid_token()
+    step = await store.count_sync(redis, grant.get("subject", ""))
+    return data.as_strings({"accounts": data.accounts(step), "step": step})
 
 
 @router.get("/api/accounts/{account_id}/positions")
 async def positions(
     account_id: str, redis: RedisDep, authorization: Annotated[str | None, Header()] = None
 ):
+    failed = await _api_failure(redis)
+    if failed:
+        return failed
     grant = await _bearer_grant(redis, authorization)
     if grant is None:
-        return _oauth_error(
-            401,
-            "invalid_token",
-            "A valid access token is required.",
-            {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        )
+        return _invalid_token()
     if "positions" not in grant["scope"].split():
         return _oauth_error(403, "insufficient_scope", "The positions scope is required.")
-    if account_id not in {a["id"] for a in ACCOUNTS}:
+    step = await store.current_sync(redis, grant.get("subject", ""))
+    held = data.positions(account_id, step)
+    if held is None:
         return _oauth_error(404, "not_found", "No such account.")
-    return {"account_id": account_id, "positions": POSITIONS.get(account_id, [])}
+    return data.as_strings({"account_id": account_id, "positions": held, "step": step})
 
 
 class Failure(BaseModel):
-    endpoint: Literal["authorize", "token", "revoke"]
+    endpoint: Literal["authorize", "token", "revoke", "api"]
     status: int = Field(default=500, ge=400, le=599)
     error: str = Field(default="server_error", max_length=50)
     times: int = Field(default=1, ge=1, le=100)
@@ -310,3 +318,36 @@ async def inject_failure(
         return _oauth_error(401, "invalid_client", "Client authentication failed.")
     await store.set_failure(redis, body.endpoint, body.model_dump())
     return None
+
+
+class Delay(BaseModel):
+    endpoint: Literal["token"]
+    seconds: float = Field(gt=0, le=30)
+    times: int = Field(default=1, ge=1, le=100)
+
+
+@router.post("/_control/delay", status_code=204)
+async def inject_delay(
+    body: Delay,
+    settings: SettingsDep,
+    redis: RedisDep,
+    authorization: Annotated[str | None, Header()] = None,
+):
+    """Make the next `times` calls of an endpoint answer `seconds` late (a slow institution)."""
+    if not _client_credentials(settings, authorization, None, None):
+        return _oauth_error(401, "invalid_client", "Client authentication failed.")
+    await store.set_delay(redis, body.endpoint, body.model_dump())
+    return None
+
+
+@router.get("/_control/subjects/{subject}")
+async def subject_stats(
+    subject: str,
+    settings: SettingsDep,
+    redis: RedisDep,
+    authorization: Annotated[str | None, Header()] = None,
+):
+    """How often the sandbox saw one account holder: refreshes, reused refresh tokens, syncs."""
+    if not _client_credentials(settings, authorization, None, None):
+        return _oauth_error(401, "invalid_client", "Client authentication failed.")
+    return await store.subject_stats(redis, subject[:100])

@@ -1,5 +1,6 @@
 """The sandbox institution's state in Valkey: codes, tokens (as hashes), injected failures."""
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -27,17 +28,21 @@ async def take_code(redis: Redis, code: str) -> dict | None:
     return json.loads(raw) if raw else None
 
 
-async def issue_tokens(redis: Redis, *, client_id: str, scope: str) -> dict:
+async def issue_tokens(
+    redis: Redis, *, client_id: str, scope: str, subject: str, access_seconds: int | None = None
+) -> dict:
+    """A fresh access and refresh token for one account holder (``subject``)."""
     access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    grant = json.dumps({"client_id": client_id, "scope": scope})
+    access_seconds = access_seconds or ACCESS_TOKEN_SECONDS
+    grant = json.dumps({"client_id": client_id, "scope": scope, "subject": subject})
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(f"{PREFIX}access:{_digest(access)}", grant, ex=ACCESS_TOKEN_SECONDS)
+        pipe.set(f"{PREFIX}access:{_digest(access)}", grant, ex=access_seconds)
         pipe.set(f"{PREFIX}refresh:{_digest(refresh)}", grant, ex=REFRESH_TOKEN_SECONDS)
         await pipe.execute()
     return {
         "access_token": access,
         "token_type": "Bearer",
-        "expires_in": ACCESS_TOKEN_SECONDS,
+        "expires_in": access_seconds,
         "refresh_token": refresh,
         "refresh_token_expires_in": REFRESH_TOKEN_SECONDS,
         "scope": scope,
@@ -45,9 +50,37 @@ async def issue_tokens(redis: Redis, *, client_id: str, scope: str) -> dict:
 
 
 async def take_refresh(redis: Redis, token: str) -> dict | None:
-    """Refresh tokens rotate: each one works once."""
-    raw = await redis.getdel(f"{PREFIX}refresh:{_digest(token)}")
-    return json.loads(raw) if raw else None
+    """Refresh tokens rotate: each one works once. Every use is counted per subject, and a
+    reused one is remembered and counted as such (a real institution would now distrust it)."""
+    digest = _digest(token)
+    raw = await redis.getdel(f"{PREFIX}refresh:{digest}")
+    if raw:
+        grant = json.loads(raw)
+        subject = grant.get("subject", "")
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.set(f"{PREFIX}used:{digest}", subject, ex=REFRESH_TOKEN_SECONDS)
+            pipe.hincrby(f"{PREFIX}subject:{subject}", "refreshes", 1)
+            await pipe.execute()
+        return grant
+    subject = await redis.get(f"{PREFIX}used:{digest}")
+    if subject is not None:
+        await redis.hincrby(f"{PREFIX}subject:{subject}", "reused", 1)
+    return None
+
+
+async def count_sync(redis: Redis, subject: str) -> int:
+    """The account holder's data changes on every listing of the accounts: this is step n."""
+    return int(await redis.hincrby(f"{PREFIX}subject:{subject}", "syncs", 1))
+
+
+async def current_sync(redis: Redis, subject: str) -> int:
+    return int(await redis.hget(f"{PREFIX}subject:{subject}", "syncs") or 1)
+
+
+async def subject_stats(redis: Redis, subject: str) -> dict[str, int]:
+    """How often the institution saw this account holder: refreshes, reused tokens, syncs."""
+    raw = await redis.hgetall(f"{PREFIX}subject:{subject}")
+    return {key: int(raw.get(key, 0)) for key in ("refreshes", "reused", "syncs")}
 
 
 async def access_grant(redis: Redis, token: str) -> dict | None:
@@ -64,9 +97,9 @@ async def set_failure(redis: Redis, endpoint: str, failure: dict) -> None:
     await redis.set(f"{PREFIX}fail:{endpoint}", json.dumps(failure), ex=600)
 
 
-async def take_failure(redis: Redis, endpoint: str) -> dict | None:
+async def take_failure(redis: Redis, endpoint: str, *, key: str | None = None) -> dict | None:
     """An injected failure for endpoint, counted down on each use."""
-    key = f"{PREFIX}fail:{endpoint}"
+    key = key or f"{PREFIX}fail:{endpoint}"
     raw = await redis.get(key)
     if not raw:
         return None
@@ -77,3 +110,14 @@ async def take_failure(redis: Redis, endpoint: str) -> dict | None:
     else:
         await redis.delete(key)
     return failure
+
+
+async def set_delay(redis: Redis, endpoint: str, delay: dict) -> None:
+    await redis.set(f"{PREFIX}delay:{endpoint}", json.dumps(delay), ex=600)
+
+
+async def take_delay(redis: Redis, endpoint: str) -> None:
+    """Sleep through an injected delay for endpoint, counted down like a failure."""
+    delay = await take_failure(redis, f"delay:{endpoint}", key=f"{PREFIX}delay:{endpoint}")
+    if delay:
+        await asyncio.sleep(float(delay["seconds"]))

@@ -1,0 +1,53 @@
+import uuid
+
+from fastapi import APIRouter, Query
+
+from dashtam_api.accounts import service
+from dashtam_api.accounts.schemas import AccountOut, AccountPage, PositionList, SyncOut
+from dashtam_api.deps import ContextDep, CurrentUserDep, SessionDep
+
+router = APIRouter(prefix="/api/v1", tags=["accounts"])
+
+Limit = Query(20, ge=1, le=100)
+Offset = Query(0, ge=0, le=1_000_000)
+
+
+@router.post("/providers/{provider_id}/sync", response_model=SyncOut)
+async def sync_provider(
+    provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, ctx: ContextDep
+) -> dict:
+    """Pull the provider's accounts, balances and positions now (refreshing the token if due)."""
+    return await service.sync_now(ctx=ctx, session=session, user=user, provider_id=provider_id)
+
+
+@router.get("/providers/{provider_id}/accounts", response_model=AccountPage)
+async def provider_accounts(
+    provider_id: uuid.UUID,
+    user: CurrentUserDep,
+    session: SessionDep,
+    limit: int = Limit,
+    offset: int = Offset,
+) -> dict:
+    return await service.provider_accounts(
+        session=session, user=user, provider_id=provider_id, limit=limit, offset=offset
+    )
+
+
+@router.get("/accounts", response_model=AccountPage)
+async def list_accounts(
+    user: CurrentUserDep, session: SessionDep, limit: int = Limit, offset: int = Offset
+) -> dict:
+    """All of the person's accounts, each with its newest balance."""
+    return await service.page(session=session, user=user, limit=limit, offset=offset)
+
+
+@router.get("/accounts/{account_id}", response_model=AccountOut)
+async def get_account(account_id: uuid.UUID, user: CurrentUserDep, session: SessionDep) -> dict:
+    return await service.get(session=session, user=user, account_id=account_id)
+
+
+@router.get("/accounts/{account_id}/positions", response_model=PositionList)
+async def account_positions(
+    account_id: uuid.UUID, user: CurrentUserDep, session: SessionDep
+) -> dict:
+    return await service.positions(session=session, user=user, account_id=account_id)

@@ -1,0 +1,61 @@
+"""Accounts as the API shows them. Money is a Decimal, and a string in JSON: never a float."""
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, Field
+
+
+class BalanceOut(BaseModel):
+    as_of: datetime
+    currency: str
+    current: Decimal = Field(description="Total value (a decimal string).")
+    available: Decimal | None
+    cash: Decimal | None
+    buying_power: Decimal | None
+
+
+class AccountOut(BaseModel):
+    id: uuid.UUID
+    provider_id: uuid.UUID
+    name: str
+    account_type: str
+    number_masked: str | None = Field(description="Only the last four characters are kept.")
+    currency: str
+    synced_at: datetime
+    closed_at: datetime | None
+    balance: BalanceOut | None
+
+
+class AccountPage(BaseModel):
+    items: list[AccountOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class PositionOut(BaseModel):
+    symbol: str
+    description: str | None
+    asset_type: str
+    quantity: Decimal
+    price: Decimal | None
+    market_value: Decimal
+    cost_basis: Decimal | None
+    currency: str
+    as_of: datetime
+
+
+class PositionList(BaseModel):
+    account_id: uuid.UUID
+    as_of: datetime | None
+    items: list[PositionOut]
+
+
+class SyncOut(BaseModel):
+    provider_id: uuid.UUID
+    synced_at: datetime
+    accounts: int
+    positions: int
+    refreshed: bool = Field(description="Whether the access token was refreshed on the way.")

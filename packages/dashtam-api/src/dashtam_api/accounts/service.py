@@ -1,0 +1,181 @@
+"""Reading a person's accounts, balances and positions; syncing a provider on demand."""
+
+import uuid
+
+from sqlalchemy import func, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from dashtam_api.connections import refresh
+from dashtam_api.connections.service import raise_for
+from dashtam_api.context import AppContext
+from dashtam_api.errors import Conflict, NotFound, UpstreamError
+from dashtam_api.providers import service as providers
+from dashtam_api.sync import service as sync
+from dashtam_models import Account, BalanceSnapshot, Position, ProviderConnection, User
+
+_latest = (
+    select(BalanceSnapshot)
+    .where(BalanceSnapshot.account_id == Account.id)
+    .order_by(BalanceSnapshot.as_of.desc())
+    .limit(1)
+    .lateral("latest_balance")
+)
+LatestBalance = aliased(BalanceSnapshot, _latest)
+
+
+def _out(account: Account, provider_id: uuid.UUID, balance: BalanceSnapshot | None) -> dict:
+    return {
+        "id": account.id,
+        "provider_id": provider_id,
+        "name": account.name,
+        "account_type": account.account_type,
+        "number_masked": f"••••{account.number_last4}" if account.number_last4 else None,
+        "currency": account.currency,
+        "synced_at": account.synced_at,
+        "closed_at": account.closed_at,
+        "balance": None
+        if balance is None
+        else {
+            "as_of": balance.as_of,
+            "currency": balance.currency,
+            "current": balance.current,
+            "available": balance.available,
+            "cash": balance.cash,
+            "buying_power": balance.buying_power,
+        },
+    }
+
+
+def _accounts_query(user: User):
+    return (
+        select(Account, ProviderConnection.provider_id, LatestBalance)
+        .join(ProviderConnection, ProviderConnection.id == Account.connection_id)
+        .outerjoin(LatestBalance, true())
+        .where(Account.user_id == user.id)
+    )
+
+
+async def page(
+    *,
+    session: AsyncSession,
+    user: User,
+    limit: int,
+    offset: int,
+    connection_id: uuid.UUID | None = None,
+) -> dict:
+    """The person's accounts (of one connection, or all), each with its newest balance."""
+    where = [Account.user_id == user.id]
+    if connection_id is not None:
+        where.append(Account.connection_id == connection_id)
+    total = await session.scalar(select(func.count()).select_from(Account).where(*where))
+    query = _accounts_query(user)
+    if connection_id is not None:
+        query = query.where(Account.connection_id == connection_id)
+    rows = (
+        await session.execute(
+            query.order_by(Account.created_at, Account.id).limit(limit).offset(offset)
+        )
+    ).all()
+    return {
+        "items": [_out(a, p, b) for a, p, b in rows],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+async def provider_accounts(
+    *, session: AsyncSession, user: User, provider_id: uuid.UUID, limit: int, offset: int
+) -> dict:
+    _, connection = await providers.get_owned(session=session, user=user, provider_id=provider_id)
+    return await page(
+        session=session, user=user, limit=limit, offset=offset, connection_id=connection.id
+    )
+
+
+async def _owned_account(session: AsyncSession, user: User, account_id: uuid.UUID):
+    row = (await session.execute(_accounts_query(user).where(Account.id == account_id))).first()
+    if row is None:
+        raise NotFound("No such account.")
+    return row
+
+
+async def get(*, session: AsyncSession, user: User, account_id: uuid.UUID) -> dict:
+    return _out(*await _owned_account(session, user, account_id))
+
+
+async def positions(*, session: AsyncSession, user: User, account_id: uuid.UUID) -> dict:
+    account, _, _ = await _owned_account(session, user, account_id)
+    held = (
+        await session.scalars(
+            select(Position)
+            .where(Position.account_id == account.id)
+            .order_by(Position.market_value.desc(), Position.symbol)
+        )
+    ).all()
+    return {
+        "account_id": account.id,
+        "as_of": held[0].as_of if held else None,
+        "items": [
+            {
+                "symbol": p.symbol,
+                "description": p.description,
+                "asset_type": p.asset_type,
+                "quantity": p.quantity,
+                "price": p.price,
+                "market_value": p.market_value,
+                "cost_basis": p.cost_basis,
+                "currency": p.currency,
+                "as_of": p.as_of,
+            }
+            for p in held
+        ],
+    }
+
+
+async def sync_now(
+    *, ctx: AppContext, session: AsyncSession, user: User, provider_id: uuid.UUID
+) -> dict:
+    """Pull accounts, balances and positions from the institution now."""
+    provider, connection = await providers.get_owned(
+        session=session, user=user, provider_id=provider_id
+    )
+    spec = ctx.registry.get(provider.provider_key)
+    name = spec.name if spec else provider.provider_key
+    if spec is None or spec.data_api is None:
+        raise Conflict(
+            f"{name} has no data API Dashtam knows: its accounts cannot be synced "
+            "(the sandbox and Charles Schwab can).",
+            provider_key=provider.provider_key,
+        )
+    result = await sync.sync_connection(
+        ctx, connection.id, trigger=refresh.Trigger.ON_DEMAND, stale_only=False
+    )
+    if result.kind == "synced":
+        return {
+            "provider_id": provider.id,
+            "synced_at": result.synced_at,
+            "accounts": result.accounts,
+            "positions": result.positions,
+            "refreshed": result.refreshed,
+        }
+    if result.kind == "claimed":
+        raise Conflict(
+            "A sync of this connection is running; try again shortly.",
+            headers={"Retry-After": "5"},
+        )
+    if result.refresh_outcome is not None:
+        raise_for(result.refresh_outcome, spec_name=name)
+    if result.kind in ("inactive", "unsupported"):
+        action = "connect" if result.status in ("pending", "revoked") else "reconnect"
+        raise Conflict(
+            f"This connection is {result.status}: {action} it to sync.",
+            status=result.status,
+            action=action,
+        )
+    raise UpstreamError(
+        f"{name} did not answer the sync ({result.error}).",
+        institution_error=result.error,
+        transient=result.transient,
+    )

@@ -1,0 +1,89 @@
+"""The app's collaborators, made once per process: one object, one dependency, one argument.
+
+The API's lifespan opens it; the background jobs and the `dashtam-jobs` command open the same
+thing outside any request, so a refresh or a sync runs the same code wherever it starts.
+"""
+
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dashtam_api.connections.oauth import tls_context
+from dashtam_api.providers.registry import ProviderSpec, build_registry
+from dashtam_core.cache import create_redis
+from dashtam_core.config import Settings
+from dashtam_core.database import Database
+from dashtam_core.vault import Vault
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    redis: Redis
+    vault: Vault
+    registry: dict[str, ProviderSpec]
+    tls: ssl.SSLContext
+    # One connection pool to the institutions (token endpoints and data APIs), so a thousand
+    # refreshes reuse a few TLS sessions instead of shaking hands a thousand times.
+    transport: httpx.AsyncHTTPTransport
+    # Where jobs (a refresh, a sync) open their own transactions: the database's sessionmaker;
+    # tests point it at their own transaction.
+    sessions: Callable[[], AsyncSession] = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.sessions is None:
+            self.sessions = self.db.sessionmaker
+
+    @classmethod
+    def open(cls, settings: Settings, *, vault: Vault | None = None) -> "AppContext":
+        tls = tls_context(settings.CA_CERT_FILE)
+        return cls(
+            settings=settings,
+            db=Database.from_settings(settings),
+            redis=create_redis(settings),
+            vault=vault or Vault.from_spec(settings.TOKEN_ENCRYPTION_KEYS),
+            registry=build_registry(settings),
+            tls=tls,
+            transport=httpx.AsyncHTTPTransport(
+                verify=tls,
+                limits=httpx.Limits(
+                    max_connections=settings.INSTITUTION_MAX_CONNECTIONS,
+                    max_keepalive_connections=settings.INSTITUTION_MAX_CONNECTIONS,
+                ),
+            ),
+        )
+
+    def lent_transport(self) -> httpx.AsyncBaseTransport:
+        """The shared pool for a short-lived client: closing that client leaves it open."""
+        return _Unclosable(self.transport)
+
+    def http(self, **kwargs) -> httpx.AsyncClient:
+        """A client on the shared pool."""
+        return httpx.AsyncClient(
+            transport=self.lent_transport(),
+            timeout=self.settings.OAUTH_HTTP_TIMEOUT_SECONDS,
+            **kwargs,
+        )
+
+    async def close(self) -> None:
+        await self.transport.aclose()
+        await self.redis.aclose()
+        await self.db.dispose()
+
+
+class _Unclosable(httpx.AsyncBaseTransport):
+    """Lends the shared transport to a short-lived client without letting it close the pool."""
+
+    def __init__(self, transport: httpx.AsyncHTTPTransport):
+        self._transport = transport
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,1 @@
+"""Background jobs: the refresher and the sync loop (in the API process, or `dashtam-jobs`)."""

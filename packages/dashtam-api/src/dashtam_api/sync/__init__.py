@@ -1,0 +1,1 @@
+"""Reading accounts, balances and positions from institutions into Dashtam's tables."""

@@ -1,0 +1,330 @@
+"""A sync: claim the connection, get a valid access token, read the institution, write it down.
+
+Three short transactions, none of them open while the institution's data API is called:
+
+1. claim: ``sync_lease_until`` is set on the connection, under its row lock. A claim whose
+   holder crashed lapses after SYNC_LEASE_SECONDS. The background loop claims only connections
+   whose last sync is a period old, so each is synced once per period, whichever process does it.
+2. the access token, refreshed first when it expires within REFRESH_MARGIN_SECONDS (the refresh
+   rules of connections/refresh.py, committed at once: a rotated refresh token is never lost
+   to a later failure). An access token the data API refuses is refreshed once and tried again.
+3. write, under the row lock again, only while the claim is still ours: accounts upserted by the
+   institution's id (ones no longer listed get ``closed_at``), a balance snapshot per account,
+   the positions replaced; ``synced_at``; the claim released.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+
+from dashtam_api.connections import refresh
+from dashtam_api.context import AppContext
+from dashtam_api.sync.institutions import DATA_APIS, AccountData, DataAPIError
+from dashtam_core.vault import token_context
+from dashtam_models import (
+    Account,
+    BalanceSnapshot,
+    ConnectionStatus,
+    Position,
+    Provider,
+    ProviderConnection,
+    ProviderToken,
+)
+
+DUE_FOR_SYNC = text(
+    """
+    SELECT c.id FROM provider_connections c
+      JOIN providers p ON p.id = c.provider_id
+     WHERE c.status = 'active'
+       AND p.provider_key = ANY(:keys)
+       AND (c.synced_at IS NULL OR c.synced_at <= :stale_before)
+       AND (c.sync_lease_until IS NULL OR c.sync_lease_until <= now())
+     ORDER BY c.synced_at NULLS FIRST
+     LIMIT :limit
+    """
+)
+
+
+def syncable_keys(ctx: AppContext) -> list[str]:
+    return [k for k, spec in ctx.registry.items() if spec.data_api and spec.configured]
+
+
+@dataclass
+class SyncResult:
+    kind: str  # synced | sync_failed | claimed (someone else holds it) | not_due | inactive
+    synced_at: datetime | None = None
+    accounts: int = 0
+    positions: int = 0
+    refreshed: bool = False
+    error: str | None = None
+    error_description: str | None = None
+    transient: bool = False
+    refresh_outcome: refresh.Outcome | None = None
+    status: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+async def _claim(
+    ctx: AppContext, connection_id: uuid.UUID, *, stale_only: bool
+) -> tuple[datetime | None, ProviderConnection | None, Provider | None]:
+    """Take the sync lease; (lease, connection, provider), lease None when not taken."""
+    now = datetime.now(UTC)
+    async with ctx.sessions() as session:
+        row = (
+            await session.execute(
+                select(ProviderConnection, Provider)
+                .join(Provider, Provider.id == ProviderConnection.provider_id)
+                .where(ProviderConnection.id == connection_id)
+                .with_for_update(of=ProviderConnection, skip_locked=stale_only)
+                .execution_options(populate_existing=True)
+            )
+        ).first()
+        if row is None:
+            return None, None, None
+        connection, provider = row
+        stale_before = now - timedelta(seconds=ctx.settings.SYNC_INTERVAL_SECONDS)
+        held = connection.sync_lease_until is not None and connection.sync_lease_until > now
+        fresh = connection.synced_at is not None and connection.synced_at > stale_before
+        if connection.status != ConnectionStatus.ACTIVE or held or (stale_only and fresh):
+            await session.rollback()
+            return None, connection, provider
+        lease = now + timedelta(seconds=ctx.settings.SYNC_LEASE_SECONDS)
+        connection.sync_lease_until = lease
+        await session.commit()
+    return lease, connection, provider
+
+
+async def _access_token(ctx: AppContext, connection_id: uuid.UUID, *, force: bool):
+    """A valid access token (refreshed first if due, or always when ``force``), or the
+    refresh outcome that prevented one."""
+    async with ctx.sessions() as session:
+        margin = timedelta(seconds=ctx.settings.REFRESH_MARGIN_SECONDS)
+        outcome = await refresh.refresh(
+            ctx,
+            session,
+            connection_id,
+            trigger=refresh.Trigger.ON_USE,
+            due_before=None if force else datetime.now(UTC) + margin,
+        )
+        await session.commit()
+        if outcome.kind not in (refresh.Kind.REFRESHED, refresh.Kind.NOT_DUE):
+            return None, outcome
+        stored = await session.scalar(
+            select(ProviderToken).where(ProviderToken.connection_id == connection_id)
+        )
+        await session.commit()
+    access = ctx.vault.open(
+        stored.access_token_encrypted, context=token_context(connection_id, "access")
+    )
+    return access, outcome
+
+
+async def sync_connection(
+    ctx: AppContext, connection_id: uuid.UUID, *, trigger: refresh.Trigger, stale_only: bool
+) -> SyncResult:
+    lease, connection, provider = await _claim(ctx, connection_id, stale_only=stale_only)
+    if lease is None:
+        if connection is None:
+            return SyncResult("inactive", status="unknown")
+        if connection.status != ConnectionStatus.ACTIVE:
+            return SyncResult("inactive", status=connection.status)
+        if connection.sync_lease_until and connection.sync_lease_until > datetime.now(UTC):
+            return SyncResult("claimed", status=connection.status)
+        return SyncResult("not_due", status=connection.status, synced_at=connection.synced_at)
+    spec = ctx.registry.get(provider.provider_key)
+    fetch = DATA_APIS.get(spec.data_api) if spec and spec.data_api else None
+    if fetch is None:
+        await _release(ctx, connection_id, lease, error="no data API", retry=False)
+        return SyncResult("unsupported", status=connection.status)
+    access, outcome = await _access_token(ctx, connection_id, force=False)
+    refreshed = outcome.kind is refresh.Kind.REFRESHED
+    if access is None:
+        await _release(
+            ctx,
+            connection_id,
+            lease,
+            error=f"refresh: {outcome.error or outcome.kind}",
+            retry=trigger is refresh.Trigger.BACKGROUND,
+        )
+        return SyncResult(
+            "sync_failed",
+            refresh_outcome=outcome,
+            status=outcome.status,
+            error=outcome.error or outcome.kind.value,
+        )
+    try:
+        async with ctx.http() as http:
+            try:
+                accounts = await fetch(spec, http, access)
+            except DataAPIError as exc:
+                if not exc.unauthorized:
+                    raise
+                # The institution dropped the token early: one forced refresh, one more try.
+                access, outcome = await _access_token(ctx, connection_id, force=True)
+                if access is None:
+                    raise
+                refreshed = True
+                accounts = await fetch(spec, http, access)
+    except DataAPIError as exc:
+        await _release(
+            ctx,
+            connection_id,
+            lease,
+            error=f"{exc.error}: {exc.description}",
+            retry=trigger is refresh.Trigger.BACKGROUND,
+        )
+        return SyncResult(
+            "sync_failed",
+            error=exc.error,
+            error_description=exc.description,
+            transient=exc.transient,
+            refreshed=refreshed,
+            status=connection.status,
+        )
+    result = await _write(ctx, connection_id, provider.user_id, lease, accounts)
+    result.refreshed = refreshed
+    return result
+
+
+async def _release(
+    ctx: AppContext, connection_id: uuid.UUID, lease: datetime, *, error: str, retry: bool
+) -> None:
+    """Give the claim back after a failure: at once (a person may try again), or, for the
+    background loop, after SYNC_RETRY_SECONDS (its back-off)."""
+    until = (
+        datetime.now(UTC) + timedelta(seconds=ctx.settings.SYNC_RETRY_SECONDS) if retry else None
+    )
+    async with ctx.sessions() as session:
+        await session.execute(
+            update(ProviderConnection)
+            .where(
+                ProviderConnection.id == connection_id, ProviderConnection.sync_lease_until == lease
+            )
+            .values(sync_lease_until=until, sync_error=error[:500])
+        )
+        await session.commit()
+
+
+async def _write(
+    ctx: AppContext,
+    connection_id: uuid.UUID,
+    user_id: uuid.UUID,
+    lease: datetime,
+    accounts: list[AccountData],
+) -> SyncResult:
+    as_of = datetime.now(UTC)
+    async with ctx.sessions() as session:
+        connection = await session.scalar(
+            select(ProviderConnection)
+            .where(ProviderConnection.id == connection_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if connection is None or connection.sync_lease_until != lease:
+            # Our claim lapsed and someone else took over (or the connection went away).
+            await session.rollback()
+            return SyncResult("claimed", status=connection.status if connection else "unknown")
+        positions = 0
+        seen: list[str] = []
+        for data in accounts:
+            seen.append(data.external_id)
+            account_id = await session.scalar(
+                insert(Account)
+                .values(
+                    user_id=user_id,
+                    connection_id=connection_id,
+                    external_id=data.external_id,
+                    account_type=data.account_type,
+                    name=data.name,
+                    number_last4=data.number_last4,
+                    currency=data.currency,
+                    synced_at=as_of,
+                )
+                .on_conflict_do_update(
+                    constraint="accounts_connection_id_external_id_key",
+                    set_={
+                        "account_type": data.account_type,
+                        "name": data.name,
+                        "number_last4": data.number_last4,
+                        "currency": data.currency,
+                        "synced_at": as_of,
+                        "closed_at": None,
+                        "updated_at": as_of,
+                    },
+                )
+                .returning(Account.id)
+            )
+            if data.balance is not None:
+                session.add(
+                    BalanceSnapshot(
+                        account_id=account_id,
+                        as_of=as_of,
+                        currency=data.currency,
+                        current=data.balance.current,
+                        available=data.balance.available,
+                        cash=data.balance.cash,
+                        buying_power=data.balance.buying_power,
+                    )
+                )
+            await session.execute(delete(Position).where(Position.account_id == account_id))
+            for holding in _merged(data):
+                session.add(
+                    Position(
+                        account_id=account_id,
+                        symbol=holding.symbol,
+                        description=holding.description,
+                        asset_type=holding.asset_type,
+                        quantity=holding.quantity,
+                        price=holding.price,
+                        market_value=holding.market_value,
+                        cost_basis=holding.cost_basis,
+                        currency=data.currency,
+                        as_of=as_of,
+                    )
+                )
+                positions += 1
+        await session.execute(
+            update(Account)
+            .where(
+                Account.connection_id == connection_id,
+                Account.external_id.not_in(seen) if seen else True,
+                Account.closed_at.is_(None),
+            )
+            .values(closed_at=as_of, updated_at=as_of)
+        )
+        connection.synced_at = as_of
+        connection.sync_error = None
+        connection.sync_lease_until = None
+        await session.commit()
+    return SyncResult(
+        "synced", synced_at=as_of, accounts=len(accounts), positions=positions, status="active"
+    )
+
+
+def _merged(data: AccountData):
+    """One row per (asset type, symbol): an institution listing a symbol twice (long and short
+    lots) gets its lines added up."""
+    merged: dict[tuple[str, str], object] = {}
+    for h in data.positions:
+        key = (h.asset_type, h.symbol)
+        if key not in merged:
+            merged[key] = h
+            continue
+        prior = merged[key]
+        merged[key] = type(h)(
+            symbol=h.symbol,
+            asset_type=h.asset_type,
+            description=prior.description or h.description,
+            quantity=prior.quantity + h.quantity,
+            market_value=prior.market_value + h.market_value,
+            price=prior.price,
+            cost_basis=(
+                prior.cost_basis + h.cost_basis
+                if prior.cost_basis is not None and h.cost_basis is not None
+                else None
+            ),
+        )
+    return merged.values()
