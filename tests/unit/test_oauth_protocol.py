@@ -78,7 +78,13 @@ def test_generic_institutions_come_from_configuration():
         "key": "acme",
         "name": "Acme Bank",
         "configured": True,
-        "supports": {"pkce": False, "refresh": True, "revocation": False, "client_auth": "post"},
+        "supports": {
+            "pkce": False,
+            "refresh": True,
+            "revocation": False,
+            "sync": False,
+            "client_auth": "post",
+        },
     }
     assert spec.token_endpoint_auth_method == "client_secret_post"
 
