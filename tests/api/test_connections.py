@@ -7,43 +7,13 @@ import pytest
 from sqlalchemy import select, text
 
 from dashtam_api.connections.oauth import code_challenge
-from dashtam_core.config import GenericProviderConfig
 from dashtam_models import ProviderAuditLog, ProviderConnection, ProviderToken
 from tests.api.test_auth import is_problem
-from tests.fixtures.app import asgi_client, running_app
 from tests.fixtures.institution import GOOD_CODE
 
 
-@pytest.fixture
-async def institution_client(test_settings, connection, institution):
-    """The API with Schwab and a generic institution pointed at the local institution."""
-    generic = GenericProviderConfig(
-        key="acme",
-        name="Acme Bank",
-        authorize_url=f"{institution.url}/authorize",
-        token_url=f"{institution.url}/token",
-        revocation_url=f"{institution.url}/revoke",
-        client_id="acme-client",
-        client_secret="acme-secret",
-        scopes=["read"],
-        client_auth_method="post",
-        pkce=True,
-    )
-    settings = test_settings.model_copy(
-        update={
-            "SCHWAB_CLIENT_ID": "schwab-client",
-            "SCHWAB_CLIENT_SECRET": "schwab-secret",
-            "SCHWAB_AUTHORIZE_URL": f"{institution.url}/authorize",
-            "SCHWAB_TOKEN_URL": f"{institution.url}/token",
-            "OAUTH_PROVIDERS": [generic],
-        }
-    )
-    async with running_app(settings, connection) as application, asgi_client(application) as http:
-        yield http
-
-
-async def signed_in(client) -> dict:
-    email, password = f"conn-{id(client)}@example.com", "correct horse battery"
+async def signed_in(client, who: str = "conn") -> dict:
+    email, password = f"{who}-{id(client)}@example.com", "correct horse battery"
     await client.post("/api/v1/auth/register", json={"email": email, "password": password})
     tokens = (
         await client.post("/api/v1/auth/login", json={"email": email, "password": password})
@@ -230,7 +200,7 @@ async def test_institution_failure_is_502_and_its_audit_row_survives_the_rollbac
     client = institution_client
     headers = await signed_in(client)
     provider_id, query = await start(client, headers, "schwab")
-    institution.next_token_response = answer
+    institution.token_responses.append(answer)
     response = await callback(client, test_settings, state=query["state"][0], code=GOOD_CODE)
     problem = is_problem(response, 502)
     if institution_error:

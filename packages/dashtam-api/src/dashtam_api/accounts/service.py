@@ -149,6 +149,9 @@ async def sync_now(
             "(the sandbox and Charles Schwab can).",
             provider_key=provider.provider_key,
         )
+    # End the request's read first: the sync runs its own short transactions around the
+    # institution's calls, and the request holds no pooled connection meanwhile.
+    await session.commit()
     result = await sync.sync_connection(
         ctx, connection.id, trigger=refresh.Trigger.ON_DEMAND, stale_only=False
     )
@@ -171,7 +174,7 @@ async def sync_now(
         action = "connect" if result.status in ("pending", "revoked") else "reconnect"
         raise Conflict(
             f"This connection is {result.status}: {action} it to sync.",
-            status=result.status,
+            connection_status=result.status,
             action=action,
         )
     raise UpstreamError(

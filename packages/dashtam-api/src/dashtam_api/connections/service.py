@@ -287,6 +287,9 @@ async def refresh_now(
         session=session, user=user, provider_id=provider_id
     )
     seen = connection.last_refreshed_at
+    # End the request's read before the refresh's own transaction: the pooled connection is
+    # not held idle while the institution answers (and the two never nest).
+    await session.commit()
     async with ctx.sessions() as job:
         outcome = await refresh.refresh(
             ctx, job, connection.id, trigger=refresh.Trigger.ON_DEMAND, seen_refreshed_at=seen
@@ -313,26 +316,26 @@ def raise_for(outcome: refresh.Outcome, *, spec_name: str) -> None:
         action = ACTIONS.get(ConnectionStatus(outcome.status), "connect")
         raise Conflict(
             f"This connection is {outcome.status}: {action} it to continue.",
-            status=outcome.status,
+            connection_status=outcome.status,
             action=action,
         )
     if kind is refresh.Kind.UNSUPPORTED:
         raise Conflict(
             f"{spec_name} issued no refresh token: reconnect when the access token expires.",
-            status=outcome.status,
+            connection_status=outcome.status,
             action="reconnect",
         )
     if kind is refresh.Kind.BUSY:
         raise Conflict(
             "Another refresh of this connection is taking long; try again shortly.",
             headers={"Retry-After": "5"},
-            status=outcome.status,
+            connection_status=outcome.status,
         )
     retry_at = outcome.retry_at.isoformat() if outcome.retry_at else None
     if kind is refresh.Kind.BACKING_OFF:
         raise Conflict(
             f"The last refresh failed; the next try is not before {retry_at}.",
-            status=outcome.status,
+            connection_status=outcome.status,
             retry_at=retry_at,
         )
     if outcome.status == ConnectionStatus.ERROR:
@@ -343,7 +346,7 @@ def raise_for(outcome: refresh.Outcome, *, spec_name: str) -> None:
         detail,
         institution_error=outcome.error,
         transient=outcome.transient,
-        status=outcome.status,
+        connection_status=outcome.status,
         action=ACTIONS.get(ConnectionStatus(outcome.status)),
         retry_at=retry_at,
     )
