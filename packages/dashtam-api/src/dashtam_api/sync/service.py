@@ -14,7 +14,7 @@ Three short transactions, none of them open while the institution's data API is 
 """
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, text, update
@@ -67,10 +67,20 @@ class SyncResult:
     extra: dict = field(default_factory=dict)
 
 
-async def _claim(
-    ctx: AppContext, connection_id: uuid.UUID, *, stale_only: bool
-) -> tuple[datetime | None, ProviderConnection | None, Provider | None]:
-    """Take the sync lease; (lease, connection, provider), lease None when not taken."""
+@dataclass(frozen=True)
+class Claim:
+    """What the claim step saw; ``lease`` is None when the connection was not taken."""
+
+    lease: datetime | None
+    status: str
+    held_until: datetime | None = None
+    synced_at: datetime | None = None
+    provider_key: str = ""
+    user_id: uuid.UUID | None = None
+
+
+async def _claim(ctx: AppContext, connection_id: uuid.UUID, *, stale_only: bool) -> Claim:
+    """Take the sync lease under the row lock (the background loop skips locked rows)."""
     now = datetime.now(UTC)
     async with ctx.sessions() as session:
         row = (
@@ -83,18 +93,25 @@ async def _claim(
             )
         ).first()
         if row is None:
-            return None, None, None
+            await session.commit()
+            return Claim(None, status="unknown")
         connection, provider = row
         stale_before = now - timedelta(seconds=ctx.settings.SYNC_INTERVAL_SECONDS)
         held = connection.sync_lease_until is not None and connection.sync_lease_until > now
         fresh = connection.synced_at is not None and connection.synced_at > stale_before
-        if connection.status != ConnectionStatus.ACTIVE or held or (stale_only and fresh):
-            await session.rollback()
-            return None, connection, provider
-        lease = now + timedelta(seconds=ctx.settings.SYNC_LEASE_SECONDS)
-        connection.sync_lease_until = lease
+        claim = Claim(
+            None,
+            status=connection.status,
+            held_until=connection.sync_lease_until if held else None,
+            synced_at=connection.synced_at,
+            provider_key=provider.provider_key,
+            user_id=provider.user_id,
+        )
+        if connection.status == ConnectionStatus.ACTIVE and not held and not (stale_only and fresh):
+            claim = replace(claim, lease=now + timedelta(seconds=ctx.settings.SYNC_LEASE_SECONDS))
+            connection.sync_lease_until = claim.lease
         await session.commit()
-    return lease, connection, provider
+    return claim
 
 
 async def _access_token(ctx: AppContext, connection_id: uuid.UUID, *, force: bool):
@@ -125,20 +142,19 @@ async def _access_token(ctx: AppContext, connection_id: uuid.UUID, *, force: boo
 async def sync_connection(
     ctx: AppContext, connection_id: uuid.UUID, *, trigger: refresh.Trigger, stale_only: bool
 ) -> SyncResult:
-    lease, connection, provider = await _claim(ctx, connection_id, stale_only=stale_only)
+    claim = await _claim(ctx, connection_id, stale_only=stale_only)
+    lease = claim.lease
     if lease is None:
-        if connection is None:
-            return SyncResult("inactive", status="unknown")
-        if connection.status != ConnectionStatus.ACTIVE:
-            return SyncResult("inactive", status=connection.status)
-        if connection.sync_lease_until and connection.sync_lease_until > datetime.now(UTC):
-            return SyncResult("claimed", status=connection.status)
-        return SyncResult("not_due", status=connection.status, synced_at=connection.synced_at)
-    spec = ctx.registry.get(provider.provider_key)
+        if claim.status != ConnectionStatus.ACTIVE:
+            return SyncResult("inactive", status=claim.status)
+        if claim.held_until is not None:
+            return SyncResult("claimed", status=claim.status)
+        return SyncResult("not_due", status=claim.status, synced_at=claim.synced_at)
+    spec = ctx.registry.get(claim.provider_key)
     fetch = DATA_APIS.get(spec.data_api) if spec and spec.data_api else None
     if fetch is None:
         await _release(ctx, connection_id, lease, error="no data API", retry=False)
-        return SyncResult("unsupported", status=connection.status)
+        return SyncResult("unsupported", status=claim.status)
     access, outcome = await _access_token(ctx, connection_id, force=False)
     refreshed = outcome.kind is refresh.Kind.REFRESHED
     if access is None:
@@ -182,9 +198,9 @@ async def sync_connection(
             error_description=exc.description,
             transient=exc.transient,
             refreshed=refreshed,
-            status=connection.status,
+            status=claim.status,
         )
-    result = await _write(ctx, connection_id, provider.user_id, lease, accounts)
+    result = await _write(ctx, connection_id, claim.user_id, lease, accounts)
     result.refreshed = refreshed
     return result
 
