@@ -117,13 +117,23 @@ async def _lock(
         ),
         {"wait": f"{hold}ms", "hold": f"{hold}ms"},
     )
+    # Lock first, read second. Under READ COMMITTED a locking SELECT re-checks only the locked
+    # row's newest version: a token row joined in the same statement could still be the one
+    # from before the refresh that held the lock, and a rotated refresh token would be presented
+    # again. The second statement takes a new snapshot, which sees that refresh's commit.
+    locked = await session.scalar(
+        select(ProviderConnection.id)
+        .where(ProviderConnection.id == connection_id)
+        .with_for_update(skip_locked=skip_locked)
+    )
+    if locked is None:
+        return None
     row = (
         await session.execute(
             select(ProviderConnection, Provider, ProviderToken)
             .join(Provider, Provider.id == ProviderConnection.provider_id)
             .outerjoin(ProviderToken, ProviderToken.connection_id == ProviderConnection.id)
             .where(ProviderConnection.id == connection_id)
-            .with_for_update(of=ProviderConnection, skip_locked=skip_locked)
             .execution_options(populate_existing=True)
         )
     ).first()

@@ -10,6 +10,7 @@ prints one line of counts, e.g. ``refresh: refreshed=200 busy=13 not_due=4``.
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 
@@ -34,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _main(args: argparse.Namespace) -> int:
+    # httpx logs every request at INFO: one line per refresh is noise, not a record.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = get_settings()
     if not settings.TOKEN_ENCRYPTION_KEYS:
         raise CommandError("TOKEN_ENCRYPTION_KEYS is empty: run `inv setup`")
