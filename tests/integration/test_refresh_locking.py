@@ -11,6 +11,7 @@ from dashtam_api.context import AppContext
 from dashtam_api.sandbox.seed import connected_sandbox
 from dashtam_models import ProviderConnection, ProviderToken
 
+# Real commits: every test takes `session` (through `connection`), which truncates afterwards.
 pytestmark = pytest.mark.commits
 
 
@@ -80,7 +81,7 @@ async def test_a_refresh_that_waited_for_the_lock_sees_what_the_holder_committed
     assert outcome.kind is refresh.Kind.NOT_DUE
 
 
-async def test_the_background_refresher_skips_a_locked_connection(ctx):
+async def test_the_background_refresher_skips_a_locked_connection(ctx, session):
     connection_id = await _one_due_connection(ctx)
     async with ctx.sessions() as holder:
         await holder.execute(
