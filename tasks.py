@@ -221,7 +221,8 @@ def demo(c):
     positional=["name"],
     help={
         "name": "Which benchmark: tests (suite serial vs parallel, clone vs build, rollback vs "
-        "truncate) or migrations (upgrade from empty vs create_all, the template build).",
+        "truncate), migrations (upgrade from empty vs create_all, the template build) or "
+        "refresh (2,000 due connections, one refresher process vs two).",
         "repeat": "Runs per micro-measurement; the median is reported.",
         "suite_repeat": "Runs of the whole suite, serial and parallel each.",
     },

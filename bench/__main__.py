@@ -8,13 +8,18 @@ from infra.errors import InfraError
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("name", choices=["tests", "migrations"])
+    parser.add_argument("name", choices=["tests", "migrations", "refresh"])
     parser.add_argument("--repeat", type=int, default=3, help="runs per micro-measurement (median)")
     parser.add_argument("--suite-repeat", type=int, default=1, help="runs of the whole suite")
     parser.add_argument("--tiny-tests", type=int, default=200)
+    parser.add_argument("--connections", type=int, default=2000, help="refresh: due connections")
     args = parser.parse_args()
     try:
-        if args.name == "migrations":
+        if args.name == "refresh":
+            from bench import refresh
+
+            refresh.run(repeat=args.repeat, connections=args.connections)
+        elif args.name == "migrations":
             from bench import migrations
 
             migrations.run(repeat=args.repeat)

@@ -1,0 +1,222 @@
+"""Refreshing due connections against the sandbox: one refresher process beside two.
+
+Set-up (once): a scratch clone of the test template, a sandbox API server of its own on a free
+port, Valkey index 15. Then, per run and per process count, from a clean slate: N connections
+seeded with real sandbox tokens that all expire within the refresh window, and that many
+`python -m dashtam_api.jobs refresh --until-idle` processes started together; the wall clock
+runs from their start to the last exit (interpreter start-up included: as a person meets it).
+
+After every run the result is checked, not assumed: the sandbox saw exactly one refresh per
+connection and no refresh token twice, the processes' refreshed counts add up to N, every
+connection is active with one `refreshed` audit row. A run that breaks exactly-once stops the
+benchmark with the numbers.
+"""
+
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+from sqlalchemy import func, select, text
+
+import dashtam_models
+from dashtam_api.context import AppContext
+from dashtam_api.sandbox import store
+from dashtam_api.sandbox.seed import connected_sandbox
+from dashtam_core.config import TestSettings, load_settings
+from dashtam_core.test_databases import clone_database, clone_name, drop_database
+from dashtam_models import ProviderAuditLog, ProviderConnection
+from infra import apps, workflows
+from infra.errors import InfraError
+from infra.layout import Layout
+from infra.runtime import process
+
+VALKEY_INDEX = 15  # the last of Valkey's 16: test workers count up from 1
+PROCESS_COUNTS = (1, 2)
+
+
+def run(*, repeat: int, connections: int) -> None:
+    layout = Layout()
+    with workflows.test_servers(layout):
+        template = load_settings(TestSettings, layout.test_env_file)
+        name = clone_name(template.database_name, f"benchrefresh{uuid.uuid4().hex[:6]}")
+        url = asyncio.run(
+            clone_database(
+                template_url=template.database_url,
+                name=name,
+                environment=template.ENVIRONMENT,
+                dev_database_name=template.DEV_DATABASE_NAME,
+                project_id=template.PROJECT_ID,
+            )
+        )
+        port = _free_port()
+        overrides = {
+            "DATABASE_URL": url.render_as_string(hide_password=False),
+            "REDIS_URL": f"{template.REDIS_URL.rpartition('/')[0]}/{VALKEY_INDEX}",
+            "API_BASE_URL": f"https://localhost:{port}",
+            "BACKGROUND_JOBS_ENABLED": "false",
+        }
+        settings = template.model_copy(update=overrides)
+        api = apps.APPS[0]
+        apps.start_app(
+            api,
+            layout=layout,
+            env_file=layout.test_env_file,
+            reload=False,
+            pid_name="bench-sandbox",
+            port=port,
+            env_overrides=overrides,
+        )
+        try:
+            apps.wait_healthy(
+                api,
+                layout=layout,
+                env_file=layout.test_env_file,
+                timeout=60,
+                pid_name="bench-sandbox",
+                port=port,
+            )
+            env = apps.child_env(layout.test_env_file, overrides)
+            samples = _measure(layout, settings, env, repeat=repeat, connections=connections)
+        finally:
+            apps.stop_app(api, layout=layout, pid_name="bench-sandbox")
+            asyncio.run(_flush(settings))
+            asyncio.run(drop_database(url=template.database_url, name=name))
+    _report(samples, connections)
+
+
+def _measure(layout, settings, env, *, repeat: int, connections: int) -> dict[int, list[float]]:
+    samples: dict[int, list[float]] = {n: [] for n in PROCESS_COUNTS}
+    for attempt in range(1, repeat + 1):
+        for processes in PROCESS_COUNTS:
+            seeded = asyncio.run(_clean_and_seed(settings, connections))
+            cpu_before = _cpu_seconds(layout)
+            started = time.perf_counter()
+            running = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "dashtam_api.jobs", "refresh", "--until-idle"],
+                    env=env,
+                    cwd=layout.root,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(processes)
+            ]
+            refreshed = [_refreshed(p) for p in running]
+            wall = time.perf_counter() - started
+            cpu = {k: v - cpu_before[k] for k, v in _cpu_seconds(layout).items()}
+            asyncio.run(_check_exactly_once(settings, seeded, refreshed))
+            samples[processes].append(wall)
+            print(
+                f"  run {attempt}, {processes} process(es): {wall:6.2f}s "
+                f"({connections / wall:6.0f}/s), refreshed per process {refreshed}; CPU s: "
+                f"refreshers {cpu['refreshers']:.1f}, sandbox {cpu['sandbox']:.1f}, "
+                f"everything else {cpu['machine'] - cpu['refreshers'] - cpu['sandbox']:.1f}",
+                flush=True,
+            )
+    return samples
+
+
+def _refreshed(process: subprocess.Popen) -> int:
+    out, err = process.communicate(timeout=1800)
+    if process.returncode != 0:
+        raise InfraError(f"a refresher failed: {err.strip()[-500:]}")
+    last = out.strip().splitlines()[-1]  # "refresh: busy=3 not_due=40 refreshed=67"
+    counts = dict(part.split("=") for part in last.split(": ", 1)[1].split())
+    return int(counts.get("refreshed", 0))
+
+
+async def _clean_and_seed(settings: TestSettings, connections: int) -> list:
+    ctx = AppContext.open(settings)
+    try:
+        await ctx.redis.flushdb()
+        async with ctx.sessions() as session:
+            tables = ", ".join(dashtam_models.metadata.tables)
+            await session.execute(text(f"TRUNCATE {tables} CASCADE"))
+            seeded = await connected_sandbox(ctx, session, count=connections, expires_in=60)
+            await session.commit()
+        return seeded
+    finally:
+        await ctx.close()
+
+
+async def _check_exactly_once(settings: TestSettings, seeded: list, refreshed: list[int]) -> None:
+    ctx = AppContext.open(settings)
+    try:
+        wrong = []
+        for one in seeded:
+            stats = await store.subject_stats(ctx.redis, str(one.connection_id))
+            if (stats["refreshes"], stats["reused"]) != (1, 0):
+                wrong.append(stats)
+        async with ctx.sessions() as session:
+            statuses = dict(
+                (
+                    await session.execute(
+                        select(ProviderConnection.status, func.count()).group_by(
+                            ProviderConnection.status
+                        )
+                    )
+                ).all()
+            )
+            audited = await session.scalar(
+                select(func.count(func.distinct(ProviderAuditLog.connection_id))).where(
+                    ProviderAuditLog.action == "refreshed"
+                )
+            )
+    finally:
+        await ctx.close()
+    n = len(seeded)
+    if wrong or sum(refreshed) != n or statuses != {"active": n} or audited != n:
+        raise InfraError(
+            f"exactly-once broken: {len(wrong)} connection(s) refreshed other than once "
+            f"(e.g. {wrong[:3]}), refreshed per process {refreshed}, statuses {statuses}, "
+            f"audited {audited} of {n}"
+        )
+
+
+async def _flush(settings: TestSettings) -> None:
+    ctx = AppContext.open(settings)
+    try:
+        await ctx.redis.flushdb()
+    finally:
+        await ctx.close()
+
+
+def _cpu_seconds(layout: Layout) -> dict[str, float]:
+    """CPU time so far of: this process's finished children (the refreshers), the sandbox
+    server, and the whole machine (PostgreSQL, Valkey and the rest are the difference)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children = os.times()
+    pid = process.read_pid(layout.pid_file("bench-sandbox")).pid
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    with open("/proc/stat") as stat:
+        cpu = [int(v) for v in stat.readline().split()[1:]]
+    return {
+        "refreshers": children.children_user + children.children_system,
+        "sandbox": (int(fields[11]) + int(fields[12])) / tick,
+        "machine": (sum(cpu) - cpu[3] - cpu[4]) / tick,  # all but idle and iowait
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _report(samples: dict[int, list[float]], connections: int) -> None:
+    one, two = (statistics.median(samples[n]) for n in PROCESS_COUNTS)
+    runs = len(samples[1])
+    print()
+    print(f"Refreshing {connections} due connections against the sandbox ({os.cpu_count()} CPUs),")
+    print(f"median of {runs} run(s), wall clock of the refresher processes:")
+    print(f"  1 process:   {one:7.2f}s  {connections / one:7.0f} connections/s")
+    print(f"  2 processes: {two:7.2f}s  {connections / two:7.0f} connections/s")
+    print(f"  ratio (2 / 1): {one / two:.2f}x")
+    print("  exactly once: every connection refreshed once per run, no refresh token reused")
