@@ -1,7 +1,14 @@
 """Refreshing due connections against the sandbox: one refresher process beside two.
 
-Set-up (once): a scratch clone of the test template, a sandbox API server of its own on a free
-port, Valkey index 15. Then, per run and per process count, from a clean slate: N connections
+Two institutions: the sandbox as it is locally (it answers at once, on the same two cores as
+the refreshers and PostgreSQL: every refresh is pure CPU), and the sandbox answering each token
+call after 50 ms, the network latency of a real institution (Schwab's token endpoint is farther
+away than that). The first shows what the CPU allows; the second is how refreshers meet a real
+institution, waiting on it.
+
+Set-up (once): a scratch clone of the test template, Valkey index 15, and per institution a
+sandbox API server of its own on a free port. Then, per run and per process count, from a clean
+slate: N connections
 seeded with real sandbox tokens that all expire within the refresh window, and that many
 `python -m dashtam_api.jobs refresh --until-idle` processes started together; the wall clock
 runs from their start to the last exit (interpreter start-up included: as a person meets it).
@@ -37,6 +44,7 @@ from infra.runtime import process
 
 VALKEY_INDEX = 15  # the last of Valkey's 16: test workers count up from 1
 PROCESS_COUNTS = (1, 2)
+LATENCIES = (0.0, 0.05)  # seconds the sandbox takes per token call
 
 
 def run(*, repeat: int, connections: int) -> None:
@@ -53,40 +61,55 @@ def run(*, repeat: int, connections: int) -> None:
                 project_id=template.PROJECT_ID,
             )
         )
-        port = _free_port()
-        overrides = {
-            "DATABASE_URL": url.render_as_string(hide_password=False),
-            "REDIS_URL": f"{template.REDIS_URL.rpartition('/')[0]}/{VALKEY_INDEX}",
-            "API_BASE_URL": f"https://localhost:{port}",
-            "BACKGROUND_JOBS_ENABLED": "false",
-        }
-        settings = template.model_copy(update=overrides)
-        api = apps.APPS[0]
-        apps.start_app(
+        try:
+            samples = {
+                latency: _with_sandbox(
+                    layout, template, url, latency, repeat=repeat, connections=connections
+                )
+                for latency in LATENCIES
+            }
+        finally:
+            asyncio.run(drop_database(url=template.database_url, name=name))
+    _report(samples, connections)
+
+
+def _with_sandbox(layout, template, url, latency: float, *, repeat: int, connections: int):
+    """The runs against a sandbox server of their own that answers token calls after
+    ``latency`` seconds."""
+    port = _free_port()
+    overrides = {
+        "DATABASE_URL": url.render_as_string(hide_password=False),
+        "REDIS_URL": f"{template.REDIS_URL.rpartition('/')[0]}/{VALKEY_INDEX}",
+        "API_BASE_URL": f"https://localhost:{port}",
+        "BACKGROUND_JOBS_ENABLED": "false",
+        "SANDBOX_TOKEN_LATENCY_SECONDS": str(latency),
+    }
+    settings = template.model_copy(update=overrides)
+    api = apps.APPS[0]
+    apps.start_app(
+        api,
+        layout=layout,
+        env_file=layout.test_env_file,
+        reload=False,
+        pid_name="bench-sandbox",
+        port=port,
+        env_overrides=overrides,
+    )
+    try:
+        apps.wait_healthy(
             api,
             layout=layout,
             env_file=layout.test_env_file,
-            reload=False,
+            timeout=60,
             pid_name="bench-sandbox",
             port=port,
-            env_overrides=overrides,
         )
-        try:
-            apps.wait_healthy(
-                api,
-                layout=layout,
-                env_file=layout.test_env_file,
-                timeout=60,
-                pid_name="bench-sandbox",
-                port=port,
-            )
-            env = apps.child_env(layout.test_env_file, overrides)
-            samples = _measure(layout, settings, env, repeat=repeat, connections=connections)
-        finally:
-            apps.stop_app(api, layout=layout, pid_name="bench-sandbox")
-            asyncio.run(_flush(settings))
-            asyncio.run(drop_database(url=template.database_url, name=name))
-    _report(samples, connections)
+        print(f"institution latency {latency * 1000:.0f} ms:", flush=True)
+        env = apps.child_env(layout.test_env_file, overrides)
+        return _measure(layout, settings, env, repeat=repeat, connections=connections)
+    finally:
+        apps.stop_app(api, layout=layout, pid_name="bench-sandbox")
+        asyncio.run(_flush(settings))
 
 
 def _measure(layout, settings, env, *, repeat: int, connections: int) -> dict[int, list[float]]:
@@ -210,13 +233,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _report(samples: dict[int, list[float]], connections: int) -> None:
-    one, two = (statistics.median(samples[n]) for n in PROCESS_COUNTS)
-    runs = len(samples[1])
+def _report(samples: dict[float, dict[int, list[float]]], connections: int) -> None:
+    runs = len(next(iter(samples.values()))[1])
     print()
     print(f"Refreshing {connections} due connections against the sandbox ({os.cpu_count()} CPUs),")
-    print(f"median of {runs} run(s), wall clock of the refresher processes:")
-    print(f"  1 process:   {one:7.2f}s  {connections / one:7.0f} connections/s")
-    print(f"  2 processes: {two:7.2f}s  {connections / two:7.0f} connections/s")
-    print(f"  ratio (2 / 1): {one / two:.2f}x")
-    print("  exactly once: every connection refreshed once per run, no refresh token reused")
+    print(f"median of {runs} run(s), wall clock of the refresher processes started together:")
+    print(f"{'institution latency':<22} {'1 process':>18} {'2 processes':>18} {'2 / 1':>7}")
+    for latency, by_count in samples.items():
+        one, two = (statistics.median(by_count[n]) for n in PROCESS_COUNTS)
+        print(
+            f"{f'{latency * 1000:.0f} ms':<22} {connections / one:>11.0f} conn/s "
+            f"{connections / two:>11.0f} conn/s {one / two:>6.2f}x"
+        )
+    print("exactly once: every connection refreshed once per run, no refresh token reused")

@@ -12,7 +12,7 @@ import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dashtam_api.connections.oauth import tls_context
+from dashtam_api.connections.oauth import AsyncOAuth2Client, client_for, tls_context
 from dashtam_api.providers.registry import ProviderSpec, build_registry
 from dashtam_core.cache import create_redis
 from dashtam_core.config import Settings
@@ -34,6 +34,8 @@ class AppContext:
     # Where jobs (a refresh, a sync) open their own transactions: the database's sessionmaker;
     # tests point it at their own transaction.
     sessions: Callable[[], AsyncSession] = field(default=None)  # type: ignore[assignment]
+
+    _token_clients: dict[str, AsyncOAuth2Client] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.sessions is None:
@@ -57,6 +59,22 @@ class AppContext:
                 ),
             ),
         )
+
+    def token_client(self, spec: ProviderSpec) -> AsyncOAuth2Client:
+        """Authlib's client for an institution's token endpoint, one per provider kind, made
+        once: refreshes share it (each reads only what its own call returns)."""
+        client = self._token_clients.get(spec.key)
+        if client is None:
+            client = client_for(
+                spec,
+                redirect_uri=None,
+                tls=self.tls,
+                timeout=self.settings.OAUTH_HTTP_TIMEOUT_SECONDS,
+                transport=self.lent_transport(),
+                scoped=False,  # RFC 6749 6: an omitted scope means the scope originally granted
+            )
+            self._token_clients[spec.key] = client
+        return client
 
     def lent_transport(self) -> httpx.AsyncBaseTransport:
         """The shared pool for a short-lived client: closing that client leaves it open."""

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     OAUTH_HTTP_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=120)
     SANDBOX_CLIENT_ID: str = "dashtam-sandbox"
     SANDBOX_CLIENT_SECRET: str = "change-me"  # noqa: S105 -- a placeholder
+    # How long the sandbox's token endpoint takes to answer: 0 locally; a benchmark sets a real
+    # institution's network latency (tens to hundreds of milliseconds).
+    SANDBOX_TOKEN_LATENCY_SECONDS: float = Field(default=0.0, ge=0, le=10)
     SCHWAB_CLIENT_ID: str = ""
     SCHWAB_CLIENT_SECRET: str = ""
     SCHWAB_AUTHORIZE_URL: str = "https://api.schwabapi.com/v1/oauth/authorize"

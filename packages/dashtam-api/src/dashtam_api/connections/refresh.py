@@ -25,7 +25,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
-from dashtam_api.connections import oauth
 from dashtam_api.context import AppContext
 from dashtam_core.vault import VaultError, token_context
 from dashtam_models import ConnectionStatus, Provider, ProviderConnection, ProviderToken
@@ -260,14 +259,7 @@ async def _exchange(
 async def _call_institution(
     ctx: AppContext, spec, refresh_token: str
 ) -> tuple[dict, Failure | None]:
-    client = oauth.client_for(
-        spec,
-        redirect_uri=None,
-        tls=ctx.tls,
-        timeout=ctx.settings.OAUTH_HTTP_TIMEOUT_SECONDS,
-        transport=ctx.lent_transport(),
-        scoped=False,  # RFC 6749 6: omitted scope means the scope originally granted
-    )
+    client = ctx.token_client(spec)
     try:
         response = await client.fetch_token(
             spec.token_url, grant_type="refresh_token", refresh_token=refresh_token

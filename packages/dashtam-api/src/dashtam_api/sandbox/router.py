@@ -6,6 +6,7 @@ expiring access tokens, rotating refresh tokens, revocation, a small accounts/po
 and a control endpoint that makes the next calls fail, for tests of the failure paths.
 """
 
+import asyncio
 import base64
 import hmac
 import secrets
@@ -174,6 +175,8 @@ async def token(
     client_secret: Annotated[str | None, Form()] = None,
     authorization: Annotated[str | None, Header()] = None,
 ):
+    if settings.SANDBOX_TOKEN_LATENCY_SECONDS:
+        await asyncio.sleep(settings.SANDBOX_TOKEN_LATENCY_SECONDS)
     await store.take_delay(redis, "token")
     failure = await store.take_failure(redis, "token")
     if failure:
