@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 from authlib.integrations.base_client.errors import OAuthError
-from sqlalchemy import select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -102,31 +102,23 @@ def _sqlstate(exc: DBAPIError) -> str | None:
     return getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
 
 
-async def _lock(
-    ctx: AppContext, session: AsyncSession, connection_id: uuid.UUID, *, skip_locked: bool
-) -> tuple[ProviderConnection, Provider, ProviderToken | None] | None:
-    settings = ctx.settings
+def _timeouts(settings) -> dict[str, str]:
     # Bounded waits: an on-demand refresh queues behind a running one for at most this long,
     # and a holder that stops talking to the database loses its lock (and its transaction).
-    hold = int(settings.OAUTH_HTTP_TIMEOUT_SECONDS * 3 * 1000)
-    await session.execute(
-        text(
-            "SELECT set_config('lock_timeout', :wait, true), "
-            "set_config('idle_in_transaction_session_timeout', :hold, true)"
-        ),
-        {"wait": f"{hold}ms", "hold": f"{hold}ms"},
-    )
-    # Lock first, read second. Under READ COMMITTED a locking SELECT re-checks only the locked
-    # row's newest version: a token row joined in the same statement could still be the one
-    # from before the refresh that held the lock, and a rotated refresh token would be presented
-    # again. The second statement takes a new snapshot, which sees that refresh's commit.
-    locked = await session.scalar(
-        select(ProviderConnection.id)
-        .where(ProviderConnection.id == connection_id)
-        .with_for_update(skip_locked=skip_locked)
-    )
-    if locked is None:
-        return None
+    hold = f"{int(settings.OAUTH_HTTP_TIMEOUT_SECONDS * 3 * 1000)}ms"
+    return {"wait": hold, "hold": hold}
+
+
+async def _read(
+    session: AsyncSession, connection_id: uuid.UUID
+) -> tuple[ProviderConnection, Provider, ProviderToken | None] | None:
+    """The locked connection with its provider and token, read in a statement of its own.
+
+    Lock first, read second: under READ COMMITTED a locking SELECT re-checks only the locked
+    row's newest version, so a token row joined into the locking statement could still be the
+    one from before the refresh that held the lock, and a rotated-out refresh token would be
+    presented again. A new statement takes a new snapshot, which sees that refresh's commit.
+    """
     row = (
         await session.execute(
             select(ProviderConnection, Provider, ProviderToken)
@@ -137,6 +129,76 @@ async def _lock(
         )
     ).first()
     return None if row is None else (row[0], row[1], row[2])
+
+
+async def _lock(
+    ctx: AppContext, session: AsyncSession, connection_id: uuid.UUID, *, skip_locked: bool
+) -> tuple[ProviderConnection, Provider, ProviderToken | None] | None:
+    await session.execute(
+        text(
+            "SELECT set_config('lock_timeout', :wait, true), "
+            "set_config('idle_in_transaction_session_timeout', :hold, true)"
+        ),
+        _timeouts(ctx.settings),
+    )
+    locked = await session.scalar(
+        select(ProviderConnection.id)
+        .where(ProviderConnection.id == connection_id)
+        .with_for_update(skip_locked=skip_locked)
+    )
+    return None if locked is None else await _read(session, connection_id)
+
+
+async def refresh_next_due(
+    ctx: AppContext, session: AsyncSession, *, due_before: datetime, round_started: datetime
+) -> Outcome | None:
+    """Claim the most urgent due connection nobody holds and refresh it (the refresher's unit
+    of work, in ``session``'s transaction); None when none is left.
+
+    One statement finds and locks it (``SKIP LOCKED``: rows other refreshes hold are passed
+    over, so processes never queue on each other). A connection refreshed since this round
+    started is excluded on the locked row itself, which the lock re-checks at its newest
+    version; the token is then read anew (``_read``) and everything decided again.
+    """
+    claimed = (
+        await session.execute(
+            select(
+                ProviderConnection.id,
+                func.set_config(
+                    "idle_in_transaction_session_timeout", _timeouts(ctx.settings)["hold"], True
+                ),
+            )
+            .join(ProviderToken, ProviderToken.connection_id == ProviderConnection.id)
+            .where(
+                ProviderConnection.status == ConnectionStatus.ACTIVE.value,
+                ProviderToken.refresh_token_encrypted.is_not(None),
+                ProviderToken.expires_at <= due_before,
+                or_(
+                    ProviderToken.refresh_expires_at.is_(None),
+                    ProviderToken.refresh_expires_at > func.now(),
+                ),
+                or_(
+                    ProviderConnection.refresh_not_before.is_(None),
+                    ProviderConnection.refresh_not_before <= func.now(),
+                ),
+                or_(
+                    ProviderConnection.last_refreshed_at.is_(None),
+                    ProviderConnection.last_refreshed_at < round_started,
+                ),
+            )
+            .order_by(ProviderToken.expires_at)
+            .limit(1)
+            .with_for_update(of=ProviderConnection, skip_locked=True)
+        )
+    ).first()
+    if claimed is None:
+        return None
+    locked = await _read(session, claimed[0])
+    if locked is None:
+        return Outcome(Kind.INACTIVE, status="unknown")
+    return await _refresh_locked(
+        ctx, session, locked, trigger=Trigger.BACKGROUND, due_before=due_before
+    )
 
 
 async def refresh(
@@ -166,6 +228,26 @@ async def refresh(
         raise
     if locked is None:
         return Outcome(Kind.BUSY if skip_locked else Kind.INACTIVE, status="unknown")
+    return await _refresh_locked(
+        ctx,
+        session,
+        locked,
+        trigger=trigger,
+        due_before=due_before,
+        seen_refreshed_at=seen_refreshed_at,
+    )
+
+
+async def _refresh_locked(
+    ctx: AppContext,
+    session: AsyncSession,
+    locked: tuple[ProviderConnection, Provider, ProviderToken | None],
+    *,
+    trigger: Trigger,
+    due_before: datetime | None,
+    seen_refreshed_at: datetime | object | None = NOT_SEEN,
+) -> Outcome:
+    """Decide again under the lock, then refresh (or not)."""
     connection, provider, token = locked
     now = datetime.now(UTC)
     if connection.status != ConnectionStatus.ACTIVE or token is None:

@@ -1,11 +1,14 @@
 """The refresher and the sync loop: rounds over the due connections, each claimed exactly once.
 
-Any number of processes may run them against one database. A round lists the due connections
-(without locking), then works through them a few at a time, each in its own transaction that
-claims the connection first (refresh: the row lock, ``SKIP LOCKED``; sync: a lease) and decides
-again under the claim, so a connection another process has just handled is passed over. The
-list is shuffled within the round, so that processes starting together spread out instead of
-queueing on the same rows.
+Any number of processes may run them against one database.
+
+- Refresher round: a few workers per process, each in a loop of one transaction per
+  connection: claim the most urgent due connection nobody holds (one ``SELECT ... FOR UPDATE
+  SKIP LOCKED``), decide again under the lock, refresh, commit. Processes never wait on each
+  other's rows and never look at a connection twice (connections/refresh.py).
+- Sync round: the due connections are listed (without locking), shuffled so that processes
+  starting together spread out, and each is claimed with a lease before it is synced
+  (sync/service.py); one another process holds is passed over.
 """
 
 import asyncio
@@ -27,20 +30,6 @@ log = logging.getLogger("dashtam.jobs")
 
 # How many due connections one round looks at; the rest wait for the next round.
 ROUND_SIZE = 1000
-
-DUE_FOR_REFRESH = text(
-    """
-    SELECT c.id FROM provider_connections c
-      JOIN provider_tokens t ON t.connection_id = c.id
-     WHERE c.status = 'active'
-       AND t.refresh_token_encrypted IS NOT NULL
-       AND t.expires_at <= :deadline
-       AND (t.refresh_expires_at IS NULL OR t.refresh_expires_at > now())
-       AND (c.refresh_not_before IS NULL OR c.refresh_not_before <= now())
-     ORDER BY t.expires_at
-     LIMIT :limit
-    """
-)
 
 # Connections that no refresh can save: mark them expired (one statement, locked rows skipped).
 EXPIRE_LAPSED = text(
@@ -109,26 +98,30 @@ async def _each(ctx: AppContext, ids: list[uuid.UUID], work: Callable[[uuid.UUID
 
 
 async def refresh_round(ctx: AppContext) -> Counter:
-    """One pass of the refresher: expire what lapsed, refresh what expires within the window."""
+    """One pass of the refresher: expire what lapsed, then REFRESH_CONCURRENCY workers claim
+    and refresh due connections one at a time until none is left that nobody else holds."""
     counts: Counter = Counter()
     counts["expired"] += await expire_lapsed(ctx)
-    deadline = datetime.now(UTC) + timedelta(seconds=ctx.settings.REFRESH_WINDOW_SECONDS)
-    ids = await _due_ids(ctx, DUE_FOR_REFRESH, deadline=deadline)
+    started = datetime.now(UTC)
+    deadline = started + timedelta(seconds=ctx.settings.REFRESH_WINDOW_SECONDS)
 
-    async def work(connection_id: uuid.UUID) -> str:
-        async with ctx.sessions() as session:
-            outcome = await refresh.refresh(
-                ctx,
-                session,
-                connection_id,
-                trigger=refresh.Trigger.BACKGROUND,
-                due_before=deadline,
-                skip_locked=True,
-            )
-            await session.commit()
-        return outcome.kind.value
+    async def worker() -> None:
+        while True:
+            try:
+                async with ctx.sessions() as session:
+                    outcome = await refresh.refresh_next_due(
+                        ctx, session, due_before=deadline, round_started=started
+                    )
+                    await session.commit()
+            except Exception:  # a surprise: this worker stops; the row stays due for next round
+                log.exception("refresh round: a worker stopped")
+                counts["crashed"] += 1
+                return
+            if outcome is None:
+                return
+            counts[outcome.kind.value] += 1
 
-    counts.update(await _each(ctx, ids, work))
+    await asyncio.gather(*(worker() for _ in range(ctx.settings.REFRESH_CONCURRENCY)))
     return counts
 
 
