@@ -163,6 +163,10 @@ async def _clean_and_seed(settings: TestSettings, connections: int) -> list:
             await session.execute(text(f"TRUNCATE {tables} CASCADE"))
             seeded = await connected_sandbox(ctx, session, count=connections, expires_in=60)
             await session.commit()
+        async with ctx.db.engine.connect() as conn:
+            # Planner statistics, as autovacuum keeps them on a database in use.
+            await conn.execute(text("ANALYZE provider_connections, provider_tokens"))
+            await conn.commit()
         return seeded
     finally:
         await ctx.close()
