@@ -193,7 +193,7 @@ async def test_an_on_demand_refresh_racing_the_refresher_refreshes_once(
     assert slow.status_code == 204
 
     background = asyncio.create_task(loops.refresh_round(ctx))
-    await _until_a_refresh_holds_the_lock(session)
+    await _until_the_slow_token_call_began(ctx)  # the refresher holds the row lock now
     on_demand = await asyncio.to_thread(
         api.post, f"/api/v1/providers/{one.provider_id}/authorization/refresh", headers=headers
     )
@@ -221,18 +221,12 @@ async def _seed(ctx: AppContext, count: int, user: User | None = None):
     return seeded
 
 
-async def _until_a_refresh_holds_the_lock(session, timeout: float = 10) -> None:
-    """Wait until some transaction holds a row lock on provider_connections."""
+async def _until_the_slow_token_call_began(ctx: AppContext, timeout: float = 10) -> None:
+    """The sandbox takes the injected delay when a token call arrives: once it is gone, a
+    refresh is at the institution, holding its connection's lock for the next two seconds."""
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
-        held = await session.scalar(
-            text(
-                "SELECT count(*) FROM pg_locks WHERE relation = 'provider_connections'::regclass "
-                "AND mode = 'RowShareLock' AND pid <> pg_backend_pid()"
-            )
-        )
-        await session.commit()
-        if held:
+        if not await ctx.redis.exists(f"{store.PREFIX}delay:token"):
             return
-        await asyncio.sleep(0.02)
-    raise AssertionError("no refresh took the connection's lock")
+        await asyncio.sleep(0.01)
+    raise AssertionError("no refresh reached the institution")
