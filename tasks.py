@@ -57,15 +57,21 @@ def certs(c, force=False):
 
 @task(
     help={
-        "reload": "Restart the API when code changes (default: on).",
+        "reload": "Restart the API when code changes (on unless --no-reload, --workers or the "
+        "dashtam.reload config is false).",
+        "workers": "Serve the API with this many worker processes (no reload): production-like.",
         "timeout": "Seconds to wait for the servers to become healthy.",
     }
 )
-def up(c, reload=None, timeout=None):
+def up(c, reload=True, workers=0, timeout=None):
     """Start the dev environment: PostgreSQL, Valkey, the API (:8000) and callback (:8182), HTTPS."""
-    reload = c.dashtam.reload if reload is None else reload
+    # A bool default makes invoke offer --no-reload; the config can only turn reloading off.
+    reload = reload and c.dashtam.reload and not int(workers)
     timeout = c.dashtam.up_timeout if timeout is None else timeout
-    _infra(c, "up", "--timeout", str(timeout), *([] if reload else ["--no-reload"]))
+    args = ["up", "--timeout", str(timeout), *([] if reload else ["--no-reload"])]
+    if int(workers):
+        args += ["--workers", str(int(workers))]
+    _infra(c, *args)
 
 
 @task

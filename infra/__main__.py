@@ -18,6 +18,7 @@ def _parser() -> argparse.ArgumentParser:
     certs.add_argument("--force", action="store_true")
     up = sub.add_parser("up")
     up.add_argument("--no-reload", action="store_true")
+    up.add_argument("--workers", type=int, default=0)
     up.add_argument("--timeout", type=float, default=90.0)
     sub.add_parser("down")
     sub.add_parser("status")
@@ -56,7 +57,12 @@ def main(argv: list[str] | None = None) -> int:
             case "certs":
                 workflows.certs(layout, force=args.force)
             case "up":
-                workflows.up(layout, reload=not args.no_reload, timeout=args.timeout)
+                workflows.up(
+                    layout,
+                    reload=not args.no_reload and not args.workers,
+                    workers=args.workers,
+                    timeout=args.timeout,
+                )
             case "down":
                 workflows.down(layout)
             case "status":

@@ -49,7 +49,13 @@ def app_port(app: App, env_file: Path, port: int | None = None) -> int:
 
 
 def uvicorn_argv(
-    app: App, *, layout: Layout, env_file: Path, reload: bool, port: int | None = None
+    app: App,
+    *,
+    layout: Layout,
+    env_file: Path,
+    reload: bool,
+    port: int | None = None,
+    workers: int = 0,
 ) -> list[str]:
     values = read_env(env_file)
     argv = [
@@ -68,7 +74,9 @@ def uvicorn_argv(
         str(layout.root / values.get("SSL_KEY_FILE", "certs/server-key.pem")),
         "--no-server-header",
     ]
-    if reload:
+    if workers:
+        argv += ["--workers", str(workers)]
+    elif reload:
         argv.append("--reload")
         for package in PACKAGES:
             argv += ["--reload-dir", str(layout.root / "packages" / package / "src")]
@@ -84,6 +92,7 @@ def start_app(
     pid_name: str | None = None,
     port: int | None = None,
     env_overrides: dict[str, str] | None = None,
+    workers: int = 0,
 ) -> bool:
     """Start one server unless running; True if this call started it."""
     pid_file = layout.pid_file(pid_name or app.name)
@@ -92,7 +101,9 @@ def start_app(
     port = app_port(app, env_file, port)
     process.require_free_port(port, f"the {app.name} server", f"{app.port_key} in {env_file.name}")
     process.spawn(
-        uvicorn_argv(app, layout=layout, env_file=env_file, reload=reload, port=port),
+        uvicorn_argv(
+            app, layout=layout, env_file=env_file, reload=reload, port=port, workers=workers
+        ),
         pid_file=pid_file,
         log_file=layout.log_file(pid_name or app.name),
         env=child_env(env_file, env_overrides),

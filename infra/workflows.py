@@ -66,7 +66,7 @@ def _run_initializer(
         )
 
 
-def up(layout: Layout, *, reload: bool = True, timeout: float = 90.0) -> None:
+def up(layout: Layout, *, reload: bool = True, workers: int = 0, timeout: float = 90.0) -> None:
     started_at = time.monotonic()
     runtime = _runtime(layout)
     setup(layout, quiet=True)
@@ -77,7 +77,11 @@ def up(layout: Layout, *, reload: bool = True, timeout: float = 90.0) -> None:
         _run_initializer("dashtam_core.init_db", env_file, layout)
         runtime.after_schema(read_credentials(env_file))
     for app in apps.APPS:
-        if apps.start_app(app, layout=layout, env_file=env_file, reload=reload):
+        # Only the API scales out; the callback server forwards a handful of redirects.
+        app_workers = workers if app is apps.APPS[0] else 0
+        if apps.start_app(
+            app, layout=layout, env_file=env_file, reload=reload, workers=app_workers
+        ):
             apps_started.append(app.name)
     for app in apps.APPS:
         apps.wait_healthy(app, layout=layout, env_file=env_file, timeout=timeout)

@@ -1,6 +1,8 @@
 """Task workflows that need no server: setup, certs, runtime choice, argument checks."""
 
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -85,3 +87,32 @@ def test_status_with_nothing_running(layout, monkeypatch, capsys):
     assert workflows.status(layout) == 0
     rows = capsys.readouterr().out.splitlines()[1:]
     assert [r.split()[1] for r in rows] == ["-", "-", "-", "-"]
+
+
+def test_workers_serve_without_reload_and_reload_is_the_default(tmp_path):
+    from infra import apps
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("API_HOST=127.0.0.1\nAPI_PORT=8000\n")
+    layout = Layout(root=tmp_path)
+    api = apps.APPS[0]
+    reloading = apps.uvicorn_argv(api, layout=layout, env_file=env_file, reload=True)
+    assert "--reload" in reloading
+    assert "--workers" not in reloading
+    serving = apps.uvicorn_argv(api, layout=layout, env_file=env_file, reload=True, workers=2)
+    assert serving[serving.index("--workers") + 1] == "2"
+    assert "--reload" not in serving
+    assert "--reload" not in apps.uvicorn_argv(api, layout=layout, env_file=env_file, reload=False)
+
+
+def test_inv_up_offers_no_reload_and_workers():
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "--help", "up"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--[no-]reload" in result.stdout
+    assert "--workers=INT" in result.stdout
