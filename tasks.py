@@ -228,12 +228,14 @@ def demo(c):
     help={
         "name": "Which benchmark: tests (suite serial vs parallel, clone vs build, rollback vs "
         "truncate), migrations (upgrade from empty vs create_all, the template build) or "
-        "refresh (2,000 due connections, one refresher process vs two).",
+        "refresh (2,000 due connections, one refresher process vs two) or api (wrk against "
+        "the API beside bare FastAPI, 1 and 2 workers).",
         "repeat": "Runs per micro-measurement; the median is reported.",
         "suite_repeat": "Runs of the whole suite, serial and parallel each.",
+        "duration": "api: seconds of load per endpoint (wrk -d).",
     },
 )
-def bench(c, name, repeat=3, suite_repeat=1):
+def bench(c, name, repeat=3, suite_repeat=1, duration=10):
     """Run a benchmark under bench/ and print its ratios (noisy machines: compare ratios)."""
     _infra(
         c,
@@ -242,6 +244,8 @@ def bench(c, name, repeat=3, suite_repeat=1):
         str(repeat),
         "--suite-repeat",
         str(suite_repeat),
+        "--duration",
+        str(duration),
         env="test",
         module="bench",
     )

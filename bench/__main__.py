@@ -8,14 +8,20 @@ from infra.errors import InfraError
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("name", choices=["tests", "migrations", "refresh"])
+    parser.add_argument("name", choices=["tests", "migrations", "refresh", "api"])
     parser.add_argument("--repeat", type=int, default=3, help="runs per micro-measurement (median)")
     parser.add_argument("--suite-repeat", type=int, default=1, help="runs of the whole suite")
     parser.add_argument("--tiny-tests", type=int, default=200)
     parser.add_argument("--connections", type=int, default=2000, help="refresh: due connections")
+    parser.add_argument("--duration", type=int, default=10, help="api: seconds per wrk run")
+    parser.add_argument("--clients", type=int, default=32, help="api: wrk connections")
     args = parser.parse_args()
     try:
-        if args.name == "refresh":
+        if args.name == "api":
+            from bench import api
+
+            api.run(duration=args.duration, connections=args.clients)
+        elif args.name == "refresh":
             from bench import refresh
 
             refresh.run(repeat=args.repeat, connections=args.connections)
