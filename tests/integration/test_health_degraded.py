@@ -4,6 +4,7 @@ The Valkey here is the test's own (a private server on a free port): tests never
 shared servers.
 """
 
+import asyncio
 import socket
 import subprocess
 
@@ -80,6 +81,10 @@ async def test_health_degrades_and_recovers_with_its_valkey(test_settings, priva
             assert await wait_for(lambda: status_is(200)), (await client.get("/health")).json()
 
             private_valkey.stop()
+            # The documented promise: an outage shows within HEALTH_CACHE_SECONDS plus the
+            # probe's own deadline.
+            within = settings.HEALTH_CACHE_SECONDS + settings.HEALTH_TIMEOUT_SECONDS + 1
+            assert await wait_for(lambda: status_is(503), timeout=within)
             response = await client.get("/health")
             assert response.status_code == 503
             body = response.json()
@@ -104,3 +109,29 @@ async def test_health_reports_an_unreachable_database(test_settings):
     assert response.status_code == 503
     assert response.json()["down"] == ["database"]
     assert test_settings.database_url.password not in response.text
+
+
+async def test_health_is_probed_once_per_interval(test_settings):
+    from dashtam_api.health.service import HealthProbe
+    from dashtam_core.cache import create_redis
+    from dashtam_core.database import Database
+
+    db, redis = Database.from_settings(test_settings), create_redis(test_settings)
+    try:
+        cached = HealthProbe(
+            settings=test_settings.model_copy(update={"HEALTH_CACHE_SECONDS": 30.0}),
+            db=db,
+            redis=redis,
+        )
+        reports = await asyncio.gather(*(cached.report() for _ in range(10)))
+        assert all(r is reports[0] for r in reports)  # one probe answered all ten at once
+        assert await cached.report() is reports[0]  # and the next within the interval
+        every_time = HealthProbe(
+            settings=test_settings.model_copy(update={"HEALTH_CACHE_SECONDS": 0.0}),
+            db=db,
+            redis=redis,
+        )
+        assert await every_time.report() is not await every_time.report()
+    finally:
+        await redis.aclose()
+        await db.dispose()

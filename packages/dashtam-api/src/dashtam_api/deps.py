@@ -1,4 +1,8 @@
-"""Request dependencies, injected through ``Annotated`` aliases."""
+"""Request dependencies, injected through ``Annotated`` aliases.
+
+Every one is ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
+hop per dependency per request, for what is a lookup on app.state.
+"""
 
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -11,13 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dashtam_api.auth.security import Passwords, decode_access_token
 from dashtam_api.context import AppContext
 from dashtam_api.errors import Unauthorized
+from dashtam_api.health.service import HealthProbe
 from dashtam_core.config import Settings
 from dashtam_core.database import Database
 from dashtam_core.vault import Vault
 from dashtam_models import User
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -25,7 +30,7 @@ async def get_context(request: Request) -> AppContext:
     return request.app.state.ctx
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     return request.app.state.db
 
 
@@ -34,19 +39,24 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     return request.app.state.redis
 
 
-def get_vault(request: Request) -> Vault:
+async def get_vault(request: Request) -> Vault:
     return request.app.state.vault
 
 
-def get_passwords(request: Request) -> Passwords:
+async def get_passwords(request: Request) -> Passwords:
     return request.app.state.passwords
 
 
+async def get_health_probe(request: Request) -> HealthProbe:
+    return request.app.state.health
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+HealthProbeDep = Annotated[HealthProbe, Depends(get_health_probe)]
 ContextDep = Annotated[AppContext, Depends(get_context)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -15,6 +15,7 @@ from dashtam_api.connections.oauth import tls_context
 from dashtam_api.connections.router import router as connections_router
 from dashtam_api.context import AppContext
 from dashtam_api.health.router import router as health_router
+from dashtam_api.health.service import HealthProbe
 from dashtam_api.jobs.loops import Jobs
 from dashtam_api.problems import install_problem_handlers
 from dashtam_api.providers.registry import build_registry
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = AppContext.open(settings, vault=app.state.vault)
         app.state.ctx, app.state.db, app.state.redis = ctx, ctx.db, ctx.redis
+        app.state.health = HealthProbe(settings=settings, db=ctx.db, redis=ctx.redis)
         jobs = Jobs(ctx) if settings.BACKGROUND_JOBS_ENABLED else None
         if jobs:
             jobs.start()

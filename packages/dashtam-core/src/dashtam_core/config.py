@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     CA_CERT_FILE: Path = Path("certs/ca.pem")
 
     HEALTH_TIMEOUT_SECONDS: float = Field(default=2.0, gt=0, le=30)
+    # /health answers from a probe at most this old (one probe per interval per process, not
+    # per request); an outage shows within it plus HEALTH_TIMEOUT_SECONDS. 0: every request.
+    HEALTH_CACHE_SECONDS: float = Field(default=1.0, ge=0, le=60)
 
     # Users and sessions.
     ACCESS_TOKEN_MINUTES: int = Field(default=15, ge=1, le=24 * 60)

@@ -1,9 +1,8 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from dashtam_api.deps import DatabaseDep, RedisDep, SettingsDep
+from dashtam_api.deps import HealthProbeDep
 from dashtam_api.health.schemas import HealthReport
-from dashtam_api.health.service import check_health
 
 router = APIRouter(tags=["health"])
 
@@ -13,6 +12,7 @@ router = APIRouter(tags=["health"])
     response_model=HealthReport,
     responses={503: {"model": HealthReport, "description": "A dependency is down"}},
 )
-async def health(settings: SettingsDep, db: DatabaseDep, redis: RedisDep) -> JSONResponse:
-    report = await check_health(settings=settings, db=db, redis=redis)
+async def health(probe: HealthProbeDep) -> JSONResponse:
+    """PostgreSQL and Valkey as of at most HEALTH_CACHE_SECONDS ago; 503 when one is down."""
+    report = await probe.report()
     return JSONResponse(report, status_code=200 if report["status"] == "healthy" else 503)
