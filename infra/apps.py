@@ -74,6 +74,9 @@ def uvicorn_argv(
         str(layout.root / values.get("SSL_KEY_FILE", "certs/server-key.pem")),
         "--no-server-header",
     ]
+    if values.get("ACCESS_LOG", "false").strip().lower() not in ("1", "true", "yes", "on"):
+        # A line per request costs a logging call on the hot path; off unless asked for.
+        argv.append("--no-access-log")
     if workers:
         argv += ["--workers", str(workers)]
     elif reload:

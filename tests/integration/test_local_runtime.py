@@ -216,7 +216,7 @@ def test_up_status_logs_down_clean_on_a_private_project(private_runtime, capsys,
     assert body["environment"] == "development"
 
     assert infra_main.main(["logs", "api", "-n", "50"]) == 0
-    assert "GET /health" in capsys.readouterr().out
+    assert "Application startup complete" in capsys.readouterr().out
     assert infra_main.main(["logs", "nope"]) == 1
     assert "unknown service 'nope'" in capsys.readouterr().err
 

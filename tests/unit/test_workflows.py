@@ -116,3 +116,18 @@ def test_inv_up_offers_no_reload_and_workers():
     assert result.returncode == 0, result.stderr
     assert "--[no-]reload" in result.stdout
     assert "--workers=INT" in result.stdout
+
+
+def test_the_access_log_is_off_unless_the_env_file_asks(tmp_path):
+    from infra import apps
+
+    env_file = tmp_path / ".env"
+    layout = Layout(root=tmp_path)
+    env_file.write_text("API_PORT=8000\n")
+    assert "--no-access-log" in apps.uvicorn_argv(
+        apps.APPS[0], layout=layout, env_file=env_file, reload=False
+    )
+    env_file.write_text("API_PORT=8000\nACCESS_LOG=true\n")
+    assert "--no-access-log" not in apps.uvicorn_argv(
+        apps.APPS[0], layout=layout, env_file=env_file, reload=False
+    )

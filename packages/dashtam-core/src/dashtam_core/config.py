@@ -144,6 +144,8 @@ class Settings(BaseSettings):
     # A failed background sync is tried again after this long.
     SYNC_RETRY_SECONDS: int = Field(default=300, ge=1, le=86400)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # uvicorn's line per request (read by infra when it starts the servers): off by default.
+    ACCESS_LOG: bool = False
     # Identifies this checkout's test databases: the marker init-test-db looks for before it
     # rebuilds anything (safety.py). `inv setup` writes it into env/.env.test.
     PROJECT_ID: str = ""
