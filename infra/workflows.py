@@ -8,9 +8,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import redis
-
-from dashtam_core.safety import expected_marker
 from infra import apps
 from infra.certs import ensure_certs
 from infra.envfiles import ensure_env_files, read_both, read_credentials
@@ -19,6 +16,9 @@ from infra.files import read_env, write_private
 from infra.layout import Layout
 from infra.runtime import process, selected_runtime
 from infra.runtime.local import SERVERS, LocalRuntime, valkey_ping
+
+# dashtam_core (SQLAlchemy, Alembic) and redis are imported inside the workflows that use them:
+# quick tasks such as `inv status` do not pay for them.
 
 TEST_SUITES = ("unit", "integration", "api", "e2e")
 
@@ -277,6 +277,10 @@ def _pytest(
 
 def test_clean(layout: Layout) -> None:
     """Drop this checkout's test databases (marked as its own) and empty the tests' Valkey index."""
+    import redis
+
+    from dashtam_core.safety import expected_marker
+
     runtime = _runtime(layout)
     _dev, test_creds = read_both(layout)
     if not process.running(layout.pid_file("postgres")):

@@ -16,13 +16,6 @@ from pathlib import Path
 
 import asyncpg
 
-from dashtam_core.migrate import dashtam_table_names
-from dashtam_core.safety import (
-    RELATIONS_QUERY,
-    comment_on_database,
-    foreign_tables,
-    template_marker,
-)
 from infra.envfiles import Credentials, read_both
 from infra.errors import InfraError
 from infra.files import read_env, token, write_private
@@ -226,6 +219,10 @@ class LocalRuntime:
 
     def bootstrap(self, dev: Credentials, test: Credentials) -> None:
         """Roles and databases of both environments (infra/postgres/bootstrap.sql)."""
+        # Imported here, not at the top: `inv status` and friends import this module and
+        # should not pay for SQLAlchemy and Alembic.
+        from dashtam_core.safety import template_marker
+
         self._psql(
             dev.db_port,
             "postgres",
@@ -248,6 +245,14 @@ class LocalRuntime:
         Only an unmarked database the test role owns, on this checkout's own server, holding
         nothing but Dashtam's tables: anything else stays unmarked, and init-test-db refuses it.
         """
+        from dashtam_core.migrate import dashtam_table_names
+        from dashtam_core.safety import (
+            RELATIONS_QUERY,
+            comment_on_database,
+            foreign_tables,
+            template_marker,
+        )
+
         conn = await self.superuser_connect(test.db_port)
         try:
             row = await conn.fetchrow(
