@@ -11,6 +11,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from dashtam_core.config import Settings
+from dashtam_core.test_databases import force_drop
 from tests.fixtures.environment import ROOT, TEST_ENV_FILE
 
 
@@ -126,6 +127,6 @@ class ScratchDatabases:
         conn = await asyncpg.connect(**asyncpg_params(self.settings.DATABASE_URL))
         try:
             for name in self.created:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                await force_drop(conn, name)
         finally:
             await conn.close()

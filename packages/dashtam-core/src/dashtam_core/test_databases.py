@@ -8,6 +8,8 @@ carries this project's clone marker, and each new clone is marked as one (commen
 copied by TEMPLATE).
 """
 
+import asyncio
+
 import asyncpg
 from sqlalchemy.engine import URL
 
@@ -122,6 +124,23 @@ async def clone_database(
 async def drop_database(*, url: URL, name: str) -> None:
     conn = await maintenance_connection(url)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await force_drop(conn, name)
     finally:
         await conn.close()
+
+
+async def force_drop(conn: asyncpg.Connection, name: str, *, attempts: int = 25) -> None:
+    """DROP DATABASE ... WITH (FORCE), as the test role.
+
+    FORCE ends the sessions the role may end; an autovacuum worker that has just started on a
+    fresh database is not one of them (PostgreSQL 18 reserves that for
+    pg_signal_autovacuum_worker), and the drop fails until it finishes, a moment later.
+    """
+    for attempt in range(attempts):
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.2)
