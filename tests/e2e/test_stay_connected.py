@@ -212,11 +212,13 @@ async def test_an_on_demand_refresh_racing_the_refresher_refreshes_once(
     assert [r.details["trigger"] for r in refreshed] == ["background"]
 
 
-async def _seed(ctx: AppContext, count: int, user: User | None = None):
+async def _seed(ctx: AppContext, count: int, user: User | None = None, expires_in: int = 60):
     async with ctx.sessions() as seeding:
         if user is not None:
             user = await seeding.merge(user)
-        seeded = await connected_sandbox(ctx, seeding, count=count, user=user, expires_in=60)
+        seeded = await connected_sandbox(
+            ctx, seeding, count=count, user=user, expires_in=expires_in
+        )
         await seeding.commit()
     return seeded
 
@@ -230,3 +232,33 @@ async def _until_the_slow_token_call_began(ctx: AppContext, timeout: float = 10)
             return
         await asyncio.sleep(0.01)
     raise AssertionError("no refresh reached the institution")
+
+
+async def test_stopping_the_loops_lets_a_refresh_under_way_finish(
+    api, live_servers, session, ctx, worker_settings
+):
+    """The stop signal comes while the institution is answering: the refresh still completes
+    and is kept (cut in half, a rotated refresh token would be lost), and nothing new starts."""
+    # Due for the refresher (window 5 min), not for a sync's refresh on use (margin 1 min).
+    seeded = await _seed(ctx, 2, expires_in=120)
+    client = (worker_settings.SANDBOX_CLIENT_ID, worker_settings.SANDBOX_CLIENT_SECRET)
+    slow = api.post(
+        "/sandbox/_control/delay", json={"endpoint": "token", "seconds": 1}, auth=client
+    )
+    assert slow.status_code == 204
+    settings = ctx.settings.model_copy(update={"REFRESH_CONCURRENCY": 1})
+    jobs = loops.Jobs(AppContext.open(settings))
+    jobs.start()
+    try:
+        await _until_the_slow_token_call_began(ctx)
+        await asyncio.wait_for(jobs.wind_down(), 30)
+    finally:
+        await jobs.ctx.close()
+    stats = [await store.subject_stats(ctx.redis, str(s.connection_id)) for s in seeded]
+    assert sorted(s["refreshes"] for s in stats) == [0, 1]  # the one under way, not the next
+    refreshed = (
+        await session.scalars(
+            select(ProviderAuditLog.connection_id).where(ProviderAuditLog.action == "refreshed")
+        )
+    ).all()
+    assert len(refreshed) == 1

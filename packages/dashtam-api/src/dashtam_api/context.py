@@ -88,6 +88,18 @@ class AppContext:
             **kwargs,
         )
 
+    async def close_idle_connections(self) -> None:
+        """Close the pool's keep-alive connections that carry no request right now.
+
+        At shutdown: a server waits for its clients' connections to close, and in development
+        and tests the sandbox institution is this very server, so the pool's idle connections
+        to it would hold the shutdown up. Requests under way keep theirs.
+        """
+        pool = getattr(self.transport, "_pool", None)  # httpx keeps httpcore's pool private
+        for connection in list(getattr(pool, "connections", ())):
+            if connection.is_idle():
+                await connection.aclose()
+
     async def close(self) -> None:
         await self.transport.aclose()
         await self.redis.aclose()

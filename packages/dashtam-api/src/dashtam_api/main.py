@@ -1,7 +1,10 @@
 """The app factory: ``uvicorn dashtam_api.main:create_app --factory``."""
 
+import asyncio
 import logging
+import signal
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,6 +30,35 @@ from dashtam_core.vault import Vault
 log = logging.getLogger("dashtam.api")
 
 
+def _on_exit_signals(callback) -> None:
+    """Run ``callback`` on the event loop when the server is told to stop (SIGINT, SIGTERM),
+    before uvicorn drains its connections; uvicorn's own handlers (signal.signal) still run."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(signum)
+        if not callable(previous):
+            continue
+
+        def handler(sig, frame, previous=previous):
+            loop.call_soon_threadsafe(callback)
+            previous(sig, frame)
+
+        signal.signal(signum, handler)
+
+
+async def _let_go(ctx: AppContext, jobs: Jobs | None) -> None:
+    """Between the stop signal and the lifespan's shutdown: no new background work (work under
+    way finishes), and outbound connections closed as soon as they are idle. uvicorn waits for
+    every open connection before it shuts the app down, and in development and tests the
+    sandbox institution is this very server: its pooled connections to itself would hold the
+    stop up for as long as they stay open."""
+    if jobs:
+        jobs.wind_down()
+    while True:
+        await ctx.close_idle_connections()
+        await asyncio.sleep(0.1)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or settings_or_exit("dashtam-api")
     if not settings.TOKEN_ENCRYPTION_KEYS:
@@ -41,9 +73,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs = Jobs(ctx) if settings.BACKGROUND_JOBS_ENABLED else None
         if jobs:
             jobs.start()
+        letting_go: list[asyncio.Task] = []
+        if threading.current_thread() is threading.main_thread():
+            _on_exit_signals(lambda: letting_go.append(asyncio.ensure_future(_let_go(ctx, jobs))))
         try:
             yield
         finally:
+            for task in letting_go:
+                task.cancel()
             if jobs:
                 await jobs.stop()
             await ctx.close()

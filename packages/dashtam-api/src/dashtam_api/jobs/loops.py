@@ -12,6 +12,7 @@ Any number of processes may run them against one database.
 """
 
 import asyncio
+import contextlib
 import logging
 import random
 import uuid
@@ -80,13 +81,21 @@ async def _due_ids(ctx: AppContext, query, **params) -> list[uuid.UUID]:
     return ids
 
 
-async def _each(ctx: AppContext, ids: list[uuid.UUID], work: Callable[[uuid.UUID], Awaitable]):
-    """Run work for every id, at most REFRESH_CONCURRENCY at a time; results in a Counter."""
+async def _each(
+    ctx: AppContext,
+    ids: list[uuid.UUID],
+    work: Callable[[uuid.UUID], Awaitable],
+    stopping: asyncio.Event | None = None,
+):
+    """Run work for every id, at most REFRESH_CONCURRENCY at a time; results in a Counter.
+    Once ``stopping`` is set, no new work starts (what runs finishes)."""
     limit = asyncio.Semaphore(ctx.settings.REFRESH_CONCURRENCY)
     counts: Counter = Counter()
 
     async def one(connection_id: uuid.UUID) -> None:
         async with limit:
+            if stopping is not None and stopping.is_set():
+                return
             try:
                 counts[await work(connection_id)] += 1
             except Exception:  # one connection's surprise must not stop the round
@@ -97,16 +106,17 @@ async def _each(ctx: AppContext, ids: list[uuid.UUID], work: Callable[[uuid.UUID
     return counts
 
 
-async def refresh_round(ctx: AppContext) -> Counter:
+async def refresh_round(ctx: AppContext, stopping: asyncio.Event | None = None) -> Counter:
     """One pass of the refresher: expire what lapsed, then REFRESH_CONCURRENCY workers claim
-    and refresh due connections one at a time until none is left that nobody else holds."""
+    and refresh due connections one at a time until none is left that nobody else holds (or
+    ``stopping`` is set: a refresh under way always finishes, so no rotated token is lost)."""
     counts: Counter = Counter()
     counts["expired"] += await expire_lapsed(ctx)
     started = datetime.now(UTC)
     deadline = started + timedelta(seconds=ctx.settings.REFRESH_WINDOW_SECONDS)
 
     async def worker() -> None:
-        while True:
+        while stopping is None or not stopping.is_set():
             try:
                 async with ctx.sessions() as session:
                     outcome = await refresh.refresh_next_due(
@@ -125,7 +135,7 @@ async def refresh_round(ctx: AppContext) -> Counter:
     return counts
 
 
-async def sync_round(ctx: AppContext) -> Counter:
+async def sync_round(ctx: AppContext, stopping: asyncio.Event | None = None) -> Counter:
     """One pass of the sync loop over the connections whose last sync is a period old."""
     ids = await _due_ids(
         ctx,
@@ -140,7 +150,7 @@ async def sync_round(ctx: AppContext) -> Counter:
         )
         return result.kind
 
-    return await _each(ctx, ids, work)
+    return await _each(ctx, ids, work, stopping)
 
 
 # Outcomes that mean "there was work": an idle round has none of them.
@@ -162,11 +172,14 @@ async def until_idle(
 
 
 class Jobs:
-    """The loops of one process, started with it and cancelled when it stops."""
+    """The loops of one process, started with it and wound down when it stops: no new work
+    after the stop signal, work under way finishes (a refresh is never cut in half)."""
 
     def __init__(self, ctx: AppContext):
         self.ctx = ctx
         self._tasks: list[asyncio.Task] = []
+        self._stopping = asyncio.Event()
+        self._wound_down: asyncio.Future | None = None
 
     def start(self) -> None:
         settings = self.ctx.settings
@@ -180,19 +193,28 @@ class Jobs:
         ]
 
     async def _forever(self, name: str, round_, interval: float) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
-                counts = await round_(self.ctx)
+                counts = await round_(self.ctx, self._stopping)
                 if any(counts[k] for k in BUSY_OUTCOMES):
                     log.info("%s round: %s", name, dict(counts))
-            except asyncio.CancelledError:
-                raise
             except Exception:  # the database restarting, Valkey away: try again next time
                 log.exception("%s round failed; retrying in %.0fs", name, interval)
-            await asyncio.sleep(interval * random.uniform(0.9, 1.1))  # noqa: S311 -- jitter
+            pause = interval * random.uniform(0.9, 1.1)  # noqa: S311 -- jitter
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)
+
+    def wind_down(self) -> asyncio.Future:
+        """Stop starting work; the future is done once the work under way has finished."""
+        if self._wound_down is None:
+            self._stopping.set()
+
+            async def finish() -> None:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+            self._wound_down = asyncio.ensure_future(finish())
+        return self._wound_down
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.wind_down()
         self._tasks = []
