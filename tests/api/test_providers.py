@@ -71,6 +71,11 @@ async def test_list_is_paginated_and_only_mine(client, sign_up):
     assert {p["alias"] for p in everything["items"]} == {f"Ann {i}" for i in range(5)}
     # Pages are slices of one stable order.
     assert page["items"] == everything["items"][1:3]
+    # Past the end: no items, the total still right (it comes from its own query then).
+    beyond = (await client.get("/api/v1/providers?offset=7", headers=ann)).json()
+    assert (beyond["items"], beyond["total"]) == ([], 5)
+    nobody, _, _ = await sign_up()
+    assert (await client.get("/api/v1/providers", headers=nobody)).json()["total"] == 0
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=101", "offset=-1", "limit=ten"])

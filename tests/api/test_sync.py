@@ -158,6 +158,8 @@ async def test_accounts_page_and_someone_elses_are_404(institution_client, test_
     second = (await client.get("/api/v1/accounts?limit=1&offset=1", headers=headers)).json()
     assert (first["total"], len(first["items"]), len(second["items"])) == (2, 1, 1)
     assert first["items"][0]["id"] != second["items"][0]["id"]
+    beyond = (await client.get("/api/v1/accounts?offset=5", headers=headers)).json()
+    assert (beyond["items"], beyond["total"]) == ([], 2)
     account_id = first["items"][0]["id"]
 
     stranger = await signed_in(client, "stranger")

@@ -64,12 +64,12 @@ async def page(
     offset: int,
     connection_id: uuid.UUID | None = None,
 ) -> dict:
-    """The person's accounts (of one connection, or all), each with its newest balance."""
+    """The person's accounts (of one connection, or all), each with its newest balance, and
+    their total in the same statement (a window count; a page past the end counts apart)."""
     where = [Account.user_id == user.id]
     if connection_id is not None:
         where.append(Account.connection_id == connection_id)
-    total = await session.scalar(select(func.count()).select_from(Account).where(*where))
-    query = _accounts_query(user)
+    query = _accounts_query(user).add_columns(func.count().over().label("total"))
     if connection_id is not None:
         query = query.where(Account.connection_id == connection_id)
     rows = (
@@ -77,8 +77,14 @@ async def page(
             query.order_by(Account.created_at, Account.id).limit(limit).offset(offset)
         )
     ).all()
+    if rows:
+        total = rows[0].total
+    elif offset:
+        total = await session.scalar(select(func.count()).select_from(Account).where(*where))
+    else:
+        total = 0
     return {
-        "items": [_out(a, p, b) for a, p, b in rows],
+        "items": [_out(a, p, b) for a, p, b, _ in rows],
         "total": total,
         "limit": limit,
         "offset": offset,

@@ -81,12 +81,11 @@ async def get(*, session: AsyncSession, user: User, provider_id: uuid.UUID) -> d
 
 
 async def list_page(*, session: AsyncSession, user: User, limit: int, offset: int) -> dict:
-    total = await session.scalar(
-        select(func.count()).select_from(Provider).where(Provider.user_id == user.id)
-    )
+    """One page of the user's providers and their total, in one statement (a window count); a
+    page past the end asks for the total separately."""
     rows = (
         await session.execute(
-            select(Provider, ProviderConnection)
+            select(Provider, ProviderConnection, func.count().over().label("total"))
             .join(ProviderConnection, ProviderConnection.provider_id == Provider.id)
             .where(Provider.user_id == user.id)
             .order_by(Provider.created_at, Provider.id)
@@ -94,8 +93,16 @@ async def list_page(*, session: AsyncSession, user: User, limit: int, offset: in
             .offset(offset)
         )
     ).all()
+    if rows:
+        total = rows[0].total
+    elif offset:
+        total = await session.scalar(
+            select(func.count()).select_from(Provider).where(Provider.user_id == user.id)
+        )
+    else:
+        total = 0
     return {
-        "items": [_out(p, c) for p, c in rows],
+        "items": [_out(p, c) for p, c, _ in rows],
         "total": total,
         "limit": limit,
         "offset": offset,
