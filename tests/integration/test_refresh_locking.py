@@ -81,19 +81,24 @@ async def test_a_refresh_that_waited_for_the_lock_sees_what_the_holder_committed
     assert outcome.kind is refresh.Kind.NOT_DUE
 
 
-async def test_the_background_refresher_skips_a_locked_connection(ctx, session):
+async def test_the_refresher_passes_over_a_locked_connection(ctx, session):
+    """The refresher's claim (SKIP LOCKED) does not wait for a connection someone holds: with
+    the only due connection locked, there is nothing to claim."""
     connection_id = await _one_due_connection(ctx)
+    now = datetime.now(UTC)
     async with ctx.sessions() as holder:
         await holder.execute(
             select(ProviderConnection.id)
             .where(ProviderConnection.id == connection_id)
             .with_for_update()
         )
-        outcome = await _refresh_in_own_transaction(
-            ctx,
-            connection_id,
-            due_before=datetime.now(UTC) + timedelta(minutes=5),
-            skip_locked=True,
-        )
+        async with ctx.sessions() as claimer:
+            claimed = await asyncio.wait_for(
+                refresh.refresh_next_due(
+                    ctx, claimer, due_before=now + timedelta(minutes=5), round_started=now
+                ),
+                10,
+            )
+            await claimer.commit()
         await holder.rollback()
-    assert outcome.kind is refresh.Kind.BUSY
+    assert claimed is None

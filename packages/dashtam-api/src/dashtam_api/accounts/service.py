@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from dashtam_api.connections import refresh
-from dashtam_api.connections.service import raise_for
+from dashtam_api.connections.service import institution_name, raise_for
 from dashtam_api.context import AppContext
 from dashtam_api.errors import Conflict, NotFound, UpstreamError
 from dashtam_api.providers import service as providers
@@ -148,7 +148,7 @@ async def sync_now(
         session=session, user=user, provider_id=provider_id
     )
     spec = ctx.registry.get(provider.provider_key)
-    name = spec.name if spec else provider.provider_key
+    name = institution_name(ctx, provider)
     if spec is None or spec.data_api is None:
         raise Conflict(
             f"{name} has no data API Dashtam knows: its accounts cannot be synced "

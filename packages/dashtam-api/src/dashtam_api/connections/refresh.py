@@ -132,7 +132,7 @@ async def _read(
 
 
 async def _lock(
-    ctx: AppContext, session: AsyncSession, connection_id: uuid.UUID, *, skip_locked: bool
+    ctx: AppContext, session: AsyncSession, connection_id: uuid.UUID
 ) -> tuple[ProviderConnection, Provider, ProviderToken | None] | None:
     await session.execute(
         text(
@@ -144,7 +144,7 @@ async def _lock(
     locked = await session.scalar(
         select(ProviderConnection.id)
         .where(ProviderConnection.id == connection_id)
-        .with_for_update(skip_locked=skip_locked)
+        .with_for_update()
     )
     return None if locked is None else await _read(session, connection_id)
 
@@ -209,7 +209,6 @@ async def refresh(
     trigger: Trigger,
     due_before: datetime | None = None,
     seen_refreshed_at: datetime | object | None = NOT_SEEN,
-    skip_locked: bool = False,
 ) -> Outcome:
     """Refresh one connection in ``session``'s transaction (the caller commits, whatever the
     outcome).
@@ -220,14 +219,14 @@ async def refresh(
     that refresh counts as this one (an on-demand refresh racing the refresher).
     """
     try:
-        locked = await _lock(ctx, session, connection_id, skip_locked=skip_locked)
+        locked = await _lock(ctx, session, connection_id)
     except DBAPIError as exc:
         if _sqlstate(exc) == LOCK_NOT_AVAILABLE:
             await session.rollback()  # the statement failed; nothing was written
             return Outcome(Kind.BUSY, status="unknown")
         raise
     if locked is None:
-        return Outcome(Kind.BUSY if skip_locked else Kind.INACTIVE, status="unknown")
+        return Outcome(Kind.INACTIVE, status="unknown")
     return await _refresh_locked(
         ctx,
         session,

@@ -295,14 +295,14 @@ async def refresh_now(
             ctx, job, connection.id, trigger=refresh.Trigger.ON_DEMAND, seen_refreshed_at=seen
         )
         await job.commit()
-    raise_for(outcome, spec_name=_name(ctx, provider))
+    raise_for(outcome, spec_name=institution_name(ctx, provider))
     provider, connection = await providers.get_owned(
         session=session, user=user, provider_id=provider_id, fresh=True
     )
     return view(provider, connection, await _token_of(session, connection))
 
 
-def _name(ctx: AppContext, provider: Provider) -> str:
+def institution_name(ctx: AppContext, provider: Provider) -> str:
     spec = ctx.registry.get(provider.provider_key)
     return spec.name if spec else provider.provider_key
 

@@ -302,6 +302,13 @@ async def positions(
     return data.as_strings({"account_id": account_id, "positions": held, "step": step})
 
 
+def _control_refused(settings: Settings, authorization: str | None) -> JSONResponse | None:
+    """The control endpoints answer only the sandbox's own client (HTTP Basic)."""
+    if _client_credentials(settings, authorization, None, None):
+        return None
+    return _oauth_error(401, "invalid_client", "Client authentication failed.")
+
+
 class Failure(BaseModel):
     endpoint: Literal["authorize", "token", "revoke", "api"]
     status: int = Field(default=500, ge=400, le=599)
@@ -317,8 +324,8 @@ async def inject_failure(
     authorization: Annotated[str | None, Header()] = None,
 ):
     """Make the next `times` calls of an endpoint fail (client credentials required)."""
-    if not _client_credentials(settings, authorization, None, None):
-        return _oauth_error(401, "invalid_client", "Client authentication failed.")
+    if refused := _control_refused(settings, authorization):
+        return refused
     await store.set_failure(redis, body.endpoint, body.model_dump())
     return None
 
@@ -337,8 +344,8 @@ async def inject_delay(
     authorization: Annotated[str | None, Header()] = None,
 ):
     """Make the next `times` calls of an endpoint answer `seconds` late (a slow institution)."""
-    if not _client_credentials(settings, authorization, None, None):
-        return _oauth_error(401, "invalid_client", "Client authentication failed.")
+    if refused := _control_refused(settings, authorization):
+        return refused
     await store.set_delay(redis, body.endpoint, body.model_dump())
     return None
 
@@ -351,6 +358,6 @@ async def subject_stats(
     authorization: Annotated[str | None, Header()] = None,
 ):
     """How often the sandbox saw one account holder: refreshes, reused refresh tokens, syncs."""
-    if not _client_credentials(settings, authorization, None, None):
-        return _oauth_error(401, "invalid_client", "Client authentication failed.")
+    if refused := _control_refused(settings, authorization):
+        return refused
     return await store.subject_stats(redis, subject[:100])

@@ -14,7 +14,7 @@ Three short transactions, none of them open while the institution's data API is 
 """
 
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, text, update
@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from dashtam_api.connections import refresh
 from dashtam_api.context import AppContext
-from dashtam_api.sync.institutions import DATA_APIS, AccountData, DataAPIError
+from dashtam_api.sync.institutions import DATA_APIS, AccountData, DataAPIError, Holding
 from dashtam_core.vault import token_context
 from dashtam_models import (
     Account,
@@ -64,7 +64,6 @@ class SyncResult:
     transient: bool = False
     refresh_outcome: refresh.Outcome | None = None
     status: str | None = None
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -323,24 +322,20 @@ async def _write(
 def _merged(data: AccountData):
     """One row per (asset type, symbol): an institution listing a symbol twice (long and short
     lots) gets its lines added up."""
-    merged: dict[tuple[str, str], object] = {}
+    merged: dict[tuple[str, str], Holding] = {}
     for h in data.positions:
-        key = (h.asset_type, h.symbol)
-        if key not in merged:
-            merged[key] = h
-            continue
-        prior = merged[key]
-        merged[key] = type(h)(
-            symbol=h.symbol,
-            asset_type=h.asset_type,
-            description=prior.description or h.description,
-            quantity=prior.quantity + h.quantity,
-            market_value=prior.market_value + h.market_value,
-            price=prior.price,
-            cost_basis=(
-                prior.cost_basis + h.cost_basis
-                if prior.cost_basis is not None and h.cost_basis is not None
-                else None
-            ),
-        )
+        prior = merged.get((h.asset_type, h.symbol))
+        if prior is not None:
+            h = replace(
+                prior,
+                description=prior.description or h.description,
+                quantity=prior.quantity + h.quantity,
+                market_value=prior.market_value + h.market_value,
+                cost_basis=(
+                    prior.cost_basis + h.cost_basis
+                    if prior.cost_basis is not None and h.cost_basis is not None
+                    else None
+                ),
+            )
+        merged[(h.asset_type, h.symbol)] = h
     return merged.values()
