@@ -1,7 +1,6 @@
 """env/.env.dev and env/.env.test, generated from the committed examples with fresh secrets."""
 
 import re
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -37,19 +36,6 @@ def render(example: str, *, pg_port: int, redis_port: int, project_id: str = "")
     return "\n".join(lines) + "\n"
 
 
-def project_id(layout: Layout) -> str:
-    """This checkout's id, made once and kept in .dashtam/project-id.
-
-    Kept outside the env files so that regenerating them (delete, `inv setup`) keeps the id the
-    existing test databases are marked with.
-    """
-    path = layout.project_id_file
-    if not path.exists():
-        layout.state.mkdir(mode=0o700, exist_ok=True)
-        write_private(path, secrets.token_hex(8) + "\n")
-    return path.read_text().strip()
-
-
 def ensure_env_files(layout: Layout) -> list[Path]:
     """Write missing env files; add settings a newer example has to existing ones.
 
@@ -63,7 +49,7 @@ def ensure_env_files(layout: Layout) -> list[Path]:
             example.read_text(),
             pg_port=postgres_port(),
             redis_port=valkey_port(),
-            project_id=project_id(layout),
+            project_id=layout.project_id(),
         )
         if not target.exists():
             write_private(target, rendered)

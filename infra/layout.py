@@ -2,8 +2,11 @@
 
 import hashlib
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from infra.files import write_private
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,6 +47,18 @@ class Layout:
         """This checkout's id (marks its test databases); made once, moves with the checkout."""
         return self.state / "project-id"
 
+    def project_id(self) -> str:
+        """This checkout's id, made once and kept in .dashtam/project-id.
+
+        Kept outside the env files so that regenerating them (delete, `inv setup`) keeps the id the
+        existing test databases are marked with.
+        """
+        path = self.project_id_file
+        if not path.exists():
+            self.state.mkdir(mode=0o700, exist_ok=True)
+            write_private(path, secrets.token_hex(8) + "\n")
+        return path.read_text().strip()
+
     @property
     def env_dir(self) -> Path:
         return self.root / "env"
@@ -71,9 +86,16 @@ class Layout:
         if explicit:
             return Path(explicit)
         if running_as_root():
-            project_id = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
-            return ROOT_DATA_BASE / project_id
+            # Keyed by the checkout's place *and* its id: a checkout deleted and cloned again at
+            # the same path has new secrets, and must never meet the cluster the old ones opened.
+            key = f"{self.root}\n{self.project_id()}"
+            return ROOT_DATA_BASE / hashlib.sha256(key.encode()).hexdigest()[:12]
         return self.state / "data"
+
+    @property
+    def data_owner_file(self) -> Path:
+        """In a data directory outside the checkout: which checkout (path, id) it belongs to."""
+        return self.data_dir / "checkout"
 
     @property
     def bootstrap_sql(self) -> Path:

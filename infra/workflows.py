@@ -32,6 +32,12 @@ def _runtime(layout: Layout) -> LocalRuntime:
     return LocalRuntime(layout)
 
 
+def _start_servers(runtime: LocalRuntime) -> list[str]:
+    for directory, checkout in runtime.remove_orphaned_data():
+        say(f"  removed {directory}: the servers' data of {checkout}, a checkout that is gone")
+    return runtime.start_servers()
+
+
 def setup(layout: Layout, *, quiet: bool = False) -> None:
     """Certificates and env files, made only where missing."""
     written = ensure_certs(layout.certs_dir) + ensure_env_files(layout)
@@ -70,7 +76,7 @@ def up(layout: Layout, *, reload: bool = True, workers: int = 0, timeout: float 
     started_at = time.monotonic()
     runtime = _runtime(layout)
     setup(layout, quiet=True)
-    servers = runtime.start_servers()
+    servers = _start_servers(runtime)
     env_file = layout.dev_env_file
     apps_started = []
     if servers or not all(process.running(layout.pid_file(a.name)) for a in apps.APPS):
@@ -207,7 +213,7 @@ def test_setup(layout: Layout) -> list[str]:
     """Shared servers up (never the dev apps), test schema rebuilt; returns servers started."""
     runtime = _runtime(layout)
     setup(layout, quiet=True)
-    started = runtime.start_servers()
+    started = _start_servers(runtime)
     _run_initializer("dashtam_core.init_test_db", layout.test_env_file, layout)
     # The template's audit log goes to its owner; clones copy that (and the janitor's TRUNCATE).
     runtime.after_schema(read_credentials(layout.test_env_file), janitor=True)

@@ -1,11 +1,12 @@
 """The local runtime: one PostgreSQL and one Valkey server as processes, shared by dev and test.
 
 State lives under .dashtam/ (pid files, logs, the servers' admin secrets); the data directories
-under .dashtam/data, or, as root, under /var/lib/dashtam/<project id> owned by an unprivileged
-service user (PostgreSQL refuses to run as root).
+under .dashtam/data, or, as root, under /var/lib/dashtam/<key of the checkout's path and id> owned
+by an unprivileged service user (PostgreSQL refuses to run as root).
 """
 
 import asyncio
+import hashlib
 import os
 import pwd
 import shutil
@@ -19,7 +20,7 @@ import asyncpg
 from infra.envfiles import Credentials, read_both
 from infra.errors import InfraError
 from infra.files import read_env, token, write_private
-from infra.layout import Layout, running_as_root, service_user
+from infra.layout import ROOT_DATA_BASE, Layout, running_as_root, service_user
 from infra.runtime import binaries, process
 
 SERVERS = ("postgres", "valkey")
@@ -31,6 +32,10 @@ SUPERUSER = "postgres"
 class ServerSecrets:
     postgres_password: str
     valkey_password: str
+
+
+class WrongSecrets(Exception):
+    """The server answers, and refuses the password in .dashtam/secrets.env."""
 
 
 class LocalRuntime:
@@ -101,6 +106,8 @@ class LocalRuntime:
             for p in (self.layout.data_dir, path):
                 os.chown(p, entry.pw_uid, entry.pw_gid)
                 os.chmod(p, 0o700)
+            if not self.layout.data_owner_file.exists():
+                self._stamp_data()
         else:
             os.chmod(path, 0o700)
 
@@ -185,8 +192,17 @@ class LocalRuntime:
         )
 
         alive = lambda: process.running(pid_file) is not None  # noqa: E731
-        ready = lambda: self.postgres_ready(port)  # noqa: E731
-        if not process.wait_until(ready, timeout=START_TIMEOUT, interval=0.2, alive=alive):
+        ready = lambda: self.postgres_ready(port, strict=True)  # noqa: E731
+        try:
+            started = process.wait_until(ready, timeout=START_TIMEOUT, interval=0.2, alive=alive)
+        except WrongSecrets:
+            process.stop(pid_file, sig=signal.SIGINT, timeout=60)
+            raise InfraError(
+                f"PostgreSQL in {self.postgres_data} refuses this checkout's superuser password: "
+                f"the cluster was made with other secrets than {self.layout.secrets_file}; "
+                "`inv clean` deletes it (and its data) so that the next `inv up` makes a new one"
+            ) from None
+        if not started:
             process.stop(pid_file, sig=signal.SIGQUIT)
             raise InfraError(
                 f"PostgreSQL did not start (pid {tracked.pid}); last lines of {log}:\n"
@@ -194,11 +210,15 @@ class LocalRuntime:
             )
         return True
 
-    def postgres_ready(self, port: int) -> bool:
-        """Does PostgreSQL on port accept the superuser's password login?"""
-        return asyncio.run(self._can_login(port, self.secrets().postgres_password))
+    def postgres_ready(self, port: int, *, strict: bool = False) -> bool:
+        """Does PostgreSQL on port accept the superuser's password login?
 
-    async def _can_login(self, port: int, password: str) -> bool:
+        strict: a refused password raises WrongSecrets instead of answering False, for the
+        caller that started the server and would otherwise wait out its whole timeout.
+        """
+        return asyncio.run(self._can_login(port, self.secrets().postgres_password, strict))
+
+    async def _can_login(self, port: int, password: str, strict: bool = False) -> bool:
         try:
             conn = await asyncpg.connect(
                 host="127.0.0.1",
@@ -208,6 +228,10 @@ class LocalRuntime:
                 database="postgres",
                 timeout=2,
             )
+        except asyncpg.InvalidPasswordError:
+            if strict:
+                raise WrongSecrets from None
+            return False
         except (OSError, asyncpg.PostgresError, TimeoutError):
             return False
         await conn.close()
@@ -396,6 +420,7 @@ requirepass {admin}
         """Start whatever is down and bootstrap; returns the servers this call started."""
         dev, test = read_both(self.layout)
         started = []
+        self._adopt_unstamped_data()
         if self.start_postgres(dev.db_port):
             started.append("postgres")
         if self.start_valkey(dev, test):
@@ -411,10 +436,68 @@ requirepass {admin}
             stopped.append("postgres")
         return stopped
 
+    def _adopt_unstamped_data(self) -> None:
+        """Move data made before checkouts were stamped (keyed by the path alone) to its new key.
+
+        Only when this checkout's secrets are older than that cluster, that is, made it: a
+        checkout deleted and cloned again at the same path has newer secrets and starts afresh.
+        """
+        data = self.layout.data_dir
+        if self.user is None or data.exists() or data.parent != ROOT_DATA_BASE:
+            return
+        key = hashlib.sha256(str(self.layout.root).encode()).hexdigest()[:12]
+        legacy, secrets_file = ROOT_DATA_BASE / key, self.layout.secrets_file
+        made = legacy / "postgres" / "PG_VERSION"
+        if (legacy / "checkout").exists() or not made.exists() or not secrets_file.exists():
+            return
+        if secrets_file.stat().st_mtime > made.stat().st_mtime:
+            return
+        legacy.rename(data)
+        self._stamp_data()
+
+    def _stamp_data(self) -> None:
+        """Say in the data directory which checkout (path, id) it belongs to."""
+        stamp = f"{self.layout.root}\n{self.layout.project_id()}\n"
+        write_private(self.layout.data_owner_file, stamp)
+
+    def remove_orphaned_data(self) -> list[tuple[Path, str]]:
+        """As root: delete data directories whose checkout is gone; returns (directory, checkout).
+
+        Such a directory lives outside its checkout only because PostgreSQL will not run as
+        root; it is part of the checkout as .dashtam/data is for everyone else, and useless
+        without it: the passwords that open it were in that checkout's .dashtam/secrets.env.
+        Only directories stamped with their checkout go, and only while no server runs on them.
+        """
+        if self.user is None or not ROOT_DATA_BASE.is_dir():
+            return []
+        removed = []
+        for directory in ROOT_DATA_BASE.iterdir():
+            try:
+                checkout, project_id = (directory / "checkout").read_text().splitlines()[:2]
+            except (OSError, ValueError):
+                continue  # not ours, or from before the stamp: left alone
+            id_file = Layout(Path(checkout)).project_id_file
+            if id_file.is_file() and id_file.read_text().strip() == project_id:
+                continue
+            if _postmaster_alive(directory / "postgres"):
+                continue
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append((directory, checkout))
+        return removed
+
     def delete_data(self) -> None:
         if any(process.running(self.layout.pid_file(s)) for s in SERVERS):
             raise InfraError("stop the servers before deleting their data (`inv down`)")
         shutil.rmtree(self.layout.data_dir, ignore_errors=True)
+
+
+def _postmaster_alive(data: Path) -> bool:
+    try:
+        pid = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def valkey_ping(port: int, password: str, user: str = "default") -> bool:

@@ -6,8 +6,11 @@ starts PostgreSQL, Valkey and the apps there, and checks what `inv up`/`down`/`s
 """
 
 import asyncio
+import hashlib
+import os
 import shutil
 import socket
+import uuid
 
 import asyncpg
 import pytest
@@ -18,7 +21,7 @@ from dashtam_core.safety import clone_marker, template_marker
 from infra import apps, workflows
 from infra.envfiles import ensure_env_files, read_both
 from infra.errors import InfraError
-from infra.layout import ROOT, Layout
+from infra.layout import ROOT, ROOT_DATA_BASE, Layout, running_as_root
 from infra.runtime import process
 from infra.runtime.local import LocalRuntime
 
@@ -178,6 +181,78 @@ def test_a_taken_port_is_one_clear_error(private_runtime):
             InfraError, match=f"port {dev.db_port} for PostgreSQL is already in use"
         ):
             private_runtime.start_postgres(dev.db_port)
+
+
+def test_a_cluster_made_with_other_secrets_is_one_clear_error(private_runtime):
+    runtime, layout = private_runtime, private_runtime.layout
+    dev, _ = read_both(layout)
+    assert runtime.start_postgres(dev.db_port)
+    runtime.stop_postgres()
+    layout.secrets_file.write_text(
+        layout.secrets_file.read_text().replace(
+            "POSTGRES_SUPERUSER_PASSWORD=", "POSTGRES_SUPERUSER_PASSWORD=x"
+        )
+    )
+    with pytest.raises(InfraError, match="refuses this checkout's superuser password"):
+        runtime.start_postgres(dev.db_port)
+    assert process.running(layout.pid_file("postgres")) is None
+    assert not process.port_in_use(dev.db_port)
+
+
+@pytest.mark.skipif(not running_as_root(), reason="outside the checkout only as root")
+def test_as_root_the_data_belongs_to_one_checkout(private_runtime):
+    """Data kept under /var/lib/dashtam is keyed by the checkout's path and id: a checkout
+    deleted and cloned again at the same path starts afresh (the old cluster's secrets went with
+    the old checkout), the old data is swept, and data from before the key is adopted."""
+    runtime, layout = private_runtime, private_runtime.layout
+    dev, _ = read_both(layout)
+    runtime.start_servers()
+    sql(dev, "CREATE TABLE notes (body text)")
+    runtime.stop_servers()
+    first = layout.data_dir
+    assert (first / "checkout").read_text() == f"{layout.root}\n{layout.project_id()}\n"
+
+    # Deleted and cloned again at the same path: new secrets, new id, so a new cluster.
+    shutil.rmtree(layout.state)
+    for env_file in (layout.dev_env_file, layout.test_env_file):
+        env_file.unlink()
+    ensure_env_files(layout)
+    dev, _ = read_both(layout)
+    assert layout.data_dir != first
+    runtime.remove_orphaned_data()
+    assert not first.exists()
+    runtime.start_servers()
+    assert sql(dev, "SELECT to_regclass('notes') AS t", fetch=True)[0]["t"] is None
+    sql(dev, "CREATE TABLE notes (body text)")
+
+    # Left alone: live checkouts (this one), unstamped directories, and a running postmaster's.
+    strangers = [ROOT_DATA_BASE / f"test-{uuid.uuid4().hex}" for _ in range(2)]
+    try:
+        for directory in strangers:
+            (directory / "postgres").mkdir(parents=True)
+        (strangers[1] / "checkout").write_text(f"{layout.root}-gone\nabc\n")
+        (strangers[1] / "postgres" / "postmaster.pid").write_text(f"{os.getpid()}\n")
+        runtime.remove_orphaned_data()
+        assert layout.data_dir.exists()
+        assert all(d.exists() for d in strangers)
+        (strangers[1] / "postgres" / "postmaster.pid").unlink()
+        runtime.remove_orphaned_data()
+        assert not strangers[1].exists()
+    finally:
+        for directory in strangers:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    # Data made before the key (under a hash of the path alone) is this checkout's when its
+    # secrets are older than the cluster: moved to the key, rows kept.
+    runtime.stop_servers()
+    legacy = ROOT_DATA_BASE / hashlib.sha256(str(layout.root).encode()).hexdigest()[:12]
+    layout.data_dir.rename(legacy)
+    (legacy / "checkout").unlink()
+    past = (legacy / "postgres" / "PG_VERSION").stat().st_mtime - 60
+    os.utime(layout.secrets_file, (past, past))
+    runtime.start_servers()
+    assert not legacy.exists()
+    assert sql(dev, "SELECT to_regclass('notes') AS t", fetch=True)[0]["t"] == "notes"
 
 
 def test_up_status_logs_down_clean_on_a_private_project(private_runtime, capsys, monkeypatch):
