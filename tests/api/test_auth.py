@@ -1,5 +1,6 @@
 """Users: register, log in, refresh (rotating), log out, me; throttling; every error a problem."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -194,6 +195,26 @@ async def test_expired_and_forged_tokens_are_401(client, sign_up, test_settings)
     for token, words in ((expired, "expired"), (forged, "not valid")):
         response = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
         assert words in is_problem(response, 401)["detail"]
+
+
+async def test_a_token_verified_once_is_still_refused_once_it_expires(
+    client, sign_up, test_settings, monkeypatch
+):
+    """The signature is checked once per token (then remembered); the expiry on every use."""
+    _, tokens, _ = await sign_up()
+    claims = jwt.decode(tokens["access_token"], test_settings.SECRET_KEY, algorithms=["HS256"])
+    soon = jwt.encode(
+        {**claims, "exp": datetime.now(UTC) + timedelta(seconds=30)},
+        test_settings.SECRET_KEY,
+        algorithm="HS256",
+    )
+    headers = {"Authorization": f"Bearer {soon}"}
+    for path in ("/api/v1/auth/me", "/api/v1/providers"):
+        assert (await client.get(path, headers=headers)).status_code == 200
+    later = time.time() + 31
+    monkeypatch.setattr("dashtam_api.auth.security.time.time", lambda: later)
+    for path in ("/api/v1/auth/me", "/api/v1/providers"):
+        assert "expired" in is_problem(await client.get(path, headers=headers), 401)["detail"]
 
 
 async def test_me_and_patch_me(client, sign_up):

@@ -3,6 +3,7 @@
 import uuid
 
 import pytest
+from sqlalchemy import text
 
 from tests.api.test_auth import is_problem
 
@@ -76,6 +77,29 @@ async def test_list_is_paginated_and_only_mine(client, sign_up):
     assert (beyond["items"], beyond["total"]) == ([], 5)
     nobody, _, _ = await sign_up()
     assert (await client.get("/api/v1/providers", headers=nobody)).json()["total"] == 0
+
+
+async def test_list_items_are_what_a_read_of_each_answers(client, auth_headers):
+    created = [(await add(client, auth_headers, f"Bank {i}")).json() for i in range(3)]
+    listed = (await client.get("/api/v1/providers", headers=auth_headers)).json()["items"]
+    read = [
+        (await client.get(f"/api/v1/providers/{p['id']}", headers=auth_headers)).json()
+        for p in created
+    ]
+    by_id = lambda items: sorted(items, key=lambda p: p["id"])  # noqa: E731
+    assert by_id(listed) == by_id(read) == by_id(created)
+
+
+@pytest.mark.parametrize("change", ["UPDATE users SET is_active = false", "DELETE FROM users"])
+async def test_a_token_outlives_its_account_but_opens_nothing(client, sign_up, session, change):
+    """The list reads the user in its one statement: a deactivated or deleted account's still
+    unexpired token is refused there as it is everywhere else (the same 401)."""
+    headers, _, (email, _) = await sign_up()
+    await add(client, headers)
+    await session.execute(text(f"{change} WHERE email = :email"), {"email": email})
+    for path in ("/api/v1/providers", "/api/v1/providers?offset=5", "/api/v1/auth/me"):
+        problem = is_problem(await client.get(path, headers=headers), 401)
+        assert problem["detail"] == "The account behind this token no longer exists."
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=101", "offset=-1", "limit=ten"])

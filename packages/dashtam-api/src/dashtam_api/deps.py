@@ -4,20 +4,21 @@ Every one is ``async def``: FastAPI runs a plain ``def`` dependency in its threa
 hop per dependency per request, for what is a lookup on app.state.
 """
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.auth.security import Passwords, decode_access_token
 from dashtam_api.context import AppContext
-from dashtam_api.errors import Unauthorized
+from dashtam_api.errors import ACCOUNT_GONE, Unauthorized
 from dashtam_api.health.service import HealthProbe
 from dashtam_core.config import Settings
-from dashtam_core.database import Database
+from dashtam_core.database import Database, Reader
 from dashtam_core.vault import Vault
 from dashtam_models import User
 
@@ -37,6 +38,10 @@ async def get_database(request: Request) -> Database:
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with request.app.state.db.sessionmaker() as session:
         yield session
+
+
+async def get_reader(request: Request) -> Reader:
+    return request.app.state.db.reader
 
 
 async def get_redis(request: Request) -> Redis:
@@ -60,25 +65,35 @@ HealthProbeDep = Annotated[HealthProbe, Depends(get_health_probe)]
 ContextDep = Annotated[AppContext, Depends(get_context)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+ReaderDep = Annotated[Reader, Depends(get_reader)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 VaultDep = Annotated[Vault, Depends(get_vault)]
 PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
 
-_bearer = HTTPBearer(auto_error=False)
+
+class AccessTokenBearer(HTTPBearer):
+    """The Bearer scheme (so OpenAPI documents it) answering with the user id that a valid
+    access token names, in one dependency. Whether that user still exists and may sign in is
+    the caller's to check: get_current_user does, and so does every query that reads by it."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_error=False, scheme_name="HTTPBearer")
+
+    async def __call__(self, request: Request) -> uuid.UUID:  # type: ignore[override]
+        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        if not token or scheme.lower() != "bearer":
+            raise Unauthorized("Authentication required.", error="invalid_request")
+        return decode_access_token(token, secret=request.app.state.settings.SECRET_KEY)
 
 
-async def get_current_user(
-    settings: SettingsDep,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User:
+TokenSubjectDep = Annotated[uuid.UUID, Depends(AccessTokenBearer())]
+
+
+async def get_current_user(subject: TokenSubjectDep, session: SessionDep) -> User:
     """The user of a valid access token: one primary-key lookup per request, nothing more."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("Authentication required.", error="invalid_request")
-    user_id = decode_access_token(credentials.credentials, secret=settings.SECRET_KEY)
-    user = await session.get(User, user_id)
+    user = await session.get(User, subject)
     if user is None or not user.is_active:
-        raise Unauthorized("The account behind this token no longer exists.")
+        raise Unauthorized(ACCOUNT_GONE)
     return user
 
 

@@ -16,6 +16,10 @@ class BadRequest(ProblemError):
     status = 400
 
 
+# A valid token whose user was deleted or deactivated since.
+ACCOUNT_GONE = "The account behind this token no longer exists."
+
+
 class Unauthorized(ProblemError):
     status = 401
 

@@ -1,6 +1,7 @@
 """The app factory: ``uvicorn dashtam_api.main:create_app --factory``."""
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -59,6 +60,10 @@ async def _let_go(ctx: AppContext, jobs: Jobs | None) -> None:
         await asyncio.sleep(0.1)
 
 
+# gc thresholds (young generation, then how many of its collections per older one).
+GC_THRESHOLDS = (20_000, 10, 10)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or settings_or_exit("dashtam-api")
     if not settings.TOKEN_ENCRYPTION_KEYS:
@@ -74,6 +79,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if jobs:
             jobs.start()
         letting_go: list[asyncio.Task] = []
+        # Everything made so far (modules, the app, its models) lives as long as the process:
+        # out of the collector's sight, a full collection no longer walks it (p99 of the
+        # provider list under load: ~100 ms -> ~25 ms), and young collections come every
+        # 20,000 allocations instead of 700 (+7-10% requests/s); see docs/performance.md.
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         if threading.current_thread() is threading.main_thread():
             _on_exit_signals(lambda: letting_go.append(asyncio.ensure_future(_let_go(ctx, jobs))))
         try:

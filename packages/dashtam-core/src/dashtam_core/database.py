@@ -1,9 +1,11 @@
-"""One async engine per process (asyncpg), its sessions, and a health probe."""
+"""One async engine per process (asyncpg), its sessions, a reader for hot reads, a health probe."""
 
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any, Protocol
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -34,17 +36,99 @@ def create_engine(settings: Settings, **overrides) -> AsyncEngine:
     return create_async_engine(settings.DATABASE_URL, **options)
 
 
+class Reader(Protocol):
+    """Runs one read statement (asyncpg's $1, $2 parameters) and returns its rows."""
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+
+
+class PoolReader:
+    """Single read statements straight on asyncpg, for the hot read paths.
+
+    A statement is its own transaction, so it reads one consistent snapshot with no BEGIN or
+    ROLLBACK round trip, no ORM and no greenlet hop; asyncpg prepares it once per connection.
+    On the authenticated provider list this is ~4x a session's throughput (inv bench api).
+    Writes, and reads that need several statements in one transaction, stay on sessions.
+
+    It has its own small asyncpg pool, made on first use, connecting exactly where the engine
+    does (the dialect's own reading of DATABASE_URL) with the same timeouts and sizes.
+    """
+
+    def __init__(self, engine: AsyncEngine, settings: Settings):
+        _, params = engine.dialect.create_connect_args(engine.url)
+        self._params = {
+            **params,
+            "timeout": settings.DB_CONNECT_TIMEOUT,
+            "server_settings": {"application_name": "dashtam"},
+        }
+        self._size = settings.DB_POOL_SIZE
+        self._acquire_timeout = settings.DB_POOL_TIMEOUT
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        pool = self._pool or await self._open()
+        if pool.get_idle_size():
+            # A connection is free, so acquire() does not wait for one (nothing else runs
+            # between this check and the take; opening one is bounded by the connect timeout).
+            conn = await pool.acquire()
+        else:
+            # asyncio.timeout, not acquire(timeout=): that wraps the wait in a task each time.
+            async with asyncio.timeout(self._acquire_timeout):
+                conn = await pool.acquire()
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await pool.release(conn)
+
+    async def _open(self) -> asyncpg.Pool:
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    min_size=0, max_size=self._size, reset=_no_session_state, **self._params
+                )
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+async def _no_session_state(connection: asyncpg.Connection) -> None:
+    """asyncpg's default reset sends RESET ALL, UNLISTEN *, CLOSE ALL and releases advisory
+    locks on every release: a round trip per read. The reader runs only single statements of
+    our own, which leave none of that behind; asyncpg still rolls back a transaction left
+    open before it calls this."""
+
+
+@dataclass
+class ConnectionReader:
+    """The same reads on one connection already held, e.g. inside a transaction: they see what
+    it has written."""
+
+    connection: asyncpg.Connection
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self.connection.fetch(query, *args)
+
+
 @dataclass
 class Database:
-    """The process's engine and session factory, created once at start-up."""
+    """The process's engine, session factory and reader, created once at start-up."""
 
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    reader: PoolReader
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Database":
         engine = create_engine(settings)
-        return cls(engine=engine, sessionmaker=async_sessionmaker(engine, expire_on_commit=False))
+        return cls(
+            engine=engine,
+            sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
+            reader=PoolReader(engine, settings),
+        )
 
     async def ping(self, timeout: float) -> "ProbeResult":
         return await probe(self._select_one, timeout)
@@ -54,6 +138,7 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        await self.reader.close()
         await self.engine.dispose()
 
 

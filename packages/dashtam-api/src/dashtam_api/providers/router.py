@@ -2,7 +2,7 @@ import uuid
 
 from fastapi import APIRouter, Query, Request, Response
 
-from dashtam_api.deps import CurrentUserDep, SessionDep
+from dashtam_api.deps import CurrentUserDep, ReaderDep, SessionDep, TokenSubjectDep
 from dashtam_api.providers import service
 from dashtam_api.providers.schemas import (
     CreateProvider,
@@ -37,12 +37,12 @@ async def create_provider(
 
 @router.get("/providers", response_model=ProviderPage)
 async def list_providers(
-    user: CurrentUserDep,
-    session: SessionDep,
+    user_id: TokenSubjectDep,
+    reader: ReaderDep,
     limit: int = Query(20, ge=1, le=100),
     offset: int = Query(0, ge=0, le=1_000_000),
 ) -> dict:
-    return await service.list_page(session=session, user=user, limit=limit, offset=offset)
+    return await service.list_page(reader=reader, user_id=user_id, limit=limit, offset=offset)
 
 
 @router.get("/providers/{provider_id}", response_model=ProviderOut)

@@ -2,12 +2,13 @@
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dashtam_api.errors import Conflict, NotFound
+from dashtam_api.errors import ACCOUNT_GONE, Conflict, NotFound, Unauthorized
 from dashtam_api.providers.registry import ProviderSpec
+from dashtam_core.database import Reader
 from dashtam_models import Provider, ProviderConnection, User
 
 
@@ -80,29 +81,37 @@ async def get(*, session: AsyncSession, user: User, provider_id: uuid.UUID) -> d
     return _out(*await get_owned(session=session, user=user, provider_id=provider_id))
 
 
-async def list_page(*, session: AsyncSession, user: User, limit: int, offset: int) -> dict:
-    """One page of the user's providers and their total, in one statement (a window count); a
-    page past the end asks for the total separately."""
-    rows = (
-        await session.execute(
-            select(Provider, ProviderConnection, func.count().over().label("total"))
-            .join(ProviderConnection, ProviderConnection.provider_id == Provider.id)
-            .where(Provider.user_id == user.id)
-            .order_by(Provider.created_at, Provider.id)
-            .limit(limit)
-            .offset(offset)
-        )
-    ).all()
-    if rows:
-        total = rows[0].total
-    elif offset:
-        total = await session.scalar(
-            select(func.count()).select_from(Provider).where(Provider.user_id == user.id)
-        )
+# The user behind the token and one page of their providers with the total (a window count,
+# taken before LIMIT), in one statement: no row means the account is gone or inactive; one row
+# of NULLs, an account with nothing on this page.
+_PAGE = """
+WITH page AS (
+    SELECT p.id, p.provider_key, p.alias, c.status, p.created_at, p.updated_at,
+           count(*) OVER () AS total
+    FROM providers p
+    JOIN provider_connections c ON c.provider_id = p.id
+    WHERE p.user_id = $1
+    ORDER BY p.created_at, p.id
+    LIMIT $2 OFFSET $3
+)
+SELECT page.* FROM users u LEFT JOIN page ON true WHERE u.id = $1 AND u.is_active
+"""
+_TOTAL = "SELECT count(*) FROM providers WHERE user_id = $1"
+
+
+async def list_page(*, reader: Reader, user_id: uuid.UUID, limit: int, offset: int) -> dict:
+    """One page of the user's providers and their total; a page past the end asks for the total
+    separately."""
+    rows = await reader.fetch(_PAGE, user_id, limit, offset)
+    if not rows:
+        raise Unauthorized(ACCOUNT_GONE)
+    if rows[0]["id"] is None:
+        rows = []
+        total = (await reader.fetch(_TOTAL, user_id))[0][0] if offset else 0
     else:
-        total = 0
+        total = rows[0]["total"]
     return {
-        "items": [_out(p, c) for p, c, _ in rows],
+        "items": [dict(row) for row in rows],
         "total": total,
         "limit": limit,
         "offset": offset,
