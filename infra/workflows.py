@@ -256,7 +256,8 @@ def _pytest(
     paths = [f"tests/{s}" for s in suites] or ["tests"]
     args = [*paths, *pytest_args]
     if parallel:
-        args = ["-n", workers, *args]
+        # loadgroup: tests marked with one xdist_group share a worker (tests/conftest.py).
+        args = ["-n", workers, "--dist", "loadgroup", *args]
     env = apps.child_env(layout.test_env_file)
     if not cov:
         return subprocess.run(

@@ -1,10 +1,16 @@
 """Small helpers tests import (fixtures live in tests/fixtures/)."""
 
 import asyncio
+import importlib
+import io
+import logging
 import os
 import subprocess
 import sys
+import threading
+import traceback
 import uuid
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import asyncpg
@@ -42,6 +48,59 @@ def run_module(
         text=True,
         timeout=timeout,
         check=False,
+    )
+
+
+def run_main(
+    module: str, env: dict[str, str | None], args: list[str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run the ``main()`` of one of our console entry points in this process, as run_module
+    would run it as its own: this environment (None removes a variable) and argv, what it
+    prints on stdout and stderr (its logging included), its exit code; an uncaught exception
+    is exit 1 with its traceback on stderr, as Python would print it.
+
+    It spares the ~0.6 s of CPU a new interpreter and its imports cost, which made the CLI
+    tests a good part of the suite. Every entry point keeps at least one test through
+    run_module, so the real process (its ``-m`` start, its exit) stays covered.
+    """
+    main = importlib.import_module(module).main
+    out, err = io.StringIO(), io.StringIO()
+    outcome: dict[str, int] = {}
+
+    def target() -> None:
+        saved_env, saved_argv = dict(os.environ), sys.argv
+        root = logging.getLogger()
+        saved_handlers, saved_level = root.handlers[:], root.level
+        root.handlers = []  # so the command's own logging.basicConfig takes effect, on `out`
+        try:
+            os.environ.update({k: v for k, v in env.items() if v is not None})
+            for key in (k for k, v in env.items() if v is None):
+                os.environ.pop(key, None)
+            sys.argv = [module, *(args or [])]
+            with redirect_stdout(out), redirect_stderr(err):
+                try:
+                    main()
+                    outcome["code"] = 0
+                except SystemExit as exc:
+                    code = exc.code
+                    outcome["code"] = code if isinstance(code, int) else (0 if code is None else 1)
+                    if isinstance(code, str):
+                        print(code, file=sys.stderr)
+                except BaseException:
+                    traceback.print_exc()
+                    outcome["code"] = 1
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
+            sys.argv = saved_argv
+            root.handlers, root.level = saved_handlers, saved_level
+
+    # A thread of its own: the command calls asyncio.run, and async tests have a loop running.
+    thread = threading.Thread(target=target, name=f"run_main {module}")
+    thread.start()
+    thread.join()
+    return subprocess.CompletedProcess(
+        [module, *(args or [])], outcome["code"], out.getvalue(), err.getvalue()
     )
 
 

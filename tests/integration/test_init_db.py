@@ -8,7 +8,7 @@ import sys
 import dashtam_models
 from dashtam_core import migrate
 from tests.fixtures.environment import ROOT
-from tests.helpers import env_for, execute, fetch, run_module
+from tests.helpers import env_for, execute, fetch, run_main, run_module
 from tests.migration_helpers import LEGACY_SCHEMA, catalog_of, migrated
 
 TABLES = {t.name for t in dashtam_models.metadata.sorted_tables} | {"alembic_version"}
@@ -25,12 +25,12 @@ async def revision_of(url: str) -> list[str]:
 
 async def test_init_db_twice_migrates_then_does_nothing(scratch_databases):
     url = await scratch_databases.create()
-    first = run_module("dashtam_core.init_db", env_for(url))
+    first = run_main("dashtam_core.init_db", env_for(url))
     assert first.returncode == 0, first.stderr
     assert "upgraded from an empty schema to head" in first.stdout
     assert await tables_in(url) == TABLES
     assert await revision_of(url) == [migrate.head()]
-    second = run_module("dashtam_core.init_db", env_for(url))
+    second = run_main("dashtam_core.init_db", env_for(url))
     assert second.returncode == 0, second.stderr
     assert "nothing to do" in second.stdout
     assert await revision_of(url) == [migrate.head()]
@@ -80,7 +80,7 @@ async def test_a_database_built_by_create_all_is_adopted_with_its_rows(scratch_d
         "INSERT INTO provider_audit_logs (user_id, action) SELECT id, 'connected' FROM users",
     )
 
-    result = run_module("dashtam_core.init_db", env_for(url))
+    result = run_main("dashtam_core.init_db", env_for(url))
     assert result.returncode == 0, result.stderr
     assert "adopted" in result.stdout
     assert await revision_of(url) == [migrate.head()]
@@ -104,7 +104,7 @@ async def test_a_pre_migrations_database_that_differs_is_refused_untouched(scrat
         "ALTER TABLE users ADD COLUMN nickname text",
         "INSERT INTO users (email, nickname) VALUES ('bo@example.com', 'bo')",
     )
-    result = run_module("dashtam_core.init_db", env_for(url))
+    result = run_main("dashtam_core.init_db", env_for(url))
     assert result.returncode == 1
     assert "differ from the initial revision" in result.stderr
     assert "users.nickname" in result.stderr
@@ -119,7 +119,7 @@ async def test_a_database_ahead_of_the_code_is_one_line_and_untouched(scratch_da
     url = await migrated(scratch_databases)
     await execute(url, "UPDATE alembic_version SET version_num = 'f00dfeedbeef'")
     before = await catalog_of(url)
-    result = run_module("dashtam_core.init_db", env_for(url))
+    result = run_main("dashtam_core.init_db", env_for(url))
     assert result.returncode == 1
     assert "'f00dfeedbeef', which this code does not know" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -14,7 +14,7 @@ from dashtam_core.init_test_db import SafetyError, init_test_db
 from dashtam_core.safety import MARKER_TAG, clone_marker, template_marker
 from dashtam_core.test_databases import CloneError, clone_database
 from tests.fixtures.environment import TEST_ENV_FILE
-from tests.helpers import env_for, execute, fetch, private_env_file, run_module
+from tests.helpers import env_for, execute, fetch, private_env_file, run_main, run_module
 from tests.migration_helpers import upgrade
 
 ROWS = [("rent", "1200.00"), ("salary", "-5400.00"), ("tax", "310.15")]
@@ -233,7 +233,7 @@ async def test_the_cli_takes_the_test_database_from_the_env_file(
 
     # The same database is refused when the env file names another one.
     other_env = private_env_file(tmp_path, scratch_databases.url_for("dashtam_test"))
-    result = run_module(
+    result = run_main(
         "dashtam_core.init_test_db", {"DASHTAM_ENV_FILE": str(other_env), "DATABASE_URL": url}
     )
     assert result.returncode == 2
@@ -256,7 +256,7 @@ async def test_cli_refusals_are_exit_2_one_line_and_keep_the_rows(
     )
     await with_rows(url)
     env_file = private_env_file(tmp_path, scratch_databases.url_for(template))
-    result = run_module(
+    result = run_main(
         "dashtam_core.init_test_db", {**env_for(url), "DASHTAM_ENV_FILE": str(env_file)}
     )
     assert result.returncode == 2, result.stderr

@@ -7,7 +7,7 @@ from sqlalchemy import Column, MetaData, Text
 
 import dashtam_models
 from dashtam_core import migrate
-from tests.helpers import env_for, execute, fetch, run_module
+from tests.helpers import env_for, execute, fetch, run_main, run_module
 from tests.migration_helpers import catalog_of, downgrade, migrated, on, upgrade
 
 
@@ -74,7 +74,7 @@ async def test_rows_survive_the_upgrade_from_the_previous_revision(scratch_datab
     before = [tuple(r) for r in await fetch(url, query)]
     assert len(before) == 2
 
-    result = run_module("dashtam_core.init_db", env_for(url))
+    result = run_main("dashtam_core.init_db", env_for(url))
     assert result.returncode == 0, result.stderr
     assert f"upgraded from {previous} to head {head}" in result.stdout
     assert [tuple(r) for r in await fetch(url, query)] == before
@@ -94,20 +94,26 @@ async def test_the_frozen_initial_schema_is_what_the_initial_revision_builds(scr
 
 async def test_migrate_cli_errors_are_one_line(scratch_databases):
     url = await migrated(scratch_databases, migrate.initial_revision())
-    unknown = run_module("dashtam_core.migrate_cli", env_for(url), args=["downgrade", "zzz"])
+    unknown = run_main("dashtam_core.migrate_cli", env_for(url), args=["downgrade", "zzz"])
     assert unknown.returncode == 1
     assert unknown.stderr.strip() == "migrate: Can't locate revision identified by 'zzz'"
 
-    behind = run_module("dashtam_core.migrate_cli", env_for(url), args=["revision", "x"])
+    behind = run_main("dashtam_core.migrate_cli", env_for(url), args=["revision", "x"])
     assert behind.returncode == 1
     assert "not head" in behind.stderr
     assert len(behind.stderr.strip().splitlines()) == 1
 
-    current = run_module("dashtam_core.migrate_cli", env_for(url), args=["current"])
+    current = run_main("dashtam_core.migrate_cli", env_for(url), args=["current"])
     assert current.returncode == 0
     assert "revision(s) behind head" in current.stdout
+    history = run_main("dashtam_core.migrate_cli", env_for(url), args=["history"])
+    assert history.returncode == 0
+    oldest_first = history.stdout.splitlines()
+    assert oldest_first[0].startswith(migrate.initial_revision())
+    assert oldest_first[0].endswith("<- current")
+    assert oldest_first[-1].startswith(migrate.head())
 
     empty = await scratch_databases.create()
-    nothing = run_module("dashtam_core.migrate_cli", env_for(empty), args=["downgrade", "base"])
+    nothing = run_main("dashtam_core.migrate_cli", env_for(empty), args=["downgrade", "base"])
     assert nothing.returncode == 1
     assert "has no revision to downgrade from" in nothing.stderr

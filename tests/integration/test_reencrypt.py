@@ -9,7 +9,7 @@ from dashtam_core.reencrypt import reencrypt
 from dashtam_core.vault import Vault, token_context
 from dashtam_models import ProviderAuditLog, ProviderToken
 from tests.fixtures.factories import create_connection
-from tests.helpers import run_module
+from tests.helpers import run_main, run_module
 
 K1 = "k1:" + base64.urlsafe_b64encode(b"\x01" * 32).decode().rstrip("=")
 K2 = "k2:" + base64.urlsafe_b64encode(b"\x02" * 32).decode().rstrip("=")
@@ -68,7 +68,7 @@ async def test_the_console_script_reports_what_it_did(session, test_settings):
 
 async def test_a_token_under_a_missing_key_stops_with_one_line(session, test_settings):
     await sealed_connection(session, Vault.from_spec(K1))
-    result = run_module(
+    result = run_main(
         "dashtam_core.reencrypt",
         {"TOKEN_ENCRYPTION_KEYS": K2, "DATABASE_URL": test_settings.DATABASE_URL},
     )

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.helpers import run_module
+from tests.helpers import run_main
 
 # The port is closed: had the command tried to connect, it would fail with exit 1, not 2.
 CLOSED = "postgresql+asyncpg://dashtam_test_user:pw@127.0.0.1:9/"
@@ -21,7 +21,7 @@ CLOSED = "postgresql+asyncpg://dashtam_test_user:pw@127.0.0.1:9/"
 def test_refusal_is_exit_2_with_a_safety_line(tmp_path, environment, database):
     env_file = tmp_path / ".env"
     env_file.write_text(f"ENVIRONMENT={environment}\nDATABASE_URL={CLOSED}{database}\n")
-    result = run_module(
+    result = run_main(
         "dashtam_core.init_test_db",
         {"DASHTAM_ENV_FILE": str(env_file), "ENVIRONMENT": None, "DATABASE_URL": None},
     )
@@ -36,7 +36,7 @@ def test_production_with_placeholders_is_still_a_safety_refusal(tmp_path):
     env_file.write_text(
         f"ENVIRONMENT=production\nSECRET_KEY=change-me\nDATABASE_URL={CLOSED}dashtam_test\n"
     )
-    result = run_module(
+    result = run_main(
         "dashtam_core.init_test_db",
         {"DASHTAM_ENV_FILE": str(env_file), "ENVIRONMENT": None, "DATABASE_URL": None},
     )
@@ -47,7 +47,7 @@ def test_production_with_placeholders_is_still_a_safety_refusal(tmp_path):
 def test_unreachable_server_is_one_line_and_exit_1(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text(f"ENVIRONMENT=testing\nPROJECT_ID=p1\nDATABASE_URL={CLOSED}dashtam_test\n")
-    result = run_module(
+    result = run_main(
         "dashtam_core.init_test_db",
         {"DASHTAM_ENV_FILE": str(env_file), "ENVIRONMENT": None, "DATABASE_URL": None},
     )
