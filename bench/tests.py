@@ -57,10 +57,12 @@ def _median_time(action, times: int) -> float:
 def suite_serial_vs_parallel(layout: Layout, times: int) -> tuple[str, float, float]:
     env = apps.child_env(layout.test_env_file)
 
-    def pytest(*extra: str) -> None:
-        # Fixed order so both runs do the same work; -p no:randomly only for the measurement.
+    def pytest(parallel: bool) -> None:
+        # The command `inv test [--parallel]` runs, timed by the wall clock around it; in a
+        # fixed order (-p no:randomly) so that both runs do the same work.
+        args = workflows.pytest_args_for(parallel=parallel, extra=["-q", "-p", "no:randomly"])
         result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *extra, "tests"],
+            [sys.executable, "-m", "pytest", *args],
             env=env,
             cwd=layout.root,
             capture_output=True,
@@ -68,13 +70,13 @@ def suite_serial_vs_parallel(layout: Layout, times: int) -> tuple[str, float, fl
             check=False,
         )
         summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "?"
-        print(f"  pytest {' '.join(extra) or '(serial)'}: {summary}", flush=True)
+        print(f"  pytest {' '.join(args)}: {summary}", flush=True)
         if result.returncode != 0:
             raise SystemExit(f"the suite failed; benchmark stopped:\n{result.stdout[-2000:]}")
 
-    serial = _median_time(lambda: pytest(), times)
-    parallel = _median_time(lambda: pytest("-n", "2"), times)
-    return ("whole suite: serial vs --parallel (2 workers)", serial, parallel)
+    serial = _median_time(lambda: pytest(False), times)
+    parallel = _median_time(lambda: pytest(True), times)
+    return ("whole suite, wall clock: serial vs --parallel (2 workers)", serial, parallel)
 
 
 async def clone_vs_build(settings: TestSettings, times: int) -> tuple[str, float, float]:

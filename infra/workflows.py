@@ -241,6 +241,20 @@ def test(layout: Layout, **options) -> int:
         return _pytest(layout, **options)
 
 
+def pytest_args_for(
+    *, parallel: bool, workers: str = "2", suites: list[str] = (), extra: list[str] = ()
+) -> list[str]:
+    """pytest's arguments for `inv test` (also what `inv bench tests` times)."""
+    unknown = [s for s in suites if s not in TEST_SUITES]
+    if unknown:
+        raise InfraError(f"unknown test suite {unknown[0]!r}; choose from {', '.join(TEST_SUITES)}")
+    args = [*([f"tests/{s}" for s in suites] or ["tests"]), *extra]
+    if parallel:
+        # loadgroup: tests marked with one xdist_group share a worker (tests/conftest.py).
+        args = ["-n", workers, "--dist", "loadgroup", *args]
+    return args
+
+
 def _pytest(
     layout: Layout,
     *,
@@ -250,14 +264,7 @@ def _pytest(
     pytest_args: list[str],
     cov: bool,
 ) -> int:
-    unknown = [s for s in suites if s not in TEST_SUITES]
-    if unknown:
-        raise InfraError(f"unknown test suite {unknown[0]!r}; choose from {', '.join(TEST_SUITES)}")
-    paths = [f"tests/{s}" for s in suites] or ["tests"]
-    args = [*paths, *pytest_args]
-    if parallel:
-        # loadgroup: tests marked with one xdist_group share a worker (tests/conftest.py).
-        args = ["-n", workers, "--dist", "loadgroup", *args]
+    args = pytest_args_for(parallel=parallel, workers=workers, suites=suites, extra=pytest_args)
     env = apps.child_env(layout.test_env_file)
     if not cov:
         return subprocess.run(

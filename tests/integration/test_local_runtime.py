@@ -93,7 +93,9 @@ def valkey(creds) -> redis.Redis:
     )
 
 
-def test_data_survives_a_restart_and_test_clean_spares_dev(private_runtime, capsys):
+def test_data_survives_a_restart_test_clean_spares_dev_and_other_secrets_are_refused(
+    private_runtime, capsys
+):
     runtime, layout = private_runtime, private_runtime.layout
     dev, test_creds = read_both(layout)
 
@@ -155,6 +157,19 @@ def test_data_survives_a_restart_and_test_clean_spares_dev(private_runtime, caps
     runtime.bootstrap(dev, test_creds)
     assert comment_on_test_database(runtime, test_creds) is None
 
+    # A cluster made with other secrets than the checkout's: one clear error at once (not the
+    # start timeout), and nothing left running.
+    runtime.stop_servers()
+    layout.secrets_file.write_text(
+        layout.secrets_file.read_text().replace(
+            "POSTGRES_SUPERUSER_PASSWORD=", "POSTGRES_SUPERUSER_PASSWORD=x"
+        )
+    )
+    with pytest.raises(InfraError, match="refuses this checkout's superuser password"):
+        runtime.start_postgres(dev.db_port)
+    assert process.running(layout.pid_file("postgres")) is None
+    assert not process.port_in_use(dev.db_port)
+
 
 def comment_on_test_database(runtime: LocalRuntime, creds) -> str | None:
     async def read() -> str | None:
@@ -181,22 +196,6 @@ def test_a_taken_port_is_one_clear_error(private_runtime):
             InfraError, match=f"port {dev.db_port} for PostgreSQL is already in use"
         ):
             private_runtime.start_postgres(dev.db_port)
-
-
-def test_a_cluster_made_with_other_secrets_is_one_clear_error(private_runtime):
-    runtime, layout = private_runtime, private_runtime.layout
-    dev, _ = read_both(layout)
-    assert runtime.start_postgres(dev.db_port)
-    runtime.stop_postgres()
-    layout.secrets_file.write_text(
-        layout.secrets_file.read_text().replace(
-            "POSTGRES_SUPERUSER_PASSWORD=", "POSTGRES_SUPERUSER_PASSWORD=x"
-        )
-    )
-    with pytest.raises(InfraError, match="refuses this checkout's superuser password"):
-        runtime.start_postgres(dev.db_port)
-    assert process.running(layout.pid_file("postgres")) is None
-    assert not process.port_in_use(dev.db_port)
 
 
 @pytest.mark.skipif(not running_as_root(), reason="outside the checkout only as root")
@@ -267,14 +266,42 @@ def superuser_sql(runtime: LocalRuntime, port: int, query: str):
     return asyncio.run(run())
 
 
-def test_up_status_logs_down_clean_on_a_private_project(private_runtime, capsys, monkeypatch):
-    layout = private_runtime.layout
+def test_every_dev_task_on_a_private_project(private_runtime, capfd, monkeypatch):
+    """migrate, up, status, logs, demo, rotate-token-key, down, clean: one private project
+    (its own servers, built once) taken through every task, as a person would."""
+    runtime, layout = private_runtime, private_runtime.layout
+    dev, _ = read_both(layout)
+
+    # The migration tasks, on a development database nothing has migrated yet.
+    with pytest.raises(InfraError, match="PostgreSQL is not running"):
+        workflows.migrate(layout, "current")
+    runtime.start_servers()
+    workflows.migrate(layout, "upgrade")
+    assert "upgraded from an empty schema to head" in capfd.readouterr().out
+    owner = sql(
+        dev,
+        "SELECT tableowner FROM pg_tables WHERE tablename = 'provider_audit_logs'",
+        fetch=True,
+    )
+    assert owner[0]["tableowner"] == "dashtam_audit_owner"  # after_schema.sql ran after it
+    workflows.migrate(layout, "downgrade", "-1")
+    assert "downgraded from" in capfd.readouterr().out
+    # Past the revision that made the audit log: its owner is not the app's role. Refused whole.
+    # (What each migration command prints is tested on the command itself, test_migrations.py.)
+    with pytest.raises(InfraError, match="migrate failed"):
+        workflows.migrate(layout, "downgrade", "base")
+    assert "belongs to dashtam_audit_owner" in capfd.readouterr().err
+    workflows.migrate(layout, "current")
+    assert "1 revision(s) behind head" in capfd.readouterr().out
+
+    # `inv up` brings the database it finds behind to head, then starts the apps.
     workflows.up(layout, reload=False, timeout=60)
-    assert "Dashtam is up" in capsys.readouterr().out
+    started = capfd.readouterr().out
+    assert "init-db: database dashtam: upgraded from " in started
+    assert "Dashtam is up" in started
     assert (layout.certs_dir / "ca.pem").exists()
 
     # The development role may read and append the audit log, nothing more; not even DROP it.
-    dev, _ = read_both(layout)
     sql(dev, "INSERT INTO provider_audit_logs (action) VALUES ('probe')")
     for refused in (
         "UPDATE provider_audit_logs SET action = 'x'",
@@ -289,11 +316,11 @@ def test_up_status_logs_down_clean_on_a_private_project(private_runtime, capsys,
     sql(dev, "DROP TABLE dev_scratch")
 
     workflows.up(layout, reload=False, timeout=60)
-    assert "already up" in capsys.readouterr().out
+    assert "already up" in capfd.readouterr().out
 
     monkeypatch.setattr(infra_main, "Layout", lambda: layout)
     assert infra_main.main(["status"]) == 0
-    table = capsys.readouterr().out.splitlines()
+    table = capfd.readouterr().out.splitlines()
     assert [row.split()[0] for row in table[1:]] == ["postgres", "valkey", "api", "callback"]
     assert all(row.split()[-1] == "yes" for row in table[1:])
 
@@ -303,56 +330,28 @@ def test_up_status_logs_down_clean_on_a_private_project(private_runtime, capsys,
     assert body["environment"] == "development"
 
     assert infra_main.main(["logs", "api", "-n", "50"]) == 0
-    assert "Application startup complete" in capsys.readouterr().out
+    assert "Application startup complete" in capfd.readouterr().out
     assert infra_main.main(["logs", "nope"]) == 1
-    assert "unknown service 'nope'" in capsys.readouterr().err
+    assert "unknown service 'nope'" in capfd.readouterr().err
 
     # `inv demo`: the whole connect flow through this project's own servers.
     assert infra_main.main(["demo"]) == 0
-    demo = capsys.readouterr().out
+    demo = capfd.readouterr().out
     assert "callback page: Connected" in demo
     assert "status=active" in demo
 
     # `inv rotate-token-key`: a new key, the API restarted with it, the demo's token re-sealed.
     api_pid = process.running(layout.pid_file("api")).pid
     workflows.rotate_token_key(layout)
-    rotated = capsys.readouterr().out
+    rotated = capfd.readouterr().out
     assert "added vault key k2" in rotated
     assert "restarted the API" in rotated
     assert "k2:" in layout.dev_env_file.read_text()
     assert process.running(layout.pid_file("api")).pid != api_pid
 
     workflows.down(layout)
-    assert "stopped: api, callback, valkey, postgres" in capsys.readouterr().out
+    assert "stopped: api, callback, valkey, postgres" in capfd.readouterr().out
     assert apps.check_health(apps.health_url(api, layout.dev_env_file), layout.ca_file)[0] is None
 
     workflows.clean(layout)
     assert not layout.data_dir.exists()
-
-
-def test_migration_tasks_on_the_dev_database(private_runtime, capfd):
-    runtime, layout = private_runtime, private_runtime.layout
-    dev, _ = read_both(layout)
-    with pytest.raises(InfraError, match="PostgreSQL is not running"):
-        workflows.migrate(layout, "current")
-    runtime.start_servers()
-
-    workflows.migrate(layout, "upgrade")
-    assert "upgraded from an empty schema to head" in capfd.readouterr().out
-    owner = sql(
-        dev,
-        "SELECT tableowner FROM pg_tables WHERE tablename = 'provider_audit_logs'",
-        fetch=True,
-    )
-    assert owner[0]["tableowner"] == "dashtam_audit_owner"  # after_schema.sql ran after it
-
-    workflows.migrate(layout, "downgrade", "-1")
-    assert "downgraded from" in capfd.readouterr().out
-
-    # Past the revision that made the audit log: its owner is not the app's role. Refused whole.
-    # (What each migration command prints is tested on the command itself, test_migrations.py.)
-    with pytest.raises(InfraError, match="migrate failed"):
-        workflows.migrate(layout, "downgrade", "base")
-    assert "belongs to dashtam_audit_owner" in capfd.readouterr().err
-    workflows.migrate(layout, "current")
-    assert "1 revision(s) behind head" in capfd.readouterr().out
