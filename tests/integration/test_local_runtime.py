@@ -284,20 +284,15 @@ def test_every_dev_task_on_a_private_project(private_runtime, capfd, monkeypatch
         fetch=True,
     )
     assert owner[0]["tableowner"] == "dashtam_audit_owner"  # after_schema.sql ran after it
-    workflows.migrate(layout, "downgrade", "-1")
-    assert "downgraded from" in capfd.readouterr().out
     # Past the revision that made the audit log: its owner is not the app's role. Refused whole.
     # (What each migration command prints is tested on the command itself, test_migrations.py.)
     with pytest.raises(InfraError, match="migrate failed"):
         workflows.migrate(layout, "downgrade", "base")
     assert "belongs to dashtam_audit_owner" in capfd.readouterr().err
-    workflows.migrate(layout, "current")
-    assert "1 revision(s) behind head" in capfd.readouterr().out
 
-    # `inv up` brings the database it finds behind to head, then starts the apps.
     workflows.up(layout, reload=False, timeout=60)
     started = capfd.readouterr().out
-    assert "init-db: database dashtam: upgraded from " in started
+    assert "init-db: database dashtam: at head" in started
     assert "Dashtam is up" in started
     assert (layout.certs_dir / "ca.pem").exists()
 
