@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import psutil
 
 from infra.envfiles import Credentials, read_both
 from infra.errors import InfraError
@@ -160,7 +161,7 @@ class LocalRuntime:
     def start_postgres(self, port: int) -> bool:
         """Start PostgreSQL unless running; True if this call started it."""
         pid_file = self.layout.pid_file("postgres")
-        if process.running(pid_file):
+        if self.tracked("postgres"):
             return False
         process.require_free_port(
             port, "PostgreSQL", "DASHTAM_POSTGRES_PORT (then re-run `inv setup`)"
@@ -239,6 +240,7 @@ class LocalRuntime:
 
     def stop_postgres(self) -> bool:
         # SIGINT is PostgreSQL's "fast" shutdown: sessions are closed, data is flushed.
+        self.tracked("postgres")
         return process.stop(self.layout.pid_file("postgres"), sig=signal.SIGINT, timeout=60)
 
     def bootstrap(self, dev: Credentials, test: Credentials) -> None:
@@ -367,6 +369,8 @@ port {port}
 protected-mode yes
 daemonize no
 dir {self.valkey_dir}
+# Written even in the foreground: how the runtime knows this server after a restart elsewhere.
+pidfile {self.valkey_dir / "valkey.pid"}
 dbfilename dump.rdb
 save 60 1 300 10
 appendonly no
@@ -379,7 +383,7 @@ requirepass {admin}
 
     def start_valkey(self, dev: Credentials, test: Credentials) -> bool:
         pid_file = self.layout.pid_file("valkey")
-        if process.running(pid_file):
+        if self.tracked("valkey"):
             return False
         port = dev.redis_port
         process.require_free_port(port, "Valkey", "DASHTAM_VALKEY_PORT (then re-run `inv setup`)")
@@ -412,9 +416,49 @@ requirepass {admin}
 
     def stop_valkey(self) -> bool:
         # SIGTERM: Valkey saves its snapshot, then exits.
+        self.tracked("valkey")
         return process.stop(self.layout.pid_file("valkey"), sig=signal.SIGTERM, timeout=60)
 
     # --- both ------------------------------------------------------------------------------
+
+    def tracked(self, server: str) -> process.Tracked | None:
+        """The server if it runs on this checkout's data, whether we started it or not.
+
+        One restarted outside the runtime (after a crash, `pg_ctl restart`, a Valkey started
+        by hand with our config) is known by the pid file it keeps in its own data directory
+        (PostgreSQL's postmaster.pid, the pidfile in valkey.conf), checked against the running
+        process, and tracked like ours from then on: status shows it, up leaves it running,
+        down stops it.
+        """
+        pid_file = self.layout.pid_file(server)
+        found = process.running(pid_file)
+        if found is not None:
+            return found
+        pid = self._postmaster_pid() if server == "postgres" else self._valkey_pid()
+        return process.adopt(pid, pid_file=pid_file) if pid else None
+
+    def _postmaster_pid(self) -> int | None:
+        """postmaster.pid: the pid on its first line, the data directory on its second."""
+        try:
+            lines = (self.postgres_data / "postmaster.pid").read_text().splitlines()
+            pid, data = int(lines[0]), lines[1]
+            proc = psutil.Process(pid)
+            ours = Path(data) == self.postgres_data and "postgres" in proc.name()
+        except (OSError, ValueError, IndexError, psutil.Error):
+            return None
+        return pid if ours else None
+
+    def _valkey_pid(self) -> int | None:
+        """valkey.pid in its data directory, for a Valkey working in that directory."""
+        try:
+            pid = int((self.valkey_dir / "valkey.pid").read_text().strip())
+            proc = psutil.Process(pid)
+            ours = Path(proc.cwd()) == self.valkey_dir and (
+                "valkey" in proc.name() or "redis" in proc.name()
+            )
+        except (OSError, ValueError, psutil.Error):
+            return None
+        return pid if ours else None
 
     def start_servers(self) -> list[str]:
         """Start whatever is down and bootstrap; returns the servers this call started."""
@@ -486,7 +530,7 @@ requirepass {admin}
         return removed
 
     def delete_data(self) -> None:
-        if any(process.running(self.layout.pid_file(s)) for s in SERVERS):
+        if any(self.tracked(s) for s in SERVERS):
             raise InfraError("stop the servers before deleting their data (`inv down`)")
         shutil.rmtree(self.layout.data_dir, ignore_errors=True)
 

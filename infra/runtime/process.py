@@ -90,6 +90,28 @@ def spawn(
     return tracked
 
 
+def adopt(pid: int, *, pid_file: Path) -> Tracked | None:
+    """Track a process we did not start (our server, restarted by someone else) from now on.
+
+    Recorded like a spawned one (pid and start time), except that it is signalled alone unless
+    it leads its own process group: its group may be somebody else's shell.
+    """
+    try:
+        proc = psutil.Process(pid)
+        tracked = Tracked(pid, proc.create_time())
+        record = {
+            "pid": pid,
+            "started": tracked.started,
+            "argv": proc.cmdline(),
+            "group": os.getpgid(pid) == pid,
+        }
+    except (psutil.Error, OSError):
+        return None
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(json.dumps(record))
+    return tracked
+
+
 def _primary_group(user: str) -> int:
     import pwd
 
@@ -101,17 +123,26 @@ def stop(pid_file: Path, *, sig: int = signal.SIGTERM, timeout: float = 30.0) ->
     tracked = running(pid_file)
     if tracked is None:
         return False
+    signal_ = os.killpg if _leads_its_group(pid_file) else os.kill
     try:
-        os.killpg(tracked.pid, sig)
+        signal_(tracked.pid, sig)
     except ProcessLookupError:
         pid_file.unlink(missing_ok=True)
         return False
     if not wait_gone(tracked.pid, timeout):
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(tracked.pid, signal.SIGKILL)
+            signal_(tracked.pid, signal.SIGKILL)
         wait_gone(tracked.pid, 5)
     pid_file.unlink(missing_ok=True)
     return True
+
+
+def _leads_its_group(pid_file: Path) -> bool:
+    """Spawned processes lead their own session; an adopted one says whether it does."""
+    try:
+        return bool(json.loads(pid_file.read_text()).get("group", True))
+    except (OSError, ValueError, AttributeError):
+        return True
 
 
 def wait_gone(pid: int, timeout: float) -> bool:

@@ -9,7 +9,9 @@ import asyncio
 import hashlib
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import uuid
 
 import asyncpg
@@ -23,7 +25,7 @@ from infra.envfiles import ensure_env_files, read_both
 from infra.errors import InfraError
 from infra.layout import ROOT, ROOT_DATA_BASE, Layout, running_as_root
 from infra.runtime import process
-from infra.runtime.local import LocalRuntime
+from infra.runtime.local import LocalRuntime, valkey_ping
 
 
 def free_port() -> int:
@@ -196,6 +198,65 @@ def test_a_taken_port_is_one_clear_error(private_runtime):
             InfraError, match=f"port {dev.db_port} for PostgreSQL is already in use"
         ):
             private_runtime.start_postgres(dev.db_port)
+
+
+def test_servers_restarted_outside_the_runtime_are_still_its_own(private_runtime, capsys):
+    """After `pg_ctl restart` or a Valkey crash and a start by hand, the servers run with new
+    pids the runtime never recorded: it knows them by their own data directories, so status
+    shows them, up neither fails on a taken port nor starts a second one, down stops them."""
+    runtime, layout = private_runtime, private_runtime.layout
+    dev, _ = read_both(layout)
+    runtime.start_servers()
+    ours = {s: process.running(layout.pid_file(s)).pid for s in ("postgres", "valkey")}
+
+    # PostgreSQL: restarted by pg_ctl, with the options the postmaster recorded.
+    pg_ctl = runtime._pg_bin() / "pg_ctl"
+    restart_log = runtime.postgres_data.parent / "pg_ctl.log"
+    subprocess.run(
+        [
+            str(pg_ctl),
+            "-D",
+            str(runtime.postgres_data),
+            "-m",
+            "fast",
+            "-w",
+            "-l",
+            str(restart_log),
+            "restart",
+        ],
+        user=runtime.user,
+        cwd=runtime.postgres_data.parent,
+        check=True,
+        capture_output=True,
+    )
+    # Valkey: killed (a crash), then started by hand with the runtime's own config.
+    os.kill(ours["valkey"], signal.SIGKILL)
+    process.wait_gone(ours["valkey"], 10)
+    config = runtime.valkey_dir / "valkey.conf"
+    by_hand = subprocess.Popen(
+        [process.recorded_argv(layout.pid_file("valkey"))[0], str(config)],
+        user=runtime.user,
+        cwd=runtime.valkey_dir,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert wait_until_true(lambda: valkey_ping(dev.redis_port, runtime.secrets().valkey_password))
+
+    assert workflows.status(layout) == 0
+    rows = {r.split()[0]: r.split() for r in capsys.readouterr().out.splitlines()[1:]}
+    for server in ("postgres", "valkey"):
+        assert rows[server][-1] == "yes", rows
+        assert int(rows[server][1]) != ours[server]  # the new process, not the recorded one
+    assert runtime.start_servers() == []  # nothing started twice, no "port in use"
+    assert runtime.stop_servers() == ["valkey", "postgres"]
+    assert not process.port_in_use(dev.db_port)
+    assert not process.port_in_use(dev.redis_port)
+    assert by_hand.wait(10) == 0  # stopped by the runtime, and reaped here
+
+
+def wait_until_true(check, timeout: float = 20) -> bool:
+    return process.wait_until(check, timeout=timeout, interval=0.1)
 
 
 @pytest.mark.skipif(not running_as_root(), reason="outside the checkout only as root")
