@@ -3,14 +3,21 @@
 import logging
 from http import HTTPStatus
 
+import asyncpg
+import redis.exceptions as redis_errors
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dashtam_api.errors import ProblemError
+from dashtam_core.outage import lost_dependency
 
 PROBLEM_JSON = "application/problem+json"
+# Seconds a client should wait after a 503 for our own database or cache: a restart or a
+# failover is over in about that, and the pools replace dead connections at once.
+RETRY_AFTER_SECONDS = 1
 log = logging.getLogger("dashtam.api")
 
 
@@ -41,6 +48,35 @@ def install_problem_handlers(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         return problem(422, "The request is not valid.", errors=errors)
+
+    # Failures of our own database or cache are 503 (try again), not 500. Registered on the
+    # exception types they come as, so that they are answered here, not by the last-resort
+    # handler below (Starlette re-raises after that one, for the server to log as a crash).
+    async def dependency_error(request: Request, exc: Exception) -> JSONResponse:
+        lost = lost_dependency(exc)
+        if lost is None:
+            return await unexpected_error(request, exc)
+        log.warning(
+            "%s unavailable on %s %s: %s",
+            lost,
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+        )
+        return problem(
+            503,
+            f"The {lost} is unavailable right now; try again shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    for kind in (
+        SQLAlchemyError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        redis_errors.RedisError,
+        ConnectionError,
+    ):
+        app.add_exception_handler(kind, dependency_error)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

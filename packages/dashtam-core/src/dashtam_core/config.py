@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     DB_POOL_TIMEOUT: float = Field(default=10.0, gt=0)
     DB_POOL_RECYCLE: int = Field(default=1800, ge=-1)
     DB_CONNECT_TIMEOUT: float = Field(default=5.0, gt=0)
+    # Test each pooled connection with a round trip before a session uses it, so that one the
+    # server closed (a restart, a failover) is replaced before anything is sent on it.
+    DB_POOL_PRE_PING: bool = True
 
     API_HOST: str = "127.0.0.1"
     API_PORT: int = Field(default=8000, ge=1, le=65535)

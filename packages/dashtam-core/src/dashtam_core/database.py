@@ -25,8 +25,9 @@ def create_engine(settings: Settings, **overrides) -> AsyncEngine:
         "max_overflow": settings.DB_MAX_OVERFLOW,
         "pool_timeout": settings.DB_POOL_TIMEOUT,
         "pool_recycle": settings.DB_POOL_RECYCLE,
-        # No pre-ping: it would cost a round trip on every checkout of a hot path.
-        "pool_pre_ping": False,
+        # A round trip per session (docs/performance.md: what it costs); the hot reads go
+        # through the reader, which retries a lost connection instead.
+        "pool_pre_ping": settings.DB_POOL_PRE_PING,
         "connect_args": {
             "timeout": settings.DB_CONNECT_TIMEOUT,
             "server_settings": {"application_name": "dashtam"},
@@ -40,6 +41,19 @@ class Reader(Protocol):
     """Runs one read statement (asyncpg's $1, $2 parameters) and returns its rows."""
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+
+
+# What a pooled connection that the server closed under us raises on its next use.
+_CONNECTION_LOST = (
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+    ConnectionResetError,
+)
+
+
+class _ConnectionLost(Exception):
+    """The connection a read ran on was closed by the server; the read may be repeated."""
 
 
 class PoolReader:
@@ -67,6 +81,19 @@ class PoolReader:
         self._opening = asyncio.Lock()
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        try:
+            return await self._fetch(query, *args)
+        except _ConnectionLost:
+            # The server restarted or cut us off: every pooled connection is as dead as this
+            # one. A read is safe to repeat, once, on a fresh connection.
+            if self._pool is not None:
+                await self._pool.expire_connections()
+            try:
+                return await self._fetch(query, *args)
+            except _ConnectionLost as again:
+                raise again.__cause__ from None  # what the driver said, for the 503
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         pool = self._pool or await self._open()
         if pool.get_idle_size():
             # A connection is free, so acquire() does not wait for one (nothing else runs
@@ -78,6 +105,13 @@ class PoolReader:
                 conn = await pool.acquire()
         try:
             return await conn.fetch(query, *args)
+        except _CONNECTION_LOST as exc:
+            raise _ConnectionLost from exc
+        except asyncpg.InternalClientError as exc:
+            # Seen when the server's goodbye (a terminated session) arrives as a query starts:
+            # the protocol is out of step, and the connection of no further use.
+            conn.terminate()
+            raise _ConnectionLost from exc
         finally:
             await pool.release(conn)
 

@@ -1,0 +1,127 @@
+"""Our own database or cache going away is not a bug: a pooled connection the server closed is
+replaced before use (sessions) or the read is repeated on a fresh one (the reader), and what
+cannot be answered is a 503 problem with Retry-After, never a 500.
+
+Connections are cut with pg_terminate_backend (what a restart or a failover does to them) on
+this worker's own database; unreachable servers are closed ports. The shared servers are never
+stopped here.
+"""
+
+import socket
+import uuid
+
+import asyncpg
+import httpx
+import pytest
+import redis.exceptions as redis_errors
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from dashtam_api.auth.security import create_access_token
+from dashtam_api.main import create_app
+from dashtam_core.database import Database
+from dashtam_core.outage import lost_dependency
+from tests.helpers import asyncpg_params
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def cut(settings, pid: int) -> None:
+    """End one backend of this worker's database, as a restart ends them all."""
+    conn = await asyncpg.connect(**asyncpg_params(settings.DATABASE_URL))
+    try:
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await conn.close()
+
+
+async def test_the_reader_repeats_a_read_on_a_fresh_connection(test_settings):
+    db = Database.from_settings(test_settings)
+    try:
+        first = (await db.reader.fetch("SELECT pg_backend_pid()"))[0][0]
+        await cut(test_settings, first)
+        second = (await db.reader.fetch("SELECT pg_backend_pid()"))[0][0]
+        assert second != first
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize("pre_ping", [True, False])
+async def test_a_session_gets_a_live_connection_after_a_cut(test_settings, pre_ping):
+    """With DB_POOL_PRE_PING (the default) a session never meets the dead connection; without
+    it the first one does, and it is a lost database, not a bug."""
+    settings = test_settings.model_copy(update={"DB_POOL_SIZE": 1, "DB_POOL_PRE_PING": pre_ping})
+    db = Database.from_settings(settings)
+    try:
+        async with db.sessionmaker() as session:
+            first = await session.scalar(text("SELECT pg_backend_pid()"))
+        await cut(settings, first)
+        async with db.sessionmaker() as session:
+            if pre_ping:
+                assert await session.scalar(text("SELECT pg_backend_pid()")) != first
+            else:
+                with pytest.raises(Exception) as failed:  # noqa: PT011 -- classified below
+                    await session.scalar(text("SELECT pg_backend_pid()"))
+                assert lost_dependency(failed.value) == "database"
+        async with db.sessionmaker() as session:  # either way, the next one is fine
+            assert await session.scalar(text("SELECT 1")) == 1
+    finally:
+        await db.dispose()
+
+
+def is_unavailable(response: httpx.Response, what: str) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "1"
+    assert f"The {what} is unavailable" in response.json()["detail"]
+
+
+async def test_an_unreachable_database_is_503_with_retry_after(test_settings):
+    url = test_settings.database_url.set(port=closed_port())
+    settings = test_settings.model_copy(
+        update={"DATABASE_URL": url.render_as_string(hide_password=False)}
+    )
+    token, _ = create_access_token(user_id=uuid.uuid4(), secret=settings.SECRET_KEY, minutes=5)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            account = {"email": "someone@example.com", "password": "correct horse battery"}
+            is_unavailable(await client.post("/api/v1/auth/register", json=account), "database")
+            headers = {"Authorization": f"Bearer {token}"}
+            for path in ("/api/v1/providers", "/api/v1/auth/me", "/api/v1/accounts"):
+                is_unavailable(await client.get(path, headers=headers), "database")
+            assert settings.database_url.password not in (await client.get("/health")).text
+
+
+async def test_an_unreachable_cache_is_503_with_retry_after(test_settings):
+    settings = test_settings.model_copy(
+        update={"REDIS_URL": f"redis://default:x@127.0.0.1:{closed_port()}/0"}
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            login = {"email": "someone@example.com", "password": "correct horse battery"}
+            is_unavailable(await client.post("/api/v1/auth/login", json=login), "cache")
+
+
+@pytest.mark.parametrize(
+    ("failure", "lost"),
+    [
+        (asyncpg.ConnectionDoesNotExistError("closed in the middle"), "database"),
+        (asyncpg.CannotConnectNowError("the database system is starting up"), "database"),
+        (ConnectionRefusedError(111, "Connect call failed"), "database"),
+        (redis_errors.ConnectionError("Connection refused"), "cache"),
+        (redis_errors.BusyLoadingError("loading the dataset"), "cache"),
+        (IntegrityError("INSERT", {}, Exception("duplicate key")), None),
+        (ValueError("a bug"), None),
+        (redis_errors.ResponseError("WRONGTYPE"), None),
+    ],
+)
+def test_what_counts_as_a_lost_dependency(failure, lost):
+    assert lost_dependency(failure) == lost
