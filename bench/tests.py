@@ -1,6 +1,6 @@
 """How fast the test set-up is, measured side by side on this machine:
 
-1. the whole suite, serial vs ``--parallel`` (pytest-xdist, 2 workers);
+1. the whole suite, serial vs ``--parallel`` (pytest-xdist, two workers per core);
 2. a worker database: cloning the template vs building the schema with the migrations;
 3. per-test isolation: savepoint rollback vs truncating every table, over N tiny tests.
 
@@ -76,7 +76,8 @@ def suite_serial_vs_parallel(layout: Layout, times: int) -> tuple[str, float, fl
 
     serial = _median_time(lambda: pytest(False), times)
     parallel = _median_time(lambda: pytest(True), times)
-    return ("whole suite, wall clock: serial vs --parallel (2 workers)", serial, parallel)
+    workers = workflows.auto_test_workers()
+    return (f"whole suite, wall clock: serial vs --parallel ({workers} workers)", serial, parallel)
 
 
 async def clone_vs_build(settings: TestSettings, times: int) -> tuple[str, float, float]:
