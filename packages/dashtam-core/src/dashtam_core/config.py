@@ -149,6 +149,10 @@ class Settings(BaseSettings):
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # uvicorn's line per request (read by infra when it starts the servers): off by default.
     ACCESS_LOG: bool = False
+    # FastAPI's own OpenTelemetry instrumentation (spans, metrics and logs through the globally
+    # configured providers). Off unless asked for: even with no provider configured it looks
+    # them up on every request (~3% of a cheap read, docs/performance.md).
+    OTEL_INSTRUMENTATION: bool = False
     # Identifies this checkout's test databases: the marker init-test-db looks for before it
     # rebuilds anything (safety.py). `inv setup` writes it into env/.env.test.
     PROJECT_ID: str = ""
