@@ -9,6 +9,8 @@ stopped here.
 
 import socket
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import httpx
@@ -21,6 +23,7 @@ from dashtam_api.auth.security import create_access_token
 from dashtam_api.main import create_app
 from dashtam_core.database import Database
 from dashtam_core.outage import lost_dependency
+from tests.fixtures.app import asgi_client
 from tests.helpers import asyncpg_params
 
 
@@ -73,6 +76,14 @@ async def test_a_session_gets_a_live_connection_after_a_cut(test_settings, pre_p
         await db.dispose()
 
 
+@asynccontextmanager
+async def client_of(settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An app of its own with these settings (its own pools, no test transaction)."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), asgi_client(app) as client:
+        yield client
+
+
 def is_unavailable(response: httpx.Response, what: str) -> None:
     assert response.status_code == 503, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -86,28 +97,22 @@ async def test_an_unreachable_database_is_503_with_retry_after(test_settings):
         update={"DATABASE_URL": url.render_as_string(hide_password=False)}
     )
     token, _ = create_access_token(user_id=uuid.uuid4(), secret=settings.SECRET_KEY, minutes=5)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            account = {"email": "someone@example.com", "password": "correct horse battery"}
-            is_unavailable(await client.post("/api/v1/auth/register", json=account), "database")
-            headers = {"Authorization": f"Bearer {token}"}
-            for path in ("/api/v1/providers", "/api/v1/auth/me", "/api/v1/accounts"):
-                is_unavailable(await client.get(path, headers=headers), "database")
-            assert settings.database_url.password not in (await client.get("/health")).text
+    async with client_of(settings) as client:
+        account = {"email": "someone@example.com", "password": "correct horse battery"}
+        is_unavailable(await client.post("/api/v1/auth/register", json=account), "database")
+        headers = {"Authorization": f"Bearer {token}"}
+        for path in ("/api/v1/providers", "/api/v1/auth/me", "/api/v1/accounts"):
+            is_unavailable(await client.get(path, headers=headers), "database")
+        assert settings.database_url.password not in (await client.get("/health")).text
 
 
 async def test_an_unreachable_cache_is_503_with_retry_after(test_settings):
     settings = test_settings.model_copy(
         update={"REDIS_URL": f"redis://default:x@127.0.0.1:{closed_port()}/0"}
     )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            login = {"email": "someone@example.com", "password": "correct horse battery"}
-            is_unavailable(await client.post("/api/v1/auth/login", json=login), "cache")
+    async with client_of(settings) as client:
+        login = {"email": "someone@example.com", "password": "correct horse battery"}
+        is_unavailable(await client.post("/api/v1/auth/login", json=login), "cache")
 
 
 @pytest.mark.parametrize(

@@ -100,9 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Dashtam API",
         version=__version__,
         lifespan=lifespan,
-        telemetry={
-            kind: settings.OTEL_INSTRUMENTATION for kind in ("tracing", "metrics", "logs")
-        },
+        telemetry={kind: settings.OTEL_INSTRUMENTATION for kind in ("tracing", "metrics", "logs")},
         docs_url="/docs" if settings.ENVIRONMENT != "production" else None,
         redoc_url=None,
     )
