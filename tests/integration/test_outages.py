@@ -7,6 +7,8 @@ this worker's own database; unreachable servers are closed ports. The shared ser
 stopped here.
 """
 
+import asyncio
+import logging
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +22,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from dashtam_api.auth.security import create_access_token
+from dashtam_api.context import AppContext
+from dashtam_api.jobs import loops
 from dashtam_api.main import create_app
 from dashtam_core.database import Database
 from dashtam_core.outage import lost_dependency
@@ -113,6 +117,30 @@ async def test_an_unreachable_cache_is_503_with_retry_after(test_settings):
     async with client_of(settings) as client:
         login = {"email": "someone@example.com", "password": "correct horse battery"}
         is_unavailable(await client.post("/api/v1/auth/login", json=login), "cache")
+
+
+async def test_the_background_loops_wait_out_an_unreachable_database(test_settings, caplog):
+    """One warning line per round, no traceback, and the loop keeps going."""
+    url = test_settings.database_url.set(port=closed_port())
+    settings = test_settings.model_copy(
+        update={
+            "DATABASE_URL": url.render_as_string(hide_password=False),
+            "REFRESH_INTERVAL_SECONDS": 1,
+        }
+    )
+    ctx = AppContext.open(settings)
+    jobs = loops.Jobs(ctx)
+    try:
+        with caplog.at_level(logging.WARNING, logger="dashtam.jobs"):
+            jobs.start()
+            await asyncio.sleep(0.5)
+            await jobs.stop()
+    finally:
+        await ctx.close()
+    lines = [r for r in caplog.records if r.name == "dashtam.jobs"]
+    assert {r.getMessage().split(":")[0] for r in lines} == {"refresh round", "sync round"}
+    assert all("the database is unavailable" in r.getMessage() for r in lines)
+    assert not any(r.exc_info for r in lines)
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,7 @@ async def _main(args: argparse.Namespace) -> int:
         counts = await (loops.until_idle(round_, ctx) if args.until_idle else round_(ctx))
         summary = " ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing due"
         print(f"{args.command}: {summary}", flush=True)
-        return 1 if counts.get("crashed") else 0
+        return 1 if counts.get("crashed") or counts.get("unavailable") else 0
     finally:
         await ctx.close()
 

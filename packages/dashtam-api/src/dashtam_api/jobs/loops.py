@@ -26,6 +26,7 @@ from dashtam_api.audit import service as audit
 from dashtam_api.connections import refresh
 from dashtam_api.context import AppContext
 from dashtam_api.sync import service as sync
+from dashtam_core.outage import lost_dependency
 
 log = logging.getLogger("dashtam.jobs")
 
@@ -98,9 +99,12 @@ async def _each(
                 return
             try:
                 counts[await work(connection_id)] += 1
-            except Exception:  # one connection's surprise must not stop the round
-                log.exception("job on connection %s failed", connection_id)
-                counts["crashed"] += 1
+            except Exception as exc:  # one connection's surprise must not stop the round
+                if lost_dependency(exc):  # ours, not the connection's: it stays due
+                    counts["unavailable"] += 1
+                else:
+                    log.exception("job on connection %s failed", connection_id)
+                    counts["crashed"] += 1
 
     await asyncio.gather(*(one(i) for i in ids))
     return counts
@@ -123,9 +127,14 @@ async def refresh_round(ctx: AppContext, stopping: asyncio.Event | None = None) 
                         ctx, session, due_before=deadline, round_started=started
                     )
                     await session.commit()
-            except Exception:  # a surprise: this worker stops; the row stays due for next round
-                log.exception("refresh round: a worker stopped")
-                counts["crashed"] += 1
+            except Exception as exc:  # this worker stops; the row stays due for next round
+                lost = lost_dependency(exc)
+                if lost:  # our own database or cache went away: no connection is to blame
+                    log.warning("refresh round: the %s is unavailable; next round retries", lost)
+                    counts["unavailable"] += 1
+                else:
+                    log.exception("refresh round: a worker stopped")
+                    counts["crashed"] += 1
                 return
             if outcome is None:
                 return
@@ -198,8 +207,14 @@ class Jobs:
                 counts = await round_(self.ctx, self._stopping)
                 if any(counts[k] for k in BUSY_OUTCOMES):
                     log.info("%s round: %s", name, dict(counts))
-            except Exception:  # the database restarting, Valkey away: try again next time
-                log.exception("%s round failed; retrying in %.0fs", name, interval)
+            except Exception as exc:  # the database restarting, Valkey away: next time
+                lost = lost_dependency(exc)
+                if lost:
+                    log.warning(
+                        "%s round: the %s is unavailable; retrying in %.0fs", name, lost, interval
+                    )
+                else:
+                    log.exception("%s round failed; retrying in %.0fs", name, interval)
             pause = interval * random.uniform(0.9, 1.1)  # noqa: S311 -- jitter
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), pause)
