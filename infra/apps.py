@@ -36,6 +36,9 @@ APPS = (
 ENV_FILE_DECIDES = ("ENVIRONMENT", "DATABASE_URL", "REDIS_URL")
 
 
+DEFAULT_SHUTDOWN_GRACE = 10  # seconds; SHUTDOWN_GRACE_SECONDS in the env file
+
+
 def child_env(env_file: Path, overrides: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a process that runs with env_file (plus explicit overrides)."""
     env = {k: v for k, v in os.environ.items() if k not in ENV_FILE_DECIDES}
@@ -56,8 +59,9 @@ def uvicorn_argv(
     reload: bool,
     port: int | None = None,
     workers: int = 0,
+    overrides: dict[str, str] | None = None,
 ) -> list[str]:
-    values = read_env(env_file)
+    values = {**read_env(env_file), **(overrides or {})}
     argv = [
         sys.executable,
         "-m",
@@ -77,6 +81,9 @@ def uvicorn_argv(
     if values.get("ACCESS_LOG", "false").strip().lower() not in ("1", "true", "yes", "on"):
         # A line per request costs a logging call on the hot path; off unless asked for.
         argv.append("--no-access-log")
+    # On SIGTERM/SIGINT (inv down) requests under way get this long to finish; new connections
+    # are refused meanwhile. Then the rest are cancelled and the app shuts down.
+    argv += ["--timeout-graceful-shutdown", str(shutdown_grace(values))]
     if workers:
         argv += ["--workers", str(workers)]
     elif reload:
@@ -105,7 +112,13 @@ def start_app(
     process.require_free_port(port, f"the {app.name} server", f"{app.port_key} in {env_file.name}")
     process.spawn(
         uvicorn_argv(
-            app, layout=layout, env_file=env_file, reload=reload, port=port, workers=workers
+            app,
+            layout=layout,
+            env_file=env_file,
+            reload=reload,
+            port=port,
+            workers=workers,
+            overrides=env_overrides,
         ),
         pid_file=pid_file,
         log_file=layout.log_file(pid_name or app.name),
@@ -159,5 +172,18 @@ def wait_healthy(
     raise InfraError(f"the {app.name} server is not healthy at {url} after {timeout:.0f}s: {last}")
 
 
+def shutdown_grace(values: dict[str, str]) -> int:
+    return int(float(values.get("SHUTDOWN_GRACE_SECONDS") or DEFAULT_SHUTDOWN_GRACE))
+
+
 def stop_app(app: App, *, layout: Layout, pid_name: str | None = None) -> bool:
-    return process.stop(layout.pid_file(pid_name or app.name), timeout=20)
+    """SIGTERM, then the grace period the server was started with (and time to shut its app
+    down) before it is killed."""
+    pid_file = layout.pid_file(pid_name or app.name)
+    argv = process.recorded_argv(pid_file)
+    grace = (
+        int(argv[argv.index("--timeout-graceful-shutdown") + 1])
+        if "--timeout-graceful-shutdown" in argv
+        else DEFAULT_SHUTDOWN_GRACE
+    )
+    return process.stop(pid_file, timeout=grace + 10)

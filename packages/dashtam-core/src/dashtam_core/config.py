@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     # configured providers). Off unless asked for: even with no provider configured it looks
     # them up on every request (~3% of a cheap read, docs/performance.md).
     OTEL_INSTRUMENTATION: bool = False
+    # On SIGTERM/SIGINT (`inv down`), requests under way get this long to finish (read by infra
+    # when it starts the servers: uvicorn's --timeout-graceful-shutdown).
+    SHUTDOWN_GRACE_SECONDS: int = Field(default=10, ge=0, le=300)
     # Identifies this checkout's test databases: the marker init-test-db looks for before it
     # rebuilds anything (safety.py). `inv setup` writes it into env/.env.test.
     PROJECT_ID: str = ""
