@@ -121,7 +121,7 @@ def migrate(layout: Layout, command: str, *args: str) -> None:
         raise InfraError(f"unknown migration command {command!r}")
     if not layout.dev_env_file.exists():
         raise InfraError("env/.env.dev is missing: run `inv up` (or `inv setup`) first")
-    if not LocalRuntime(layout).tracked("postgres"):
+    if not _runtime(layout).tracked("postgres"):
         raise InfraError("PostgreSQL is not running: start the dev environment with `inv up`")
     _run_initializer(
         "dashtam_core.migrate_cli", layout.dev_env_file, layout, command, *args, name="migrate"
@@ -307,7 +307,7 @@ def test_clean(layout: Layout) -> None:
 
     runtime = _runtime(layout)
     _dev, test_creds = read_both(layout)
-    if not LocalRuntime(layout).tracked("postgres"):
+    if not _runtime(layout).tracked("postgres"):
         raise InfraError(
             "PostgreSQL is not running: nothing to clean (data of a stopped server stays)"
         )
@@ -381,7 +381,7 @@ def rotate_token_key(layout: Layout) -> None:
         apps.start_app(api, layout=layout, env_file=env_file, reload=reload)
         apps.wait_healthy(api, layout=layout, env_file=env_file, timeout=90)
         say("restarted the API with the new key")
-    if not LocalRuntime(layout).tracked("postgres"):
+    if not _runtime(layout).tracked("postgres"):
         raise InfraError("PostgreSQL is not running: start it with `inv up`, then run this again")
     _run_initializer("dashtam_core.reencrypt", env_file, layout)
 

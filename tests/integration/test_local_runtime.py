@@ -174,17 +174,12 @@ def test_data_survives_a_restart_test_clean_spares_dev_and_other_secrets_are_ref
 
 
 def comment_on_test_database(runtime: LocalRuntime, creds) -> str | None:
-    async def read() -> str | None:
-        conn = await runtime.superuser_connect(creds.db_port)
-        try:
-            return await conn.fetchval(
-                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
-                creds.db_name,
-            )
-        finally:
-            await conn.close()
-
-    return asyncio.run(read())
+    return superuser_sql(
+        runtime,
+        creds.db_port,
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+        creds.db_name,
+    )
 
 
 def test_a_taken_port_is_one_clear_error(private_runtime):
@@ -316,11 +311,13 @@ def test_as_root_the_data_belongs_to_one_checkout(private_runtime):
     assert superuser_sql(runtime, dev.db_port, "SELECT to_regclass('notes')") == "notes"
 
 
-def superuser_sql(runtime: LocalRuntime, port: int, query: str):
+def superuser_sql(runtime: LocalRuntime, port: int, query: str, *args):
+    """One value from one statement as the server's superuser, in the postgres database."""
+
     async def run():
         conn = await runtime.superuser_connect(port)
         try:
-            return await conn.fetchval(query)
+            return await conn.fetchval(query, *args)
         finally:
             await conn.close()
 
