@@ -27,12 +27,15 @@ class GuardSettings(Settings):
 
 
 async def with_rows(url: str, schema: str = "public") -> None:
-    """Somebody else's data: a table of its own with rows."""
+    """Somebody else's data: a table of its own with rows (a lent database has them already)."""
     await execute(
         url,
         f'CREATE SCHEMA IF NOT EXISTS "{schema}"',
-        f'CREATE TABLE "{schema}".ledger (entry text PRIMARY KEY, amount numeric(12, 2))',
-        *(f"INSERT INTO \"{schema}\".ledger VALUES ('{e}', {a})" for e, a in ROWS),
+        f'CREATE TABLE IF NOT EXISTS "{schema}".ledger (entry text PRIMARY KEY, amount numeric(12, 2))',
+        *(
+            f"INSERT INTO \"{schema}\".ledger VALUES ('{e}', {a}) ON CONFLICT DO NOTHING"
+            for e, a in ROWS
+        ),
     )
 
 
@@ -116,26 +119,42 @@ def fill(text: str | None, *, t: str, h: str, own: str) -> str | None:
 
 
 @pytest.mark.parametrize("case_id", sorted(REFUSED))
-async def test_refused_targets_keep_every_row(scratch_databases, test_settings, case_id):
+async def test_refused_targets_keep_every_row(
+    scratch_databases, lent_databases, test_settings, case_id
+):
     case = REFUSED[case_id]
     h = uuid.uuid4().hex[:8]
     own = test_settings.PROJECT_ID
     template = f"t{h}_test"
     target = fill(case.target, t=template, h=h, own=own)
-    url = await scratch_databases.create(
-        target, comment=fill(case.comment, t=template, h=h, own=own)
-    )
+    comment = fill(case.comment, t=template, h=h, own=own)
+    lent: list[tuple[int, str]] = []
+    try:
+        if case.schema == "public" and not case.dashtam_schema:
+            url = await lent_databases.lend(0, target, comment=comment)
+            lent.append((0, target))
+        else:
+            url = await scratch_databases.create(target, comment=comment)
+        await _refused_and_untouched(case, url, lent_databases, lent, template, h, own)
+    finally:
+        for index, name in reversed(lent):
+            await lent_databases.give_back(index, name)
+
+
+async def _refused_and_untouched(case, url, lent_databases, lent, template, h, own) -> None:
     if case.dashtam_schema:
         await upgrade(url)
     await with_rows(url, case.schema)
     touched = [url]
     connect_url = url
     if case.connect_to:
-        elsewhere = await scratch_databases.create(fill(case.connect_to, t=template, h=h, own=own))
+        name = fill(case.connect_to, t=template, h=h, own=own)
+        elsewhere = await lent_databases.lend(1, name, comment=None)
+        lent.append((1, name))
         await with_rows(elsewhere)
         touched.append(elsewhere)
         # asyncpg takes connect arguments from the URL's query: the name in the path is a lie.
-        connect_url = f"{url}?database={elsewhere.rsplit('/', 1)[-1]}"
+        connect_url = f"{url}?database={name}"
     settings = GuardSettings(
         _env_file=TEST_ENV_FILE,
         DATABASE_URL=connect_url,
