@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 from dashtam_api.connections.oauth import code_challenge
 from dashtam_models import ProviderAuditLog, ProviderConnection, ProviderToken
 from tests.api.test_auth import is_problem
-from tests.fixtures.institution import GOOD_CODE
+from tests.fixtures.institution import DROP, GOOD_CODE, SLOW, client_of, institution_settings
 
 
 async def signed_in(client, who: str = "conn") -> dict:
@@ -188,24 +188,32 @@ async def test_revoke_calls_the_institution_and_forgets_the_tokens(
 
 @pytest.mark.commits
 @pytest.mark.parametrize(
-    ("answer", "institution_error"),
+    ("answer", "status", "institution_error"),
     [
-        ((400, {"error": "invalid_grant", "error_description": "code expired"}), "invalid_grant"),
-        ((500, "<html>Internal Server Error</html>"), None),
+        (
+            (400, {"error": "invalid_grant", "error_description": "code expired"}),
+            502,
+            "invalid_grant",
+        ),
+        ((500, "<html>Internal Server Error</html>"), 502, "http_500"),
+        ((200, "<html>Down for maintenance</html>"), 502, "invalid_response"),
+        ((DROP, None), 502, "unreachable"),
+        ((SLOW, 1.2), 504, "timeout"),  # the client waits 0.4 s
     ],
 )
-async def test_institution_failure_is_502_and_its_audit_row_survives_the_rollback(
-    institution_client, institution, test_settings, engine, answer, institution_error
+async def test_institution_failure_is_a_problem_and_its_audit_row_survives_the_rollback(
+    test_settings, connection, institution, engine, answer, status, institution_error
 ):
-    client = institution_client
-    headers = await signed_in(client)
-    provider_id, query = await start(client, headers, "schwab")
-    institution.token_responses.append(answer)
-    response = await callback(client, test_settings, state=query["state"][0], code=GOOD_CODE)
-    problem = is_problem(response, 502)
-    if institution_error:
-        assert problem["institution_error"] == institution_error
+    settings = institution_settings(test_settings, institution, OAUTH_HTTP_TIMEOUT_SECONDS=0.4)
+    async with client_of(settings, connection) as client:
+        headers = await signed_in(client)
+        provider_id, query = await start(client, headers, "schwab")
+        institution.token_responses.append(answer)
+        response = await callback(client, test_settings, state=query["state"][0], code=GOOD_CODE)
+    assert is_problem(response, status)["institution_error"] == institution_error
     assert "schwab-secret" not in response.text
+    # An authorization code is spent when the institution reads it: never sent twice.
+    assert sum(1 for r in institution.requests if r["path"] == "/token") == 1
     async with engine.connect() as other:
         rows = (
             await other.execute(
@@ -217,7 +225,9 @@ async def test_institution_failure_is_502_and_its_audit_row_survives_the_rollbac
             select(ProviderConnection.status).where(ProviderConnection.provider_id == provider_id)
         )
         tokens = await other.scalar(text("SELECT count(*) FROM provider_tokens"))
-    assert [r.action for r in rows] == ["authorization_failed"]
+    assert [(r.action, r.details["error"]) for r in rows] == [
+        ("authorization_failed", institution_error)
+    ]
     assert connection_status == "error"
     assert tokens == 0
 

@@ -2,6 +2,7 @@
 rotation cases, expiry, failures (threshold, invalid_grant, transient with back-off and retry)
 and recovery by reconnecting. The refresh's own transaction joins the test's (rolled back)."""
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -247,9 +248,11 @@ async def test_transient_failures_back_off_then_the_refresher_retries(
     assert [a.details["trigger"] for a in refreshed] == ["background"]
 
 
-async def test_an_unreachable_institution_is_transient(
-    institution_client, institution, test_settings, session
+async def test_an_unreachable_institution_is_transient_and_tried_again(
+    institution_client, institution, test_settings, session, caplog
 ):
+    """A refused connection carried nothing: unlike a refresh that may have arrived, it is sent
+    again (INSTITUTION_RETRIES, 2 in tests), one warning line per retry."""
     client = institution_client
     headers, provider_id = await connected_schwab(client, test_settings)
     ctx = context(client)
@@ -257,15 +260,19 @@ async def test_an_unreachable_institution_is_transient(
     unreachable = replace(ctx.registry["schwab"], token_url="https://127.0.0.1:9/token")
     client.app.state.ctx = replace(ctx, registry={**ctx.registry, "schwab": unreachable})
     try:
-        problem = is_problem(
-            await client.post(
-                f"/api/v1/providers/{provider_id}/authorization/refresh", headers=headers
-            ),
-            502,
-        )
+        with caplog.at_level(logging.WARNING, logger="dashtam_api.upstream"):
+            problem = is_problem(
+                await client.post(
+                    f"/api/v1/providers/{provider_id}/authorization/refresh", headers=headers
+                ),
+                502,
+            )
     finally:
         client.app.state.ctx = ctx
     assert (problem["institution_error"], problem["transient"]) == ("unreachable", True)
+    retries = [r.getMessage() for r in caplog.records if r.name == "dashtam_api.upstream"]
+    assert len(retries) == test_settings.INSTITUTION_RETRIES == 2, retries
+    assert all(m.startswith("127.0.0.1/token unreachable (ConnectError)") for m in retries)
 
 
 async def test_reconnecting_recovers_an_errored_connection(

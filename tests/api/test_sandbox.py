@@ -1,6 +1,7 @@
 """The sandbox institution is a real OAuth2 server: its refusals are tested here directly."""
 
 import re
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -152,6 +153,35 @@ async def test_injected_failures_count_down(client, test_settings):
     assert (await client.post("/sandbox/oauth/token", data={})).json()["error"] == "invalid_client"
     refused = await client.post("/sandbox/_control/fail", json={"endpoint": "token"})
     assert refused.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "method", "path"),
+    [
+        ("token", "post", "/sandbox/oauth/token"),
+        ("revoke", "post", "/sandbox/oauth/revoke"),
+        ("api", "get", "/sandbox/api/accounts"),
+    ],
+)
+async def test_the_sandbox_can_answer_garbage_or_late(
+    client, test_settings, endpoint, method, path
+):
+    auth = client_auth(test_settings)
+    control = await client.post(
+        "/sandbox/_control/fail", auth=auth, json={"endpoint": endpoint, "malformed": True}
+    )
+    assert control.status_code == 204
+    garbage = await getattr(client, method)(path)
+    assert garbage.status_code == 200
+    assert garbage.headers["content-type"].startswith("text/html")
+
+    control = await client.post(
+        "/sandbox/_control/delay", auth=auth, json={"endpoint": endpoint, "seconds": 0.3}
+    )
+    assert control.status_code == 204
+    started = time.perf_counter()
+    await getattr(client, method)(path)
+    assert time.perf_counter() - started >= 0.3
 
 
 async def test_denial_redirects_with_access_denied(client, test_settings):

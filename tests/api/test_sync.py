@@ -200,7 +200,8 @@ async def test_an_institution_failure_is_502_and_recorded(
 ):
     client = institution_client
     headers, provider_id = await connected_schwab(client, test_settings)
-    institution.data_responses.append((503, {"message": "down"}))
+    # Down for longer than the retries (tests/api/test_institution_faults.py has the rest).
+    institution.data_responses.extend([(503, {"message": "down"})] * 3)
     problem = is_problem(
         await client.post(f"/api/v1/providers/{provider_id}/sync", headers=headers), 502
     )

@@ -1,5 +1,7 @@
 """Errors the API raises on purpose; problems.py renders each as application/problem+json."""
 
+from dashtam_api.upstream import TIMEOUT
+
 
 class ProblemError(Exception):
     status = 500
@@ -49,7 +51,13 @@ class TooManyRequests(ProblemError):
 
 
 class UpstreamError(ProblemError):
-    """The institution failed or refused; ``institution_error`` is its OAuth error code."""
+    """The institution failed or refused; ``institution_error`` says how (its OAuth error code,
+    or one of upstream.py's names). No answer in time is a 504, anything else a 502."""
 
     status = 502
     title = "Institution Error"
+
+    def __init__(self, detail: str, **extra):
+        super().__init__(detail, **extra)
+        if extra.get("institution_error") == TIMEOUT:
+            self.status, self.title = 504, "Institution Timeout"

@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     OAUTH_PROVIDERS: list[GenericProviderConfig] = Field(default_factory=list)
     # Connections to institutions kept open per process (token endpoints and data APIs).
     INSTITUTION_MAX_CONNECTIONS: int = Field(default=20, ge=1, le=500)
+    # A failed call to an institution is sent again at most this many times, when that is safe
+    # (dashtam_api/upstream.py: never a token exchange that may have arrived), after a back-off
+    # starting at this many seconds, doubling, with as much jitter.
+    INSTITUTION_RETRIES: int = Field(default=2, ge=0, le=10)
+    INSTITUTION_RETRY_WAIT_SECONDS: float = Field(default=0.5, ge=0, le=30)
 
     # Keeping connections alive (docs/refresh.md). The API process runs the refresher and the
     # sync loop unless this is off (the test env turns it off; tests start their own loops).

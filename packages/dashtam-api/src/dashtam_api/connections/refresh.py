@@ -24,6 +24,7 @@ from sqlalchemy import func, or_, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dashtam_api import upstream
 from dashtam_api.audit import service as audit
 from dashtam_api.context import AppContext
 from dashtam_core.vault import VaultError, token_context
@@ -342,8 +343,12 @@ async def _call_institution(
 ) -> tuple[dict, Failure | None]:
     client = ctx.token_client(spec)
     try:
-        response = await client.fetch_token(
-            spec.token_url, grant_type="refresh_token", refresh_token=refresh_token
+        # Sent once: a rotating refresh token may be spent the moment the institution reads it.
+        response = await upstream.once(
+            ctx.settings,
+            lambda: client.fetch_token(
+                spec.token_url, grant_type="refresh_token", refresh_token=refresh_token
+            ),
         )
     except OAuthError as exc:
         error = (exc.error or "oauth_error")[:100]
@@ -352,15 +357,12 @@ async def _call_institution(
         )
     except httpx.HTTPStatusError as exc:
         status = exc.response.status_code
-        return {}, Failure(
-            f"http_{status}",
-            f"the token endpoint answered {status}",
-            transient=status >= 500 or status == 429,
-        )
-    except httpx.TransportError as exc:  # timeouts, refused connections, TLS failures
-        return {}, Failure("unreachable", type(exc).__name__, transient=True)
+        error, transient = upstream.status_failure(status)
+        return {}, Failure(error, f"the token endpoint answered {status}", transient=transient)
+    except httpx.TransportError as exc:  # timeouts, refused or dropped connections, TLS failures
+        return {}, Failure(*upstream.transport_failure(exc), transient=True)
     except (ValueError, KeyError, TypeError) as exc:
-        return {}, Failure("invalid_response", type(exc).__name__, transient=False)
+        return {}, Failure(upstream.INVALID_RESPONSE, type(exc).__name__, transient=False)
     if not response.get("access_token"):
         return {}, Failure("no_access_token", "the token response lacked one", transient=False)
     return dict(response), None

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dashtam_api import upstream
 from dashtam_api.audit import service as audit
 from dashtam_api.connections import oauth, refresh
 from dashtam_api.context import AppContext
@@ -17,7 +18,7 @@ from dashtam_api.providers import service as providers
 from dashtam_api.providers.registry import ProviderSpec, redirect_uri
 from dashtam_core.config import Settings
 from dashtam_core.database import Database
-from dashtam_core.vault import Vault, token_context
+from dashtam_core.vault import Vault, VaultError, token_context
 from dashtam_models import ConnectionStatus, Provider, ProviderConnection, ProviderToken, User
 
 
@@ -123,8 +124,12 @@ async def complete(
             timeout=settings.OAUTH_HTTP_TIMEOUT_SECONDS,
         ) as client:
             kwargs = {"code_verifier": pending.code_verifier} if pending.code_verifier else {}
-            token = await client.fetch_token(
-                spec.token_url, grant_type="authorization_code", code=code, **kwargs
+            # Sent once: an authorization code is spent the moment the institution reads it.
+            token = await upstream.once(
+                settings,
+                lambda: client.fetch_token(
+                    spec.token_url, grant_type="authorization_code", code=code, **kwargs
+                ),
             )
     except (OAuthError, httpx.HTTPError, ValueError, KeyError) as exc:
         reason = _upstream_reason(exc)
@@ -163,9 +168,14 @@ def _upstream_reason(exc: Exception) -> dict:
             "error": (exc.error or "oauth_error")[:100],
             "error_description": (exc.description or "")[:300],
         }
-    if isinstance(exc, httpx.HTTPError):
-        return {"error": "unreachable", "error_description": type(exc).__name__}
-    return {"error": "invalid_response", "error_description": type(exc).__name__}
+    if isinstance(exc, httpx.HTTPStatusError):
+        status = exc.response.status_code
+        error, _ = upstream.status_failure(status)
+        return {"error": error, "error_description": f"the token endpoint answered {status}"}
+    if isinstance(exc, httpx.TransportError):
+        error, description = upstream.transport_failure(exc)
+        return {"error": error, "error_description": description}
+    return {"error": upstream.INVALID_RESPONSE, "error_description": type(exc).__name__}
 
 
 async def _record_failure(
@@ -352,6 +362,28 @@ def raise_for(outcome: refresh.Outcome, *, spec_name: str) -> None:
     )
 
 
+async def _revoke_at_institution(settings: Settings, spec: ProviderSpec, tls, token, hint) -> str:
+    """What the institution said to the revocation: ``revoked``, ``refused (<status>)`` or
+    ``failed (<upstream error>)``. Sent again on a transient failure (RFC 7009 revocation is
+    idempotent); the connection is revoked here whatever it says (revoke's docstring)."""
+    try:
+        async with oauth.client_for(
+            spec,
+            redirect_uri=redirect_uri(settings),
+            tls=tls,
+            timeout=settings.OAUTH_HTTP_TIMEOUT_SECONDS,
+        ) as client:
+            response = await upstream.idempotent(
+                settings,
+                lambda: client.revoke_token(spec.revocation_url, token=token, token_type_hint=hint),
+            )
+    except httpx.TransportError as exc:
+        return f"failed ({upstream.transport_failure(exc)[0]})"
+    except (OAuthError, httpx.HTTPError, ValueError) as exc:
+        return f"failed ({type(exc).__name__})"
+    return "revoked" if response.status_code < 400 else f"refused ({response.status_code})"
+
+
 async def revoke(
     *,
     session: AsyncSession,
@@ -364,7 +396,11 @@ async def revoke(
     ip: str | None,
     user_agent: str | None,
 ) -> None:
-    """Revoke at the institution when it can, forget the tokens, mark the connection revoked."""
+    """Revoke at the institution when it can, forget the tokens, mark the connection revoked.
+
+    Dashtam's side is done whatever the institution answers: a person who disconnects while the
+    institution is down or refusing is disconnected here all the same (nothing of theirs is used
+    again), and the audit row's ``at_institution`` keeps what the institution said."""
     provider, connection = await providers.get_owned(
         session=session, user=user, provider_id=provider_id, for_update=True
     )
@@ -391,20 +427,10 @@ async def revoke(
         sealed = stored.refresh_token_encrypted or stored.access_token_encrypted
         try:
             plain = vault.open(sealed, context=token_context(connection.id, column))
-            async with oauth.client_for(
-                spec,
-                redirect_uri=redirect_uri(settings),
-                tls=tls,
-                timeout=settings.OAUTH_HTTP_TIMEOUT_SECONDS,
-            ) as client:
-                response = await client.revoke_token(
-                    spec.revocation_url, token=plain, token_type_hint=hint
-                )
-            at_institution = (
-                "revoked" if response.status_code < 400 else (f"refused ({response.status_code})")
-            )
-        except Exception as exc:
-            at_institution = f"failed ({type(exc).__name__})"
+        except VaultError:
+            at_institution = "failed (token_unreadable)"
+        else:
+            at_institution = await _revoke_at_institution(settings, spec, tls, plain, hint)
     if stored is not None:
         await session.delete(stored)
     connection.status = ConnectionStatus.REVOKED.value

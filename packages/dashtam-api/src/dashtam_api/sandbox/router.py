@@ -3,7 +3,8 @@
 A real authorization server: an approve/deny page, authorization codes bound to the redirect URI
 and the PKCE challenge, a token endpoint with client authentication (HTTP Basic or form),
 expiring access tokens, rotating refresh tokens, revocation, a small accounts/positions API,
-and a control endpoint that makes the next calls fail, for tests of the failure paths.
+and control endpoints that make the next calls fail, answer a page instead of JSON, or answer
+late, for tests of the failure paths.
 """
 
 import asyncio
@@ -16,7 +17,7 @@ from urllib.parse import urlencode
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from fastapi import APIRouter, Form, Header, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from dashtam_api.deps import RedisDep, SettingsDep
@@ -180,6 +181,8 @@ async def token(
     await store.take_delay(redis, "token")
     failure = await store.take_failure(redis, "token")
     if failure:
+        if failure.get("malformed"):
+            return _malformed()
         status = int(failure.get("status", 500))
         if status >= 500:
             return JSONResponse({"message": "sandbox is down"}, status_code=status)
@@ -234,8 +237,11 @@ async def revoke(
     client_secret: Annotated[str | None, Form()] = None,
     authorization: Annotated[str | None, Header()] = None,
 ):
+    await store.take_delay(redis, "revoke")
     failure = await store.take_failure(redis, "revoke")
     if failure:
+        if failure.get("malformed"):
+            return _malformed()
         return JSONResponse(
             {"message": "sandbox is down"}, status_code=int(failure.get("status", 503))
         )
@@ -260,10 +266,19 @@ def _invalid_token() -> JSONResponse:
     )
 
 
-async def _api_failure(redis) -> JSONResponse | None:
+def _malformed() -> HTMLResponse:
+    """What a proxy in front of an institution answers while it is being worked on: 200, and a
+    page instead of JSON."""
+    return HTMLResponse("<html><body><h1>Down for maintenance</h1></body></html>")
+
+
+async def _api_failure(redis) -> Response | None:
+    await store.take_delay(redis, "api")
     failure = await store.take_failure(redis, "api")
     if failure is None:
         return None
+    if failure.get("malformed"):
+        return _malformed()
     status = int(failure.get("status", 500))
     if status == 401:
         return _invalid_token()
@@ -314,6 +329,8 @@ class Failure(BaseModel):
     status: int = Field(default=500, ge=400, le=599)
     error: str = Field(default="server_error", max_length=50)
     times: int = Field(default=1, ge=1, le=100)
+    # 200 with an HTML page instead of JSON (status and error are then unused).
+    malformed: bool = False
 
 
 @router.post("/_control/fail", status_code=204)
@@ -331,7 +348,7 @@ async def inject_failure(
 
 
 class Delay(BaseModel):
-    endpoint: Literal["token"]
+    endpoint: Literal["token", "revoke", "api"]
     seconds: float = Field(gt=0, le=30)
     times: int = Field(default=1, ge=1, le=100)
 

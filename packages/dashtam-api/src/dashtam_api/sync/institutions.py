@@ -12,7 +12,9 @@ from decimal import Decimal, InvalidOperation
 
 import httpx
 
+from dashtam_api import upstream
 from dashtam_api.providers.registry import ProviderSpec
+from dashtam_core.config import Settings
 
 
 @dataclass(frozen=True)
@@ -80,41 +82,53 @@ def last4(number: str | None) -> str | None:
     return str(number)[-4:] if number else None
 
 
-async def get_json(http: httpx.AsyncClient, url: str, access_token: str, **params):
-    try:
-        response = await http.get(
-            url,
-            params=params or None,
-            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
-        )
-    except httpx.TransportError as exc:
-        raise DataAPIError("unreachable", type(exc).__name__, transient=True) from None
-    if response.status_code == 401:
-        raise DataAPIError(
-            "invalid_token", "the access token was refused", transient=True, unauthorized=True
-        )
-    if response.status_code >= 400:
-        raise DataAPIError(
-            f"http_{response.status_code}",
-            f"{url.split('?')[0]} answered {response.status_code}",
-            transient=response.status_code >= 500 or response.status_code == 429,
-        )
-    try:
-        return json.loads(response.content, parse_float=Decimal)
-    except ValueError:
-        raise DataAPIError("invalid_response", "not JSON", transient=False) from None
+@dataclass(frozen=True)
+class DataAPI:
+    """An institution's data API as one account holder sees it: their access token on the
+    shared pool, each read sent again on a transient failure (reads are idempotent)."""
+
+    http: httpx.AsyncClient
+    access_token: str
+    settings: Settings
+
+    async def get_json(self, url: str, **params):
+        def send():
+            return self.http.get(
+                url,
+                params=params or None,
+                headers={
+                    "Authorization": f"Bearer {self.access_token}",
+                    "Accept": "application/json",
+                },
+            )
+
+        try:
+            response = await upstream.idempotent(self.settings, send)
+        except httpx.TransportError as exc:
+            raise DataAPIError(*upstream.transport_failure(exc), transient=True) from None
+        if response.status_code == 401:
+            raise DataAPIError(
+                "invalid_token", "the access token was refused", transient=True, unauthorized=True
+            )
+        if response.status_code >= 400:
+            error, transient = upstream.status_failure(response.status_code)
+            raise DataAPIError(
+                error, f"{url.split('?')[0]} answered {response.status_code}", transient=transient
+            )
+        try:
+            return json.loads(response.content, parse_float=Decimal)
+        except ValueError:
+            raise DataAPIError(upstream.INVALID_RESPONSE, "not JSON", transient=False) from None
 
 
 def _shape_error(where: str) -> DataAPIError:
     return DataAPIError("invalid_response", f"unexpected shape of {where}", transient=False)
 
 
-async def fetch_sandbox(
-    spec: ProviderSpec, http: httpx.AsyncClient, token: str
-) -> list[AccountData]:
+async def fetch_sandbox(spec: ProviderSpec, api: DataAPI) -> list[AccountData]:
     """The sandbox: GET /accounts (with balances), then /accounts/{id}/positions for each."""
     base = spec.api_base_url
-    listing = await get_json(http, f"{base}/accounts", token)
+    listing = await api.get_json(f"{base}/accounts")
     try:
         raw_accounts = list(listing["accounts"])
     except (KeyError, TypeError):
@@ -122,7 +136,7 @@ async def fetch_sandbox(
     accounts = []
     for raw in raw_accounts:
         try:
-            held = await get_json(http, f"{base}/accounts/{raw['id']}/positions", token)
+            held = await api.get_json(f"{base}/accounts/{raw['id']}/positions")
             balances = raw.get("balances") or {}
             accounts.append(
                 AccountData(
@@ -191,14 +205,12 @@ def _schwab_holding(raw: dict) -> Holding:
     )
 
 
-async def fetch_schwab(
-    spec: ProviderSpec, http: httpx.AsyncClient, token: str
-) -> list[AccountData]:
+async def fetch_schwab(spec: ProviderSpec, api: DataAPI) -> list[AccountData]:
     """Schwab Trader API: accountNumbers (number -> hashValue, the id every per-account path
     takes), then every account with its positions in one call."""
     base = spec.api_base_url
-    numbers = await get_json(http, f"{base}/accounts/accountNumbers", token)
-    accounts = await get_json(http, f"{base}/accounts", token, fields="positions")
+    numbers = await api.get_json(f"{base}/accounts/accountNumbers")
+    accounts = await api.get_json(f"{base}/accounts", fields="positions")
     try:
         hashes = {str(n["accountNumber"]): str(n["hashValue"]) for n in numbers}
         result = []
@@ -233,7 +245,7 @@ async def fetch_schwab(
     return result
 
 
-DATA_APIS: dict[str, Callable[[ProviderSpec, httpx.AsyncClient, str], Awaitable[list]]] = {
+DATA_APIS: dict[str, Callable[[ProviderSpec, DataAPI], Awaitable[list[AccountData]]]] = {
     "sandbox": fetch_sandbox,
     "schwab": fetch_schwab,
 }

@@ -20,9 +20,16 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
+from dashtam_api.audit import service as audit
 from dashtam_api.connections import refresh
 from dashtam_api.context import AppContext
-from dashtam_api.sync.institutions import DATA_APIS, AccountData, DataAPIError, Holding
+from dashtam_api.sync.institutions import (
+    DATA_APIS,
+    AccountData,
+    DataAPI,
+    DataAPIError,
+    Holding,
+)
 from dashtam_core.vault import token_context
 from dashtam_models import (
     Account,
@@ -76,6 +83,7 @@ class Claim:
     synced_at: datetime | None = None
     provider_key: str = ""
     user_id: uuid.UUID | None = None
+    provider_id: uuid.UUID | None = None
 
 
 async def _claim(ctx: AppContext, connection_id: uuid.UUID, *, stale_only: bool) -> Claim:
@@ -105,6 +113,7 @@ async def _claim(ctx: AppContext, connection_id: uuid.UUID, *, stale_only: bool)
             synced_at=connection.synced_at,
             provider_key=provider.provider_key,
             user_id=provider.user_id,
+            provider_id=provider.id,
         )
         if connection.status == ConnectionStatus.ACTIVE and not held and not (stale_only and fresh):
             claim = replace(claim, lease=now + timedelta(seconds=ctx.settings.SYNC_LEASE_SECONDS))
@@ -173,7 +182,7 @@ async def sync_connection(
     try:
         async with ctx.http() as http:
             try:
-                accounts = await fetch(spec, http, access)
+                accounts = await fetch(spec, DataAPI(http, access, ctx.settings))
             except DataAPIError as exc:
                 if not exc.unauthorized:
                     raise
@@ -182,7 +191,7 @@ async def sync_connection(
                 if access is None:
                     raise
                 refreshed = True
-                accounts = await fetch(spec, http, access)
+                accounts = await fetch(spec, DataAPI(http, access, ctx.settings))
     except DataAPIError as exc:
         await _release(
             ctx,
@@ -190,6 +199,17 @@ async def sync_connection(
             lease,
             error=f"{exc.error}: {exc.description}",
             retry=trigger is refresh.Trigger.BACKGROUND,
+            audited={
+                "action": "sync_failed",
+                "user_id": claim.user_id,
+                "provider_id": claim.provider_id,
+                "details": {
+                    "trigger": trigger.value,
+                    "error": exc.error,
+                    "error_description": exc.description,
+                    "transient": exc.transient,
+                },
+            },
         )
         return SyncResult(
             "sync_failed",
@@ -205,10 +225,17 @@ async def sync_connection(
 
 
 async def _release(
-    ctx: AppContext, connection_id: uuid.UUID, lease: datetime, *, error: str, retry: bool
+    ctx: AppContext,
+    connection_id: uuid.UUID,
+    lease: datetime,
+    *,
+    error: str,
+    retry: bool,
+    audited: dict | None = None,
 ) -> None:
     """Give the claim back after a failure: at once (a person may try again), or, for the
-    background loop, after SYNC_RETRY_SECONDS (its back-off)."""
+    background loop, after SYNC_RETRY_SECONDS (its back-off); ``audited``: the audit row that
+    says why, written in the same transaction."""
     until = (
         datetime.now(UTC) + timedelta(seconds=ctx.settings.SYNC_RETRY_SECONDS) if retry else None
     )
@@ -220,6 +247,8 @@ async def _release(
             )
             .values(sync_lease_until=until, sync_error=error[:500])
         )
+        if audited is not None:
+            await audit.record(session=session, connection_id=connection_id, **audited)
         await session.commit()
 
 
