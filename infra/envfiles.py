@@ -36,19 +36,22 @@ def render(example: str, *, pg_port: int, redis_port: int, project_id: str = "")
     return "\n".join(lines) + "\n"
 
 
-def ensure_env_files(layout: Layout) -> list[Path]:
+def ensure_env_files(
+    layout: Layout, *, pg_port: int | None = None, redis_port: int | None = None
+) -> list[Path]:
     """Write missing env files; add settings a newer example has to existing ones.
 
     Existing values are never changed: a file made by an older checkout only gains the keys it
-    lacks (with fresh secrets), so an upgrade needs no hand edits.
+    lacks (with fresh secrets), so an upgrade needs no hand edits. The servers' ports: the
+    arguments, else DASHTAM_POSTGRES_PORT / DASHTAM_VALKEY_PORT, else the defaults.
     """
     written = []
     for target in (layout.dev_env_file, layout.test_env_file):
         example = target.with_name(target.name + ".example")
         rendered = render(
             example.read_text(),
-            pg_port=postgres_port(),
-            redis_port=valkey_port(),
+            pg_port=pg_port or postgres_port(),
+            redis_port=redis_port or valkey_port(),
             project_id=layout.project_id(),
         )
         if not target.exists():

@@ -20,39 +20,18 @@ import redis
 
 import infra.__main__ as infra_main
 from dashtam_core.safety import clone_marker, template_marker
-from infra import apps, workflows
+from infra import apps, private, workflows
 from infra.envfiles import ensure_env_files, read_both
 from infra.errors import InfraError
-from infra.layout import ROOT, ROOT_DATA_BASE, Layout, running_as_root
+from infra.layout import ROOT_DATA_BASE, running_as_root
 from infra.runtime import process
 from infra.runtime.local import LocalRuntime, valkey_ping
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
-def private_runtime(tmp_path, monkeypatch):
-    (tmp_path / "env").mkdir()
-    for name in (".env.dev.example", ".env.test.example"):
-        shutil.copy(ROOT / "env" / name, tmp_path / "env" / name)
-    shutil.copytree(ROOT / "infra" / "postgres", tmp_path / "infra" / "postgres")
-    monkeypatch.setenv("DASHTAM_POSTGRES_PORT", str(free_port()))
-    monkeypatch.setenv("DASHTAM_VALKEY_PORT", str(free_port()))
-    layout = Layout(root=tmp_path)
-    ensure_env_files(layout)
-    api_port, callback_port = free_port(), free_port()
-    text = layout.dev_env_file.read_text()
-    for old, new in (("8000", str(api_port)), ("8182", str(callback_port))):
-        text = text.replace(f"_PORT={old}", f"_PORT={new}").replace(f":{old}\n", f":{new}\n")
-    layout.dev_env_file.write_text(text)
-    runtime = LocalRuntime(layout)
-    yield runtime
-    workflows.down(layout)
-    runtime.delete_data()
+def private_runtime(tmp_path):
+    with private.project(tmp_path) as runtime:
+        yield runtime
 
 
 def sql(creds, query: str, *, database: str | None = None, fetch: bool = False):
@@ -272,7 +251,7 @@ def test_as_root_the_data_belongs_to_one_checkout(private_runtime):
     shutil.rmtree(layout.state)
     for env_file in (layout.dev_env_file, layout.test_env_file):
         env_file.unlink()
-    ensure_env_files(layout)
+    ensure_env_files(layout, pg_port=dev.db_port, redis_port=dev.redis_port)
     assert layout.data_dir != first
     runtime.remove_orphaned_data()
     assert not first.exists()
