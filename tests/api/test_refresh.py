@@ -166,6 +166,63 @@ async def test_failures_back_off_and_turn_into_error_at_the_threshold(
     assert failed[-1].details["status"] == "error"
 
 
+async def test_an_institution_that_stays_down_never_turns_a_connection_into_error(
+    institution_client, institution, test_settings
+):
+    """Transient failures back off without end; the first answer that will not change after
+    the threshold ends it."""
+    client = institution_client
+    headers, provider_id = await connected_schwab(client, test_settings)
+    path = f"/api/v1/providers/{provider_id}/authorization"
+    threshold = test_settings.REFRESH_MAX_FAILURES
+    institution.token_responses.extend([(503, {"message": "down"})] * (threshold + 2))
+    for _ in range(threshold + 2):
+        problem = is_problem(await client.post(f"{path}/refresh", headers=headers), 502)
+        assert (problem["institution_error"], problem["transient"]) == ("http_503", True)
+    status = (await client.get(path, headers=headers)).json()
+    assert (status["status"], status["refresh_failures"]) == ("active", threshold + 2)
+    assert status["retry_at"] is not None
+
+    institution.token_responses.append((200, "<html>not a token</html>"))
+    problem = is_problem(await client.post(f"{path}/refresh", headers=headers), 502)
+    assert (problem["institution_error"], problem["action"]) == ("invalid_response", "reconnect")
+    assert (await client.get(path, headers=headers)).json()["status"] == "error"
+
+
+async def test_a_refresh_whose_commit_was_lost_is_never_presented_again(
+    institution_client, institution, test_settings, session
+):
+    """Our database went away after the institution had rotated the refresh token and before
+    the refresh committed. Presenting the old token again would be refused (invalid_grant: the
+    person would have to reconnect); the next refresh stores the answer kept for it instead."""
+    client = institution_client
+    headers, provider_id = await connected_schwab(client, test_settings)
+    ctx = context(client)
+    connection_id = (await stored_token(session)).connection_id
+    async with ctx.sessions() as job:
+        outcome = await refresh.refresh(ctx, job, connection_id, trigger=refresh.Trigger.ON_DEMAND)
+        assert outcome.kind is refresh.Kind.REFRESHED
+        await job.rollback()  # the commit that never reached the database
+    issued = institution.issued[-1]
+    assert (await stored_token(session)).refresh_token_encrypted is not None
+    assert await audit_rows(session, "refreshed") == []
+
+    path = f"/api/v1/providers/{provider_id}/authorization"
+    response = await client.post(f"{path}/refresh", headers=headers)
+
+    assert response.status_code == 200, response.text
+    assert len(institution.refresh_calls()) == 1  # the spent token was not presented again
+    token = await stored_token(session)
+    context_of = {"context": token_context(connection_id, "refresh")}
+    assert ctx.vault.open(token.refresh_token_encrypted, **context_of) == issued["refresh_token"]
+    (refreshed,) = await audit_rows(session, "refreshed")
+    assert "recovered" in refreshed.details
+    # Saved now: the next refresh goes to the institution with the token it issued last.
+    assert (await client.post(f"{path}/refresh", headers=headers)).status_code == 200
+    assert len(institution.refresh_calls()) == 2
+    assert institution.refresh_calls()[-1]["form"]["refresh_token"] == issued["refresh_token"]
+
+
 def test_back_off_doubles_and_is_capped(test_settings):
     settings = test_settings.model_copy(
         update={"REFRESH_BACKOFF_SECONDS": 30.0, "REFRESH_BACKOFF_MAX_SECONDS": 100.0}

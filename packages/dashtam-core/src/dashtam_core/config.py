@@ -141,7 +141,8 @@ class Settings(BaseSettings):
     REFRESH_CONCURRENCY: int = Field(default=8, ge=1, le=200)
     # Code that needs an access token refreshes it first when it expires within this margin.
     REFRESH_MARGIN_SECONDS: int = Field(default=60, ge=0, le=3600)
-    # Consecutive failures before a connection turns "error" (invalid_grant: at once).
+    # Consecutive failures before a connection turns "error" when the last is not transient
+    # (invalid_grant: at once; transient failures alone never do, docs/refresh.md).
     REFRESH_MAX_FAILURES: int = Field(default=5, ge=1, le=100)
     # Back-off after the n-th consecutive failure: base * 2**(n-1), capped.
     REFRESH_BACKOFF_SECONDS: float = Field(default=30.0, gt=0, le=86400)

@@ -7,19 +7,29 @@ longer due, so the institution sees one refresh per due period, and a rotating r
 never presented twice. A crashed holder's lock goes with its database session; a hung one is
 cut off by ``idle_in_transaction_session_timeout``, set for the refresh's transaction only.
 
+Our own database going away between the institution's answer and the commit would lose a
+rotated refresh token (the next refresh would present a spent one: ``invalid_grant``); the
+answer is therefore kept, sealed, in Valkey until the database has it, and the next refresh of
+the connection, in any process, stores it instead of asking again (_keep_until_saved).
+
 Rotation: a new refresh token replaces the old one; the same one returned, or none, keeps it (and
 its expiry). Every outcome is audited in the refresh's transaction, which is always committed,
 failure or not: ``refreshed`` (with the rotation case), ``refresh_failed`` (with the
 institution's error), ``expired``.
 """
 
+import base64
 import enum
+import hashlib
+import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
 from authlib.integrations.base_client.errors import OAuthError
+from redis.exceptions import RedisError
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,8 +40,13 @@ from dashtam_api.context import AppContext
 from dashtam_core.vault import VaultError, token_context
 from dashtam_models import ConnectionStatus, Provider, ProviderConnection, ProviderToken
 
+log = logging.getLogger(__name__)
+
 NOT_SEEN = object()
 LOCK_NOT_AVAILABLE = "55P03"
+# Institutions' answers kept until the database has them (_keep_until_saved).
+UNSAVED_PREFIX = "refresh:unsaved:"
+UNSAVED_TTL_SECONDS = 7 * 86400
 
 # OAuth errors that say "later", not "never" (RFC 6749 5.2 and common practice).
 TRANSIENT_OAUTH_ERRORS = {"temporarily_unavailable", "server_error", "slow_down"}
@@ -313,8 +328,16 @@ async def _exchange(
         failure = Failure("token_unreadable", "the stored refresh token cannot be decrypted", False)
     if failure is None and (spec is None or not spec.configured):
         failure = Failure("not_configured", f"{provider.provider_key} is not configured", False)
+    recovered = False
     if failure is None:
-        response, failure = await _call_institution(ctx, spec, old_refresh)
+        response, received_at = await _unsaved_answer(ctx, connection.id, old_refresh)
+        recovered = response is not None
+        if recovered:
+            now = received_at
+        else:
+            response, failure = await _call_institution(ctx, spec, old_refresh)
+        if failure is None and not recovered:
+            await _keep_until_saved(ctx, connection.id, old_refresh, response, now)
     where = {
         "user_id": provider.user_id,
         "provider_id": provider.id,
@@ -331,11 +354,69 @@ async def _exchange(
             "rotation": rotation.value,
             "expires_in": response.get("expires_in"),
             "key_id": ctx.vault.current_key_id,
+            **({"recovered": "the answer to a refresh whose commit was lost"} if recovered else {}),
         },
         **where,
     )
     await session.flush()
     return Outcome(Kind.REFRESHED, status=connection.status, rotation=rotation)
+
+
+def _unsaved_key(connection_id: uuid.UUID) -> str:
+    return f"{UNSAVED_PREFIX}{connection_id}"
+
+
+def _digest(refresh_token: str) -> str:
+    return hashlib.sha256(refresh_token.encode()).hexdigest()
+
+
+async def _keep_until_saved(
+    ctx: AppContext, connection_id: uuid.UUID, old_refresh: str, response: dict, now: datetime
+) -> None:
+    """Keep the institution's answer, sealed, in Valkey until the database has it.
+
+    The institution may have spent the refresh token we presented the moment it answered: if
+    our database goes away before the refresh commits, that answer would be lost and the next
+    refresh would present a spent token (``invalid_grant``: the person must reconnect). The
+    next refresh of this connection, in any process, takes the answer from here instead. Once
+    the commit has landed, the entry names a refresh token the database no longer holds and is
+    passed over; it expires after UNSAVED_TTL_SECONDS. Best effort: without Valkey, no entry.
+    """
+    entry = {
+        "presented": _digest(old_refresh),
+        "received_at": now.isoformat(),
+        "answer": base64.b64encode(
+            ctx.vault.seal(json.dumps(response), context=token_context(connection_id, "unsaved"))
+        ).decode(),
+    }
+    try:
+        await ctx.redis.set(_unsaved_key(connection_id), json.dumps(entry), ex=UNSAVED_TTL_SECONDS)
+    except RedisError as exc:
+        log.warning("the refresh of %s is not kept in Valkey: %s", connection_id, exc)
+
+
+async def _unsaved_answer(
+    ctx: AppContext, connection_id: uuid.UUID, refresh_token: str
+) -> tuple[dict | None, datetime | None]:
+    """The institution's answer to ``refresh_token`` if an earlier refresh got it and never
+    committed it (see _keep_until_saved), with when it came; else (None, None)."""
+    try:
+        raw = await ctx.redis.get(_unsaved_key(connection_id))
+    except RedisError as exc:
+        log.warning("cannot look for an unsaved refresh of %s: %s", connection_id, exc)
+        return None, None
+    if not raw:
+        return None, None
+    try:
+        entry = json.loads(raw)
+        if entry["presented"] != _digest(refresh_token):
+            return None, None  # the database has that answer (or a later one)
+        sealed = base64.b64decode(entry["answer"])
+        answer = json.loads(ctx.vault.open(sealed, context=token_context(connection_id, "unsaved")))
+        return answer, datetime.fromisoformat(entry["received_at"])
+    except (ValueError, KeyError, TypeError, VaultError):
+        log.warning("an unreadable unsaved refresh of %s was passed over", connection_id)
+        return None, None
 
 
 async def _call_institution(
@@ -435,7 +516,11 @@ async def _failed(
     connection.refresh_failures += 1
     failures = connection.refresh_failures
     retry_at = None
-    if failure.error == "invalid_grant" or failures >= settings.REFRESH_MAX_FAILURES:
+    # An institution that is down, slow or overloaded (a transient failure) says nothing about
+    # the authorization: however long it lasts, the connection backs off and waits, and only
+    # a lapsed refresh token (expiry) or an answer that will not change ends it.
+    gave_up = not failure.transient and failures >= settings.REFRESH_MAX_FAILURES
+    if failure.error == "invalid_grant" or gave_up:
         connection.status = ConnectionStatus.ERROR.value
         connection.refresh_not_before = None
         why = (
