@@ -19,14 +19,14 @@ import httpx
 import pytest
 import redis.exceptions as redis_errors
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from dashtam_api.auth.security import create_access_token
 from dashtam_api.context import AppContext
 from dashtam_api.jobs import loops
 from dashtam_api.main import create_app
 from dashtam_core.database import Database
-from dashtam_core.outage import lost_dependency
+from dashtam_core.outage import lost_dependency, root_cause
 from tests.fixtures.app import asgi_client
 from tests.helpers import asyncpg_params
 
@@ -158,3 +158,44 @@ async def test_the_background_loops_wait_out_an_unreachable_database(test_settin
 )
 def test_what_counts_as_a_lost_dependency(failure, lost):
     assert lost_dependency(failure) == lost
+
+
+def test_a_lost_dependency_is_logged_by_what_is_behind_it():
+    wrapped = DBAPIError(
+        "SELECT 1", {}, asyncpg.CannotConnectNowError("the database system is shutting down")
+    )
+    assert lost_dependency(wrapped) == "database"
+    assert root_cause(wrapped) == "CannotConnectNowError: the database system is shutting down"
+    assert root_cause(ValueError()) == "ValueError"
+
+
+async def test_a_write_is_put_right_once_the_database_is_back(test_settings, caplog):
+    """What an outage left undone (a sync's claim to give back) is tried again until it goes
+    through; another kind of error ends it at once."""
+    ctx = AppContext.open(test_settings)
+    attempts = []
+
+    async def comes_back_on_the_third_try():
+        attempts.append("try")
+        if attempts.count("try") < 3:
+            raise ConnectionRefusedError(111, "Connect call failed")  # as asyncpg lets it out
+
+    async def a_bug():
+        attempts.append("bug")
+        raise ValueError("not an outage")
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="dashtam_api.context"):
+            ctx.when_back("the first write", comes_back_on_the_third_try, within=10)
+            ctx.when_back("the second write", a_bug, within=10)
+            for _ in range(100):
+                if attempts.count("try") == 3 and "bug" in attempts:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await ctx.close()
+    assert attempts.count("try") == 3
+    assert attempts.count("bug") == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "gave up on the second write: ValueError: not an outage"
+    ]

@@ -4,8 +4,11 @@ The API's lifespan opens it; the background jobs and the `dashtam-jobs` command 
 thing outside any request, so a refresh or a sync runs the same code wherever it starts.
 """
 
+import asyncio
+import logging
 import ssl
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -17,7 +20,10 @@ from dashtam_api.providers.registry import ProviderSpec, build_registry
 from dashtam_core.cache import create_redis
 from dashtam_core.config import Settings
 from dashtam_core.database import Database
+from dashtam_core.outage import lost_dependency, root_cause
 from dashtam_core.vault import Vault
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,6 +42,7 @@ class AppContext:
     sessions: Callable[[], AsyncSession] = field(default=None)  # type: ignore[assignment]
 
     _token_clients: dict[str, AsyncOAuth2Client] = field(default_factory=dict)
+    _when_back: set[asyncio.Task] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.sessions is None:
@@ -100,7 +107,35 @@ class AppContext:
             if connection.is_idle():
                 await connection.aclose()
 
+    def when_back(
+        self, what: str, write: Callable[[], Awaitable[object]], *, within: float
+    ) -> None:
+        """Run ``write`` in the background until our database (or cache) takes it, backing off,
+        for at most ``within`` seconds: what a failure left to put right once it is back (a
+        sync's claim to give back). Another kind of error ends it at once, logged."""
+        task = asyncio.create_task(self._until_back(what, write, within))
+        self._when_back.add(task)
+        task.add_done_callback(self._when_back.discard)
+
+    async def _until_back(self, what: str, write, within: float) -> None:
+        deadline, wait = time.monotonic() + within, 0.1
+        while True:
+            try:
+                await write()
+                return
+            except Exception as exc:
+                if lost_dependency(exc) is None or time.monotonic() + wait > deadline:
+                    log.warning("gave up on %s: %s", what, root_cause(exc))
+                    return
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 0.5)  # a cheap write: soon after the database is back
+
     async def close(self) -> None:
+        # What is still waiting for the database is left to its deadline's fallback (a claim
+        # lapses by itself).
+        for task in list(self._when_back):
+            task.cancel()
+        await asyncio.gather(*self._when_back, return_exceptions=True)
         await self.transport.aclose()
         await self.redis.aclose()
         await self.db.dispose()

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dashtam_api.errors import ProblemError
-from dashtam_core.outage import lost_dependency
+from dashtam_core.outage import lost_dependency, root_cause
 
 PROBLEM_JSON = "application/problem+json"
 # Seconds a client should wait after a 503 for our own database or cache: a restart or a
@@ -61,7 +61,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             lost,
             request.method,
             request.url.path,
-            type(exc).__name__,
+            root_cause(exc),
         )
         return problem(
             503,

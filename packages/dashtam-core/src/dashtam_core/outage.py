@@ -44,3 +44,18 @@ def lost_dependency(exc: BaseException) -> str | None:
             return "database"
         current = getattr(current, "orig", None) or current.__cause__
     return None
+
+
+def root_cause(exc: BaseException) -> str:
+    """The innermost error behind exc, as one short line ("CannotConnectNowError: the database
+    system is starting up"): what a log line about a lost dependency should name."""
+    seen: set[int] = set()
+    current = exc
+    while id(current) not in seen:
+        seen.add(id(current))
+        inner = getattr(current, "orig", None) or current.__cause__
+        if inner is None:
+            break
+        current = inner
+    message = str(current).strip().splitlines()
+    return f"{type(current).__name__}: {message[0][:200]}" if message else type(current).__name__

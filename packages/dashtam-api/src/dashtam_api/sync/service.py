@@ -158,6 +158,25 @@ async def sync_connection(
         if claim.held_until is not None:
             return SyncResult("claimed", status=claim.status)
         return SyncResult("not_due", status=claim.status, synced_at=claim.synced_at)
+    try:
+        return await _sync_claimed(ctx, connection_id, claim, trigger=trigger)
+    except Exception:
+        # Our database (or cache) went away under the sync: the claim is given back once it
+        # is back, not left to lapse (SYNC_LEASE_SECONDS) with every sync answered "claimed".
+        ctx.when_back(
+            f"giving back the sync claim of connection {connection_id}",
+            lambda: _release(
+                ctx, connection_id, lease, error="the sync was cut short", retry=False
+            ),
+            within=ctx.settings.SYNC_LEASE_SECONDS,
+        )
+        raise
+
+
+async def _sync_claimed(
+    ctx: AppContext, connection_id: uuid.UUID, claim: Claim, *, trigger: refresh.Trigger
+) -> SyncResult:
+    lease = claim.lease
     spec = ctx.registry.get(claim.provider_key)
     fetch = DATA_APIS.get(spec.data_api) if spec and spec.data_api else None
     if fetch is None:
