@@ -328,7 +328,8 @@ class Failure(BaseModel):
     endpoint: Literal["authorize", "token", "revoke", "api"]
     status: int = Field(default=500, ge=400, le=599)
     error: str = Field(default="server_error", max_length=50)
-    times: int = Field(default=1, ge=1, le=100)
+    # How many calls in a row (0: cancel what is left of an earlier one).
+    times: int = Field(default=1, ge=0, le=100_000)
     # 200 with an HTML page instead of JSON (status and error are then unused).
     malformed: bool = False
 
@@ -350,7 +351,8 @@ async def inject_failure(
 class Delay(BaseModel):
     endpoint: Literal["token", "revoke", "api"]
     seconds: float = Field(gt=0, le=30)
-    times: int = Field(default=1, ge=1, le=100)
+    # How many calls in a row (0: cancel what is left of an earlier one).
+    times: int = Field(default=1, ge=0, le=100_000)
 
 
 @router.post("/_control/delay", status_code=204)

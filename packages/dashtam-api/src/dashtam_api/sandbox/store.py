@@ -93,8 +93,16 @@ async def revoke(redis: Redis, token: str) -> None:
     await redis.delete(f"{PREFIX}access:{digest}", f"{PREFIX}refresh:{digest}")
 
 
+async def _set_countdown(redis: Redis, key: str, value: dict) -> None:
+    """The next ``times`` calls get it; ``times`` 0 takes back what is left of an earlier one."""
+    if value["times"] == 0:
+        await redis.delete(key)
+    else:
+        await redis.set(key, json.dumps(value), ex=600)
+
+
 async def set_failure(redis: Redis, endpoint: str, failure: dict) -> None:
-    await redis.set(f"{PREFIX}fail:{endpoint}", json.dumps(failure), ex=600)
+    await _set_countdown(redis, f"{PREFIX}fail:{endpoint}", failure)
 
 
 async def take_failure(redis: Redis, endpoint: str, *, key: str | None = None) -> dict | None:
@@ -113,7 +121,7 @@ async def take_failure(redis: Redis, endpoint: str, *, key: str | None = None) -
 
 
 async def set_delay(redis: Redis, endpoint: str, delay: dict) -> None:
-    await redis.set(f"{PREFIX}delay:{endpoint}", json.dumps(delay), ex=600)
+    await _set_countdown(redis, f"{PREFIX}delay:{endpoint}", delay)
 
 
 async def take_delay(redis: Redis, endpoint: str) -> None:
