@@ -151,6 +151,15 @@ async def test_injected_failures_count_down(client, test_settings):
         failed = await client.post("/sandbox/oauth/token", data={})
         assert failed.json()["error"] == "temporarily_unavailable"
     assert (await client.post("/sandbox/oauth/token", data={})).json()["error"] == "invalid_client"
+    # times 0 takes back what is left of an earlier injection.
+    for times in (50, 0):
+        control = await client.post(
+            "/sandbox/_control/fail",
+            auth=client_auth(test_settings),
+            json={"endpoint": "token", "status": 503, "times": times},
+        )
+        assert control.status_code == 204
+    assert (await client.post("/sandbox/oauth/token", data={})).json()["error"] == "invalid_client"
     refused = await client.post("/sandbox/_control/fail", json={"endpoint": "token"})
     assert refused.status_code == 401
 
