@@ -137,3 +137,37 @@ async def test_health_is_probed_once_per_interval(test_settings):
     finally:
         await redis.aclose()
         await db.dispose()
+
+
+async def test_the_first_command_after_a_valkey_restart_succeeds(test_settings, private_valkey):
+    """Every pooled connection died with the server: the first command on one is retried on a
+    fresh connection (create_redis's Retry), not answered 503."""
+    from dashtam_core.cache import create_redis
+
+    settings = test_settings.model_copy(
+        update={"REDIS_URL": f"redis://default:{PASSWORD}@127.0.0.1:{private_valkey.port}/0"}
+    )
+    redis = create_redis(settings)
+    try:
+        assert await wait_for(redis.ping)
+        # Several connections in the pool, all idle when the server goes.
+        await asyncio.gather(*(redis.set(f"k{n}", n) for n in range(6)))
+        private_valkey.stop()
+        private_valkey.start()
+        assert await wait_for(lambda: _pings(private_valkey.port))
+        for _ in range(6):
+            assert await redis.set("after", "restart")
+    finally:
+        await redis.aclose()
+
+
+async def _pings(port: int) -> bool:
+    import redis.asyncio as aioredis
+
+    probe = aioredis.Redis(port=port, password=PASSWORD)
+    try:
+        return await probe.ping()
+    except Exception:
+        return False
+    finally:
+        await probe.aclose()

@@ -1,8 +1,11 @@
 """The Valkey (Redis protocol) client of this process."""
 
 from redis.asyncio import Redis
+
+# The asyncio Retry: given redis.retry's, the client "retries" a coroutine it has not awaited
+# yet, so it never retries (the first command after a Valkey restart failed).
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from dashtam_core.config import Settings
 from dashtam_core.database import ProbeResult, probe
