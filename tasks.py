@@ -127,6 +127,7 @@ def test_setup(c):
         "integration": "Run the integration tests (real PostgreSQL and Valkey).",
         "api": "Run the HTTP API tests.",
         "e2e": "Run the end-to-end tests (real HTTPS API, callback and sandbox servers).",
+        "faults": "Run the fault drill (a private project's servers restarted under load).",
         "cov": "Measure coverage and print a combined report (HTML in htmlcov/).",
         "pytest_args": "More pytest arguments as one string, e.g. --pytest-args='-k health -x'.",
     },
@@ -139,6 +140,7 @@ def test(
     integration=False,
     api=False,
     e2e=False,
+    faults=False,
     cov=False,
     pytest_args="",
 ):
@@ -146,7 +148,14 @@ def test(
     args = ["test"]
     if parallel:
         args += ["--parallel", "--workers", str(workers or c.dashtam.workers)]
-    for suite, picked in (("unit", unit), ("integration", integration), ("api", api), ("e2e", e2e)):
+    picks = (
+        ("unit", unit),
+        ("integration", integration),
+        ("api", api),
+        ("e2e", e2e),
+        ("faults", faults),
+    )
+    for suite, picked in picks:
         if picked:
             args += ["--suite", suite]
     if cov:
@@ -229,13 +238,15 @@ def demo(c):
         "name": "Which benchmark: tests (suite serial vs parallel, clone vs build, rollback vs "
         "truncate), migrations (upgrade from empty vs create_all, the template build) or "
         "refresh (2,000 due connections, one refresher process vs two) or api (wrk against "
-        "the API beside bare FastAPI, 1 and 2 workers).",
+        "the API beside bare FastAPI, 1 and 2 workers) or faults (the fault drill on a "
+        "private project: restarts, institution failures and a stop under load).",
         "repeat": "Runs per micro-measurement; the median is reported.",
         "suite_repeat": "Runs of the whole suite, serial and parallel each.",
-        "duration": "api: seconds of load per endpoint (wrk -d).",
+        "duration": "api: seconds of load per endpoint (wrk -d); faults: seconds per phase.",
+        "clients": "api: wrk connections; faults: clients (two loops each).",
     },
 )
-def bench(c, name, repeat=3, suite_repeat=1, duration=10):
+def bench(c, name, repeat=3, suite_repeat=1, duration=10, clients=32):
     """Run a benchmark under bench/ and print its ratios (noisy machines: compare ratios)."""
     _infra(
         c,
@@ -246,6 +257,8 @@ def bench(c, name, repeat=3, suite_repeat=1, duration=10):
         str(suite_repeat),
         "--duration",
         str(duration),
+        "--clients",
+        str(clients),
         env="test",
         module="bench",
     )

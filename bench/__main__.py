@@ -8,16 +8,24 @@ from infra.errors import InfraError
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("name", choices=["tests", "migrations", "refresh", "api"])
+    parser.add_argument("name", choices=["tests", "migrations", "refresh", "api", "faults"])
     parser.add_argument("--repeat", type=int, default=3, help="runs per micro-measurement (median)")
     parser.add_argument("--suite-repeat", type=int, default=1, help="runs of the whole suite")
     parser.add_argument("--tiny-tests", type=int, default=200)
     parser.add_argument("--connections", type=int, default=2000, help="refresh: due connections")
-    parser.add_argument("--duration", type=int, default=10, help="api: seconds per wrk run")
-    parser.add_argument("--clients", type=int, default=32, help="api: wrk connections")
+    parser.add_argument(
+        "--duration", type=int, default=10, help="api: seconds per wrk run; faults: per phase"
+    )
+    parser.add_argument(
+        "--clients", type=int, default=32, help="api: wrk connections; faults: clients"
+    )
     args = parser.parse_args()
     try:
-        if args.name == "api":
+        if args.name == "faults":
+            from bench import faults
+
+            faults.run(clients=args.clients, phase_seconds=args.duration)
+        elif args.name == "api":
             from bench import api
 
             api.run(duration=args.duration, connections=args.clients)

@@ -21,7 +21,7 @@ from infra.runtime.local import SERVERS, LocalRuntime, valkey_ping
 # dashtam_core (SQLAlchemy, Alembic) and redis are imported inside the workflows that use them:
 # quick tasks such as `inv status` do not pay for them.
 
-TEST_SUITES = ("unit", "integration", "api", "e2e")
+TEST_SUITES = ("unit", "integration", "api", "e2e", "faults")
 
 
 def say(message: str) -> None:

@@ -1,0 +1,427 @@
+"""The fault drill: steady load on a Dashtam of its own while its database restarts, its cache
+restarts, the sandbox institution fails and then answers late, and at last the API is stopped;
+afterwards, what the API acknowledged is looked for in the database.
+
+It runs on a private project (infra/private.py), never on the shared servers: the tests run it
+with a little load (tests/faults/), `inv bench faults` with more.
+
+Load: ``clients`` clients at once (one person, signed in once, with a connected sandbox provider
+per client), each running two loops side by side: ``GET /health``, the provider list and a new
+provider (a write: its id is kept when the API acknowledges it); and a sync of its connection
+(the institution) with a token refresh every fourth round (acknowledged refreshes are counted). An answer counts
+toward the phase in which its request started, and may be what any phase allows from that one
+to the one in which it ended (a sync that starts before a restart may end during it).
+
+Phases, each ``phase_seconds`` long, in this order, with what each may answer besides 2xx
+(anything else, a 500 above all, fails the drill):
+
+==================  ==========================================================================
+steady              nothing else
+postgres restart    503 (the database is down), 409 (a sync the restart cut short holds its
+                    claim until the database is back and takes it back)
+valkey restart      503 (the cache is down), 502/504 (the sandbox keeps its state in Valkey: to
+                    Dashtam it is an institution failing)
+institution down    502, 504: the sandbox's token and data endpoints answer 503
+institution slow    502, 504: its data API answers after the API's per-call timeout
+graceful stop       502 (the sandbox stops with the API), "refused" once the API is gone,
+                    "closed" for a request sent on a kept-alive connection as the stopping
+                    server closed it; requests under way when it was told to stop must still
+                    be answered (one cut off would be a 500)
+==================  ==========================================================================
+
+"Recovered": seconds from the fault's end (the server started again, the sandbox healed) to the
+first healthy ``/health`` (database, cache) or the first successful sync (institution); for the
+graceful stop, the seconds the API took to stop.
+"""
+
+import asyncio
+import collections
+import secrets
+import ssl
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import asyncpg
+import httpx
+
+from infra import apps, workflows
+from infra.demo import Browser
+from infra.envfiles import read_both
+from infra.errors import InfraError
+from infra.files import read_env
+from infra.runtime.local import LocalRuntime
+
+PHASES = (
+    "steady",
+    "postgres restart",
+    "valkey restart",
+    "institution down",
+    "institution slow",
+    "graceful stop",
+)
+ALLOWED = {
+    "steady": set(),
+    "postgres restart": {"503", "409"},
+    "valkey restart": {"503", "502", "504"},
+    "institution down": {"502", "504"},
+    "institution slow": {"502", "504"},
+    "graceful stop": {"502", "refused", "closed"},
+}
+# The private API's settings for a drill: institutions time out fast; a stop gives requests
+# under way 3 s, and then goes. (It takes all of it: the load's idle kept-alive TLS connections
+# never answer the server's close_notify, and uvicorn waits for every connection to close.)
+DRILL_SETTINGS = {"OAUTH_HTTP_TIMEOUT_SECONDS": "2", "SHUTDOWN_GRACE_SECONDS": "3"}
+REFRESH_EVERY = 4
+
+
+@dataclass
+class Phase:
+    name: str
+    answers: collections.Counter = field(default_factory=collections.Counter)
+    recovered_seconds: float | None = None
+    # "<answer> <METHOD> <route>" of every answer the phase may not give, to say where
+    misplaced: collections.Counter = field(default_factory=collections.Counter)
+
+    by_route: collections.Counter = field(default_factory=collections.Counter)
+    # the first of each, as the API wrote it
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def count(
+        self, answer: str, method: str, route: str, *, body: str = "", until: str | None = None
+    ) -> None:
+        """An answer to a request that started in this phase and ended in phase ``until``
+        (this one if None): it may give what any phase from here to there allows."""
+        self.answers[answer] += 1
+        self.by_route[f"{answer} {method} {route}"] += 1
+        spanned = PHASES[PHASES.index(self.name) : PHASES.index(until or self.name) + 1]
+        allowed = set().union(*(ALLOWED[name] for name in spanned))
+        if not (answer.startswith("2") or answer in allowed):
+            where = f"{answer} {method} {route}"
+            self.misplaced[where] += 1
+            self.examples.setdefault(where, body[:300])
+
+
+@dataclass
+class Report:
+    phases: dict[str, Phase]
+    written: list[str] = field(default_factory=list)  # ids of the acknowledged new providers
+    writes_found: int = 0
+    refreshed: collections.Counter = field(default_factory=collections.Counter)  # per provider
+    refresh_audit_rows: int = 0
+    short_audited: list[str] = field(default_factory=list)  # connections missing audit rows
+    # provider id -> its status and its last audit rows, for connections no longer active
+    not_active: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def acknowledged_writes(self) -> int:
+        return len(self.written)
+
+    @property
+    def acknowledged_refreshes(self) -> int:
+        return sum(self.refreshed.values())
+
+    def problems(self) -> list[str]:
+        found = [
+            f"{phase.name}: answered {dict(phase.misplaced)}, e.g. {phase.examples}"
+            for phase in self.phases.values()
+            if phase.misplaced
+        ]
+        if self.writes_found != self.acknowledged_writes:
+            found.append(
+                f"{self.acknowledged_writes - self.writes_found} of "
+                f"{self.acknowledged_writes} acknowledged writes are missing"
+            )
+        if self.short_audited:
+            found.append(f"refreshes acknowledged without an audit row: {self.short_audited}")
+        if self.not_active:
+            found.append(f"connections no longer active: {self.not_active}")
+        for phase in self.phases.values():
+            if phase.name != "graceful stop" and phase.recovered_seconds is None:
+                found.append(f"{phase.name}: did not recover")
+        return found
+
+    def table(self) -> list[str]:
+        lines = [f"{'phase':<18} {'2xx':>6} {'503':>5} {'502/504':>8} {'other':>6}  recovered"]
+        for phase in self.phases.values():
+            a = phase.answers
+            ok = sum(n for k, n in a.items() if k.startswith("2"))
+            gateway = a["502"] + a["504"]
+            other = sum(a.values()) - ok - a["503"] - gateway
+            recovered = (
+                f"{phase.recovered_seconds:.2f} s" if phase.recovered_seconds is not None else "-"
+            )
+            detail = {
+                k: n
+                for k, n in a.items()
+                if not k.startswith("2") and k not in ("503", "502", "504")
+            }
+            lines.append(
+                f"{phase.name:<18} {ok:>6} {a['503']:>5} {gateway:>8} {other:>6}  {recovered}"
+                + (f"  {dict(detail)}" if detail else "")
+            )
+        lines.append(
+            f"acknowledged writes found afterwards: {self.writes_found} of "
+            f"{self.acknowledged_writes}; acknowledged refreshes {self.acknowledged_refreshes}, "
+            f"`refreshed` audit rows {self.refresh_audit_rows}"
+        )
+        return lines
+
+
+def configure(runtime: LocalRuntime) -> None:
+    """The drill's settings in the private project's development env file (before `up`)."""
+    for key, value in DRILL_SETTINGS.items():
+        workflows.set_env_value(runtime.layout.dev_env_file, key, value)
+
+
+def run(runtime: LocalRuntime, *, clients: int, phase_seconds: float, pause: float = 0.0) -> Report:
+    """Start the private project, run every phase under load, stop it, check the database.
+    ``pause``: seconds each loop waits between its requests (0: as fast as the API answers)."""
+    layout = runtime.layout
+    configure(runtime)
+    workflows.up(layout, reload=False, timeout=90)
+    env = read_env(layout.dev_env_file)
+    people = _connect(layout, env, clients + 1)  # one more: the recovery probe's
+    report = asyncio.run(_drill(runtime, env, people, phase_seconds, pause))
+    asyncio.run(_check(runtime, people, report))
+    return report
+
+
+@dataclass
+class Person:
+    headers: dict[str, str]
+    provider_ids: list[str]
+
+
+def _connect(layout, env: dict[str, str], connections: int) -> Person:
+    """One person, signed in, with ``connections`` connected sandbox providers."""
+    api = env["API_BASE_URL"].rstrip("/")
+    tls = ssl.create_default_context(cafile=str(layout.ca_file))
+    email, password = f"drill-{secrets.token_hex(4)}@example.com", secrets.token_urlsafe(18)
+    with httpx.Client(base_url=api, verify=tls, timeout=30) as client:
+
+        def call(method: str, path: str, expect: int, **kwargs) -> dict:
+            response = client.request(method, path, **kwargs)
+            if response.status_code != expect:
+                raise InfraError(f"drill set-up: {method} {path} answered {response.status_code}")
+            return response.json()
+
+        call("POST", "/api/v1/auth/register", 201, json={"email": email, "password": password})
+        token = call("POST", "/api/v1/auth/login", 200, json={"email": email, "password": password})
+        client.headers["Authorization"] = f"Bearer {token['access_token']}"
+        ids = []
+        browser = Browser(layout.ca_file)
+        try:
+            for n in range(connections):
+                provider = call(
+                    "POST",
+                    "/api/v1/providers",
+                    201,
+                    json={"provider_key": "sandbox", "alias": f"drill {n}"},
+                )
+                path = f"/api/v1/providers/{provider['id']}/authorization"
+                browser.authorize(call("POST", path, 201)["authorization_url"])
+                if call("GET", path, 200)["status"] != "active":
+                    raise InfraError("drill set-up: a sandbox connection did not become active")
+                ids.append(provider["id"])
+        finally:
+            browser.close()
+    return Person(headers=dict(client.headers), provider_ids=ids)
+
+
+class _Load:
+    def __init__(
+        self, http: httpx.AsyncClient, person: Person, phases: dict[str, Phase], pause: float
+    ):
+        self.http, self.person, self.phases, self.pause = http, person, phases, pause
+        self.phase = PHASES[0]
+        self.stop = asyncio.Event()
+        self.acknowledged_writes: list[str] = []
+        self.acknowledged_refreshes: collections.Counter = collections.Counter()
+
+    async def call(self, method: str, path: str, route: str, **kwargs) -> httpx.Response | None:
+        if self.pause:
+            await asyncio.sleep(self.pause)
+        phase = self.phases[self.phase]
+        try:
+            response = await self.http.request(method, path, headers=self.person.headers, **kwargs)
+        except httpx.ConnectError:
+            phase.count("refused", method, route, until=self.phase)
+            await asyncio.sleep(0.05)  # the API is gone: do not spin
+            return None
+        except httpx.RemoteProtocolError:
+            # The server closed a kept-alive connection as this request went out on it (what
+            # a server that stops does with idle connections): it was never a request under way.
+            phase.count("closed", method, route, until=self.phase)
+            return None
+        except httpx.TransportError as exc:
+            phase.count(type(exc).__name__, method, route, until=self.phase)
+            return None
+        phase.count(str(response.status_code), method, route, body=response.text, until=self.phase)
+        return response
+
+    async def reads_and_writes(self, n: int) -> None:
+        """Health, the provider list and a new provider (the writes checked afterwards)."""
+        round_ = 0
+        while not self.stop.is_set():
+            round_ += 1
+            await self.call("GET", "/health", "/health")
+            await self.call("GET", "/api/v1/providers", "providers", params={"limit": 20})
+            created = await self.call(
+                "POST",
+                "/api/v1/providers",
+                "providers",
+                json={"provider_key": "sandbox", "alias": f"drill {n}-{round_}"},
+            )
+            if created is not None and created.status_code == 201:
+                self.acknowledged_writes.append(created.json()["id"])
+
+    async def institution_calls(self, provider_id: str) -> None:
+        """Syncs of one connection, and every few a token refresh: the calls that reach the
+        institution (slow when it is), in a loop of their own beside the reads and writes."""
+        provider = f"/api/v1/providers/{provider_id}"
+        round_ = 0
+        while not self.stop.is_set():
+            round_ += 1
+            await self.call("POST", f"{provider}/sync", "sync")
+            if round_ % REFRESH_EVERY == 0:
+                refreshed = await self.call("POST", f"{provider}/authorization/refresh", "refresh")
+                if refreshed is not None and refreshed.status_code == 200:
+                    self.acknowledged_refreshes[provider_id] += 1
+
+
+async def _drill(
+    runtime: LocalRuntime, env: dict, person: Person, phase_seconds: float, pause: float
+):
+    layout = runtime.layout
+    dev, test = read_both(layout)
+    phases = {name: Phase(name) for name in PHASES}
+    tls = ssl.create_default_context(cafile=str(layout.ca_file))
+    probe_provider, *providers = person.provider_ids
+    sandbox = (env["SANDBOX_CLIENT_ID"], env["SANDBOX_CLIENT_SECRET"])
+    timeout = float(env["OAUTH_HTTP_TIMEOUT_SECONDS"])
+    async with (
+        httpx.AsyncClient(base_url=env["API_BASE_URL"], verify=tls, timeout=60) as http,
+        httpx.AsyncClient(base_url=env["API_BASE_URL"], verify=tls, timeout=10) as probe,
+    ):
+        load = _Load(http, person, phases, pause)
+
+        async def healthy() -> bool:
+            try:
+                return (await probe.get("/health")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        async def synced() -> bool:
+            try:
+                response = await probe.post(
+                    f"/api/v1/providers/{probe_provider}/sync", headers=person.headers
+                )
+            except httpx.HTTPError:
+                return False
+            return response.status_code == 200
+
+        async def recovered(check) -> float | None:
+            started = time.monotonic()
+            while time.monotonic() - started < 30:
+                if await check():
+                    return time.monotonic() - started
+                await asyncio.sleep(0.05)
+            return None
+
+        async def control(what: str, **body) -> None:
+            for _ in range(50):  # through a 503 of a cache that has only just come back
+                response = await probe.post(f"/sandbox/_control/{what}", json=body, auth=sandbox)
+                if response.status_code == 204:
+                    return
+                await asyncio.sleep(0.1)
+            raise InfraError(f"the sandbox refused {what}: {response.status_code}")
+
+        async def restart(stop, start) -> None:
+            await asyncio.to_thread(stop)
+            # Down for longer than /health's cache (HEALTH_CACHE_SECONDS, 1 s): it shows.
+            await asyncio.sleep(1.5)
+            await asyncio.to_thread(start)
+
+        tasks = [
+            asyncio.create_task(work)
+            for n, provider_id in enumerate(providers)
+            for work in (load.reads_and_writes(n), load.institution_calls(provider_id))
+        ]
+        try:
+            for name in PHASES:
+                load.phase = name
+                started = time.monotonic()
+                phase = phases[name]
+                if name == "postgres restart":
+                    await restart(
+                        runtime.stop_postgres, lambda: runtime.start_postgres(dev.db_port)
+                    )
+                    phase.recovered_seconds = await recovered(healthy)
+                elif name == "valkey restart":
+                    await restart(runtime.stop_valkey, lambda: runtime.start_valkey(dev, test))
+                    phase.recovered_seconds = await recovered(healthy)
+                elif name in ("institution down", "institution slow"):
+                    faults = (
+                        [("fail", {"endpoint": e, "status": 503}) for e in ("token", "api")]
+                        if name == "institution down"
+                        else [("delay", {"endpoint": "api", "seconds": timeout * 1.5})]
+                    )
+                    for what, body in faults:
+                        await control(what, times=100_000, **body)
+                    await asyncio.sleep(phase_seconds)
+                    for what, body in faults:
+                        await control(what, times=0, **body)
+                    phase.recovered_seconds = await recovered(synced)
+                elif name == "graceful stop":
+                    await asyncio.sleep(phase_seconds / 2)
+                    stopping = time.monotonic()
+                    await asyncio.to_thread(apps.stop_app, apps.APPS[0], layout=layout)
+                    phase.recovered_seconds = time.monotonic() - stopping  # here: stopped in
+                else:
+                    phase.recovered_seconds = 0.0
+                await asyncio.sleep(max(0.0, phase_seconds - (time.monotonic() - started)))
+        finally:
+            load.stop.set()
+            await asyncio.gather(*tasks)
+    return Report(
+        phases=phases, written=load.acknowledged_writes, refreshed=load.acknowledged_refreshes
+    )
+
+
+async def _check(runtime: LocalRuntime, person: Person, report: Report) -> None:
+    """What the API acknowledged, looked for in the database (the API is down by now)."""
+    dev, _ = read_both(runtime.layout)
+    conn = await asyncpg.connect(
+        host=dev.db_host,
+        port=dev.db_port,
+        user=dev.db_user,
+        password=dev.db_password,
+        database=dev.db_name,
+    )
+    try:
+        report.writes_found = await conn.fetchval(
+            "SELECT count(*) FROM providers WHERE id = ANY($1::uuid[])", report.written
+        )
+        audited = dict(
+            await conn.fetch(
+                "SELECT provider_id::text, count(*) FROM provider_audit_logs "
+                "WHERE action = 'refreshed' AND provider_id = ANY($1::uuid[]) GROUP BY 1",
+                person.provider_ids,
+            )
+        )
+        report.refresh_audit_rows = sum(audited.values())
+        report.short_audited = [p for p, n in report.refreshed.items() if audited.get(p, 0) < n]
+        for provider_id, status in await conn.fetch(
+            "SELECT provider_id::text, status FROM provider_connections "
+            "WHERE provider_id = ANY($1::uuid[]) AND status <> 'active'",
+            person.provider_ids,
+        ):
+            last = await conn.fetch(
+                "SELECT action, details::text FROM provider_audit_logs WHERE provider_id = $1 "
+                "ORDER BY created_at DESC LIMIT 3",
+                uuid.UUID(provider_id),
+            )
+            report.not_active[provider_id] = [status, *(tuple(row) for row in last)]
+    finally:
+        await conn.close()
