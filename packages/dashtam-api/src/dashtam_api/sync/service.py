@@ -161,8 +161,9 @@ async def sync_connection(
     try:
         return await _sync_claimed(ctx, connection_id, claim, trigger=trigger)
     except Exception:
-        # Our database (or cache) went away under the sync: the claim is given back once it
-        # is back, not left to lapse (SYNC_LEASE_SECONDS) with every sync answered "claimed".
+        # Cut short (our database or cache went away under it, above all): the claim is given
+        # back at once or as soon as the database is back, not left to lapse after
+        # SYNC_LEASE_SECONDS with every sync of the connection answered "claimed" till then.
         ctx.when_back(
             f"giving back the sync claim of connection {connection_id}",
             lambda: _release(
