@@ -73,6 +73,7 @@ ALLOWED = {
 # never answer the server's close_notify, and uvicorn waits for every connection to close.)
 DRILL_SETTINGS = {"OAUTH_HTTP_TIMEOUT_SECONDS": "2", "SHUTDOWN_GRACE_SECONDS": "3"}
 REFRESH_EVERY = 4
+SETTLE_SECONDS = 1.0
 
 
 @dataclass
@@ -138,7 +139,8 @@ class Report:
             found.append(f"connections no longer active: {self.not_active}")
         for phase in self.phases.values():
             if phase.name != "graceful stop" and phase.recovered_seconds is None:
-                found.append(f"{phase.name}: did not recover")
+                last = phase.examples.get("did not recover", "")
+                found.append(f"{phase.name}: did not recover in 30 s (last: {last})")
         return found
 
     def table(self) -> list[str]:
@@ -306,20 +308,23 @@ async def _drill(
     ):
         load = _Load(http, person, phases, pause)
 
-        async def healthy() -> bool:
-            try:
-                return (await probe.get("/health")).status_code == 200
-            except httpx.HTTPError:
-                return False
+        last_probe: list[str] = [""]  # what the probe last got, said if it never recovers
 
-        async def synced() -> bool:
+        async def answered_200(method: str, path: str, **kwargs) -> bool:
             try:
-                response = await probe.post(
-                    f"/api/v1/providers/{probe_provider}/sync", headers=person.headers
-                )
-            except httpx.HTTPError:
+                response = await probe.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                last_probe[0] = f"{method} {path}: {type(exc).__name__}"
                 return False
+            last_probe[0] = f"{method} {path}: {response.status_code} {response.text[:300]}"
             return response.status_code == 200
+
+        def healthy():
+            return answered_200("GET", "/health")
+
+        def synced():
+            sync = f"/api/v1/providers/{probe_provider}/sync"
+            return answered_200("POST", sync, headers=person.headers)
 
         async def recovered(check) -> float | None:
             started = time.monotonic()
@@ -327,6 +332,7 @@ async def _drill(
                 if await check():
                     return time.monotonic() - started
                 await asyncio.sleep(0.05)
+            phases[load.phase].examples["did not recover"] = last_probe[0]
             return None
 
         async def control(what: str, **body) -> None:
@@ -358,6 +364,9 @@ async def _drill(
                         runtime.stop_postgres, lambda: runtime.start_postgres(dev.db_port)
                     )
                     phase.recovered_seconds = await recovered(healthy)
+                    # What the outage left to put right (a sync's claim to give back, tried
+                    # every 0.5 s at most) is put right before the next phase judges syncs.
+                    await asyncio.sleep(SETTLE_SECONDS)
                 elif name == "valkey restart":
                     await restart(runtime.stop_valkey, lambda: runtime.start_valkey(dev, test))
                     phase.recovered_seconds = await recovered(healthy)
