@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from dashtam_api import __version__
+from dashtam_api import __version__, docs
 from dashtam_api.accounts.router import router as accounts_router
 from dashtam_api.auth.router import router as auth_router
 from dashtam_api.auth.security import Passwords
@@ -101,9 +101,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         telemetry={kind: settings.OTEL_INSTRUMENTATION for kind in ("tracing", "metrics", "logs")},
-        docs_url="/docs" if settings.ENVIRONMENT != "production" else None,
+        docs_url=None,  # served by docs.py, from the project (works offline)
         redoc_url=None,
     )
+    if settings.ENVIRONMENT != "production":
+        docs.install(app)
     app.state.settings = settings
     app.state.vault = Vault.from_spec(settings.TOKEN_ENCRYPTION_KEYS)
     app.state.passwords = Passwords(settings)

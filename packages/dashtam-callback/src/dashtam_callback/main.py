@@ -17,27 +17,21 @@ from starlette.routing import Route
 
 from dashtam_callback import __version__
 from dashtam_core.config import Settings, settings_or_exit
+from dashtam_core.pages import page_headers
 
 FORWARD_PATH = "/api/v1/oauth/callback"
 
 
 def _page(title: str, message: str, status: int) -> HTMLResponse:
     html = (
-        "<!doctype html><html><head><meta charset='utf-8'>"
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{escape(title)}</title></head>"
         "<body style='font-family:sans-serif;max-width:40em;margin:3em auto'>"
         f"<h1>{escape(title)}</h1><p>{escape(message)}</p>"
         "<p>You can close this window.</p></body></html>"
     )
-    return HTMLResponse(
-        html,
-        status_code=status,
-        headers={
-            "Cache-Control": "no-store",
-            "Referrer-Policy": "no-referrer",
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-        },
-    )
+    policy = "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'"
+    return HTMLResponse(html, status_code=status, headers=page_headers(policy))
 
 
 def _tls(settings: Settings) -> ssl.SSLContext:

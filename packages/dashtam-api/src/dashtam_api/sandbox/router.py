@@ -13,7 +13,7 @@ import hmac
 import secrets
 from html import escape
 from typing import Annotated, Literal
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from fastapi import APIRouter, Form, Header, Query, Request
@@ -24,6 +24,7 @@ from dashtam_api.deps import RedisDep, SettingsDep
 from dashtam_api.providers.registry import redirect_uri
 from dashtam_api.sandbox import data, store
 from dashtam_core.config import Settings
+from dashtam_core.pages import page_headers
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox"], include_in_schema=False)
 
@@ -38,13 +39,21 @@ def _oauth_error(status: int, error: str, description: str, headers=None) -> JSO
     )
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+def _page(settings: Settings, title: str, body: str, status: int = 200) -> HTMLResponse:
     html = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{escape(title)}</title>"
         "</head><body style='font-family:sans-serif;max-width:40em;margin:3em auto'>"
         f"<h1>{escape(title)}</h1>{body}</body></html>"
     )
-    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    # The approval form posts here and is redirected to the callback server: browsers hold a
+    # form's redirects to form-action too.
+    callback = urlsplit(redirect_uri(settings))
+    policy = (
+        "default-src 'none'; style-src 'unsafe-inline'; "
+        f"form-action 'self' {callback.scheme}://{callback.netloc}"
+    )
+    return HTMLResponse(html, status_code=status, headers=page_headers(policy))
 
 
 class AuthorizationRequest(BaseModel):
@@ -77,8 +86,8 @@ class AuthorizationDecision(AuthorizationRequest):
     decision: Literal["approve", "deny"]
 
 
-def _invalid(problem: str) -> HTMLResponse:
-    return _page("Sandbox: invalid request", f"<p>{escape(problem)}</p>", 400)
+def _invalid(settings: Settings, problem: str) -> HTMLResponse:
+    return _page(settings, "Sandbox: invalid request", f"<p>{escape(problem)}</p>", 400)
 
 
 def _back(redirect: str, **params: str) -> RedirectResponse:
@@ -94,7 +103,7 @@ async def authorize_page(
 ):
     problem = query.problem(settings)
     if problem:
-        return _invalid(problem)
+        return _invalid(settings, problem)
     failure = await store.take_failure(redis, "authorize")
     if failure:
         return _back(
@@ -113,7 +122,7 @@ async def authorize_page(
         "<button name='decision' value='approve'>Approve</button> "
         "<button name='decision' value='deny'>Deny</button></form>"
     )
-    return _page("Dashtam Sandbox Bank", body)
+    return _page(settings, "Dashtam Sandbox Bank", body)
 
 
 @router.post("/oauth/authorize")
@@ -124,7 +133,7 @@ async def authorize_decision(
 ):
     problem = form.problem(settings)
     if problem:
-        return _invalid(problem)
+        return _invalid(settings, problem)
     if form.decision == "deny":
         return _back(
             form.redirect_uri,
