@@ -81,11 +81,11 @@ class Phase:
     name: str
     answers: collections.Counter = field(default_factory=collections.Counter)
     recovered_seconds: float | None = None
-    # "<answer> <METHOD> <route>" of every answer the phase may not give, to say where
-    misplaced: collections.Counter = field(default_factory=collections.Counter)
-
+    # every answer as "<answer> <METHOD> <route>"
     by_route: collections.Counter = field(default_factory=collections.Counter)
-    # the first of each, as the API wrote it
+    # the same, of the answers the phase may not give...
+    misplaced: collections.Counter = field(default_factory=collections.Counter)
+    # ...and the first of each as the API wrote it (also why a phase did not recover)
     examples: dict[str, str] = field(default_factory=dict)
 
     def count(
@@ -93,12 +93,12 @@ class Phase:
     ) -> None:
         """An answer to a request that started in this phase and ended in phase ``until``
         (this one if None): it may give what any phase from here to there allows."""
+        where = f"{answer} {method} {route}"
         self.answers[answer] += 1
-        self.by_route[f"{answer} {method} {route}"] += 1
+        self.by_route[where] += 1
         spanned = PHASES[PHASES.index(self.name) : PHASES.index(until or self.name) + 1]
         allowed = set().union(*(ALLOWED[name] for name in spanned))
         if not (answer.startswith("2") or answer in allowed):
-            where = f"{answer} {method} {route}"
             self.misplaced[where] += 1
             self.examples.setdefault(where, body[:300])
 
