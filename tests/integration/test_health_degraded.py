@@ -149,7 +149,8 @@ async def test_the_first_command_after_a_valkey_restart_succeeds(test_settings, 
     )
     redis = create_redis(settings)
     try:
-        assert await wait_for(redis.ping)
+        # The fixture started the server without waiting for it to listen.
+        assert await wait_for(lambda: _pings(private_valkey.port))
         # Several connections in the pool, all idle when the server goes.
         await asyncio.gather(*(redis.set(f"k{n}", n) for n in range(6)))
         private_valkey.stop()
