@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from dashtam_api import __version__, docs
+from dashtam_api import __version__, docs, openapi
 from dashtam_api.accounts.router import router as accounts_router
 from dashtam_api.auth.router import router as auth_router
 from dashtam_api.auth.security import Passwords
@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = build_registry(settings)
     app.state.tls = tls_context(settings.CA_CERT_FILE)
     install_problem_handlers(app)
+    openapi.install(app)
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(providers_router)

@@ -1,6 +1,7 @@
 """Every error as ``application/problem+json`` (RFC 9457); nothing leaks a traceback."""
 
 import logging
+import re
 from http import HTTPStatus
 
 import asyncpg
@@ -39,7 +40,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else None
-        return problem(exc.status_code, detail, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        allowed = _allowed_methods(request) if exc.status_code == 405 else None
+        if allowed:
+            # Starlette names the methods of the first route on the path only; a path served
+            # by several routes (GET and PATCH /auth/me) allows all of theirs.
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+        return problem(exc.status_code, detail, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -82,3 +89,25 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "An unexpected error occurred.")
+
+
+def _allowed_methods(request: Request) -> list[str] | None:
+    """The methods the OpenAPI document lists for the request's path (None if it lists none)."""
+    for pattern, methods in _documented_methods(request.app):
+        if pattern.fullmatch(request.url.path):
+            return methods
+    return None
+
+
+def _documented_methods(app) -> list[tuple[re.Pattern, list[str]]]:
+    cached = getattr(app.state, "documented_methods", None)
+    if cached is None:
+        cached = []
+        for path, operations in app.openapi().get("paths", {}).items():
+            pattern = re.compile(re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(path)))
+            methods = {method.upper() for method in operations}
+            if "GET" in methods:
+                methods.add("HEAD")  # Starlette answers HEAD wherever it answers GET
+            cached.append((pattern, sorted(methods)))
+        app.state.documented_methods = cached
+    return cached

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 
 def _no_nul(value: str) -> str:
@@ -16,4 +16,8 @@ def strip_nul(value: str | None) -> str | None:
     return value.replace("\x00", "") if value is not None else None
 
 
-CleanText = Annotated[str, AfterValidator(_no_nul)]
+# The pattern tells the OpenAPI document (and clients generated from it) what the validator
+# refuses; the validator says why.
+CleanText = Annotated[
+    str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
+]

@@ -5,6 +5,7 @@ from fastapi import APIRouter, Query
 from dashtam_api.accounts import service
 from dashtam_api.accounts.schemas import AccountOut, AccountPage, PositionList, SyncOut
 from dashtam_api.deps import ContextDep, CurrentUserDep, SessionDep
+from dashtam_api.openapi import problems
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
@@ -12,7 +13,9 @@ Limit = Query(20, ge=1, le=100)
 Offset = Query(0, ge=0, le=1_000_000)
 
 
-@router.post("/providers/{provider_id}/sync", response_model=SyncOut)
+@router.post(
+    "/providers/{provider_id}/sync", response_model=SyncOut, responses=problems(409, 502, 504)
+)
 async def sync_provider(
     provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, ctx: ContextDep
 ) -> dict:

@@ -10,11 +10,12 @@ from dashtam_api.auth.schemas import (
     UserOut,
 )
 from dashtam_api.deps import CurrentUserDep, PasswordsDep, RedisDep, SessionDep, SettingsDep
+from dashtam_api.openapi import problems
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
-@router.post("/register", status_code=201, response_model=UserOut)
+@router.post("/register", status_code=201, response_model=UserOut, responses=problems(409))
 async def register(body: RegisterRequest, session: SessionDep, passwords: PasswordsDep) -> UserOut:
     user = await service.register(
         session=session,
@@ -27,7 +28,7 @@ async def register(body: RegisterRequest, session: SessionDep, passwords: Passwo
     return UserOut.model_validate(user)
 
 
-@router.post("/login", response_model=TokenPair)
+@router.post("/login", response_model=TokenPair, responses=problems(401, 429))
 async def login(
     body: LoginRequest,
     request: Request,
@@ -49,7 +50,7 @@ async def login(
     return pair
 
 
-@router.post("/refresh", response_model=TokenPair)
+@router.post("/refresh", response_model=TokenPair, responses=problems(401))
 async def refresh(
     body: RefreshRequest, request: Request, session: SessionDep, settings: SettingsDep
 ) -> TokenPair:
@@ -80,7 +81,7 @@ async def me(user: CurrentUserDep) -> UserOut:
     return UserOut.model_validate(user)
 
 
-@router.patch("/me", response_model=UserOut)
+@router.patch("/me", response_model=UserOut, responses=problems(403))
 async def update_me(
     body: UpdateMeRequest, user: CurrentUserDep, session: SessionDep, passwords: PasswordsDep
 ) -> UserOut:

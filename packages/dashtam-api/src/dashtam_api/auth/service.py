@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dashtam_api.auth import security
 from dashtam_api.auth.schemas import TokenPair
 from dashtam_api.auth.security import Passwords
-from dashtam_api.errors import BadRequest, Conflict, TooManyRequests, Unauthorized
+from dashtam_api.errors import Conflict, Forbidden, TooManyRequests, Unauthorized
 from dashtam_api.text import strip_nul
 from dashtam_core.config import Settings
 from dashtam_models import RefreshToken, User
@@ -155,7 +155,8 @@ async def update_me(
         user.name = name
     if password is not None:
         if not current_password or not await passwords.verify(current_password, user.password_hash):
-            raise BadRequest("current_password is required and must be right to set a password.")
+            # A well-formed request refused for who is asking: 403, not a malformed one (400).
+            raise Forbidden("Setting a new password needs the current one as current_password.")
         user.password_hash = await passwords.hash(password)
     await session.flush()
     await session.refresh(user)

@@ -22,12 +22,16 @@ from dashtam_api.deps import (
     client_ip,
 )
 from dashtam_api.errors import Forbidden
+from dashtam_api.openapi import problems
 
 router = APIRouter(prefix="/api/v1", tags=["connections"])
 
 
 @router.post(
-    "/providers/{provider_id}/authorization", status_code=201, response_model=AuthorizationStart
+    "/providers/{provider_id}/authorization",
+    status_code=201,
+    response_model=AuthorizationStart,
+    responses=problems(409),
 )
 async def start_authorization(
     provider_id: uuid.UUID,
@@ -55,7 +59,11 @@ async def authorization_status(
     return await service.status(session=session, user=user, provider_id=provider_id)
 
 
-@router.post("/providers/{provider_id}/authorization/refresh", response_model=AuthorizationStatus)
+@router.post(
+    "/providers/{provider_id}/authorization/refresh",
+    response_model=AuthorizationStatus,
+    responses=problems(409, 502, 504),
+)
 async def refresh_authorization(
     provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, ctx: ContextDep
 ) -> dict:

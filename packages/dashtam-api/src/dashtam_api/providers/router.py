@@ -3,6 +3,7 @@ import uuid
 from fastapi import APIRouter, Query, Request, Response
 
 from dashtam_api.deps import CurrentUserDep, ReaderDep, SessionDep, TokenSubjectDep
+from dashtam_api.openapi import problems
 from dashtam_api.providers import service
 from dashtam_api.providers.schemas import (
     CreateProvider,
@@ -20,7 +21,9 @@ async def provider_types(request: Request, user: CurrentUserDep) -> list[dict]:
     return [spec.summary() for spec in request.app.state.registry.values()]
 
 
-@router.post("/providers", status_code=201, response_model=ProviderOut)
+@router.post(
+    "/providers", status_code=201, response_model=ProviderOut, responses=problems(404, 409)
+)
 async def create_provider(
     body: CreateProvider, request: Request, user: CurrentUserDep, session: SessionDep
 ) -> dict:
@@ -50,7 +53,7 @@ async def get_provider(provider_id: uuid.UUID, user: CurrentUserDep, session: Se
     return await service.get(session=session, user=user, provider_id=provider_id)
 
 
-@router.patch("/providers/{provider_id}", response_model=ProviderOut)
+@router.patch("/providers/{provider_id}", response_model=ProviderOut, responses=problems(409))
 async def rename_provider(
     provider_id: uuid.UUID, body: UpdateProvider, user: CurrentUserDep, session: SessionDep
 ) -> dict:

@@ -1,0 +1,120 @@
+"""The OpenAPI document tells the truth about failures.
+
+Every error this API answers is ``application/problem+json`` (RFC 9457, problems.py); FastAPI's
+generated document says ``application/json`` with its own validation-error shape, and lists
+none of the statuses raised on purpose. Here the document is finished once, when first asked
+for: each operation lists the statuses it can answer, each as a ``Problem``.
+
+- Statuses that follow from how an operation is declared are added to every such operation:
+  401 where it needs a bearer token, 404 where a path names a resource, 400 where it takes a
+  body (one that is not even text), 422 where it takes parameters or a body, 503 (with
+  ``Retry-After``) everywhere our database or cache is used.
+- Statuses an operation raises on purpose are declared on its route: ``responses=problems(409)``.
+"""
+
+from http import HTTPStatus
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ConfigDict, Field
+
+PROBLEM_JSON = "application/problem+json"
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+# /health answers 503 with its own report (not a problem): a load balancer reads the checks.
+_OWN_ERROR_BODIES = {("/health", "503")}
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where: body, query or path, then the field.")
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details; some add fields of their own (``retry_after``,
+    ``institution_error``, ``action``, ...)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "about:blank",
+                    "title": "Conflict",
+                    "status": 409,
+                    "detail": "You already have a provider called 'Brokerage'.",
+                }
+            ]
+        },
+    )
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldError] | None = Field(
+        default=None, description="What was wrong with the request, field by field (422)."
+    )
+
+
+def problems(*statuses: int) -> dict[int | str, dict]:
+    """``responses=`` for a route: these statuses, each answered with a problem."""
+    return {status: {"description": HTTPStatus(status).phrase} for status in statuses}
+
+
+def install(app: FastAPI) -> None:
+    """Make ``app.openapi()`` return the finished document (built once)."""
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = finished(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def finished(schema: dict) -> dict:
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem.pop("$defs", {}))
+    schemas["Problem"] = problem
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            _finish(path, operation)
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    return schema
+
+
+def _finish(path: str, operation: dict) -> None:
+    responses = operation.setdefault("responses", {})
+    implied = []
+    if operation.get("security"):
+        implied.append(401)
+    if "{" in path:
+        implied.append(404)
+    if operation.get("requestBody"):
+        implied.append(400)  # FastAPI's answer to a body that is not even text
+    if operation.get("parameters") or operation.get("requestBody"):
+        implied.append(422)
+    if path != "/health":
+        implied.append(503)
+    for status in implied:
+        responses.setdefault(str(status), {"description": HTTPStatus(status).phrase})
+    for status, response in responses.items():
+        if status[0] in "45" and (path, status) not in _OWN_ERROR_BODIES:
+            response["content"] = {PROBLEM_JSON: {"schema": _PROBLEM_REF}}
+            if status in ("429", "503"):
+                response["headers"] = {
+                    "Retry-After": {
+                        "description": "Seconds to wait before trying again.",
+                        "schema": {"type": "integer"},
+                    }
+                }

@@ -1,0 +1,105 @@
+"""The OpenAPI document tells the truth about failures (dashtam_api/openapi.py): every error an
+operation answers is listed for it, as application/problem+json. Checked on the document, and
+against real answers of the app."""
+
+import uuid
+
+import pytest
+
+PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+@pytest.fixture
+async def document(client) -> dict:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def operations(document: dict):
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            yield path, method.upper(), operation
+
+
+async def test_every_error_is_a_problem_and_every_implied_status_is_listed(document):
+    seen = 0
+    for path, method, operation in operations(document):
+        responses = operation["responses"]
+        for status, response in responses.items():
+            if status[0] in "45" and (path, status) != ("/health", "503"):
+                assert response["content"] == PROBLEM, (method, path, status)
+                seen += 1
+        if operation.get("security"):
+            assert "401" in responses, (method, path)
+        if "{" in path:
+            assert "404" in responses, (method, path)
+        if operation.get("requestBody"):
+            assert {"400", "422"} <= set(responses), (method, path)
+        if path != "/health":
+            assert responses["503"]["headers"]["Retry-After"], (method, path)
+    assert seen > 50
+    schemas = document["components"]["schemas"]
+    assert set(schemas["Problem"]["required"]) == {"title", "status"}
+    assert "HTTPValidationError" not in schemas  # FastAPI's shape, which this API never sends
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "statuses"),
+    [
+        ("POST", "/api/v1/auth/register", {"409"}),
+        ("POST", "/api/v1/auth/login", {"401", "429"}),
+        ("PATCH", "/api/v1/auth/me", {"403"}),
+        ("POST", "/api/v1/providers", {"404", "409"}),
+        ("POST", "/api/v1/providers/{provider_id}/authorization", {"409"}),
+        ("POST", "/api/v1/providers/{provider_id}/authorization/refresh", {"409", "502", "504"}),
+        ("POST", "/api/v1/providers/{provider_id}/sync", {"409", "502", "504"}),
+    ],
+)
+async def test_what_an_operation_refuses_on_purpose_is_listed(document, method, path, statuses):
+    assert statuses <= set(document["paths"][path][method.lower()]["responses"])
+
+
+async def test_real_errors_are_the_documented_ones(client, auth_headers, document):
+    """A few answers of each kind, as the app really gives them: documented for the operation,
+    with the documented content type."""
+    missing = uuid.uuid4()
+    cases = [
+        ("GET", "/api/v1/providers", "/api/v1/providers", {}, None, 401),
+        (
+            "GET",
+            "/api/v1/providers/{provider_id}",
+            f"/api/v1/providers/{missing}",
+            auth_headers,
+            None,
+            404,
+        ),
+        ("POST", "/api/v1/providers", "/api/v1/providers", auth_headers, {"alias": 1}, 422),
+        ("POST", "/api/v1/providers", "/api/v1/providers", auth_headers, b"\xc3\x28", 400),
+        (
+            "POST",
+            "/api/v1/auth/login",
+            "/api/v1/auth/login",
+            {},
+            {"email": "no@one.example", "password": "x" * 12},
+            401,
+        ),
+    ]
+    for method, template, path, headers, body, status in cases:
+        kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+        if isinstance(body, bytes):
+            headers = {**headers, "content-type": "application/json"}
+        response = await client.request(method, path, headers=headers, **kwargs)
+        assert response.status_code == status, (method, path, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert str(status) in document["paths"][template][method.lower()]["responses"]
+
+
+async def test_a_method_not_allowed_names_every_method_of_the_path(client, auth_headers):
+    # Two routes serve /api/v1/auth/me (GET and PATCH): Starlette alone would name one.
+    response = await client.request("PUT", "/api/v1/auth/me", headers=auth_headers)
+    assert response.status_code == 405
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["allow"] == "GET, HEAD, PATCH"
+    provider = await client.request("POST", f"/api/v1/providers/{uuid.uuid4()}")
+    assert provider.headers["allow"] == "DELETE, GET, HEAD, PATCH"
