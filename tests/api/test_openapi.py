@@ -103,3 +103,10 @@ async def test_a_method_not_allowed_names_every_method_of_the_path(client, auth_
     assert response.headers["allow"] == "GET, HEAD, PATCH"
     provider = await client.request("POST", f"/api/v1/providers/{uuid.uuid4()}")
     assert provider.headers["allow"] == "DELETE, GET, HEAD, PATCH"
+
+
+async def test_the_provider_types_of_this_deployment_are_listed(client, auth_headers, document):
+    types = await client.get("/api/v1/provider-types", headers=auth_headers)
+    kinds = [kind["key"] for kind in types.json()]
+    listed = document["components"]["schemas"]["CreateProvider"]["properties"]["provider_key"]
+    assert listed["enum"] == sorted(kinds)

@@ -10,6 +10,9 @@ for: each operation lists the statuses it can answer, each as a ``Problem``.
   body (one that is not even text), 422 where it takes parameters or a body, 503 (with
   ``Retry-After``) everywhere our database or cache is used.
 - Statuses an operation raises on purpose are declared on its route: ``responses=problems(409)``.
+
+The provider types a provider may be created with are listed (an ``enum`` of this deployment's
+registry), so that a generated client, or schemathesis, creates real providers.
 """
 
 from http import HTTPStatus
@@ -67,7 +70,7 @@ def install(app: FastAPI) -> None:
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            app.openapi_schema = finished(
+            schema = finished(
                 get_openapi(
                     title=app.title,
                     version=app.version,
@@ -75,6 +78,12 @@ def install(app: FastAPI) -> None:
                     routes=app.routes,
                 )
             )
+            # The provider types are this deployment's (the registry): say which.
+            kinds = sorted(getattr(app.state, "registry", {}))
+            create = schema["components"]["schemas"].get("CreateProvider")
+            if kinds and create:
+                create["properties"]["provider_key"]["enum"] = kinds
+            app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
