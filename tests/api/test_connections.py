@@ -183,7 +183,15 @@ async def test_revoke_calls_the_institution_and_forgets_the_tokens(
     ).all()
     assert audit[-1].action == "revoked"
     assert audit[-1].details == {"at_institution": "revoked"}
-    is_problem(await client.delete(path, headers=headers), 404)
+    again = is_problem(await client.delete(path, headers=headers), 409)
+    assert again["connection_status"] == "revoked"
+    # Never connected: nothing to revoke either, and the provider is still there (not a 404).
+    someone = await signed_in(client, "someone")
+    pending_id, _ = await start(client, someone, "acme")
+    pending = f"/api/v1/providers/{pending_id}/authorization"
+    assert is_problem(await client.delete(pending, headers=someone), 409)["connection_status"] == (
+        "pending"
+    )
 
 
 @pytest.mark.commits

@@ -7,7 +7,14 @@ from dashtam_api.text import CleanText
 
 
 class RegisterRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"email": "ann@example.com", "password": "a long pass phrase", "name": "Ann"}
+            ]
+        },
+    )
 
     email: EmailStr
     password: str = Field(min_length=12, max_length=256)
@@ -15,7 +22,12 @@ class RegisterRequest(BaseModel):
 
 
 class LoginRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"email": "ann@example.com", "password": "a long pass phrase"}]
+        },
+    )
 
     email: EmailStr
     password: str = Field(min_length=1, max_length=256)
@@ -28,7 +40,15 @@ class RefreshRequest(BaseModel):
 
 
 class UpdateMeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "Ann Smith"},
+                {"password": "a new long pass phrase", "current_password": "a long pass phrase"},
+            ]
+        },
+    )
 
     name: CleanText | None = Field(default=None, max_length=200)
     password: str | None = Field(default=None, min_length=12, max_length=256)

@@ -71,7 +71,7 @@ async def refresh_authorization(
     return await service.refresh_now(ctx=ctx, session=session, user=user, provider_id=provider_id)
 
 
-@router.delete("/providers/{provider_id}/authorization", status_code=204)
+@router.delete("/providers/{provider_id}/authorization", status_code=204, responses=problems(409))
 async def revoke_authorization(
     provider_id: uuid.UUID,
     request: Request,

@@ -13,7 +13,7 @@ from dashtam_api import upstream
 from dashtam_api.audit import service as audit
 from dashtam_api.connections import oauth, refresh
 from dashtam_api.context import AppContext
-from dashtam_api.errors import BadRequest, Conflict, NotFound, UpstreamError
+from dashtam_api.errors import BadRequest, Conflict, UpstreamError
 from dashtam_api.providers import service as providers
 from dashtam_api.providers.registry import ProviderSpec, redirect_uri
 from dashtam_core.config import Settings
@@ -415,7 +415,12 @@ async def revoke(
         "user_agent": user_agent,
     }
     if stored is None and connection.status != ConnectionStatus.ACTIVE:
-        raise NotFound("This provider has no authorization to revoke.")
+        # The provider is there; its authorization is in no state to revoke: a conflict with
+        # that state, not a missing resource.
+        raise Conflict(
+            f"This provider has no authorization to revoke (it is {connection.status}).",
+            connection_status=connection.status,
+        )
     at_institution = "not_supported"
     spec = registry.get(provider.provider_key)
     if stored is not None and spec is not None and spec.configured and spec.revocation_url:

@@ -14,14 +14,19 @@ class ProviderType(BaseModel):
 
 
 class CreateProvider(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"provider_key": "sandbox", "alias": "Brokerage"}]},
+    )
 
     provider_key: CleanText = Field(min_length=1, max_length=40)
     alias: CleanText = Field(min_length=1, max_length=100)
 
 
 class UpdateProvider(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"alias": "Retirement"}]}
+    )
 
     alias: CleanText = Field(min_length=1, max_length=100)
 
