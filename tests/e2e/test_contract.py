@@ -2,22 +2,26 @@
 operation, signed in, with generated requests valid and not; no server error, no status or
 content type the document does not list, every answer shaped as documented.
 
-Bounded to fit the suite (a few examples per operation, derandomized: the same requests every
-run, so a failure replays). The stateful phase (linked operations: a provider created, then
-read, renamed, connected, deleted) runs by hand with `st run` (docs/architecture.md, "The OpenAPI
-contract"): in-process, Hypothesis's state machine sees the server's state change between its
-replays and stops with FlakyStrategyDefinition.
+Bounded to fit the suite (a few examples per operation, 15 sequences of linked calls,
+derandomized: the same requests every run, so a failure replays); a deeper run is by hand with
+`st run` (docs/architecture.md, "The OpenAPI contract").
 """
 
+import asyncio
 import ssl
 
 import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis.stateful import run_state_machine_as_test
 from schemathesis.checks import positive_data_acceptance
 
+from tests.fixtures.database import TABLES
+from tests.helpers import execute
+
 EXAMPLES = 8  # per operation, the same every run
+STATEFUL_EXAMPLES = 15  # sequences of up to 6 linked calls
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +67,46 @@ def test_every_operation_keeps_the_contract(api_schema, signed_in, live_servers,
             )
 
         keeps_the_contract()
+
+
+@pytest.mark.commits
+def test_linked_operations_keep_the_contract(api_schema, live_servers, worker_settings):
+    """The stateful phase: operations chained by the links schemathesis finds (a provider that
+    was created is then read, renamed, connected, deleted), each answer checked as above. Every
+    sequence starts from an empty database and a new person, so that each is the same
+    whenever Hypothesis plays it again."""
+    tls = ssl.create_default_context(cafile=live_servers.ca_file)
+
+    class Workflow(api_schema.as_state_machine()):
+        def setup(self):
+            credentials = {"email": "linked@example.com", "password": "a contract is a contract"}
+            with httpx.Client(base_url=live_servers.api_url, verify=tls) as http:
+                http.post("/api/v1/auth/register", json=credentials)
+                token = http.post("/api/v1/auth/login", json=credentials).json()["access_token"]
+            self.headers = {"Authorization": f"Bearer {token}"}
+
+        def teardown(self):
+            asyncio.run(execute(worker_settings.DATABASE_URL, f"TRUNCATE {TABLES} CASCADE"))
+
+        def get_call_kwargs(self, case):
+            return {"headers": self.headers, "verify": live_servers.ca_file}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            case.validate_response(
+                response,
+                additional_checks=additional_checks,
+                excluded_checks=[positive_data_acceptance],
+                transport_kwargs=kwargs,
+            )
+
+    run_state_machine_as_test(
+        Workflow,
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=6,
+            derandomize=True,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
