@@ -38,14 +38,18 @@ def _only_unit_tests(config: pytest.Config) -> bool:
     return bool(paths) and all(Path(p).resolve().is_relative_to(unit) for p in paths)
 
 
+def _suite(item: pytest.Item) -> str:
+    return Path(item.fspath).relative_to(ROOT / "tests").parts[0]
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The fault drill first: it runs for a fixed ~20 s of phases, mostly waiting; started
     # first, the other tests run beside it instead of after it (xdist deals tests out in this
     # order). The parallel suite on 2 cores: 35-37 s, against 34-46 s wherever the shuffle put it.
-    items.sort(key=lambda item: Path(item.fspath).relative_to(ROOT / "tests").parts[0] != "faults")
+    items.sort(key=lambda item: _suite(item) != "faults")
     for item in items:
-        suite = Path(item.fspath).relative_to(ROOT / "tests").parts[0]
+        suite = _suite(item)
         if suite in ("integration", "api", "e2e", "faults"):
             item.add_marker(getattr(pytest.mark, suite))
         if "live_servers" in getattr(item, "fixturenames", ()):

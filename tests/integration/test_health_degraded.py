@@ -5,23 +5,17 @@ shared servers.
 """
 
 import asyncio
-import socket
 import subprocess
 
 import httpx
 import pytest
 
 from dashtam_api.main import create_app
+from infra.private import free_port
 from infra.runtime.binaries import valkey_server
 from tests.helpers import wait_for
 
 PASSWORD = "private-valkey-password"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PrivateValkey:

@@ -37,16 +37,16 @@ def install(app: FastAPI, *, path: str = "/docs") -> None:
         name="docs-assets",
     )
     title = escape(f"{app.title} - API documentation")
+    document = escape(app.openapi_url or "")
     page = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{title}</title>"
         f"<link rel='stylesheet' href='{assets}/swagger-ui/swagger-ui.css'>"
         f"<link rel='icon' href='{assets}/swagger-ui/favicon.png'></head><body>"
-        f"<div id='swagger-ui' data-openapi-url='{escape(app.openapi_url or '')}'>"
+        f"<div id='swagger-ui' data-openapi-url='{document}'>"
         f"<noscript><h1>{title}</h1><p>The interactive documentation needs JavaScript; the "
-        f"OpenAPI document is at <a href='{escape(app.openapi_url or '')}'>"
-        f"{escape(app.openapi_url or '')}</a>.</p></noscript></div>"
+        f"OpenAPI document is at <a href='{document}'>{document}</a>.</p></noscript></div>"
         f"<script src='{assets}/swagger-ui/swagger-ui-bundle.js'></script>"
         f"<script src='{assets}/dashtam/swagger-init.js'></script>"
         "</body></html>"

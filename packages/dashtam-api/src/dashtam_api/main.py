@@ -104,8 +104,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # served by docs.py, from the project (works offline)
         redoc_url=None,
     )
-    if settings.ENVIRONMENT != "production":
-        docs.install(app)
     app.state.settings = settings
     app.state.vault = Vault.from_spec(settings.TOKEN_ENCRYPTION_KEYS)
     app.state.passwords = Passwords(settings)
@@ -120,4 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts_router)
     if settings.ENVIRONMENT in ("development", "testing"):
         app.include_router(sandbox_router)
+    if settings.ENVIRONMENT != "production":
+        # Last: its static mounts are tried after every API route, not before each request.
+        docs.install(app)
     return app

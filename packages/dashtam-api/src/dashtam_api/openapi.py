@@ -21,7 +21,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
 
-PROBLEM_JSON = "application/problem+json"
+from dashtam_api.problems import PROBLEM_JSON
+
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 # /health answers 503 with its own report (not a problem): a load balancer reads the checks.
 _OWN_ERROR_BODIES = {("/health", "503")}
