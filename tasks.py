@@ -49,10 +49,18 @@ def setup(c):
     _infra(c, "setup")
 
 
-@task(help={"force": "Make a new CA and server certificate even if certs/ holds them."})
-def certs(c, force=False):
-    """Create the local CA and the servers' HTTPS certificate in certs/."""
-    _infra(c, "certs", *(["--force"] if force else []))
+@task(
+    help={
+        "force": "Make a new CA and server certificate even if certs/ holds them.",
+        "trust": "Trust the local CA: the system store (root, or sudo asks) and the NSS "
+        "databases Chromium and Firefox read (needs certutil), as mkcert does.",
+        "untrust": "Remove what --trust added (this checkout's CA only).",
+    }
+)
+def certs(c, force=False, trust=False, untrust=False):
+    """Create the local CA and the servers' HTTPS certificate in certs/; trust it, or not."""
+    flags = {"--force": force, "--trust": trust, "--untrust": untrust}
+    _infra(c, "certs", *(flag for flag, on in flags.items() if on))
 
 
 @task(

@@ -16,6 +16,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("setup")
     certs = sub.add_parser("certs")
     certs.add_argument("--force", action="store_true")
+    certs.add_argument("--trust", action="store_true")
+    certs.add_argument("--untrust", action="store_true")
     up = sub.add_parser("up")
     up.add_argument("--no-reload", action="store_true")
     up.add_argument("--workers", type=int, default=0)
@@ -45,9 +47,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if hasattr(signal, "SIGPIPE"):
-        # `inv status | head -1` ends quietly, like any Unix tool, not with a traceback.
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = _parser().parse_args(argv)
     layout = Layout()
     try:
@@ -55,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             case "setup":
                 workflows.setup(layout)
             case "certs":
-                workflows.certs(layout, force=args.force)
+                workflows.certs(layout, force=args.force, trust=args.trust, untrust=args.untrust)
             case "up":
                 workflows.up(
                     layout,
@@ -101,4 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if hasattr(signal, "SIGPIPE"):
+        # `inv status | head -1` ends quietly, like any Unix tool, not with a traceback.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())

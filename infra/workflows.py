@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from infra import apps
+from infra import trust as trust_store
 from infra.certs import ensure_certs
 from infra.envfiles import ensure_env_files, read_both, read_credentials
 from infra.errors import InfraError
@@ -49,12 +50,57 @@ def setup(layout: Layout, *, quiet: bool = False) -> None:
         say("setup: certificates and env files already in place (nothing overwritten)")
 
 
-def certs(layout: Layout, *, force: bool) -> None:
+def certs(layout: Layout, *, force: bool, trust: bool = False, untrust: bool = False) -> None:
+    if trust and untrust:
+        raise InfraError("certs: --trust and --untrust together make no sense; pick one")
+    if untrust:
+        _trust_report(
+            "no longer trusted",
+            "it was not trusted here: nothing to remove",
+            trust_store.untrust(
+                layout.project_id(), system=trust_store.system_store(), databases=_nss_databases()
+            ),
+        )
+        return
     written = ensure_certs(layout.certs_dir, force=force)
     for path in written:
         say(f"  wrote {path.relative_to(layout.root)}")
-    if not written:
+    if not written and not trust:
         say("certs: certs/ already holds the CA and server certificate (use --force to remake)")
+    if trust:
+        _trust_report(
+            "trusted",
+            "no trust store found on this machine",
+            trust_store.trust(
+                layout.ca_file,
+                layout.project_id(),
+                system=trust_store.system_store(),
+                databases=_nss_databases(),
+            ),
+        )
+    elif layout.ca_file in written and _trusted_before(layout):
+        say("certs: a new CA; the one trusted before is still trusted: inv certs --trust")
+
+
+def _nss_databases() -> list[Path]:
+    return trust_store.nss_databases(Path.home())
+
+
+def _trusted_before(layout: Layout) -> bool:
+    store = trust_store.system_store()
+    file_name, _ = trust_store.names(layout.project_id())
+    return store is not None and store.file_for(file_name).exists()
+
+
+def _trust_report(what: str, none_found: str, outcome: trust_store.Outcome) -> None:
+    if outcome.done:
+        say(f"certs: the local CA is {what} in:")
+    for line in outcome.done:
+        say(f"  {line}")
+    if not outcome.done and not outcome.failed:
+        say(f"certs: {none_found}")
+    if outcome.failed:
+        raise InfraError("; ".join(outcome.failed))
 
 
 def _run_initializer(
