@@ -136,7 +136,11 @@ def test_setup(c):
         "api": "Run the HTTP API tests.",
         "e2e": "Run the end-to-end tests (real HTTPS API, callback and sandbox servers).",
         "faults": "Run the fault drill (a private project's servers restarted under load).",
+        "browser": "Run the browser tests (Chromium through the connect flow and /docs).",
         "cov": "Measure coverage and print a combined report (HTML in htmlcov/).",
+        "contract_deep": "Only the OpenAPI contract test, deeper: 100 cases per operation and "
+        "100 linked sequences from a random seed it prints (minutes, not seconds).",
+        "contract_seed": "With --contract-deep: replay the run of this seed.",
         "pytest_args": "More pytest arguments as one string, e.g. --pytest-args='-k health -x'.",
     },
 )
@@ -149,7 +153,10 @@ def test(
     api=False,
     e2e=False,
     faults=False,
+    browser=False,
     cov=False,
+    contract_deep=False,
+    contract_seed=None,
     pytest_args="",
 ):
     """Run the test suite against the isolated test database (all suites unless some are picked)."""
@@ -162,12 +169,17 @@ def test(
         ("api", api),
         ("e2e", e2e),
         ("faults", faults),
+        ("browser", browser),
     )
     for suite, picked in picks:
         if picked:
             args += ["--suite", suite]
     if cov:
         args.append("--cov")
+    if contract_deep or contract_seed is not None:
+        args.append("--contract-deep")
+    if contract_seed is not None:
+        args += ["--contract-seed", str(contract_seed)]
     if pytest_args:
         args.append(f"--pytest-args={pytest_args}")
     _infra(c, *args, env="test")

@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--workers", default="auto")
     test.add_argument("--suite", action="append", default=[], choices=workflows.TEST_SUITES)
     test.add_argument("--cov", action="store_true")
+    test.add_argument("--contract-deep", action="store_true")
+    test.add_argument("--contract-seed", type=int)
     # One quoted string (pass it as --pytest-args="-k x -x"): hatch run would eat a bare "--".
     test.add_argument("--pytest-args", default="")
     sub.add_parser("test-clean")
@@ -80,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                     suites=args.suite,
                     pytest_args=shlex.split(args.pytest_args),
                     cov=args.cov,
+                    contract_deep=args.contract_deep,
+                    contract_seed=args.contract_seed,
                 )
             case "test-clean":
                 workflows.test_clean(layout)

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from infra.runtime.local import SERVERS, LocalRuntime, valkey_ping
 # dashtam_core (SQLAlchemy, Alembic) and redis are imported inside the workflows that use them:
 # quick tasks such as `inv status` do not pay for them.
 
-TEST_SUITES = ("unit", "integration", "api", "e2e", "faults")
+TEST_SUITES = ("unit", "integration", "api", "e2e", "faults", "browser")
 
 
 def say(message: str) -> None:
@@ -283,19 +284,37 @@ def test_servers(layout: Layout) -> Iterator[None]:
             _runtime(layout).stop_servers(tuple(started))
 
 
-def test(layout: Layout, **options) -> int:
+CONTRACT_TEST = "tests/e2e/test_contract.py"
+
+
+def test(layout: Layout, *, contract_deep: bool, contract_seed: int | None, **options) -> int:
+    env = {}
+    if contract_deep or contract_seed is not None:
+        # The contract test alone, with many more cases than the suite's bounded run; the seed
+        # picks them, so the same seed replays the same run.
+        if options["suites"]:
+            raise InfraError("--contract-deep runs the contract test alone; drop the suites")
+        seed = contract_seed if contract_seed is not None else secrets.randbelow(2**32)
+        say(f"contract-deep: seed {seed} (replay: inv test --contract-deep --contract-seed {seed})")
+        env = {"DASHTAM_CONTRACT_DEEP": "1", "DASHTAM_CONTRACT_SEED": str(seed)}
+        options["paths"] = [CONTRACT_TEST]
     with test_servers(layout):
-        return _pytest(layout, **options)
+        return _pytest(layout, env_overrides=env, **options)
 
 
 def pytest_args_for(
-    *, parallel: bool, workers: str = "auto", suites: list[str] = (), extra: list[str] = ()
+    *,
+    parallel: bool,
+    workers: str = "auto",
+    suites: list[str] = (),
+    extra: list[str] = (),
+    paths: list[str] = (),
 ) -> list[str]:
     """pytest's arguments for `inv test` (also what `inv bench tests` times)."""
     unknown = [s for s in suites if s not in TEST_SUITES]
     if unknown:
         raise InfraError(f"unknown test suite {unknown[0]!r}; choose from {', '.join(TEST_SUITES)}")
-    args = [*([f"tests/{s}" for s in suites] or ["tests"]), *extra]
+    args = [*(paths or [f"tests/{s}" for s in suites] or ["tests"]), *extra]
     if parallel:
         workers = str(auto_test_workers()) if workers == "auto" else workers
         # loadgroup: tests marked with one xdist_group share a worker (tests/conftest.py).
@@ -320,9 +339,13 @@ def _pytest(
     suites: list[str],
     pytest_args: list[str],
     cov: bool,
+    paths: list[str] = (),
+    env_overrides: dict[str, str] | None = None,
 ) -> int:
-    args = pytest_args_for(parallel=parallel, workers=workers, suites=suites, extra=pytest_args)
-    env = apps.child_env(layout.test_env_file)
+    args = pytest_args_for(
+        parallel=parallel, workers=workers, suites=suites, extra=pytest_args, paths=paths
+    )
+    env = {**apps.child_env(layout.test_env_file), **(env_overrides or {})}
     if not cov:
         return subprocess.run(
             [sys.executable, "-m", "pytest", *args], env=env, cwd=layout.root, check=False

@@ -50,7 +50,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: _suite(item) != "faults")
     for item in items:
         suite = _suite(item)
-        if suite in ("integration", "api", "e2e", "faults"):
+        if suite in ("integration", "api", "e2e", "faults", "browser"):
             item.add_marker(getattr(pytest.mark, suite))
         if "live_servers" in getattr(item, "fixturenames", ()):
             # One xdist worker runs every test on the real HTTPS servers (with --dist

@@ -215,3 +215,30 @@ class LentDatabases(ScratchDatabases):
             await conn.execute(f'COMMENT ON DATABASE "{new}" IS {literal}')
         finally:
             await conn.close()
+
+
+# The connect flow over the real servers (tests/e2e, tests/browser), with the `api` client.
+
+
+def connectable_provider(api) -> tuple[dict, str]:
+    """A signed-in user with a sandbox provider; returns (auth headers, provider path)."""
+    email = f"e2e-{os.urandom(4).hex()}@example.com"
+    password = "correct horse battery"
+    assert (
+        api.post("/api/v1/auth/register", json={"email": email, "password": password}).status_code
+        == 201
+    )
+    token = api.post("/api/v1/auth/login", json={"email": email, "password": password}).json()
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    provider = api.post(
+        "/api/v1/providers",
+        headers=headers,
+        json={"provider_key": "sandbox", "alias": "E2E <Bank>"},
+    ).json()
+    return headers, f"/api/v1/providers/{provider['id']}/authorization"
+
+
+def authorization_url(api, headers, path) -> str:
+    response = api.post(path, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()["authorization_url"]

@@ -107,6 +107,17 @@ async def test_bad_paging_is_422(client, auth_headers, query):
     is_problem(await client.get(f"/api/v1/providers?{query}", headers=auth_headers), 422)
 
 
+@pytest.mark.parametrize(
+    "path", ["/api/v1/providers", "/api/v1/accounts", f"/api/v1/providers/{uuid.uuid4()}/accounts"]
+)
+async def test_an_unknown_query_parameter_is_422_naming_it(client, auth_headers, path):
+    """A misspelt ?limt=5 is refused, not ignored (the page would not be the one asked for)."""
+    problem = is_problem(await client.get(f"{path}?limt=5", headers=auth_headers), 422)
+    assert [(e["loc"], e["type"]) for e in problem["errors"]] == [
+        (["query", "limt"], "extra_forbidden")
+    ]
+
+
 async def test_another_users_provider_is_not_found_for_every_method(client, sign_up):
     ann, _, _ = await sign_up()
     bob, _, _ = await sign_up()

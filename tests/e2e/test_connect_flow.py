@@ -6,10 +6,8 @@ test here is marked `commits` (tables truncated afterwards).
 """
 
 import os
-import ssl
 import subprocess
 
-import httpx
 import pytest
 from sqlalchemy import select, text
 
@@ -17,15 +15,9 @@ from dashtam_core.vault import Vault, token_context
 from dashtam_models import ProviderAuditLog, ProviderToken
 from infra.demo import Browser
 from infra.runtime.binaries import postgres_bin_dir
+from tests.helpers import authorization_url, connectable_provider
 
 pytestmark = pytest.mark.commits
-
-
-@pytest.fixture
-def api(live_servers):
-    tls = ssl.create_default_context(cafile=live_servers.ca_file)
-    with httpx.Client(base_url=live_servers.api_url, verify=tls, timeout=30) as client:
-        yield client
 
 
 @pytest.fixture
@@ -33,30 +25,6 @@ def browser(live_servers):
     b = Browser(live_servers.ca_file)
     yield b
     b.close()
-
-
-def connectable_provider(api) -> tuple[dict, str]:
-    """A signed-in user with a sandbox provider; returns (auth headers, provider path)."""
-    email = f"e2e-{os.urandom(4).hex()}@example.com"
-    password = "correct horse battery"
-    assert (
-        api.post("/api/v1/auth/register", json={"email": email, "password": password}).status_code
-        == 201
-    )
-    token = api.post("/api/v1/auth/login", json={"email": email, "password": password}).json()
-    headers = {"Authorization": f"Bearer {token['access_token']}"}
-    provider = api.post(
-        "/api/v1/providers",
-        headers=headers,
-        json={"provider_key": "sandbox", "alias": "E2E <Bank>"},
-    ).json()
-    return headers, f"/api/v1/providers/{provider['id']}/authorization"
-
-
-def authorization_url(api, headers, path) -> str:
-    response = api.post(path, headers=headers)
-    assert response.status_code == 201, response.text
-    return response.json()["authorization_url"]
 
 
 async def plaintext_tokens(session, worker_settings) -> tuple[str, str]:

@@ -2,26 +2,37 @@
 operation, signed in, with generated requests valid and not; no server error, no status or
 content type the document does not list, every answer shaped as documented.
 
-Bounded to fit the suite (a few examples per operation, 15 sequences of linked calls,
-derandomized: the same requests every run, so a failure replays); a deeper run is by hand with
-`st run` (docs/architecture.md, "The OpenAPI contract").
+Bounded to fit the suite (a few examples per operation, 15 sequences of linked calls, seed 0:
+the same requests every run, so a failure replays); `inv test --contract-deep` runs it with
+many more cases from a seed it prints (docs/architecture.md, "The OpenAPI contract").
 """
 
 import asyncio
+import os
 import ssl
 
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 from schemathesis.checks import positive_data_acceptance
 
 from tests.fixtures.database import TABLES
 from tests.helpers import execute
 
-EXAMPLES = 8  # per operation, the same every run
-STATEFUL_EXAMPLES = 15  # sequences of up to 6 linked calls
+# The suite's bounded run: the same cases every run (seed 0). `inv test --contract-deep` sets
+# these variables: many more cases, from a seed it prints (the same seed replays the same run).
+DEEP = os.environ.get("DASHTAM_CONTRACT_DEEP") == "1"
+SEED = int(os.environ.get("DASHTAM_CONTRACT_SEED", "0"))
+EXAMPLES = 100 if DEEP else 8  # per operation
+STATEFUL_EXAMPLES = 100 if DEEP else 15  # sequences of up to 6 linked calls
+
+
+def _replay_hint() -> None:
+    # Shown with a failure (pytest prints a failing test's output).
+    how = f"inv test --contract-deep --contract-seed {SEED}" if DEEP else "inv test --e2e"
+    print(f"contract: seed {SEED}, {EXAMPLES} cases per operation; replay: {how}")
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +56,14 @@ def signed_in(live_servers) -> dict[str, str]:
 def test_every_operation_keeps_the_contract(api_schema, signed_in, live_servers, connection):
     # schemathesis's own pytest plugin reads a pytest attribute that pytest 9 no longer has:
     # the operations are walked here, each with Hypothesis directly.
+    _replay_hint()
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 20
     for operation in operations:
 
+        @seed(SEED)
         @settings(
             max_examples=EXAMPLES,
-            derandomize=True,
             deadline=None,
             database=None,
             suppress_health_check=list(HealthCheck),
@@ -99,12 +111,12 @@ def test_linked_operations_keep_the_contract(api_schema, live_servers, worker_se
                 transport_kwargs=kwargs,
             )
 
+    _replay_hint()
     run_state_machine_as_test(
-        Workflow,
+        seed(SEED)(Workflow),
         settings=settings(
             max_examples=STATEFUL_EXAMPLES,
             stateful_step_count=6,
-            derandomize=True,
             deadline=None,
             database=None,
             suppress_health_check=list(HealthCheck),

@@ -7,13 +7,11 @@ presented twice. Everything commits for real (`commits`: tables truncated afterw
 
 import asyncio
 import os
-import ssl
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import httpx
 import pytest
 from sqlalchemy import func, select, text, update
 
@@ -23,17 +21,10 @@ from dashtam_api.sandbox import store
 from dashtam_api.sandbox.seed import connected_sandbox
 from dashtam_models import ProviderAuditLog, ProviderConnection, ProviderToken, User
 from infra.demo import Browser
-from tests.e2e.test_connect_flow import authorization_url, connectable_provider
 from tests.fixtures.environment import ROOT, TEST_ENV_FILE
+from tests.helpers import authorization_url, connectable_provider
 
 pytestmark = pytest.mark.commits
-
-
-@pytest.fixture
-def api(live_servers):
-    tls = ssl.create_default_context(cafile=live_servers.ca_file)
-    with httpx.Client(base_url=live_servers.api_url, verify=tls, timeout=60) as client:
-        yield client
 
 
 @pytest.fixture

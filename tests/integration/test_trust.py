@@ -66,11 +66,9 @@ def test_trust_adds_the_ca_everywhere_and_untrust_takes_back_only_ours(tmp_path)
     # Another checkout's CA, trusted under its own nickname, must survive our untrust.
     other = CertPaths(tmp_path / "other")
     ensure_certs(other.directory)
-    subprocess.run(
-        ["certutil", "-A", "-d", f"sql:{profile}", "-n", "Dashtam Local CA (other)", "-t", "C,,"]
-        + ["-i", str(other.ca_cert)],
-        check=True,
-    )
+    other_nickname = "Dashtam Local CA (other)"
+    add = ["certutil", "-A", "-d", f"sql:{profile}", "-t", "C,,", "-i", str(other.ca_cert)]
+    subprocess.run([*add, "-n", other_nickname], check=True)
     databases = trust.nss_databases(home)
     assert databases == [home / ".pki" / "nssdb", profile]
 
@@ -85,7 +83,9 @@ def test_trust_adds_the_ca_everywhere_and_untrust_takes_back_only_ours(tmp_path)
     for database in databases:
         assert "Dashtam Local CA (p1)" in _nicknames(database)
     # The bundle a TLS client reads now verifies the project's server certificate.
-    context = ssl.create_default_context(cafile=store.anchors.parent / "etc" / "ca-certificates.crt")
+    context = ssl.create_default_context(
+        cafile=store.anchors.parent / "etc" / "ca-certificates.crt"
+    )
     assert any("Dashtam Local CA" in str(c["subject"]) for c in context.get_ca_certs())
 
     # Trusting again (say, after `inv certs --force`) replaces, never piles up.
@@ -99,7 +99,7 @@ def test_trust_adds_the_ca_everywhere_and_untrust_takes_back_only_ours(tmp_path)
     assert "BEGIN CERTIFICATE" in _bundle(store)  # the system's own CA is still there
     assert "Dashtam Local CA (p1)" not in _nicknames(home / ".pki" / "nssdb")
     assert "Dashtam Local CA (p1)" not in _nicknames(profile)
-    assert "Dashtam Local CA (other)" in _nicknames(profile)
+    assert other_nickname in _nicknames(profile)
 
     again = trust.untrust("p1", system=store, databases=trust.nss_databases(home))
     assert (again.done, again.failed) == ([], [])
@@ -111,9 +111,7 @@ def _certs(capsys, *args: str) -> tuple[int, list[str], list[str]]:
     return code, out.splitlines(), err.splitlines()
 
 
-def test_the_command_reports_each_store_and_names_a_missing_certutil(
-    tmp_path, monkeypatch, capsys
-):
+def test_the_command_reports_each_store_and_names_a_missing_certutil(tmp_path, monkeypatch, capsys):
     store = _debian_store(tmp_path)
     monkeypatch.setattr(trust, "KNOWN_SYSTEM_STORES", (store,))
     home = tmp_path / "home"
@@ -133,7 +131,9 @@ def test_the_command_reports_each_store_and_names_a_missing_certutil(
     # A machine without NSS's tools: the system store is still done, and the line says what to
     # install. (Taking certutil off PATH would take update-ca-certificates' sed and find too.)
     which = shutil.which
-    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "certutil" else which(name, *a, **k))
+    monkeypatch.setattr(
+        shutil, "which", lambda name, *a, **k: None if name == "certutil" else which(name, *a, **k)
+    )
     code, out, err = _certs(capsys, "--untrust")
     assert code == 1
     assert out == [
@@ -152,5 +152,5 @@ def test_the_command_reports_each_store_and_names_a_missing_certutil(
 
     code, out, err = _certs(capsys, "--trust", "--untrust")
     assert code == 1
-    assert len(err) == 1 and "pick one" in err[0]
-
+    assert len(err) == 1
+    assert "pick one" in err[0]

@@ -25,10 +25,11 @@ FORWARD_PATH = "/api/v1/oauth/callback"
 def _page(title: str, message: str, status: int) -> HTMLResponse:
     html = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{escape(title)}</title></head>"
         "<body style='font-family:sans-serif;max-width:40em;margin:3em auto'>"
-        f"<h1>{escape(title)}</h1><p>{escape(message)}</p>"
-        "<p>You can close this window.</p></body></html>"
+        f"<main><h1>{escape(title)}</h1><p>{escape(message)}</p>"
+        "<p>You can close this window.</p></main></body></html>"
     )
     policy = "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'"
     return HTMLResponse(html, status_code=status, headers=page_headers(policy))

@@ -1,16 +1,14 @@
 import uuid
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from dashtam_api.accounts import service
 from dashtam_api.accounts.schemas import AccountOut, AccountPage, PositionList, SyncOut
 from dashtam_api.deps import ContextDep, CurrentUserDep, SessionDep
 from dashtam_api.openapi import problems
+from dashtam_api.paging import PageDep
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
-
-Limit = Query(20, ge=1, le=100)
-Offset = Query(0, ge=0, le=1_000_000)
 
 
 @router.post(
@@ -28,20 +26,21 @@ async def provider_accounts(
     provider_id: uuid.UUID,
     user: CurrentUserDep,
     session: SessionDep,
-    limit: int = Limit,
-    offset: int = Offset,
+    page: PageDep,
 ) -> dict:
     return await service.provider_accounts(
-        session=session, user=user, provider_id=provider_id, limit=limit, offset=offset
+        session=session,
+        user=user,
+        provider_id=provider_id,
+        limit=page.limit,
+        offset=page.offset,
     )
 
 
 @router.get("/accounts", response_model=AccountPage)
-async def list_accounts(
-    user: CurrentUserDep, session: SessionDep, limit: int = Limit, offset: int = Offset
-) -> dict:
+async def list_accounts(user: CurrentUserDep, session: SessionDep, page: PageDep) -> dict:
     """All of the person's accounts, each with its newest balance."""
-    return await service.page(session=session, user=user, limit=limit, offset=offset)
+    return await service.page(session=session, user=user, limit=page.limit, offset=page.offset)
 
 
 @router.get("/accounts/{account_id}", response_model=AccountOut)

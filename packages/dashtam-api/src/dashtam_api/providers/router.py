@@ -1,9 +1,10 @@
 import uuid
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from dashtam_api.deps import CurrentUserDep, ReaderDep, SessionDep, TokenSubjectDep
 from dashtam_api.openapi import problems
+from dashtam_api.paging import PageDep
 from dashtam_api.providers import service
 from dashtam_api.providers.schemas import (
     CreateProvider,
@@ -42,10 +43,11 @@ async def create_provider(
 async def list_providers(
     user_id: TokenSubjectDep,
     reader: ReaderDep,
-    limit: int = Query(20, ge=1, le=100),
-    offset: int = Query(0, ge=0, le=1_000_000),
+    page: PageDep,
 ) -> dict:
-    return await service.list_page(reader=reader, user_id=user_id, limit=limit, offset=offset)
+    return await service.list_page(
+        reader=reader, user_id=user_id, limit=page.limit, offset=page.offset
+    )
 
 
 @router.get("/providers/{provider_id}", response_model=ProviderOut)

@@ -42,9 +42,10 @@ def _oauth_error(status: int, error: str, description: str, headers=None) -> JSO
 def _page(settings: Settings, title: str, body: str, status: int = 200) -> HTMLResponse:
     html = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{escape(title)}</title>"
         "</head><body style='font-family:sans-serif;max-width:40em;margin:3em auto'>"
-        f"<h1>{escape(title)}</h1>{body}</body></html>"
+        f"<main><h1>{escape(title)}</h1>{body}</main></body></html>"
     )
     # The approval form posts here and is redirected to the callback server: browsers hold a
     # form's redirects to form-action too.
