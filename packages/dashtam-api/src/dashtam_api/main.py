@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from dashtam_api import __version__, docs, openapi
+from dashtam_api import __version__, docs, metrics, openapi
 from dashtam_api.accounts.router import router as accounts_router
 from dashtam_api.auth.router import router as auth_router
 from dashtam_api.auth.security import Passwords
@@ -79,6 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if jobs:
             jobs.start()
         letting_go: list[asyncio.Task] = []
+        sampling = None
+        if settings.METRICS_ENABLED:
+            metrics.started()
+            sampling = asyncio.ensure_future(metrics.keep_sampling(ctx.db))
         # Everything made so far (modules, the app, its models) lives as long as the process:
         # out of the collector's sight, a full collection no longer walks it (p99 of the
         # provider list under load: ~100 ms -> ~25 ms), and young collections come every
@@ -92,6 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             for task in letting_go:
                 task.cancel()
+            if sampling:
+                sampling.cancel()
+                metrics.stopped()
             if jobs:
                 await jobs.stop()
             await ctx.close()
@@ -111,6 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tls = tls_context(settings.CA_CERT_FILE)
     install_problem_handlers(app)
     openapi.install(app)
+    if settings.METRICS_ENABLED:
+        metrics.install(app, settings)
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(providers_router)

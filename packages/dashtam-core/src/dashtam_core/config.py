@@ -5,6 +5,7 @@ environment (``testing`` -> ``env/.env.test``, anything else -> ``env/.env.dev``
 adds the checks that only make sense for a test process.
 """
 
+import ipaddress
 import os
 import sys
 from functools import lru_cache
@@ -159,6 +160,11 @@ class Settings(BaseSettings):
     # configured providers). Off unless asked for: even with no provider configured it looks
     # them up on every request (~3% of a cheap read, docs/performance.md).
     OTEL_INSTRUMENTATION: bool = False
+    # /metrics in the Prometheus text format, answered only to clients in these networks
+    # (comma-separated addresses or CIDR networks; anyone else gets a 404): the scraper's, never
+    # the public's (docs/metrics.md).
+    METRICS_ENABLED: bool = True
+    METRICS_ALLOW_FROM: str = "127.0.0.0/8,::1/128"
     # On SIGTERM/SIGINT (`inv down`), requests under way get this long to finish (read by infra
     # when it starts the servers: uvicorn's --timeout-graceful-shutdown).
     SHUTDOWN_GRACE_SECONDS: int = Field(default=10, ge=0, le=300)
@@ -184,6 +190,16 @@ class Settings(BaseSettings):
     def _token_keys(cls, value: str) -> str:
         if value:
             parse_keys(value)  # raises ValueError with the reason
+        return value
+
+    @field_validator("METRICS_ALLOW_FROM")
+    @classmethod
+    def _metrics_allow_from(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or network") from None
         return value
 
     @field_validator("REDIS_URL")

@@ -80,6 +80,11 @@ class PoolReader:
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
 
+    @property
+    def pool(self) -> asyncpg.Pool | None:
+        """The asyncpg pool, once the first read has opened it (its size is a metric)."""
+        return self._pool
+
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         try:
             return await self._fetch(query, *args)

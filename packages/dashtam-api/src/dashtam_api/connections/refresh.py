@@ -34,7 +34,7 @@ from sqlalchemy import func, or_, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dashtam_api import upstream
+from dashtam_api import metrics, upstream
 from dashtam_api.audit import service as audit
 from dashtam_api.context import AppContext
 from dashtam_core.vault import VaultError, token_context
@@ -211,10 +211,11 @@ async def refresh_next_due(
         return None
     locked = await _read(session, claimed[0])
     if locked is None:
-        return Outcome(Kind.INACTIVE, status="unknown")
-    return await _refresh_locked(
+        return _counted(Trigger.BACKGROUND, Outcome(Kind.INACTIVE, status="unknown"))
+    outcome = await _refresh_locked(
         ctx, session, locked, trigger=Trigger.BACKGROUND, due_before=due_before
     )
+    return _counted(Trigger.BACKGROUND, outcome)
 
 
 async def refresh(
@@ -239,11 +240,11 @@ async def refresh(
     except DBAPIError as exc:
         if _sqlstate(exc) == LOCK_NOT_AVAILABLE:
             await session.rollback()  # the statement failed; nothing was written
-            return Outcome(Kind.BUSY, status="unknown")
+            return _counted(trigger, Outcome(Kind.BUSY, status="unknown"))
         raise
     if locked is None:
-        return Outcome(Kind.INACTIVE, status="unknown")
-    return await _refresh_locked(
+        return _counted(trigger, Outcome(Kind.INACTIVE, status="unknown"))
+    outcome = await _refresh_locked(
         ctx,
         session,
         locked,
@@ -251,6 +252,12 @@ async def refresh(
         due_before=due_before,
         seen_refreshed_at=seen_refreshed_at,
     )
+    return _counted(trigger, outcome)
+
+
+def _counted(trigger: Trigger, outcome: Outcome) -> Outcome:
+    metrics.REFRESHES.labels(trigger.value, outcome.kind.value).inc()
+    return outcome
 
 
 async def _refresh_locked(

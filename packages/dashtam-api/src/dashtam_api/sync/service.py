@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
+from dashtam_api import metrics
 from dashtam_api.audit import service as audit
 from dashtam_api.connections import refresh
 from dashtam_api.context import AppContext
@@ -148,6 +149,14 @@ async def _access_token(ctx: AppContext, connection_id: uuid.UUID, *, force: boo
 
 
 async def sync_connection(
+    ctx: AppContext, connection_id: uuid.UUID, *, trigger: refresh.Trigger, stale_only: bool
+) -> SyncResult:
+    result = await _sync_connection(ctx, connection_id, trigger=trigger, stale_only=stale_only)
+    metrics.SYNCS.labels(result.kind).inc()
+    return result
+
+
+async def _sync_connection(
     ctx: AppContext, connection_id: uuid.UUID, *, trigger: refresh.Trigger, stale_only: bool
 ) -> SyncResult:
     claim = await _claim(ctx, connection_id, stale_only=stale_only)
