@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from infra import apps
+from infra import apps, compose
 from infra import trust as trust_store
 from infra.certs import ensure_certs
 from infra.envfiles import ensure_env_files, read_both, read_credentials
@@ -31,8 +31,18 @@ def say(message: str) -> None:
 
 
 def _runtime(layout: Layout) -> LocalRuntime:
-    selected_runtime()
     return LocalRuntime(layout)
+
+
+def _compose(layout: Layout, task: str, *extra: str) -> bool:
+    """Under the compose runtime, run ``task`` there (a failure is one line and its exit code)
+    and say True; under the local runtime, False: the caller goes on with processes."""
+    if selected_runtime() != "compose":
+        return False
+    code = compose.run_task(layout, task, *extra)
+    if code:
+        raise InfraError(f"docker compose failed (exit {code})", code=code)
+    return True
 
 
 def _start_servers(runtime: LocalRuntime) -> list[str]:
@@ -121,6 +131,8 @@ def _run_initializer(
 
 
 def up(layout: Layout, *, reload: bool = True, workers: int = 0, timeout: float = 90.0) -> None:
+    if _compose(layout, "up"):
+        return
     started_at = time.monotonic()
     runtime = _runtime(layout)
     setup(layout, quiet=True)
@@ -179,6 +191,8 @@ def migrate(layout: Layout, command: str, *args: str) -> None:
 
 
 def down(layout: Layout) -> None:
+    if _compose(layout, "down"):
+        return
     stopped = [a.name for a in apps.APPS if apps.stop_app(a, layout=layout)]
     stopped += _runtime(layout).stop_servers()
     say(f"stopped: {', '.join(stopped)} (data kept)" if stopped else "nothing was running")
@@ -186,6 +200,10 @@ def down(layout: Layout) -> None:
 
 def status(layout: Layout) -> int:
     """Print a table of the services; 0 if every running one is healthy."""
+    if selected_runtime() == "compose":
+        say("runtime: compose (docker compose ps)")
+        return compose.run_task(layout, "status")
+    say("runtime: local (processes; DASHTAM_RUNTIME=compose for Docker Compose)")
     rows = []
     secrets_file = layout.secrets_file
     creds = read_credentials(layout.dev_env_file) if layout.dev_env_file.exists() else None
@@ -222,6 +240,8 @@ def status(layout: Layout) -> int:
 
 
 def logs(layout: Layout, *, service: str | None, follow: bool, lines: int) -> None:
+    if _compose(layout, "logs", *(["--follow"] if follow else []), *([service] if service else [])):
+        return
     names = [service] if service else [*SERVERS, *(a.name for a in apps.APPS)]
     known = {*SERVERS, *(a.name for a in apps.APPS)}
     if service and service not in known:
@@ -250,6 +270,8 @@ def logs(layout: Layout, *, service: str | None, follow: bool, lines: int) -> No
 
 
 def clean(layout: Layout) -> None:
+    if _compose(layout, "clean"):
+        return
     down(layout)
     _runtime(layout).delete_data()
     for name in (*SERVERS, *(a.name for a in apps.APPS)):
@@ -259,6 +281,8 @@ def clean(layout: Layout) -> None:
 
 def test_setup(layout: Layout) -> list[str]:
     """Shared servers up (never the dev apps), test schema rebuilt; returns servers started."""
+    if _compose(layout, "test-setup"):
+        return []
     runtime = _runtime(layout)
     setup(layout, quiet=True)
     started = _start_servers(runtime)
@@ -298,6 +322,17 @@ def test(layout: Layout, *, contract_deep: bool, contract_seed: int | None, **op
         say(f"contract-deep: seed {seed} (replay: inv test --contract-deep --contract-seed {seed})")
         env = {"DASHTAM_CONTRACT_DEEP": "1", "DASHTAM_CONTRACT_SEED": str(seed)}
         options["paths"] = [CONTRACT_TEST]
+    if selected_runtime() == "compose":
+        # The same pytest arguments, run in the test project's app container.
+        args = pytest_args_for(
+            parallel=options["parallel"],
+            workers=options["workers"],
+            suites=options["suites"],
+            extra=options["pytest_args"],
+            paths=options.get("paths", ()),
+        )
+        _compose(layout, "test-setup")
+        return compose.run_task(layout, "test", *args)
     with test_servers(layout):
         return _pytest(layout, env_overrides=env, **options)
 
@@ -371,6 +406,8 @@ def _pytest(
 
 def test_clean(layout: Layout) -> None:
     """Drop this checkout's test databases (marked as its own) and empty the tests' Valkey index."""
+    if selected_runtime() == "compose":
+        raise InfraError("inv test-clean is not wired to the compose runtime yet (docs/compose.md)")
     import redis
 
     from dashtam_core.safety import expected_marker

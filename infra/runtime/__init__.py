@@ -1,4 +1,5 @@
-"""The runtimes behind the same tasks. Only the local one (processes) exists so far."""
+"""The runtimes behind the same tasks: local (processes, infra/runtime/local.py) and compose
+(Docker Compose, infra/compose.py)."""
 
 import os
 
@@ -6,10 +7,21 @@ from infra.errors import InfraError
 
 
 def selected_runtime() -> str:
+    """``DASHTAM_RUNTIME``: local, compose, or auto (compose only when a Docker engine with the
+    compose plugin answers; local everywhere else, which includes every machine without Docker)."""
     choice = os.environ.get("DASHTAM_RUNTIME", "auto")
-    if choice in ("auto", "local"):
-        # auto would prefer a working Docker engine; the compose runtime is not built yet.
+    if choice == "local":
         return "local"
-    if choice == "compose":
-        raise InfraError("DASHTAM_RUNTIME=compose is not available yet; use local (the default)")
+    if choice in ("auto", "compose"):
+        from infra.compose import engine_answers
+
+        if engine_answers():
+            return "compose"
+        if choice == "compose":
+            raise InfraError(
+                "DASHTAM_RUNTIME=compose needs a Docker engine with the compose plugin "
+                "(`docker info` and `docker compose version` must work); unset it to use the "
+                "local runtime"
+            )
+        return "local"
     raise InfraError(f"DASHTAM_RUNTIME must be auto, local or compose, not {choice!r}")

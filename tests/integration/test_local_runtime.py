@@ -218,7 +218,7 @@ def test_servers_restarted_outside_the_runtime_are_still_its_own(private_runtime
     assert wait_until_true(lambda: valkey_ping(dev.redis_port, runtime.secrets().valkey_password))
 
     assert workflows.status(layout) == 0
-    rows = {r.split()[0]: r.split() for r in capsys.readouterr().out.splitlines()[1:]}
+    rows = {r.split()[0]: r.split() for r in capsys.readouterr().out.splitlines()[2:]}
     for server in ("postgres", "valkey"):
         assert rows[server][-1] == "yes", rows
         assert int(rows[server][1]) != ours[server]  # the new process, not the recorded one
@@ -352,9 +352,10 @@ def test_every_dev_task_on_a_private_project(private_runtime, capfd, monkeypatch
 
     monkeypatch.setattr(infra_main, "Layout", lambda: layout)
     assert infra_main.main(["status"]) == 0
-    table = capfd.readouterr().out.splitlines()
-    assert [row.split()[0] for row in table[1:]] == ["postgres", "valkey", "api", "callback"]
-    assert all(row.split()[-1] == "yes" for row in table[1:])
+    runtime_line, _header, *table = capfd.readouterr().out.splitlines()
+    assert runtime_line.startswith("runtime: local")
+    assert [row.split()[0] for row in table] == ["postgres", "valkey", "api", "callback"]
+    assert all(row.split()[-1] == "yes" for row in table)
 
     api = apps.APPS[0]
     code, body = apps.check_health(apps.health_url(api, layout.dev_env_file), layout.ca_file)
