@@ -185,6 +185,15 @@ def test(
     _infra(c, *args, env="test")
 
 
+@task(
+    name="compose-files",
+    help={"production": "PostgreSQL's and Valkey's users from env/.env.prod (the prod overlay)."},
+)
+def compose_files(c, production=False):
+    """Write .dashtam/compose/ from the env files, for running docker compose by hand."""
+    _infra(c, "compose-files", *(["--production"] if production else []))
+
+
 @task(name="test-clean")
 def test_clean(c):
     """Drop the test databases and the tests' Valkey data (dev data untouched)."""
@@ -295,6 +304,7 @@ namespace = Collection(
     test_setup,
     test,
     test_clean,
+    compose_files,
     bench,
     demo,
     rotate_token_key,

@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     # One quoted string (pass it as --pytest-args="-k x -x"): hatch run would eat a bare "--".
     test.add_argument("--pytest-args", default="")
     sub.add_parser("test-clean")
+    compose_files = sub.add_parser("compose-files")
+    compose_files.add_argument("--production", action="store_true")
     sub.add_parser("demo")
     sub.add_parser("rotate-token-key")
     migrate = sub.add_parser("migrate")
@@ -87,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
             case "test-clean":
                 workflows.test_clean(layout)
+            case "compose-files":
+                from infra import compose
+
+                for path in compose.prepare(layout, production=args.production):
+                    print(f"  wrote {path.relative_to(layout.root)}")
             case "migrate":
                 workflows.migrate(layout, args.migration_command, *args.migration_args)
             case "rotate-token-key":

@@ -92,6 +92,7 @@ def write_files(
 
     folder = compose_dir(layout)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.chmod(0o700)  # it holds every secret of both environments
     prod_env = layout.env_dir / ".env.prod"
     if production and not prod_env.exists():
         raise InfraError("env/.env.prod is missing: copy env/.env.prod.example and fill it in")
@@ -199,19 +200,25 @@ def task_commands(layout: Layout, task: str) -> list[list[str]]:
     return plans[task]
 
 
-def run_task(layout: Layout, task: str, *extra: str) -> int:
-    """Run what ``task`` means under Compose (``extra``: pytest's arguments for ``test``, the
-    service for ``logs``); the first failing step ends it with its exit code."""
+def prepare(layout: Layout, *, production: bool = False) -> list[Path]:
+    """The env files (made when missing) and .dashtam/compose/ from them."""
     from infra.envfiles import ensure_env_files
     from infra.runtime.local import LocalRuntime
 
     ensure_env_files(layout)
     secrets = LocalRuntime(layout).secrets()
-    write_files(
+    return write_files(
         layout,
         superuser_password=secrets.postgres_password,
         valkey_password=secrets.valkey_password,
+        production=production,
     )
+
+
+def run_task(layout: Layout, task: str, *extra: str) -> int:
+    """Run what ``task`` means under Compose (``extra``: pytest's arguments for ``test``, the
+    service for ``logs``); the first failing step ends it with its exit code."""
+    prepare(layout)
     steps = task_commands(layout, task)
     steps[-1] = [*steps[-1], *extra]
     for step in steps:
