@@ -23,7 +23,7 @@ from infra.envfiles import read_credentials
 from infra.errors import InfraError
 from infra.files import read_env, token, write_private
 from infra.layout import Layout
-from infra.runtime.local import valkey_acl_lines
+from infra.runtime.local import bootstrap_variables, valkey_acl_lines
 
 SERVER_HOSTS = {"DATABASE_URL": ("postgres", 5432), "REDIS_URL": ("valkey", 6379)}
 CERT_KEYS = ("SSL_CERT_FILE", "SSL_KEY_FILE", "CA_CERT_FILE")
@@ -88,8 +88,6 @@ def write_files(
 
     The server's main database and Valkey user are development's, or with ``production`` those
     of env/.env.prod (the production overlay runs on the same base services)."""
-    from dashtam_core.safety import template_marker
-
     folder = compose_dir(layout)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     folder.chmod(0o700)  # it holds every secret of both environments
@@ -102,16 +100,7 @@ def write_files(
         "dev.env": app_env(read_env(layout.dev_env_file)),
         "test.env": app_env(read_env(layout.test_env_file)),
         "postgres.env": _env_text(
-            {
-                "POSTGRES_PASSWORD": superuser_password,
-                "DASHTAM_DEV_DB_USER": dev.db_user,
-                "DASHTAM_DEV_DB_PASSWORD": dev.db_password,
-                "DASHTAM_DEV_DB_NAME": dev.db_name,
-                "DASHTAM_TEST_DB_USER": test.db_user,
-                "DASHTAM_TEST_DB_PASSWORD": test.db_password,
-                "DASHTAM_TEST_DB_NAME": test.db_name,
-                "DASHTAM_TEST_DB_MARKER": template_marker(test.project_id),
-            }
+            {"POSTGRES_PASSWORD": superuser_password, **bootstrap_variables(dev, test)}
         ),
         "valkey.conf": _valkey_conf(dev, test, valkey_password),
     }

@@ -245,23 +245,11 @@ class LocalRuntime:
 
     def bootstrap(self, dev: Credentials, test: Credentials) -> None:
         """Roles and databases of both environments (infra/postgres/bootstrap.sql)."""
-        # Imported here, not at the top: `inv status` and friends import this module and
-        # should not pay for SQLAlchemy and Alembic.
-        from dashtam_core.safety import template_marker
-
         self._psql(
             dev.db_port,
             "postgres",
             self.layout.bootstrap_sql,
-            {
-                "DASHTAM_DEV_DB_USER": dev.db_user,
-                "DASHTAM_DEV_DB_PASSWORD": dev.db_password,
-                "DASHTAM_DEV_DB_NAME": dev.db_name,
-                "DASHTAM_TEST_DB_USER": test.db_user,
-                "DASHTAM_TEST_DB_PASSWORD": test.db_password,
-                "DASHTAM_TEST_DB_NAME": test.db_name,
-                "DASHTAM_TEST_DB_MARKER": template_marker(test.project_id),
-            },
+            bootstrap_variables(dev, test),
         )
         asyncio.run(self._mark_older_test_database(test))
 
@@ -538,6 +526,23 @@ def _postmaster_alive(data: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+def bootstrap_variables(main: Credentials, test: Credentials) -> dict[str, str]:
+    """What infra/postgres/bootstrap.sql reads (with psql's getenv), in both runtimes."""
+    # Imported here, not at the top: `inv status` and friends import this module and should
+    # not pay for SQLAlchemy and Alembic.
+    from dashtam_core.safety import template_marker
+
+    return {
+        "DASHTAM_DEV_DB_USER": main.db_user,
+        "DASHTAM_DEV_DB_PASSWORD": main.db_password,
+        "DASHTAM_DEV_DB_NAME": main.db_name,
+        "DASHTAM_TEST_DB_USER": test.db_user,
+        "DASHTAM_TEST_DB_PASSWORD": test.db_password,
+        "DASHTAM_TEST_DB_NAME": test.db_name,
+        "DASHTAM_TEST_DB_MARKER": template_marker(test.project_id),
+    }
 
 
 def valkey_acl_lines(*environments: Credentials) -> list[str]:

@@ -41,6 +41,18 @@ async def _no_secret(page: Page) -> None:
     assert not re.search(r"access_token|refresh_token|code_verifier", html)
 
 
+async def _decide(page: Page, live_servers, button: str) -> None:
+    """Press a button of the approval page and follow the institution's redirect."""
+    async with page.expect_navigation(url=f"{live_servers.callback_url}/oauth/callback?**"):
+        await page.get_by_role("button", name=button).click()
+
+
+async def _callback_page(page: Page, console: Console, title: str, says: str) -> None:
+    await _readable(page, console, title=title)
+    await expect(page.locator("main")).to_contain_text(says)
+    await _no_secret(page)
+
+
 def _connection(api, headers, path) -> dict:
     response = api.get(path, headers=headers)
     assert response.status_code == 200, response.text
@@ -60,11 +72,8 @@ async def test_approve_at_the_institution_without_scripts(api, live_servers, pag
     await _no_secret(page)
     await screenshot(page, "sandbox-approval")
 
-    async with page.expect_navigation(url=f"{live_servers.callback_url}/oauth/callback?**"):
-        await page.get_by_role("button", name="Approve").click()
-    await _readable(page, console, title="Connected")
-    await expect(page.locator("main")).to_contain_text("E2E <Bank> is now connected to Dashtam.")
-    await _no_secret(page)
+    await _decide(page, live_servers, "Approve")
+    await _callback_page(page, console, "Connected", "E2E <Bank> is now connected to Dashtam.")
     await screenshot(page, "callback-connected")
 
     assert _connection(api, headers, path)["status"] == "active"
@@ -75,11 +84,8 @@ async def test_deny_at_the_institution(api, live_servers, page_with_console):
     headers, path = connectable_provider(api)
 
     await page.goto(authorization_url(api, headers, path))
-    async with page.expect_navigation(url=f"{live_servers.callback_url}/oauth/callback?**"):
-        await page.get_by_role("button", name="Deny").click()
-    await _readable(page, console, title="Not connected")
-    await expect(page.locator("main")).to_contain_text("E2E <Bank> was not connected")
-    await _no_secret(page)
+    await _decide(page, live_servers, "Deny")
+    await _callback_page(page, console, "Not connected", "E2E <Bank> was not connected")
     await screenshot(page, "callback-denied")
 
     assert _connection(api, headers, path)["status"] == "pending"

@@ -5,7 +5,6 @@ A server of its own (not the shared test servers), on a free port, whose sandbox
 answers two seconds late: the request in flight when the stop begins.
 """
 
-import socket
 import ssl
 import threading
 import time
@@ -14,39 +13,17 @@ import httpx
 
 from infra import apps
 from infra.runtime import process
-from tests.fixtures.environment import TEST_ENV_FILE, WORKER
-from tests.fixtures.servers import LAYOUT
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.fixtures.servers import LAYOUT, own_api
 
 
 def test_a_request_under_way_finishes_when_the_api_stops(worker_settings):
-    api, pid_name, port = apps.APPS[0], f"test-graceful-{WORKER}", free_port()
-    apps.start_app(
-        api,
-        layout=LAYOUT,
-        env_file=TEST_ENV_FILE,
-        reload=False,
-        pid_name=pid_name,
-        port=port,
-        env_overrides={
-            "DATABASE_URL": worker_settings.DATABASE_URL,
-            "REDIS_URL": worker_settings.REDIS_URL,
-            "BACKGROUND_JOBS_ENABLED": "false",
-            "SANDBOX_TOKEN_LATENCY_SECONDS": "2",
-            "SHUTDOWN_GRACE_SECONDS": "8",
-        },
-    )
-    pid_file = LAYOUT.pid_file(pid_name)
-    try:
-        apps.wait_healthy(
-            api, layout=LAYOUT, env_file=TEST_ENV_FILE, timeout=60, pid_name=pid_name, port=port
-        )
-        url = f"https://localhost:{port}"
+    api = apps.APPS[0]
+    with own_api(
+        worker_settings, "graceful", SANDBOX_TOKEN_LATENCY_SECONDS="2", SHUTDOWN_GRACE_SECONDS="8"
+    ) as server:
+        pid_name, port = server.pid_name, server.port
+        pid_file = LAYOUT.pid_file(pid_name)
+        url = server.url
         tls = ssl.create_default_context(cafile=str(LAYOUT.ca_file))
         answers: list = []
 
@@ -72,5 +49,3 @@ def test_a_request_under_way_finishes_when_the_api_stops(worker_settings):
         assert 0.8 < stopped_after < 8, stopped_after  # it waited for the request, no longer
         assert process.running(pid_file) is None
         assert not process.port_in_use(port)
-    finally:
-        apps.stop_app(api, layout=LAYOUT, pid_name=pid_name)
