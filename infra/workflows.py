@@ -323,6 +323,8 @@ def test(layout: Layout, *, contract_deep: bool, contract_seed: int | None, **op
         env = {"DASHTAM_CONTRACT_DEEP": "1", "DASHTAM_CONTRACT_SEED": str(seed)}
         options["paths"] = [CONTRACT_TEST]
     if selected_runtime() == "compose":
+        if options["cov"]:
+            raise InfraError("--cov runs with the local runtime only (DASHTAM_RUNTIME=local)")
         # The same pytest arguments, run in the test project's app container.
         args = pytest_args_for(
             parallel=options["parallel"],
