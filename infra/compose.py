@@ -11,6 +11,7 @@
 
 import copy
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -121,9 +122,9 @@ def write_files(
         )
     if prod_env.exists():
         files["prod.env"] = app_env(read_env(prod_env))
-    grafana = folder / "grafana-admin-password"
+    grafana = folder / "grafana.env"
     if not grafana.exists():
-        files["grafana-admin-password"] = token() + "\n"
+        files["grafana.env"] = _env_text({"GF_SECURITY_ADMIN_PASSWORD": token()})
     written = []
     for name, text in files.items():
         write_private(folder / name, text)
@@ -148,6 +149,12 @@ def _valkey_conf(dev, test, admin: str) -> str:
 
 
 # --- commands ---------------------------------------------------------------------------------
+
+
+def compose_env() -> dict[str, str]:
+    """The environment of every compose command: the app containers run as the checkout's
+    owner, who can read the 0600 keys and write to the mounted source."""
+    return {**os.environ, "DASHTAM_UID": str(os.getuid()), "DASHTAM_GID": str(os.getgid())}
 
 
 def command(layout: Layout, stack: Stack, *args: str) -> list[str]:
@@ -212,7 +219,7 @@ def run_task(layout: Layout, task: str, *extra: str) -> int:
     steps[-1] = [*steps[-1], *extra]
     for step in steps:
         try:
-            code = subprocess.run(step, cwd=layout.root, check=False).returncode
+            code = subprocess.run(step, cwd=layout.root, env=compose_env(), check=False).returncode
         except OSError as exc:
             raise InfraError(f"{step[0]}: {exc.strerror}") from None
         if code != 0:
@@ -361,6 +368,7 @@ def config(layout: Layout, stack: Stack) -> dict:
             command(layout, stack, "config", "--format", "json", "--no-interpolate"),
             capture_output=True,
             text=True,
+            env=compose_env(),
             check=False,
         )
         if result.returncode != 0:
