@@ -20,11 +20,11 @@ from typing import Any
 
 import yaml
 
-from infra.envfiles import read_credentials
+from infra.envfiles import ensure_env_files, read_credentials
 from infra.errors import InfraError
 from infra.files import read_env, token, write_private
 from infra.layout import Layout
-from infra.runtime.local import bootstrap_variables, valkey_acl_lines
+from infra.runtime.local import LocalRuntime, bootstrap_variables, valkey_acl_lines
 
 SERVER_HOSTS = {"DATABASE_URL": ("postgres", 5432), "REDIS_URL": ("valkey", 6379)}
 CERT_KEYS = ("SSL_CERT_FILE", "SSL_KEY_FILE", "CA_CERT_FILE")
@@ -176,7 +176,7 @@ def task_commands(layout: Layout, task: str) -> list[list[str]]:
             dev(*bootstrap, "-d", "postgres", "-f", "/dashtam/sql/bootstrap.sql"),
         ],
         "down": [dev("stop")],
-        "status": [dev("ps", "--all", "--format", "json")],
+        "status": [dev("ps", "--all")],
         "logs": [dev("logs", "--tail", "50")],  # then --follow, a service
         # The dev project's servers only (never its apps), then the test template and the
         # test app container, which waits for `exec`.
@@ -198,9 +198,6 @@ def task_commands(layout: Layout, task: str) -> list[list[str]]:
 
 def prepare(layout: Layout, *, production: bool = False) -> list[Path]:
     """The env files (made when missing) and .dashtam/compose/ from them."""
-    from infra.envfiles import ensure_env_files
-    from infra.runtime.local import LocalRuntime
-
     ensure_env_files(layout)
     secrets = LocalRuntime(layout).secrets()
     return write_files(
