@@ -224,22 +224,6 @@ def run_task(layout: Layout, task: str, *extra: str) -> int:
     return 0
 
 
-def engine_answers(timeout: float = 5.0) -> bool:
-    """A Docker engine this user may use, with the compose plugin (what auto looks for)."""
-    if shutil.which("docker") is None:
-        return False
-    try:
-        for probe in (
-            ["docker", "info", "--format", "{{.ServerVersion}}"],
-            ["docker", "compose", "version"],
-        ):
-            if subprocess.run(probe, capture_output=True, timeout=timeout, check=False).returncode:
-                return False
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return True
-
-
 # --- the merged configuration -----------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from infra import apps, compose
+from infra import apps
 from infra import trust as trust_store
 from infra.certs import ensure_certs
 from infra.envfiles import ensure_env_files, read_both, read_credentials
@@ -39,6 +39,8 @@ def _compose(layout: Layout, task: str, *extra: str) -> bool:
     and say True; under the local runtime, False: the caller goes on with processes."""
     if selected_runtime() != "compose":
         return False
+    from infra import compose  # YAML and the rest only where Compose is used
+
     code = compose.run_task(layout, task, *extra)
     if code:
         raise InfraError(f"docker compose failed (exit {code})", code=code)
@@ -201,6 +203,8 @@ def down(layout: Layout) -> None:
 def status(layout: Layout) -> int:
     """Print a table of the services; 0 if every running one is healthy."""
     if selected_runtime() == "compose":
+        from infra import compose
+
         say("runtime: compose (docker compose ps)")
         return compose.run_task(layout, "status")
     say("runtime: local (processes; DASHTAM_RUNTIME=compose for Docker Compose)")
@@ -333,6 +337,8 @@ def test(layout: Layout, *, contract_deep: bool, contract_seed: int | None, **op
             extra=options["pytest_args"],
             paths=options.get("paths", ()),
         )
+        from infra import compose
+
         _compose(layout, "test-setup")
         return compose.run_task(layout, "test", *args)
     with test_servers(layout):

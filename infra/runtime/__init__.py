@@ -2,6 +2,8 @@
 (Docker Compose, infra/compose.py)."""
 
 import os
+import shutil
+import subprocess
 
 from infra.errors import InfraError
 
@@ -13,8 +15,6 @@ def selected_runtime() -> str:
     if choice == "local":
         return "local"
     if choice in ("auto", "compose"):
-        from infra.compose import engine_answers
-
         if engine_answers():
             return "compose"
         if choice == "compose":
@@ -25,3 +25,20 @@ def selected_runtime() -> str:
             )
         return "local"
     raise InfraError(f"DASHTAM_RUNTIME must be auto, local or compose, not {choice!r}")
+
+
+def engine_answers(timeout: float = 5.0) -> bool:
+    """A Docker engine this user may use, with the compose plugin (what auto looks for)."""
+    if shutil.which("docker") is None:
+        return False
+    probes = (
+        ["docker", "info", "--format", "{{.ServerVersion}}"],
+        ["docker", "compose", "version"],
+    )
+    try:
+        return all(
+            subprocess.run(probe, capture_output=True, timeout=timeout, check=False).returncode == 0
+            for probe in probes
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
