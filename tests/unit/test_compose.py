@@ -132,7 +132,13 @@ def test_the_test_stack_replaces_the_command_and_the_env_file_and_keeps_no_data(
     assert "ports" not in app
     assert "healthcheck" not in app
     assert "depends_on" not in app
-    assert _mounts(app) == ["..:/app"]  # the checkout; no volume of the test app's own
+    # The checkout, with the generated env file where the tests' commands look; no volume of
+    # the test app's own.
+    assert _mounts(app) == [
+        "..:/app",
+        "../.dashtam/compose/test.env:/app/env/.env.test:ro",
+        "../certs:/certs:ro",
+    ]
     assert services["init-db"]["command"] == ["dashtam-init-test-db"]
     assert services["init-db"]["env_file"] == ["../.dashtam/compose/test.env"]
     assert services["schema-owner"]["env_file"] == ["../.dashtam/compose/schema-owner-test.env"]
