@@ -1,6 +1,6 @@
 """How fast the test set-up is, measured side by side on this machine:
 
-1. the whole suite, serial vs ``--parallel`` (pytest-xdist, two workers per core);
+1. the whole suite, serial vs ``--parallel`` (pytest-xdist, a worker per core and one more);
 2. a worker database: cloning the template vs building the schema with the migrations;
 3. per-test isolation: savepoint rollback vs truncating every table, over N tiny tests.
 

@@ -366,12 +366,13 @@ def pytest_args_for(
 
 
 def auto_test_workers() -> int:
-    """Two xdist workers per core, at most 8: a test waits on PostgreSQL, a server it started
-    or a subprocess much of its time, and a second worker per core fills those waits; a third
-    only adds CPU (the suite on 2 cores: ~35 s with 2 workers, ~31 s with 4 in session 4; with
-    the fault drill and the contract test, 34-38 s with 4 and 40-41 s with 6). Each worker has
-    its own database clone and Valkey index (64 indexes)."""
-    return max(2, min(8, 2 * (os.cpu_count() or 1)))
+    """One xdist worker per core and one more, at most 8: a test waits on PostgreSQL, a server
+    it started or a subprocess much of its time, and the extra worker fills those waits; more
+    only add CPU (each worker imports everything and clones its database). On 2 cores with 459
+    tests (2026-11-26, alternating): 2 workers 48-52 s, 3 workers 42-44 s, 4 workers 45-49 s,
+    and 4 kept the machine ~10 core-seconds busier than 3. Each worker has its own database
+    clone and Valkey index (64 indexes)."""
+    return max(2, min(8, (os.cpu_count() or 1) + 1))
 
 
 def _pytest(
