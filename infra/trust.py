@@ -57,10 +57,10 @@ def system_store() -> SystemStore | None:
     return None
 
 
-def nss_databases(home: Path, *, create_chromium_db: bool = True) -> list[Path]:
-    """The NSS databases of ``home``: Chromium's (made when missing) and Firefox profiles'."""
-    chromium = home / ".pki" / "nssdb"
-    found = [chromium] if create_chromium_db or (chromium / "cert9.db").exists() else []
+def nss_databases(home: Path) -> list[Path]:
+    """The NSS databases of ``home``: Chromium's (trust makes it when missing) and those of
+    Firefox profiles."""
+    found = [home / ".pki" / "nssdb"]
     for profiles in (
         home / ".mozilla" / "firefox",
         home / "snap" / "firefox" / "common" / ".mozilla" / "firefox",
