@@ -12,7 +12,6 @@
 import copy
 import json
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from infra.envfiles import ensure_env_files, read_credentials
 from infra.errors import InfraError
 from infra.files import read_env, token, write_private
 from infra.layout import Layout
+from infra.runtime import compose_plugin
 from infra.runtime.local import LocalRuntime, bootstrap_variables, valkey_acl_lines
 
 SERVER_HOSTS = {"DATABASE_URL": ("postgres", 5432), "REDIS_URL": ("valkey", 6379)}
@@ -338,13 +338,7 @@ def merged(files: list[Path]) -> dict:
 
 def config(layout: Layout, stack: Stack) -> dict:
     """The stack's merged configuration: Compose's own when it is here, else ``merged``."""
-    if (
-        shutil.which("docker")
-        and subprocess.run(
-            ["docker", "compose", "version"], capture_output=True, check=False
-        ).returncode
-        == 0
-    ):
+    if compose_plugin():
         result = subprocess.run(
             command(layout, stack, "config", "--format", "json", "--no-interpolate"),
             capture_output=True,

@@ -29,16 +29,21 @@ def selected_runtime() -> str:
 
 def engine_answers(timeout: float = 5.0) -> bool:
     """A Docker engine this user may use, with the compose plugin (what auto looks for)."""
+    return _docker_answers(["info", "--format", "{{.ServerVersion}}"], timeout) and (
+        compose_plugin(timeout)
+    )
+
+
+def compose_plugin(timeout: float = 5.0) -> bool:
+    """The Docker CLI with its compose plugin (no engine is needed to read compose files)."""
+    return _docker_answers(["compose", "version"], timeout)
+
+
+def _docker_answers(args: list[str], timeout: float) -> bool:
     if shutil.which("docker") is None:
         return False
-    probes = (
-        ["docker", "info", "--format", "{{.ServerVersion}}"],
-        ["docker", "compose", "version"],
-    )
     try:
-        return all(
-            subprocess.run(probe, capture_output=True, timeout=timeout, check=False).returncode == 0
-            for probe in probes
-        )
+        run = subprocess.run(["docker", *args], capture_output=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
+    return run.returncode == 0

@@ -99,14 +99,13 @@ class Console:
 
     def __init__(self, page: Page) -> None:
         self.problems: list[str] = []
-        page.on(
-            "console",
-            lambda m: (
-                m.type in ("error", "warning") and self.problems.append(f"{m.type}: {m.text}")
-            ),
-        )
+        page.on("console", self._said)
         page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
         page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}"))
+
+    def _said(self, message) -> None:
+        if message.type in ("error", "warning"):
+            self.problems.append(f"{message.type}: {message.text}")
 
 
 @pytest.fixture(autouse=True)

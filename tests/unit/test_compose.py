@@ -4,7 +4,6 @@ it needs in every environment, the generated files, and the commands each task r
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from infra import compose
 from infra.envfiles import ensure_env_files, render
 from infra.files import read_env
 from infra.layout import Layout
+from infra.runtime import compose_plugin
 from tests.fixtures.environment import ROOT
 
 LAYOUT = Layout(root=ROOT)
@@ -268,6 +268,11 @@ def test_production_needs_its_own_env_file(tmp_path):
 # --- commands -----------------------------------------------------------------------------------
 
 
+def test_without_docker_compose_the_configuration_is_our_own_merge(project, monkeypatch):
+    monkeypatch.setattr(compose, "compose_plugin", lambda: False)
+    assert compose.config(project, compose.TEST) == compose.merged(compose.TEST.files(project))
+
+
 def test_one_helper_builds_every_compose_command():
     files = [
         str(ROOT / "compose" / "docker-compose.yml"),
@@ -293,16 +298,7 @@ def test_one_helper_builds_every_compose_command():
         compose.task_commands(LAYOUT, "deploy")
 
 
-def _compose_plugin() -> bool:
-    return shutil.which("docker") is not None and (
-        subprocess.run(
-            ["docker", "compose", "version"], capture_output=True, check=False
-        ).returncode
-        == 0
-    )
-
-
-@pytest.mark.skipif(not _compose_plugin(), reason="no Docker CLI with the compose plugin here")
+@pytest.mark.skipif(not compose_plugin(), reason="no Docker CLI with the compose plugin here")
 @pytest.mark.parametrize("stack", [compose.DEV, compose.TEST, compose.CI, compose.PROD])
 def test_our_merge_agrees_with_docker_compose_config(project, stack):
     """Where Docker's own compose is installed (GitHub's runners), both readings agree on what

@@ -110,8 +110,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, sending)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", OTHER) if route is not None else OTHER
+            template = getattr(scope.get("route"), "path", OTHER)
             method = scope["method"] if scope["method"] in METHODS else OTHER
             key = (method, template, status)
             children = self._counted.get(key)
