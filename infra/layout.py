@@ -85,7 +85,7 @@ class Layout:
         explicit = os.environ.get("DASHTAM_DATA_DIR")
         if explicit:
             return Path(explicit)
-        if running_as_root():
+        if running_as_root():  # pragma: root only
             # Keyed by the checkout's place *and* its id: a checkout deleted and cloned again at
             # the same path has new secrets, and must never meet the cluster the old ones opened.
             key = f"{self.root}\n{self.project_id()}"
@@ -93,7 +93,7 @@ class Layout:
         return self.state / "data"
 
     @property
-    def data_owner_file(self) -> Path:
+    def data_owner_file(self) -> Path:  # pragma: root only
         """In a data directory outside the checkout: which checkout (path, id) it belongs to."""
         return self.data_dir / "checkout"
 

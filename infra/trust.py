@@ -22,6 +22,10 @@ from pathlib import Path
 
 from infra.errors import InfraError
 
+# Where distributions put administrators' commands: not on a normal user's PATH on Debian, yet
+# present and runnable (update-ca-certificates lives in /usr/sbin).
+SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
 CERTUTIL_HINT = (
     "certutil not found: install it (Debian/Ubuntu: apt-get install libnss3-tools; "
     "Fedora: dnf install nss-tools; Arch: pacman -S nss; macOS: brew install nss)"
@@ -39,6 +43,18 @@ class SystemStore:
     def file_for(self, name: str) -> Path:
         return self.anchors / f"{name}{self.suffix}"
 
+    def update_command(self) -> list[str]:
+        """The rebuild command with its program's full path, wherever the machine keeps it."""
+        program = find_tool(self.update[0])
+        if program is None:
+            raise InfraError(f"{self.update[0]} not found on PATH or in {', '.join(SBIN_DIRS)}")
+        return [program, *self.update[1:]]
+
+
+def find_tool(name: str) -> str | None:
+    """``name`` on PATH, else in the sbin folders a normal user's PATH leaves out."""
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN_DIRS))
+
 
 # Debian/Ubuntu/Alpine, Fedora/RHEL, Arch: the first whose command exists is this machine's.
 KNOWN_SYSTEM_STORES = (
@@ -52,7 +68,7 @@ KNOWN_SYSTEM_STORES = (
 
 def system_store() -> SystemStore | None:
     for store in KNOWN_SYSTEM_STORES:
-        if shutil.which(store.update[0]) and store.anchors.parent.is_dir():
+        if find_tool(store.update[0]) and store.anchors.parent.is_dir():
             return store
     return None
 
@@ -99,16 +115,24 @@ def _as_root(command: Sequence[str]) -> list[str]:
     return [sudo, *command]
 
 
+def _ours_to_change(anchors: Path) -> bool:
+    """Whether this process may write the anchors folder (or make it): then the bundle it
+    rebuilds is ours too (root, or a store in a folder of our own). Otherwise sudo asks."""
+    return os.access(anchors if anchors.is_dir() else anchors.parent, os.W_OK)
+
+
 def _system_trust(store: SystemStore, ca_pem: Path, name: str) -> str:
     target = store.file_for(name)
-    if os.access(store.anchors if store.anchors.is_dir() else store.anchors.parent, os.W_OK):
+    update = store.update_command()
+    if _ours_to_change(store.anchors):
         store.anchors.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ca_pem, target)
         target.chmod(0o644)
+        _run(update)
     else:
         print(f"  {store.anchors} needs root: asking sudo", file=sys.stderr, flush=True)
         _run(_as_root(["install", "-D", "-m", "644", str(ca_pem), str(target)]))
-    _run(_as_root(store.update))
+        _run(_as_root(update))
     return f"system store: {target}"
 
 
@@ -116,16 +140,18 @@ def _system_untrust(store: SystemStore, name: str) -> str | None:
     target = store.file_for(name)
     if not target.exists():
         return None
-    if os.access(store.anchors, os.W_OK):
+    update = store.update_command()
+    if _ours_to_change(store.anchors):
         target.unlink()
+        _run(update)
     else:
         _run(_as_root(["rm", "-f", str(target)]))
-    _run(_as_root(store.update))
+        _run(_as_root(update))
     return f"system store: removed {target}"
 
 
 def _certutil(database: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    certutil = shutil.which("certutil")
+    certutil = find_tool("certutil")
     if certutil is None:
         raise InfraError(CERTUTIL_HINT)
     return subprocess.run(
@@ -181,7 +207,7 @@ def trust(
     outcome = Outcome()
     if system is not None:
         _attempt(outcome, "system store", lambda: _system_trust(system, ca_pem, file_name))
-    if databases and shutil.which("certutil") is None:
+    if databases and find_tool("certutil") is None:
         outcome.failed.append(CERTUTIL_HINT)
         return outcome
     for database in databases:
@@ -196,7 +222,7 @@ def untrust(project_id: str, *, system: SystemStore | None, databases: Sequence[
     if system is not None:
         _attempt(outcome, "system store", lambda: _system_untrust(system, file_name))
     present = [d for d in databases if (d / "cert9.db").exists()]
-    if present and shutil.which("certutil") is None:
+    if present and find_tool("certutil") is None:
         outcome.failed.append(CERTUTIL_HINT)
         return outcome
     for database in present:

@@ -70,37 +70,13 @@ class LocalRuntime:
         return ServerSecrets(values["POSTGRES_SUPERUSER_PASSWORD"], values["VALKEY_ADMIN_PASSWORD"])
 
     def _ensure_service_user(self) -> None:
-        if self.user is None:
-            return
-        try:
-            pwd.getpwnam(self.user)
-        except KeyError:
-            nologin = shutil.which("nologin") or "/usr/sbin/nologin"
-            result = subprocess.run(
-                [
-                    "useradd",
-                    "--system",
-                    "--no-create-home",
-                    "--home-dir",
-                    "/nonexistent",
-                    "--shell",
-                    nologin,
-                    self.user,
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if result.returncode != 0:
-                raise InfraError(
-                    f"cannot create the service user {self.user!r} the servers run as under root: "
-                    f"{result.stderr.strip() or 'useradd failed'}"
-                ) from None
+        if self.user is not None:  # pragma: root only
+            _ensure_system_user(self.user)
 
     def _own_dir(self, path: Path) -> None:
         """Create path (mode 0700) owned by whoever runs the servers."""
         path.mkdir(parents=True, exist_ok=True)
-        if self.user is not None:
+        if self.user is not None:  # pragma: root only
             self.layout.data_dir.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(self.layout.data_dir.parent, 0o755)
             entry = pwd.getpwnam(self.user)
@@ -114,7 +90,7 @@ class LocalRuntime:
 
     def _write_as_owner(self, path: Path, content: str) -> None:
         write_private(path, content)
-        if self.user is not None:
+        if self.user is not None:  # pragma: root only
             entry = pwd.getpwnam(self.user)
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
@@ -124,7 +100,9 @@ class LocalRuntime:
         bin_dir = binaries.postgres_bin_dir()
         if self.user is None:
             return bin_dir
-        return binaries.shareable_postgres(bin_dir, _version_of(bin_dir / "postgres"))
+        return binaries.shareable_postgres(
+            bin_dir, _version_of(bin_dir / "postgres")
+        )  # pragma: root only
 
     def _initdb(self, bin_dir: Path, secrets: ServerSecrets) -> None:
         self._own_dir(self.postgres_data)
@@ -373,7 +351,7 @@ requirepass {admin}
         process.require_free_port(port, "Valkey", "DASHTAM_VALKEY_PORT (then re-run `inv setup`)")
         self._ensure_service_user()
         server = binaries.valkey_server()
-        if self.user is not None:
+        if self.user is not None:  # pragma: root only
             server = binaries.shareable_file(server, f"valkey-{_version_of(server)}")
         self._own_dir(self.valkey_dir)
         admin = self.secrets().valkey_password
@@ -464,7 +442,7 @@ requirepass {admin}
             stopped.append("postgres")
         return stopped
 
-    def _adopt_unstamped_data(self) -> None:
+    def _adopt_unstamped_data(self) -> None:  # pragma: root only
         """Move data made before checkouts were stamped (keyed by the path alone) to its new key.
 
         Only when this checkout's secrets are older than that cluster, that is, made it: a
@@ -483,12 +461,12 @@ requirepass {admin}
         legacy.rename(data)
         self._stamp_data()
 
-    def _stamp_data(self) -> None:
+    def _stamp_data(self) -> None:  # pragma: root only
         """Say in the data directory which checkout (path, id) it belongs to."""
         stamp = f"{self.layout.root}\n{self.layout.project_id()}\n"
         write_private(self.layout.data_owner_file, stamp)
 
-    def remove_orphaned_data(self) -> list[tuple[Path, str]]:
+    def remove_orphaned_data(self) -> list[tuple[Path, str]]:  # pragma: root only
         """As root: delete data directories whose checkout is gone; returns (directory, checkout).
 
         Such a directory lives outside its checkout only because PostgreSQL will not run as
@@ -519,7 +497,35 @@ requirepass {admin}
         shutil.rmtree(self.layout.data_dir, ignore_errors=True)
 
 
-def _postmaster_alive(data: Path) -> bool:
+def _ensure_system_user(name: str) -> None:  # pragma: root only
+    """Make the unprivileged system user the servers run as under root, unless it exists."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        nologin = shutil.which("nologin") or "/usr/sbin/nologin"
+        result = subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                nologin,
+                name,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise InfraError(
+                f"cannot create the service user {name!r} the servers run as under root: "
+                f"{result.stderr.strip() or 'useradd failed'}"
+            ) from None
+
+
+def _postmaster_alive(data: Path) -> bool:  # pragma: root only
     try:
         pid = int((data / "postmaster.pid").read_text().split("\n", 1)[0])
         os.kill(pid, 0)
@@ -570,7 +576,7 @@ def valkey_ping(port: int, password: str, user: str = "default") -> bool:
         client.close()
 
 
-def _version_of(binary: Path) -> str:
+def _version_of(binary: Path) -> str:  # pragma: root only
     result = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=False)
     words = result.stdout.split()
     for word in words:

@@ -112,7 +112,7 @@ def adopt(pid: int, *, pid_file: Path) -> Tracked | None:
     return tracked
 
 
-def _primary_group(user: str) -> int:
+def _primary_group(user: str) -> int:  # pragma: root only
     import pwd
 
     return pwd.getpwnam(user).pw_gid

@@ -30,9 +30,9 @@ QUIET = [
     "--disable-quic",
     "--no-first-run",
 ]
-HOW_TO_GET_CHROMIUM = (
-    "Chromium not found: the browser tests need it (Debian/Ubuntu: apt-get install chromium "
-    "libnss3-tools; elsewhere install Chromium or Chrome and set DASHTAM_CHROMIUM to it)"
+HOW_TO_GET_THEM = (
+    "Debian/Ubuntu: apt-get install chromium libnss3-tools; elsewhere install Chromium or Chrome "
+    "(DASHTAM_CHROMIUM names it when it is not on PATH) and NSS's tools"
 )
 
 
@@ -53,9 +53,13 @@ async def _launch(playwright: Playwright, home: Path) -> Browser:
         # the CA (and `inv certs --trust` does for Linux browsers) does not reach it there.
         pytest.skip("the browser tests run on Linux (Chrome on macOS reads the keychain)")
     executable = chromium_executable()
-    if executable is None or shutil.which("certutil") is None:
+    missing = [
+        *(["Chromium (chromium, chromium-browser or google-chrome)"] if executable is None else []),
+        *(["NSS's certutil"] if trust.find_tool("certutil") is None else []),
+    ]
+    if missing:
         # Only where the machine lacks them: .ci/run installs both and checks they are there.
-        pytest.skip(HOW_TO_GET_CHROMIUM)
+        pytest.skip(f"not on this machine: {' and '.join(missing)} ({HOW_TO_GET_THEM})")
     return await playwright.chromium.launch(
         executable_path=executable, args=QUIET, env={**os.environ, "HOME": str(home)}
     )
@@ -71,7 +75,7 @@ async def playwright() -> AsyncIterator[Playwright]:
 async def browser(playwright, tmp_path_factory) -> AsyncIterator[Browser]:
     """Chromium with the project's CA trusted as `inv certs --trust` trusts it, nothing more."""
     home = tmp_path_factory.mktemp("browser-home")
-    if shutil.which("certutil") is not None:
+    if trust.find_tool("certutil") is not None:
         layout = Layout(root=ROOT)
         outcome = trust.trust(
             layout.ca_file,

@@ -14,9 +14,18 @@ from infra.__main__ import main as infra_main
 from infra.certs import CertPaths, ensure_certs
 from infra.layout import Layout
 
+
+def _missing_tools() -> list[str]:
+    """What the machine truly lacks (sbin folders searched too: a normal user's PATH on Debian
+    leaves out /usr/sbin, where update-ca-certificates lives)."""
+    tools = {"update-ca-certificates": "ca-certificates", "certutil": "libnss3-tools"}
+    return [f"{tool} ({package})" for tool, package in tools.items() if not trust.find_tool(tool)]
+
+
 pytestmark = pytest.mark.skipif(
-    shutil.which("update-ca-certificates") is None or shutil.which("certutil") is None,
-    reason="needs Debian's ca-certificates and libnss3-tools (.ci/run installs them)",
+    bool(_missing_tools()),
+    reason=f"not on this machine (PATH and {', '.join(trust.SBIN_DIRS)} searched): "
+    f"{', '.join(_missing_tools())}; Debian/Ubuntu: apt-get install ca-certificates libnss3-tools",
 )
 
 LAYOUT = Layout()
