@@ -30,10 +30,12 @@ async def test_schwab_sync_maps_accounts_balances_and_positions_exactly(
     assert (result["accounts"], result["positions"], result["refreshed"]) == (2, 2, False)
 
     data_calls = [r for r in institution.requests if r["path"].startswith("/trader")]
-    assert [c["path"] for c in data_calls] == [
+    assert [c["path"] for c in data_calls[:2]] == [
         "/trader/v1/accounts/accountNumbers",
         "/trader/v1/accounts",
     ]
+    # Then each account's transactions (tests/api/test_transactions.py).
+    assert {c["path"].split("/")[-1] for c in data_calls[2:]} == {"transactions"}
     assert data_calls[1]["query"] == {"fields": "positions"}
     bearer = f"Bearer {institution.issued[-1]['access_token']}"
     assert all(c["headers"]["authorization"] == bearer for c in data_calls)
@@ -111,10 +113,11 @@ async def test_an_expired_access_token_is_refreshed_on_the_way(
     assert result["refreshed"] is True
     paths = [r["path"] for r in institution.requests]
     refresh_at = max(i for i, r in enumerate(institution.requests) if r["path"] == "/token")
-    assert paths[refresh_at + 1 :] == [
+    assert paths[refresh_at + 1 :][:2] == [
         "/trader/v1/accounts/accountNumbers",
         "/trader/v1/accounts",
     ]
+    assert "/token" not in paths[refresh_at + 1 :]
     status = (
         await client.get(f"/api/v1/providers/{provider_id}/authorization", headers=headers)
     ).json()

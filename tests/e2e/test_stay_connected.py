@@ -52,6 +52,9 @@ async def test_connect_sync_read_refresh_and_sync_again(api, live_servers, sessi
     first = api.post(f"{provider}/sync", headers=headers)
     assert first.status_code == 200, first.text
     assert (first.json()["accounts"], first.json()["positions"]) == (2, 2)
+    assert first.json()["transactions"]["added"] > 100  # 90 days of history, and today
+    pending_before = {t["id"] for t in all_transactions(api, headers) if t["status"] == "pending"}
+    assert pending_before
 
     accounts = api.get(f"{provider}/accounts", headers=headers).json()["items"]
     by_name = {a["name"]: a for a in accounts}
@@ -83,6 +86,28 @@ async def test_connect_sync_read_refresh_and_sync_again(api, live_servers, sessi
     held = api.get(f"/api/v1/accounts/{brokerage['id']}/positions", headers=headers).json()
     vti = next(p for p in held["items"] if p["symbol"] == "VTI")
     assert (vti["quantity"], vti["price"]) == ("120.125", "268.42")
+
+    # The sandbox's clock moved a day: yesterday's pendings posted, as the same transactions.
+    counts = second.json()["transactions"]
+    assert counts["modified"] >= len(pending_before)
+    assert counts["added"] >= 1
+    after = all_transactions(api, headers)
+    assert len({t["id"] for t in after}) == len(after)  # no duplicate across the pages
+    now = {t["id"]: t for t in after}
+    posted = [now[i] for i in pending_before if now[i]["status"] == "posted"]
+    assert posted
+    assert all(t["pending_external_id"] for t in posted)
+
+
+def all_transactions(api, headers) -> list[dict]:
+    """Every transaction of the person, page by page (cursor), newest first."""
+    found, params = [], {"limit": 50}
+    while True:
+        page = api.get("/api/v1/transactions", headers=headers, params=params).json()
+        found += page["items"]
+        if page["next_cursor"] is None:
+            return found
+        params["cursor"] = page["next_cursor"]
 
 
 async def test_sandbox_sync_refreshes_an_expired_access_token(api, live_servers, session, ctx):

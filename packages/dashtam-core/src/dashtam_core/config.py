@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     SYNC_LEASE_SECONDS: int = Field(default=300, ge=10, le=86400)
     # A failed background sync is tried again after this long.
     SYNC_RETRY_SECONDS: int = Field(default=300, ge=1, le=86400)
+    # Transactions (docs/transactions.md): each sync reads again from the newest posted one
+    # less this many days, catching late and corrected ones; a posted transaction that does not
+    # name its pending one completes it only when it posted within this many days of it.
+    TRANSACTIONS_OVERLAP_DAYS: int = Field(default=10, ge=0, le=365)
+    TRANSACTIONS_PENDING_MATCH_DAYS: int = Field(default=7, ge=0, le=60)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # uvicorn's line per request (read by infra when it starts the servers): off by default.
     ACCESS_LOG: bool = False

@@ -15,6 +15,7 @@ from dashtam_models.provider import (
     ProviderConnection,
     ProviderToken,
 )
+from dashtam_models.transactions import Transaction, TransactionKind, TransactionStatus
 from dashtam_models.user import User
 
 metadata = SQLModel.metadata
@@ -34,6 +35,9 @@ __all__ = [
     "ProviderConnection",
     "ProviderToken",
     "RefreshToken",
+    "Transaction",
+    "TransactionKind",
+    "TransactionStatus",
     "User",
     "metadata",
 ]

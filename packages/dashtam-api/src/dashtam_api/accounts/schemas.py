@@ -53,9 +53,16 @@ class PositionList(BaseModel):
     items: list[PositionOut]
 
 
+class TransactionCounts(BaseModel):
+    added: int = Field(description="Transactions new to Dashtam.")
+    modified: int = Field(description="Changed ones, and pendings that posted.")
+    removed: int = Field(description="Pendings the institution dropped: now cancelled.")
+
+
 class SyncOut(BaseModel):
     provider_id: uuid.UUID
     synced_at: datetime
     accounts: int
     positions: int
+    transactions: TransactionCounts
     refreshed: bool = Field(description="Whether the access token was refreshed on the way.")

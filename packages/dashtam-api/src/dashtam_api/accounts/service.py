@@ -167,6 +167,7 @@ async def sync_now(
             "synced_at": result.synced_at,
             "accounts": result.accounts,
             "positions": result.positions,
+            "transactions": vars(result.transactions),
             "refreshed": result.refreshed,
         }
     if result.kind == "claimed":

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hmac
 import secrets
+from datetime import date
 from html import escape
 from typing import Annotated, Literal
 from urllib.parse import urlencode, urlsplit
@@ -22,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from dashtam_api.deps import RedisDep, SettingsDep
 from dashtam_api.providers.registry import redirect_uri
-from dashtam_api.sandbox import data, store
+from dashtam_api.sandbox import activity, data, store
 from dashtam_core.config import Settings
 from dashtam_core.pages import page_headers
 
@@ -295,15 +296,22 @@ async def _api_failure(redis) -> Response | None:
     return JSONResponse({"message": "sandbox API failure"}, status_code=status)
 
 
-@router.get("/api/accounts")
-async def accounts(redis: RedisDep, authorization: Annotated[str | None, Header()] = None):
-    """The account holder's accounts with balances; each call is the next step of their data."""
+async def _api_grant(redis, authorization: str | None) -> dict | Response:
+    """The account holder's grant behind the bearer token, or the answer refusing the call (an
+    injected failure first: a real API's outage comes before any token check)."""
     failed = await _api_failure(redis)
     if failed:
         return failed
     grant = await _bearer_grant(redis, authorization)
-    if grant is None:
-        return _invalid_token()
+    return _invalid_token() if grant is None else grant
+
+
+@router.get("/api/accounts")
+async def accounts(redis: RedisDep, authorization: Annotated[str | None, Header()] = None):
+    """The account holder's accounts with balances; each call is the next step of their data."""
+    grant = await _api_grant(redis, authorization)
+    if isinstance(grant, Response):
+        return grant
     step = await store.count_sync(redis, grant.get("subject", ""))
     return data.as_strings({"accounts": data.accounts(step), "step": step})
 
@@ -312,12 +320,9 @@ async def accounts(redis: RedisDep, authorization: Annotated[str | None, Header(
 async def positions(
     account_id: str, redis: RedisDep, authorization: Annotated[str | None, Header()] = None
 ):
-    failed = await _api_failure(redis)
-    if failed:
-        return failed
-    grant = await _bearer_grant(redis, authorization)
-    if grant is None:
-        return _invalid_token()
+    grant = await _api_grant(redis, authorization)
+    if isinstance(grant, Response):
+        return grant
     if "positions" not in grant["scope"].split():
         return _oauth_error(403, "insufficient_scope", "The positions scope is required.")
     step = await store.current_sync(redis, grant.get("subject", ""))
@@ -325,6 +330,45 @@ async def positions(
     if held is None:
         return _oauth_error(404, "not_found", "No such account.")
     return data.as_strings({"account_id": account_id, "positions": held, "step": step})
+
+
+TRANSACTIONS_PAGE = 100
+
+
+@router.get("/api/accounts/{account_id}/transactions")
+async def transactions(
+    account_id: str,
+    redis: RedisDep,
+    start: Annotated[date, Query()],
+    end: Annotated[date, Query()],
+    page: Annotated[int, Query(ge=1)] = 1,
+    authorization: Annotated[str | None, Header()] = None,
+):
+    """The account's transactions dated start..end (the posted day, or the day made while
+    pending), oldest first, TRANSACTIONS_PAGE at a time (``next_page`` until the last)."""
+    grant = await _api_grant(redis, authorization)
+    if isinstance(grant, Response):
+        return grant
+    if data.positions(account_id, 1) is None:
+        return _oauth_error(404, "not_found", "No such account.")
+    subject = grant.get("subject", "")
+    step = await store.current_sync(redis, subject)
+    day_of = await store.step_days(redis, subject)
+    listed = [
+        t
+        for t in activity.listing(account_id, step, day_of)
+        if start <= date.fromisoformat((t["posted"] or t["transacted_at"])[:10]) <= end
+    ]
+    first = (page - 1) * TRANSACTIONS_PAGE
+    more = len(listed) > first + TRANSACTIONS_PAGE
+    return data.as_strings(
+        {
+            "account_id": account_id,
+            "transactions": listed[first : first + TRANSACTIONS_PAGE],
+            "next_page": page + 1 if more else None,
+            "step": step,
+        }
+    )
 
 
 def _control_refused(settings: Settings, authorization: str | None) -> JSONResponse | None:

@@ -4,8 +4,12 @@ import asyncio
 import hashlib
 import json
 import secrets
+from collections.abc import Callable
+from datetime import date, timedelta
 
 from redis.asyncio import Redis
+
+from dashtam_api.sandbox import activity
 
 PREFIX = "sandbox:"
 ACCESS_TOKEN_SECONDS = 1800
@@ -69,8 +73,33 @@ async def take_refresh(redis: Redis, token: str) -> dict | None:
 
 
 async def count_sync(redis: Redis, subject: str) -> int:
-    """The account holder's data changes on every listing of the accounts: this is step n."""
-    return int(await redis.hincrby(f"{PREFIX}subject:{subject}", "syncs", 1))
+    """The account holder's data changes on every listing of the accounts: this is step n.
+
+    Step n's calendar day is recorded the first time it is reached (sandbox/activity.py): the
+    day after step n-1's, never past today; step 1's is BEHIND_DAYS before today."""
+    key = f"{PREFIX}subject:{subject}"
+    step = int(await redis.hincrby(key, "syncs", 1))
+    today = date.today()
+    previous = await redis.hget(key, f"day:{step - 1}")
+    day = (
+        min(date.fromordinal(int(previous)) + timedelta(days=1), today)
+        if previous
+        else today - timedelta(days=activity.BEHIND_DAYS)
+    )
+    await redis.hsetnx(key, f"day:{step}", day.toordinal())
+    return step
+
+
+async def step_days(redis: Redis, subject: str) -> Callable[[int], date]:
+    """Step k's calendar day for this account holder (days before step 1 count back from it)."""
+    raw = await redis.hgetall(f"{PREFIX}subject:{subject}")
+    days = {int(k[4:]): int(v) for k, v in raw.items() if k.startswith("day:")}
+    first = days.get(1, (date.today() - timedelta(days=activity.BEHIND_DAYS)).toordinal())
+
+    def day_of(k: int) -> date:
+        return date.fromordinal(days.get(k, first + k - 1) if k >= 1 else first + k - 1)
+
+    return day_of
 
 
 async def current_sync(redis: Redis, subject: str) -> int:

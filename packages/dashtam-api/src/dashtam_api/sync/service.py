@@ -10,11 +10,17 @@ Three short transactions, none of them open while the institution's data API is 
    to a later failure). An access token the data API refuses is refreshed once and tried again.
 3. write, under the row lock again, only while the claim is still ours: accounts upserted by the
    institution's id (ones no longer listed get ``closed_at``), a balance snapshot per account,
-   the positions replaced; ``synced_at``; the claim released.
+   the positions replaced, the transactions reconciled (sync/transactions.py); ``synced_at``;
+   the claim released.
+
+Transactions are read from where each account's last sync leaves off (``_windows``): the newest
+posted one less TRANSACTIONS_OVERLAP_DAYS, or the oldest of our pendings if that is earlier (so
+every pending is looked at again until it posts or is cancelled); an account never read before
+from as far back as the institution keeps.
 """
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, text, update
@@ -24,12 +30,14 @@ from dashtam_api import metrics
 from dashtam_api.audit import service as audit
 from dashtam_api.connections import refresh
 from dashtam_api.context import AppContext
+from dashtam_api.sync import transactions as ledger
 from dashtam_api.sync.institutions import (
     DATA_APIS,
     AccountData,
     DataAPI,
     DataAPIError,
     Holding,
+    Windows,
 )
 from dashtam_core.vault import token_context
 from dashtam_models import (
@@ -72,6 +80,7 @@ class SyncResult:
     transient: bool = False
     refresh_outcome: refresh.Outcome | None = None
     status: str | None = None
+    transactions: ledger.Counts = field(default_factory=ledger.Counts)
 
 
 @dataclass(frozen=True)
@@ -208,10 +217,11 @@ async def _sync_claimed(
             status=outcome.status,
             error=outcome.error or outcome.kind.value,
         )
+    windows = await _windows(ctx, connection_id)
     try:
         async with ctx.http() as http:
             try:
-                accounts = await fetch(spec, DataAPI(http, access, ctx.settings))
+                accounts = await fetch(spec, DataAPI(http, access, ctx.settings), windows)
             except DataAPIError as exc:
                 if not exc.unauthorized:
                     raise
@@ -220,7 +230,7 @@ async def _sync_claimed(
                 if access is None:
                     raise
                 refreshed = True
-                accounts = await fetch(spec, DataAPI(http, access, ctx.settings))
+                accounts = await fetch(spec, DataAPI(http, access, ctx.settings), windows)
     except DataAPIError as exc:
         await _release(
             ctx,
@@ -251,6 +261,33 @@ async def _sync_claimed(
     result = await _write(ctx, connection_id, claim.user_id, lease, accounts)
     result.refreshed = refreshed
     return result
+
+
+WINDOWS = text(
+    """
+    SELECT a.external_id,
+           max(t.posted_at) FILTER (WHERE t.status = 'posted') AS newest_posted,
+           min(t.occurred_at) FILTER (WHERE t.status = 'pending') AS oldest_pending
+      FROM accounts a JOIN transactions t ON t.account_id = a.id
+     WHERE a.connection_id = :connection_id
+     GROUP BY a.external_id
+    """
+)
+
+
+async def _windows(ctx: AppContext, connection_id: uuid.UUID) -> Windows:
+    """Where each account's transactions are read from this time (the module's rule)."""
+    overlap = timedelta(days=ctx.settings.TRANSACTIONS_OVERLAP_DAYS)
+    since = {}
+    async with ctx.sessions() as session:
+        for external_id, newest_posted, oldest_pending in await session.execute(
+            WINDOWS, {"connection_id": connection_id}
+        ):
+            starts = [d for d in (newest_posted and newest_posted - overlap, oldest_pending) if d]
+            if starts:
+                since[external_id] = min(starts)
+        await session.commit()
+    return Windows(since=since, until=datetime.now(UTC))
 
 
 async def _release(
@@ -301,6 +338,7 @@ async def _write(
             await session.rollback()
             return SyncResult("claimed", status=connection.status if connection else "unknown")
         positions = 0
+        counted = ledger.Counts()
         seen: list[str] = []
         for data in accounts:
             seen.append(data.external_id)
@@ -359,6 +397,15 @@ async def _write(
                     )
                 )
                 positions += 1
+            if data.window is not None:
+                counted += await ledger.reconcile(
+                    session,
+                    user_id=user_id,
+                    account_id=account_id,
+                    listed=data.transactions,
+                    window=data.window,
+                    match_days=ctx.settings.TRANSACTIONS_PENDING_MATCH_DAYS,
+                )
         await session.execute(
             update(Account)
             .where(
@@ -373,7 +420,12 @@ async def _write(
         connection.sync_lease_until = None
         await session.commit()
     return SyncResult(
-        "synced", synced_at=as_of, accounts=len(accounts), positions=positions, status="active"
+        "synced",
+        synced_at=as_of,
+        accounts=len(accounts),
+        positions=positions,
+        status="active",
+        transactions=counted,
     )
 
 
