@@ -156,21 +156,54 @@ def run(layout: Layout) -> None:
         if status["status"] != "active":
             raise InfraError(f"the connection ended {status['status']}, not active")
         provider_path = f"/api/v1/providers/{provider['id']}"
-        _say("8. sync the accounts, balances and positions")
+        _say("8. sync the accounts, balances, positions and transactions")
         synced = call("POST", f"{provider_path}/sync", 200).json()
-        _say(f"     {synced['accounts']} accounts, {synced['positions']} positions")
+        _say(
+            f"     {synced['accounts']} accounts, {synced['positions']} positions, "
+            f"{_counted(synced)}"
+        )
         _show_accounts(call, provider_path)
+        pending = _show_transactions(call, "the newest transactions (cursor pages, newest first)")
         _say("9. refresh the tokens now")
         refreshed = call("POST", f"{path}/refresh", 200).json()
         _say(f"     expires_at {status['expires_at']} -> {refreshed['expires_at']}")
         _say(f"     reconnect_by {refreshed['reconnect_by']}")
-        _say("10. sync again: the sandbox's numbers move with every sync")
-        call("POST", f"{provider_path}/sync", 200)
+        _say("10. sync again: the sandbox's numbers move and its clock a day with every sync")
+        again = call("POST", f"{provider_path}/sync", 200).json()
+        _say(f"     {_counted(again)}")
         _show_accounts(call, provider_path, positions=False)
+        _say("11. yesterday's pending transactions, now")
+        for transaction_id in pending:
+            t = call("GET", f"/api/v1/transactions/{transaction_id}", 200).json()
+            _say(f"     {_transaction_line(t)}  (was pending)")
         _say(
             "Done: tokens stored encrypted and refreshed, accounts read into Dashtam; "
             "the audit log holds every token event."
         )
+
+
+def _counted(synced: dict) -> str:
+    counts = synced["transactions"]
+    return (
+        f"transactions: {counts['added']} added, {counts['modified']} modified, "
+        f"{counts['removed']} removed"
+    )
+
+
+def _transaction_line(t: dict) -> str:
+    return (
+        f"{t['occurred_at'][:10]} {t['status']:<9} {t['amount']:>10} {t['currency']} "
+        f"{t['description'][:40]}"
+    )
+
+
+def _show_transactions(call, title: str) -> list[str]:
+    """The first page (5) of the person's transactions; returns the pending ones' ids."""
+    _say(f"     {title}:")
+    page = call("GET", "/api/v1/transactions?limit=5", 200).json()
+    for t in page["items"]:
+        _say(f"     {_transaction_line(t)}")
+    return [t["id"] for t in page["items"] if t["status"] == "pending"]
 
 
 def _show_accounts(call, provider_path: str, *, positions: bool = True) -> None:

@@ -372,6 +372,12 @@ def test_every_dev_task_on_a_private_project(private_runtime, capfd, monkeypatch
     demo = capfd.readouterr().out
     assert "callback page: Connected" in demo
     assert "status=active" in demo
+    # Transactions after the first sync (pending ones among them), and after the second the
+    # same transactions posted.
+    first, second = demo.split("11. yesterday's pending transactions, now")
+    assert " pending " in first.split("the newest transactions")[1]
+    assert "(was pending)" in second
+    assert all(" posted " in line for line in second.splitlines() if "(was pending)" in line)
 
     # `inv rotate-token-key`: a new key, the API restarted with it, the demo's token re-sealed.
     api_pid = process.running(layout.pid_file("api")).pid

@@ -1,9 +1,17 @@
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from dashtam_api.accounts import service
-from dashtam_api.accounts.schemas import AccountOut, AccountPage, PositionList, SyncOut
+from dashtam_api.accounts import history, service
+from dashtam_api.accounts.schemas import (
+    AccountOut,
+    AccountPage,
+    BalanceHistory,
+    NetWorth,
+    PositionList,
+    SyncOut,
+)
 from dashtam_api.deps import ContextDep, CurrentUserDep, SessionDep
 from dashtam_api.openapi import problems
 from dashtam_api.paging import PageDep
@@ -53,3 +61,22 @@ async def account_positions(
     account_id: uuid.UUID, user: CurrentUserDep, session: SessionDep
 ) -> dict:
     return await service.positions(session=session, user=user, account_id=account_id)
+
+
+HistoryDep = Annotated[history.HistoryQuery, Query()]
+
+
+@router.get(
+    "/accounts/{account_id}/balances", response_model=BalanceHistory, responses=problems(400)
+)
+async def account_balances(
+    account_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, query: HistoryDep
+) -> dict:
+    """The account's balance per day, week or month: the last snapshot of each period."""
+    return await history.balances(session=session, user=user, account_id=account_id, query=query)
+
+
+@router.get("/net-worth", response_model=NetWorth, responses=problems(400))
+async def net_worth(user: CurrentUserDep, session: SessionDep, query: HistoryDep) -> dict:
+    """Per period and currency, the sum of the person's accounts at the period's end."""
+    return await history.net_worth(session=session, user=user, query=query)

@@ -1,8 +1,9 @@
 """Accounts as the API shows them. Money is a Decimal, and a string in JSON: never a float."""
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -66,3 +67,31 @@ class SyncOut(BaseModel):
     positions: int
     transactions: TransactionCounts
     refreshed: bool = Field(description="Whether the access token was refreshed on the way.")
+
+
+class BalancePoint(BaseModel):
+    period: date = Field(description="The period's first day (UTC).")
+    as_of: datetime = Field(description="The snapshot: the period's last.")
+    currency: str
+    current: Decimal
+    available: Decimal | None
+    cash: Decimal | None
+    buying_power: Decimal | None
+
+
+class BalanceHistory(BaseModel):
+    account_id: uuid.UUID
+    interval: Literal["day", "week", "month"]
+    items: list[BalancePoint]
+
+
+class NetWorthPoint(BaseModel):
+    period: date = Field(description="The period's first day (UTC).")
+    currency: str
+    total: Decimal = Field(description="The accounts in this currency at the period's end.")
+    accounts: int = Field(description="How many accounts the total adds up.")
+
+
+class NetWorth(BaseModel):
+    interval: Literal["day", "week", "month"]
+    items: list[NetWorthPoint]
