@@ -5,11 +5,18 @@ import itertools
 import re
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
+
 from tests.api.test_auth import is_problem
 from tests.api.test_connections import signed_in
 from tests.api.test_refresh import connected_schwab
 from tests.api.test_sync import synced
-from tests.fixtures.institution import SCHWAB_ACCOUNT_NUMBERS, SCHWAB_TRANSACTIONS_JSON
+from tests.fixtures.institution import (
+    DROP,
+    PASS,
+    SCHWAB_ACCOUNT_NUMBERS,
+    SCHWAB_TRANSACTIONS_JSON,
+)
 
 SCHWAB_QUERY_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 MARGIN_HASH = SCHWAB_ACCOUNT_NUMBERS[0]["hashValue"]
@@ -144,3 +151,23 @@ async def test_pages_by_cursor_filters_and_nobody_elses(institution_client, test
     ):
         answer = await client.get(path, headers=stranger)
         is_problem(answer, 404)
+
+
+async def test_a_sync_cut_off_half_way_writes_nothing_and_the_next_completes_it(
+    institution_client, institution, test_settings, session
+):
+    client = institution_client
+    headers, provider_id = await connected_schwab(client, test_settings)
+    # accountNumbers, accounts, three of the margin account's windows, then the connection
+    # drops in the middle of the fourth, each time it is asked again too.
+    attempts = test_settings.INSTITUTION_RETRIES + 1
+    institution.data_responses += [(PASS, None)] * 5 + [(DROP, None)] * attempts
+    cut = await client.post(f"/api/v1/providers/{provider_id}/sync", headers=headers)
+    is_problem(cut, 502)
+    count = "SELECT count(*) FROM transactions"
+    assert (await session.execute(text(count))).scalar() == 0
+    assert (await session.execute(text("SELECT count(*) FROM accounts"))).scalar() == 0
+
+    done = await synced(client, headers, provider_id)
+    assert done["transactions"] == {"added": 3, "modified": 0, "removed": 0}
+    assert (await session.execute(text(count))).scalar() == 3
