@@ -268,7 +268,8 @@ def demo(c):
         "truncate), migrations (upgrade from empty vs create_all, the template build) or "
         "refresh (2,000 due connections, one refresher process vs two) or api (wrk against "
         "the API beside bare FastAPI, 1 and 2 workers) or faults (the fault drill on a "
-        "private project: restarts, institution failures and a stop under load).",
+        "private project: restarts, institution failures and a stop under load) or "
+        "transactions (100,000 transactions ingested, then the same window read again).",
         "repeat": "Runs per micro-measurement; the median is reported.",
         "suite_repeat": "Runs of the whole suite, serial and parallel each.",
         "duration": "api: seconds of load per endpoint (wrk -d); faults: seconds per phase.",

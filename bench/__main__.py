@@ -8,7 +8,9 @@ from infra.errors import InfraError
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("name", choices=["tests", "migrations", "refresh", "api", "faults"])
+    parser.add_argument(
+        "name", choices=["tests", "migrations", "refresh", "api", "faults", "transactions"]
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per micro-measurement (median)")
     parser.add_argument("--suite-repeat", type=int, default=1, help="runs of the whole suite")
     parser.add_argument("--tiny-tests", type=int, default=200)
@@ -19,8 +21,16 @@ def main() -> int:
     parser.add_argument(
         "--clients", type=int, default=32, help="api: wrk connections; faults: clients"
     )
+    parser.add_argument(
+        "--transactions", type=int, default=100_000, help="transactions: how many to ingest"
+    )
     args = parser.parse_args()
     try:
+        if args.name == "transactions":
+            from bench import transactions
+
+            transactions.run(repeat=args.repeat, count=args.transactions)
+            return 0
         if args.name == "faults":
             from bench import faults
 

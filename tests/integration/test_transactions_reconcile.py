@@ -1,8 +1,8 @@
 """Reconciling an account's transactions with listings, on the real PostgreSQL (in the test's
 transaction): each case of docs/transactions.md, then a property test over any listings."""
 
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import fields, replace
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select, text
 
 from dashtam_api.sync.institutions import DataAPIError, TransactionData, timestamp
-from dashtam_api.sync.transactions import Counts, reconcile, similar
+from dashtam_api.sync.transactions import Counts, fingerprint, reconcile, similar
 from dashtam_models import Account, Transaction
 from tests.fixtures.factories import create_connection
 
@@ -211,6 +211,36 @@ def test_institution_timestamps_with_and_without_a_colon_in_the_offset():
     assert timestamp(None, "t") is None
     with pytest.raises(DataAPIError):
         timestamp("yesterday", "t")
+
+
+def test_the_fingerprint_covers_every_field_the_institution_sends():
+    listed = card("T1", "-4.75", 3, posted=2, pending_external_id="P1", fees=Decimal(0))
+    changed = {
+        "external_id": "T2",
+        "status": "pending",
+        "amount": Decimal("-4.76"),
+        "description": "X",
+        "kind": "fee",
+        "transacted_at": day(4),
+        "posted_at": day(1),
+        "settlement_date": date(2026, 1, 1),
+        "pending_external_id": "P2",
+        "currency": "EUR",
+        "payee": "Y",
+        "memo": "Z",
+        "institution_type": "CARD",
+        "symbol": "VTI",
+        "asset_type": "etf",
+        "quantity": Decimal(1),
+        "price": Decimal(2),
+        "fees": Decimal(3),
+    }
+    assert set(changed) == {f.name for f in fields(TransactionData)}
+    for name, value in changed.items():
+        assert fingerprint(replace(listed, **{name: value})) != fingerprint(listed), name
+    # The same instant from another offset is the same transaction.
+    moved = replace(listed, posted_at=listed.posted_at.astimezone(timezone(timedelta(hours=2))))
+    assert fingerprint(moved) == fingerprint(listed)
 
 
 def test_descriptions_are_similar_when_the_posted_one_only_adds_detail():

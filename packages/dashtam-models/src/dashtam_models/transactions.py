@@ -12,7 +12,17 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Date, DateTime, Index, Numeric, Text, UniqueConstraint, text
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    DateTime,
+    Index,
+    LargeBinary,
+    Numeric,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from dashtam_models.base import created_at, foreign_key, updated_at, uuid_pk
@@ -101,5 +111,8 @@ class Transaction(SQLModel, table=True):
     quantity: Decimal | None = _number()
     price: Decimal | None = _number()
     fees: Decimal | None = _number()
+    # A digest of the listing this row was last written from (sync/transactions.py): the same
+    # entry listed again is recognised without sending it to the database. NULL: compare anew.
+    fingerprint: bytes | None = Field(default=None, sa_type=LargeBinary)
     created_at: datetime | None = created_at()
     updated_at: datetime | None = updated_at()

@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("quantity", sa.Numeric(), nullable=True),
         sa.Column("price", sa.Numeric(), nullable=True),
         sa.Column("fees", sa.Numeric(), nullable=True),
+        sa.Column("fingerprint", sa.LargeBinary(), nullable=True),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
