@@ -30,6 +30,7 @@ def main() -> int:
             from bench import transactions
 
             transactions.run(repeat=args.repeat, count=args.transactions)
+            transactions.reads(duration=args.duration, connections=args.clients)
             return 0
         if args.name == "faults":
             from bench import faults

@@ -170,3 +170,245 @@ def run(*, repeat: int, count: int) -> None:
     print(f"{'first read (all new)':<34} {first:>8.2f} {count / first:>15,.0f}")
     print(f"{'same window again (0 rows written)':<34} {again:>8.2f} {count / again:>15,.0f}")
     print(f"again / first: {again / first:.2f} (target <= 0.20); first read target >= 10,000/s")
+
+
+# --- reads: one API worker against 1,000,000 transactions over 10,000 accounts --------------
+
+OTHER_PEOPLE = 499  # besides the one measured; 20 accounts each, like theirs: 10,000 accounts
+ACCOUNTS_EACH = 20
+THEIRS_PER_ACCOUNT = 3000  # 60,000: more than 1,000 pages of 50
+OTHERS_PER_ACCOUNT = 94  # 938,120: a million in all
+PAGE = 50
+
+SEED = [
+    """INSERT INTO users (email, name)
+       SELECT 'bench-reads-' || g || '@example.com', 'Bench ' || g
+         FROM generate_series(1, CAST(:others AS integer)) g""",
+    """INSERT INTO providers (user_id, provider_key, alias)
+       SELECT id, 'sandbox', 'Bench reads' FROM users
+        WHERE email LIKE 'bench-reads-%' OR id = CAST(:person AS uuid)""",
+    """INSERT INTO provider_connections (provider_id, status)
+       SELECT id, 'active' FROM providers WHERE alias = 'Bench reads'""",
+    """INSERT INTO accounts (user_id, connection_id, external_id, account_type, name, synced_at)
+       SELECT p.user_id, c.id, 'A' || n, 'checking', 'Account ' || n, now()
+         FROM providers p JOIN provider_connections c ON c.provider_id = p.id
+        CROSS JOIN generate_series(1, CAST(:accounts_each AS integer)) n
+        WHERE p.alias = 'Bench reads'""",
+    # A year of each account's activity, evenly spread, a few minutes apart between accounts.
+    """INSERT INTO transactions (user_id, account_id, external_id, status, occurred_at,
+                                 posted_at, transacted_at, amount, description, payee, kind)
+       SELECT a.user_id, a.id, 'T' || n, 'posted', t, t, t - interval '1 day',
+              -((n * 7919) % 100000) / 100.0, 'MERCHANT ' || (n % 997) || ' CITY ST',
+              'Merchant ' || (n % 997), 'card'
+         FROM accounts a
+        CROSS JOIN LATERAL generate_series(
+              1, CASE WHEN a.user_id = CAST(:person AS uuid) THEN CAST(:theirs AS integer) ELSE CAST(:others_each AS integer) END) n
+        CROSS JOIN LATERAL (
+              SELECT now() - n * (interval '365 days' / CASE WHEN a.user_id = CAST(:person AS uuid)
+                                  THEN CAST(:theirs AS integer) ELSE CAST(:others_each AS integer) END)
+                     - (abs(hashtext(a.id::text)) % 3600) * interval '1 second' AS t) moment""",
+    # Their 20 accounts: a snapshot every hour for a year (175,200).
+    """INSERT INTO balance_snapshots (account_id, as_of, currency, current)
+       SELECT a.id, date_trunc('hour', now()) - h * interval '1 hour', 'USD',
+              1000 + (h % 500) + (abs(hashtext(a.id::text)) % 100)
+         FROM accounts a CROSS JOIN generate_series(0, 8759) h
+        WHERE a.user_id = CAST(:person AS uuid)""",
+    "ANALYZE",
+]
+NTH_ROW = text(
+    """SELECT occurred_at, id FROM transactions WHERE user_id = :person
+        ORDER BY occurred_at DESC, id DESC OFFSET :skip LIMIT 1"""
+)
+
+
+async def _seed(url, settings, person_id: uuid.UUID) -> dict:
+    engine = create_engine(settings.model_copy(update={"DATABASE_URL": url}), pool_size=1)
+    params = {
+        "person": person_id,
+        "others": OTHER_PEOPLE,
+        "accounts_each": ACCOUNTS_EACH,
+        "theirs": THEIRS_PER_ACCOUNT,
+        "others_each": OTHERS_PER_ACCOUNT,
+    }
+    try:
+        started = time.perf_counter()
+        async with engine.connect() as conn:
+            for statement in SEED:
+                async with conn.begin():
+                    used = {k: v for k, v in params.items() if f":{k}" in statement}
+                    await conn.execute(text(statement), used)
+            counts = (
+                await conn.execute(
+                    text(
+                        "SELECT (SELECT count(*) FROM transactions), "
+                        "(SELECT count(*) FROM accounts), "
+                        "(SELECT count(*) FROM transactions WHERE user_id = :p), "
+                        "(SELECT count(*) FROM balance_snapshots)"
+                    ),
+                    {"p": person_id},
+                )
+            ).one()
+            deep = (
+                await conn.execute(NTH_ROW, {"person": person_id, "skip": PAGE * 999 - 1})
+            ).one()
+            account_id = await conn.scalar(
+                text("SELECT id FROM accounts WHERE user_id = :p ORDER BY id LIMIT 1"),
+                {"p": person_id},
+            )
+            plans = await _plans(conn, person_id, account_id, deep)
+        print(
+            f"  seeded {counts[0]:,} transactions over {counts[1]:,} accounts ({counts[2]:,} of "
+            f"the person measured), {counts[3]:,} balance snapshots in "
+            f"{time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
+    finally:
+        await engine.dispose()
+    from dashtam_api.transactions.service import encode_cursor
+
+    return {
+        "cursor": encode_cursor(deep.occurred_at, deep.id),
+        "account_id": account_id,
+        "plans": plans,
+        "rows": counts[0],
+    }
+
+
+async def _plans(conn, person_id, account_id, deep) -> dict[str, str]:
+    """EXPLAIN ANALYZE of the statements the endpoints run, with their parameters."""
+    from dashtam_api.accounts import history
+    from dashtam_api.transactions.schemas import TransactionQuery
+    from dashtam_api.transactions.service import encode_cursor, page_query
+
+    deep_cursor = encode_cursor(deep.occurred_at, deep.id)
+    year = history.HistoryQuery(**{"from": date_of(-364), "to": date_of(0)})
+    start, stop = year.bounds()
+    pages = {
+        "first page": page_query(person_id, TransactionQuery()),
+        "1,000th page": page_query(person_id, TransactionQuery(cursor=deep_cursor)),
+    }
+    statements = {
+        "net worth, a year by day": history.NET_WORTH.bindparams(
+            unit="day", step="1 day", start=start, stop=stop, user_id=person_id
+        ),
+        "balances, a year by day": history.BALANCES.bindparams(
+            unit="day", account_id=account_id, start=start, stop=stop
+        ),
+    }
+    driver = (await conn.get_raw_connection()).driver_connection
+    plans = {}
+    for label, (sql, args) in pages.items():
+        rows = await driver.fetch(f"EXPLAIN (ANALYZE, COSTS OFF) {sql}", *args)
+        plans[label] = "\n".join(r[0] for r in rows)
+    for label, statement in statements.items():
+        compiled = statement.compile(dialect=conn.dialect)
+        values = compiled.construct_params()
+        args = [values[name] for name in compiled.positiontup]
+        rows = await driver.fetch(f"EXPLAIN (ANALYZE, COSTS OFF) {compiled}", *args)
+        plans[label] = "\n".join(r[0] for r in rows)
+    return plans
+
+
+def date_of(days: int):
+    return (datetime.now(UTC) + timedelta(days=days)).date()
+
+
+def reads(*, duration: int, connections: int) -> None:
+    """Seed a scratch database with a million transactions, serve it with one API worker and
+    measure the reads with wrk; print the plans (docs/performance.md keeps them)."""
+    import shutil
+    import ssl
+
+    import httpx
+
+    from bench import api as api_bench
+    from infra import apps
+
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise InfraError(api_bench.WRK_MISSING)
+    layout = Layout()
+    with workflows.test_servers(layout):
+        template = load_settings(TestSettings, layout.test_env_file)
+        name = clone_name(template.database_name, f"benchreads{uuid.uuid4().hex[:6]}")
+        url = asyncio.run(
+            clone_database(
+                template_url=template.database_url,
+                name=name,
+                environment=template.ENVIRONMENT,
+                dev_database_name=template.DEV_DATABASE_NAME,
+                project_id=template.PROJECT_ID,
+            )
+        )
+        server = apps.APPS[0]
+        port = api_bench._free_port()
+        base = f"https://localhost:{port}"
+        overrides = {
+            "DATABASE_URL": url.render_as_string(hide_password=False),
+            "API_BASE_URL": base,
+            "BACKGROUND_JOBS_ENABLED": "false",
+        }
+        try:
+            apps.start_app(
+                server,
+                layout=layout,
+                env_file=layout.test_env_file,
+                reload=False,
+                pid_name="bench-reads",
+                port=port,
+                env_overrides=overrides,
+            )
+            apps.wait_healthy(
+                server,
+                layout=layout,
+                env_file=layout.test_env_file,
+                timeout=60,
+                pid_name="bench-reads",
+                port=port,
+            )
+            tls = ssl.create_default_context(cafile=str(layout.ca_file))
+            login = {"email": "bench-reads@example.com", "password": uuid.uuid4().hex}
+            with httpx.Client(base_url=base, verify=tls, timeout=60) as http:
+                person_id = http.post("/api/v1/auth/register", json=login).json()["id"]
+                token = http.post("/api/v1/auth/login", json=login).json()["access_token"]
+            seeded = asyncio.run(_seed(url, template, uuid.UUID(person_id)))
+            auth = {"Authorization": f"Bearer {token}"}
+            load = api_bench._Load(wrk, duration=duration, connections=connections)
+            year = f"from={date_of(-364)}&to={date_of(0)}&interval=day"
+            measured = {
+                "first page of 50": load.get(
+                    f"{base}/api/v1/transactions?limit={PAGE}", "first page", headers=auth
+                ),
+                "1,000th page of 50 (cursor)": load.get(
+                    f"{base}/api/v1/transactions?limit={PAGE}&cursor={seeded['cursor']}",
+                    "1,000th page",
+                    headers=auth,
+                ),
+                "net worth, a year by day": load.get(
+                    f"{base}/api/v1/net-worth?{year}", "net worth", headers=auth
+                ),
+                "an account's balances, a year by day": load.get(
+                    f"{base}/api/v1/accounts/{seeded['account_id']}/balances?{year}",
+                    "balances",
+                    headers=auth,
+                ),
+            }
+        finally:
+            apps.stop_app(server, layout=layout, pid_name="bench-reads")
+            asyncio.run(drop_database(url=template.database_url, name=name))
+    print()
+    print(
+        f"Reads, one API worker, wrk -c{connections} -d{duration}s, {seeded['rows']:,} "
+        "transactions over 10,000 accounts:"
+    )
+    print(f"{'':<40} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for label, result in measured.items():
+        print(f"{label:<40} {result.rps:>8.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f}")
+    first, deep = measured["first page of 50"], measured["1,000th page of 50 (cursor)"]
+    print(
+        f"1,000th page / first page: p50 {deep.p50_ms / first.p50_ms:.2f}x, "
+        f"p99 {deep.p99_ms / first.p99_ms:.2f}x (target <= 1.5x); "
+        "targets: a page p99 < 25 ms, net worth < 50 ms"
+    )
+    for label, plan in seeded["plans"].items():
+        print(f"\nEXPLAIN ANALYZE, {label}:\n{plan}")
