@@ -8,7 +8,8 @@ jobs off so that only requests are measured; a person signed up for the run (wit
 one connected and synced) is deleted afterwards. The development servers are started if they
 are down (and stopped again), the development API is left as it is.
 
-Endpoints: /health; the authenticated provider list; an account read; session refresh (each
+Endpoints: /health; the authenticated provider list; an account read; a page of 50 of the
+person's transactions (the synced sandbox's history); session refresh (each
 refresh token works once: wrk passes the new one on); login (argon2-bound: reported, no target).
 Each row: requests/s, p50, p99, and the ratio to bare with the same number of workers.
 """
@@ -116,6 +117,10 @@ def _measure_with(layout: Layout, wrk: str, workers: int, *, duration: int, conn
             (
                 "GET /api/v1/accounts/{id} (auth)",
                 load.get(f"{base}/api/v1/accounts/{person['account_id']}", "account", headers=auth),
+            ),
+            (
+                "GET /api/v1/transactions (auth, 50 rows)",
+                load.get(f"{base}/api/v1/transactions?limit=50", "transactions", headers=auth),
             ),
             (
                 "POST /api/v1/auth/refresh (rotating)",

@@ -12,11 +12,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from pydantic_core import to_json
 
-from dashtam_api.errors import BadRequest, NotFound
-from dashtam_models import User
+from dashtam_api.errors import ACCOUNT_GONE, BadRequest, NotFound, Unauthorized
+from dashtam_core.database import Reader
 
 Interval = Literal["day", "week", "month"]
 MAX_PERIODS = 1000
@@ -57,76 +56,73 @@ class HistoryQuery(BaseModel):
         return start, datetime.combine(last + timedelta(days=1), time.min, tzinfo=UTC)
 
 
-# The last snapshot of each period (DISTINCT ON walks the (account_id, as_of) unique index).
-BALANCES = text(
-    """
+# The last snapshot of each period (DISTINCT ON walks the (account_id, as_of) unique index),
+# beside the person's right to sign in and the account's owner: $1 person, $2 account, $3 unit,
+# $4..$5 the bounds. No row at all: the person may not sign in; NULLs: nothing in the range.
+BALANCES = """
+WITH periods AS (
     SELECT DISTINCT ON (period)
-           (date_trunc(:unit, as_of AT TIME ZONE 'UTC'))::date AS period,
-           as_of, currency, current, available, cash, buying_power
-      FROM balance_snapshots
-     WHERE account_id = :account_id AND as_of >= :start AND as_of < :stop
-     ORDER BY period, as_of DESC
-    """
+           (date_trunc($3, b.as_of AT TIME ZONE 'UTC'))::date AS period,
+           b.as_of, b.currency, b.current, b.available, b.cash, b.buying_power
+      FROM balance_snapshots b
+     WHERE b.account_id = $2 AND b.as_of >= $4 AND b.as_of < $5
+     ORDER BY period, b.as_of DESC
 )
+SELECT periods.*, EXISTS (SELECT FROM accounts a WHERE a.id = $2 AND a.user_id = $1) AS owned
+  FROM users u LEFT JOIN periods ON true
+ WHERE u.id = $1 AND u.is_active
+ ORDER BY periods.period
+"""
 
 # Per period and currency, each account's newest snapshot up to the period's end: one index
 # probe (balance_snapshots' (account_id, as_of) key, backwards) per account and period.
-NET_WORTH = text(
-    """
-    WITH periods AS (
-        SELECT p AS period_start,
-               LEAST(p + CAST(CAST(:step AS text) AS interval), CAST(:stop AS timestamptz)) AS period_end
-          FROM generate_series(
-                 date_trunc(:unit, CAST(:start AS timestamptz) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
-                 CAST(:stop AS timestamptz) - interval '1 microsecond',
-                 CAST(CAST(:step AS text) AS interval)) AS p
-    )
+# $1 person, $2 unit, $3 step, $4..$5 the bounds.
+NET_WORTH = """
+WITH periods AS (
+    SELECT p AS period_start, LEAST(p + CAST($3 AS text)::interval, $5) AS period_end
+      FROM generate_series(
+             date_trunc($2, $4::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+             $5::timestamptz - interval '1 microsecond',
+             CAST($3 AS text)::interval) AS p
+), totals AS (
     SELECT (periods.period_start AT TIME ZONE 'UTC')::date AS period,
            s.currency, sum(s.current) AS total, count(*) AS accounts
       FROM periods
-      JOIN accounts a ON a.user_id = :user_id
+      JOIN accounts a ON a.user_id = $1
                      AND (a.closed_at IS NULL OR a.closed_at >= periods.period_end)
       JOIN LATERAL (
             SELECT b.currency, b.current FROM balance_snapshots b
              WHERE b.account_id = a.id AND b.as_of < periods.period_end
              ORDER BY b.as_of DESC LIMIT 1) s ON true
      GROUP BY periods.period_start, s.currency
-     ORDER BY periods.period_start, s.currency
-    """
 )
+SELECT totals.* FROM users u LEFT JOIN totals ON true
+ WHERE u.id = $1 AND u.is_active
+ ORDER BY totals.period, totals.currency
+"""
+BALANCE_FIELDS = ("period", "as_of", "currency", "current", "available", "cash", "buying_power")
+NET_WORTH_FIELDS = ("period", "currency", "total", "accounts")
 
 
 async def balances(
-    *, session: AsyncSession, user: User, account_id: uuid.UUID, query: HistoryQuery
-) -> dict:
-    owned = await session.execute(
-        text("SELECT 1 FROM accounts WHERE id = :id AND user_id = :user_id"),
-        {"id": account_id, "user_id": user.id},
-    )
-    if owned.first() is None:
+    *, reader: Reader, user_id: uuid.UUID, account_id: uuid.UUID, query: HistoryQuery
+) -> bytes:
+    """The account's balance history as the JSON of schemas.BalanceHistory."""
+    start, stop = query.bounds()
+    rows = await reader.fetch(BALANCES, user_id, account_id, query.interval, start, stop)
+    if not rows:
+        raise Unauthorized(ACCOUNT_GONE)
+    if not rows[0]["owned"]:
         raise NotFound("No such account.")
-    start, stop = query.bounds()
-    rows = await session.execute(
-        BALANCES,
-        {"unit": query.interval, "account_id": account_id, "start": start, "stop": stop},
-    )
-    return {
-        "account_id": account_id,
-        "interval": query.interval,
-        "items": [row._asdict() for row in rows],
-    }
+    items = [{f: row[f] for f in BALANCE_FIELDS} for row in rows if row["period"] is not None]
+    return to_json({"account_id": account_id, "interval": query.interval, "items": items})
 
 
-async def net_worth(*, session: AsyncSession, user: User, query: HistoryQuery) -> dict:
+async def net_worth(*, reader: Reader, user_id: uuid.UUID, query: HistoryQuery) -> bytes:
+    """Net worth as the JSON of schemas.NetWorth."""
     start, stop = query.bounds()
-    rows = await session.execute(
-        NET_WORTH,
-        {
-            "unit": query.interval,
-            "step": STEP[query.interval],
-            "start": start,
-            "stop": stop,
-            "user_id": user.id,
-        },
-    )
-    return {"interval": query.interval, "items": [row._asdict() for row in rows]}
+    rows = await reader.fetch(NET_WORTH, user_id, query.interval, STEP[query.interval], start, stop)
+    if not rows:
+        raise Unauthorized(ACCOUNT_GONE)
+    items = [{f: row[f] for f in NET_WORTH_FIELDS} for row in rows if row["period"] is not None]
+    return to_json({"interval": query.interval, "items": items})

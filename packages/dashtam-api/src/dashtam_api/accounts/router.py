@@ -1,7 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from dashtam_api.accounts import history, service
 from dashtam_api.accounts.schemas import (
@@ -12,7 +12,7 @@ from dashtam_api.accounts.schemas import (
     PositionList,
     SyncOut,
 )
-from dashtam_api.deps import ContextDep, CurrentUserDep, SessionDep
+from dashtam_api.deps import ContextDep, CurrentUserDep, ReaderDep, SessionDep, TokenSubjectDep
 from dashtam_api.openapi import problems
 from dashtam_api.paging import PageDep
 
@@ -51,9 +51,14 @@ async def list_accounts(user: CurrentUserDep, session: SessionDep, page: PageDep
     return await service.page(session=session, user=user, limit=page.limit, offset=page.offset)
 
 
+def _json(body: bytes) -> Response:
+    # Written by the service in the response model's shape (money as decimal strings).
+    return Response(body, media_type="application/json")
+
+
 @router.get("/accounts/{account_id}", response_model=AccountOut)
-async def get_account(account_id: uuid.UUID, user: CurrentUserDep, session: SessionDep) -> dict:
-    return await service.get(session=session, user=user, account_id=account_id)
+async def get_account(account_id: uuid.UUID, user_id: TokenSubjectDep, reader: ReaderDep):
+    return _json(await service.get(reader=reader, user_id=user_id, account_id=account_id))
 
 
 @router.get("/accounts/{account_id}/positions", response_model=PositionList)
@@ -70,13 +75,15 @@ HistoryDep = Annotated[history.HistoryQuery, Query()]
     "/accounts/{account_id}/balances", response_model=BalanceHistory, responses=problems(400)
 )
 async def account_balances(
-    account_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, query: HistoryDep
-) -> dict:
+    account_id: uuid.UUID, user_id: TokenSubjectDep, reader: ReaderDep, query: HistoryDep
+):
     """The account's balance per day, week or month: the last snapshot of each period."""
-    return await history.balances(session=session, user=user, account_id=account_id, query=query)
+    return _json(
+        await history.balances(reader=reader, user_id=user_id, account_id=account_id, query=query)
+    )
 
 
 @router.get("/net-worth", response_model=NetWorth, responses=problems(400))
-async def net_worth(user: CurrentUserDep, session: SessionDep, query: HistoryDep) -> dict:
+async def net_worth(user_id: TokenSubjectDep, reader: ReaderDep, query: HistoryDep):
     """Per period and currency, the sum of the person's accounts at the period's end."""
-    return await history.net_worth(session=session, user=user, query=query)
+    return _json(await history.net_worth(reader=reader, user_id=user_id, query=query))
