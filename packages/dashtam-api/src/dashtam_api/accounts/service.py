@@ -145,8 +145,9 @@ async def get(*, reader: Reader, user_id: uuid.UUID, account_id: uuid.UUID) -> b
         }
     return to_json(
         {
-            "id": row["id"],
-            "provider_id": row["provider_id"],
+            # Strings: asyncpg's UUID type takes pydantic_core's slow path.
+            "id": str(row["id"]),
+            "provider_id": str(row["provider_id"]),
             "name": row["name"],
             "account_type": row["account_type"],
             "number_masked": f"••••{row['number_last4']}" if row["number_last4"] else None,

@@ -44,6 +44,17 @@ COLUMNS = (
     "pending_external_id",
 )
 _SELECTED = ", ".join(f"t.{c}" for c in COLUMNS)
+# asyncpg's own UUID type takes pydantic_core's slow path (three times the cost of the rest of
+# a row): ids leave as the strings they are in JSON anyway.
+_IDS = ("id", "account_id")
+
+
+def _item(row) -> dict:
+    item = {c: row[c] for c in COLUMNS}
+    for c in _IDS:
+        item[c] = str(item[c])
+    return item
+
 
 # One transaction of the person, and whether the person may still sign in: no row, they may not.
 _ONE = f"""
@@ -152,7 +163,7 @@ async def page(
     rows = rows[: query.limit]
     return to_json(
         {
-            "items": [{c: row[c] for c in COLUMNS} for row in rows],
+            "items": [_item(row) for row in rows],
             "limit": query.limit,
             "next_cursor": encode_cursor(rows[-1]["occurred_at"], rows[-1]["id"]) if more else None,
         }
@@ -165,4 +176,4 @@ async def get(*, reader: Reader, user_id: uuid.UUID, transaction_id: uuid.UUID) 
         raise Unauthorized(ACCOUNT_GONE)
     if rows[0]["id"] is None:
         raise NotFound("No such transaction.")
-    return to_json({c: rows[0][c] for c in COLUMNS})
+    return to_json(_item(rows[0]))
