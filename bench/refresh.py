@@ -26,18 +26,17 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 
 from sqlalchemy import func, select, text
 
 import dashtam_models
+from bench.scratch import scratch_database
 from dashtam_api.context import AppContext
 from dashtam_api.sandbox import store
 from dashtam_api.sandbox.seed import connected_sandbox
-from dashtam_core.config import TestSettings, load_settings
-from dashtam_core.test_databases import clone_database, clone_name, drop_database
+from dashtam_core.config import TestSettings
 from dashtam_models import ProviderAuditLog, ProviderConnection
-from infra import apps, workflows
+from infra import apps
 from infra.errors import InfraError
 from infra.layout import Layout
 from infra.runtime import process
@@ -49,27 +48,13 @@ LATENCIES = (0.0, 0.05)  # seconds the sandbox takes per token call
 
 def run(*, repeat: int, connections: int) -> None:
     layout = Layout()
-    with workflows.test_servers(layout):
-        template = load_settings(TestSettings, layout.test_env_file)
-        name = clone_name(template.database_name, f"benchrefresh{uuid.uuid4().hex[:6]}")
-        url = asyncio.run(
-            clone_database(
-                template_url=template.database_url,
-                name=name,
-                environment=template.ENVIRONMENT,
-                dev_database_name=template.DEV_DATABASE_NAME,
-                project_id=template.PROJECT_ID,
+    with scratch_database(layout, "benchrefresh") as (template, url):
+        samples = {
+            latency: _with_sandbox(
+                layout, template, url, latency, repeat=repeat, connections=connections
             )
-        )
-        try:
-            samples = {
-                latency: _with_sandbox(
-                    layout, template, url, latency, repeat=repeat, connections=connections
-                )
-                for latency in LATENCIES
-            }
-        finally:
-            asyncio.run(drop_database(url=template.database_url, name=name))
+            for latency in LATENCIES
+        }
     _report(samples, connections)
 
 

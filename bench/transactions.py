@@ -20,12 +20,10 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from bench.scratch import scratch_database
 from dashtam_api.sync.institutions import TransactionData
 from dashtam_api.sync.transactions import reconcile
-from dashtam_core.config import TestSettings, load_settings
 from dashtam_core.database import create_engine
-from dashtam_core.test_databases import clone_database, clone_name, drop_database
-from infra import workflows
 from infra.errors import InfraError
 from infra.layout import Layout
 
@@ -146,23 +144,8 @@ async def _measure(settings, url, *, repeat: int, count: int) -> dict[str, list[
 
 
 def run(*, repeat: int, count: int) -> None:
-    layout = Layout()
-    with workflows.test_servers(layout):
-        template = load_settings(TestSettings, layout.test_env_file)
-        name = clone_name(template.database_name, f"benchtx{uuid.uuid4().hex[:6]}")
-        url = asyncio.run(
-            clone_database(
-                template_url=template.database_url,
-                name=name,
-                environment=template.ENVIRONMENT,
-                dev_database_name=template.DEV_DATABASE_NAME,
-                project_id=template.PROJECT_ID,
-            )
-        )
-        try:
-            samples = asyncio.run(_measure(template, url, repeat=repeat, count=count))
-        finally:
-            asyncio.run(drop_database(url=template.database_url, name=name))
+    with scratch_database(Layout(), "benchtx") as (template, url):
+        samples = asyncio.run(_measure(template, url, repeat=repeat, count=count))
     first, again = (statistics.median(samples[k]) for k in ("first", "again"))
     print()
     print(f"Ingesting {count:,} transactions of one account (median of {repeat} runs):")
@@ -319,18 +302,7 @@ def reads(*, duration: int, connections: int) -> None:
     if wrk is None:
         raise InfraError(api_bench.WRK_MISSING)
     layout = Layout()
-    with workflows.test_servers(layout):
-        template = load_settings(TestSettings, layout.test_env_file)
-        name = clone_name(template.database_name, f"benchreads{uuid.uuid4().hex[:6]}")
-        url = asyncio.run(
-            clone_database(
-                template_url=template.database_url,
-                name=name,
-                environment=template.ENVIRONMENT,
-                dev_database_name=template.DEV_DATABASE_NAME,
-                project_id=template.PROJECT_ID,
-            )
-        )
+    with scratch_database(layout, "benchreads") as (template, url):
         server = apps.APPS[0]
         port = api_bench._free_port()
         base = f"https://localhost:{port}"
@@ -387,7 +359,6 @@ def reads(*, duration: int, connections: int) -> None:
             }
         finally:
             apps.stop_app(server, layout=layout, pid_name="bench-reads")
-            asyncio.run(drop_database(url=template.database_url, name=name))
     print()
     print(
         f"Reads, one API worker, {seeded['rows']:,} transactions over 10,000 accounts "

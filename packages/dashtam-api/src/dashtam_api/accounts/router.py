@@ -1,7 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query
 
 from dashtam_api.accounts import history, service
 from dashtam_api.accounts.schemas import (
@@ -15,6 +15,7 @@ from dashtam_api.accounts.schemas import (
 from dashtam_api.deps import ContextDep, CurrentUserDep, ReaderDep, SessionDep, TokenSubjectDep
 from dashtam_api.openapi import problems
 from dashtam_api.paging import PageDep
+from dashtam_api.responses import json_response
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
@@ -51,14 +52,9 @@ async def list_accounts(user: CurrentUserDep, session: SessionDep, page: PageDep
     return await service.page(session=session, user=user, limit=page.limit, offset=page.offset)
 
 
-def _json(body: bytes) -> Response:
-    # Written by the service in the response model's shape (money as decimal strings).
-    return Response(body, media_type="application/json")
-
-
 @router.get("/accounts/{account_id}", response_model=AccountOut)
 async def get_account(account_id: uuid.UUID, user_id: TokenSubjectDep, reader: ReaderDep):
-    return _json(await service.get(reader=reader, user_id=user_id, account_id=account_id))
+    return json_response(await service.get(reader=reader, user_id=user_id, account_id=account_id))
 
 
 @router.get("/accounts/{account_id}/positions", response_model=PositionList)
@@ -78,7 +74,7 @@ async def account_balances(
     account_id: uuid.UUID, user_id: TokenSubjectDep, reader: ReaderDep, query: HistoryDep
 ):
     """The account's balance per day, week or month: the last snapshot of each period."""
-    return _json(
+    return json_response(
         await history.balances(reader=reader, user_id=user_id, account_id=account_id, query=query)
     )
 
@@ -86,4 +82,4 @@ async def account_balances(
 @router.get("/net-worth", response_model=NetWorth, responses=problems(400))
 async def net_worth(user_id: TokenSubjectDep, reader: ReaderDep, query: HistoryDep):
     """Per period and currency, the sum of the person's accounts at the period's end."""
-    return _json(await history.net_worth(reader=reader, user_id=user_id, query=query))
+    return json_response(await history.net_worth(reader=reader, user_id=user_id, query=query))

@@ -1,10 +1,11 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query
 
 from dashtam_api.deps import ReaderDep, TokenSubjectDep
 from dashtam_api.openapi import problems
+from dashtam_api.responses import json_response
 from dashtam_api.transactions import service
 from dashtam_api.transactions.schemas import TransactionOut, TransactionPage, TransactionQuery
 
@@ -13,15 +14,10 @@ router = APIRouter(prefix="/api/v1", tags=["transactions"])
 QueryDep = Annotated[TransactionQuery, Query()]
 
 
-def _json(body: bytes) -> Response:
-    # Written by the service in the response model's shape (money as decimal strings).
-    return Response(body, media_type="application/json")
-
-
 @router.get("/transactions", response_model=TransactionPage, responses=problems(400))
 async def list_transactions(user_id: TokenSubjectDep, reader: ReaderDep, query: QueryDep):
     """All of the person's transactions, newest first (`cursor` pages through them)."""
-    return _json(await service.page(reader=reader, user_id=user_id, query=query))
+    return json_response(await service.page(reader=reader, user_id=user_id, query=query))
 
 
 @router.get(
@@ -31,11 +27,13 @@ async def account_transactions(
     account_id: uuid.UUID, user_id: TokenSubjectDep, reader: ReaderDep, query: QueryDep
 ):
     """One account's transactions, newest first."""
-    return _json(
+    return json_response(
         await service.page(reader=reader, user_id=user_id, query=query, account_id=account_id)
     )
 
 
 @router.get("/transactions/{transaction_id}", response_model=TransactionOut)
 async def get_transaction(transaction_id: uuid.UUID, user_id: TokenSubjectDep, reader: ReaderDep):
-    return _json(await service.get(reader=reader, user_id=user_id, transaction_id=transaction_id))
+    return json_response(
+        await service.get(reader=reader, user_id=user_id, transaction_id=transaction_id)
+    )

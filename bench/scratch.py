@@ -1,0 +1,35 @@
+"""A scratch clone of the test template for a benchmark, dropped afterwards."""
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import URL
+
+from dashtam_core.config import TestSettings, load_settings
+from dashtam_core.test_databases import clone_database, clone_name, drop_database
+from infra import workflows
+from infra.layout import Layout
+
+
+@contextmanager
+def scratch_database(layout: Layout, label: str) -> Iterator[tuple[TestSettings, URL]]:
+    """With the shared servers up (started if they were not, stopped again): the test settings
+    and the URL of a fresh marked clone of the template, named after ``label``."""
+    with workflows.test_servers(layout):
+        template = load_settings(TestSettings, layout.test_env_file)
+        name = clone_name(template.database_name, f"{label}{uuid.uuid4().hex[:6]}")
+        url = asyncio.run(
+            clone_database(
+                template_url=template.database_url,
+                name=name,
+                environment=template.ENVIRONMENT,
+                dev_database_name=template.DEV_DATABASE_NAME,
+                project_id=template.PROJECT_ID,
+            )
+        )
+        try:
+            yield template, url
+        finally:
+            asyncio.run(drop_database(url=template.database_url, name=name))
