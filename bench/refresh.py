@@ -30,7 +30,7 @@ import time
 from sqlalchemy import func, select, text
 
 import dashtam_models
-from bench.scratch import scratch_database
+from bench.scratch import scratch_database, serve_api
 from dashtam_api.context import AppContext
 from dashtam_api.sandbox import store
 from dashtam_api.sandbox.seed import connected_sandbox
@@ -70,30 +70,12 @@ def _with_sandbox(layout, template, url, latency: float, *, repeat: int, connect
         "SANDBOX_TOKEN_LATENCY_SECONDS": str(latency),
     }
     settings = template.model_copy(update=overrides)
-    api = apps.APPS[0]
-    apps.start_app(
-        api,
-        layout=layout,
-        env_file=layout.test_env_file,
-        reload=False,
-        pid_name="bench-sandbox",
-        port=port,
-        env_overrides=overrides,
-    )
     try:
-        apps.wait_healthy(
-            api,
-            layout=layout,
-            env_file=layout.test_env_file,
-            timeout=60,
-            pid_name="bench-sandbox",
-            port=port,
-        )
-        print(f"institution latency {latency * 1000:.0f} ms:", flush=True)
-        env = apps.child_env(layout.test_env_file, overrides)
-        return _measure(layout, settings, env, repeat=repeat, connections=connections)
+        with serve_api(layout, pid_name="bench-sandbox", port=port, overrides=overrides):
+            print(f"institution latency {latency * 1000:.0f} ms:", flush=True)
+            env = apps.child_env(layout.test_env_file, overrides)
+            return _measure(layout, settings, env, repeat=repeat, connections=connections)
     finally:
-        apps.stop_app(api, layout=layout, pid_name="bench-sandbox")
         asyncio.run(_flush(settings))
 
 

@@ -1,4 +1,5 @@
-"""A scratch clone of the test template for a benchmark, dropped afterwards."""
+"""What benchmarks set up and take down: a scratch clone of the test template, an API server of
+their own on it."""
 
 import asyncio
 import uuid
@@ -9,7 +10,7 @@ from sqlalchemy import URL
 
 from dashtam_core.config import TestSettings, load_settings
 from dashtam_core.test_databases import clone_database, clone_name, drop_database
-from infra import workflows
+from infra import apps, workflows
 from infra.layout import Layout
 
 
@@ -33,3 +34,33 @@ def scratch_database(layout: Layout, label: str) -> Iterator[tuple[TestSettings,
             yield template, url
         finally:
             asyncio.run(drop_database(url=template.database_url, name=name))
+
+
+@contextmanager
+def serve_api(
+    layout: Layout, *, pid_name: str, port: int, overrides: dict[str, str]
+) -> Iterator[None]:
+    """The API with the test env file and ``overrides`` (a scratch database, say) on ``port``,
+    no reload, healthy before the block runs, stopped after it."""
+    server = apps.APPS[0]
+    apps.start_app(
+        server,
+        layout=layout,
+        env_file=layout.test_env_file,
+        reload=False,
+        pid_name=pid_name,
+        port=port,
+        env_overrides=overrides,
+    )
+    try:
+        apps.wait_healthy(
+            server,
+            layout=layout,
+            env_file=layout.test_env_file,
+            timeout=60,
+            pid_name=pid_name,
+            port=port,
+        )
+        yield
+    finally:
+        apps.stop_app(server, layout=layout, pid_name=pid_name)

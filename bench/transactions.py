@@ -11,18 +11,25 @@ deterministic: a year of card purchases, deposits, transfers and trades with fee
 """
 
 import asyncio
+import shutil
+import ssl
 import statistics
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from bench.scratch import scratch_database
+from bench import api as api_bench
+from bench.scratch import scratch_database, serve_api
+from dashtam_api.accounts import history
 from dashtam_api.sync.institutions import TransactionData
 from dashtam_api.sync.transactions import reconcile
+from dashtam_api.transactions.schemas import TransactionQuery
+from dashtam_api.transactions.service import encode_cursor, page_query
 from dashtam_core.database import create_engine
 from infra.errors import InfraError
 from infra.layout import Layout
@@ -247,8 +254,6 @@ async def _seed(url, settings, person_id: uuid.UUID) -> dict:
         )
     finally:
         await engine.dispose()
-    from dashtam_api.transactions.service import encode_cursor
-
     return {
         "cursor": encode_cursor(deep.occurred_at, deep.id),
         "account_id": account_id,
@@ -259,10 +264,6 @@ async def _seed(url, settings, person_id: uuid.UUID) -> dict:
 
 async def _plans(conn, person_id, account_id, deep) -> dict[str, str]:
     """EXPLAIN ANALYZE of the statements the endpoints run, with their parameters."""
-    from dashtam_api.accounts import history
-    from dashtam_api.transactions.schemas import TransactionQuery
-    from dashtam_api.transactions.service import encode_cursor, page_query
-
     deep_cursor = encode_cursor(deep.occurred_at, deep.id)
     year = history.HistoryQuery(**{"from": date_of(-364), "to": date_of(0)})
     start, stop = year.bounds()
@@ -290,20 +291,11 @@ def date_of(days: int):
 def reads(*, duration: int, connections: int) -> None:
     """Seed a scratch database with a million transactions, serve it with one API worker and
     measure the reads with wrk; print the plans (docs/performance.md keeps them)."""
-    import shutil
-    import ssl
-
-    import httpx
-
-    from bench import api as api_bench
-    from infra import apps
-
     wrk = shutil.which("wrk")
     if wrk is None:
         raise InfraError(api_bench.WRK_MISSING)
     layout = Layout()
     with scratch_database(layout, "benchreads") as (template, url):
-        server = apps.APPS[0]
         port = api_bench._free_port()
         base = f"https://localhost:{port}"
         overrides = {
@@ -311,24 +303,7 @@ def reads(*, duration: int, connections: int) -> None:
             "API_BASE_URL": base,
             "BACKGROUND_JOBS_ENABLED": "false",
         }
-        try:
-            apps.start_app(
-                server,
-                layout=layout,
-                env_file=layout.test_env_file,
-                reload=False,
-                pid_name="bench-reads",
-                port=port,
-                env_overrides=overrides,
-            )
-            apps.wait_healthy(
-                server,
-                layout=layout,
-                env_file=layout.test_env_file,
-                timeout=60,
-                pid_name="bench-reads",
-                port=port,
-            )
+        with serve_api(layout, pid_name="bench-reads", port=port, overrides=overrides):
             tls = ssl.create_default_context(cafile=str(layout.ca_file))
             login = {"email": "bench-reads@example.com", "password": uuid.uuid4().hex}
             with httpx.Client(base_url=base, verify=tls, timeout=60) as http:
@@ -357,8 +332,6 @@ def reads(*, duration: int, connections: int) -> None:
                 )
                 for label, path in endpoints.items()
             }
-        finally:
-            apps.stop_app(server, layout=layout, pid_name="bench-reads")
     print()
     print(
         f"Reads, one API worker, {seeded['rows']:,} transactions over 10,000 accounts "

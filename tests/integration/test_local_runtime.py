@@ -233,7 +233,10 @@ def wait_until_true(check, timeout: float = 20) -> bool:
     return process.wait_until(check, timeout=timeout, interval=0.1)
 
 
-@pytest.mark.skipif(not running_as_root(), reason="outside the checkout only as root")
+@pytest.mark.skipif(
+    not running_as_root(),
+    reason="only root keeps the servers' data outside the checkout (/var/lib/dashtam)",
+)
 def test_as_root_the_data_belongs_to_one_checkout(private_runtime):
     """Data kept under /var/lib/dashtam is keyed by the checkout's path and id: a checkout
     deleted and cloned again at the same path starts afresh (the old cluster's secrets went with

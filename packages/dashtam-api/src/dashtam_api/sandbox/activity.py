@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from dashtam_api.sandbox.data import BROKERAGE, CHECKING, CURRENCY
+from dashtam_api.sandbox.data import ACCOUNT_IDS, BROKERAGE, CHECKING, CURRENCY
 
 HISTORY_DAYS = 90
 BEHIND_DAYS = 30
@@ -178,7 +178,7 @@ def _at(day_: date, k: int) -> str:
 def listing(account: str, n: int, day_of) -> list[dict]:
     """The account's transactions as the institution lists them at step n, oldest first;
     ``day_of(k)`` is step k's calendar day."""
-    if account not in (CHECKING, BROKERAGE):
+    if account not in ACCOUNT_IDS:
         return []
     listed = []
     for k in range(1 - HISTORY_DAYS, n + 1):

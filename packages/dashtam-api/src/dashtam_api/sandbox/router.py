@@ -349,7 +349,7 @@ async def transactions(
     grant = await _api_grant(redis, authorization)
     if isinstance(grant, Response):
         return grant
-    if data.positions(account_id, 1) is None:
+    if account_id not in data.ACCOUNT_IDS:
         return _oauth_error(404, "not_found", "No such account.")
     subject = grant.get("subject", "")
     step = await store.current_sync(redis, subject)

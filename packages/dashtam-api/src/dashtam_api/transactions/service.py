@@ -58,7 +58,7 @@ def _item(row) -> dict:
 
 # One transaction of the person, and whether the person may still sign in: no row, they may not.
 _ONE = f"""
-SELECT {_SELECTED}, u.id AS user_id FROM users u
+SELECT {_SELECTED} FROM users u
   LEFT JOIN transactions t ON t.id = $2 AND t.user_id = u.id
  WHERE u.id = $1 AND u.is_active
 """  # noqa: S608 (fixed column names)
@@ -110,12 +110,10 @@ def page_query(
         where.append(f"t.occurred_at >= {arg(_day_start(query.from_))}")
     if query.to is not None:
         where.append(f"t.occurred_at < {arg(_day_start(query.to + timedelta(days=1)))}")
-    if query.status is not None:
-        where.append(f"t.status = {arg(query.status)}")
-    if query.kind is not None:
-        where.append(f"t.kind = {arg(query.kind)}")
-    if query.symbol is not None:
-        where.append(f"t.symbol = {arg(query.symbol.upper())}")
+    symbol = query.symbol.upper() if query.symbol is not None else None
+    for column, value in (("status", query.status), ("kind", query.kind), ("symbol", symbol)):
+        if value is not None:
+            where.append(f"t.{column} = {arg(value)}")
     if query.q is not None:
         pattern = arg(_like(query.q))
         where.append(f"(t.description ILIKE {pattern} OR t.payee ILIKE {pattern})")
