@@ -110,3 +110,42 @@ async def test_the_provider_types_of_this_deployment_are_listed(client, auth_hea
     kinds = [kind["key"] for kind in types.json()]
     listed = document["components"]["schemas"]["CreateProvider"]["properties"]["provider_key"]
     assert listed["enum"] == sorted(kinds)
+
+
+async def test_query_models_are_documented_and_refused_as_fastapi_would(client, auth_headers):
+    """dashtam_api.query reads query strings without FastAPI's per-field machinery: the same
+    parameters in the document as FastAPI writes for the same model, the same 422s, and one
+    more: a name given twice."""
+    from typing import Annotated
+
+    from fastapi import FastAPI, Query
+
+    from dashtam_api.accounts.history import HistoryQuery
+    from dashtam_api.paging import PageQuery
+    from dashtam_api.query import parameters
+    from dashtam_api.transactions.schemas import TransactionQuery
+
+    for model in (PageQuery, TransactionQuery, HistoryQuery):
+        reference = FastAPI()
+
+        @reference.get("/")
+        def read(q: Annotated[model, Query()]):
+            return None
+
+        expected = reference.openapi()["paths"]["/"]["get"]["parameters"]
+        assert parameters(model) == expected, model.__name__
+
+    cases = {
+        "limit=0": ("query", "limit"),
+        "limt=5": ("query", "limt"),
+        "from=yesterday": ("query", "from"),
+        "status=lost": ("query", "status"),
+    }
+    for query, loc in cases.items():
+        answer = await client.get(f"/api/v1/transactions?{query}", headers=auth_headers)
+        assert answer.status_code == 422, query
+        assert [tuple(e["loc"]) for e in answer.json()["errors"]] == [loc], query
+    # A name given twice is refused (FastAPI would take the last one).
+    twice = await client.get("/api/v1/transactions?limit=2&q=a&limit=3", headers=auth_headers)
+    assert twice.status_code == 422
+    assert [e["loc"] for e in twice.json()["errors"]] == [["query", "limit"]]

@@ -2,11 +2,14 @@
 them: cursor pages, filters, exact amounts, nobody else's."""
 
 import itertools
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from dashtam_api.transactions.schemas import TransactionOut
+from dashtam_models import Transaction
 from tests.api.test_auth import is_problem
 from tests.api.test_connections import signed_in
 from tests.api.test_refresh import connected_schwab
@@ -101,11 +104,29 @@ async def test_schwab_activity_is_read_a_year_back_in_windows_then_incrementally
     assert [(d["status"], d["id"]) for d in deposit] == [("posted", by_kind["deposit"]["id"])]
 
 
-async def test_pages_by_cursor_filters_and_nobody_elses(institution_client, test_settings):
+async def test_pages_by_cursor_filters_and_nobody_elses(institution_client, test_settings, session):
     client = institution_client
     headers, provider_id = await connected_schwab(client, test_settings)
     await synced(client, headers, provider_id)
+    # Microseconds on one timestamp: the form with a fraction too.
+    await session.execute(
+        text(
+            "UPDATE transactions SET transacted_at = transacted_at + interval '0.000123 s'"
+            " WHERE kind = 'trade'"
+        )
+    )
+    await session.commit()
     everything = (await listed(client, headers))["items"]
+
+    # PostgreSQL writes the items: exactly what pydantic writes for the same rows.
+    rows = (await session.execute(select(Transaction))).scalars().all()
+    assert {t["id"]: t for t in everything} == {
+        str(row.id): json.loads(
+            TransactionOut.model_validate(row, from_attributes=True).model_dump_json()
+        )
+        for row in rows
+    }
+    assert any(t["transacted_at"].endswith(".000123Z") for t in everything)
 
     seen, cursor = [], None
     while True:

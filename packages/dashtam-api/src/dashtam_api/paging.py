@@ -7,8 +7,9 @@ not ask for.
 
 from typing import Annotated
 
-from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
+
+from dashtam_api.query import QueryModel
 
 
 class PageQuery(BaseModel):
@@ -18,4 +19,4 @@ class PageQuery(BaseModel):
     offset: int = Field(0, ge=0, le=1_000_000, description="Items to skip.")
 
 
-PageDep = Annotated[PageQuery, Query()]
+PageDep = Annotated[PageQuery, QueryModel(PageQuery)]

@@ -1,7 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from dashtam_api.accounts import history, service
 from dashtam_api.accounts.schemas import (
@@ -15,9 +15,10 @@ from dashtam_api.accounts.schemas import (
 from dashtam_api.deps import ContextDep, CurrentUserDep, ReaderDep, SessionDep, TokenSubjectDep
 from dashtam_api.openapi import problems
 from dashtam_api.paging import PageDep
+from dashtam_api.query import QueryModel, QueryRoute
 from dashtam_api.responses import json_response
 
-router = APIRouter(prefix="/api/v1", tags=["accounts"])
+router = APIRouter(prefix="/api/v1", tags=["accounts"], route_class=QueryRoute)
 
 
 @router.post(
@@ -64,7 +65,7 @@ async def account_positions(
     return await service.positions(session=session, user=user, account_id=account_id)
 
 
-HistoryDep = Annotated[history.HistoryQuery, Query()]
+HistoryDep = Annotated[history.HistoryQuery, QueryModel(history.HistoryQuery)]
 
 
 @router.get(

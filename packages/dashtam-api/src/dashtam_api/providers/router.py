@@ -13,8 +13,10 @@ from dashtam_api.providers.schemas import (
     ProviderType,
     UpdateProvider,
 )
+from dashtam_api.query import QueryRoute
+from dashtam_api.responses import json_response
 
-router = APIRouter(prefix="/api/v1", tags=["providers"])
+router = APIRouter(prefix="/api/v1", tags=["providers"], route_class=QueryRoute)
 
 
 @router.get("/provider-types", response_model=list[ProviderType])
@@ -44,9 +46,11 @@ async def list_providers(
     user_id: TokenSubjectDep,
     reader: ReaderDep,
     page: PageDep,
-) -> dict:
-    return await service.list_page(
-        reader=reader, user_id=user_id, limit=page.limit, offset=page.offset
+):
+    return json_response(
+        await service.list_page(
+            reader=reader, user_id=user_id, limit=page.limit, offset=page.offset
+        )
     )
 
 

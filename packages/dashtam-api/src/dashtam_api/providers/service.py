@@ -2,6 +2,7 @@
 
 import uuid
 
+from pydantic_core import to_json
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -83,10 +84,11 @@ async def get(*, session: AsyncSession, user: User, provider_id: uuid.UUID) -> d
 
 # The user behind the token and one page of their providers with the total (a window count,
 # taken before LIMIT), in one statement: no row means the account is gone or inactive; one row
-# of NULLs, an account with nothing on this page.
+# of NULLs, an account with nothing on this page. The id leaves as the string it is in JSON
+# (asyncpg's UUID takes pydantic_core's slow path).
 _PAGE = """
 WITH page AS (
-    SELECT p.id, p.provider_key, p.alias, c.status, p.created_at, p.updated_at,
+    SELECT p.id::text AS id, p.provider_key, p.alias, c.status, p.created_at, p.updated_at,
            count(*) OVER () AS total
     FROM providers p
     JOIN provider_connections c ON c.provider_id = p.id
@@ -97,25 +99,22 @@ WITH page AS (
 SELECT page.* FROM users u LEFT JOIN page ON true WHERE u.id = $1 AND u.is_active
 """
 _TOTAL = "SELECT count(*) FROM providers WHERE user_id = $1"
+_PAGE_FIELDS = ("id", "provider_key", "alias", "status", "created_at", "updated_at")
 
 
-async def list_page(*, reader: Reader, user_id: uuid.UUID, limit: int, offset: int) -> dict:
-    """One page of the user's providers and their total; a page past the end asks for the total
-    separately."""
+async def list_page(*, reader: Reader, user_id: uuid.UUID, limit: int, offset: int) -> bytes:
+    """One page of the user's providers and their total, as the JSON of schemas.ProviderPage;
+    a page past the end asks for the total separately."""
     rows = await reader.fetch(_PAGE, user_id, limit, offset)
     if not rows:
         raise Unauthorized(ACCOUNT_GONE)
     if rows[0]["id"] is None:
-        rows = []
+        items = []
         total = (await reader.fetch(_TOTAL, user_id))[0][0] if offset else 0
     else:
+        items = [{f: row[f] for f in _PAGE_FIELDS} for row in rows]
         total = rows[0]["total"]
-    return {
-        "items": [dict(row) for row in rows],
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-    }
+    return to_json({"items": items, "total": total, "limit": limit, "offset": offset})
 
 
 async def rename(*, session: AsyncSession, user: User, provider_id: uuid.UUID, alias: str) -> dict:

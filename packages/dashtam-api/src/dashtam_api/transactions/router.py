@@ -1,17 +1,18 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from dashtam_api.deps import ReaderDep, TokenSubjectDep
 from dashtam_api.openapi import problems
+from dashtam_api.query import QueryModel, QueryRoute
 from dashtam_api.responses import json_response
 from dashtam_api.transactions import service
 from dashtam_api.transactions.schemas import TransactionOut, TransactionPage, TransactionQuery
 
-router = APIRouter(prefix="/api/v1", tags=["transactions"])
+router = APIRouter(prefix="/api/v1", tags=["transactions"], route_class=QueryRoute)
 
-QueryDep = Annotated[TransactionQuery, Query()]
+QueryDep = Annotated[TransactionQuery, QueryModel(TransactionQuery)]
 
 
 @router.get("/transactions", response_model=TransactionPage, responses=problems(400))
