@@ -108,25 +108,33 @@ async def test_pages_by_cursor_filters_and_nobody_elses(institution_client, test
     client = institution_client
     headers, provider_id = await connected_schwab(client, test_settings)
     await synced(client, headers, provider_id)
-    # Microseconds on one timestamp: the form with a fraction too.
+    # A fraction of a second on one timestamp: the form with a fraction too.
     await session.execute(
         text(
-            "UPDATE transactions SET transacted_at = transacted_at + interval '0.000123 s'"
+            "UPDATE transactions SET transacted_at = transacted_at + interval '0.00012 s'"
             " WHERE kind = 'trade'"
         )
     )
     await session.commit()
     everything = (await listed(client, headers))["items"]
 
-    # PostgreSQL writes the items: exactly what pydantic writes for the same rows.
+    # PostgreSQL writes the items: what pydantic writes for the same rows, but for a fraction of
+    # a second, which keeps its significant digits only (.00012Z for pydantic's .000120Z).
     rows = (await session.execute(select(Transaction))).scalars().all()
-    assert {t["id"]: t for t in everything} == {
+    expected = {
         str(row.id): json.loads(
             TransactionOut.model_validate(row, from_attributes=True).model_dump_json()
         )
         for row in rows
     }
-    assert any(t["transacted_at"].endswith(".000123Z") for t in everything)
+    trade = next(t for t in everything if t["kind"] == "trade")
+    assert trade["transacted_at"].endswith(":00.00012Z")
+    assert expected[trade["id"]]["transacted_at"].endswith(":00.000120Z")
+    expected[trade["id"]]["transacted_at"] = trade["transacted_at"]
+    assert {t["id"]: t for t in everything} == expected
+    stamps = [t[k] for t in everything for k in ("occurred_at", "posted_at") if t[k]]
+    assert stamps
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", s) for s in stamps)
 
     seen, cursor = [], None
     while True:

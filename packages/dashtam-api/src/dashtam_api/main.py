@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Dashtam API",
         version=__version__,
         lifespan=lifespan,
+        openapi_tags=openapi.TAGS,
         telemetry={kind: settings.OTEL_INSTRUMENTATION for kind in ("tracing", "metrics", "logs")},
         docs_url=None,  # served by docs.py, from the project (works offline)
         redoc_url=None,
@@ -121,12 +122,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app)
     if settings.METRICS_ENABLED:
         metrics.install(app, settings)
+    # Routes are tried in this order, each router's routes one by one (~3 us a route): the hot
+    # reads first. The document lists them in TAGS' order (openapi.py).
     app.include_router(health_router)
-    app.include_router(auth_router)
-    app.include_router(providers_router)
-    app.include_router(connections_router)
     app.include_router(accounts_router)
     app.include_router(transactions_router)
+    app.include_router(providers_router)
+    app.include_router(auth_router)
+    app.include_router(connections_router)
     if settings.ENVIRONMENT in ("development", "testing"):
         app.include_router(sandbox_router)
     if settings.ENVIRONMENT != "production":

@@ -61,6 +61,19 @@ class Problem(BaseModel):
     )
 
 
+# The operations' groups, in the order the document lists them (whatever the order in which
+# the app tries its routes).
+TAGS = [
+    {"name": "health", "description": "Whether the API, its database and its cache are up."},
+    {"name": "auth", "description": "Sign up, sign in, sessions and the signed-in person."},
+    {"name": "providers", "description": "The institutions a person has added."},
+    {"name": "connections", "description": "Connecting a provider through OAuth2, and its tokens."},
+    {"name": "accounts", "description": "Accounts, balances, positions, net worth and syncs."},
+    {"name": "transactions", "description": "Every transaction, newest first, by cursor."},
+]
+_TAG_ORDER = {tag["name"]: n for n, tag in enumerate(TAGS)}
+
+
 def problems(*statuses: int) -> dict[int | str, dict]:
     """``responses=`` for a route: these statuses, each answered with a problem."""
     return {status: {"description": HTTPStatus(status).phrase} for status in statuses}
@@ -90,7 +103,14 @@ def install(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _tag_rank(path_item: tuple[str, dict]) -> int:
+    tags = [t for operation in path_item[1].values() for t in operation.get("tags", ())]
+    return min((_TAG_ORDER.get(t, len(TAGS)) for t in tags), default=len(TAGS))
+
+
 def finished(schema: dict) -> dict:
+    # Paths grouped in TAGS' order, each group in its router's order (a stable sort).
+    schema["paths"] = dict(sorted(schema.get("paths", {}).items(), key=_tag_rank))
     schemas = schema.setdefault("components", {}).setdefault("schemas", {})
     problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(problem.pop("$defs", {}))

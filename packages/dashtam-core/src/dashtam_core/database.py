@@ -79,7 +79,9 @@ class PoolReader:
         self._params = {
             **params,
             "timeout": settings.DB_CONNECT_TIMEOUT,
-            "server_settings": {"application_name": "dashtam"},
+            # Reads that write JSON in SQL rely on ISO text for timestamps, whatever the
+            # server's default.
+            "server_settings": {"application_name": "dashtam", "DateStyle": "ISO"},
         }
         self._size = settings.DB_POOL_SIZE
         self._acquire_timeout = settings.DB_POOL_TIMEOUT

@@ -6,7 +6,7 @@ Importing this package registers every table on ``SQLModel.metadata`` (re-export
 
 from sqlmodel import SQLModel
 
-from dashtam_models.accounts import Account, BalanceSnapshot, Position
+from dashtam_models.accounts import Account, BalanceDay, BalanceSnapshot, Position
 from dashtam_models.audit import ProviderAuditLog
 from dashtam_models.auth import RefreshToken
 from dashtam_models.provider import (
@@ -27,6 +27,7 @@ RETIRED_TABLES: tuple[str, ...] = ()
 __all__ = [
     "RETIRED_TABLES",
     "Account",
+    "BalanceDay",
     "BalanceSnapshot",
     "ConnectionStatus",
     "Position",

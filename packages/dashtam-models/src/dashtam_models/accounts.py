@@ -7,10 +7,10 @@ whole: the last four characters for display, and the institution's opaque id for
 """
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, DateTime, Index, Numeric, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, Date, DateTime, Index, Numeric, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from dashtam_models.base import created_at, foreign_key, updated_at, uuid_pk
@@ -85,6 +85,27 @@ class BalanceSnapshot(SQLModel, table=True):
     cash: Decimal | None = _money(nullable=True)
     buying_power: Decimal | None = _money(nullable=True)
     created_at: datetime | None = created_at()
+
+
+class BalanceDay(SQLModel, table=True):
+    """An account's closing balance of each UTC day it has a snapshot: that day's newest.
+
+    Kept by PostgreSQL itself (a statement trigger on balance_snapshots' inserts, migration
+    e4b1d7a20c93), whoever writes the snapshots; snapshots are written once and never changed.
+    Net worth reads a year of an account in one range of this table (365 rows) instead of
+    probing the snapshots once per day (docs/performance.md).
+    """
+
+    __tablename__ = "balance_days"
+    __table_args__ = (CheckConstraint(_CURRENCY, name="currency"),)
+
+    account_id: uuid.UUID = foreign_key(
+        "accounts.id", ondelete="CASCADE", index=False, primary_key=True
+    )
+    day: date = Field(primary_key=True, sa_type=Date)
+    as_of: datetime = _when()
+    currency: str = Field(sa_type=Text, sa_column_kwargs={"nullable": False})
+    current: Decimal = _money(nullable=False)
 
 
 class Position(SQLModel, table=True):

@@ -74,27 +74,55 @@ SELECT periods.*, EXISTS (SELECT FROM accounts a WHERE a.id = $2 AND a.user_id =
  ORDER BY periods.period
 """
 
-# Per period and currency, each account's newest snapshot up to the period's end: one index
-# probe (balance_snapshots' (account_id, as_of) key, backwards) per account and period.
+# Per period and currency, each account's newest snapshot up to the period's end, from the
+# accounts' closing days (balance_days, one row per account and day): one range of that table per
+# account, each day's row tagged with its period, the last of each period kept and carried into
+# periods without one (an account's run of periods since its last row shares its value). Rows
+# read grow with the accounts and days, not with periods x accounts index probes.
 # $1 person, $2 unit, $3 step, $4..$5 the bounds.
 NET_WORTH = """
 WITH periods AS (
-    SELECT p AS period_start, LEAST(p + CAST($3 AS text)::interval, $5) AS period_end
+    SELECT (p AT TIME ZONE 'UTC')::date AS period, LEAST(p + CAST($3 AS text)::interval, $5) AS period_end
       FROM generate_series(
              date_trunc($2, $4::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
              $5::timestamptz - interval '1 microsecond',
              CAST($3 AS text)::interval) AS p
+), opening AS (
+    SELECT min(period) AS period FROM periods
+), owned AS (
+    SELECT a.id, a.closed_at FROM accounts a WHERE a.user_id = $1
+), days AS (
+    -- The days inside the periods, and each account's last day before them (its opening value).
+    SELECT d.account_id, date_trunc($2, d.day::timestamp)::date AS period, d.day, d.currency,
+           d.current
+      FROM owned a JOIN balance_days d ON d.account_id = a.id, opening
+     WHERE d.day >= opening.period AND d.day < ($5::timestamptz AT TIME ZONE 'UTC')::date
+    UNION ALL
+    SELECT a.id, opening.period, o.day, o.currency, o.current
+      FROM owned a, opening, LATERAL (
+            SELECT d.day, d.currency, d.current FROM balance_days d
+             WHERE d.account_id = a.id AND d.day < opening.period
+             ORDER BY d.day DESC LIMIT 1) o
+), closing AS (
+    SELECT DISTINCT ON (account_id, period) account_id, period, currency, current
+      FROM days
+     ORDER BY account_id, period, day DESC
+), grid AS (
+    SELECT p.period, a.id AS account_id, c.currency, c.current,
+           count(c.current) OVER (PARTITION BY a.id ORDER BY p.period) AS run
+      FROM periods p
+      JOIN owned a ON a.closed_at IS NULL OR a.closed_at >= p.period_end
+      LEFT JOIN closing c ON c.account_id = a.id AND c.period = p.period
+), carried AS (
+    SELECT period, first_value(currency) OVER run_of AS currency,
+           first_value(current) OVER run_of AS current
+      FROM grid
+    WINDOW run_of AS (PARTITION BY account_id, run ORDER BY period)
 ), totals AS (
-    SELECT (periods.period_start AT TIME ZONE 'UTC')::date AS period,
-           s.currency, sum(s.current) AS total, count(*) AS accounts
-      FROM periods
-      JOIN accounts a ON a.user_id = $1
-                     AND (a.closed_at IS NULL OR a.closed_at >= periods.period_end)
-      JOIN LATERAL (
-            SELECT b.currency, b.current FROM balance_snapshots b
-             WHERE b.account_id = a.id AND b.as_of < periods.period_end
-             ORDER BY b.as_of DESC LIMIT 1) s ON true
-     GROUP BY periods.period_start, s.currency
+    SELECT period, currency, sum(current) AS total, count(*) AS accounts
+      FROM carried
+     WHERE current IS NOT NULL
+     GROUP BY period, currency
 )
 SELECT totals.* FROM users u LEFT JOIN totals ON true
  WHERE u.id = $1 AND u.is_active

@@ -7,9 +7,9 @@ sync inserts meanwhile never shift a page (offsets would skip or repeat them).
 The hot path is built for a table of millions (docs/performance.md): one statement that also
 checks the person (and the account) behind the token, its SQL assembled from fixed fragments
 (asyncpg prepares each distinct text once per connection), run on the reader's connection.
-PostgreSQL writes each item's JSON (row_to_json of the columns in the API's forms below) and
-Python joins the items into the page: decoding 20 columns a row into Python objects and encoding
-them again took twice the time of everything else in a request (a page of 50: ~500 -> ~1,000
+PostgreSQL writes the page's JSON (row_to_json of the columns in the API's forms below, the
+items joined) and Python wraps it: decoding 20 columns a row into Python objects and encoding
+them again took twice the time of everything else in a request (a page of 50: ~500 -> ~900
 req/s on one worker). tests/api/test_transactions.py holds every item to the JSON pydantic
 writes for schemas.TransactionOut.
 """
@@ -27,14 +27,11 @@ from dashtam_core.database import Reader
 
 
 def _rfc3339(column: str) -> str:
-    """A timestamp as pydantic writes it: UTC, seconds, microseconds only when there are any,
-    and Z."""
-    utc = f"{column} AT TIME ZONE 'UTC'"
-    return (
-        f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS')"
-        f" || CASE WHEN date_part('microseconds', {column})::int % 1000000 = 0 THEN ''"
-        f" ELSE to_char({utc}, '.US') END || 'Z'"
-    )
+    """A timestamp in UTC with a Z, as pydantic writes it, but for a fraction of a second: only
+    its significant digits (.12Z, where pydantic writes .120000Z; the same instant). ISO text
+    with a T put in: a third of the cost of to_char, which took a third of the page's time in
+    PostgreSQL. Institutions give whole seconds."""
+    return f"overlay(({column} AT TIME ZONE 'UTC')::text placing 'T' from 11) || 'Z'"
 
 
 # schemas.TransactionOut's fields in order, each as the JSON value it is in the API: ids and
