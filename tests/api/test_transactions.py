@@ -115,8 +115,14 @@ async def test_pages_by_cursor_filters_and_nobody_elses(institution_client, test
             " WHERE kind = 'trade'"
         )
     )
+    # The page's items travel separated by an ASCII record separator: one in a description
+    # stays inside its JSON string.
+    await session.execute(
+        text("UPDATE transactions SET memo = E'tab\\x1e{\"x\": 1},' WHERE kind = 'dividend'")
+    )
     await session.commit()
     everything = (await listed(client, headers))["items"]
+    assert [t["memo"] for t in everything if t["kind"] == "dividend"] == ['tab\x1e{"x": 1},']
 
     # PostgreSQL writes the items: what pydantic writes for the same rows, but for a fraction of
     # a second, which keeps its significant digits only (.00012Z for pydantic's .000120Z).

@@ -134,25 +134,25 @@ def page_query(
         else "EXISTS (SELECT FROM accounts a WHERE a.id = $2 AND a.user_id = $1)"
     )
     # Fragments and $n placeholders only: every value travels as an argument. One row comes
-    # back, whatever the page's size: the items' JSON joined (the row past the page only says
-    # that there is more), the keyset of the page's last row for the next cursor.
+    # back, whatever the page's size: the items' JSON, separated by an ASCII record
+    # separator (never in JSON text: row_to_json escapes control characters), one item more
+    # than the page when there is more; the keyset of the page's last row for the next cursor.
+    # No row: the person may not sign in. (A window and CTEs cost PostgreSQL an eighth more.)
     sql = f"""
-WITH page AS (
-    SELECT t.occurred_at, t.id, row_to_json(item)::text AS item,
-           row_number() OVER (ORDER BY t.occurred_at DESC, t.id DESC) AS n
-      FROM transactions t {_ITEM}
-     WHERE {" AND ".join(where)}
-     ORDER BY t.occurred_at DESC, t.id DESC
-     LIMIT {limit} + 1
-), joined AS (
-    SELECT convert_to(coalesce(string_agg(item, ',' ORDER BY n) FILTER (WHERE n <= {limit}), ''),
-                      'UTF8') AS items,
-           count(*) > {limit} AS more,
-           max(occurred_at) FILTER (WHERE n = {limit}) AS last_occurred_at,
-           (array_agg(id) FILTER (WHERE n = {limit}))[1] AS last_id
-      FROM page
-)
-SELECT joined.*, {owned} AS owned FROM users u, joined WHERE u.id = $1 AND u.is_active
+SELECT convert_to(string_agg(page.item, E'\\x1e' ORDER BY page.occurred_at DESC, page.id DESC),
+                  'UTF8') AS items,
+       count(page.id) AS n,
+       (array_agg(page.occurred_at ORDER BY page.occurred_at DESC, page.id DESC))[{limit}]
+           AS last_occurred_at,
+       (array_agg(page.id ORDER BY page.occurred_at DESC, page.id DESC))[{limit}] AS last_id,
+       {owned} AS owned
+  FROM users u LEFT JOIN LATERAL (
+       SELECT t.occurred_at, t.id, row_to_json(item)::text AS item FROM transactions t {_ITEM}
+        WHERE {" AND ".join(where)}
+        ORDER BY t.occurred_at DESC, t.id DESC
+        LIMIT {limit} + 1) page ON true
+ WHERE u.id = $1 AND u.is_active
+ GROUP BY u.id
 """  # noqa: S608
     return sql, args
 
@@ -172,11 +172,13 @@ async def page(
     (row,) = rows
     if not row["owned"]:
         raise NotFound("No such account.")
-    cursor = encode_cursor(row["last_occurred_at"], row["last_id"]) if row["more"] else None
+    items = row["items"].split(b"\x1e")[: query.limit] if row["n"] else []
+    more = row["n"] > query.limit
+    cursor = encode_cursor(row["last_occurred_at"], row["last_id"]) if more else None
     return b"".join(
         (
             b'{"items":[',
-            row["items"],
+            b",".join(items),
             b'],"limit":',
             str(query.limit).encode(),
             b',"next_cursor":',
