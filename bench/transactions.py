@@ -323,12 +323,12 @@ def reads(*, duration: int, connections: int) -> None:
                 ),
             }
             # As one person meets it (one client), and under load (``connections`` clients).
-            alone = api_bench._Load(wrk, duration=duration, connections=1)
-            loaded = api_bench._Load(wrk, duration=duration, connections=connections)
+            alone = api_bench._Load(wrk, connections=1)
+            loaded = api_bench._Load(wrk, connections=connections)
             measured = {
                 label: (
-                    alone.get(f"{base}{path}", label, headers=auth),
-                    loaded.get(f"{base}{path}", label, headers=auth),
+                    alone.get(f"{base}{path}", label, headers=auth, duration=duration),
+                    loaded.get(f"{base}{path}", label, headers=auth, duration=duration),
                 )
                 for label, path in endpoints.items()
             }
