@@ -153,6 +153,8 @@ class Settings(BaseSettings):
     SYNC_LEASE_SECONDS: int = Field(default=300, ge=10, le=86400)
     # A failed background sync is tried again after this long.
     SYNC_RETRY_SECONDS: int = Field(default=300, ge=1, le=86400)
+    # Sync runs (GET /providers/{id}/sync-runs) older than this are deleted by the sync loop.
+    SYNC_RUNS_RETENTION_DAYS: int = Field(default=90, ge=1, le=3650)
     # Transactions (docs/transactions.md): each sync reads again from the newest posted one
     # less this many days, catching late and corrected ones; a posted transaction that does not
     # name its pending one completes it only when it posted within this many days of it.

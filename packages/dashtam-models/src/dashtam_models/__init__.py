@@ -15,6 +15,7 @@ from dashtam_models.provider import (
     ProviderConnection,
     ProviderToken,
 )
+from dashtam_models.sync import SyncRun, SyncStatus, SyncTrigger
 from dashtam_models.transactions import Transaction, TransactionKind, TransactionStatus
 from dashtam_models.user import User
 
@@ -36,6 +37,9 @@ __all__ = [
     "ProviderConnection",
     "ProviderToken",
     "RefreshToken",
+    "SyncRun",
+    "SyncStatus",
+    "SyncTrigger",
     "Transaction",
     "TransactionKind",
     "TransactionStatus",

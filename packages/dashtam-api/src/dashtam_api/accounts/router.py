@@ -17,6 +17,7 @@ from dashtam_api.openapi import problems
 from dashtam_api.paging import PageDep
 from dashtam_api.query import QueryModel, QueryRoute
 from dashtam_api.responses import json_response
+from dashtam_api.sync import runs
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"], route_class=QueryRoute)
 
@@ -27,8 +28,24 @@ router = APIRouter(prefix="/api/v1", tags=["accounts"], route_class=QueryRoute)
 async def sync_provider(
     provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, ctx: ContextDep
 ) -> dict:
-    """Pull the provider's accounts, balances and positions now (refreshing the token if due)."""
+    """Pull the provider's accounts, balances, positions and transactions now (refreshing the
+    token if due)."""
     return await service.sync_now(ctx=ctx, session=session, user=user, provider_id=provider_id)
+
+
+SyncRunQueryDep = Annotated[runs.SyncRunQuery, QueryModel(runs.SyncRunQuery)]
+
+
+@router.get(
+    "/providers/{provider_id}/sync-runs", response_model=runs.SyncRunPage, responses=problems(400)
+)
+async def provider_sync_runs(
+    provider_id: uuid.UUID, user_id: TokenSubjectDep, reader: ReaderDep, query: SyncRunQueryDep
+):
+    """Every sync of the provider's connection on record, newest first (`cursor` pages)."""
+    return json_response(
+        await runs.page(reader=reader, user_id=user_id, provider_id=provider_id, query=query)
+    )
 
 
 @router.get("/providers/{provider_id}/accounts", response_model=AccountPage)

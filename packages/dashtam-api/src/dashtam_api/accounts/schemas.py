@@ -67,6 +67,7 @@ class SyncOut(BaseModel):
     positions: int
     transactions: TransactionCounts
     refreshed: bool = Field(description="Whether the access token was refreshed on the way.")
+    run_id: uuid.UUID = Field(description="This sync in GET /providers/{id}/sync-runs.")
 
 
 class BalancePoint(BaseModel):

@@ -217,6 +217,7 @@ async def sync_now(
             "positions": result.positions,
             "transactions": vars(result.transactions),
             "refreshed": result.refreshed,
+            "run_id": result.run_id,
         }
     if result.kind == "claimed":
         raise Conflict(

@@ -54,9 +54,11 @@ async def start_authorization(
 
 @router.get("/providers/{provider_id}/authorization", response_model=AuthorizationStatus)
 async def authorization_status(
-    provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep
+    provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, settings: SettingsDep
 ) -> dict:
-    return await service.status(session=session, user=user, provider_id=provider_id)
+    return await service.status(
+        session=session, settings=settings, user=user, provider_id=provider_id
+    )
 
 
 @router.post(

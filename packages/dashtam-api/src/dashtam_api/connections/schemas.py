@@ -28,8 +28,16 @@ class AuthorizationStatus(BaseModel):
     last_refreshed_at: datetime | None
     refresh_failures: int = Field(description="Consecutive failed refreshes.")
     retry_at: datetime | None = Field(description="The next refresh try after a failure.")
-    synced_at: datetime | None
+    synced_at: datetime | None = Field(description="The same as last_synced_at.")
     sync_error: str | None
+    last_synced_at: datetime | None = Field(description="When a sync last succeeded.")
+    last_sync_status: Literal["running", "succeeded", "failed"] | None = Field(
+        description="How the newest sync run ended (GET .../sync-runs has them all)."
+    )
+    stale: bool = Field(
+        description="Active, but no sync has succeeded within twice the sync interval (since "
+        "it was connected, for one never synced)."
+    )
     error: str | None
 
 

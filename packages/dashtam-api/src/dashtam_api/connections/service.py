@@ -19,7 +19,14 @@ from dashtam_api.providers.registry import ProviderSpec, redirect_uri
 from dashtam_core.config import Settings
 from dashtam_core.database import Database
 from dashtam_core.vault import Vault, VaultError, token_context
-from dashtam_models import ConnectionStatus, Provider, ProviderConnection, ProviderToken, User
+from dashtam_models import (
+    ConnectionStatus,
+    Provider,
+    ProviderConnection,
+    ProviderToken,
+    SyncRun,
+    User,
+)
 
 
 def _spec(registry: dict[str, ProviderSpec], provider: Provider) -> ProviderSpec:
@@ -245,10 +252,19 @@ ACTIONS = {
 }
 
 
-def view(provider: Provider, connection: ProviderConnection, stored: ProviderToken | None) -> dict:
-    """A connection as the API shows it: its state, its deadlines and what to do next."""
+def view(
+    provider: Provider,
+    connection: ProviderConnection,
+    stored: ProviderToken | None,
+    *,
+    last_sync_status: str | None,
+    sync_interval_seconds: int,
+) -> dict:
+    """A connection as the API shows it: its state, its deadlines, its syncs and what to do
+    next."""
+    now = datetime.now(UTC)
     status_ = connection.status
-    if status_ == ConnectionStatus.ACTIVE and stored and refresh.lapsed(stored, datetime.now(UTC)):
+    if status_ == ConnectionStatus.ACTIVE and stored and refresh.lapsed(stored, now):
         status_ = ConnectionStatus.EXPIRED.value  # the refresher has not been round yet
     reconnect_by = None
     if stored is not None:
@@ -269,8 +285,38 @@ def view(provider: Provider, connection: ProviderConnection, stored: ProviderTok
         "retry_at": connection.refresh_not_before,
         "synced_at": connection.synced_at,
         "sync_error": connection.sync_error,
+        "last_synced_at": connection.synced_at,
+        "last_sync_status": last_sync_status,
+        "stale": _stale(status_, connection, now, sync_interval_seconds),
         "error": connection.error_message,
     }
+
+
+def _stale(status_: str, connection: ProviderConnection, now: datetime, interval: int) -> bool:
+    since = connection.synced_at or connection.connected_at
+    return (
+        status_ == ConnectionStatus.ACTIVE
+        and since is not None
+        and since < now - timedelta(seconds=2 * interval)
+    )
+
+
+async def _described(
+    session: AsyncSession, settings: Settings, provider: Provider, connection: ProviderConnection
+) -> dict:
+    last_sync_status = await session.scalar(
+        select(SyncRun.status)
+        .where(SyncRun.connection_id == connection.id)
+        .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+        .limit(1)
+    )
+    return view(
+        provider,
+        connection,
+        await _token_of(session, connection),
+        last_sync_status=last_sync_status,
+        sync_interval_seconds=settings.SYNC_INTERVAL_SECONDS,
+    )
 
 
 async def _token_of(session: AsyncSession, connection: ProviderConnection) -> ProviderToken | None:
@@ -281,11 +327,13 @@ async def _token_of(session: AsyncSession, connection: ProviderConnection) -> Pr
     )
 
 
-async def status(*, session: AsyncSession, user: User, provider_id: uuid.UUID) -> dict:
+async def status(
+    *, session: AsyncSession, settings: Settings, user: User, provider_id: uuid.UUID
+) -> dict:
     provider, connection = await providers.get_owned(
         session=session, user=user, provider_id=provider_id
     )
-    return view(provider, connection, await _token_of(session, connection))
+    return await _described(session, settings, provider, connection)
 
 
 async def refresh_now(
@@ -309,7 +357,7 @@ async def refresh_now(
     provider, connection = await providers.get_owned(
         session=session, user=user, provider_id=provider_id, fresh=True
     )
-    return view(provider, connection, await _token_of(session, connection))
+    return await _described(session, ctx.settings, provider, connection)
 
 
 def institution_name(ctx: AppContext, provider: Provider) -> str:

@@ -25,6 +25,7 @@ from sqlalchemy import text
 from dashtam_api.audit import service as audit
 from dashtam_api.connections import refresh
 from dashtam_api.context import AppContext
+from dashtam_api.sync import runs
 from dashtam_api.sync import service as sync
 from dashtam_core.outage import lost_dependency
 
@@ -145,7 +146,9 @@ async def refresh_round(ctx: AppContext, stopping: asyncio.Event | None = None) 
 
 
 async def sync_round(ctx: AppContext, stopping: asyncio.Event | None = None) -> Counter:
-    """One pass of the sync loop over the connections whose last sync is a period old."""
+    """One pass of the sync loop: runs past their retention deleted, then the connections whose
+    last sync is a period old."""
+    pruned = await runs.prune(ctx)
     ids = await _due_ids(
         ctx,
         sync.DUE_FOR_SYNC,
@@ -159,7 +162,10 @@ async def sync_round(ctx: AppContext, stopping: asyncio.Event | None = None) -> 
         )
         return result.kind
 
-    return await _each(ctx, ids, work, stopping)
+    counts = await _each(ctx, ids, work, stopping)
+    if pruned:
+        counts["pruned_runs"] += pruned
+    return counts
 
 
 # Outcomes that mean "there was work": an idle round has none of them.

@@ -13,6 +13,11 @@ Three short transactions, none of them open while the institution's data API is 
    the positions replaced, the transactions reconciled (sync/transactions.py); ``synced_at``;
    the claim released.
 
+Every claim starts a ``sync_runs`` row in the claim's transaction, and the write (or the release
+after a failure) ends it in the same transaction as what it records, so a run is never left
+claiming what did not happen. A run left ``running`` by a process that died is ended ``failed``
+(``abandoned``) by the next claim of its connection, which can only come once its lease lapsed.
+
 Transactions are read from where each account's last sync leaves off (``_windows``): the newest
 posted one less TRANSACTIONS_OVERLAP_DAYS, or the oldest of our pendings if that is earlier (so
 every pending is looked at again until it posts or is cancelled); an account never read before
@@ -48,6 +53,9 @@ from dashtam_models import (
     Provider,
     ProviderConnection,
     ProviderToken,
+    SyncRun,
+    SyncStatus,
+    SyncTrigger,
 )
 
 DUE_FOR_SYNC = text(
@@ -81,6 +89,7 @@ class SyncResult:
     refresh_outcome: refresh.Outcome | None = None
     status: str | None = None
     transactions: ledger.Counts = field(default_factory=ledger.Counts)
+    run_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -94,10 +103,52 @@ class Claim:
     provider_key: str = ""
     user_id: uuid.UUID | None = None
     provider_id: uuid.UUID | None = None
+    run_id: uuid.UUID | None = None
 
 
-async def _claim(ctx: AppContext, connection_id: uuid.UUID, *, stale_only: bool) -> Claim:
-    """Take the sync lease under the row lock (the background loop skips locked rows)."""
+ABANDONED = "The process running this sync stopped before it ended."
+
+
+async def _start_run(
+    session, connection: ProviderConnection, trigger: refresh.Trigger, now: datetime
+) -> uuid.UUID:
+    """End the connection's abandoned runs, start this one (in the claim's transaction)."""
+    await session.execute(
+        update(SyncRun)
+        .where(SyncRun.connection_id == connection.id, SyncRun.status == SyncStatus.RUNNING)
+        .values(
+            status=SyncStatus.FAILED, finished_at=now, error="abandoned", error_detail=ABANDONED
+        )
+    )
+    if trigger is refresh.Trigger.ON_DEMAND:
+        kind = SyncTrigger.MANUAL
+    else:  # the background loop: its first sync of a new connection is the connect's
+        kind = SyncTrigger.CONNECT if connection.synced_at is None else SyncTrigger.SCHEDULE
+    return await session.scalar(
+        insert(SyncRun)
+        .values(
+            connection_id=connection.id, trigger=kind, status=SyncStatus.RUNNING, started_at=now
+        )
+        .returning(SyncRun.id)
+    )
+
+
+async def _end_run(session, run_id: uuid.UUID | None, status: SyncStatus, **values) -> None:
+    """End a run still running (one the next claim has already called abandoned stays so)."""
+    if run_id is None:
+        return
+    await session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id, SyncRun.status == SyncStatus.RUNNING)
+        .values(status=status, finished_at=datetime.now(UTC), **values)
+    )
+
+
+async def _claim(
+    ctx: AppContext, connection_id: uuid.UUID, *, stale_only: bool, trigger: refresh.Trigger
+) -> Claim:
+    """Take the sync lease under the row lock (the background loop skips locked rows), and
+    start the run."""
     now = datetime.now(UTC)
     async with ctx.sessions() as session:
         row = (
@@ -126,7 +177,11 @@ async def _claim(ctx: AppContext, connection_id: uuid.UUID, *, stale_only: bool)
             provider_id=provider.id,
         )
         if connection.status == ConnectionStatus.ACTIVE and not held and not (stale_only and fresh):
-            claim = replace(claim, lease=now + timedelta(seconds=ctx.settings.SYNC_LEASE_SECONDS))
+            claim = replace(
+                claim,
+                lease=now + timedelta(seconds=ctx.settings.SYNC_LEASE_SECONDS),
+                run_id=await _start_run(session, connection, trigger, now),
+            )
             connection.sync_lease_until = claim.lease
         await session.commit()
     return claim
@@ -168,7 +223,7 @@ async def sync_connection(
 async def _sync_connection(
     ctx: AppContext, connection_id: uuid.UUID, *, trigger: refresh.Trigger, stale_only: bool
 ) -> SyncResult:
-    claim = await _claim(ctx, connection_id, stale_only=stale_only)
+    claim = await _claim(ctx, connection_id, stale_only=stale_only, trigger=trigger)
     lease = claim.lease
     if lease is None:
         if claim.status != ConnectionStatus.ACTIVE:
@@ -177,7 +232,7 @@ async def _sync_connection(
             return SyncResult("claimed", status=claim.status)
         return SyncResult("not_due", status=claim.status, synced_at=claim.synced_at)
     try:
-        return await _sync_claimed(ctx, connection_id, claim, trigger=trigger)
+        result = await _sync_claimed(ctx, connection_id, claim, trigger=trigger)
     except Exception:
         # Cut short (our database or cache went away under it, above all): the claim is given
         # back at once or as soon as the database is back, not left to lapse after
@@ -185,21 +240,29 @@ async def _sync_connection(
         ctx.when_back(
             f"giving back the sync claim of connection {connection_id}",
             lambda: _release(
-                ctx, connection_id, lease, error="the sync was cut short", retry=False
+                ctx,
+                connection_id,
+                claim,
+                code="cut_short",
+                error="the sync was cut short",
+                retry=False,
             ),
             within=ctx.settings.SYNC_LEASE_SECONDS,
         )
         raise
+    result.run_id = claim.run_id
+    return result
 
 
 async def _sync_claimed(
     ctx: AppContext, connection_id: uuid.UUID, claim: Claim, *, trigger: refresh.Trigger
 ) -> SyncResult:
-    lease = claim.lease
     spec = ctx.registry.get(claim.provider_key)
     fetch = DATA_APIS.get(spec.data_api) if spec and spec.data_api else None
     if fetch is None:
-        await _release(ctx, connection_id, lease, error="no data API", retry=False)
+        await _release(
+            ctx, connection_id, claim, code="unsupported", error="no data API", retry=False
+        )
         return SyncResult("unsupported", status=claim.status)
     access, outcome = await _access_token(ctx, connection_id, force=False)
     refreshed = outcome.kind is refresh.Kind.REFRESHED
@@ -207,7 +270,8 @@ async def _sync_claimed(
         await _release(
             ctx,
             connection_id,
-            lease,
+            claim,
+            code=outcome.error or f"refresh_{outcome.kind.value}",
             error=f"refresh: {outcome.error or outcome.kind}",
             retry=trigger is refresh.Trigger.BACKGROUND,
         )
@@ -235,7 +299,8 @@ async def _sync_claimed(
         await _release(
             ctx,
             connection_id,
-            lease,
+            claim,
+            code=exc.error,
             error=f"{exc.error}: {exc.description}",
             retry=trigger is refresh.Trigger.BACKGROUND,
             audited={
@@ -258,7 +323,7 @@ async def _sync_claimed(
             refreshed=refreshed,
             status=claim.status,
         )
-    result = await _write(ctx, connection_id, claim.user_id, lease, accounts)
+    result = await _write(ctx, connection_id, claim, accounts)
     result.refreshed = refreshed
     return result
 
@@ -293,15 +358,18 @@ async def _windows(ctx: AppContext, connection_id: uuid.UUID) -> Windows:
 async def _release(
     ctx: AppContext,
     connection_id: uuid.UUID,
-    lease: datetime,
+    claim: Claim,
     *,
+    code: str,
     error: str,
     retry: bool,
     audited: dict | None = None,
 ) -> None:
     """Give the claim back after a failure: at once (a person may try again), or, for the
-    background loop, after SYNC_RETRY_SECONDS (its back-off); ``audited``: the audit row that
-    says why, written in the same transaction."""
+    background loop, after SYNC_RETRY_SECONDS (its back-off); the run ends ``failed`` with
+    ``code`` and ``error``, and ``audited`` (the audit row that says why) is written in the
+    same transaction."""
+    lease = claim.lease
     until = (
         datetime.now(UTC) + timedelta(seconds=ctx.settings.SYNC_RETRY_SECONDS) if retry else None
     )
@@ -313,18 +381,18 @@ async def _release(
             )
             .values(sync_lease_until=until, sync_error=error[:500])
         )
+        await _end_run(
+            session, claim.run_id, SyncStatus.FAILED, error=code[:100], error_detail=error[:500]
+        )
         if audited is not None:
             await audit.record(session=session, connection_id=connection_id, **audited)
         await session.commit()
 
 
 async def _write(
-    ctx: AppContext,
-    connection_id: uuid.UUID,
-    user_id: uuid.UUID,
-    lease: datetime,
-    accounts: list[AccountData],
+    ctx: AppContext, connection_id: uuid.UUID, claim: Claim, accounts: list[AccountData]
 ) -> SyncResult:
+    user_id, lease = claim.user_id, claim.lease
     as_of = datetime.now(UTC)
     async with ctx.sessions() as session:
         connection = await session.scalar(
@@ -418,6 +486,16 @@ async def _write(
         connection.synced_at = as_of
         connection.sync_error = None
         connection.sync_lease_until = None
+        await _end_run(
+            session,
+            claim.run_id,
+            SyncStatus.SUCCEEDED,
+            accounts=len(accounts),
+            positions=positions,
+            transactions_added=counted.added,
+            transactions_modified=counted.modified,
+            transactions_removed=counted.removed,
+        )
         await session.commit()
     return SyncResult(
         "synced",

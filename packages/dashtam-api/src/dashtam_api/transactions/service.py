@@ -1,8 +1,7 @@
 """Reading a person's transactions, newest first, by keyset ("cursor") pagination.
 
-The cursor is the last row's (occurred_at, id), opaque to clients: a page is one range scan of
-ix_transactions_user_id_occurred_at_id (or the account's index) however deep it is, and rows a
-sync inserts meanwhile never shift a page (offsets would skip or repeat them).
+The cursor is the last row's (occurred_at, id) (dashtam_api/cursors.py): a page is one range
+scan of ix_transactions_user_id_occurred_at_id (or the account's index) however deep it is.
 
 The hot path is built for a table of millions (docs/performance.md): one statement that also
 checks the person (and the account) behind the token, its SQL assembled from fixed fragments
@@ -14,14 +13,13 @@ req/s on one worker). tests/api/test_transactions.py holds every item to the JSO
 writes for schemas.TransactionOut.
 """
 
-import base64
-import binascii
 import uuid
 from datetime import UTC, datetime, time, timedelta
 
 from pydantic_core import to_json
 
-from dashtam_api.errors import ACCOUNT_GONE, BadRequest, NotFound, Unauthorized
+from dashtam_api.cursors import decode_cursor, encode_cursor
+from dashtam_api.errors import ACCOUNT_GONE, NotFound, Unauthorized
 from dashtam_api.transactions.schemas import TransactionQuery
 from dashtam_core.database import Reader
 
@@ -69,23 +67,6 @@ SELECT t.id, convert_to(row_to_json(item)::text, 'UTF8') AS item FROM users u
   {_ITEM}
  WHERE u.id = $1 AND u.is_active
 """  # noqa: S608 (fixed fragments)
-
-
-def encode_cursor(occurred_at: datetime, row_id: uuid.UUID) -> str:
-    raw = f"{occurred_at.isoformat()}|{row_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        when, row_id = raw.split("|")
-        occurred_at = datetime.fromisoformat(when)
-        if occurred_at.tzinfo is None:
-            raise ValueError("naive")
-        return occurred_at, uuid.UUID(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("The cursor is not one this API gave out.", parameter="cursor") from None
 
 
 def _day_start(day) -> datetime:
