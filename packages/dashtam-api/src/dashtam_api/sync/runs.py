@@ -27,7 +27,7 @@ class SyncRunQuery(BaseModel):
 class SyncFailure(BaseModel):
     code: str = Field(
         description="The institution's error code (invalid_grant, server_error, ...) or ours: "
-        "abandoned, cut_short, unsupported, refresh_failed."
+        "abandoned, cut_short, unsupported, refresh_<outcome> (no valid token could be had)."
     )
     detail: str | None = Field(description="For people; never holds a secret.")
 
