@@ -123,11 +123,11 @@ def _measure_with(layout: Layout, wrk: str, workers: int, *, duration: int, conn
             ("GET /api/v1/accounts/{id} (auth)", f"/api/v1/accounts/{person['account_id']}", auth),
             ("GET /api/v1/transactions (auth, 50 rows)", "/api/v1/transactions?limit=50", auth),
         ):
-            bare, measured = [], []
+            bares, measured = [], []
             for _ in range(ROUNDS):
-                bare.append(load.get(bare_url, "bare FastAPI hello", duration=short))
+                bares.append(load.get(bare_url, "bare FastAPI hello", duration=short))
                 measured.append(load.get(f"{base}{path}", label, headers=headers, duration=short))
-            rows.append((label, workers, _combined(measured), _combined(bare)))
+            rows.append((label, workers, _combined(measured), _combined(bares)))
         for label, measure in (
             (
                 "POST /api/v1/auth/refresh (rotating)",
