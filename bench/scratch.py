@@ -33,7 +33,8 @@ def scratch_database(layout: Layout, label: str) -> Iterator[tuple[TestSettings,
         try:
             yield template, url
         finally:
-            asyncio.run(drop_database(url=template.database_url, name=name))
+            # Autovacuum may be busy with what the bench wrote: wait it out.
+            asyncio.run(drop_database(url=template.database_url, name=name, patience=300))
 
 
 @contextmanager

@@ -203,6 +203,12 @@ SEED = [
               1000 + (h % 500) + (abs(hashtext(a.id::text)) % 100)
          FROM accounts a CROSS JOIN generate_series(0, 8759) h
         WHERE a.user_id = CAST(:person AS uuid)""",
+    # Everyone else's accounts: a month of daily snapshots (299,400), so that a plan reading
+    # balance_days by day for all accounts, not by account, shows.
+    """INSERT INTO balance_snapshots (account_id, as_of, currency, current)
+       SELECT a.id, date_trunc('day', now()) - d * interval '1 day', 'USD', 500 + d
+         FROM accounts a CROSS JOIN generate_series(0, 29) d
+        WHERE a.user_id <> CAST(:person AS uuid)""",
     "ANALYZE",
 ]
 NTH_ROW = text(

@@ -121,26 +121,28 @@ async def clone_database(
     return url
 
 
-async def drop_database(*, url: URL, name: str) -> None:
+async def drop_database(*, url: URL, name: str, patience: float = 5.0) -> None:
     conn = await maintenance_connection(url)
     try:
-        await force_drop(conn, name)
+        await force_drop(conn, name, patience=patience)
     finally:
         await conn.close()
 
 
-async def force_drop(conn: asyncpg.Connection, name: str, *, attempts: int = 25) -> None:
+async def force_drop(conn: asyncpg.Connection, name: str, *, patience: float = 5.0) -> None:
     """DROP DATABASE ... WITH (FORCE), as the test role.
 
     FORCE ends the sessions the role may end; an autovacuum worker that has just started on a
     fresh database is not one of them (PostgreSQL 18 reserves that for
-    pg_signal_autovacuum_worker), and the drop fails until it finishes, a moment later.
+    pg_signal_autovacuum_worker), and the drop fails until it finishes: a moment later on a
+    small database, longer after a benchmark's million rows (its callers wait longer).
     """
-    for attempt in range(attempts):
+    deadline = asyncio.get_running_loop().time() + patience
+    while True:
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             return
         except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
-            if attempt == attempts - 1:
+            if asyncio.get_running_loop().time() >= deadline:
                 raise
             await asyncio.sleep(0.2)

@@ -76,13 +76,15 @@ SELECT periods.*, EXISTS (SELECT FROM accounts a WHERE a.id = $2 AND a.user_id =
 
 # Per period and currency, each account's newest snapshot up to the period's end, from the
 # accounts' closing days (balance_days, one row per account and day): one range of that table per
-# account, each day's row tagged with its period, the last of each period kept and carried into
-# periods without one (an account's run of periods since its last row shares its value). Rows
-# read grow with the accounts and days, not with periods x accounts index probes.
+# account, each day's row tagged with its period and the last of each period kept; each such
+# closing balance then covers its period and the ones after it up to the account's next (or
+# its last open period), and the covered periods are summed. No periods x accounts grid, no
+# index probe per period: the rows read grow with the accounts' days.
 # $1 person, $2 unit, $3 step, $4..$5 the bounds.
 NET_WORTH = """
 WITH periods AS (
-    SELECT (p AT TIME ZONE 'UTC')::date AS period, LEAST(p + CAST($3 AS text)::interval, $5) AS period_end
+    SELECT (p AT TIME ZONE 'UTC')::date AS period,
+           LEAST(p + CAST($3 AS text)::interval, $5) AS period_end
       FROM generate_series(
              date_trunc($2, $4::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
              $5::timestamptz - interval '1 microsecond',
@@ -90,13 +92,19 @@ WITH periods AS (
 ), opening AS (
     SELECT min(period) AS period FROM periods
 ), owned AS (
-    SELECT a.id, a.closed_at FROM accounts a WHERE a.user_id = $1
+    -- Each account and its last period: the last that ends before it was closed.
+    SELECT a.id, (SELECT max(p.period) FROM periods p
+                   WHERE a.closed_at IS NULL OR a.closed_at >= p.period_end) AS last_period
+      FROM accounts a WHERE a.user_id = $1
 ), days AS (
     -- The days inside the periods, and each account's last day before them (its opening value).
-    SELECT d.account_id, date_trunc($2, d.day::timestamp)::date AS period, d.day, d.currency,
-           d.current
-      FROM owned a JOIN balance_days d ON d.account_id = a.id, opening
-     WHERE d.day >= opening.period AND d.day < ($5::timestamptz AT TIME ZONE 'UTC')::date
+    -- (LATERAL: one range of the primary key per account, whatever the planner guesses.)
+    SELECT a.id AS account_id, date_trunc($2, d.day::timestamp)::date AS period, d.day,
+           d.currency, d.current
+      FROM owned a, opening, LATERAL (
+            SELECT d.day, d.currency, d.current FROM balance_days d
+             WHERE d.account_id = a.id AND d.day >= opening.period
+               AND d.day < ($5::timestamptz AT TIME ZONE 'UTC')::date) d
     UNION ALL
     SELECT a.id, opening.period, o.day, o.currency, o.current
       FROM owned a, opening, LATERAL (
@@ -107,21 +115,19 @@ WITH periods AS (
     SELECT DISTINCT ON (account_id, period) account_id, period, currency, current
       FROM days
      ORDER BY account_id, period, day DESC
-), grid AS (
-    SELECT p.period, a.id AS account_id, c.currency, c.current,
-           count(c.current) OVER (PARTITION BY a.id ORDER BY p.period) AS run
-      FROM periods p
-      JOIN owned a ON a.closed_at IS NULL OR a.closed_at >= p.period_end
-      LEFT JOIN closing c ON c.account_id = a.id AND c.period = p.period
-), carried AS (
-    SELECT period, first_value(currency) OVER run_of AS currency,
-           first_value(current) OVER run_of AS current
-      FROM grid
-    WINDOW run_of AS (PARTITION BY account_id, run ORDER BY period)
+), spans AS (
+    SELECT account_id, period, currency, current,
+           lead(period) OVER (PARTITION BY account_id ORDER BY period) AS next
+      FROM closing
+), covered AS (
+    SELECT covered.p::date AS period, s.currency, s.current
+      FROM spans s JOIN owned a ON a.id = s.account_id,
+           generate_series(s.period::timestamp,
+                           LEAST(coalesce(s.next - 1, a.last_period), a.last_period)::timestamp,
+                           CAST($3 AS text)::interval) AS covered(p)
 ), totals AS (
     SELECT period, currency, sum(current) AS total, count(*) AS accounts
-      FROM carried
-     WHERE current IS NOT NULL
+      FROM covered
      GROUP BY period, currency
 )
 SELECT totals.* FROM users u LEFT JOIN totals ON true
