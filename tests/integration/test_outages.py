@@ -57,6 +57,20 @@ async def test_the_reader_repeats_a_read_on_a_fresh_connection(test_settings):
         await db.dispose()
 
 
+async def test_a_reader_bug_is_not_an_outage(test_settings):
+    """asyncpg's InterfaceError is also ours to fix (a statement given the wrong number of
+    arguments): raised as it is, not repeated, the pool kept, and a 500, not a 503."""
+    db = Database.from_settings(test_settings)
+    try:
+        before = (await db.reader.fetch("SELECT pg_backend_pid()"))[0][0]
+        with pytest.raises(asyncpg.InterfaceError) as caught:
+            await db.reader.fetch("SELECT $1::int + $2::int", 1)
+        assert lost_dependency(caught.value) is None
+        assert (await db.reader.fetch("SELECT pg_backend_pid()"))[0][0] == before
+    finally:
+        await db.dispose()
+
+
 @pytest.mark.parametrize("pre_ping", [True, False])
 async def test_a_session_gets_a_live_connection_after_a_cut(test_settings, pre_ping):
     """With DB_POOL_PRE_PING (the default) a session never meets the dead connection; without
@@ -148,6 +162,11 @@ async def test_the_background_loops_wait_out_an_unreachable_database(test_settin
     [
         (asyncpg.ConnectionDoesNotExistError("closed in the middle"), "database"),
         (asyncpg.CannotConnectNowError("the database system is starting up"), "database"),
+        (asyncpg.InterfaceError("connection is closed"), "database"),
+        (
+            asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+            None,
+        ),
         (ConnectionRefusedError(111, "Connect call failed"), "database"),
         (redis_errors.ConnectionError("Connection refused"), "cache"),
         (redis_errors.BusyLoadingError("loading the dataset"), "cache"),

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from dashtam_core.config import Settings
+from dashtam_core.outage import closed_connection
 
 
 def create_engine(settings: Settings, **overrides) -> AsyncEngine:
@@ -43,11 +44,11 @@ class Reader(Protocol):
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
 
 
-# What a pooled connection that the server closed under us raises on its next use.
+# What a pooled connection that the server closed under us raises on its next use (and
+# asyncpg's InterfaceError when it says the connection is closed: outage.closed_connection).
 _CONNECTION_LOST = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.AdminShutdownError,
-    asyncpg.InterfaceError,
     ConnectionResetError,
 )
 
@@ -122,13 +123,15 @@ class PoolReader:
             conn = await pool.acquire()
             try:
                 return await conn.fetch(query, *args)
-            except _CONNECTION_LOST as exc:
-                raise _ConnectionLost from exc
             except asyncpg.InternalClientError as exc:
                 # Seen when the server's goodbye (a terminated session) arrives as a query
                 # starts: the protocol is out of step, and the connection of no further use.
                 conn.terminate()
                 raise _ConnectionLost from exc
+            except Exception as exc:
+                if isinstance(exc, _CONNECTION_LOST) or closed_connection(exc):
+                    raise _ConnectionLost from exc
+                raise
             finally:
                 await pool.release(conn)
         finally:

@@ -15,7 +15,6 @@ _DATABASE_LOST = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
-    asyncpg.InterfaceError,  # "connection is closed", "cannot perform operation: ... closed"
     sa_errors.TimeoutError,  # no pooled connection came free in time
 )
 # Valkey went away, or is loading its data after a start.
@@ -26,6 +25,14 @@ _CACHE_LOST = (
 )
 
 
+def closed_connection(exc: BaseException) -> bool:
+    """asyncpg's InterfaceError for a connection (or pool) that was closed under us ("connection
+    is closed", "cannot perform operation: connection is closed"). Its other InterfaceErrors are
+    bugs of ours ("another operation is in progress", "the server expects 2 arguments for this
+    query, 1 was passed"): a 500, not an outage to wait out."""
+    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
+
+
 def lost_dependency(exc: BaseException) -> str | None:
     """ "database" or "cache" when exc (or what it wraps) says that one is unreachable."""
     seen: set[int] = set()
@@ -34,7 +41,7 @@ def lost_dependency(exc: BaseException) -> str | None:
         seen.add(id(current))
         if isinstance(current, _CACHE_LOST):
             return "cache"
-        if isinstance(current, _DATABASE_LOST):
+        if isinstance(current, _DATABASE_LOST) or closed_connection(current):
             return "database"
         if isinstance(current, sa_errors.DBAPIError) and current.connection_invalidated:
             return "database"
