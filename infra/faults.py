@@ -287,9 +287,8 @@ class _Load:
         while not self.stop.is_set():
             round_ += 1
             await self.call("POST", f"{provider}/sync", "sync")
-            # The first round's too: on a slow machine a round (a sync reads a year of the
-            # sandbox's transactions the first time) can take most of a phase, and a drill whose
-            # refreshes all met a fault checks no refresh's audit row.
+            # The first round's too: a drill whose few refreshes all met a fault would check
+            # no refresh's audit row.
             if round_ % REFRESH_EVERY == 1:
                 refreshed = await self.call("POST", f"{provider}/authorization/refresh", "refresh")
                 if refreshed is not None and refreshed.status_code == 200:
@@ -353,6 +352,13 @@ async def _drill(
             await asyncio.sleep(1.5)
             await asyncio.to_thread(start)
 
+        # Each connection's first sync reads a year of the sandbox's activity, long enough on
+        # a slow machine to span a whole phase (which then saw no sync start, and the drill no
+        # 502): done before the phases, which see the incremental syncs of a running Dashtam.
+        for provider_id in person.provider_ids:
+            first = await http.post(f"/api/v1/providers/{provider_id}/sync", headers=person.headers)
+            if first.status_code != 200:
+                raise InfraError(f"the drill's first sync failed: {first.status_code} {first.text}")
         tasks = [
             asyncio.create_task(work)
             for n, provider_id in enumerate(providers)

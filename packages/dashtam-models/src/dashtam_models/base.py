@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import DateTime, ForeignKey, Uuid, func, text
 from sqlmodel import Field, SQLModel
@@ -57,3 +58,8 @@ def foreign_key(target: str, *, ondelete: str, nullable: bool = False, **kwargs)
         sa_column_args=[ForeignKey(target, ondelete=ondelete)],
         sa_column_kwargs={"nullable": nullable, "index": True, **kwargs},
     )
+
+
+def one_of(column: str, values: type[StrEnum]) -> str:
+    """A CHECK constraint's text: ``column`` holds one of the enum's values."""
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"

@@ -7,7 +7,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, DateTime, Index, Integer, Text
 from sqlmodel import Field, SQLModel
 
-from dashtam_models.base import foreign_key, uuid_pk
+from dashtam_models.base import foreign_key, one_of, uuid_pk
 
 
 class SyncTrigger(StrEnum):
@@ -22,10 +22,6 @@ class SyncStatus(StrEnum):
     FAILED = "failed"
 
 
-def _in(column: str, values: type[StrEnum]) -> str:
-    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
-
-
 class SyncRun(SQLModel, table=True):
     """One sync of a connection. Started in the transaction that claims the connection, ended
     in the one that writes the result or gives the claim back; a run left ``running`` by a
@@ -33,8 +29,8 @@ class SyncRun(SQLModel, table=True):
 
     __tablename__ = "sync_runs"
     __table_args__ = (
-        CheckConstraint(_in("trigger", SyncTrigger), name="trigger"),
-        CheckConstraint(_in("status", SyncStatus), name="status"),
+        CheckConstraint(one_of("trigger", SyncTrigger), name="trigger"),
+        CheckConstraint(one_of("status", SyncStatus), name="status"),
         # A connection's runs newest first, by keyset; the pruning by age.
         Index("ix_sync_runs_connection_id_started_at_id", "connection_id", "started_at", "id"),
         Index("ix_sync_runs_started_at", "started_at"),

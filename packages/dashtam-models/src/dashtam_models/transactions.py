@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from dashtam_models.base import created_at, foreign_key, updated_at, uuid_pk
+from dashtam_models.base import created_at, foreign_key, one_of, updated_at, uuid_pk
 
 
 class TransactionStatus(StrEnum):
@@ -48,10 +48,6 @@ class TransactionKind(StrEnum):
     OTHER = "other"
 
 
-def _in(column: str, values: type[StrEnum]) -> str:
-    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
-
-
 def _text(*, nullable: bool = True) -> str | None:
     return Field(default=None, sa_type=Text, nullable=nullable)
 
@@ -64,8 +60,8 @@ class Transaction(SQLModel, table=True):
     __tablename__ = "transactions"
     __table_args__ = (
         UniqueConstraint("account_id", "external_id"),
-        CheckConstraint(_in("status", TransactionStatus), name="status"),
-        CheckConstraint(_in("kind", TransactionKind), name="kind"),
+        CheckConstraint(one_of("status", TransactionStatus), name="status"),
+        CheckConstraint(one_of("kind", TransactionKind), name="kind"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency"),
         # A person's transactions, newest first, paged by (occurred_at, id): the cursor is the
         # last row's pair, so a deep page costs what the first does.
