@@ -37,6 +37,7 @@ graceful stop, the seconds the API took to stop.
 
 import asyncio
 import collections
+import contextlib
 import secrets
 import ssl
 import time
@@ -74,6 +75,7 @@ ALLOWED = {
 # never answer the server's close_notify, and uvicorn waits for every connection to close.)
 DRILL_SETTINGS = {"OAUTH_HTTP_TIMEOUT_SECONDS": "2", "SHUTDOWN_GRACE_SECONDS": "3"}
 REFRESH_EVERY = 4
+FAULT_HOLD_SECONDS = 10.0
 SETTLE_SECONDS = 1.0
 
 
@@ -241,6 +243,8 @@ class _Load:
         self.stop = asyncio.Event()
         self.acknowledged_writes: list[str] = []
         self.acknowledged_refreshes: collections.Counter = collections.Counter()
+        # Set by an answer of 502/504 to a request started while the institution was down.
+        self.upstream_failed = asyncio.Event()
 
     async def call(self, method: str, path: str, route: str, **kwargs) -> httpx.Response | None:
         if self.pause:
@@ -261,6 +265,8 @@ class _Load:
             phase.count(type(exc).__name__, method, route, until=self.phase)
             return None
         phase.count(str(response.status_code), method, route, body=response.text, until=self.phase)
+        if phase.name == "institution down" and response.status_code in (502, 504):
+            self.upstream_failed.set()
         return response
 
     async def reads_and_writes(self, n: int) -> None:
@@ -389,6 +395,12 @@ async def _drill(
                     for what, body in faults:
                         await control(what, times=100_000, **body)
                     await asyncio.sleep(phase_seconds)
+                    if name == "institution down":
+                        # Held until the load has met it (a sync that started in it answered
+                        # 502/504), at most FAULT_HOLD_SECONDS more: a short phase on a slow
+                        # machine may otherwise pass between two syncs of each connection.
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(load.upstream_failed.wait(), FAULT_HOLD_SECONDS)
                     for what, body in faults:
                         await control(what, times=0, **body)
                     phase.recovered_seconds = await recovered(synced)
