@@ -37,6 +37,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import delete
 
+from bench.scratch import serve_api
 from dashtam_api.context import AppContext
 from dashtam_api.sandbox.seed import connected_sandbox
 from dashtam_core.config import load_settings
@@ -83,73 +84,70 @@ def run(*, duration: int, connections: int) -> None:
 def _measure_with(layout: Layout, wrk: str, workers: int, *, duration: int, connections: int):
     bare_port, api_port = _free_port(), _free_port()
     bare = _serve_bare(layout, bare_port, workers)
-    api = apps.APPS[0]
-    pid_name = f"bench-api-{workers}"
-    apps.start_app(
-        api,
-        layout=layout,
-        env_file=layout.dev_env_file,
-        reload=False,
-        pid_name=pid_name,
-        port=api_port,
-        workers=workers,
-        env_overrides={
-            "API_BASE_URL": f"https://localhost:{api_port}",
-            "BACKGROUND_JOBS_ENABLED": "false",
-        },
-    )
-    person = None
+    overrides = {
+        "API_BASE_URL": f"https://localhost:{api_port}",
+        "BACKGROUND_JOBS_ENABLED": "false",
+    }
     try:
-        apps.wait_healthy(
-            api,
-            layout=layout,
-            env_file=layout.dev_env_file,
-            timeout=60,
-            pid_name=pid_name,
+        with serve_api(
+            layout,
+            pid_name=f"bench-api-{workers}",
             port=api_port,
-        )
-        _wait_bare(layout, bare_port)
-        base = f"https://localhost:{api_port}"
-        person = _sign_up(layout, base, sessions=connections * 4)
-        load = _Load(wrk, connections=connections)
-        print(f"{workers} worker(s):", flush=True)
-        bare_url = f"https://localhost:{bare_port}/"
-        auth = {"Authorization": f"Bearer {person['access_token']}"}
-        short = max(1, round(duration / ROUNDS))
-        rows = []
-        for label, path, headers in (
-            ("GET /health", "/health", {}),
-            ("GET /api/v1/providers (auth, 3 rows)", "/api/v1/providers", auth),
-            ("GET /api/v1/accounts/{id} (auth)", f"/api/v1/accounts/{person['account_id']}", auth),
-            ("GET /api/v1/transactions (auth, 50 rows)", "/api/v1/transactions?limit=50", auth),
+            overrides=overrides,
+            env_file=layout.dev_env_file,
+            workers=workers,
         ):
-            bares, measured = [], []
-            for _ in range(ROUNDS):
-                bares.append(load.get(bare_url, "bare FastAPI hello", duration=short))
-                measured.append(load.get(f"{base}{path}", label, headers=headers, duration=short))
-            rows.append((label, workers, _combined(measured), _combined(bares)))
-        for label, measure in (
-            (
-                "POST /api/v1/auth/refresh (rotating)",
-                lambda: load.refresh(
-                    f"{base}/api/v1/auth/refresh", person["refresh_tokens"], duration=duration
-                ),
-            ),
-            (
-                "POST /api/v1/auth/login (argon2)",
-                lambda: load.post_json(
-                    f"{base}/api/v1/auth/login", person["login"], duration=duration
-                ),
-            ),
-        ):
-            baseline = load.get(bare_url, "bare FastAPI hello", duration=duration)
-            rows.append((label, workers, measure(), baseline))
-        return rows
+            _wait_bare(layout, bare_port)
+            base = f"https://localhost:{api_port}"
+            person = _sign_up(layout, base, sessions=connections * 4)
+            try:
+                return _rows(
+                    wrk,
+                    workers,
+                    person,
+                    base,
+                    f"https://localhost:{bare_port}/",
+                    duration=duration,
+                    connections=connections,
+                )
+            finally:
+                asyncio.run(_delete_person(layout, person["email"]))
     finally:
-        if person is not None:
-            asyncio.run(_delete_person(layout, person["email"]))
-        apps.stop_app(api, layout=layout, pid_name=pid_name)
         process.stop(bare)
+
+
+def _rows(wrk, workers, person, base, bare_url, *, duration: int, connections: int) -> list:
+    load = _Load(wrk, connections=connections)
+    print(f"{workers} worker(s):", flush=True)
+    auth = {"Authorization": f"Bearer {person['access_token']}"}
+    short = max(1, round(duration / ROUNDS))
+    rows = []
+    for label, path, headers in (
+        ("GET /health", "/health", {}),
+        ("GET /api/v1/providers (auth, 3 rows)", "/api/v1/providers", auth),
+        ("GET /api/v1/accounts/{id} (auth)", f"/api/v1/accounts/{person['account_id']}", auth),
+        ("GET /api/v1/transactions (auth, 50 rows)", "/api/v1/transactions?limit=50", auth),
+    ):
+        bares, measured = [], []
+        for _ in range(ROUNDS):
+            bares.append(load.get(bare_url, "bare FastAPI hello", duration=short))
+            measured.append(load.get(f"{base}{path}", label, headers=headers, duration=short))
+        rows.append((label, workers, _combined(measured), _combined(bares)))
+    for label, measure in (
+        (
+            "POST /api/v1/auth/refresh (rotating)",
+            lambda: load.refresh(
+                f"{base}/api/v1/auth/refresh", person["refresh_tokens"], duration=duration
+            ),
+        ),
+        (
+            "POST /api/v1/auth/login (argon2)",
+            lambda: load.post_json(f"{base}/api/v1/auth/login", person["login"], duration=duration),
+        ),
+    ):
+        baseline = load.get(bare_url, "bare FastAPI hello", duration=duration)
+        rows.append((label, workers, measure(), baseline))
+    return rows
 
 
 def _serve_bare(layout: Layout, port: int, workers: int) -> Path:

@@ -5,6 +5,7 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import URL
 
@@ -39,25 +40,33 @@ def scratch_database(layout: Layout, label: str) -> Iterator[tuple[TestSettings,
 
 @contextmanager
 def serve_api(
-    layout: Layout, *, pid_name: str, port: int, overrides: dict[str, str]
+    layout: Layout,
+    *,
+    pid_name: str,
+    port: int,
+    overrides: dict[str, str],
+    env_file: Path | None = None,
+    workers: int = 1,
 ) -> Iterator[None]:
-    """The API with the test env file and ``overrides`` (a scratch database, say) on ``port``,
-    no reload, healthy before the block runs, stopped after it."""
+    """The API with ``env_file`` (the test env file unless given) and ``overrides`` (a scratch
+    database, say) on ``port``, no reload, healthy before the block runs, stopped after it."""
     server = apps.APPS[0]
+    env_file = env_file or layout.test_env_file
     apps.start_app(
         server,
         layout=layout,
-        env_file=layout.test_env_file,
+        env_file=env_file,
         reload=False,
         pid_name=pid_name,
         port=port,
+        workers=workers,
         env_overrides=overrides,
     )
     try:
         apps.wait_healthy(
             server,
             layout=layout,
-            env_file=layout.test_env_file,
+            env_file=env_file,
             timeout=60,
             pid_name=pid_name,
             port=port,
