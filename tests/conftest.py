@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.app",
     "tests.fixtures.servers",
     "tests.fixtures.institution",
+    "tests.fixtures.receiver",
 ]
 
 

@@ -5,10 +5,10 @@ import base64
 import pytest
 from sqlalchemy import select
 
-from dashtam_core.reencrypt import reencrypt
-from dashtam_core.vault import Vault, token_context
-from dashtam_models import ProviderAuditLog, ProviderToken
-from tests.fixtures.factories import create_connection
+from dashtam_core.reencrypt import reencrypt, reencrypt_webhook_secrets
+from dashtam_core.vault import Vault, token_context, webhook_secret_context
+from dashtam_models import ProviderAuditLog, ProviderToken, WebhookEndpoint
+from tests.fixtures.factories import create_connection, create_provider
 from tests.helpers import run_main, run_module
 
 K1 = "k1:" + base64.urlsafe_b64encode(b"\x01" * 32).decode().rstrip("=")
@@ -54,6 +54,29 @@ async def test_rows_move_to_the_newest_key_and_stay_readable(session, engine):
     )
     audit = await session.scalar(select(ProviderAuditLog))
     assert (audit.action, audit.details) == ("rotation", {"from_key": "k1", "to_key": "k2"})
+
+
+async def test_webhook_secrets_move_to_the_newest_key_too(session, engine):
+    provider = await create_provider(session)
+    old = Vault.from_spec(K1)
+    endpoint = WebhookEndpoint(
+        user_id=provider.user_id,
+        url="https://example.com/",
+        events=["sync.failed"],
+        secret_encrypted=b"",
+        key_id="k1",
+    )
+    session.add(endpoint)
+    await session.flush()
+    endpoint.secret_encrypted = old.seal("whsec_x", context=webhook_secret_context(endpoint.id))
+    await session.commit()
+    rotated = Vault.from_spec(f"{K1},{K2}")
+    assert await reencrypt_webhook_secrets(engine, rotated) == 1
+    assert await reencrypt_webhook_secrets(engine, rotated) == 0
+    row = await session.scalar(select(WebhookEndpoint).execution_options(populate_existing=True))
+    assert row.key_id == "k2"
+    context = webhook_secret_context(row.id)
+    assert Vault.from_spec(K2).open(row.secret_encrypted, context=context) == "whsec_x"
 
 
 async def test_the_console_script_reports_what_it_did(session, test_settings):

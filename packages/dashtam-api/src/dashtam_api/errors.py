@@ -61,3 +61,16 @@ class UpstreamError(ProblemError):
         super().__init__(detail, **extra)
         if extra.get("institution_error") == TIMEOUT:
             self.status, self.title = 504, "Institution Timeout"
+
+
+class Unprocessable(ProblemError):
+    """A request that is well-formed but names something this API will not accept; ``field``
+    is where (answered like a validation error, with ``errors``)."""
+
+    status = 422
+
+    def __init__(self, detail: str, *, field: str):
+        super().__init__(
+            "The request is not valid.",
+            errors=[{"loc": ["body", field], "msg": detail, "type": "value_error"}],
+        )

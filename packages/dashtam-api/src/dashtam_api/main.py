@@ -26,6 +26,7 @@ from dashtam_api.providers.registry import build_registry
 from dashtam_api.providers.router import router as providers_router
 from dashtam_api.sandbox.router import router as sandbox_router
 from dashtam_api.transactions.router import router as transactions_router
+from dashtam_api.webhooks.router import router as webhooks_router
 from dashtam_core.config import Settings, settings_or_exit
 from dashtam_core.vault import Vault
 
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(providers_router)
     app.include_router(auth_router)
     app.include_router(connections_router)
+    app.include_router(webhooks_router)
     if settings.ENVIRONMENT in ("development", "testing"):
         app.include_router(sandbox_router)
     if settings.ENVIRONMENT != "production":

@@ -30,7 +30,7 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,6 +69,12 @@ SYNCS = Counter(
     "Syncs of accounts, balances and positions, by outcome (synced, sync_failed; claimed: "
     "running elsewhere; not_due, inactive, unsupported).",
     ["outcome"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "dashtam_webhook_deliveries_total",
+    "Webhook delivery attempts, by event type and outcome (delivered; retrying: failed, tried "
+    "again later; given_up: failed for WEBHOOK_RETRY_HOURS; gone: the receiver answered 410).",
+    ["event", "outcome"],
 )
 POOL = Gauge(
     "dashtam_db_pool_connections",
@@ -184,6 +190,31 @@ async def connections_by_status(session: AsyncSession) -> dict[str, int]:
     return counts
 
 
+OUTBOX = text(
+    """
+    SELECT count(*) AS due,
+           coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0) AS oldest
+      FROM webhook_deliveries
+     WHERE status = 'pending' AND next_attempt_at <= now()
+    """
+)
+
+
+async def outbox(session: AsyncSession) -> list[Metric]:
+    row = (await session.execute(OUTBOX)).one()
+    due = GaugeMetricFamily(
+        "dashtam_webhook_outbox_due",
+        "Webhook deliveries due now (including attempts under way), at scrape time.",
+        value=row.due,
+    )
+    oldest = GaugeMetricFamily(
+        "dashtam_webhook_outbox_oldest_due_seconds",
+        "How long the oldest due webhook delivery has waited (0: none is due), at scrape time.",
+        value=float(row.oldest),
+    )
+    return [due, oldest]
+
+
 class _Scrape:
     """What one scrape shows: every process's samples, and what was read at scrape time."""
 
@@ -210,7 +241,7 @@ async def exposition(db, session: AsyncSession) -> tuple[bytes, str]:
     )
     for status, count in sorted((await connections_by_status(session)).items()):
         family.add_metric([status], count)
-    return generate_latest(_Scrape([family])), CONTENT_TYPE_LATEST
+    return generate_latest(_Scrape([family, *await outbox(session)])), CONTENT_TYPE_LATEST
 
 
 def install(app: FastAPI, settings: Settings) -> None:

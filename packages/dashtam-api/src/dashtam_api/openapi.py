@@ -70,6 +70,11 @@ TAGS = [
     {"name": "connections", "description": "Connecting a provider through OAuth2, and its tokens."},
     {"name": "accounts", "description": "Accounts, balances, positions, net worth and syncs."},
     {"name": "transactions", "description": "Every transaction, newest first, by cursor."},
+    {
+        "name": "webhooks",
+        "description": "Endpoints that receive signed events (Standard Webhooks), and their "
+        "deliveries.",
+    },
 ]
 _TAG_ORDER = {tag["name"]: n for n, tag in enumerate(TAGS)}
 

@@ -160,6 +160,26 @@ class Settings(BaseSettings):
     # name its pending one completes it only when it posted within this many days of it.
     TRANSACTIONS_OVERLAP_DAYS: int = Field(default=10, ge=0, le=365)
     TRANSACTIONS_PENDING_MATCH_DAYS: int = Field(default=7, ge=0, le=60)
+    # Webhooks (docs/webhooks.md). An attempt waits this long for the receiver's answer; a
+    # delivery is retried after WEBHOOK_RETRY_BASE_SECONDS, then 4x longer each time (at most
+    # WEBHOOK_RETRY_MAX_SECONDS, +-20% jitter), for WEBHOOK_RETRY_HOURS; an endpoint that has
+    # failed that long without a success is disabled.
+    WEBHOOK_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=60)
+    WEBHOOK_RETRY_BASE_SECONDS: float = Field(default=5.0, gt=0, le=3600)
+    WEBHOOK_RETRY_MAX_SECONDS: float = Field(default=6 * 3600.0, gt=0, le=86400)
+    WEBHOOK_RETRY_HOURS: float = Field(default=24.0, gt=0, le=24 * 14)
+    # Targets at loopback, private, link-local or metadata addresses are refused unless this is
+    # on; unset, it is on in development and testing only. Plain http is refused outside them.
+    WEBHOOK_ALLOW_PRIVATE: bool | None = None
+    # connection.reauth_required goes out once the refresh token ends within this many hours.
+    WEBHOOK_REAUTH_NOTICE_HOURS: int = Field(default=48, ge=1, le=24 * 30)
+    # Attempts one dispatcher sends at once; it also looks for due ones this often when no
+    # NOTIFY wakes it sooner (a commit that emits one does).
+    WEBHOOK_CONCURRENCY: int = Field(default=16, ge=1, le=256)
+    WEBHOOK_POLL_SECONDS: float = Field(default=5.0, gt=0, le=3600)
+    WEBHOOK_ENDPOINTS_PER_USER: int = Field(default=20, ge=1, le=1000)
+    # Finished deliveries and their attempts older than this are deleted by the dispatchers.
+    WEBHOOK_RETENTION_DAYS: int = Field(default=30, ge=1, le=3650)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # uvicorn's line per request (read by infra when it starts the servers): off by default.
     ACCESS_LOG: bool = False
@@ -250,6 +270,17 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.ENVIRONMENT == "development"
+
+    @property
+    def local_environment(self) -> bool:
+        """Development or testing: plain http and private webhook targets are allowed."""
+        return self.ENVIRONMENT in ("development", "testing")
+
+    @property
+    def webhook_allow_private(self) -> bool:
+        if self.WEBHOOK_ALLOW_PRIVATE is None:
+            return self.local_environment
+        return self.WEBHOOK_ALLOW_PRIVATE
 
 
 class TestSettings(Settings):

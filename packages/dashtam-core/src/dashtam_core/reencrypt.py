@@ -1,4 +1,5 @@
-"""``dashtam-reencrypt-tokens``: re-seal every provider token under the newest vault key.
+"""``dashtam-reencrypt-tokens``: re-seal every provider token (and webhook signing secret)
+under the newest vault key.
 
 Part of a key rotation (``inv rotate-token-key``): a new key is appended to
 TOKEN_ENCRYPTION_KEYS, the API restarts knowing every key, then this moves each token to the
@@ -14,8 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from dashtam_core.cli import CommandError, run
 from dashtam_core.config import load_settings
 from dashtam_core.database import create_engine
-from dashtam_core.vault import Vault, VaultError, token_context
-from dashtam_models import Provider, ProviderAuditLog, ProviderConnection, ProviderToken
+from dashtam_core.vault import Vault, VaultError, token_context, webhook_secret_context
+from dashtam_models import (
+    Provider,
+    ProviderAuditLog,
+    ProviderConnection,
+    ProviderToken,
+    WebhookEndpoint,
+)
 
 log = logging.getLogger("dashtam.reencrypt")
 COLUMNS = {
@@ -66,6 +73,30 @@ async def reencrypt(engine: AsyncEngine, vault: Vault) -> int:
     return changed
 
 
+async def reencrypt_webhook_secrets(engine: AsyncEngine, vault: Vault) -> int:
+    """Re-seal webhook signing secrets not under the current key; how many changed."""
+    changed = 0
+    async with AsyncSession(engine, expire_on_commit=False) as session:
+        endpoints = await session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.key_id != vault.current_key_id)
+            .with_for_update()
+        )
+        for endpoint in endpoints:
+            context = webhook_secret_context(endpoint.id)
+            try:
+                plain = vault.open(endpoint.secret_encrypted, context=context)
+            except VaultError as exc:
+                raise CommandError(
+                    f"secret of webhook endpoint {endpoint.id} cannot be opened: {exc}"
+                ) from None
+            endpoint.secret_encrypted = vault.seal(plain, context=context)
+            endpoint.key_id = vault.current_key_id
+            changed += 1
+        await session.commit()
+    return changed
+
+
 async def _main() -> int:
     settings = load_settings()
     if not settings.TOKEN_ENCRYPTION_KEYS:
@@ -74,13 +105,15 @@ async def _main() -> int:
     engine = create_engine(settings, pool_size=1, max_overflow=0)
     try:
         changed = await reencrypt(engine, vault)
+        secrets = await reencrypt_webhook_secrets(engine, vault)
     finally:
         await engine.dispose()
     log.info(
-        "database %s: %d token row(s) re-sealed under key %s",
+        "database %s: %d token row(s) re-sealed under key %s (and %d webhook secret(s))",
         settings.database_name,
         changed,
         vault.current_key_id,
+        secrets,
     )
     return 0
 

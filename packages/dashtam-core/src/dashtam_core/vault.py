@@ -29,6 +29,11 @@ def token_context(connection_id: object, column: str) -> bytes:
     return f"provider_tokens:{connection_id}:{column}".encode()
 
 
+def webhook_secret_context(endpoint_id: object) -> bytes:
+    """Associated data binding a sealed webhook signing secret to its endpoint."""
+    return f"webhook_endpoints:{endpoint_id}:secret".encode()
+
+
 def parse_keys(spec: str) -> dict[str, bytes]:
     """``"k1:<b64>,k2:<b64>"`` -> ordered {key_id: 32-byte key}; ValueError says what is wrong."""
     keys: dict[str, bytes] = {}

@@ -18,6 +18,13 @@ from dashtam_models.provider import (
 from dashtam_models.sync import SyncRun, SyncStatus, SyncTrigger
 from dashtam_models.transactions import Transaction, TransactionKind, TransactionStatus
 from dashtam_models.user import User
+from dashtam_models.webhooks import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 metadata = SQLModel.metadata
 
@@ -31,6 +38,7 @@ __all__ = [
     "BalanceDay",
     "BalanceSnapshot",
     "ConnectionStatus",
+    "DeliveryStatus",
     "Position",
     "Provider",
     "ProviderAuditLog",
@@ -44,5 +52,9 @@ __all__ = [
     "TransactionKind",
     "TransactionStatus",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "metadata",
 ]

@@ -79,6 +79,9 @@ class ProviderConnection(SQLModel, table=True):
     sync_error: str | None = Field(default=None, sa_type=Text)
     # A sync in progress holds this lease; a crashed holder's lease simply lapses.
     sync_lease_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # The refresh-token deadline a connection.reauth_required notice was sent for: one notice
+    # per authorization period (a reconnection brings a new deadline, and a new notice).
+    reauth_notice_for: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime | None = created_at()
     updated_at: datetime | None = updated_at()
 

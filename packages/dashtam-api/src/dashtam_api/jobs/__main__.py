@@ -1,8 +1,9 @@
-"""`dashtam-jobs`: the refresher and the sync loop outside the API process.
+"""`dashtam-jobs`: the refresher, the sync loop and the webhook dispatcher outside the API.
 
-    dashtam-jobs run                    both loops, until stopped (a jobs-only process)
-    dashtam-jobs refresh [--until-idle] one refresher round (or rounds until nothing is due)
-    dashtam-jobs sync [--until-idle]    one sync round (or rounds until nothing is due)
+    dashtam-jobs run                     all of them, until stopped (a jobs-only process)
+    dashtam-jobs refresh [--until-idle]  one refresher round (or rounds until nothing is due)
+    dashtam-jobs sync [--until-idle]     one sync round (or rounds until nothing is due)
+    dashtam-jobs webhooks [--until-idle] send the webhook deliveries that are due
 
 Settings come from the env file like the API's (DASHTAM_ENV_FILE / ENVIRONMENT). Each run
 prints one line of counts, e.g. ``refresh: refreshed=200 busy=13 not_due=4``.
@@ -19,13 +20,19 @@ from dashtam_api.jobs import loops
 from dashtam_core.cli import CommandError, run
 from dashtam_core.config import get_settings
 
-ROUNDS = {"refresh": loops.refresh_round, "sync": loops.sync_round}
+ROUNDS = {
+    "refresh": loops.refresh_round,
+    "sync": loops.sync_round,
+    "webhooks": loops.webhooks_round,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dashtam-jobs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run the refresher and the sync loop until stopped")
+    sub.add_parser(
+        "run", help="run the refresher, the sync loop and the webhook dispatcher until stopped"
+    )
     for name in ROUNDS:
         job = sub.add_parser(name, help=f"one {name} round")
         job.add_argument(

@@ -6,6 +6,8 @@ Any number of processes may run them against one database.
   connection: claim the most urgent due connection nobody holds (one ``SELECT ... FOR UPDATE
   SKIP LOCKED``), decide again under the lock, refresh, commit. Processes never wait on each
   other's rows and never look at a connection twice (connections/refresh.py).
+- Webhooks: deliveries due in the outbox, claimed with a lease and sent (webhooks/dispatch.py);
+  a commit that writes one wakes the dispatchers at once (NOTIFY).
 - Sync round: the due connections are listed (without locking), shuffled so that processes
   starting together spread out, and each is claimed with a lease before it is synced
   (sync/service.py); one another process holds is passed over.
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -27,12 +30,15 @@ from dashtam_api.connections import refresh
 from dashtam_api.context import AppContext
 from dashtam_api.sync import runs
 from dashtam_api.sync import service as sync
+from dashtam_api.webhooks import dispatch, notices
 from dashtam_core.outage import lost_dependency
 
 log = logging.getLogger("dashtam.jobs")
 
 # How many due connections one round looks at; the rest wait for the next round.
 ROUND_SIZE = 1000
+# Finished webhook deliveries past their retention are looked for this often.
+PRUNE_EVERY_SECONDS = 3600.0
 
 # Connections that no refresh can save: mark them expired (one statement, locked rows skipped).
 EXPIRE_LAPSED = text(
@@ -117,6 +123,7 @@ async def refresh_round(ctx: AppContext, stopping: asyncio.Event | None = None) 
     ``stopping`` is set: a refresh under way always finishes, so no rotated token is lost)."""
     counts: Counter = Counter()
     counts["expired"] += await expire_lapsed(ctx)
+    counts["reauth_notices"] += await notices.reauth_required(ctx)
     started = datetime.now(UTC)
     deadline = started + timedelta(seconds=ctx.settings.REFRESH_WINDOW_SECONDS)
 
@@ -168,8 +175,30 @@ async def sync_round(ctx: AppContext, stopping: asyncio.Event | None = None) -> 
     return counts
 
 
+async def webhooks_round(ctx: AppContext, stopping: asyncio.Event | None = None) -> Counter:
+    """Send every webhook delivery that is due (its own pool, closed after)."""
+    sender = dispatch.Sender(ctx)
+    try:
+        return await dispatch.deliver_due(ctx, sender, stopping)
+    finally:
+        await sender.aclose()
+
+
 # Outcomes that mean "there was work": an idle round has none of them.
-BUSY_OUTCOMES = {"refreshed", "failed", "busy", "expired", "synced", "sync_failed", "claimed"}
+BUSY_OUTCOMES = {
+    "refreshed",
+    "failed",
+    "busy",
+    "expired",
+    "synced",
+    "sync_failed",
+    "claimed",
+    "reauth_notices",
+    "delivered",
+    "retrying",
+    "given_up",
+    "gone",
+}
 
 
 async def until_idle(
@@ -205,7 +234,34 @@ class Jobs:
             asyncio.create_task(
                 self._forever("sync", sync_round, settings.REFRESH_INTERVAL_SECONDS)
             ),
+            asyncio.create_task(self._dispatch()),
         ]
+
+    async def _dispatch(self) -> None:
+        """Webhook deliveries: whatever is due, then wait for a commit's NOTIFY (or the poll
+        interval, for retries that come due and a lost listener) and go again."""
+        ctx = self.ctx
+        sender, wakeup = dispatch.Sender(ctx), dispatch.Wakeup(ctx)
+        pruned_at = 0.0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    counts = await dispatch.deliver_due(ctx, sender, self._stopping)
+                    if counts:
+                        log.info("webhooks: %s", dict(counts))
+                    if time.monotonic() - pruned_at > PRUNE_EVERY_SECONDS:
+                        await dispatch.prune(ctx)
+                        pruned_at = time.monotonic()
+                except Exception as exc:
+                    lost = lost_dependency(exc)
+                    if lost:
+                        log.warning("webhooks: the %s is unavailable; retrying", lost)
+                    else:
+                        log.exception("webhooks: a round failed")
+                await wakeup.wait(ctx.settings.WEBHOOK_POLL_SECONDS, self._stopping)
+        finally:
+            await sender.aclose()
+            await wakeup.close()
 
     async def _forever(self, name: str, round_, interval: float) -> None:
         while not self._stopping.is_set():

@@ -1,0 +1,464 @@
+"""The dispatcher: due deliveries claimed from the outbox, POSTed, and their outcome recorded.
+
+Any number of processes run it against one database. A claim is one statement: the due rows
+nobody else holds (``FOR UPDATE SKIP LOCKED``), each given a lease (``next_attempt_at`` moved
+past the attempt's timeout) and its attempt counted, committed before anything is sent; so
+two processes never send the same attempt, and one that dies mid-send leaves the delivery due
+again once the lease lapses (receivers de-duplicate on ``webhook-id``, as the specification
+asks). The outcomes of finished attempts are written together, one transaction per batch.
+
+Up to WEBHOOK_CONCURRENCY attempts are under way at once: a free slot is filled at the next
+claim, so one slow receiver holds one slot, not a batch.
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpcore
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.types import Boolean, DateTime, Integer, Text, Uuid
+
+from dashtam_api import metrics
+from dashtam_api.context import AppContext
+from dashtam_api.webhooks import signing
+from dashtam_api.webhooks.targets import GuardedBackend, RefusedTarget
+from dashtam_core.vault import VaultError, webhook_secret_context
+from dashtam_models import DeliveryStatus
+
+log = logging.getLogger("dashtam.webhooks")
+
+USER_AGENT = "Dashtam-Webhooks/1"
+# Enough of an answer to say what went wrong; the rest is not read.
+ANSWER_LIMIT = 2048
+ERROR_EXCERPT = 200
+CHANNEL = "webhook_deliveries"
+
+
+CLAIM = text(
+    """
+    WITH due AS (
+        SELECT d.id FROM webhook_deliveries d
+         WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+         ORDER BY d.next_attempt_at
+         LIMIT :limit
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE webhook_deliveries d
+       SET attempts = d.attempts + 1,
+           next_attempt_at = now() + make_interval(secs => :lease)
+      FROM due, webhook_endpoints e
+     WHERE d.id = due.id AND e.id = d.endpoint_id
+    RETURNING d.id, d.endpoint_id, d.event_id, d.event_type, d.payload::text AS body,
+              d.attempts, d.created_at, e.url, e.secret_encrypted
+    """
+)
+
+LOG_ATTEMPTS = text(
+    """
+    INSERT INTO webhook_attempts
+           (delivery_id, endpoint_id, attempt, attempted_at, status_code, duration_ms, error)
+    SELECT * FROM unnest(:delivery_ids, :endpoint_ids, :attempts, :attempted_at, :status_codes,
+                         :durations, :errors)
+    """
+).bindparams(
+    bindparam("delivery_ids", type_=ARRAY(Uuid)),
+    bindparam("endpoint_ids", type_=ARRAY(Uuid)),
+    bindparam("attempts", type_=ARRAY(Integer)),
+    bindparam("attempted_at", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("status_codes", type_=ARRAY(Integer)),
+    bindparam("durations", type_=ARRAY(Integer)),
+    bindparam("errors", type_=ARRAY(Text)),
+)
+
+# Only the attempt that holds the delivery writes its outcome (a lease that lapsed under a
+# stalled process has been taken over, and the newer attempt decides).
+SETTLE = text(
+    """
+    UPDATE webhook_deliveries d
+       SET status = r.status, next_attempt_at = r.next_attempt_at, last_error = r.error,
+           finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE now() END
+      FROM unnest(:ids, :attempts, :statuses, :next_attempt_at, :errors)
+           AS r(id, attempt, status, next_attempt_at, error)
+     WHERE d.id = r.id AND d.attempts = r.attempt AND d.status = 'pending'
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(Uuid)),
+    bindparam("attempts", type_=ARRAY(Integer)),
+    bindparam("statuses", type_=ARRAY(Text)),
+    bindparam("next_attempt_at", type_=ARRAY(DateTime(timezone=True))),
+    bindparam("errors", type_=ARRAY(Text)),
+)
+
+# A success clears an endpoint's failing streak; a failure starts one if none runs.
+STREAKS = text(
+    """
+    UPDATE webhook_endpoints e
+       SET failing_since = CASE WHEN r.succeeded THEN NULL
+                                ELSE coalesce(e.failing_since, r.failed_at) END
+      FROM unnest(:ids, :succeeded, :failed_at) AS r(id, succeeded, failed_at)
+     WHERE e.id = r.id
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(Uuid)),
+    bindparam("succeeded", type_=ARRAY(Boolean)),
+    bindparam("failed_at", type_=ARRAY(DateTime(timezone=True))),
+)
+
+DISABLE = text(
+    """
+    UPDATE webhook_endpoints
+       SET enabled = false, disabled_at = now(), updated_at = now(), disabled_reason = :reason
+     WHERE id = ANY(:ids) AND enabled
+    RETURNING id
+    """
+).bindparams(bindparam("ids", type_=ARRAY(Uuid)))
+
+DISABLE_FAILING = text(
+    """
+    UPDATE webhook_endpoints
+       SET enabled = false, disabled_at = now(), updated_at = now(),
+           disabled_reason = 'every delivery failed for ' || :hours || ' hours (since '
+                             || to_char(failing_since AT TIME ZONE 'UTC',
+                                        'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ')'
+     WHERE id = ANY(:ids) AND enabled AND failing_since <= now() - make_interval(hours => :hours)
+    RETURNING id
+    """
+).bindparams(bindparam("ids", type_=ARRAY(Uuid)))
+
+# An endpoint that stops (disabled, by its owner or by failures) leaves nothing pending.
+ABANDON = text(
+    """
+    UPDATE webhook_deliveries
+       SET status = 'failed', finished_at = now(), next_attempt_at = NULL,
+           last_error = coalesce(last_error || '; ', '') || 'the endpoint was disabled'
+     WHERE endpoint_id = ANY(:ids) AND status = 'pending'
+    """
+).bindparams(bindparam("ids", type_=ARRAY(Uuid)))
+
+PRUNE = text(
+    """
+    DELETE FROM webhook_deliveries WHERE id IN (
+        SELECT id FROM webhook_deliveries
+         WHERE created_at < :before AND status <> 'pending' LIMIT :batch)
+    """
+)
+
+
+@dataclass
+class Claimed:
+    id: uuid.UUID
+    endpoint_id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    body: bytes
+    attempt: int
+    created_at: datetime
+    url: str
+    secret_encrypted: bytes
+
+
+@dataclass
+class Result:
+    claimed: Claimed
+    attempted_at: datetime
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def gone(self) -> bool:
+        return self.status_code == 410
+
+
+def retry_delay(settings, attempt: int) -> float:
+    """Seconds before the attempt after ``attempt`` (1 = the first): x4 each time, capped,
+    +-20% jitter so that a receiver back from an outage is not hit by every retry at once."""
+    delay = min(
+        settings.WEBHOOK_RETRY_BASE_SECONDS * 4 ** (attempt - 1),
+        settings.WEBHOOK_RETRY_MAX_SECONDS,
+    )
+    return delay * random.uniform(0.8, 1.2)  # noqa: S311 -- jitter, not a secret
+
+
+def _excerpt(answer: bytes) -> str:
+    text_ = answer.decode("utf-8", errors="replace")
+    text_ = "".join(ch if ch.isprintable() else " " for ch in text_).strip()
+    return text_[:ERROR_EXCERPT]
+
+
+class Sender:
+    """POSTs signed messages through a pool that checks every address it connects to."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        settings = ctx.settings
+        self.pool = httpcore.AsyncConnectionPool(
+            ssl_context=ctx.tls,
+            max_connections=settings.WEBHOOK_CONCURRENCY,
+            keepalive_expiry=30.0,
+            network_backend=GuardedBackend(allow_private=settings.webhook_allow_private),
+        )
+
+    async def send(self, claimed: Claimed) -> Result:
+        timeout = self.ctx.settings.WEBHOOK_TIMEOUT_SECONDS
+        attempted_at = datetime.now(UTC)
+        started = time.perf_counter()
+        status_code: int | None = None
+        error: str | None = None
+        try:
+            secret = self.ctx.vault.open(
+                claimed.secret_encrypted, context=webhook_secret_context(claimed.endpoint_id)
+            )
+            msg_id = str(claimed.event_id)
+            timestamp = int(time.time())
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"user-agent", USER_AGENT.encode()),
+                (b"webhook-id", msg_id.encode()),
+                (b"webhook-timestamp", str(timestamp).encode()),
+                (
+                    b"webhook-signature",
+                    signing.signature(
+                        secret, msg_id=msg_id, timestamp=timestamp, body=claimed.body
+                    ).encode(),
+                ),
+            ]
+            async with asyncio.timeout(timeout):
+                status_code, answer = await self._post(claimed.url, headers, claimed.body, timeout)
+            if not 200 <= status_code < 300:
+                error = f"answered {status_code}"
+                if 300 <= status_code < 400:
+                    error += " (redirects are not followed)"
+                excerpt = _excerpt(answer)
+                if excerpt:
+                    error += f": {excerpt}"
+        except TimeoutError:
+            error = f"no answer within {timeout:g}s"
+        except RefusedTarget as exc:
+            error = f"refused: {exc}"
+        except VaultError:
+            error = "the signing secret cannot be opened (rotate it)"
+        except httpcore.ConnectError as exc:
+            error = f"could not connect: {exc or 'connection refused'}"
+        except httpcore.TimeoutException:
+            error = f"no answer within {timeout:g}s"
+        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:ERROR_EXCERPT]
+        except httpcore.UnsupportedProtocol as exc:
+            error = f"unsupported URL: {exc}"
+        duration_ms = round((time.perf_counter() - started) * 1000)
+        return Result(claimed, attempted_at, duration_ms, status_code, error)
+
+    async def _post(self, url: str, headers, body: bytes, timeout: float) -> tuple[int, bytes]:
+        extensions = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout)}
+        async with self.pool.stream(
+            "POST", url, headers=headers, content=body, extensions=extensions
+        ) as response:
+            answer = b""
+            async for chunk in response.aiter_stream():
+                answer += chunk
+                if len(answer) >= ANSWER_LIMIT:
+                    break  # the rest is not read: the connection is closed, not reused
+            return response.status, answer[:ANSWER_LIMIT]
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+async def claim(ctx: AppContext, limit: int) -> list[Claimed]:
+    lease = ctx.settings.WEBHOOK_TIMEOUT_SECONDS * 2 + 30
+    async with ctx.sessions() as session:
+        rows = (await session.execute(CLAIM, {"limit": limit, "lease": lease})).all()
+        await session.commit()
+    return [
+        Claimed(
+            id=row.id,
+            endpoint_id=row.endpoint_id,
+            event_id=row.event_id,
+            event_type=row.event_type,
+            body=row.body.encode(),
+            attempt=row.attempts,
+            created_at=row.created_at,
+            url=row.url,
+            secret_encrypted=row.secret_encrypted,
+        )
+        for row in rows
+    ]
+
+
+def _decide(settings, result: Result, now: datetime) -> tuple[str, datetime | None, str]:
+    """(status, next attempt, metric outcome) of a delivery after this attempt."""
+    if result.delivered:
+        return DeliveryStatus.DELIVERED.value, None, "delivered"
+    if result.gone:
+        return DeliveryStatus.FAILED.value, None, "gone"
+    deadline = result.claimed.created_at + timedelta(hours=settings.WEBHOOK_RETRY_HOURS)
+    if now >= deadline:
+        return DeliveryStatus.FAILED.value, None, "given_up"
+    delay = timedelta(seconds=retry_delay(settings, result.claimed.attempt))
+    # The last attempt is made at the deadline itself: retried for exactly the window.
+    return DeliveryStatus.PENDING.value, min(now + delay, deadline), "retrying"
+
+
+async def record(ctx: AppContext, results: list[Result]) -> Counter:
+    """Write a batch of attempts and what follows from them, in one transaction."""
+    settings = ctx.settings
+    now = datetime.now(UTC)
+    decided = [_decide(settings, r, now) for r in results]
+    streaks: dict[uuid.UUID, tuple[bool, datetime | None]] = {}
+    for r in sorted(results, key=lambda r: r.attempted_at):
+        streaks[r.claimed.endpoint_id] = (
+            (True, None) if r.delivered else (False, r.attempted_at)
+        )  # the latest attempt of each endpoint says whether its streak goes on
+    gone = list({r.claimed.endpoint_id for r in results if r.gone})
+    failing = [e for e, (ok, _) in streaks.items() if not ok]
+    async with ctx.sessions() as session:
+        await session.execute(
+            LOG_ATTEMPTS,
+            {
+                "delivery_ids": [r.claimed.id for r in results],
+                "endpoint_ids": [r.claimed.endpoint_id for r in results],
+                "attempts": [r.claimed.attempt for r in results],
+                "attempted_at": [r.attempted_at for r in results],
+                "status_codes": [r.status_code for r in results],
+                "durations": [r.duration_ms for r in results],
+                "errors": [r.error for r in results],
+            },
+        )
+        await session.execute(
+            SETTLE,
+            {
+                "ids": [r.claimed.id for r in results],
+                "attempts": [r.claimed.attempt for r in results],
+                "statuses": [d[0] for d in decided],
+                "next_attempt_at": [d[1] for d in decided],
+                "errors": [r.error for r in results],
+            },
+        )
+        await session.execute(
+            STREAKS,
+            {
+                "ids": list(streaks),
+                "succeeded": [ok for ok, _ in streaks.values()],
+                "failed_at": [at for _, at in streaks.values()],
+            },
+        )
+        disabled: list[uuid.UUID] = []
+        if gone:
+            reason = "the receiver answered 410 Gone"
+            disabled += (await session.scalars(DISABLE, {"ids": gone, "reason": reason})).all()
+        if failing:
+            disabled += (
+                await session.scalars(
+                    DISABLE_FAILING, {"ids": failing, "hours": settings.WEBHOOK_RETRY_HOURS}
+                )
+            ).all()
+        if disabled:
+            await session.execute(ABANDON, {"ids": disabled})
+        await session.commit()
+    for endpoint_id in disabled:
+        log.warning("webhook endpoint %s disabled", endpoint_id)
+    counts = Counter(d[2] for d in decided)
+    for r, d in zip(results, decided, strict=True):
+        metrics.WEBHOOK_DELIVERIES.labels(r.claimed.event_type, d[2]).inc()
+    if disabled:
+        counts["disabled"] += len(disabled)
+    return counts
+
+
+async def deliver_due(
+    ctx: AppContext, sender: Sender, stopping: asyncio.Event | None = None
+) -> Counter:
+    """Send what is due until nothing is, keeping WEBHOOK_CONCURRENCY attempts under way.
+    Once ``stopping`` is set nothing new is claimed; attempts under way finish and are kept."""
+    slots = ctx.settings.WEBHOOK_CONCURRENCY
+    in_flight: set[asyncio.Task] = set()
+    finished: list[Result] = []
+    counts: Counter = Counter()
+
+    def done(task: asyncio.Task) -> None:
+        in_flight.discard(task)
+        finished.append(task.result())
+
+    while True:
+        if finished:
+            batch = finished[:]
+            finished.clear()
+            counts.update(await record(ctx, batch))
+        free = slots - len(in_flight)
+        claimed = []
+        if free and not (stopping is not None and stopping.is_set()):
+            claimed = await claim(ctx, free)
+        for one in claimed:
+            task = asyncio.create_task(sender.send(one))
+            in_flight.add(task)
+            task.add_done_callback(done)
+        if not in_flight and not finished:
+            return counts
+        if in_flight:
+            await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED)
+
+
+async def prune(ctx: AppContext, *, batch: int = 5000) -> int:
+    """Delete finished deliveries (and their attempts) older than WEBHOOK_RETENTION_DAYS."""
+    before = datetime.now(UTC) - timedelta(days=ctx.settings.WEBHOOK_RETENTION_DAYS)
+    pruned = 0
+    while True:
+        async with ctx.sessions() as session:
+            deleted = (await session.execute(PRUNE, {"before": before, "batch": batch})).rowcount
+            await session.commit()
+        pruned += deleted
+        if deleted < batch:
+            return pruned
+
+
+class Wakeup:
+    """LISTEN on the outbox's channel: ``webhook_emit`` notifies it at commit, so a dispatcher
+    waiting for work starts within milliseconds instead of at its next poll. A lost listening
+    connection (the database restarting) only means waiting for the poll; it is opened again
+    at the next wait."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.event = asyncio.Event()
+        self._connection = None
+
+    async def _listen(self) -> None:
+        engine = self.ctx.db.engine
+        _, params = engine.dialect.create_connect_args(engine.url)
+        connection = await asyncpg.connect(**{**params, "timeout": 5})
+        await connection.add_listener(CHANNEL, lambda *_: self.event.set())
+        self._connection = connection
+
+    async def wait(self, timeout: float, stopping: asyncio.Event) -> None:
+        """Until a notification, ``stopping``, or ``timeout`` seconds."""
+        if self._connection is None or self._connection.is_closed():
+            self._connection = None
+            with contextlib.suppress(Exception):  # no listener: the poll still works
+                await self._listen()
+        waits = [asyncio.ensure_future(self.event.wait()), asyncio.ensure_future(stopping.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        self.event.clear()
+
+    async def close(self) -> None:
+        if self._connection is not None and not self._connection.is_closed():
+            with contextlib.suppress(Exception):
+                await self._connection.close(timeout=2)
+        self._connection = None

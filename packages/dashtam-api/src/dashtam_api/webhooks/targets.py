@@ -1,0 +1,117 @@
+"""Where a webhook may be sent: the URL's form when it is registered, and the addresses its
+host resolves to before every connection (so a name that resolves to our own network, now or
+after the check, cannot be used to reach it).
+
+Outside development and testing (or with WEBHOOK_ALLOW_PRIVATE off) only ``https`` and only
+globally routable addresses: loopback, private, shared (CGNAT), link-local (cloud metadata at
+169.254.169.254), multicast, reserved and unspecified ones are refused, IPv4-mapped IPv6 ones
+by their IPv4 address. The connection is made to the checked address itself, with the URL's
+name for TLS (SNI and certificate) and the Host header.
+"""
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+import httpcore
+
+MAX_URL_LENGTH = 2000
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class RefusedTarget(Exception):
+    """A target this instance will not send to; the message says why, for people."""
+
+
+def public(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def check_url(url: str, *, allow_http: bool, allow_private: bool) -> str:
+    """The URL if it may be registered; RefusedTarget saying what is wrong otherwise."""
+    if len(url) > MAX_URL_LENGTH:
+        raise RefusedTarget(f"the URL is longer than {MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise RefusedTarget(f"not a URL: {exc}") from None
+    schemes = ("https", "http") if allow_http else ("https",)
+    if parts.scheme not in schemes:
+        raise RefusedTarget(f"the URL must start with {' or '.join(s + '://' for s in schemes)}")
+    if not parts.hostname:
+        raise RefusedTarget("the URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise RefusedTarget("the URL must not carry a user name or password")
+    if parts.fragment:
+        raise RefusedTarget("the URL must not have a fragment (#...)")
+    if port == 0:
+        raise RefusedTarget("the URL's port must be 1-65535")
+    if not allow_private:
+        try:
+            literal = ipaddress.ip_address(parts.hostname)
+        except ValueError:
+            if parts.hostname.rstrip(".").lower() in ("localhost", "localhost.localdomain") or (
+                parts.hostname.rstrip(".").lower().endswith(".localhost")
+            ):
+                raise RefusedTarget("the URL's host is this machine") from None
+        else:
+            if not public(literal):
+                raise RefusedTarget(f"{literal} is not a public address")
+    return url
+
+
+async def resolve(host: str, port: int) -> list[IPAddress]:
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    seen: dict[IPAddress, None] = {}
+    for _family, _type, _proto, _name, sockaddr in infos:
+        seen[ipaddress.ip_address(sockaddr[0].split("%", 1)[0])] = None
+    return list(seen)
+
+
+def refused(addresses: Iterable[IPAddress]) -> IPAddress | None:
+    return next((a for a in addresses if not public(a)), None)
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, resolving and checking every address before connecting."""
+
+    def __init__(self, *, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self, host: str, port: int, timeout=None, local_address=None, socket_options=None
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await resolve(host, port)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host} took over {timeout}s") from None
+        except OSError as exc:
+            raise httpcore.ConnectError(f"{host} does not resolve ({exc.strerror})") from None
+        if not self.allow_private:
+            bad = refused(addresses)
+            if bad is not None:
+                raise RefusedTarget(f"{host} resolves to {bad}, which is not a public address")
+        last: Exception | None = None
+        for address in addresses:  # every one passed the check: connect to it, not the name
+            try:
+                return await self._inner.connect_tcp(
+                    str(address), port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        raise last or httpcore.ConnectError(f"{host} has no address")
+
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        raise RefusedTarget("webhooks are sent over TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
