@@ -5,13 +5,25 @@ institution's page -> approve -> follow the redirect to the callback server -> r
 connection status -> sync the accounts and print them with balances and positions -> refresh
 the tokens and show the new expiry -> sync again. Every request verifies the project's CA. The end-to-end tests drive the same
 ``Browser`` against their own servers.
+
+Before connecting, it registers a webhook on a receiver of its own (HTTPS, on a free local port,
+under the project's CA) and, at the end, shows the events that arrived, each signature checked
+as the Standard Webhooks specification says: webhook.test, connection.active and the syncs'
+sync.succeeded, sent by the dev API's dispatcher.
 """
 
+import base64
+import hashlib
+import hmac
+import json
 import re
 import secrets
 import ssl
+import threading
+import time
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -89,6 +101,54 @@ class Browser:
         return response
 
 
+class Receiver:
+    """A webhook receiver: every POST kept (headers, body), answered 204."""
+
+    def __init__(self, layout: Layout) -> None:
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:  # quiet: the demo prints what it got
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(layout.certs_dir / "server.pem", layout.certs_dir / "server-key.pem")
+        self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://localhost:{self.server.server_address[1]}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def events(self, secret: str, expected: set[str], within: float = 15.0) -> list[dict]:
+        """The events received, signatures checked, once ``expected`` types have all come."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if expected <= {json.loads(body)["type"] for _, body in self.received}:
+                break
+            time.sleep(0.05)
+        return [_verified(secret, headers, body) for headers, body in self.received]
+
+
+def _verified(secret: str, headers: dict, body: bytes) -> dict:
+    """The payload, if its signature is the Standard Webhooks one for this secret."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    offered = [s.partition(",")[2] for s in headers["webhook-signature"].split()]
+    if not any(hmac.compare_digest(expected, o) for o in offered):
+        raise InfraError(f"webhook {headers['webhook-id']}: the signature does not verify")
+    return json.loads(body)
+
+
 def _say(message: str) -> None:
     print(message, flush=True)
 
@@ -123,6 +183,19 @@ def run(layout: Layout) -> None:
             "POST", "/api/v1/auth/login", 200, json={"email": email, "password": password}
         ).json()
         client.headers["Authorization"] = f"Bearer {tokens['access_token']}"
+        _say("   and a webhook to a receiver of the demo's own, sent a test event")
+        receiver = Receiver(layout)
+        webhook = call(
+            "POST",
+            "/api/v1/webhooks",
+            201,
+            json={
+                "url": receiver.url,
+                "events": ["connection.active", "sync.succeeded", "sync.failed"],
+                "description": "inv demo",
+            },
+        ).json()
+        call("POST", f"/api/v1/webhooks/{webhook['id']}/test", 202)
         _say("3. the provider catalog")
         for kind in call("GET", "/api/v1/provider-types", 200).json():
             _say(f"     {kind['key']:<10} {kind['name']:<24} configured={kind['configured']}")
@@ -176,6 +249,21 @@ def run(layout: Layout) -> None:
         for transaction_id in pending:
             t = call("GET", f"/api/v1/transactions/{transaction_id}", 200).json()
             _say(f"     {_transaction_line(t)}  (was pending)")
+        _say("12. the webhooks received (each signature checked)")
+        try:
+            events = receiver.events(
+                webhook["secret"], {"webhook.test", "connection.active", "sync.succeeded"}
+            )
+        finally:
+            receiver.close()
+        for event in events:
+            _say(f"     {event['type']:<18} {_event_line(event)}")
+        syncs = sum(e["type"] == "sync.succeeded" for e in events)
+        if {e["type"] for e in events} < {"webhook.test", "connection.active"} or syncs < 2:
+            raise InfraError("not every webhook arrived: is the dev API's dispatcher running?")
+        attempts = call("GET", f"/api/v1/webhooks/{webhook['id']}/deliveries", 200).json()
+        answered = sorted({str(a["status_code"]) for a in attempts["items"]})
+        _say(f"     {len(attempts['items'])} attempts on record, answered {', '.join(answered)}")
         _say(
             "Done: tokens stored encrypted and refreshed, accounts read into Dashtam; "
             "the audit log holds every token event."
@@ -188,6 +276,20 @@ def _counted(synced: dict) -> str:
         f"transactions: {counts['added']} added, {counts['modified']} modified, "
         f"{counts['removed']} removed"
     )
+
+
+def _event_line(event: dict) -> str:
+    data = event["data"]
+    if event["type"] == "sync.succeeded":
+        counts = data["counts"]
+        moved = counts["transactions"] or {}
+        return (
+            f"{counts['accounts']} accounts, {counts['positions']} positions, "
+            f"{moved.get('added', 0)} added / {moved.get('modified', 0)} modified transactions"
+        )
+    if event["type"].startswith("connection."):
+        return f"{data.get('previous_status')} -> {data['status']}"
+    return event["timestamp"]
 
 
 def _transaction_line(t: dict) -> str:

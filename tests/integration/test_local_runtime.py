@@ -380,6 +380,11 @@ def test_every_dev_task_on_a_private_project(private_runtime, capfd, monkeypatch
     first, second = demo.split("11. yesterday's pending transactions, now")
     assert " pending " in first.split("the newest transactions")[1]
     assert "(was pending)" in second
+    # The webhooks the dev API's dispatcher sent to the demo's receiver, signatures checked.
+    received = second.split("12. the webhooks received")[1]
+    assert "connection.active  pending -> active" in received
+    assert received.count("sync.succeeded") == 2
+    assert "answered 204\n" in received
     assert all(" posted " in line for line in second.splitlines() if "(was pending)" in line)
 
     # `inv rotate-token-key`: a new key, the API restarted with it, the demo's token re-sealed.
