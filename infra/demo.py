@@ -102,14 +102,22 @@ class Browser:
 
 
 class Receiver:
-    """A webhook receiver: every POST kept (headers, body), answered 204."""
+    """A webhook receiver: every POST kept (headers, body), answered 204 (or 503 while
+    ``failing``)."""
 
     def __init__(self, layout: Layout) -> None:
         received = self.received = []
+        # While set, every POST is answered 503 and not kept (the fault drill's receiver down).
+        self.failing = False
+        receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if receiver.failing:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
                 received.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(204)
                 self.end_headers()

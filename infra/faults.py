@@ -30,6 +30,13 @@ graceful stop       502 (the sandbox stops with the API), "refused" once the API
                     be answered (one cut off would be a 500)
 ==================  ==========================================================================
 
+Webhooks: the person has an endpoint for sync.succeeded and sync.failed on a receiver of the
+drill's own, which answers 503 from the start until the database has restarted and is back, so
+events are due (and being retried) while PostgreSQL is down. Before the stop, the drill waits
+for those events to be delivered; afterwards every finished sync run must have its event in the
+outbox (a commit never loses one) and every delivery marked delivered must have reached the
+receiver.
+
 "Recovered": seconds from the fault's end (the server started again, the sandbox healed) to the
 first healthy ``/health`` (database, cache) or the first successful sync (institution); for the
 graceful stop, the seconds the API took to stop.
@@ -43,12 +50,13 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import asyncpg
 import httpx
 
 from infra import apps, workflows
-from infra.demo import Browser
+from infra.demo import Browser, Receiver
 from infra.envfiles import read_both
 from infra.errors import InfraError
 from infra.files import read_env
@@ -73,7 +81,15 @@ ALLOWED = {
 # The private API's settings for a drill: institutions time out fast; a stop gives requests
 # under way 3 s, and then goes. (It takes all of it: the load's idle kept-alive TLS connections
 # never answer the server's close_notify, and uvicorn waits for every connection to close.)
-DRILL_SETTINGS = {"OAUTH_HTTP_TIMEOUT_SECONDS": "2", "SHUTDOWN_GRACE_SECONDS": "3"}
+# Webhook retries start at 0.5 s (x4 each, at most 4 s apart), so the events the receiver
+# refused while the database restarted come due again within the drill.
+DRILL_SETTINGS = {
+    "OAUTH_HTTP_TIMEOUT_SECONDS": "2",
+    "SHUTDOWN_GRACE_SECONDS": "3",
+    "WEBHOOK_RETRY_BASE_SECONDS": "0.5",
+    "WEBHOOK_RETRY_MAX_SECONDS": "4",
+}
+WEBHOOK_DRAIN_SECONDS = 30.0
 REFRESH_EVERY = 4
 FAULT_HOLD_SECONDS = 10.0
 SETTLE_SECONDS = 1.0
@@ -116,6 +132,17 @@ class Report:
     short_audited: list[str] = field(default_factory=list)  # connections missing audit rows
     # provider id -> its status and its last audit rows, for connections no longer active
     not_active: dict[str, list] = field(default_factory=dict)
+    # Webhooks: events the receiver refused until the database was back, and how many of them
+    # were delivered before the stop; finished sync runs without an event in the outbox;
+    # deliveries marked delivered that the receiver never got.
+    webhooks_due_in_restart: int = 0
+    webhooks_delivered_after: int = 0
+    runs_without_event: int = 0
+    delivered_not_received: int = 0
+    webhooks_received: int = 0
+    healed_at: datetime | None = None
+    # (status, attempts, next attempt, last error) of the ones not delivered: why not
+    webhook_stragglers: list[tuple] = field(default_factory=list)
 
     @property
     def acknowledged_writes(self) -> int:
@@ -140,6 +167,19 @@ class Report:
             found.append(f"refreshes acknowledged without an audit row: {self.short_audited}")
         if self.not_active:
             found.append(f"connections no longer active: {self.not_active}")
+        if self.webhooks_delivered_after != self.webhooks_due_in_restart:
+            found.append(
+                f"webhooks: {self.webhooks_due_in_restart - self.webhooks_delivered_after} of "
+                f"{self.webhooks_due_in_restart} events due while the database restarted were "
+                f"not delivered within {WEBHOOK_DRAIN_SECONDS:.0f} s: {self.webhook_stragglers}"
+            )
+        if self.runs_without_event:
+            found.append(f"webhooks: {self.runs_without_event} finished sync runs have no event")
+        if self.delivered_not_received:
+            found.append(
+                f"webhooks: {self.delivered_not_received} deliveries marked delivered never "
+                "reached the receiver"
+            )
         for phase in self.phases.values():
             if phase.name != "graceful stop" and phase.recovered_seconds is None:
                 last = phase.examples.get("did not recover", "")
@@ -170,6 +210,11 @@ class Report:
             f"{self.acknowledged_writes}; acknowledged refreshes {self.acknowledged_refreshes}, "
             f"`refreshed` audit rows {self.refresh_audit_rows}"
         )
+        lines.append(
+            f"webhook events due while the database restarted: {self.webhooks_due_in_restart}, "
+            f"delivered after it: {self.webhooks_delivered_after}; received in all "
+            f"{self.webhooks_received}"
+        )
         return lines
 
 
@@ -187,8 +232,13 @@ def run(runtime: LocalRuntime, *, clients: int, phase_seconds: float, pause: flo
     workflows.up(layout, reload=False, timeout=90)
     env = read_env(layout.dev_env_file)
     people = _connect(layout, env, clients + 1)  # one more: the recovery probe's
-    report = asyncio.run(_drill(runtime, env, people, phase_seconds, pause))
-    asyncio.run(_check(runtime, people, report))
+    receiver = Receiver(layout)
+    try:
+        _subscribe(layout, env, people, receiver)
+        report = asyncio.run(_drill(runtime, env, people, phase_seconds, pause, receiver))
+        asyncio.run(_check(runtime, people, report, receiver))
+    finally:
+        receiver.close()
     return report
 
 
@@ -232,6 +282,53 @@ def _connect(layout, env: dict[str, str], connections: int) -> Person:
         finally:
             browser.close()
     return Person(headers=dict(client.headers), provider_ids=ids)
+
+
+def _subscribe(layout, env: dict[str, str], person: Person, receiver: Receiver) -> None:
+    """The person's webhook endpoint on the drill's receiver, for every sync's end."""
+    tls = ssl.create_default_context(cafile=str(layout.ca_file))
+    with httpx.Client(base_url=env["API_BASE_URL"], verify=tls, timeout=30) as client:
+        response = client.post(
+            "/api/v1/webhooks",
+            headers=person.headers,
+            json={"url": receiver.url, "events": ["sync.succeeded", "sync.failed"]},
+        )
+    if response.status_code != 201:
+        raise InfraError(f"drill set-up: POST /api/v1/webhooks answered {response.status_code}")
+
+
+async def _connect_db(runtime: LocalRuntime) -> asyncpg.Connection:
+    dev, _ = read_both(runtime.layout)
+    return await asyncpg.connect(
+        host=dev.db_host,
+        port=dev.db_port,
+        user=dev.db_user,
+        password=dev.db_password,
+        database=dev.db_name,
+    )
+
+
+# Deliveries the receiver refused (503) until the database was back, i.e. created before it
+# healed, and of those the ones delivered since.
+_DUE_IN_RESTART = """
+SELECT count(*) AS due, count(*) FILTER (WHERE status = 'delivered') AS delivered
+  FROM webhook_deliveries WHERE created_at < $1
+"""
+
+
+async def _drain_webhooks(runtime: LocalRuntime, healed_at) -> None:
+    """Until every event due while the database restarted has been delivered (bounded)."""
+    deadline = time.monotonic() + WEBHOOK_DRAIN_SECONDS
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, asyncpg.PostgresError):
+            conn = await _connect_db(runtime)
+            try:
+                row = await conn.fetchrow(_DUE_IN_RESTART, healed_at)
+            finally:
+                await conn.close()
+            if row["due"] == row["delivered"]:
+                return
+        await asyncio.sleep(0.25)
 
 
 class _Load:
@@ -302,7 +399,12 @@ class _Load:
 
 
 async def _drill(
-    runtime: LocalRuntime, env: dict, person: Person, phase_seconds: float, pause: float
+    runtime: LocalRuntime,
+    env: dict,
+    person: Person,
+    phase_seconds: float,
+    pause: float,
+    receiver: Receiver,
 ):
     layout = runtime.layout
     dev, test = read_both(layout)
@@ -365,6 +467,7 @@ async def _drill(
             first = await http.post(f"/api/v1/providers/{provider_id}/sync", headers=person.headers)
             if first.status_code != 200:
                 raise InfraError(f"the drill's first sync failed: {first.status_code} {first.text}")
+        receiver.failing = True  # until the database has restarted and is back
         tasks = [
             asyncio.create_task(work)
             for n, provider_id in enumerate(providers)
@@ -380,6 +483,8 @@ async def _drill(
                         runtime.stop_postgres, lambda: runtime.start_postgres(dev.db_port)
                     )
                     phase.recovered_seconds = await recovered(healthy)
+                    receiver.failing = False
+                    healed_at = datetime.now(UTC)
                     # What the outage left to put right (a sync's claim to give back, tried
                     # every 0.5 s at most) is put right before the next phase judges syncs.
                     await asyncio.sleep(SETTLE_SECONDS)
@@ -405,6 +510,7 @@ async def _drill(
                         await control(what, times=0, **body)
                     phase.recovered_seconds = await recovered(synced)
                 elif name == "graceful stop":
+                    await _drain_webhooks(runtime, healed_at)
                     await asyncio.sleep(phase_seconds / 2)
                     stopping = time.monotonic()
                     await asyncio.to_thread(apps.stop_app, apps.APPS[0], layout=layout)
@@ -416,21 +522,44 @@ async def _drill(
             load.stop.set()
             await asyncio.gather(*tasks)
     return Report(
-        phases=phases, written=load.acknowledged_writes, refreshed=load.acknowledged_refreshes
+        phases=phases,
+        written=load.acknowledged_writes,
+        refreshed=load.acknowledged_refreshes,
+        healed_at=healed_at,
     )
 
 
-async def _check(runtime: LocalRuntime, person: Person, report: Report) -> None:
+async def _check(runtime: LocalRuntime, person: Person, report: Report, receiver: Receiver) -> None:
     """What the API acknowledged, looked for in the database (the API is down by now)."""
-    dev, _ = read_both(runtime.layout)
-    conn = await asyncpg.connect(
-        host=dev.db_host,
-        port=dev.db_port,
-        user=dev.db_user,
-        password=dev.db_password,
-        database=dev.db_name,
-    )
+    conn = await _connect_db(runtime)
     try:
+        row = await conn.fetchrow(_DUE_IN_RESTART, report.healed_at)
+        report.webhooks_due_in_restart, report.webhooks_delivered_after = row
+        report.webhook_stragglers = [
+            tuple(r)
+            for r in await conn.fetch(
+                "SELECT status, attempts, next_attempt_at - created_at, last_error "
+                "FROM webhook_deliveries WHERE created_at < $1 AND status <> 'delivered'",
+                report.healed_at,
+            )
+        ]
+        report.runs_without_event = await conn.fetchval(
+            """
+            SELECT count(*) FROM sync_runs r
+             WHERE r.status <> 'running'
+               AND NOT EXISTS (SELECT FROM webhook_deliveries d
+                                WHERE d.payload -> 'data' ->> 'run_id' = r.id::text)
+            """
+        )
+        received = {headers["webhook-id"] for headers, _ in receiver.received}
+        report.webhooks_received = len(received)
+        delivered = {
+            str(event_id)
+            for (event_id,) in await conn.fetch(
+                "SELECT event_id FROM webhook_deliveries WHERE status = 'delivered'"
+            )
+        }
+        report.delivered_not_received = len(delivered - received)
         report.writes_found = await conn.fetchval(
             "SELECT count(*) FROM providers WHERE id = ANY($1::uuid[])", report.written
         )

@@ -31,6 +31,7 @@ from dashtam_api import metrics
 from dashtam_api.context import AppContext
 from dashtam_api.webhooks import signing
 from dashtam_api.webhooks.targets import GuardedBackend, RefusedTarget
+from dashtam_core.outage import lost_dependency
 from dashtam_core.vault import VaultError, webhook_secret_context
 from dashtam_models import DeliveryStatus
 
@@ -279,7 +280,7 @@ class Sender:
 
 
 async def claim(ctx: AppContext, limit: int) -> list[Claimed]:
-    lease = ctx.settings.WEBHOOK_TIMEOUT_SECONDS * 2 + 30
+    lease = lease_seconds(ctx.settings)
     async with ctx.sessions() as session:
         rows = (await session.execute(CLAIM, {"limit": limit, "lease": lease})).all()
         await session.commit()
@@ -379,11 +380,35 @@ async def record(ctx: AppContext, results: list[Result]) -> Counter:
     return counts
 
 
+def lease_seconds(settings) -> float:
+    """How long a claimed delivery is held: past the attempt's timeout, and time to write."""
+    return settings.WEBHOOK_TIMEOUT_SECONDS * 2 + 30
+
+
+async def record_patiently(ctx: AppContext, results: list[Result]) -> Counter:
+    """record(), again and again while our database is away, until the lease would lapse: a
+    restart between an attempt and its record must not have it sent twice (the receiver may
+    have answered 2xx already). Past that, the lease lapses and the delivery is sent again."""
+    deadline = time.monotonic() + lease_seconds(ctx.settings) - ctx.settings.WEBHOOK_TIMEOUT_SECONDS
+    wait = 0.1
+    while True:
+        try:
+            return await record(ctx, results)
+        except Exception as exc:
+            lost = lost_dependency(exc)
+            if lost is None or time.monotonic() + wait > deadline:
+                raise
+            log.warning("webhooks: the %s is unavailable; keeping %d outcomes", lost, len(results))
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, 1.0)
+
+
 async def deliver_due(
     ctx: AppContext, sender: Sender, stopping: asyncio.Event | None = None
 ) -> Counter:
     """Send what is due until nothing is, keeping WEBHOOK_CONCURRENCY attempts under way.
-    Once ``stopping`` is set nothing new is claimed; attempts under way finish and are kept."""
+    Once ``stopping`` is set nothing new is claimed; attempts under way finish and are kept,
+    also when a claim fails (our database gone): their outcomes are written when it is back."""
     slots = ctx.settings.WEBHOOK_CONCURRENCY
     in_flight: set[asyncio.Task] = set()
     finished: list[Result] = []
@@ -393,23 +418,29 @@ async def deliver_due(
         in_flight.discard(task)
         finished.append(task.result())
 
-    while True:
+    try:
+        while True:
+            if finished:
+                batch = finished[:]
+                finished.clear()
+                counts.update(await record_patiently(ctx, batch))
+            free = slots - len(in_flight)
+            claimed = []
+            if free and not (stopping is not None and stopping.is_set()):
+                claimed = await claim(ctx, free)
+            for one in claimed:
+                task = asyncio.create_task(sender.send(one))
+                in_flight.add(task)
+                task.add_done_callback(done)
+            if not in_flight and not finished:
+                return counts
+            if in_flight:
+                await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if in_flight:  # a claim or a record failed: what was sent is still written
+            await asyncio.wait(set(in_flight))
         if finished:
-            batch = finished[:]
-            finished.clear()
-            counts.update(await record(ctx, batch))
-        free = slots - len(in_flight)
-        claimed = []
-        if free and not (stopping is not None and stopping.is_set()):
-            claimed = await claim(ctx, free)
-        for one in claimed:
-            task = asyncio.create_task(sender.send(one))
-            in_flight.add(task)
-            task.add_done_callback(done)
-        if not in_flight and not finished:
-            return counts
-        if in_flight:
-            await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED)
+            await record_patiently(ctx, finished[:])
 
 
 async def prune(ctx: AppContext, *, batch: int = 5000) -> int:
