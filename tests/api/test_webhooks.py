@@ -440,3 +440,34 @@ async def test_private_targets_are_refused_outside_development(
     assert production.local_environment is False
     with pytest.raises(targets.RefusedTarget, match="https://"):
         targets.check_url("http://example.com/", allow_http=False, allow_private=False)
+
+
+async def test_metrics_count_deliveries_and_show_the_outbox(client, session, receiver):
+    from tests.api.test_metrics import scrape
+
+    ctx = client._transport.app.state.ctx
+    headers = await signed_in(client, "hooks-metrics")
+    created = await registered(client, headers, receiver.url)
+    for _ in range(2):
+        await client.post(f"/api/v1/webhooks/{created['id']}/test", headers=headers)
+    await session.execute(
+        update(WebhookDelivery).values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=60))
+    )
+    await session.commit()
+    before = await scrape(client)
+    assert before[("dashtam_webhook_outbox_due", frozenset())] == 2
+    assert before[("dashtam_webhook_outbox_oldest_due_seconds", frozenset())] >= 50
+    receiver.answers.append((500, 0.0))
+    assert (await dispatched(ctx)) == {"delivered": 1, "retrying": 1}
+    after = await scrape(client)
+
+    def moved(outcome: str) -> float:
+        key = (
+            "dashtam_webhook_deliveries_total",
+            frozenset({"event": "webhook.test", "outcome": outcome}.items()),
+        )
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert (moved("delivered"), moved("retrying")) == (1, 1)
+    assert after[("dashtam_webhook_outbox_due", frozenset())] == 0  # the retry is not due yet
+    assert after[("dashtam_webhook_outbox_oldest_due_seconds", frozenset())] == 0
