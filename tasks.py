@@ -269,7 +269,9 @@ def demo(c):
         "refresh (2,000 due connections, one refresher process vs two) or api (wrk against "
         "the API beside bare FastAPI, 1 and 2 workers) or faults (the fault drill on a "
         "private project: restarts, institution failures and a stop under load) or "
-        "transactions (100,000 transactions ingested, then the same window read again).",
+        "transactions (100,000 transactions ingested, then the same window read again) or "
+        "webhooks (2,000 deliveries to a local receiver, one dispatcher process vs two; "
+        "commit to delivery).",
         "repeat": "Runs per micro-measurement; the median is reported.",
         "suite_repeat": "Runs of the whole suite, serial and parallel each.",
         "duration": "api: seconds of load per endpoint (wrk -d); faults: seconds per phase.",

@@ -9,7 +9,8 @@ from infra.errors import InfraError
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
-        "name", choices=["tests", "migrations", "refresh", "api", "faults", "transactions"]
+        "name",
+        choices=["tests", "migrations", "refresh", "api", "faults", "transactions", "webhooks"],
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per micro-measurement (median)")
     parser.add_argument("--suite-repeat", type=int, default=1, help="runs of the whole suite")
@@ -24,6 +25,7 @@ def main() -> int:
     parser.add_argument(
         "--transactions", type=int, default=100_000, help="transactions: how many to ingest"
     )
+    parser.add_argument("--events", type=int, default=2000, help="webhooks: events to deliver")
     args = parser.parse_args()
     try:
         if args.name == "transactions":
@@ -40,6 +42,10 @@ def main() -> int:
             from bench import api
 
             api.run(duration=args.duration, connections=args.clients)
+        elif args.name == "webhooks":
+            from bench import webhooks
+
+            webhooks.run(repeat=args.repeat, events=args.events)
         elif args.name == "refresh":
             from bench import refresh
 

@@ -102,8 +102,8 @@ class Browser:
 
 
 class Receiver:
-    """A webhook receiver: every POST kept (headers, body), answered 204 (or 503 while
-    ``failing``)."""
+    """A webhook receiver: every POST kept as (arrival time, headers, body), answered 204 (or
+    503 while ``failing``), keeping connections alive as a real endpoint would."""
 
     def __init__(self, layout: Layout) -> None:
         received = self.received = []
@@ -112,13 +112,17 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 if receiver.failing:
                     self.send_response(503)
+                    self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                received.append((time.time(), headers, body))
                 self.send_response(204)
                 self.end_headers()
 
@@ -140,10 +144,10 @@ class Receiver:
         """The events received, signatures checked, once ``expected`` types have all come."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            if expected <= {json.loads(body)["type"] for _, body in self.received}:
+            if expected <= {json.loads(body)["type"] for _, _, body in self.received}:
                 break
             time.sleep(0.05)
-        return [_verified(secret, headers, body) for headers, body in self.received]
+        return [_verified(secret, headers, body) for _, headers, body in self.received]
 
 
 def _verified(secret: str, headers: dict, body: bytes) -> dict:

@@ -551,7 +551,7 @@ async def _check(runtime: LocalRuntime, person: Person, report: Report, receiver
                                 WHERE d.payload -> 'data' ->> 'run_id' = r.id::text)
             """
         )
-        received = {headers["webhook-id"] for headers, _ in receiver.received}
+        received = {headers["webhook-id"] for _, headers, _ in receiver.received}
         report.webhooks_received = len(received)
         delivered = {
             str(event_id)

@@ -7,8 +7,9 @@ two processes never send the same attempt, and one that dies mid-send leaves the
 again once the lease lapses (receivers de-duplicate on ``webhook-id``, as the specification
 asks). The outcomes of finished attempts are written together, one transaction per batch.
 
-Up to WEBHOOK_CONCURRENCY attempts are under way at once: a free slot is filled at the next
-claim, so one slow receiver holds one slot, not a batch.
+Up to WEBHOOK_CONCURRENCY attempts are under way at once; whenever half of them are free, one
+claim fills them (and one transaction records the outcomes of half a batch), so one slow
+receiver holds one slot, not a batch, and a busy outbox costs two transactions per half-batch.
 """
 
 import asyncio
@@ -418,15 +419,18 @@ async def deliver_due(
         in_flight.discard(task)
         finished.append(task.result())
 
+    # Claims and records in batches of half the slots (or whatever there is when nothing
+    # else is under way): two transactions per half-batch, not two per delivery.
+    batch = max(1, slots // 2)
     try:
         while True:
-            if finished:
-                batch = finished[:]
+            if finished and (len(finished) >= batch or not in_flight):
+                results = finished[:]
                 finished.clear()
-                counts.update(await record_patiently(ctx, batch))
+                counts.update(await record_patiently(ctx, results))
             free = slots - len(in_flight)
             claimed = []
-            if free and not (stopping is not None and stopping.is_set()):
+            if (free >= batch or not in_flight) and not (stopping and stopping.is_set()):
                 claimed = await claim(ctx, free)
             for one in claimed:
                 task = asyncio.create_task(sender.send(one))

@@ -11,6 +11,7 @@ name for TLS (SNI and certificate) and the Host header.
 
 import asyncio
 import ipaddress
+import select
 import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -103,8 +104,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         last: Exception | None = None
         for address in addresses:  # every one passed the check: connect to it, not the name
             try:
-                return await self._inner.connect_tcp(
-                    str(address), port, timeout, local_address, socket_options
+                return _Stream(
+                    await self._inner.connect_tcp(
+                        str(address), port, timeout, local_address, socket_options
+                    )
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
@@ -115,3 +118,44 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+class _Stream(httpcore.AsyncNetworkStream):
+    """AnyIO's stream, with what httpcore asks of it on every request answered from the socket
+    itself: its pool asks each kept-alive connection whether it has expired (``is_readable``)
+    before every request, and AnyIO builds a table of attribute getters to answer each time
+    (profiled: a third of a dispatcher's CPU with 16 connections)."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._info: dict[str, object] = {}
+        self._poll = _poll_of(inner.get_extra_info("socket"))
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str):
+        if info == "is_readable":
+            return self._poll is None or bool(self._poll.poll(0))
+        if info not in self._info:  # fixed for the connection's life (addresses, TLS object)
+            self._info[info] = self._inner.get_extra_info(info)
+        return self._info[info]
+
+
+def _poll_of(sock: socket.socket | None):
+    """A poll on the socket's readability: for an idle kept-alive HTTP/1.1 connection, reading
+    can only mean the server closing it (so it is not reused). None when there is no socket."""
+    if sock is None or sock.fileno() == -1:
+        return None
+    poll = select.poll()
+    poll.register(sock, select.POLLIN)
+    return poll
