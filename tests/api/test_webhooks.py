@@ -269,7 +269,7 @@ async def test_410_disables_at_once_and_a_day_of_failures_gives_up(client, sessi
 
     # The other endpoint fails (500) for a day: the delivery gives up, the endpoint stops.
     await client.post(f"/api/v1/webhooks/{failing['id']}/test", headers=headers)
-    receiver.answers.extend([(500, 0.0)] * 2)
+    receiver.answers.extend([(302, 0.0), (500, 0.0)])
     assert (await dispatched(ctx)) == {"retrying": 1}
     a_day_ago = datetime.now(UTC) - timedelta(hours=24, seconds=1)
     await session.execute(
@@ -289,6 +289,7 @@ async def test_410_disables_at_once_and_a_day_of_failures_gives_up(client, sessi
     assert endpoint["disabled_reason"].startswith("every delivery failed for 24")
     page = await deliveries_of(client, headers, failing["id"])
     assert page["items"][0]["error"] == "answered 500: nope"
+    assert page["items"][1]["error"] == "answered 302 (redirects are not followed): nope"
     assert {a["delivery_status"] for a in page["items"]} == {"failed"}
 
 
