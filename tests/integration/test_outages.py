@@ -152,7 +152,11 @@ async def test_the_background_loops_wait_out_an_unreachable_database(test_settin
     finally:
         await ctx.close()
     lines = [r for r in caplog.records if r.name == "dashtam.jobs"]
-    assert {r.getMessage().split(":")[0] for r in lines} == {"refresh round", "sync round"}
+    assert {r.getMessage().split(":")[0] for r in lines} == {
+        "refresh round",
+        "sync round",
+        "webhooks",
+    }
     assert all("the database is unavailable" in r.getMessage() for r in lines)
     assert not any(r.exc_info for r in lines)
 

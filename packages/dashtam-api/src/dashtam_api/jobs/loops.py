@@ -255,7 +255,11 @@ class Jobs:
                 except Exception as exc:
                     lost = lost_dependency(exc)
                     if lost:
-                        log.warning("webhooks: the %s is unavailable; retrying", lost)
+                        log.warning(
+                            "webhooks: the %s is unavailable; retrying in %.0fs",
+                            lost,
+                            ctx.settings.WEBHOOK_POLL_SECONDS,
+                        )
                     else:
                         log.exception("webhooks: a round failed")
                 await wakeup.wait(ctx.settings.WEBHOOK_POLL_SECONDS, self._stopping)
