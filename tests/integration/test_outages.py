@@ -114,7 +114,9 @@ async def test_an_unreachable_database_is_503_with_retry_after(test_settings):
     settings = test_settings.model_copy(
         update={"DATABASE_URL": url.render_as_string(hide_password=False)}
     )
-    token, _ = create_access_token(user_id=uuid.uuid4(), secret=settings.SECRET_KEY, minutes=5)
+    token, _ = create_access_token(
+        user_id=uuid.uuid4(), session_id=uuid.uuid4(), secret=settings.SECRET_KEY, minutes=5
+    )
     async with client_of(settings) as client:
         account = {"email": "someone@example.com", "password": "correct horse battery"}
         is_unavailable(await client.post("/api/v1/auth/register", json=account), "database")

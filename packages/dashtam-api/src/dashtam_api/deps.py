@@ -13,7 +13,8 @@ from fastapi.security import HTTPBearer
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dashtam_api.auth.security import Passwords, decode_access_token
+from dashtam_api.auth.ended import EndedSessions
+from dashtam_api.auth.security import Passwords, decode_access_token, session_of
 from dashtam_api.context import AppContext
 from dashtam_api.errors import ACCOUNT_GONE, Unauthorized
 from dashtam_api.health.service import HealthProbe
@@ -83,7 +84,11 @@ class AccessTokenBearer(HTTPBearer):
         scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
         if not token or scheme.lower() != "bearer":
             raise Unauthorized("Authentication required.", error="invalid_request")
-        return decode_access_token(token, secret=request.app.state.settings.SECRET_KEY)
+        return decode_access_token(
+            token,
+            secret=request.app.state.settings.SECRET_KEY,
+            ended=request.app.state.ended_sessions,
+        )
 
 
 TokenSubjectDep = Annotated[uuid.UUID, Depends(AccessTokenBearer())]
@@ -98,6 +103,22 @@ async def get_current_user(subject: TokenSubjectDep, session: SessionDep) -> Use
 
 
 CurrentUserDep = Annotated[User, Depends(get_current_user)]
+
+
+async def get_current_session(request: Request, user: CurrentUserDep) -> uuid.UUID | None:
+    """The session the caller's access token belongs to (after it was checked)."""
+    token = (request.headers.get("Authorization") or "").partition(" ")[2]
+    return session_of(token, secret=request.app.state.settings.SECRET_KEY)
+
+
+CurrentSessionDep = Annotated[uuid.UUID | None, Depends(get_current_session)]
+
+
+async def get_ended_sessions(request: Request) -> EndedSessions:
+    return request.app.state.ended_sessions
+
+
+EndedSessionsDep = Annotated[EndedSessions, Depends(get_ended_sessions)]
 
 
 def client_ip(request: Request) -> str | None:

@@ -1,6 +1,7 @@
 """The app factory: ``uvicorn dashtam_api.main:create_app --factory``."""
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 
 from dashtam_api import __version__, docs, metrics, openapi
 from dashtam_api.accounts.router import router as accounts_router
+from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.router import router as auth_router
 from dashtam_api.auth.security import Passwords
 from dashtam_api.connections.oauth import tls_context
@@ -77,6 +79,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ctx = AppContext.open(settings, vault=app.state.vault)
         app.state.ctx, app.state.db, app.state.redis = ctx, ctx.db, ctx.redis
         app.state.health = HealthProbe(settings=settings, db=ctx.db, redis=ctx.redis)
+        ended = app.state.ended_sessions = EndedSessions(
+            ctx.redis, token_seconds=settings.ACCESS_TOKEN_MINUTES * 60
+        )
+        with contextlib.suppress(Exception):  # Valkey away at start: the loop keeps trying
+            await ended.sync()
+        watching = asyncio.ensure_future(ended.keep_synced(settings.SESSION_SYNC_SECONDS))
         jobs = Jobs(ctx) if settings.BACKGROUND_JOBS_ENABLED else None
         if jobs:
             jobs.start()
@@ -98,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             for task in letting_go:
                 task.cancel()
+            watching.cancel()
             if sampling:
                 sampling.cancel()
                 metrics.stopped()

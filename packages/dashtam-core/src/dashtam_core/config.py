@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     # Users and sessions.
     ACCESS_TOKEN_MINUTES: int = Field(default=15, ge=1, le=24 * 60)
     REFRESH_TOKEN_DAYS: int = Field(default=30, ge=1, le=365)
+    # Each API process reads the sessions ended elsewhere this often: an access token of an
+    # ended session stops working within it (auth/ended.py).
+    SESSION_SYNC_SECONDS: float = Field(default=1.0, gt=0, le=60)
     LOGIN_MAX_FAILURES: int = Field(default=5, ge=1, le=1000)
     LOGIN_LOCKOUT_SECONDS: int = Field(default=900, ge=1, le=86400)
     # argon2id costs; the defaults are pwdlib's (argon2-cffi's) recommendation. Only the test env

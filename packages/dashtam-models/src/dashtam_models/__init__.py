@@ -8,7 +8,7 @@ from sqlmodel import SQLModel
 
 from dashtam_models.accounts import Account, BalanceDay, BalanceSnapshot, Position
 from dashtam_models.audit import ProviderAuditLog
-from dashtam_models.auth import RefreshToken
+from dashtam_models.auth import RefreshToken, SessionEnd, UserSession
 from dashtam_models.provider import (
     ConnectionStatus,
     Provider,
@@ -45,6 +45,7 @@ __all__ = [
     "ProviderConnection",
     "ProviderToken",
     "RefreshToken",
+    "SessionEnd",
     "SyncRun",
     "SyncStatus",
     "SyncTrigger",
@@ -52,6 +53,7 @@ __all__ = [
     "TransactionKind",
     "TransactionStatus",
     "User",
+    "UserSession",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

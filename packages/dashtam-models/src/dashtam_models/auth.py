@@ -1,12 +1,38 @@
-"""Refresh tokens: stored only as a SHA-256 hash, looked up by it, rotated within a family."""
+"""Sessions and their refresh tokens: a session is one sign-in; its refresh tokens (stored only
+as a SHA-256 hash, looked up by it) rotate within it, and its access tokens name it (``sid``)."""
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import DateTime, Text, Uuid
+from sqlalchemy import CheckConstraint, DateTime, Text
 from sqlmodel import Field, SQLModel
 
-from dashtam_models.base import created_at, foreign_key, uuid_pk
+from dashtam_models.base import created_at, foreign_key, one_of, uuid_pk
+
+
+class SessionEnd(StrEnum):
+    LOGOUT = "logout"
+    ENDED_BY_USER = "ended_by_user"  # DELETE /auth/sessions[/{id}]
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105 -- every other session of the person
+    TOKEN_REUSE = "token_reuse"  # noqa: S105 -- a rotated refresh token presented again
+
+
+class UserSession(SQLModel, table=True):
+    """One sign-in: where and from what it was made, when it was last refreshed, how it ended."""
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (CheckConstraint(one_of("end_reason", SessionEnd), name="end_reason"),)
+
+    id: uuid.UUID | None = uuid_pk()
+    user_id: uuid.UUID = foreign_key("users.id", ondelete="CASCADE")
+    created_at: datetime | None = created_at()
+    # Its newest refresh (a client refreshes every ACCESS_TOKEN_MINUTES while it is in use).
+    last_used_at: datetime = Field(sa_type=DateTime(timezone=True), nullable=False)
+    ip: str | None = Field(default=None, sa_type=Text)
+    user_agent: str | None = Field(default=None, sa_type=Text)
+    ended_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    end_reason: str | None = Field(default=None, sa_type=Text)
 
 
 class RefreshToken(SQLModel, table=True):
@@ -14,8 +40,9 @@ class RefreshToken(SQLModel, table=True):
 
     id: uuid.UUID | None = uuid_pk()
     user_id: uuid.UUID = foreign_key("users.id", ondelete="CASCADE")
-    # Every token issued from one login shares a family; reuse of a rotated token revokes it all.
-    family_id: uuid.UUID = Field(sa_type=Uuid, sa_column_kwargs={"nullable": False, "index": True})
+    # Every token issued from one login shares a family, the session; reuse of a rotated token
+    # ends it all.
+    family_id: uuid.UUID = foreign_key("user_sessions.id", ondelete="CASCADE")
     token_hash: str = Field(sa_type=Text, sa_column_kwargs={"nullable": False, "unique": True})
     expires_at: datetime = Field(
         sa_type=DateTime(timezone=True), sa_column_kwargs={"nullable": False}

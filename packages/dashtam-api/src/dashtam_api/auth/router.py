@@ -1,15 +1,28 @@
+import uuid
+
 from fastapi import APIRouter, Request, Response
 
-from dashtam_api.auth import service
+from dashtam_api.auth import service, sessions
 from dashtam_api.auth.schemas import (
     LoginRequest,
     RefreshRequest,
     RegisterRequest,
+    SessionList,
+    SessionsEnded,
     TokenPair,
     UpdateMeRequest,
     UserOut,
 )
-from dashtam_api.deps import CurrentUserDep, PasswordsDep, RedisDep, SessionDep, SettingsDep
+from dashtam_api.deps import (
+    CurrentSessionDep,
+    CurrentUserDep,
+    EndedSessionsDep,
+    PasswordsDep,
+    RedisDep,
+    SessionDep,
+    SettingsDep,
+    client_ip,
+)
 from dashtam_api.openapi import problems
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -45,6 +58,7 @@ async def login(
         email=body.email,
         password=body.password,
         user_agent=request.headers.get("user-agent"),
+        ip=client_ip(request),
     )
     await session.commit()
     return pair
@@ -52,14 +66,20 @@ async def login(
 
 @router.post("/refresh", response_model=TokenPair, responses=problems(401))
 async def refresh(
-    body: RefreshRequest, request: Request, session: SessionDep, settings: SettingsDep
+    body: RefreshRequest,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    ended: EndedSessionsDep,
 ) -> TokenPair:
     try:
         pair = await service.refresh(
             session=session,
             settings=settings,
+            ended=ended,
             token=body.refresh_token,
             user_agent=request.headers.get("user-agent"),
+            ip=client_ip(request),
         )
     except Exception:
         # A detected reuse revokes the family before refusing: keep that revocation.
@@ -70,8 +90,10 @@ async def refresh(
 
 
 @router.post("/logout", status_code=204)
-async def logout(body: RefreshRequest, user: CurrentUserDep, session: SessionDep) -> Response:
-    await service.logout(session=session, user=user, token=body.refresh_token)
+async def logout(
+    body: RefreshRequest, user: CurrentUserDep, session: SessionDep, ended: EndedSessionsDep
+) -> Response:
+    await service.logout(session=session, ended=ended, user=user, token=body.refresh_token)
     await session.commit()
     return Response(status_code=204)
 
@@ -83,15 +105,51 @@ async def me(user: CurrentUserDep) -> UserOut:
 
 @router.patch("/me", response_model=UserOut, responses=problems(403))
 async def update_me(
-    body: UpdateMeRequest, user: CurrentUserDep, session: SessionDep, passwords: PasswordsDep
+    body: UpdateMeRequest,
+    user: CurrentUserDep,
+    current: CurrentSessionDep,
+    session: SessionDep,
+    passwords: PasswordsDep,
+    ended: EndedSessionsDep,
 ) -> UserOut:
+    """Change the name or the password; a new password ends every other session."""
     user = await service.update_me(
         session=session,
         passwords=passwords,
+        ended=ended,
         user=user,
+        current=current,
         name=body.name,
         password=body.password,
         current_password=body.current_password,
     )
     await session.commit()
     return UserOut.model_validate(user)
+
+
+@router.get("/sessions", response_model=SessionList)
+async def list_sessions(
+    user: CurrentUserDep, current: CurrentSessionDep, session: SessionDep
+) -> dict:
+    """Your open sessions (sign-ins), the one this request is made with marked `current`."""
+    return await sessions.listed(session=session, user=user, current=current)
+
+
+@router.delete("/sessions/{session_id}", status_code=204, responses=problems(404))
+async def end_session(
+    session_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, ended: EndedSessionsDep
+) -> Response:
+    """End one session: its refresh token stops now, its access token within seconds."""
+    await sessions.end_one(session=session, ended=ended, user=user, session_id=session_id)
+    await session.commit()
+    return Response(status_code=204)
+
+
+@router.delete("/sessions", response_model=SessionsEnded)
+async def end_other_sessions(
+    user: CurrentUserDep, current: CurrentSessionDep, session: SessionDep, ended: EndedSessionsDep
+) -> dict:
+    """Sign out everywhere else: every session but this one ends."""
+    count = await sessions.end_others(session=session, ended=ended, user=user, current=current)
+    await session.commit()
+    return {"ended": count}

@@ -69,3 +69,24 @@ class TokenPair(BaseModel):
     token_type: str = "bearer"  # noqa: S105 -- the OAuth token type, not a secret
     expires_in: int
     refresh_token: str
+
+
+class SessionOut(BaseModel):
+    id: uuid.UUID
+    created_at: datetime = Field(description="When it signed in.")
+    last_used_at: datetime = Field(
+        description="Its newest token refresh (a client in use refreshes every "
+        "ACCESS_TOKEN_MINUTES)."
+    )
+    ip: str | None = Field(description="Where it signed in or last refreshed from.")
+    user_agent: str | None
+    device: str = Field(description='From the user agent, e.g. "Firefox 128 on Linux".')
+    current: bool = Field(description="The session this request is made with.")
+
+
+class SessionList(BaseModel):
+    items: list[SessionOut]
+
+
+class SessionsEnded(BaseModel):
+    ended: int = Field(description="How many sessions ended.")

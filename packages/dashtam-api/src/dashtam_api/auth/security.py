@@ -5,6 +5,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Container
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -42,10 +43,13 @@ class Passwords:
         return await run_in_threadpool(self._hasher.verify, password, password_hash or self._dummy)
 
 
-def create_access_token(*, user_id: uuid.UUID, secret: str, minutes: int) -> tuple[str, int]:
+def create_access_token(
+    *, user_id: uuid.UUID, session_id: uuid.UUID, secret: str, minutes: int
+) -> tuple[str, int]:
     now = datetime.now(UTC)
     claims = {
         "sub": str(user_id),
+        "sid": str(session_id),
         "type": "access",
         "iat": now,
         "exp": now + timedelta(minutes=minutes),
@@ -54,21 +58,30 @@ def create_access_token(*, user_id: uuid.UUID, secret: str, minutes: int) -> tup
     return jwt.encode(claims, secret, algorithm=ALGORITHM), minutes * 60
 
 
-def decode_access_token(token: str, *, secret: str) -> uuid.UUID:
-    """The user id of a valid access token (signature, type, subject and expiry), else 401.
+def decode_access_token(token: str, *, secret: str, ended: Container[str] = ()) -> uuid.UUID:
+    """The user id of a valid access token (signature, type, subject and expiry) whose session
+    has not ended, else 401.
 
     The signature is checked once per token per process (a client sends the same token with
     every request until it expires): verifying it was a fifth of a cheap request's time. The
-    expiry is checked on every use.
+    expiry and the session are checked on every use.
     """
-    user_id, expires_at = _verified_access_token(token, secret)
+    user_id, expires_at, session_id = _verified_access_token(token, secret)
     if expires_at <= time.time():
         raise Unauthorized("The access token has expired.")
+    if session_id in ended:
+        raise Unauthorized("This session has ended; sign in again.")
     return user_id
 
 
+def session_of(token: str, *, secret: str) -> uuid.UUID | None:
+    """The session a valid access token belongs to (None for a token older than sessions)."""
+    session_id = _verified_access_token(token, secret)[2]
+    return uuid.UUID(session_id) if session_id else None
+
+
 @functools.lru_cache(maxsize=4096)
-def _verified_access_token(token: str, secret: str) -> tuple[uuid.UUID, float]:
+def _verified_access_token(token: str, secret: str) -> tuple[uuid.UUID, float, str | None]:
     """Only tokens that verify are kept (a failure raises, and lru_cache keeps no exceptions),
     so a stranger cannot fill the cache; 4096 entries are ~2 MB at most."""
     try:
@@ -77,7 +90,10 @@ def _verified_access_token(token: str, secret: str) -> tuple[uuid.UUID, float]:
         )
         if claims.get("type") != "access":
             raise Unauthorized("Not an access token.")
-        return uuid.UUID(claims["sub"]), float(claims["exp"])
+        session_id = claims.get("sid")
+        if session_id is not None:
+            session_id = str(uuid.UUID(session_id))
+        return uuid.UUID(claims["sub"]), float(claims["exp"]), session_id
     except jwt.ExpiredSignatureError:
         raise Unauthorized("The access token has expired.") from None
     except (jwt.InvalidTokenError, ValueError):

@@ -9,12 +9,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.auth import security
+from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.schemas import TokenPair
 from dashtam_api.auth.security import Passwords
 from dashtam_api.errors import Conflict, Forbidden, TooManyRequests, Unauthorized
 from dashtam_api.text import strip_nul
 from dashtam_core.config import Settings
-from dashtam_models import RefreshToken, User
+from dashtam_models import RefreshToken, SessionEnd, User, UserSession
 
 
 async def register(
@@ -45,8 +46,9 @@ async def login(
     email: str,
     password: str,
     user_agent: str | None,
+    ip: str | None,
 ) -> TokenPair:
-    """Check the password (throttled per e-mail) and open a new session family."""
+    """Check the password (throttled per e-mail) and open a new session."""
     key = _throttle_key(email)
     failures = int(await redis.get(key) or 0)
     if failures >= settings.LOGIN_MAX_FAILURES:
@@ -61,11 +63,18 @@ async def login(
             await pipe.execute()
         raise Unauthorized("Wrong e-mail or password.", error="invalid_grant")
     await redis.delete(key)
+    now = datetime.now(UTC)
+    user_agent = strip_nul(user_agent or "")[:300] or None
+    opened = UserSession(
+        id=uuid.uuid4(), user_id=user.id, last_used_at=now, ip=ip, user_agent=user_agent
+    )
+    session.add(opened)
+    await session.flush()
     return await _issue(
         session=session,
         settings=settings,
         user_id=user.id,
-        family_id=uuid.uuid4(),
+        family_id=opened.id,
         user_agent=user_agent,
     )
 
@@ -90,15 +99,24 @@ async def _issue(
     )
     await session.flush()
     access, expires_in = security.create_access_token(
-        user_id=user_id, secret=settings.SECRET_KEY, minutes=settings.ACCESS_TOKEN_MINUTES
+        user_id=user_id,
+        session_id=family_id,
+        secret=settings.SECRET_KEY,
+        minutes=settings.ACCESS_TOKEN_MINUTES,
     )
     return TokenPair(access_token=access, expires_in=expires_in, refresh_token=refresh)
 
 
 async def refresh(
-    *, session: AsyncSession, settings: Settings, token: str, user_agent: str | None
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    ended: EndedSessions,
+    token: str,
+    user_agent: str | None,
+    ip: str | None,
 ) -> TokenPair:
-    """Rotate: the presented token stops working; presenting a rotated one revokes its family."""
+    """Rotate: the presented token stops working; presenting a rotated one ends its session."""
     row = await session.scalar(
         select(RefreshToken)
         .where(RefreshToken.token_hash == security.hash_refresh_token(token))
@@ -109,13 +127,20 @@ async def refresh(
         raise Unauthorized("Unknown refresh token.", error="invalid_grant")
     if row.revoked_at is not None:
         # Someone holds a token that was already rotated: assume theft, end the whole session.
-        await revoke_family(session=session, family_id=row.family_id)
+        await end_sessions(
+            session=session, ended=ended, ids=[row.family_id], reason=SessionEnd.TOKEN_REUSE
+        )
         raise Unauthorized(
             "This refresh token was already used; the session is closed.", error="invalid_grant"
         )
     if row.expires_at <= now:
         raise Unauthorized("The refresh token has expired.", error="invalid_grant")
     row.revoked_at = now
+    await session.execute(
+        update(UserSession)
+        .where(UserSession.id == row.family_id)
+        .values(last_used_at=now, ip=ip or UserSession.ip)
+    )
     return await _issue(
         session=session,
         settings=settings,
@@ -125,32 +150,70 @@ async def refresh(
     )
 
 
-async def revoke_family(*, session: AsyncSession, family_id: uuid.UUID) -> None:
+async def end_sessions(
+    *,
+    session: AsyncSession,
+    ended: EndedSessions,
+    ids: list[uuid.UUID],
+    reason: SessionEnd,
+) -> int:
+    """End these sessions (those not ended yet): their refresh tokens stop now, their access
+    tokens within SESSION_SYNC_SECONDS in every process (at once in this one)."""
+    now = datetime.now(UTC)
+    ending = list(
+        (
+            await session.scalars(
+                update(UserSession)
+                .where(UserSession.id.in_(ids), UserSession.ended_at.is_(None))
+                .values(ended_at=now, end_reason=reason.value)
+                .returning(UserSession.id)
+            )
+        ).all()
+    )
     await session.execute(
         update(RefreshToken)
-        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=datetime.now(UTC))
+        .where(RefreshToken.family_id.in_(ids), RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
     )
+    # Before the caller commits: if Valkey cannot take it, nothing ends (503).
+    await ended.end(ids)
+    return len(ending)
 
 
-async def logout(*, session: AsyncSession, user: User, token: str) -> None:
+async def logout(*, session: AsyncSession, ended: EndedSessions, user: User, token: str) -> None:
     """End the session the refresh token belongs to (idempotent for the caller's own tokens)."""
     row = await session.scalar(
         select(RefreshToken).where(RefreshToken.token_hash == security.hash_refresh_token(token))
     )
     if row is not None and row.user_id == user.id:
-        await revoke_family(session=session, family_id=row.family_id)
+        await end_sessions(
+            session=session, ended=ended, ids=[row.family_id], reason=SessionEnd.LOGOUT
+        )
+
+
+async def others(*, session: AsyncSession, user: User, keep: uuid.UUID | None) -> list[uuid.UUID]:
+    """The person's open sessions but ``keep``."""
+    query = select(UserSession.id).where(
+        UserSession.user_id == user.id, UserSession.ended_at.is_(None)
+    )
+    if keep is not None:
+        query = query.where(UserSession.id != keep)
+    return list((await session.scalars(query)).all())
 
 
 async def update_me(
     *,
     session: AsyncSession,
     passwords: Passwords,
+    ended: EndedSessions,
     user: User,
+    current: uuid.UUID | None,
     name: str | None,
     password: str | None,
     current_password: str | None,
 ) -> User:
+    """Name and password; a new password ends every other session of the person (a session
+    someone stole ends with it)."""
     if name is not None:
         user.name = name
     if password is not None:
@@ -158,6 +221,12 @@ async def update_me(
             # A well-formed request refused for who is asking: 403, not a malformed one (400).
             raise Forbidden("Setting a new password needs the current one as current_password.")
         user.password_hash = await passwords.hash(password)
+        await end_sessions(
+            session=session,
+            ended=ended,
+            ids=await others(session=session, user=user, keep=current),
+            reason=SessionEnd.PASSWORD_CHANGED,
+        )
     await session.flush()
     await session.refresh(user)
     return user

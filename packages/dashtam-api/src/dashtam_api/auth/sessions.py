@@ -1,0 +1,81 @@
+"""A person's sessions: listed with where they were made and with what, ended one or all."""
+
+import functools
+import uuid
+
+import ua_parser
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dashtam_api.auth.ended import EndedSessions
+from dashtam_api.auth.service import end_sessions, others
+from dashtam_api.errors import NotFound
+from dashtam_models import SessionEnd, User, UserSession
+
+
+@functools.lru_cache(maxsize=1024)
+def device(user_agent: str | None) -> str:
+    """A label people recognise: "Firefox 128 on Linux", "curl 8.5", "Chrome on Android"."""
+    if not user_agent:
+        return "unknown"
+    agent = ua_parser.parse_user_agent(user_agent)
+    system = ua_parser.parse_os(user_agent)
+    name = "unknown"
+    if agent is not None and agent.family != "Other":
+        name = f"{agent.family} {agent.major}" if agent.major else agent.family
+    elif user_agent.split("/", 1)[0].strip():
+        # Scripts and tools: python-httpx/0.28.1, okhttp/4.12 ...
+        tool, _, version = user_agent.partition(" ")[0].partition("/")
+        name = f"{tool} {version.split('.')[0]}".strip() if version else tool
+    if system is not None and system.family != "Other":
+        return f"{name} on {system.family}"
+    return name
+
+
+async def listed(*, session: AsyncSession, user: User, current: uuid.UUID | None) -> dict:
+    rows = await session.scalars(
+        select(UserSession)
+        .where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
+        .order_by(UserSession.last_used_at.desc(), UserSession.id)
+    )
+    return {
+        "items": [
+            {
+                "id": row.id,
+                "created_at": row.created_at,
+                "last_used_at": row.last_used_at,
+                "ip": row.ip,
+                "user_agent": row.user_agent,
+                "device": device(row.user_agent),
+                "current": row.id == current,
+            }
+            for row in rows
+        ]
+    }
+
+
+async def end_one(
+    *, session: AsyncSession, ended: EndedSessions, user: User, session_id: uuid.UUID
+) -> None:
+    owned = await session.scalar(
+        select(UserSession.id).where(
+            UserSession.id == session_id,
+            UserSession.user_id == user.id,
+            UserSession.ended_at.is_(None),
+        )
+    )
+    if owned is None:
+        raise NotFound("No such open session.")
+    await end_sessions(session=session, ended=ended, ids=[owned], reason=SessionEnd.ENDED_BY_USER)
+
+
+async def end_others(
+    *, session: AsyncSession, ended: EndedSessions, user: User, current: uuid.UUID | None
+) -> int:
+    """Every open session of the person but the one asking; how many ended."""
+    return await end_sessions(
+        session=session,
+        ended=ended,
+        ids=await others(session=session, user=user, keep=current),
+        reason=SessionEnd.ENDED_BY_USER,
+    )
