@@ -241,3 +241,14 @@ async def test_me_and_patch_me(client, sign_up):
     )
     assert new.status_code == 200
     is_problem(await client.patch("/api/v1/auth/me", headers=headers, json={"nmae": "typo"}), 422)
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["rr@h.test", "me@nas.home.arpa", "me@box.local", "admin@svc.internal", "me@pi.lan"],
+)
+async def test_addresses_self_hosters_have_are_accepted(client, email):
+    """Special-use domains are valid addresses (the OpenAPI document says `format: email`)."""
+    answer = await client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["email"] == email

@@ -20,6 +20,7 @@ from dashtam_api.auth.security import Passwords
 from dashtam_api.connections.oauth import tls_context
 from dashtam_api.connections.router import router as connections_router
 from dashtam_api.context import AppContext
+from dashtam_api.headers import SecurityHeaders
 from dashtam_api.health.router import router as health_router
 from dashtam_api.health.service import HealthProbe
 from dashtam_api.jobs.loops import Jobs
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = build_registry(settings)
     app.state.tls = tls_context(settings.CA_CERT_FILE)
     install_problem_handlers(app)
+    app.add_middleware(SecurityHeaders, hsts_seconds=settings.hsts_seconds)
     openapi.install(app)
     if settings.METRICS_ENABLED:
         metrics.install(app, settings)

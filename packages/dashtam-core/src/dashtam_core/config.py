@@ -183,6 +183,9 @@ class Settings(BaseSettings):
     WEBHOOK_ENDPOINTS_PER_USER: int = Field(default=20, ge=1, le=1000)
     # Finished deliveries and their attempts older than this are deleted by the dispatchers.
     WEBHOOK_RETENTION_DAYS: int = Field(default=30, ge=1, le=3650)
+    # Strict-Transport-Security's max-age (dashtam_api/headers.py); unset: a year, or five
+    # minutes in development and testing (served on localhost, shared by every local server).
+    HSTS_MAX_AGE_SECONDS: int | None = Field(default=None, ge=0, le=2 * 365 * 86400)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # uvicorn's line per request (read by infra when it starts the servers): off by default.
     ACCESS_LOG: bool = False
@@ -278,6 +281,12 @@ class Settings(BaseSettings):
     def local_environment(self) -> bool:
         """Development or testing: plain http and private webhook targets are allowed."""
         return self.ENVIRONMENT in ("development", "testing")
+
+    @property
+    def hsts_seconds(self) -> int:
+        if self.HSTS_MAX_AGE_SECONDS is None:
+            return 300 if self.local_environment else 365 * 86400
+        return self.HSTS_MAX_AGE_SECONDS
 
     @property
     def webhook_allow_private(self) -> bool:

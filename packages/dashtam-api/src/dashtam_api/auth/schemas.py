@@ -1,8 +1,9 @@
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from dashtam_api.emails import Email
 from dashtam_api.text import CleanText
 
 
@@ -16,7 +17,7 @@ class RegisterRequest(BaseModel):
         },
     )
 
-    email: EmailStr
+    email: Email = Field(max_length=254)
     password: str = Field(min_length=12, max_length=256)
     name: CleanText = Field(default="", max_length=200)
 
@@ -29,7 +30,7 @@ class LoginRequest(BaseModel):
         },
     )
 
-    email: EmailStr
+    email: Email = Field(max_length=254)
     password: str = Field(min_length=1, max_length=256)
 
 
