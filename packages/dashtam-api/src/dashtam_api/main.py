@@ -120,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         openapi_tags=openapi.TAGS,
+        generate_unique_id_function=openapi.operation_id,
         telemetry={kind: settings.OTEL_INSTRUMENTATION for kind in ("tracing", "metrics", "logs")},
         docs_url=None,  # served by docs.py, from the project (works offline)
         redoc_url=None,

@@ -19,6 +19,8 @@ from http import HTTPStatus
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from fastapi.utils import generate_unique_id
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashtam_api.problems import PROBLEM_JSON
@@ -77,6 +79,15 @@ TAGS = [
     },
 ]
 _TAG_ORDER = {tag["name"]: n for n, tag in enumerate(TAGS)}
+
+
+def operation_id(route: APIRoute) -> str:
+    """``<tag>-<name>``: stable and readable ids (``providers-create``, ``webhooks-rotate-secret``)
+    from each route's ``name=``, so generated clients read well (FastAPI's default is the
+    function's name, path and method: ``create_provider_api_v1_providers_post``)."""
+    if not route.tags:  # not in the document (/metrics, the sandbox's own routes)
+        return generate_unique_id(route)
+    return f"{route.tags[0]}-{route.name.replace('_', '-')}"
 
 
 def problems(*statuses: int) -> dict[int | str, dict]:

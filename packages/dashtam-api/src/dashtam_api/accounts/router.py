@@ -23,7 +23,10 @@ router = APIRouter(prefix="/api/v1", tags=["accounts"], route_class=QueryRoute)
 
 
 @router.post(
-    "/providers/{provider_id}/sync", response_model=SyncOut, responses=problems(409, 502, 504)
+    "/providers/{provider_id}/sync",
+    response_model=SyncOut,
+    responses=problems(409, 502, 504),
+    name="sync",
 )
 async def sync_provider(
     provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, ctx: ContextDep
@@ -37,7 +40,10 @@ SyncRunQueryDep = Annotated[runs.SyncRunQuery, QueryModel(runs.SyncRunQuery)]
 
 
 @router.get(
-    "/providers/{provider_id}/sync-runs", response_model=runs.SyncRunPage, responses=problems(400)
+    "/providers/{provider_id}/sync-runs",
+    response_model=runs.SyncRunPage,
+    responses=problems(400),
+    name="sync_runs",
 )
 async def provider_sync_runs(
     provider_id: uuid.UUID, user_id: TokenSubjectDep, reader: ReaderDep, query: SyncRunQueryDep
@@ -48,7 +54,7 @@ async def provider_sync_runs(
     )
 
 
-@router.get("/providers/{provider_id}/accounts", response_model=AccountPage)
+@router.get("/providers/{provider_id}/accounts", response_model=AccountPage, name="of_provider")
 async def provider_accounts(
     provider_id: uuid.UUID,
     user: CurrentUserDep,
@@ -64,18 +70,18 @@ async def provider_accounts(
     )
 
 
-@router.get("/accounts", response_model=AccountPage)
+@router.get("/accounts", response_model=AccountPage, name="list")
 async def list_accounts(user: CurrentUserDep, session: SessionDep, page: PageDep) -> dict:
     """All of the person's accounts, each with its newest balance."""
     return await service.page(session=session, user=user, limit=page.limit, offset=page.offset)
 
 
-@router.get("/accounts/{account_id}", response_model=AccountOut)
+@router.get("/accounts/{account_id}", response_model=AccountOut, name="get")
 async def get_account(account_id: uuid.UUID, user_id: TokenSubjectDep, reader: ReaderDep):
     return json_response(await service.get(reader=reader, user_id=user_id, account_id=account_id))
 
 
-@router.get("/accounts/{account_id}/positions", response_model=PositionList)
+@router.get("/accounts/{account_id}/positions", response_model=PositionList, name="positions")
 async def account_positions(
     account_id: uuid.UUID, user: CurrentUserDep, session: SessionDep
 ) -> dict:
@@ -86,7 +92,10 @@ HistoryDep = Annotated[history.HistoryQuery, QueryModel(history.HistoryQuery)]
 
 
 @router.get(
-    "/accounts/{account_id}/balances", response_model=BalanceHistory, responses=problems(400)
+    "/accounts/{account_id}/balances",
+    response_model=BalanceHistory,
+    responses=problems(400),
+    name="balances",
 )
 async def account_balances(
     account_id: uuid.UUID, user_id: TokenSubjectDep, reader: ReaderDep, query: HistoryDep
@@ -97,7 +106,7 @@ async def account_balances(
     )
 
 
-@router.get("/net-worth", response_model=NetWorth, responses=problems(400))
+@router.get("/net-worth", response_model=NetWorth, responses=problems(400), name="net_worth")
 async def net_worth(user_id: TokenSubjectDep, reader: ReaderDep, query: HistoryDep):
     """Per period and currency, the sum of the person's accounts at the period's end."""
     return json_response(await history.net_worth(reader=reader, user_id=user_id, query=query))

@@ -28,7 +28,9 @@ from dashtam_api.openapi import problems
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
-@router.post("/register", status_code=201, response_model=UserOut, responses=problems(409))
+@router.post(
+    "/register", status_code=201, response_model=UserOut, responses=problems(409), name="register"
+)
 async def register(body: RegisterRequest, session: SessionDep, passwords: PasswordsDep) -> UserOut:
     user = await service.register(
         session=session,
@@ -41,7 +43,7 @@ async def register(body: RegisterRequest, session: SessionDep, passwords: Passwo
     return UserOut.model_validate(user)
 
 
-@router.post("/login", response_model=TokenPair, responses=problems(401, 429))
+@router.post("/login", response_model=TokenPair, responses=problems(401, 429), name="login")
 async def login(
     body: LoginRequest,
     request: Request,
@@ -64,7 +66,7 @@ async def login(
     return pair
 
 
-@router.post("/refresh", response_model=TokenPair, responses=problems(401))
+@router.post("/refresh", response_model=TokenPair, responses=problems(401), name="refresh")
 async def refresh(
     body: RefreshRequest,
     request: Request,
@@ -89,7 +91,7 @@ async def refresh(
     return pair
 
 
-@router.post("/logout", status_code=204)
+@router.post("/logout", status_code=204, name="logout")
 async def logout(
     body: RefreshRequest, user: CurrentUserDep, session: SessionDep, ended: EndedSessionsDep
 ) -> Response:
@@ -98,12 +100,12 @@ async def logout(
     return Response(status_code=204)
 
 
-@router.get("/me", response_model=UserOut)
+@router.get("/me", response_model=UserOut, name="me")
 async def me(user: CurrentUserDep) -> UserOut:
     return UserOut.model_validate(user)
 
 
-@router.patch("/me", response_model=UserOut, responses=problems(403))
+@router.patch("/me", response_model=UserOut, responses=problems(403), name="update_me")
 async def update_me(
     body: UpdateMeRequest,
     user: CurrentUserDep,
@@ -127,7 +129,7 @@ async def update_me(
     return UserOut.model_validate(user)
 
 
-@router.get("/sessions", response_model=SessionList)
+@router.get("/sessions", response_model=SessionList, name="list_sessions")
 async def list_sessions(
     user: CurrentUserDep, current: CurrentSessionDep, session: SessionDep
 ) -> dict:
@@ -135,7 +137,9 @@ async def list_sessions(
     return await sessions.listed(session=session, user=user, current=current)
 
 
-@router.delete("/sessions/{session_id}", status_code=204, responses=problems(404))
+@router.delete(
+    "/sessions/{session_id}", status_code=204, responses=problems(404), name="end_session"
+)
 async def end_session(
     session_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, ended: EndedSessionsDep
 ) -> Response:
@@ -145,7 +149,7 @@ async def end_session(
     return Response(status_code=204)
 
 
-@router.delete("/sessions", response_model=SessionsEnded)
+@router.delete("/sessions", response_model=SessionsEnded, name="end_other_sessions")
 async def end_other_sessions(
     user: CurrentUserDep, current: CurrentSessionDep, session: SessionDep, ended: EndedSessionsDep
 ) -> dict:

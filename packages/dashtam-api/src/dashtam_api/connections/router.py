@@ -32,6 +32,7 @@ router = APIRouter(prefix="/api/v1", tags=["connections"])
     status_code=201,
     response_model=AuthorizationStart,
     responses=problems(409),
+    name="start",
 )
 async def start_authorization(
     provider_id: uuid.UUID,
@@ -52,7 +53,9 @@ async def start_authorization(
     )
 
 
-@router.get("/providers/{provider_id}/authorization", response_model=AuthorizationStatus)
+@router.get(
+    "/providers/{provider_id}/authorization", response_model=AuthorizationStatus, name="status"
+)
 async def authorization_status(
     provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, settings: SettingsDep
 ) -> dict:
@@ -65,6 +68,7 @@ async def authorization_status(
     "/providers/{provider_id}/authorization/refresh",
     response_model=AuthorizationStatus,
     responses=problems(409, 502, 504),
+    name="refresh",
 )
 async def refresh_authorization(
     provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, ctx: ContextDep
@@ -73,7 +77,12 @@ async def refresh_authorization(
     return await service.refresh_now(ctx=ctx, session=session, user=user, provider_id=provider_id)
 
 
-@router.delete("/providers/{provider_id}/authorization", status_code=204, responses=problems(409))
+@router.delete(
+    "/providers/{provider_id}/authorization",
+    status_code=204,
+    responses=problems(409),
+    name="revoke",
+)
 async def revoke_authorization(
     provider_id: uuid.UUID,
     request: Request,

@@ -11,6 +11,7 @@ router = APIRouter(tags=["health"])
     "/health",
     response_model=HealthReport,
     responses={503: {"model": HealthReport, "description": "A dependency is down"}},
+    name="check",
 )
 async def health(probe: HealthProbeDep) -> JSONResponse:
     """PostgreSQL and Valkey as of at most HEALTH_CACHE_SECONDS ago; 503 when one is down."""

@@ -19,13 +19,17 @@ from dashtam_api.responses import json_response
 router = APIRouter(prefix="/api/v1", tags=["providers"], route_class=QueryRoute)
 
 
-@router.get("/provider-types", response_model=list[ProviderType])
+@router.get("/provider-types", response_model=list[ProviderType], name="types")
 async def provider_types(request: Request, user: CurrentUserDep) -> list[dict]:
     return [spec.summary() for spec in request.app.state.registry.values()]
 
 
 @router.post(
-    "/providers", status_code=201, response_model=ProviderOut, responses=problems(404, 409)
+    "/providers",
+    status_code=201,
+    response_model=ProviderOut,
+    responses=problems(404, 409),
+    name="create",
 )
 async def create_provider(
     body: CreateProvider, request: Request, user: CurrentUserDep, session: SessionDep
@@ -41,7 +45,7 @@ async def create_provider(
     return out
 
 
-@router.get("/providers", response_model=ProviderPage)
+@router.get("/providers", response_model=ProviderPage, name="list")
 async def list_providers(
     user_id: TokenSubjectDep,
     reader: ReaderDep,
@@ -54,12 +58,14 @@ async def list_providers(
     )
 
 
-@router.get("/providers/{provider_id}", response_model=ProviderOut)
+@router.get("/providers/{provider_id}", response_model=ProviderOut, name="get")
 async def get_provider(provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep) -> dict:
     return await service.get(session=session, user=user, provider_id=provider_id)
 
 
-@router.patch("/providers/{provider_id}", response_model=ProviderOut, responses=problems(409))
+@router.patch(
+    "/providers/{provider_id}", response_model=ProviderOut, responses=problems(409), name="rename"
+)
 async def rename_provider(
     provider_id: uuid.UUID, body: UpdateProvider, user: CurrentUserDep, session: SessionDep
 ) -> dict:
@@ -70,7 +76,7 @@ async def rename_provider(
     return out
 
 
-@router.delete("/providers/{provider_id}", status_code=204)
+@router.delete("/providers/{provider_id}", status_code=204, name="delete")
 async def delete_provider(
     provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep
 ) -> Response:

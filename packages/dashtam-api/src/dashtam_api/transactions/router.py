@@ -15,14 +15,17 @@ router = APIRouter(prefix="/api/v1", tags=["transactions"], route_class=QueryRou
 QueryDep = Annotated[TransactionQuery, QueryModel(TransactionQuery)]
 
 
-@router.get("/transactions", response_model=TransactionPage, responses=problems(400))
+@router.get("/transactions", response_model=TransactionPage, responses=problems(400), name="list")
 async def list_transactions(user_id: TokenSubjectDep, reader: ReaderDep, query: QueryDep):
     """All of the person's transactions, newest first (`cursor` pages through them)."""
     return json_response(await service.page(reader=reader, user_id=user_id, query=query))
 
 
 @router.get(
-    "/accounts/{account_id}/transactions", response_model=TransactionPage, responses=problems(400)
+    "/accounts/{account_id}/transactions",
+    response_model=TransactionPage,
+    responses=problems(400),
+    name="of_account",
 )
 async def account_transactions(
     account_id: uuid.UUID, user_id: TokenSubjectDep, reader: ReaderDep, query: QueryDep
@@ -33,7 +36,7 @@ async def account_transactions(
     )
 
 
-@router.get("/transactions/{transaction_id}", response_model=TransactionOut)
+@router.get("/transactions/{transaction_id}", response_model=TransactionOut, name="get")
 async def get_transaction(transaction_id: uuid.UUID, user_id: TokenSubjectDep, reader: ReaderDep):
     return json_response(
         await service.get(reader=reader, user_id=user_id, transaction_id=transaction_id)

@@ -23,7 +23,9 @@ router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], route_class=Que
 AttemptQueryDep = Annotated[AttemptQuery, QueryModel(AttemptQuery)]
 
 
-@router.post("", status_code=201, response_model=WebhookCreated, responses=problems(409))
+@router.post(
+    "", status_code=201, response_model=WebhookCreated, responses=problems(409), name="create"
+)
 async def create_webhook(
     body: WebhookCreate,
     user: CurrentUserDep,
@@ -39,17 +41,17 @@ async def create_webhook(
     return created
 
 
-@router.get("", response_model=WebhookList)
+@router.get("", response_model=WebhookList, name="list")
 async def list_webhooks(user: CurrentUserDep, session: SessionDep) -> dict:
     return await service.listed(session=session, user=user)
 
 
-@router.get("/{endpoint_id}", response_model=WebhookOut, responses=problems(404))
+@router.get("/{endpoint_id}", response_model=WebhookOut, responses=problems(404), name="get")
 async def get_webhook(endpoint_id: uuid.UUID, user: CurrentUserDep, session: SessionDep) -> dict:
     return await service.get(session=session, user=user, endpoint_id=endpoint_id)
 
 
-@router.patch("/{endpoint_id}", response_model=WebhookOut, responses=problems(404))
+@router.patch("/{endpoint_id}", response_model=WebhookOut, responses=problems(404), name="update")
 async def update_webhook(
     endpoint_id: uuid.UUID,
     body: WebhookUpdate,
@@ -64,7 +66,7 @@ async def update_webhook(
     return updated
 
 
-@router.delete("/{endpoint_id}", status_code=204, responses=problems(404))
+@router.delete("/{endpoint_id}", status_code=204, responses=problems(404), name="delete")
 async def delete_webhook(
     endpoint_id: uuid.UUID, user: CurrentUserDep, session: SessionDep
 ) -> Response:
@@ -73,7 +75,12 @@ async def delete_webhook(
     return Response(status_code=204)
 
 
-@router.post("/{endpoint_id}/rotate-secret", response_model=WebhookSecret, responses=problems(404))
+@router.post(
+    "/{endpoint_id}/rotate-secret",
+    response_model=WebhookSecret,
+    responses=problems(404),
+    name="rotate_secret",
+)
 async def rotate_webhook_secret(
     endpoint_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, vault: VaultDep
 ) -> dict:
@@ -90,6 +97,7 @@ async def rotate_webhook_secret(
     status_code=202,
     response_model=WebhookTestSent,
     responses=problems(404, 409),
+    name="test",
 )
 async def test_webhook(endpoint_id: uuid.UUID, user: CurrentUserDep, session: SessionDep) -> dict:
     """Send a `webhook.test` event to this endpoint (through the outbox, like any event)."""
@@ -98,7 +106,12 @@ async def test_webhook(endpoint_id: uuid.UUID, user: CurrentUserDep, session: Se
     return sent
 
 
-@router.get("/{endpoint_id}/deliveries", response_model=AttemptPage, responses=problems(400, 404))
+@router.get(
+    "/{endpoint_id}/deliveries",
+    response_model=AttemptPage,
+    responses=problems(400, 404),
+    name="deliveries",
+)
 async def webhook_deliveries(
     endpoint_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, query: AttemptQueryDep
 ) -> dict:
