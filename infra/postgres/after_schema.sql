@@ -1,7 +1,8 @@
 -- Run as a superuser in one database after its schema exists (after init-db / init-test-db).
--- Idempotent. Makes the audit log append-only for the application's role for real: the table
--- and its trigger function belong to a role nobody logs in as, and the application's role holds
--- only SELECT and INSERT on it (so it cannot UPDATE, DELETE, ALTER it or disable the trigger).
+-- Idempotent. Makes the audit logs (provider_audit_logs, security_audit_logs) append-only for
+-- the application's role for real: each table and its trigger function belong to a role nobody
+-- logs in as, and the application's role holds only SELECT and INSERT on them (so it cannot
+-- UPDATE, DELETE, ALTER them or disable the triggers).
 -- From the environment (psql's \getenv):
 --   DASHTAM_APP_USER       the application's role in this database
 --   DASHTAM_JANITOR_GRANT  "TRUNCATE" in the test environment only (the per-test janitor), else ""
@@ -23,6 +24,12 @@ ALTER FUNCTION provider_audit_logs_append_only() OWNER TO dashtam_audit_owner;
 REVOKE ALL ON provider_audit_logs FROM :"app_user";
 GRANT SELECT, INSERT ON provider_audit_logs TO :"app_user";
 SELECT format('GRANT %s ON provider_audit_logs TO %I', :'janitor', :'app_user')
+ WHERE :'janitor' <> '' \gexec
+ALTER TABLE security_audit_logs OWNER TO dashtam_audit_owner;
+ALTER FUNCTION security_audit_logs_append_only() OWNER TO dashtam_audit_owner;
+REVOKE ALL ON security_audit_logs FROM :"app_user";
+GRANT SELECT, INSERT ON security_audit_logs TO :"app_user";
+SELECT format('GRANT %s ON security_audit_logs TO %I', :'janitor', :'app_user')
  WHERE :'janitor' <> '' \gexec
 \if :lock_schema
 ALTER SCHEMA public OWNER TO dashtam_audit_owner;

@@ -79,6 +79,9 @@ async def test_roles_are_not_superusers_and_only_tests_may_create_databases(dev,
 @pytest.mark.parametrize(
     "statement",
     [
+        "UPDATE security_audit_logs SET action = 'x'",
+        "DELETE FROM security_audit_logs",
+        "ALTER TABLE security_audit_logs DISABLE TRIGGER security_audit_logs_append_only",
         "UPDATE provider_audit_logs SET action = 'x'",
         "DELETE FROM provider_audit_logs",
         "ALTER TABLE provider_audit_logs DISABLE TRIGGER provider_audit_logs_append_only",
@@ -91,10 +94,9 @@ async def test_roles_are_not_superusers_and_only_tests_may_create_databases(dev,
 async def test_the_application_role_can_only_read_and_append_the_audit_log(session, statement):
     from sqlalchemy import text
 
-    await session.execute(
-        text("INSERT INTO provider_audit_logs (action, details) VALUES ('probe', '{}')")
-    )
-    assert await session.scalar(text("SELECT count(*) FROM provider_audit_logs")) == 1
+    table = "security_audit_logs" if "security" in statement else "provider_audit_logs"
+    await session.execute(text(f"INSERT INTO {table} (action, details) VALUES ('probe', '{{}}')"))
+    assert await session.scalar(text(f"SELECT count(*) FROM {table}")) == 1
     with pytest.raises(Exception, match=r"permission denied|must be owner"):
         async with session.begin_nested():
             await session.execute(text(statement))

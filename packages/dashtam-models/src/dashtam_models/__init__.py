@@ -7,7 +7,7 @@ Importing this package registers every table on ``SQLModel.metadata`` (re-export
 from sqlmodel import SQLModel
 
 from dashtam_models.accounts import Account, BalanceDay, BalanceSnapshot, Position
-from dashtam_models.audit import ProviderAuditLog
+from dashtam_models.audit import ProviderAuditLog, SecurityAuditLog
 from dashtam_models.auth import RefreshToken, SessionEnd, UserSession
 from dashtam_models.provider import (
     ConnectionStatus,
@@ -45,6 +45,7 @@ __all__ = [
     "ProviderConnection",
     "ProviderToken",
     "RefreshToken",
+    "SecurityAuditLog",
     "SessionEnd",
     "SyncRun",
     "SyncStatus",

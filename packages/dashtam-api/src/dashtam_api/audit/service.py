@@ -1,4 +1,5 @@
-"""Every token event becomes a provider_audit_logs row, without secrets."""
+"""Every token event becomes a provider_audit_logs row, every security event of an account a
+security_audit_logs row, without secrets."""
 
 import ipaddress
 import uuid
@@ -8,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.text import strip_nul
 from dashtam_core.database import Database
-from dashtam_models import ProviderAuditLog
+from dashtam_models import ProviderAuditLog, SecurityAuditLog
 
 # Keys that must never reach the audit log, whatever a caller passes in details.
 _SECRET_KEYS = {
@@ -19,7 +20,11 @@ _SECRET_KEYS = {
     "code_verifier",
     "client_secret",
     "password",
+    "current_password",
     "state",
+    "secret",
+    "totp_code",
+    "recovery_code",
 }
 
 
@@ -80,4 +85,36 @@ async def record_detached(*, db: Database, **fields) -> None:
     """Write an audit row in its own transaction, so it survives the request's rollback."""
     async with db.sessionmaker() as session:
         session.add(_row(**fields))
+        await session.commit()
+
+
+def _security_row(*, action: str, user_id, ip, user_agent, details) -> SecurityAuditLog:
+    return SecurityAuditLog(
+        action=action,
+        user_id=user_id,
+        ip_address=_ip(ip),
+        user_agent=strip_nul(user_agent or "")[:500] or None,
+        details=_clean(details or {}),
+    )
+
+
+async def security(
+    *,
+    session: AsyncSession,
+    action: str,
+    user_id: uuid.UUID | None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    details: dict | None = None,
+) -> None:
+    """A security event, in the request's transaction (it commits with what it records)."""
+    session.add(
+        _security_row(action=action, user_id=user_id, ip=ip, user_agent=user_agent, details=details)
+    )
+
+
+async def security_detached(*, db: Database, **fields) -> None:
+    """A security event in its own transaction: kept when the request fails (a failed sign-in)."""
+    async with db.sessionmaker() as session:
+        session.add(_security_row(**fields))
         await session.commit()

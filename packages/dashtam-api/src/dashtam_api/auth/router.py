@@ -23,21 +23,30 @@ from dashtam_api.deps import (
     SettingsDep,
     client_ip,
 )
+from dashtam_api.errors import ProblemError
 from dashtam_api.openapi import problems
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
+def where(request: Request) -> dict:
+    """Who asked, for the security audit: the client's address and user agent."""
+    return {"ip": client_ip(request), "user_agent": request.headers.get("user-agent")}
+
+
 @router.post(
     "/register", status_code=201, response_model=UserOut, responses=problems(409), name="register"
 )
-async def register(body: RegisterRequest, session: SessionDep, passwords: PasswordsDep) -> UserOut:
+async def register(
+    body: RegisterRequest, request: Request, session: SessionDep, passwords: PasswordsDep
+) -> UserOut:
     user = await service.register(
         session=session,
         passwords=passwords,
         email=body.email,
         password=body.password,
         name=body.name,
+        where=where(request),
     )
     await session.commit()
     return UserOut.model_validate(user)
@@ -52,16 +61,20 @@ async def login(
     settings: SettingsDep,
     passwords: PasswordsDep,
 ) -> TokenPair:
-    pair = await service.login(
-        session=session,
-        redis=redis,
-        settings=settings,
-        passwords=passwords,
-        email=body.email,
-        password=body.password,
-        user_agent=request.headers.get("user-agent"),
-        ip=client_ip(request),
-    )
+    try:
+        pair = await service.login(
+            session=session,
+            redis=redis,
+            settings=settings,
+            passwords=passwords,
+            email=body.email,
+            password=body.password,
+            user_agent=request.headers.get("user-agent"),
+            ip=client_ip(request),
+        )
+    except ProblemError:
+        await session.commit()  # the refusal's security audit row, and nothing else
+        raise
     await session.commit()
     return pair
 
@@ -93,9 +106,15 @@ async def refresh(
 
 @router.post("/logout", status_code=204, name="logout")
 async def logout(
-    body: RefreshRequest, user: CurrentUserDep, session: SessionDep, ended: EndedSessionsDep
+    body: RefreshRequest,
+    request: Request,
+    user: CurrentUserDep,
+    session: SessionDep,
+    ended: EndedSessionsDep,
 ) -> Response:
-    await service.logout(session=session, ended=ended, user=user, token=body.refresh_token)
+    await service.logout(
+        session=session, ended=ended, user=user, token=body.refresh_token, where=where(request)
+    )
     await session.commit()
     return Response(status_code=204)
 
@@ -108,6 +127,7 @@ async def me(user: CurrentUserDep) -> UserOut:
 @router.patch("/me", response_model=UserOut, responses=problems(403), name="update_me")
 async def update_me(
     body: UpdateMeRequest,
+    request: Request,
     user: CurrentUserDep,
     current: CurrentSessionDep,
     session: SessionDep,
@@ -124,6 +144,7 @@ async def update_me(
         name=body.name,
         password=body.password,
         current_password=body.current_password,
+        where=where(request),
     )
     await session.commit()
     return UserOut.model_validate(user)
@@ -141,19 +162,31 @@ async def list_sessions(
     "/sessions/{session_id}", status_code=204, responses=problems(404), name="end_session"
 )
 async def end_session(
-    session_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, ended: EndedSessionsDep
+    session_id: uuid.UUID,
+    request: Request,
+    user: CurrentUserDep,
+    session: SessionDep,
+    ended: EndedSessionsDep,
 ) -> Response:
     """End one session: its refresh token stops now, its access token within seconds."""
-    await sessions.end_one(session=session, ended=ended, user=user, session_id=session_id)
+    await sessions.end_one(
+        session=session, ended=ended, user=user, session_id=session_id, where=where(request)
+    )
     await session.commit()
     return Response(status_code=204)
 
 
 @router.delete("/sessions", response_model=SessionsEnded, name="end_other_sessions")
 async def end_other_sessions(
-    user: CurrentUserDep, current: CurrentSessionDep, session: SessionDep, ended: EndedSessionsDep
+    request: Request,
+    user: CurrentUserDep,
+    current: CurrentSessionDep,
+    session: SessionDep,
+    ended: EndedSessionsDep,
 ) -> dict:
     """Sign out everywhere else: every session but this one ends."""
-    count = await sessions.end_others(session=session, ended=ended, user=user, current=current)
+    count = await sessions.end_others(
+        session=session, ended=ended, user=user, current=current, where=where(request)
+    )
     await session.commit()
     return {"ended": count}

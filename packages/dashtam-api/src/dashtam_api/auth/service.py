@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dashtam_api.audit import service as audit
 from dashtam_api.auth import security
 from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.schemas import TokenPair
@@ -19,7 +20,13 @@ from dashtam_models import RefreshToken, SessionEnd, User, UserSession
 
 
 async def register(
-    *, session: AsyncSession, passwords: Passwords, email: str, password: str, name: str
+    *,
+    session: AsyncSession,
+    passwords: Passwords,
+    email: str,
+    password: str,
+    name: str,
+    where: dict | None = None,
 ) -> User:
     """Create a user; a taken e-mail (case-insensitively) is a conflict."""
     user = User(email=email, name=name, password_hash=await passwords.hash(password))
@@ -30,6 +37,7 @@ async def register(
     except IntegrityError:
         raise Conflict("An account with this e-mail already exists.") from None
     await session.refresh(user)
+    await audit.security(session=session, action="registered", user_id=user.id, **(where or {}))
     return user
 
 
@@ -48,11 +56,20 @@ async def login(
     user_agent: str | None,
     ip: str | None,
 ) -> TokenPair:
-    """Check the password (throttled per e-mail) and open a new session."""
+    """Check the password (throttled per e-mail) and open a new session. A refusal leaves its
+    security audit row in the session: the caller commits it before answering."""
+    where = {"ip": ip, "user_agent": user_agent}
     key = _throttle_key(email)
     failures = int(await redis.get(key) or 0)
     if failures >= settings.LOGIN_MAX_FAILURES:
         retry_after = max(int(await redis.ttl(key)), 1)
+        await audit.security(
+            session=session,
+            action="sign_in_failed",
+            user_id=None,
+            details={"email": email, "reason": "throttled"},
+            **where,
+        )
         raise TooManyRequests("Too many failed logins; try again later.", retry_after=retry_after)
     user = await session.scalar(select(User).where(User.email == email))
     valid = await passwords.verify(password, user.password_hash if user else None)
@@ -61,6 +78,14 @@ async def login(
             pipe.incr(key)
             pipe.expire(key, settings.LOGIN_LOCKOUT_SECONDS)
             await pipe.execute()
+        reason = "unknown_email" if not user else "inactive" if valid else "wrong_password"
+        await audit.security(
+            session=session,
+            action="sign_in_failed",
+            user_id=user.id if user else None,
+            details={"email": email, "reason": reason},
+            **where,
+        )
         raise Unauthorized("Wrong e-mail or password.", error="invalid_grant")
     await redis.delete(key)
     now = datetime.now(UTC)
@@ -70,6 +95,13 @@ async def login(
     )
     session.add(opened)
     await session.flush()
+    await audit.security(
+        session=session,
+        action="signed_in",
+        user_id=user.id,
+        details={"session_id": str(opened.id)},
+        **where,
+    )
     return await _issue(
         session=session,
         settings=settings,
@@ -128,7 +160,11 @@ async def refresh(
     if row.revoked_at is not None:
         # Someone holds a token that was already rotated: assume theft, end the whole session.
         await end_sessions(
-            session=session, ended=ended, ids=[row.family_id], reason=SessionEnd.TOKEN_REUSE
+            session=session,
+            ended=ended,
+            ids=[row.family_id],
+            reason=SessionEnd.TOKEN_REUSE,
+            where={"ip": ip, "user_agent": user_agent},
         )
         raise Unauthorized(
             "This refresh token was already used; the session is closed.", error="invalid_grant"
@@ -156,20 +192,28 @@ async def end_sessions(
     ended: EndedSessions,
     ids: list[uuid.UUID],
     reason: SessionEnd,
+    where: dict | None = None,
 ) -> int:
     """End these sessions (those not ended yet): their refresh tokens stop now, their access
-    tokens within SESSION_SYNC_SECONDS in every process (at once in this one)."""
+    tokens within SESSION_SYNC_SECONDS in every process (at once in this one). Each is audited
+    (``where``: the ip and user agent of the request that ended them)."""
     now = datetime.now(UTC)
-    ending = list(
-        (
-            await session.scalars(
-                update(UserSession)
-                .where(UserSession.id.in_(ids), UserSession.ended_at.is_(None))
-                .values(ended_at=now, end_reason=reason.value)
-                .returning(UserSession.id)
-            )
-        ).all()
-    )
+    ending = (
+        await session.execute(
+            update(UserSession)
+            .where(UserSession.id.in_(ids), UserSession.ended_at.is_(None))
+            .values(ended_at=now, end_reason=reason.value)
+            .returning(UserSession.id, UserSession.user_id)
+        )
+    ).all()
+    for session_id, user_id in ending:
+        await audit.security(
+            session=session,
+            action="session_ended",
+            user_id=user_id,
+            details={"session_id": str(session_id), "reason": reason.value},
+            **(where or {}),
+        )
     await session.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id.in_(ids), RefreshToken.revoked_at.is_(None))
@@ -180,14 +224,20 @@ async def end_sessions(
     return len(ending)
 
 
-async def logout(*, session: AsyncSession, ended: EndedSessions, user: User, token: str) -> None:
+async def logout(
+    *, session: AsyncSession, ended: EndedSessions, user: User, token: str, where: dict
+) -> None:
     """End the session the refresh token belongs to (idempotent for the caller's own tokens)."""
     row = await session.scalar(
         select(RefreshToken).where(RefreshToken.token_hash == security.hash_refresh_token(token))
     )
     if row is not None and row.user_id == user.id:
         await end_sessions(
-            session=session, ended=ended, ids=[row.family_id], reason=SessionEnd.LOGOUT
+            session=session,
+            ended=ended,
+            ids=[row.family_id],
+            reason=SessionEnd.LOGOUT,
+            where=where,
         )
 
 
@@ -211,6 +261,7 @@ async def update_me(
     name: str | None,
     password: str | None,
     current_password: str | None,
+    where: dict | None = None,
 ) -> User:
     """Name and password; a new password ends every other session of the person (a session
     someone stole ends with it)."""
@@ -221,11 +272,15 @@ async def update_me(
             # A well-formed request refused for who is asking: 403, not a malformed one (400).
             raise Forbidden("Setting a new password needs the current one as current_password.")
         user.password_hash = await passwords.hash(password)
+        await audit.security(
+            session=session, action="password_changed", user_id=user.id, **(where or {})
+        )
         await end_sessions(
             session=session,
             ended=ended,
             ids=await others(session=session, user=user, keep=current),
             reason=SessionEnd.PASSWORD_CHANGED,
+            where=where,
         )
     await session.flush()
     await session.refresh(user)

@@ -55,7 +55,12 @@ async def listed(*, session: AsyncSession, user: User, current: uuid.UUID | None
 
 
 async def end_one(
-    *, session: AsyncSession, ended: EndedSessions, user: User, session_id: uuid.UUID
+    *,
+    session: AsyncSession,
+    ended: EndedSessions,
+    user: User,
+    session_id: uuid.UUID,
+    where: dict,
 ) -> None:
     owned = await session.scalar(
         select(UserSession.id).where(
@@ -70,7 +75,12 @@ async def end_one(
 
 
 async def end_others(
-    *, session: AsyncSession, ended: EndedSessions, user: User, current: uuid.UUID | None
+    *,
+    session: AsyncSession,
+    ended: EndedSessions,
+    user: User,
+    current: uuid.UUID | None,
+    where: dict,
 ) -> int:
     """Every open session of the person but the one asking; how many ended."""
     return await end_sessions(
@@ -78,4 +88,5 @@ async def end_others(
         ended=ended,
         ids=await others(session=session, user=user, keep=current),
         reason=SessionEnd.ENDED_BY_USER,
+        where=where,
     )
