@@ -255,6 +255,26 @@ def rotate_token_key(c):
     _infra(c, "rotate-token-key")
 
 
+@task(
+    name="user-create",
+    positional=["email"],
+    help={
+        "email": "The account's e-mail address.",
+        "admin": "An administrator (invites people when REGISTRATION=invite).",
+        "name": "The person's name.",
+    },
+)
+def user_create(c, email, admin=False, name=""):
+    """Create an account in the dev environment; its generated password is printed once."""
+    _infra(c, "users", "create", email, *(["--admin"] if admin else []), "--name", name)
+
+
+@task(name="user-reset-password", positional=["email"], help={"email": "The account's e-mail."})
+def user_reset_password(c, email):
+    """A new password for an account (printed once); every session of it ends. No mail needed."""
+    _infra(c, "users", "reset-password", email)
+
+
 @task
 def demo(c):
     """Connect a sandbox institution end to end on the running dev environment, step by step."""
@@ -311,6 +331,8 @@ namespace = Collection(
     bench,
     demo,
     rotate_token_key,
+    user_create,
+    user_reset_password,
     migrate,
     migration,
     migrate_down,

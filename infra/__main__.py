@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     compose_files.add_argument("--production", action="store_true")
     sub.add_parser("demo")
     sub.add_parser("rotate-token-key")
+    users = sub.add_parser("users")
+    users.add_argument("users_args", nargs=argparse.REMAINDER)
     migrate = sub.add_parser("migrate")
     migrate.add_argument("migration_command", choices=workflows.MIGRATION_COMMANDS)
     migrate.add_argument("migration_args", nargs=argparse.REMAINDER)
@@ -98,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                 workflows.migrate(layout, args.migration_command, *args.migration_args)
             case "rotate-token-key":
                 workflows.rotate_token_key(layout)
+            case "users":
+                workflows.users(layout, *args.users_args)
             case "demo":
                 from infra import demo
 

@@ -116,6 +116,11 @@ def _trust_report(what: str, none_found: str, outcome: trust_store.Outcome) -> N
         raise InfraError("; ".join(outcome.failed))
 
 
+def users(layout: Layout, *args: str) -> None:
+    """`dashtam-users` against the development database (the servers must be up)."""
+    _run_initializer("dashtam_api.users", layout.dev_env_file, layout, *args, name="users")
+
+
 def _run_initializer(
     module: str, env_file: Path, layout: Layout, *args: str, name: str | None = None
 ) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.security import Passwords, decode_access_token, session_of
 from dashtam_api.context import AppContext
-from dashtam_api.errors import ACCOUNT_GONE, Unauthorized
+from dashtam_api.errors import ACCOUNT_GONE, Forbidden, Unauthorized
 from dashtam_api.health.service import HealthProbe
 from dashtam_core.config import Settings
 from dashtam_core.database import Database, Reader
@@ -103,6 +103,15 @@ async def get_current_user(subject: TokenSubjectDep, session: SessionDep) -> Use
 
 
 CurrentUserDep = Annotated[User, Depends(get_current_user)]
+
+
+async def get_admin(user: CurrentUserDep) -> User:
+    if not user.is_admin:
+        raise Forbidden("Only an administrator may do this.")
+    return user
+
+
+AdminDep = Annotated[User, Depends(get_admin)]
 
 
 async def get_current_session(request: Request, user: CurrentUserDep) -> uuid.UUID | None:

@@ -17,7 +17,8 @@ from pydantic import AfterValidator, WithJsonSchema
 email_validator.SPECIAL_USE_DOMAIN_NAMES.clear()
 
 
-def _valid(value: str) -> str:
+def valid(value: str) -> str:
+    """The address, normalised (its domain lowercased); ValueError says what is wrong."""
     try:
         checked = email_validator.validate_email(
             value, check_deliverability=False, globally_deliverable=False
@@ -27,6 +28,4 @@ def _valid(value: str) -> str:
     return checked.normalized
 
 
-Email = Annotated[
-    str, AfterValidator(_valid), WithJsonSchema({"type": "string", "format": "email"})
-]
+Email = Annotated[str, AfterValidator(valid), WithJsonSchema({"type": "string", "format": "email"})]

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from dashtam_api import __version__, docs, metrics, openapi
 from dashtam_api.accounts.router import router as accounts_router
+from dashtam_api.auth.admin_router import router as admin_router
 from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.router import router as auth_router
 from dashtam_api.auth.security import Passwords
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(transactions_router)
     app.include_router(providers_router)
     app.include_router(auth_router)
+    app.include_router(admin_router)
     app.include_router(connections_router)
     app.include_router(webhooks_router)
     if settings.ENVIRONMENT in ("development", "testing"):

@@ -68,6 +68,7 @@ class Problem(BaseModel):
 TAGS = [
     {"name": "health", "description": "Whether the API, its database and its cache are up."},
     {"name": "auth", "description": "Sign up, sign in, sessions and the signed-in person."},
+    {"name": "admin", "description": "Invitations to register (administrators only)."},
     {"name": "providers", "description": "The institutions a person has added."},
     {"name": "connections", "description": "Connecting a provider through OAuth2, and its tokens."},
     {"name": "accounts", "description": "Accounts, balances, positions, net worth and syncs."},

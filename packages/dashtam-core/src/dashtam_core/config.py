@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     # Users and sessions.
     ACCESS_TOKEN_MINUTES: int = Field(default=15, ge=1, le=24 * 60)
     REFRESH_TOKEN_DAYS: int = Field(default=30, ge=1, le=365)
+    # Who may register: anyone (open), whoever holds an administrator's invitation (invite), or
+    # nobody (closed: administrators create accounts with `inv user-create`). Unset: open in
+    # development and testing, invite everywhere else.
+    REGISTRATION: Literal["open", "invite", "closed"] | None = None
+    # An invitation can be used this long after it was made.
+    INVITATION_DAYS: int = Field(default=7, ge=1, le=365)
     # Each API process reads the sessions ended elsewhere this often: an access token of an
     # ended session stops working within it (auth/ended.py).
     SESSION_SYNC_SECONDS: float = Field(default=1.0, gt=0, le=60)
@@ -281,6 +287,12 @@ class Settings(BaseSettings):
     def local_environment(self) -> bool:
         """Development or testing: plain http and private webhook targets are allowed."""
         return self.ENVIRONMENT in ("development", "testing")
+
+    @property
+    def registration(self) -> str:
+        if self.REGISTRATION is None:
+            return "open" if self.local_environment else "invite"
+        return self.REGISTRATION
 
     @property
     def hsts_seconds(self) -> int:

@@ -8,7 +8,7 @@ from sqlmodel import SQLModel
 
 from dashtam_models.accounts import Account, BalanceDay, BalanceSnapshot, Position
 from dashtam_models.audit import ProviderAuditLog, SecurityAuditLog
-from dashtam_models.auth import RefreshToken, SessionEnd, UserSession
+from dashtam_models.auth import Invitation, RefreshToken, SessionEnd, UserSession
 from dashtam_models.provider import (
     ConnectionStatus,
     Provider,
@@ -39,6 +39,7 @@ __all__ = [
     "BalanceSnapshot",
     "ConnectionStatus",
     "DeliveryStatus",
+    "Invitation",
     "Position",
     "Provider",
     "ProviderAuditLog",

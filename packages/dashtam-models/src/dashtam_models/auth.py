@@ -50,3 +50,22 @@ class RefreshToken(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     user_agent: str | None = Field(default=None, sa_type=Text)
     created_at: datetime | None = created_at()
+
+
+class Invitation(SQLModel, table=True):
+    """A single-use invitation to register (REGISTRATION=invite), made by an administrator.
+    Only the token's SHA-256 is kept; the token is shown once, when it is made."""
+
+    __tablename__ = "invitations"
+
+    id: uuid.UUID | None = uuid_pk()
+    token_hash: str = Field(sa_type=Text, sa_column_kwargs={"nullable": False, "unique": True})
+    # When set, only this address may use it (case-insensitively).
+    email: str | None = Field(default=None, sa_type=Text)
+    note: str | None = Field(default=None, sa_type=Text)
+    created_by: uuid.UUID | None = foreign_key("users.id", ondelete="SET NULL", nullable=True)
+    created_at: datetime | None = created_at()
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True), nullable=False)
+    used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    used_by: uuid.UUID | None = foreign_key("users.id", ondelete="SET NULL", nullable=True)
+    revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -22,5 +22,7 @@ class User(SQLModel, table=True):
     # Null until a password is set (argon2 hash; never the password itself).
     password_hash: str | None = Field(default=None, sa_type=Text)
     is_active: bool = Field(default=True, sa_column_kwargs={"server_default": "true"})
+    # Administrators invite people (REGISTRATION=invite); `inv user-create --admin` makes one.
+    is_admin: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
     created_at: datetime | None = created_at()
     updated_at: datetime | None = updated_at()

@@ -35,17 +35,28 @@ def where(request: Request) -> dict:
 
 
 @router.post(
-    "/register", status_code=201, response_model=UserOut, responses=problems(409), name="register"
+    "/register",
+    status_code=201,
+    response_model=UserOut,
+    responses=problems(403, 409),
+    name="register",
 )
 async def register(
-    body: RegisterRequest, request: Request, session: SessionDep, passwords: PasswordsDep
+    body: RegisterRequest,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    passwords: PasswordsDep,
 ) -> UserOut:
+    """Create an account, as REGISTRATION allows: open, with an invitation, or not at all."""
     user = await service.register(
         session=session,
+        settings=settings,
         passwords=passwords,
         email=body.email,
         password=body.password,
         name=body.name,
+        invitation=body.invitation,
         where=where(request),
     )
     await session.commit()

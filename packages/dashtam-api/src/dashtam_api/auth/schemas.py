@@ -1,5 +1,6 @@
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +21,11 @@ class RegisterRequest(BaseModel):
     email: Email = Field(max_length=254)
     password: str = Field(min_length=12, max_length=256)
     name: CleanText = Field(default="", max_length=200)
+    invitation: str | None = Field(
+        default=None,
+        max_length=200,
+        description="An administrator's invitation (`dti_...`): needed when REGISTRATION=invite.",
+    )
 
 
 class LoginRequest(BaseModel):
@@ -62,6 +68,7 @@ class UserOut(BaseModel):
     id: uuid.UUID
     email: str
     name: str
+    is_admin: bool
     created_at: datetime
 
 
@@ -91,3 +98,32 @@ class SessionList(BaseModel):
 
 class SessionsEnded(BaseModel):
     ended: int = Field(description="How many sessions ended.")
+
+
+class InvitationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email | None = Field(
+        default=None, max_length=254, description="Only this address may use it."
+    )
+    note: CleanText | None = Field(default=None, max_length=200)
+
+
+class InvitationOut(BaseModel):
+    id: uuid.UUID
+    email: str | None
+    note: str | None
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+    state: Literal["open", "used", "expired", "revoked"]
+
+
+class InvitationCreated(InvitationOut):
+    token: str = Field(
+        description="Give it to the person (`invitation` when registering); shown once."
+    )
+
+
+class InvitationList(BaseModel):
+    items: list[InvitationOut]

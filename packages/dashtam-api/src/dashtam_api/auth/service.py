@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
-from dashtam_api.auth import security
+from dashtam_api.auth import invitations, security
 from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.schemas import TokenPair
 from dashtam_api.auth.security import Passwords
@@ -22,13 +22,26 @@ from dashtam_models import RefreshToken, SessionEnd, User, UserSession
 async def register(
     *,
     session: AsyncSession,
+    settings: Settings,
     passwords: Passwords,
     email: str,
     password: str,
     name: str,
+    invitation: str | None = None,
     where: dict | None = None,
 ) -> User:
-    """Create a user; a taken e-mail (case-insensitively) is a conflict."""
+    """Create a user, as REGISTRATION allows (an invitation is used up with it); a taken
+    e-mail (case-insensitively) is a conflict."""
+    if settings.registration == "closed":
+        raise Forbidden(
+            "Registration is closed on this instance: an administrator creates accounts.",
+            needs="administrator",
+        )
+    invited = (
+        await invitations.use(session=session, token=invitation, email=email)
+        if settings.registration == "invite"
+        else None
+    )
     user = User(email=email, name=name, password_hash=await passwords.hash(password))
     session.add(user)
     try:
@@ -37,7 +50,13 @@ async def register(
     except IntegrityError:
         raise Conflict("An account with this e-mail already exists.") from None
     await session.refresh(user)
-    await audit.security(session=session, action="registered", user_id=user.id, **(where or {}))
+    details = {}
+    if invited is not None:
+        invited.used_at, invited.used_by = datetime.now(UTC), user.id
+        details["invitation_id"] = str(invited.id)
+    await audit.security(
+        session=session, action="registered", user_id=user.id, details=details, **(where or {})
+    )
     return user
 
 
