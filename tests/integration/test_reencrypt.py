@@ -98,3 +98,25 @@ async def test_a_token_under_a_missing_key_stops_with_one_line(session, test_set
     assert result.returncode == 1
     assert "cannot be opened: sealed under unknown key 'k1'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_totp_secrets_move_to_the_newest_key_too(session, engine):
+    from dashtam_core.vault import totp_context
+    from dashtam_models import User
+
+    old = Vault.from_spec(K1)
+    user = User(email="totp@example.com", name="T")
+    session.add(user)
+    await session.flush()
+    user.totp_secret_encrypted = old.seal("JBSWY3DPEHPK3PXP", context=totp_context(user.id))
+    user.totp_key_id = "k1"
+    await session.commit()
+    rotated = Vault.from_spec(f"{K1},{K2}")
+    assert await reencrypt_webhook_secrets(engine, rotated) == 1
+    assert await reencrypt_webhook_secrets(engine, rotated) == 0
+    row = await session.scalar(select(User).execution_options(populate_existing=True))
+    assert row.totp_key_id == "k2"
+    assert (
+        Vault.from_spec(K2).open(row.totp_secret_encrypted, context=totp_context(row.id))
+        == "JBSWY3DPEHPK3PXP"
+    )

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # nobody (closed: administrators create accounts with `inv user-create`). Unset: open in
     # development and testing, invite everywhere else.
     REGISTRATION: Literal["open", "invite", "closed"] | None = None
+    # With a second factor on, a password opens a challenge this long, for this many codes.
+    SECOND_FACTOR_CHALLENGE_SECONDS: int = Field(default=300, ge=30, le=3600)
+    SECOND_FACTOR_ATTEMPTS: int = Field(default=5, ge=1, le=100)
     # An invitation can be used this long after it was made.
     INVITATION_DAYS: int = Field(default=7, ge=1, le=365)
     # Each API process reads the sessions ended elsewhere this often: an access token of an

@@ -15,12 +15,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from dashtam_core.cli import CommandError, run
 from dashtam_core.config import load_settings
 from dashtam_core.database import create_engine
-from dashtam_core.vault import Vault, VaultError, token_context, webhook_secret_context
+from dashtam_core.vault import (
+    Vault,
+    VaultError,
+    token_context,
+    totp_context,
+    webhook_secret_context,
+)
 from dashtam_models import (
     Provider,
     ProviderAuditLog,
     ProviderConnection,
     ProviderToken,
+    User,
     WebhookEndpoint,
 )
 
@@ -74,9 +81,25 @@ async def reencrypt(engine: AsyncEngine, vault: Vault) -> int:
 
 
 async def reencrypt_webhook_secrets(engine: AsyncEngine, vault: Vault) -> int:
-    """Re-seal webhook signing secrets not under the current key; how many changed."""
+    """Re-seal webhook signing secrets and TOTP secrets not under the current key; how many
+    changed."""
     changed = 0
     async with AsyncSession(engine, expire_on_commit=False) as session:
+        users = await session.scalars(
+            select(User)
+            .where(User.totp_secret_encrypted.isnot(None), User.totp_key_id != vault.current_key_id)
+            .with_for_update()
+        )
+        for user in users:
+            try:
+                plain = vault.open(user.totp_secret_encrypted, context=totp_context(user.id))
+            except VaultError as exc:
+                raise CommandError(
+                    f"TOTP secret of user {user.id} cannot be opened: {exc}"
+                ) from None
+            user.totp_secret_encrypted = vault.seal(plain, context=totp_context(user.id))
+            user.totp_key_id = vault.current_key_id
+            changed += 1
         endpoints = await session.scalars(
             select(WebhookEndpoint)
             .where(WebhookEndpoint.key_id != vault.current_key_id)
@@ -109,7 +132,7 @@ async def _main() -> int:
     finally:
         await engine.dispose()
     log.info(
-        "database %s: %d token row(s) re-sealed under key %s (and %d webhook secret(s))",
+        "database %s: %d token row(s) re-sealed under key %s (and %d webhook/TOTP secret(s))",
         settings.database_name,
         changed,
         vault.current_key_id,

@@ -34,6 +34,11 @@ def webhook_secret_context(endpoint_id: object) -> bytes:
     return f"webhook_endpoints:{endpoint_id}:secret".encode()
 
 
+def totp_context(user_id: object) -> bytes:
+    """Associated data binding a sealed TOTP secret to its user."""
+    return f"users:{user_id}:totp".encode()
+
+
 def parse_keys(spec: str) -> dict[str, bytes]:
     """``"k1:<b64>,k2:<b64>"`` -> ordered {key_id: 32-byte key}; ValueError says what is wrong."""
     keys: dict[str, bytes] = {}

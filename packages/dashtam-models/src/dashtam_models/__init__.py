@@ -8,7 +8,13 @@ from sqlmodel import SQLModel
 
 from dashtam_models.accounts import Account, BalanceDay, BalanceSnapshot, Position
 from dashtam_models.audit import ProviderAuditLog, SecurityAuditLog
-from dashtam_models.auth import Invitation, RefreshToken, SessionEnd, UserSession
+from dashtam_models.auth import (
+    Invitation,
+    RecoveryCode,
+    RefreshToken,
+    SessionEnd,
+    UserSession,
+)
 from dashtam_models.provider import (
     ConnectionStatus,
     Provider,
@@ -45,6 +51,7 @@ __all__ = [
     "ProviderAuditLog",
     "ProviderConnection",
     "ProviderToken",
+    "RecoveryCode",
     "RefreshToken",
     "SecurityAuditLog",
     "SessionEnd",

@@ -69,3 +69,16 @@ class Invitation(SQLModel, table=True):
     used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     used_by: uuid.UUID | None = foreign_key("users.id", ondelete="SET NULL", nullable=True)
     revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class RecoveryCode(SQLModel, table=True):
+    """One of a person's ten single-use second-factor recovery codes, as its SHA-256 (80 random
+    bits each: a fast hash does not make them guessable)."""
+
+    __tablename__ = "recovery_codes"
+
+    id: uuid.UUID | None = uuid_pk()
+    user_id: uuid.UUID = foreign_key("users.id", ondelete="CASCADE")
+    code_hash: str = Field(sa_type=Text, sa_column_kwargs={"nullable": False, "unique": True})
+    created_at: datetime | None = created_at()
+    used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

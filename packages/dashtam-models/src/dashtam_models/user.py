@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Text
+from sqlalchemy import BigInteger, DateTime, LargeBinary, Text
 from sqlalchemy.dialects.postgresql import CITEXT
 from sqlmodel import Field, SQLModel
 
@@ -24,5 +24,12 @@ class User(SQLModel, table=True):
     is_active: bool = Field(default=True, sa_column_kwargs={"server_default": "true"})
     # Administrators invite people (REGISTRATION=invite); `inv user-create --admin` makes one.
     is_admin: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
+    # TOTP second factor (auth/totp.py): the secret sealed by the vault (users:<id>:totp); it
+    # signs in only once enabled_at is set (a code confirmed it). The last time step a code was
+    # accepted for: a code is good once.
+    totp_secret_encrypted: bytes | None = Field(default=None, sa_type=LargeBinary)
+    totp_key_id: str | None = Field(default=None, sa_type=Text)
+    totp_enabled_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    totp_last_step: int | None = Field(default=None, sa_type=BigInteger)
     created_at: datetime | None = created_at()
     updated_at: datetime | None = updated_at()

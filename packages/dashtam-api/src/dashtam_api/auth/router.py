@@ -2,14 +2,20 @@ import uuid
 
 from fastapi import APIRouter, Request, Response
 
-from dashtam_api.auth import service, sessions
+from dashtam_api.auth import service, sessions, totp
 from dashtam_api.auth.schemas import (
     LoginRequest,
+    RecoveryCodes,
     RefreshRequest,
     RegisterRequest,
+    SecondFactorChallenge,
+    SecondFactorLogin,
     SessionList,
     SessionsEnded,
     TokenPair,
+    TotpConfirm,
+    TotpDisable,
+    TotpEnrollment,
     UpdateMeRequest,
     UserOut,
 )
@@ -21,6 +27,7 @@ from dashtam_api.deps import (
     RedisDep,
     SessionDep,
     SettingsDep,
+    VaultDep,
     client_ip,
 )
 from dashtam_api.errors import ProblemError
@@ -60,10 +67,15 @@ async def register(
         where=where(request),
     )
     await session.commit()
-    return UserOut.model_validate(user)
+    return UserOut.of(user)
 
 
-@router.post("/login", response_model=TokenPair, responses=problems(401, 429), name="login")
+@router.post(
+    "/login",
+    response_model=TokenPair | SecondFactorChallenge,
+    responses=problems(401, 429),
+    name="login",
+)
 async def login(
     body: LoginRequest,
     request: Request,
@@ -71,7 +83,7 @@ async def login(
     redis: RedisDep,
     settings: SettingsDep,
     passwords: PasswordsDep,
-) -> TokenPair:
+) -> TokenPair | dict:
     try:
         pair = await service.login(
             session=session,
@@ -88,6 +100,85 @@ async def login(
         raise
     await session.commit()
     return pair
+
+
+@router.post(
+    "/login/second-factor",
+    response_model=TokenPair,
+    responses=problems(401, 429),
+    name="login_second_factor",
+)
+async def login_second_factor(
+    body: SecondFactorLogin,
+    request: Request,
+    session: SessionDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    vault: VaultDep,
+) -> TokenPair:
+    """Complete a sign-in the password began: a TOTP code (good once) or a recovery code."""
+    try:
+        pair = await service.login_second_factor(
+            session=session,
+            redis=redis,
+            settings=settings,
+            vault=vault,
+            challenge=body.challenge,
+            code=body.code,
+            recovery_code=body.recovery_code,
+            user_agent=request.headers.get("user-agent"),
+            ip=client_ip(request),
+        )
+    except ProblemError:
+        await session.commit()  # the refusal's security audit row, and nothing else
+        raise
+    await session.commit()
+    return pair
+
+
+@router.post(
+    "/totp",
+    status_code=201,
+    response_model=TotpEnrollment,
+    responses=problems(409),
+    name="totp_enroll",
+)
+async def totp_enroll(user: CurrentUserDep, session: SessionDep, vault: VaultDep) -> dict:
+    """A new TOTP secret and its otpauth:// URI (shown once); it counts once confirmed."""
+    enrolled = await totp.enroll(session=session, vault=vault, user=user)
+    await session.commit()
+    return enrolled
+
+
+@router.post(
+    "/totp/confirm", response_model=RecoveryCodes, responses=problems(403, 409), name="totp_confirm"
+)
+async def totp_confirm(
+    body: TotpConfirm, request: Request, user: CurrentUserDep, session: SessionDep, vault: VaultDep
+) -> dict:
+    """Turn the second factor on with a code from the new secret; answers ten recovery codes."""
+    codes = await totp.confirm(
+        session=session, vault=vault, user=user, code=body.code, where=where(request)
+    )
+    await session.commit()
+    return codes
+
+
+@router.post("/totp/disable", status_code=204, responses=problems(403, 409), name="totp_disable")
+async def totp_disable(
+    body: TotpDisable, request: Request, user: CurrentUserDep, session: SessionDep, vault: VaultDep
+) -> Response:
+    """Turn the second factor off, with a current code or a recovery code."""
+    await totp.disable(
+        session=session,
+        vault=vault,
+        user=user,
+        code=body.code,
+        recovery_code=body.recovery_code,
+        where=where(request),
+    )
+    await session.commit()
+    return Response(status_code=204)
 
 
 @router.post("/refresh", response_model=TokenPair, responses=problems(401), name="refresh")
@@ -132,7 +223,7 @@ async def logout(
 
 @router.get("/me", response_model=UserOut, name="me")
 async def me(user: CurrentUserDep) -> UserOut:
-    return UserOut.model_validate(user)
+    return UserOut.of(user)
 
 
 @router.patch("/me", response_model=UserOut, responses=problems(403), name="update_me")
@@ -158,7 +249,7 @@ async def update_me(
         where=where(request),
     )
     await session.commit()
-    return UserOut.model_validate(user)
+    return UserOut.of(user)
 
 
 @router.get("/sessions", response_model=SessionList, name="list_sessions")

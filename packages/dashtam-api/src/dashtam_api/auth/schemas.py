@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dashtam_api.emails import Email
 from dashtam_api.text import CleanText
@@ -69,7 +69,19 @@ class UserOut(BaseModel):
     email: str
     name: str
     is_admin: bool
+    totp_enabled: bool = Field(description="A second factor (TOTP) is needed to sign in.")
     created_at: datetime
+
+    @classmethod
+    def of(cls, user) -> "UserOut":
+        return cls(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            is_admin=user.is_admin,
+            totp_enabled=user.totp_enabled_at is not None,
+            created_at=user.created_at,
+        )
 
 
 class TokenPair(BaseModel):
@@ -127,3 +139,54 @@ class InvitationCreated(InvitationOut):
 
 class InvitationList(BaseModel):
     items: list[InvitationOut]
+
+
+class SecondFactorChallenge(BaseModel):
+    """The password was right and a second factor is on: complete the sign-in with
+    POST /api/v1/auth/login/second-factor within ``expires_in`` seconds."""
+
+    second_factor_required: Literal[True] = True
+    challenge: str
+    expires_in: int
+
+
+class _OneCode(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str | None = Field(
+        default=None, max_length=12, description="The authenticator's current 6 digits."
+    )
+    recovery_code: str | None = Field(
+        default=None, max_length=40, description="One of the recovery codes (each works once)."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.code is None) == (self.recovery_code is None):
+            raise ValueError("give either code or recovery_code")
+        return self
+
+
+class SecondFactorLogin(_OneCode):
+    challenge: str = Field(min_length=10, max_length=100)
+
+
+class TotpDisable(_OneCode):
+    pass
+
+
+class TotpEnrollment(BaseModel):
+    secret: str = Field(description="Base32; shown only here.")
+    otpauth_uri: str = Field(description="For an authenticator app (as a QR code, say).")
+
+
+class TotpConfirm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=6, max_length=12)
+
+
+class RecoveryCodes(BaseModel):
+    recovery_codes: list[str] = Field(
+        description="Ten single-use codes for when the authenticator is lost; shown only here."
+    )

@@ -1,5 +1,7 @@
 """Users and their sessions. Services never commit: the router does, at the request boundary."""
 
+import hashlib
+import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -9,13 +11,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
-from dashtam_api.auth import invitations, security
+from dashtam_api.auth import invitations, security, totp
 from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.schemas import TokenPair
 from dashtam_api.auth.security import Passwords
 from dashtam_api.errors import Conflict, Forbidden, TooManyRequests, Unauthorized
 from dashtam_api.text import strip_nul
 from dashtam_core.config import Settings
+from dashtam_core.vault import Vault
 from dashtam_models import RefreshToken, SessionEnd, User, UserSession
 
 
@@ -64,21 +67,30 @@ def _throttle_key(email: str) -> str:
     return f"auth:login-failures:{email.lower()}"
 
 
-async def login(
+async def _refuse(
     *,
     session: AsyncSession,
     redis: Redis,
     settings: Settings,
-    passwords: Passwords,
-    email: str,
-    password: str,
-    user_agent: str | None,
-    ip: str | None,
-) -> TokenPair:
-    """Check the password (throttled per e-mail) and open a new session. A refusal leaves its
-    security audit row in the session: the caller commits it before answering."""
-    where = {"ip": ip, "user_agent": user_agent}
-    key = _throttle_key(email)
+    key: str,
+    user_id: uuid.UUID | None,
+    details: dict,
+    where: dict,
+) -> None:
+    """Count a failure against the address (passwords and second-factor codes alike) and
+    audit it."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, settings.LOGIN_LOCKOUT_SECONDS)
+        await pipe.execute()
+    await audit.security(
+        session=session, action="sign_in_failed", user_id=user_id, details=details, **where
+    )
+
+
+async def _throttled(
+    *, session: AsyncSession, redis: Redis, settings: Settings, key: str, email: str, where: dict
+) -> None:
     failures = int(await redis.get(key) or 0)
     if failures >= settings.LOGIN_MAX_FAILURES:
         retry_after = max(int(await redis.ttl(key)), 1)
@@ -90,36 +102,140 @@ async def login(
             **where,
         )
         raise TooManyRequests("Too many failed logins; try again later.", retry_after=retry_after)
+
+
+async def login(
+    *,
+    session: AsyncSession,
+    redis: Redis,
+    settings: Settings,
+    passwords: Passwords,
+    email: str,
+    password: str,
+    user_agent: str | None,
+    ip: str | None,
+) -> TokenPair | dict:
+    """Check the password (throttled per e-mail) and open a new session, or, with a second
+    factor on, answer a short-lived challenge that login_second_factor completes. A refusal
+    leaves its security audit row in the session: the caller commits it before answering."""
+    where = {"ip": ip, "user_agent": user_agent}
+    key = _throttle_key(email)
+    await _throttled(
+        session=session, redis=redis, settings=settings, key=key, email=email, where=where
+    )
     user = await session.scalar(select(User).where(User.email == email))
     valid = await passwords.verify(password, user.password_hash if user else None)
     if not user or not valid or not user.is_active:
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, settings.LOGIN_LOCKOUT_SECONDS)
-            await pipe.execute()
         reason = "unknown_email" if not user else "inactive" if valid else "wrong_password"
-        await audit.security(
+        await _refuse(
             session=session,
-            action="sign_in_failed",
+            redis=redis,
+            settings=settings,
+            key=key,
             user_id=user.id if user else None,
             details={"email": email, "reason": reason},
-            **where,
+            where=where,
         )
         raise Unauthorized("Wrong e-mail or password.", error="invalid_grant")
+    if user.totp_enabled_at is not None:
+        challenge = secrets.token_urlsafe(32)
+        await redis.set(
+            _challenge_key(challenge), str(user.id), ex=settings.SECOND_FACTOR_CHALLENGE_SECONDS
+        )
+        return {
+            "second_factor_required": True,
+            "challenge": challenge,
+            "expires_in": settings.SECOND_FACTOR_CHALLENGE_SECONDS,
+        }
     await redis.delete(key)
+    return await _open(session=session, settings=settings, user=user, where=where)
+
+
+def _challenge_key(challenge: str) -> str:
+    return f"auth:second-factor:{hashlib.sha256(challenge.encode()).hexdigest()}"
+
+
+async def login_second_factor(
+    *,
+    session: AsyncSession,
+    redis: Redis,
+    settings: Settings,
+    vault: Vault,
+    challenge: str,
+    code: str | None,
+    recovery_code: str | None,
+    user_agent: str | None,
+    ip: str | None,
+) -> TokenPair:
+    """Complete a sign-in with a TOTP code (good once) or an unused recovery code. Wrong codes
+    count against the address as wrong passwords do; a challenge takes at most
+    SECOND_FACTOR_ATTEMPTS."""
+    where = {"ip": ip, "user_agent": user_agent}
+    challenge_key = _challenge_key(challenge)
+    user_id = await redis.get(challenge_key)
+    if isinstance(user_id, bytes):
+        user_id = user_id.decode()
+    user = await session.get(User, uuid.UUID(user_id)) if user_id else None
+    if user is None or not user.is_active or user.totp_enabled_at is None:
+        raise Unauthorized(
+            "This sign-in challenge is unknown or has expired: sign in again.",
+            error="invalid_grant",
+        )
+    key = _throttle_key(user.email)
+    await _throttled(
+        session=session, redis=redis, settings=settings, key=key, email=user.email, where=where
+    )
+    used = await totp.check(
+        session=session, vault=vault, user=user, code=code, recovery_code=recovery_code
+    )
+    if used is None:
+        attempts = await redis.hincrby(f"{challenge_key}:attempts", "n", 1)
+        await redis.expire(f"{challenge_key}:attempts", settings.SECOND_FACTOR_CHALLENGE_SECONDS)
+        if attempts >= settings.SECOND_FACTOR_ATTEMPTS:
+            await redis.delete(challenge_key)
+        await _refuse(
+            session=session,
+            redis=redis,
+            settings=settings,
+            key=key,
+            user_id=user.id,
+            details={"email": user.email, "reason": "wrong_second_factor"},
+            where=where,
+        )
+        raise Unauthorized("That code is not valid (or was used already).", error="invalid_grant")
+    await redis.delete(challenge_key, f"{challenge_key}:attempts", key)
+    if used == "recovery_code":
+        await audit.security(session=session, action="recovery_code_used", user_id=user.id, **where)
+    return await _open(
+        session=session, settings=settings, user=user, where=where, second_factor=used
+    )
+
+
+async def _open(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    where: dict,
+    second_factor: str | None = None,
+) -> TokenPair:
+    """A new session for the person, and its first tokens."""
     now = datetime.now(UTC)
-    user_agent = strip_nul(user_agent or "")[:300] or None
+    user_agent = strip_nul(where.get("user_agent") or "")[:300] or None
     opened = UserSession(
-        id=uuid.uuid4(), user_id=user.id, last_used_at=now, ip=ip, user_agent=user_agent
+        id=uuid.uuid4(),
+        user_id=user.id,
+        last_used_at=now,
+        ip=where.get("ip"),
+        user_agent=user_agent,
     )
     session.add(opened)
     await session.flush()
+    details = {"session_id": str(opened.id)}
+    if second_factor:
+        details["second_factor"] = second_factor
     await audit.security(
-        session=session,
-        action="signed_in",
-        user_id=user.id,
-        details={"session_id": str(opened.id)},
-        **where,
+        session=session, action="signed_in", user_id=user.id, details=details, **where
     )
     return await _issue(
         session=session,
