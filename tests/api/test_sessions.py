@@ -75,8 +75,9 @@ async def test_a_password_change_ends_the_stolen_session_everywhere(
         is_problem(await refreshed(client, thief), 401)
         is_problem(await client.get("/api/v1/auth/me", headers=bearer(thief)), 401)
         # ...and in the other within SESSION_SYNC_SECONDS (1 s), not at its expiry (15 min).
-        took = await until_refused(other, bearer(thief), within=5)
-        assert took <= test_settings.SESSION_SYNC_SECONDS + 1.5
+        # (The bound leaves room for a loaded machine; the token's own expiry is 15 minutes.)
+        took = await until_refused(other, bearer(thief), within=10)
+        assert took <= test_settings.SESSION_SYNC_SECONDS + 4
 
     # The owner's own session goes on.
     assert (await client.get("/api/v1/auth/me", headers=bearer(owner))).status_code == 200
