@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 
 EXPECTED = {
-    "auth": {"auth_login", "auth_refresh", "auth_list_sessions", "auth_end_session"},
+    "auth": {
+        "auth_login",
+        "auth_refresh",
+        "auth_list_sessions",
+        "auth_end_session",
+        "auth_security_events",
+    },
     "providers": {"providers_create", "providers_list", "providers_get", "providers_delete"},
     "connections": {"connections_start", "connections_status", "connections_revoke"},
     "accounts": {"accounts_list", "accounts_sync", "accounts_sync_runs", "accounts_net_worth"},

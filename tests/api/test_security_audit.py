@@ -54,3 +54,41 @@ async def test_the_security_audit_records_an_account_s_life(client, sign_up, ses
     written = str(rows)
     for secret in (password, "not the password", "a brand new pass phrase"):
         assert secret not in written
+
+
+async def test_a_person_reads_their_own_security_events_by_cursor(client, sign_up):
+    owner, _other, (email, _password) = await signed_in_twice(client, sign_up)
+    wrong = await client.post(
+        "/api/v1/auth/login",
+        json={"email": email, "password": "not the password"},
+        headers={"User-Agent": FIREFOX},
+    )
+    assert wrong.status_code == 401
+    page = await client.get("/api/v1/auth/security-events", headers=bearer(owner))
+    assert page.status_code == 200, page.text
+    items = page.json()["items"]
+    assert Counter(i["action"] for i in items) == {
+        "registered": 1,
+        "signed_in": 3,
+        "sign_in_failed": 1,
+    }
+    (failed,) = [i for i in items if i["action"] == "sign_in_failed"]
+    assert failed["details"]["reason"] == "wrong_password"
+    assert (failed["ip"], failed["device"]) == ("127.0.0.1", "Firefox 128 on Linux")
+
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        answer = await client.get(
+            "/api/v1/auth/security-events", headers=bearer(owner), params=params
+        )
+        seen += [i["id"] for i in answer.json()["items"]]
+        cursor = answer.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(i["id"] for i in items)
+    assert len(seen) == len(set(seen))
+
+    stranger, _, _ = await sign_up()
+    theirs = (await client.get("/api/v1/auth/security-events", headers=stranger)).json()
+    assert {i["id"] for i in theirs["items"]}.isdisjoint(seen)

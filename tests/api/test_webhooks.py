@@ -477,3 +477,16 @@ async def test_metrics_count_deliveries_and_show_the_outbox(client, session, rec
     assert (moved("delivered"), moved("retrying")) == (1, 1)
     assert after[("dashtam_webhook_outbox_due", frozenset())] == 0  # the retry is not due yet
     assert after[("dashtam_webhook_outbox_oldest_due_seconds", frozenset())] == 0
+
+
+async def test_an_answer_is_read_up_to_a_small_limit(client, session, receiver):
+    """A receiver that answers a megabyte: the attempt keeps 200 characters of it (and the
+    dispatcher stops reading at 2 KiB: dispatch.ANSWER_LIMIT)."""
+    ctx = client._transport.app.state.ctx
+    headers = await signed_in(client, "hooks-big")
+    created = await registered(client, headers, receiver.url)
+    await client.post(f"/api/v1/webhooks/{created['id']}/test", headers=headers)
+    receiver.answers.append((500, 0.0, b"x" * 1_000_000))
+    assert (await dispatched(ctx)) == {"retrying": 1}
+    (attempt,) = (await deliveries_of(client, headers, created["id"]))["items"]
+    assert attempt["error"] == "answered 500: " + "x" * dispatch.ERROR_EXCERPT

@@ -1,4 +1,5 @@
 import uuid
+from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 
@@ -10,6 +11,8 @@ from dashtam_api.auth.schemas import (
     RegisterRequest,
     SecondFactorChallenge,
     SecondFactorLogin,
+    SecurityEventPage,
+    SecurityEventQuery,
     SessionList,
     SessionsEnded,
     TokenPair,
@@ -32,8 +35,10 @@ from dashtam_api.deps import (
 )
 from dashtam_api.errors import ProblemError
 from dashtam_api.openapi import problems
+from dashtam_api.query import QueryModel, QueryRoute
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=QueryRoute)
+SecurityEventQueryDep = Annotated[SecurityEventQuery, QueryModel(SecurityEventQuery)]
 
 
 def where(request: Request) -> dict:
@@ -292,3 +297,19 @@ async def end_other_sessions(
     )
     await session.commit()
     return {"ended": count}
+
+
+@router.get(
+    "/security-events",
+    response_model=SecurityEventPage,
+    responses=problems(400),
+    name="security_events",
+)
+async def security_events(
+    user: CurrentUserDep, session: SessionDep, query: SecurityEventQueryDep
+) -> dict:
+    """Your account's security audit, newest first: sign-ins and refusals (with where they came
+    from), sessions ended, password and second-factor changes."""
+    return await sessions.security_events(
+        session=session, user=user, limit=query.limit, cursor=query.cursor
+    )

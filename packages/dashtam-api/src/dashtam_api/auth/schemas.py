@@ -190,3 +190,30 @@ class RecoveryCodes(BaseModel):
     recovery_codes: list[str] = Field(
         description="Ten single-use codes for when the authenticator is lost; shown only here."
     )
+
+
+class SecurityEventQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(20, ge=1, le=100, description="Events per page.")
+    cursor: str | None = Field(
+        None, max_length=200, description="`next_cursor` of the page before."
+    )
+
+
+class SecurityEventOut(BaseModel):
+    id: uuid.UUID
+    action: str = Field(
+        description="signed_in, sign_in_failed, password_changed, session_ended, "
+        "second_factor_enabled, ... (docs/security.md)"
+    )
+    details: dict = Field(description="What the event says (a reason, a session id); no secret.")
+    ip: str | None
+    device: str
+    created_at: datetime
+
+
+class SecurityEventPage(BaseModel):
+    items: list[SecurityEventOut]
+    limit: int
+    next_cursor: str | None

@@ -1,16 +1,18 @@
-"""A person's sessions: listed with where they were made and with what, ended one or all."""
+"""A person's sessions: listed with where they were made and with what, ended one or all; and
+their own security audit."""
 
 import functools
 import uuid
 
 import ua_parser
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.service import end_sessions, others
+from dashtam_api.cursors import decode_cursor, encode_cursor
 from dashtam_api.errors import NotFound
-from dashtam_models import SessionEnd, User, UserSession
+from dashtam_models import SecurityAuditLog, SessionEnd, User, UserSession
 
 
 @functools.lru_cache(maxsize=1024)
@@ -90,3 +92,41 @@ async def end_others(
         reason=SessionEnd.ENDED_BY_USER,
         where=where,
     )
+
+
+async def security_events(
+    *, session: AsyncSession, user: User, limit: int, cursor: str | None
+) -> dict:
+    """The person's own security audit, newest first (`cursor` pages)."""
+    query = select(SecurityAuditLog).where(SecurityAuditLog.user_id == user.id)
+    if cursor is not None:
+        at, event_id = decode_cursor(cursor)
+        query = query.where(
+            tuple_(SecurityAuditLog.created_at, SecurityAuditLog.id) < tuple_(at, event_id)
+        )
+    rows = list(
+        (
+            await session.scalars(
+                query.order_by(
+                    SecurityAuditLog.created_at.desc(), SecurityAuditLog.id.desc()
+                ).limit(limit + 1)
+            )
+        ).all()
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "items": [
+            {
+                "id": row.id,
+                "action": row.action,
+                "details": row.details,
+                "ip": str(row.ip_address) if row.ip_address else None,
+                "device": device(row.user_agent),
+                "created_at": row.created_at,
+            }
+            for row in rows
+        ],
+        "limit": limit,
+        "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None,
+    }
