@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.institution",
     "tests.fixtures.receiver",
+    "tests.fixtures.smtp",
 ]
 
 

@@ -107,6 +107,25 @@ class AppContext:
             if connection.is_idle():
                 await connection.aclose()
 
+    def in_background(self, what: str, work: Awaitable[object]) -> None:
+        """Run ``work`` after the request has been answered (a mail to send, say); a failure
+        is logged, never raised. Kept until done, cancelled at close."""
+        task = asyncio.ensure_future(self._logged(what, work))
+        self._when_back.add(task)
+        task.add_done_callback(self._when_back.discard)
+
+    async def settle(self) -> None:
+        """Until the background work under way has finished (what a test waits for)."""
+        while self._when_back:
+            await asyncio.gather(*list(self._when_back), return_exceptions=True)
+
+    @staticmethod
+    async def _logged(what: str, work: Awaitable[object]) -> None:
+        try:
+            await work
+        except Exception as exc:
+            log.warning("%s failed: %s", what, root_cause(exc))
+
     def when_back(
         self, what: str, write: Callable[[], Awaitable[object]], *, within: float
     ) -> None:

@@ -16,6 +16,7 @@ from dashtam_api import __version__, docs, metrics, openapi
 from dashtam_api.accounts.router import router as accounts_router
 from dashtam_api.auth.admin_router import router as admin_router
 from dashtam_api.auth.ended import EndedSessions
+from dashtam_api.auth.reset_page import router as reset_page_router
 from dashtam_api.auth.router import router as auth_router
 from dashtam_api.auth.security import Passwords
 from dashtam_api.connections.oauth import tls_context
@@ -25,6 +26,7 @@ from dashtam_api.headers import SecurityHeaders
 from dashtam_api.health.router import router as health_router
 from dashtam_api.health.service import HealthProbe
 from dashtam_api.jobs.loops import Jobs
+from dashtam_api.mail import Mailer
 from dashtam_api.problems import install_problem_handlers
 from dashtam_api.providers.registry import build_registry
 from dashtam_api.providers.router import router as providers_router
@@ -131,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.passwords = Passwords(settings)
     app.state.registry = build_registry(settings)
     app.state.tls = tls_context(settings.CA_CERT_FILE)
+    app.state.mailer = Mailer(settings, app.state.tls)
     install_problem_handlers(app)
     app.add_middleware(SecurityHeaders, hsts_seconds=settings.hsts_seconds)
     openapi.install(app)
@@ -144,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(providers_router)
     app.include_router(auth_router)
     app.include_router(admin_router)
+    app.include_router(reset_page_router)
     app.include_router(connections_router)
     app.include_router(webhooks_router)
     if settings.ENVIRONMENT in ("development", "testing"):

@@ -11,6 +11,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import (
@@ -104,6 +105,14 @@ class Settings(BaseSettings):
     # nobody (closed: administrators create accounts with `inv user-create`). Unset: open in
     # development and testing, invite everywhere else.
     REGISTRATION: Literal["open", "invite", "closed"] | None = None
+    # Mail (password reset): smtp://[user:password@]host:port (STARTTLS, required) or smtps://
+    # (TLS from the start); the server's certificate is verified (the system's CAs and the
+    # project's). Empty: no mail is sent (a reset answers 503; `inv user-reset-password`).
+    SMTP_URL: str = ""
+    MAIL_FROM: str = "Dashtam <dashtam@localhost>"
+    SMTP_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=120)
+    # A password reset link works once, for this long.
+    PASSWORD_RESET_MINUTES: int = Field(default=30, ge=5, le=24 * 60)
     # With a second factor on, a password opens a challenge this long, for this many codes.
     SECOND_FACTOR_CHALLENGE_SECONDS: int = Field(default=300, ge=30, le=3600)
     SECOND_FACTOR_ATTEMPTS: int = Field(default=5, ge=1, le=100)
@@ -242,6 +251,13 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(part, strict=False)
             except ValueError:
                 raise ValueError(f"{part!r} is not an IP address or network") from None
+        return value
+
+    @field_validator("SMTP_URL")
+    @classmethod
+    def _smtp_url(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in ("smtp", "smtps"):
+            raise ValueError("must be smtp://host:port (STARTTLS) or smtps://host:port (TLS)")
         return value
 
     @field_validator("REDIS_URL")

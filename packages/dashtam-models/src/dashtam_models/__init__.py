@@ -10,6 +10,7 @@ from dashtam_models.accounts import Account, BalanceDay, BalanceSnapshot, Positi
 from dashtam_models.audit import ProviderAuditLog, SecurityAuditLog
 from dashtam_models.auth import (
     Invitation,
+    PasswordReset,
     RecoveryCode,
     RefreshToken,
     SessionEnd,
@@ -46,6 +47,7 @@ __all__ = [
     "ConnectionStatus",
     "DeliveryStatus",
     "Invitation",
+    "PasswordReset",
     "Position",
     "Provider",
     "ProviderAuditLog",

@@ -82,3 +82,16 @@ class RecoveryCode(SQLModel, table=True):
     code_hash: str = Field(sa_type=Text, sa_column_kwargs={"nullable": False, "unique": True})
     created_at: datetime | None = created_at()
     used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class PasswordReset(SQLModel, table=True):
+    """A password reset link: single use, short-lived; only the token's SHA-256 is kept."""
+
+    __tablename__ = "password_resets"
+
+    id: uuid.UUID | None = uuid_pk()
+    user_id: uuid.UUID = foreign_key("users.id", ondelete="CASCADE")
+    token_hash: str = Field(sa_type=Text, sa_column_kwargs={"nullable": False, "unique": True})
+    created_at: datetime | None = created_at()
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True), nullable=False)
+    used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -3,12 +3,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 
-from dashtam_api.auth import service, sessions, totp
+from dashtam_api.auth import resets, service, sessions, totp
 from dashtam_api.auth.schemas import (
     LoginRequest,
     RecoveryCodes,
     RefreshRequest,
     RegisterRequest,
+    ResetAsk,
+    ResetAsked,
+    ResetComplete,
     SecondFactorChallenge,
     SecondFactorLogin,
     SecurityEventPage,
@@ -23,6 +26,7 @@ from dashtam_api.auth.schemas import (
     UserOut,
 )
 from dashtam_api.deps import (
+    ContextDep,
     CurrentSessionDep,
     CurrentUserDep,
     EndedSessionsDep,
@@ -313,3 +317,46 @@ async def security_events(
     return await sessions.security_events(
         session=session, user=user, limit=query.limit, cursor=query.cursor
     )
+
+
+ASKED = "If an account has this address, a link to reset its password is on its way."
+
+
+@router.post(
+    "/password-reset",
+    status_code=202,
+    response_model=ResetAsked,
+    responses=problems(503),
+    name="password_reset",
+)
+async def password_reset(body: ResetAsk, request: Request, ctx: ContextDep) -> dict:
+    """Mail a single-use link to reset the password. The same answer, as fast, whether the
+    address has an account or not."""
+    resets.ask(ctx=ctx, mailer=request.app.state.mailer, email=body.email, where=where(request))
+    return {"detail": ASKED}
+
+
+@router.post(
+    "/password-reset/complete",
+    status_code=204,
+    responses=problems(400),
+    name="password_reset_complete",
+)
+async def password_reset_complete(
+    body: ResetComplete,
+    request: Request,
+    session: SessionDep,
+    passwords: PasswordsDep,
+    ended: EndedSessionsDep,
+) -> Response:
+    """Set a new password with the link's token; every session of the account ends."""
+    await resets.complete(
+        session=session,
+        passwords=passwords,
+        ended=ended,
+        token=body.token,
+        password=body.password,
+        where=where(request),
+    )
+    await session.commit()
+    return Response(status_code=204)

@@ -217,3 +217,20 @@ class SecurityEventPage(BaseModel):
     items: list[SecurityEventOut]
     limit: int
     next_cursor: str | None
+
+
+class ResetAsk(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email = Field(max_length=254)
+
+
+class ResetAsked(BaseModel):
+    detail: str
+
+
+class ResetComplete(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=10, max_length=100, description="From the link (`dtr_...`).")
+    password: str = Field(min_length=12, max_length=256)

@@ -1,0 +1,127 @@
+"""Password reset by mail: a single-use link that works PASSWORD_RESET_MINUTES.
+
+Asking answers the same 202, as fast, whether the address has an account or not: the lookup,
+the link and the mail happen after the answer (in the background), so neither the answer nor
+its timing tells anyone which addresses exist. Only the token's SHA-256 is kept. Using the link
+sets the password, uses up every other link of the account, and ends every session.
+"""
+
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dashtam_api.audit import service as audit
+from dashtam_api.auth.ended import EndedSessions
+from dashtam_api.auth.security import Passwords
+from dashtam_api.auth.service import end_sessions, others
+from dashtam_api.context import AppContext
+from dashtam_api.errors import BadRequest, ProblemError
+from dashtam_api.mail import Mailer
+from dashtam_models import PasswordReset, SessionEnd, User
+
+PREFIX = "dtr_"
+
+
+class MailUnavailable(ProblemError):
+    status = 503
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This instance sends no mail (SMTP_URL is empty): an administrator can set a new "
+            "password with `inv user-reset-password`."
+        )
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def link(settings, token: str) -> str:
+    return f"{settings.API_BASE_URL.rstrip('/')}/reset-password?token={token}"
+
+
+def ask(*, ctx: AppContext, mailer: Mailer, email: str, where: dict) -> None:
+    """Send a link if the address has an account, after the answer; the answer is the same."""
+    if not mailer.enabled:
+        raise MailUnavailable()
+    ctx.in_background("a password reset mail", _send_link(ctx, mailer, email, where))
+
+
+async def _send_link(ctx: AppContext, mailer: Mailer, email: str, where: dict) -> None:
+    settings = ctx.settings
+    token = PREFIX + secrets.token_urlsafe(32)
+    async with ctx.sessions() as session:
+        user = await session.scalar(select(User).where(User.email == email))
+        if user is None or not user.is_active:
+            return
+        session.add(
+            PasswordReset(
+                user_id=user.id,
+                token_hash=_hash(token),
+                expires_at=datetime.now(UTC) + timedelta(minutes=settings.PASSWORD_RESET_MINUTES),
+            )
+        )
+        await audit.security(
+            session=session, action="password_reset_requested", user_id=user.id, **where
+        )
+        await session.commit()
+        to = user.email
+    minutes = settings.PASSWORD_RESET_MINUTES
+    text = (
+        "Someone (we hope you) asked to reset the password of your Dashtam account.\n\n"
+        f"Choose a new password here, within {minutes} minutes (the link works once):\n\n"
+        f"  {link(settings, token)}\n\n"
+        "Every device signed in to the account is signed out when you do.\n"
+        "If you did not ask, ignore this mail: your password stays as it is.\n"
+    )
+    await mailer.send(mailer.message(to=to, subject="Reset your Dashtam password", text=text))
+
+
+async def complete(
+    *,
+    session: AsyncSession,
+    passwords: Passwords,
+    ended: EndedSessions,
+    token: str,
+    password: str,
+    where: dict,
+) -> User:
+    """Set the new password with a valid link; every session of the account ends."""
+    reset = await session.scalar(
+        select(PasswordReset)
+        .where(
+            PasswordReset.token_hash == _hash(token),
+            PasswordReset.used_at.is_(None),
+            PasswordReset.expires_at > func.now(),
+        )
+        .with_for_update()
+    )
+    if reset is None:
+        raise BadRequest(
+            "This reset link does not work: it was used, it expired, or it was never sent. "
+            "Ask for a new one.",
+            parameter="token",
+        )
+    user = await session.get(User, reset.user_id)
+    now = datetime.now(UTC)
+    await session.execute(  # this link, and every other still open for the account
+        update(PasswordReset)
+        .where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
+        .values(used_at=now)
+    )
+    user.password_hash = await passwords.hash(password)
+    await audit.security(
+        session=session, action="password_reset", user_id=user.id, details={"by": "mail"}, **where
+    )
+    await end_sessions(
+        session=session,
+        ended=ended,
+        ids=await others(session=session, user=user, keep=None),
+        reason=SessionEnd.PASSWORD_CHANGED,
+        where=where,
+    )
+    await session.flush()
+    return user

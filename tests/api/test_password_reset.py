@@ -1,0 +1,143 @@
+"""Password reset by mail, end to end through a real SMTP server (STARTTLS, the project's CA):
+the same answer, as fast, for a known and an unknown address; the link's page works once and
+ends every session; no mail configured is a clear 503."""
+
+import asyncio
+import re
+import statistics
+import time
+
+import pytest
+from sqlalchemy import select
+
+from dashtam_models import SecurityAuditLog
+from tests.api.test_auth import is_problem
+from tests.api.test_sessions import bearer, until_refused
+from tests.fixtures.institution import client_of
+
+PASSWORD = "correct horse battery"
+NEW = "a brand new pass phrase"
+
+
+async def mail_to(server, address: str, within: float = 10.0):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        messages = server.to(address)
+        if messages:
+            return messages
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no mail to {address} within {within} s")
+
+
+async def test_a_reset_link_arrives_and_works_once(test_settings, connection, mail_server, session):
+    settings = test_settings.model_copy(update={"SMTP_URL": mail_server.url})
+    async with client_of(settings, connection) as client:
+        email = "reset-me@home.lan"
+        await client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+        tokens = (
+            await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+        ).json()
+
+        asked = await client.post("/api/v1/auth/password-reset", json={"email": email})
+        assert asked.status_code == 202, asked.text
+        (message,) = await mail_to(mail_server, email)
+        assert message["Subject"] == "Reset your Dashtam password"
+        assert message["X-Dashtam-Environment"] == "testing"
+        body = message.get_content()
+        link = re.search(r"https://\S+/reset-password\?token=(dtr_\S+)", body)
+        assert link, body
+        token = link.group(1)
+
+        # The link's page: a form without script, then the new password set through it.
+        page = await client.get(f"/reset-password?token={token}")
+        assert page.status_code == 200
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert f'value="{token}"' in page.text
+        done = await client.post("/reset-password", data={"token": token, "password": NEW})
+        assert done.status_code == 200, done.text
+        assert "Password changed" in done.text
+
+        # Once only; the old password and the old session are gone, the new password works.
+        again = await client.post("/reset-password", data={"token": token, "password": NEW})
+        assert again.status_code == 400
+        assert "does not work" in again.text
+        is_problem(
+            await client.post(
+                "/api/v1/auth/password-reset/complete", json={"token": token, "password": NEW}
+            ),
+            400,
+        )
+        await until_refused(client, bearer(tokens), within=5)
+        old = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+        assert old.status_code == 401
+        new = await client.post("/api/v1/auth/login", json={"email": email, "password": NEW})
+        assert new.status_code == 200
+    actions = set((await session.scalars(select(SecurityAuditLog.action))).all())
+    assert {"password_reset_requested", "password_reset", "session_ended"} <= actions
+
+
+async def test_a_known_and_an_unknown_address_get_the_same_answer_as_fast(
+    test_settings, connection, mail_server
+):
+    settings = test_settings.model_copy(update={"SMTP_URL": mail_server.url})
+    async with client_of(settings, connection) as client:
+        known = "known@example.com"
+        await client.post("/api/v1/auth/register", json={"email": known, "password": PASSWORD})
+
+        async def asked(address: str) -> tuple[int, str, float]:
+            started = time.perf_counter()
+            answer = await client.post("/api/v1/auth/password-reset", json={"email": address})
+            took = time.perf_counter() - started
+            # The lookup and the mail, after the answer: done before the next request (here
+            # they share the test's one database connection).
+            await client.app.state.ctx.settle()
+            return answer.status_code, answer.text, took
+
+        times: dict[str, list[float]] = {"known": [], "unknown": []}
+        answers = set()
+        for n in range(8):  # alternating, so the machine's drift touches both alike
+            for kind, address in (("known", known), ("unknown", f"nobody{n}@example.com")):
+                status, text, took = await asked(address)
+                answers.add((status, text))
+                times[kind].append(took)
+        assert len(answers) == 1  # the very same answer
+        assert answers.pop()[0] == 202
+        await mail_to(mail_server, known)
+        assert [m for m in mail_server.messages if "nobody" in m["To"]] == []
+        # The answer comes before any lookup: medians within a few milliseconds of each other
+        # (a generous bound for a shared machine; the mail itself is sent afterwards).
+        medians = [statistics.median(t) for t in times.values()]
+        assert abs(medians[0] - medians[1]) < max(0.015, 0.5 * min(medians)), times
+
+
+async def test_no_mail_configured_is_a_clear_503_for_everyone(client):
+    for address in ("someone@example.com", "nobody@example.com"):
+        answer = await client.post("/api/v1/auth/password-reset", json={"email": address})
+        is_problem(answer, 503)
+        assert "inv user-reset-password" in answer.text
+
+
+async def test_a_server_without_tls_is_refused(test_settings):
+    """STARTTLS is required: a plain SMTP server on the other end is an error, not a
+    cleartext mail (checked against a listener that offers no STARTTLS)."""
+    from aiosmtpd.controller import Controller
+
+    from dashtam_api.connections.oauth import tls_context
+    from dashtam_api.mail import Mailer, MailError
+    from tests.fixtures.receiver import free_port
+
+    class Sink:
+        async def handle_DATA(self, server, session, envelope):
+            return "250 kept"
+
+    port = free_port()
+    plain = Controller(Sink(), hostname="127.0.0.1", port=port)
+    plain.start()
+    try:
+        settings = test_settings.model_copy(update={"SMTP_URL": f"smtp://localhost:{port}"})
+        mailer = Mailer(settings, tls_context(settings.CA_CERT_FILE))
+        message = mailer.message(to="a@example.com", subject="s", text="t")
+        with pytest.raises(MailError, match="STARTTLS"):
+            await mailer.send(message)
+    finally:
+        plain.stop()
