@@ -24,7 +24,15 @@ async def test_register_returns_the_user_without_secrets(client):
     )
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "email", "name", "is_admin", "totp_enabled", "created_at"}
+    assert set(body) == {
+        "id",
+        "email",
+        "name",
+        "is_admin",
+        "totp_enabled",
+        "email_verified",
+        "created_at",
+    }
     assert body["email"] == "Ann@example.com"  # the domain is normalised, the local part kept
 
 

@@ -14,6 +14,8 @@ EXPECTED = {
         "auth_list_sessions",
         "auth_end_session",
         "auth_security_events",
+        "auth_password_reset",
+        "auth_verify_email",
     },
     "providers": {"providers_create", "providers_list", "providers_get", "providers_delete"},
     "connections": {"connections_start", "connections_status", "connections_revoke"},

@@ -107,10 +107,12 @@ class Settings(BaseSettings):
     REGISTRATION: Literal["open", "invite", "closed"] | None = None
     # Mail (password reset): smtp://[user:password@]host:port (STARTTLS, required) or smtps://
     # (TLS from the start); the server's certificate is verified (the system's CAs and the
-    # project's). Empty: no mail is sent (a reset answers 503; `inv user-reset-password`).
+    # project's). Empty: no mail is sent (a reset answers 409; `inv user-reset-password`).
     SMTP_URL: str = ""
     MAIL_FROM: str = "Dashtam <dashtam@localhost>"
     SMTP_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=120)
+    # A link that verifies an address works once, for this long.
+    EMAIL_VERIFICATION_HOURS: int = Field(default=48, ge=1, le=24 * 30)
     # A password reset link works once, for this long.
     PASSWORD_RESET_MINUTES: int = Field(default=30, ge=5, le=24 * 60)
     # With a second factor on, a password opens a challenge this long, for this many codes.

@@ -9,6 +9,7 @@ from sqlmodel import SQLModel
 from dashtam_models.accounts import Account, BalanceDay, BalanceSnapshot, Position
 from dashtam_models.audit import ProviderAuditLog, SecurityAuditLog
 from dashtam_models.auth import (
+    EmailVerification,
     Invitation,
     PasswordReset,
     RecoveryCode,
@@ -46,6 +47,7 @@ __all__ = [
     "BalanceSnapshot",
     "ConnectionStatus",
     "DeliveryStatus",
+    "EmailVerification",
     "Invitation",
     "PasswordReset",
     "Position",

@@ -95,3 +95,18 @@ class PasswordReset(SQLModel, table=True):
     created_at: datetime | None = created_at()
     expires_at: datetime = Field(sa_type=DateTime(timezone=True), nullable=False)
     used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class EmailVerification(SQLModel, table=True):
+    """A link that proves an address: single use, short-lived; only the token's SHA-256 is
+    kept. It proves the address it was sent to (a changed address needs a new one)."""
+
+    __tablename__ = "email_verifications"
+
+    id: uuid.UUID | None = uuid_pk()
+    user_id: uuid.UUID = foreign_key("users.id", ondelete="CASCADE")
+    email: str = Field(sa_type=Text, sa_column_kwargs={"nullable": False})
+    token_hash: str = Field(sa_type=Text, sa_column_kwargs={"nullable": False, "unique": True})
+    created_at: datetime | None = created_at()
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True), nullable=False)
+    used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -24,6 +24,8 @@ class User(SQLModel, table=True):
     is_active: bool = Field(default=True, sa_column_kwargs={"server_default": "true"})
     # Administrators invite people (REGISTRATION=invite); `inv user-create --admin` makes one.
     is_admin: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
+    # When a link mailed to the address was opened (auth/verification.py); null: not proven.
+    email_verified_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     # TOTP second factor (auth/totp.py): the secret sealed by the vault (users:<id>:totp); it
     # signs in only once enabled_at is set (a code confirmed it). The last time step a code was
     # accepted for: a code is good once.

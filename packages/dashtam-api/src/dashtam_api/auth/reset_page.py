@@ -1,11 +1,12 @@
-"""The page a reset link opens: a form for the new password (no script), and what came of it."""
+"""The pages mailed links open: a form for a new password, a button that confirms an address
+(no script; a click, because mail scanners open links), and what came of each."""
 
 import html
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 
-from dashtam_api.auth import resets
+from dashtam_api.auth import resets, verification
 from dashtam_api.auth.router import where
 from dashtam_api.deps import EndedSessionsDep, PasswordsDep, SessionDep
 from dashtam_api.errors import ProblemError
@@ -65,3 +66,25 @@ async def reset_submit(
         "Password changed",
         "<p>Sign in with the new password. Every device that was signed in is signed out.</p>",
     )
+
+
+@router.get("/verify-email")
+async def verify_form(token: str = "") -> HTMLResponse:
+    return _page(
+        "Confirm your address",
+        '<form method="post" action="/verify-email">'
+        f'<input type="hidden" name="token" value="{html.escape(token[:100])}">'
+        "<p><button>Confirm my address</button></p></form>",
+    )
+
+
+@router.post("/verify-email")
+async def verify_submit(
+    request: Request, session: SessionDep, token: str = Form("", max_length=100)
+) -> HTMLResponse:
+    try:
+        user = await verification.verify(session=session, token=token, where=where(request))
+    except ProblemError as exc:
+        return _page("This link does not work", f"<p>{html.escape(exc.detail)}</p>", exc.status)
+    await session.commit()
+    return _page("Address confirmed", f"<p>{html.escape(user.email)} is yours. Thank you.</p>")

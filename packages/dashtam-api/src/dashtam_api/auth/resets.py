@@ -26,12 +26,15 @@ PREFIX = "dtr_"
 
 
 class MailUnavailable(ProblemError):
-    status = 503
+    """This instance is set up to send no mail: a state of the server, not an outage (409)."""
+
+    status = 409
 
     def __init__(self) -> None:
         super().__init__(
             "This instance sends no mail (SMTP_URL is empty): an administrator can set a new "
-            "password with `inv user-reset-password`."
+            "password with `inv user-reset-password`.",
+            needs="mail",
         )
 
 

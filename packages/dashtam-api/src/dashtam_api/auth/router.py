@@ -3,7 +3,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 
-from dashtam_api.auth import resets, service, sessions, totp
+from dashtam_api.auth import resets, service, sessions, totp, verification
 from dashtam_api.auth.schemas import (
     LoginRequest,
     RecoveryCodes,
@@ -24,6 +24,7 @@ from dashtam_api.auth.schemas import (
     TotpEnrollment,
     UpdateMeRequest,
     UserOut,
+    VerifyEmail,
 )
 from dashtam_api.deps import (
     ContextDep,
@@ -63,6 +64,7 @@ async def register(
     session: SessionDep,
     settings: SettingsDep,
     passwords: PasswordsDep,
+    ctx: ContextDep,
 ) -> UserOut:
     """Create an account, as REGISTRATION allows: open, with an invitation, or not at all."""
     user = await service.register(
@@ -76,6 +78,7 @@ async def register(
         where=where(request),
     )
     await session.commit()
+    verification.schedule(ctx=ctx, mailer=request.app.state.mailer, user_id=user.id)
     return UserOut.of(user)
 
 
@@ -326,7 +329,7 @@ ASKED = "If an account has this address, a link to reset its password is on its 
     "/password-reset",
     status_code=202,
     response_model=ResetAsked,
-    responses=problems(503),
+    responses=problems(409),
     name="password_reset",
 )
 async def password_reset(body: ResetAsk, request: Request, ctx: ContextDep) -> dict:
@@ -360,3 +363,29 @@ async def password_reset_complete(
     )
     await session.commit()
     return Response(status_code=204)
+
+
+@router.post(
+    "/verify-email",
+    status_code=204,
+    responses=problems(400),
+    name="verify_email",
+)
+async def verify_email(body: VerifyEmail, request: Request, session: SessionDep) -> Response:
+    """Prove the address with the token of the link mailed to it."""
+    await verification.verify(session=session, token=body.token, where=where(request))
+    await session.commit()
+    return Response(status_code=204)
+
+
+@router.post(
+    "/verify-email/resend",
+    status_code=202,
+    response_model=ResetAsked,
+    responses=problems(409),
+    name="verify_email_resend",
+)
+async def verify_email_resend(request: Request, user: CurrentUserDep, ctx: ContextDep) -> dict:
+    """Mail a new link to prove your address."""
+    verification.resend(ctx=ctx, mailer=request.app.state.mailer, user=user)
+    return {"detail": f"A link to confirm {user.email} is on its way."}

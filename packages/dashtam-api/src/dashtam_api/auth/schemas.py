@@ -70,6 +70,7 @@ class UserOut(BaseModel):
     name: str
     is_admin: bool
     totp_enabled: bool = Field(description="A second factor (TOTP) is needed to sign in.")
+    email_verified: bool = Field(description="A link mailed to the address was opened.")
     created_at: datetime
 
     @classmethod
@@ -80,6 +81,7 @@ class UserOut(BaseModel):
             name=user.name,
             is_admin=user.is_admin,
             totp_enabled=user.totp_enabled_at is not None,
+            email_verified=user.email_verified_at is not None,
             created_at=user.created_at,
         )
 
@@ -234,3 +236,9 @@ class ResetComplete(BaseModel):
 
     token: str = Field(min_length=10, max_length=100, description="From the link (`dtr_...`).")
     password: str = Field(min_length=12, max_length=256)
+
+
+class VerifyEmail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=10, max_length=100, description="From the link (`dtv_...`).")
