@@ -85,7 +85,8 @@ async def test_invitations_are_single_use_short_lived_and_for_whom_they_name(
         await session.execute(
             update(Invitation)
             .where(Invitation.id == old["id"])
-            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+            # An hour back: the test transaction's now() is its start, before Python's clock.
+            .values(expires_at=datetime.now(UTC) - timedelta(hours=1))
         )
         await session.commit()
         is_problem(await register(client, "dee@example.com", invitation=old["token"]), 403)

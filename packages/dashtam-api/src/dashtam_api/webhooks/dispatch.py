@@ -131,10 +131,11 @@ DISABLE_FAILING = text(
            disabled_reason = 'every delivery failed for ' || :hours || ' hours (since '
                              || to_char(failing_since AT TIME ZONE 'UTC',
                                         'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ')'
-     WHERE id = ANY(:ids) AND enabled AND failing_since <= now() - make_interval(hours => :hours)
+     WHERE id = ANY(:ids) AND enabled
+       AND failing_since <= now() - make_interval(secs => :seconds)
     RETURNING id
     """
-).bindparams(bindparam("ids", type_=ARRAY(Uuid)))
+).bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("hours", type_=Text))
 
 # An endpoint that stops (disabled, by its owner or by failures) leaves nothing pending.
 ABANDON = text(
@@ -365,7 +366,12 @@ async def record(ctx: AppContext, results: list[Result]) -> Counter:
         if failing:
             disabled += (
                 await session.scalars(
-                    DISABLE_FAILING, {"ids": failing, "hours": settings.WEBHOOK_RETRY_HOURS}
+                    DISABLE_FAILING,
+                    {
+                        "ids": failing,
+                        "hours": f"{settings.WEBHOOK_RETRY_HOURS:g}",
+                        "seconds": settings.WEBHOOK_RETRY_HOURS * 3600,
+                    },
                 )
             ).all()
         if disabled:
