@@ -104,7 +104,8 @@ async def test_a_lapsed_refresh_token_expires_the_connection(
     assert status["reconnect_by"] == status["refresh_expires_at"]
     assert status["action"] is None
     await session.execute(
-        update(ProviderToken).values(refresh_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        # An hour back: the test transaction's now() is its start, before Python's clock.
+        update(ProviderToken).values(refresh_expires_at=datetime.now(UTC) - timedelta(hours=1))
     )
     shown = (await client.get(path, headers=headers)).json()
     assert (shown["status"], shown["action"]) == ("expired", "reconnect")
@@ -290,7 +291,9 @@ async def test_transient_failures_back_off_then_the_refresher_retries(
     # ...until the back-off has passed; then one retry succeeds and clears the failures.
     await session.execute(
         update(ProviderConnection).values(
-            refresh_not_before=datetime.now(UTC) - timedelta(seconds=1)
+            # An hour back, not a second: the refresher compares with the test transaction's
+            # now(), its start, which a loaded run leaves seconds behind Python's clock.
+            refresh_not_before=datetime.now(UTC) - timedelta(hours=1)
         )
     )
     assert (await loops.refresh_round(ctx))["refreshed"] == 1
