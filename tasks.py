@@ -14,7 +14,7 @@ from pathlib import Path
 from invoke import Collection, Exit, task
 
 ROOT = Path(__file__).resolve().parent
-SERVICES = "postgres, valkey, api, callback"
+SERVICES = "postgres, valkey, mail, api, callback"
 
 
 def _hatch() -> list[str]:
@@ -196,8 +196,23 @@ def compose_files(c, production=False):
 
 @task(name="test-clean")
 def test_clean(c):
-    """Drop the test databases and the tests' Valkey data (dev data untouched)."""
+    """Drop the test databases, the tests' Valkey data and their mail (dev data untouched)."""
     _infra(c, "test-clean", env="test")
+
+
+@task(
+    help={
+        "test": "The test environment's mail instead of development's.",
+        "to": "Only mail to this address.",
+        "show": "Print one message in full: its id from the list, or 'latest'.",
+        "clear": "Delete that environment's mail (the other's stays).",
+    }
+)
+def mail(c, test=False, to="", show="", clear=False):
+    """List the mail Dashtam sent (the local mail catcher keeps it; nothing is delivered)."""
+    args = ["mail", *(["--test"] if test else []), *(["--clear"] if clear else [])]
+    args += [*(["--to", to] if to else []), *(["--show", show] if show else [])]
+    _infra(c, *args)
 
 
 @task
@@ -327,6 +342,7 @@ namespace = Collection(
     test_setup,
     test,
     test_clean,
+    mail,
     compose_files,
     bench,
     demo,

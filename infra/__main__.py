@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     # One quoted string (pass it as --pytest-args="-k x -x"): hatch run would eat a bare "--".
     test.add_argument("--pytest-args", default="")
     sub.add_parser("test-clean")
+    mail = sub.add_parser("mail")
+    mail.add_argument("--test", action="store_true")
+    mail.add_argument("--to", default="")
+    mail.add_argument("--show", default="")
+    mail.add_argument("--clear", action="store_true")
     compose_files = sub.add_parser("compose-files")
     compose_files.add_argument("--production", action="store_true")
     sub.add_parser("demo")
@@ -91,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             case "test-clean":
                 workflows.test_clean(layout)
+            case "mail":
+                workflows.mail(layout, test=args.test, to=args.to, show=args.show, clear=args.clear)
             case "compose-files":
                 from infra import compose
 

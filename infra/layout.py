@@ -12,6 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_POSTGRES_PORT = 55432  # not 5432: a system PostgreSQL may be there
 DEFAULT_VALKEY_PORT = 56379  # not 6379: a system Redis may be there
+# The local mail catcher (infra/mailcatcher.py): SMTP, and HTTPS to read what it kept.
+DEFAULT_MAIL_SMTP_PORT = 51025
+DEFAULT_MAIL_HTTP_PORT = 58025
 DEFAULT_SERVICE_USER = "dashtam"
 # As root, the servers' data lives where the unprivileged service user can reach it: the
 # checkout may sit under a directory only root may enter (/root, a mktemp -d folder).
@@ -114,6 +117,14 @@ def postgres_port() -> int:
 
 def valkey_port() -> int:
     return int(os.environ.get("DASHTAM_VALKEY_PORT", DEFAULT_VALKEY_PORT))
+
+
+def mail_smtp_port() -> int:
+    return int(os.environ.get("DASHTAM_MAIL_SMTP_PORT", DEFAULT_MAIL_SMTP_PORT))
+
+
+def mail_http_port() -> int:
+    return int(os.environ.get("DASHTAM_MAIL_HTTP_PORT", DEFAULT_MAIL_HTTP_PORT))
 
 
 def service_user() -> str:

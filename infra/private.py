@@ -1,5 +1,5 @@
 """A Dashtam project of its own in a directory: its own env files and secrets, free ports for
-PostgreSQL, Valkey, the API and the callback server; its servers and their data go with it.
+PostgreSQL, Valkey, the mail catcher, the API and the callback server; its servers and their data go with it.
 
 For what must never touch the shared servers: the runtime's own tests, and the fault drill,
 which restarts PostgreSQL and Valkey under load (infra/faults.py).
@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from infra import workflows
+from infra.certs import ensure_certs
 from infra.envfiles import ensure_env_files
 from infra.layout import ROOT, Layout
 from infra.runtime.local import LocalRuntime
@@ -30,7 +31,13 @@ def make(root: Path) -> LocalRuntime:
         shutil.copy(ROOT / "env" / name, root / "env" / name)
     shutil.copytree(ROOT / "infra" / "postgres", root / "infra" / "postgres")
     layout = Layout(root=root)
-    ensure_env_files(layout, pg_port=free_port(), redis_port=free_port())
+    ensure_certs(layout.certs_dir)  # the mail catcher and the apps serve HTTPS under its own CA
+    ensure_env_files(
+        layout,
+        pg_port=free_port(),
+        redis_port=free_port(),
+        mail_ports=(free_port(), free_port()),
+    )
     api_port, callback_port = free_port(), free_port()
     text = layout.dev_env_file.read_text()
     for old, new in (("8000", str(api_port)), ("8182", str(callback_port))):

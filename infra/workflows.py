@@ -17,6 +17,7 @@ from infra.envfiles import ensure_env_files, read_both, read_credentials
 from infra.errors import InfraError
 from infra.files import read_env, write_private
 from infra.layout import Layout
+from infra.mail import MailReader, environment_query
 from infra.runtime import process, selected_runtime
 from infra.runtime.local import SERVERS, LocalRuntime, valkey_ping
 
@@ -173,6 +174,10 @@ def up(layout: Layout, *, reload: bool = True, workers: int = 0, timeout: float 
     say(f"  PostgreSQL 127.0.0.1:{dev.db_port}  database {dev.db_name}")
     say(f"  Valkey     127.0.0.1:{dev.redis_port}  index {dev.redis_db}")
     say(
+        f"  mail       {runtime.mail_url(dev)}  (SMTP on localhost:{dev.mail_smtp_port}; "
+        "`inv mail` lists what was sent)"
+    )
+    say(
         f"  CA         {layout.ca_file.relative_to(layout.root)}  (curl --cacert {layout.ca_file.relative_to(layout.root)} ...)"
     )
     say("  logs: inv logs -f    stop: inv down")
@@ -219,9 +224,17 @@ def status(layout: Layout) -> int:
     runtime = LocalRuntime(layout)
     for name in SERVERS:
         tracked = runtime.tracked(name)
-        port = (creds.db_port if name == "postgres" else creds.redis_port) if creds else None
+        port = None
+        if creds:
+            port = {
+                "postgres": creds.db_port,
+                "valkey": creds.redis_port,
+                "mail": creds.mail_http_port,
+            }[name]
         healthy = None
-        if tracked and port and secrets_file.exists():
+        if tracked and port and name == "mail":
+            healthy = runtime.mail_ready(creds)
+        elif tracked and port and secrets_file.exists():
             if name == "postgres":
                 healthy = runtime.postgres_ready(port)
             else:
@@ -295,6 +308,9 @@ def test_setup(layout: Layout) -> list[str]:
     runtime = _runtime(layout)
     setup(layout, quiet=True)
     started = _start_servers(runtime)
+    # Every run starts with no test mail (development's stays).
+    test_creds = read_credentials(layout.test_env_file)
+    _mail_reader(layout, test_creds).delete(environment_query(test_creds.environment))
     _run_initializer("dashtam_core.init_test_db", layout.test_env_file, layout)
     # The template's audit log goes to its owner; clones copy that (and the janitor's TRUNCATE).
     runtime.after_schema(read_credentials(layout.test_env_file), janitor=True)
@@ -315,6 +331,54 @@ def test_servers(layout: Layout) -> Iterator[None]:
         dev_apps_running = any(process.running(layout.pid_file(a.name)) for a in apps.APPS)
         if started and not dev_apps_running:
             _runtime(layout).stop_servers(tuple(started))
+
+
+def _mail_reader(layout: Layout, creds) -> MailReader:
+    return MailReader(f"https://localhost:{creds.mail_http_port}", layout.ca_file)
+
+
+def mail(
+    layout: Layout, *, test: bool = False, to: str = "", show: str = "", clear: bool = False
+) -> None:
+    """What an environment sent, as the mail catcher kept it: a list, one message, or none."""
+    env_file = layout.test_env_file if test else layout.dev_env_file
+    creds = read_credentials(env_file)
+    reader = _mail_reader(layout, creds)
+    query = environment_query(creds.environment, *([f"to:{to}"] if to else []))
+    if clear:
+        reader.delete(query)
+        say(f"deleted the {creds.environment} mail{f' to {to}' if to else ''}")
+        return
+    if show:
+        message_id = show
+        if show == "latest":
+            found = reader.search(query, limit=1)
+            if not found:
+                raise InfraError(f"no {creds.environment} mail{f' to {to}' if to else ''} yet")
+            message_id = found[0]["ID"]
+        message = reader.message(message_id)
+        say(f"From:    {_address(message['From'])}")
+        say(f"To:      {', '.join(_address(a) for a in message['To'])}")
+        say(f"Date:    {message.get('Date') or message['Created']}")
+        say(f"Subject: {message['Subject']}")
+        say("")
+        say(message["Text"].rstrip())
+        return
+    found = reader.search(query, limit=20)
+    if not found:
+        say(f"no {creds.environment} mail{f' to {to}' if to else ''} yet ({reader.url})")
+        return
+    say(f"{'id':<28} {'received (UTC)':<19}  {'to':<30} subject")
+    for item in found:
+        recipients = ", ".join(a["Address"] for a in item["To"])
+        say(
+            f"{item['ID']:<28} {item['Created'][:19].replace('T', ' '):<19}  {recipients:<30} {item['Subject']}"
+        )
+    say(f"`inv mail --show ID` (or --show latest) prints one; all of them: {reader.url}")
+
+
+def _address(entry: dict) -> str:
+    return f"{entry['Name']} <{entry['Address']}>" if entry.get("Name") else entry["Address"]
 
 
 CONTRACT_TEST = "tests/e2e/test_contract.py"
@@ -419,7 +483,8 @@ def _pytest(
 
 
 def test_clean(layout: Layout) -> None:
-    """Drop this checkout's test databases (marked as its own) and empty the tests' Valkey index."""
+    """Drop this checkout's test databases (marked as its own), empty the tests' Valkey index and
+    delete the test environment's mail."""
     import redis
 
     from dashtam_core.safety import expected_marker
@@ -472,8 +537,10 @@ def test_clean(layout: Layout) -> None:
         client.flushdb()
     finally:
         client.close()
+    _mail_reader(layout, test_creds).delete(environment_query(test_creds.environment))
     say(
-        f"dropped test databases: {', '.join(dropped) or 'none'}; flushed Valkey index {test_creds.redis_db}"
+        f"dropped test databases: {', '.join(dropped) or 'none'}; flushed Valkey index "
+        f"{test_creds.redis_db}; deleted the test mail"
     )
     say("the next `inv test` (or `inv test-setup`) recreates what it needs")
 

@@ -1,4 +1,5 @@
-"""The local runtime: one PostgreSQL and one Valkey server as processes, shared by dev and test.
+"""The local runtime: one PostgreSQL, one Valkey and one mail catcher as processes, shared by
+dev and test.
 
 State lives under .dashtam/ (pid files, logs, the servers' admin secrets); the data directories
 under .dashtam/data, or, as root, under /var/lib/dashtam/<key of the checkout's path and id> owned
@@ -12,6 +13,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +23,10 @@ import psutil
 from infra.envfiles import Credentials, read_both
 from infra.errors import InfraError
 from infra.files import read_env, token, write_private
-from infra.layout import ROOT_DATA_BASE, Layout, running_as_root, service_user
+from infra.layout import ROOT, ROOT_DATA_BASE, Layout, running_as_root, service_user
 from infra.runtime import binaries, process
 
-SERVERS = ("postgres", "valkey")
+SERVERS = ("postgres", "valkey", "mail")
 START_TIMEOUT = 60.0
 SUPERUSER = "postgres"
 
@@ -57,6 +59,10 @@ class LocalRuntime:
     @property
     def valkey_dir(self) -> Path:
         return self.layout.data_dir / "valkey"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.layout.data_dir / "mail"
 
     def secrets(self) -> ServerSecrets:
         """The servers' own admin passwords (never in the app's env files), made once."""
@@ -381,7 +387,74 @@ requirepass {admin}
         self.tracked("valkey")
         return process.stop(self.layout.pid_file("valkey"), sig=signal.SIGTERM, timeout=60)
 
-    # --- both ------------------------------------------------------------------------------
+    # --- the mail catcher ---------------------------------------------------------------------
+
+    def mail_url(self, creds: Credentials) -> str:
+        return f"https://localhost:{creds.mail_http_port}"
+
+    def start_mail(self, creds: Credentials) -> bool:
+        """infra/mailcatcher.py under uvicorn (HTTPS), its SMTP server inside; as whoever runs
+        `inv` (it reads the project's certificate key), keeping mail in the servers' data."""
+        pid_file = self.layout.pid_file("mail")
+        if process.running(pid_file):
+            return False
+        for port, setting in ((creds.mail_smtp_port, "SMTP"), (creds.mail_http_port, "HTTP")):
+            process.require_free_port(
+                port, f"the mail catcher's {setting} server", f"MAIL_CATCHER_{setting}_PORT"
+            )
+        self._own_dir(self.mail_dir)
+        cert, key = self.layout.certs_dir / "server.pem", self.layout.certs_dir / "server-key.pem"
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "infra.mailcatcher:create_app",
+            "--factory",
+            "--app-dir",
+            str(ROOT),  # infra/ is the checkout's, also for a project elsewhere (infra/private.py)
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(creds.mail_http_port),
+            "--ssl-certfile",
+            str(cert),
+            "--ssl-keyfile",
+            str(key),
+            "--no-server-header",
+            "--no-access-log",
+        ]
+        env = {
+            **os.environ,
+            "DASHTAM_MAIL_DIR": str(self.mail_dir),
+            "DASHTAM_MAIL_SMTP_PORT": str(creds.mail_smtp_port),
+            "DASHTAM_MAIL_TLS_CERT": str(cert),
+            "DASHTAM_MAIL_TLS_KEY": str(key),
+        }
+        log = self.layout.log_file("mail")
+        tracked = process.spawn(
+            argv, pid_file=pid_file, log_file=log, env=env, cwd=self.layout.root
+        )
+        alive = lambda: process.running(pid_file) is not None  # noqa: E731
+        if not process.wait_until(
+            lambda: self.mail_ready(creds), timeout=START_TIMEOUT, alive=alive
+        ):
+            process.stop(pid_file, sig=signal.SIGKILL)
+            raise InfraError(
+                f"the mail catcher did not start (pid {tracked.pid}); last lines of {log}:\n"
+                + process.tail(log)
+            )
+        return True
+
+    def mail_ready(self, creds: Credentials) -> bool:
+        from infra.apps import check_health
+
+        code, _ = check_health(f"{self.mail_url(creds)}/health", self.layout.ca_file, timeout=2)
+        return code == 200
+
+    def stop_mail(self) -> bool:
+        return process.stop(self.layout.pid_file("mail"), sig=signal.SIGTERM, timeout=15)
+
+    # --- all ------------------------------------------------------------------------------
 
     def tracked(self, server: str) -> process.Tracked | None:
         """The server if it runs on this checkout's data, whether we started it or not.
@@ -394,7 +467,7 @@ requirepass {admin}
         """
         pid_file = self.layout.pid_file(server)
         found = process.running(pid_file)
-        if found is not None:
+        if found is not None or server == "mail":
             return found
         pid = self._postmaster_pid() if server == "postgres" else self._valkey_pid()
         return process.adopt(pid, pid_file=pid_file) if pid else None
@@ -431,11 +504,15 @@ requirepass {admin}
             started.append("postgres")
         if self.start_valkey(dev, test):
             started.append("valkey")
+        if self.start_mail(dev):
+            started.append("mail")
         self.bootstrap(dev, test)
         return started
 
     def stop_servers(self, which: tuple[str, ...] = SERVERS) -> list[str]:
         stopped = []
+        if "mail" in which and self.stop_mail():
+            stopped.append("mail")
         if "valkey" in which and self.stop_valkey():
             stopped.append("valkey")
         if "postgres" in which and self.stop_postgres():

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import uuid
+from dataclasses import replace
 
 import asyncpg
 import pytest
@@ -24,8 +25,10 @@ from infra import apps, private, workflows
 from infra.envfiles import ensure_env_files, read_both
 from infra.errors import InfraError
 from infra.layout import ROOT_DATA_BASE, running_as_root
+from infra.mail import MailReader
 from infra.runtime import process
 from infra.runtime.local import LocalRuntime, valkey_ping
+from tests.fixtures.smtp import MailCatcher
 
 
 @pytest.fixture
@@ -64,6 +67,12 @@ def database_names(runtime, port: int) -> set[str]:
     return asyncio.run(run())
 
 
+def private_mail(layout, creds) -> MailCatcher:
+    """The private project's mail catcher, read as development's."""
+    reader = MailReader(f"https://localhost:{creds.mail_http_port}", layout.ca_file)
+    return MailCatcher(smtp_port=creds.mail_smtp_port, reader=reader, environment="development")
+
+
 def valkey(creds) -> redis.Redis:
     return redis.Redis(
         host="127.0.0.1",
@@ -80,8 +89,11 @@ def test_data_survives_a_restart_test_clean_spares_dev_and_other_secrets_are_ref
     runtime, layout = private_runtime, private_runtime.layout
     dev, test_creds = read_both(layout)
 
-    assert runtime.start_servers() == ["postgres", "valkey"]
+    assert runtime.start_servers() == ["postgres", "valkey", "mail"]
     assert runtime.start_servers() == []  # already up: a no-op
+    catcher = private_mail(layout, dev)
+    asyncio.run(catcher.send(to="dev@home.lan", environment="development"))
+    asyncio.run(catcher.send(to="test@home.lan", environment="testing"))
 
     sql(dev, "CREATE TABLE notes (body text)")
     sql(dev, "INSERT INTO notes VALUES ('kept across restarts')")
@@ -95,10 +107,14 @@ def test_data_survives_a_restart_test_clean_spares_dev_and_other_secrets_are_ref
     assert "postgres" in table
     assert "yes" in table
 
-    assert runtime.stop_servers() == ["valkey", "postgres"]
+    assert runtime.stop_servers() == ["mail", "valkey", "postgres"]
     assert not process.port_in_use(dev.db_port)
     assert not process.port_in_use(dev.redis_port)
-    assert runtime.start_servers() == ["postgres", "valkey"]
+    assert not process.port_in_use(dev.mail_smtp_port)
+    assert runtime.start_servers() == ["postgres", "valkey", "mail"]
+    assert [len(catcher.to(a)) for a in ("dev@home.lan", "test@home.lan")] == [1, 0]
+    catcher = replace(catcher, environment="testing")
+    assert len(catcher.to("test@home.lan")) == 1  # mail survives a restart too
 
     assert [r["body"] for r in sql(dev, "SELECT body FROM notes", fetch=True)] == [
         "kept across restarts"
@@ -121,6 +137,8 @@ def test_data_survives_a_restart_test_clean_spares_dev_and_other_secrets_are_ref
         assert cache.get("dev-key") == b"dev-value"
     with valkey(test_creds) as cache:
         assert cache.get("test-key") is None
+    assert catcher.to("test@home.lan") == []  # the test mail went, development's stayed
+    assert len(replace(catcher, environment="development").to("dev@home.lan")) == 1
 
     # The next start recreates the test database (the bootstrap is idempotent), marked.
     runtime.bootstrap(dev, test_creds)
@@ -223,7 +241,7 @@ def test_servers_restarted_outside_the_runtime_are_still_its_own(private_runtime
         assert rows[server][-1] == "yes", rows
         assert int(rows[server][1]) != ours[server]  # the new process, not the recorded one
     assert runtime.start_servers() == []  # nothing started twice, no "port in use"
-    assert runtime.stop_servers() == ["valkey", "postgres"]
+    assert runtime.stop_servers() == ["mail", "valkey", "postgres"]
     assert not process.port_in_use(dev.db_port)
     assert not process.port_in_use(dev.redis_port)
     assert by_hand.wait(10) == 0  # stopped by the runtime, and reaped here
@@ -357,7 +375,7 @@ def test_every_dev_task_on_a_private_project(private_runtime, capfd, monkeypatch
     assert infra_main.main(["status"]) == 0
     runtime_line, _header, *table = capfd.readouterr().out.splitlines()
     assert runtime_line.startswith("runtime: local")
-    assert [row.split()[0] for row in table] == ["postgres", "valkey", "api", "callback"]
+    assert [row.split()[0] for row in table] == ["postgres", "valkey", "mail", "api", "callback"]
     assert all(row.split()[-1] == "yes" for row in table)
 
     api = apps.APPS[0]
@@ -387,6 +405,17 @@ def test_every_dev_task_on_a_private_project(private_runtime, capfd, monkeypatch
     assert "answered 204\n" in received
     assert all(" posted " in line for line in second.splitlines() if "(was pending)" in line)
 
+    # `inv mail`: the demo's sign-up mailed a confirmation link; the catcher kept it.
+    assert infra_main.main(["mail"]) == 0
+    listed = capfd.readouterr().out
+    assert "Confirm your address for Dashtam" in listed
+    assert infra_main.main(["mail", "--show", "latest"]) == 0
+    shown = capfd.readouterr().out
+    assert "Subject: Confirm your address for Dashtam" in shown
+    assert "/verify-email?token=dtv_" in shown
+    assert infra_main.main(["mail", "--test"]) == 0
+    assert "no testing mail yet" in capfd.readouterr().out
+
     # `inv rotate-token-key`: a new key, the API restarted with it, the demo's token re-sealed.
     api_pid = process.running(layout.pid_file("api")).pid
     workflows.rotate_token_key(layout)
@@ -397,7 +426,7 @@ def test_every_dev_task_on_a_private_project(private_runtime, capfd, monkeypatch
     assert process.running(layout.pid_file("api")).pid != api_pid
 
     workflows.down(layout)
-    assert "stopped: api, callback, valkey, postgres" in capfd.readouterr().out
+    assert "stopped: api, callback, mail, valkey, postgres" in capfd.readouterr().out
     assert apps.check_health(apps.health_url(api, layout.dev_env_file), layout.ca_file)[0] is None
 
     workflows.clean(layout)

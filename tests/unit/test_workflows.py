@@ -89,7 +89,7 @@ def test_status_with_nothing_running(layout, monkeypatch, capsys):
     assert workflows.status(layout) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("runtime: local")
-    assert [r.split()[1] for r in lines[2:]] == ["-", "-", "-", "-"]
+    assert [r.split()[1] for r in lines[2:]] == ["-", "-", "-", "-", "-"]
 
 
 def test_workers_serve_without_reload_and_reload_is_the_default(tmp_path):
