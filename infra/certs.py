@@ -15,7 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from infra.files import write_private
 
-DNS_NAMES = ("localhost", "app", "callback")
+DNS_NAMES = ("localhost", "app", "callback", "mailpit")
 IP_ADDRESSES = ("127.0.0.1", "::1")
 CA_DAYS = 3650
 # Browsers and Apple platforms reject server certificates valid for longer than 825 days.
@@ -121,10 +121,21 @@ def _make_server(
     return key, cert
 
 
+def _names_all(server_cert: Path) -> bool:
+    """The server certificate names every host it serves (an older one may lack a newer name;
+    it is then issued again under the same CA, so nothing trusted changes)."""
+    try:
+        cert = x509.load_pem_x509_certificate(server_cert.read_bytes())
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    return set(DNS_NAMES) <= set(names.get_values_for_type(x509.DNSName))
+
+
 def ensure_certs(directory: Path, *, force: bool = False) -> list[Path]:
     """Create the CA and server certificate unless present; returns the files written."""
     paths = CertPaths(directory)
-    if not force and all(p.is_file() for p in paths.all()):
+    if not force and all(p.is_file() for p in paths.all()) and _names_all(paths.server_cert):
         return []
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)

@@ -27,6 +27,7 @@ from infra.runtime import compose_plugin
 from infra.runtime.local import LocalRuntime, bootstrap_variables, valkey_acl_lines
 
 SERVER_HOSTS = {"DATABASE_URL": ("postgres", 5432), "REDIS_URL": ("valkey", 6379)}
+MAIL_CATCHER = ("mailpit", 1025, 8025)  # service, SMTP port, HTTPS port
 CERT_KEYS = ("SSL_CERT_FILE", "SSL_KEY_FILE", "CA_CERT_FILE")
 
 
@@ -66,6 +67,13 @@ def app_env(values: dict[str, str]) -> str:
         if key in out:
             out[key] = "/certs/" + Path(out[key]).name
     out["API_HOST"] = out["CALLBACK_HOST"] = "0.0.0.0"  # noqa: S104 -- inside a container
+    # The mail catcher is the mailpit service (its ports inside the network); a real SMTP
+    # server named in the env file stays as it is.
+    if out.get("SMTP_URL", "").startswith("smtp://localhost:"):
+        out["SMTP_URL"] = f"smtp://{MAIL_CATCHER[0]}:{MAIL_CATCHER[1]}"
+    if "MAIL_CATCHER_SMTP_PORT" in out:
+        out["MAIL_CATCHER_HOST"], smtp, http = MAIL_CATCHER
+        out["MAIL_CATCHER_SMTP_PORT"], out["MAIL_CATCHER_HTTP_PORT"] = str(smtp), str(http)
     return _env_text(out)
 
 
@@ -181,7 +189,7 @@ def task_commands(layout: Layout, task: str) -> list[list[str]]:
         # The dev project's servers only (never its apps), then the test template and the
         # test app container, which waits for `exec`.
         "test-setup": [
-            dev("up", "-d", "--wait", "postgres", "valkey"),
+            dev("up", "-d", "--wait", "postgres", "valkey", "mailpit"),
             dev(*bootstrap, "-d", "postgres", "-f", "/dashtam/sql/bootstrap.sql"),
             test("run", "--rm", "--no-deps", "init-db"),
             test("run", "--rm", "--no-deps", "schema-owner"),

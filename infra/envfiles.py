@@ -119,7 +119,8 @@ class Credentials:
     redis_port: int
     redis_db: int
     project_id: str = ""
-    # The local mail catcher both environments share.
+    # The mail catcher both environments share (under Compose the mailpit service, by name).
+    mail_host: str = "localhost"
     mail_smtp_port: int = DEFAULT_MAIL_SMTP_PORT
     mail_http_port: int = DEFAULT_MAIL_HTTP_PORT
 
@@ -144,6 +145,7 @@ def read_credentials(path: Path) -> Credentials:
             redis_port=redis.port or 6379,
             redis_db=int(redis.path.lstrip("/") or 0),
             project_id=values.get("PROJECT_ID", ""),
+            mail_host=values.get("MAIL_CATCHER_HOST") or "localhost",
             mail_smtp_port=int(values.get("MAIL_CATCHER_SMTP_PORT") or DEFAULT_MAIL_SMTP_PORT),
             mail_http_port=int(values.get("MAIL_CATCHER_HTTP_PORT") or DEFAULT_MAIL_HTTP_PORT),
         )

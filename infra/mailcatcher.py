@@ -291,6 +291,7 @@ def create_app() -> Starlette:
         routes=[
             Route("/", page),
             Route("/health", health),
+            Route("/readyz", health),  # Mailpit's name for it
             Route("/api/v1/messages", messages, methods=["GET", "DELETE"]),
             Route("/api/v1/search", search, methods=["GET", "DELETE"]),
             Route("/api/v1/message/{id}", message),

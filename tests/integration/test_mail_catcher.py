@@ -48,7 +48,7 @@ async def test_mail_is_kept_per_environment_and_read_back(mail_server):
 
 def test_mail_without_starttls_is_refused(mail_server):
     """The catcher asks of Dashtam what Dashtam asks of any server: no cleartext mail."""
-    with smtplib.SMTP("localhost", mail_server.smtp_port, timeout=10) as plain:
+    with smtplib.SMTP(mail_server.host, mail_server.smtp_port, timeout=10) as plain:
         plain.ehlo()
         assert plain.has_extn("starttls")
         code, reply = plain.mail("probe@localhost")

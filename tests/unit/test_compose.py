@@ -102,7 +102,9 @@ def _mounts(service: dict) -> list[str]:
 
 def test_the_dev_stack_reloads_from_the_mounted_source_and_keeps_its_data():
     services = _services(compose.DEV)
-    assert set(services) == {"postgres", "valkey", "init-db", "schema-owner", "app", "callback"}
+    assert set(services) == {
+        *("postgres", "valkey", "mailpit", "init-db", "schema-owner", "app", "callback")
+    }
     app = services["app"]
     assert "--reload" in app["command"]
     assert app["build"]["target"] == "dev"
@@ -117,6 +119,30 @@ def test_the_dev_stack_reloads_from_the_mounted_source_and_keeps_its_data():
     from infra.certs import DNS_NAMES
 
     assert {"app", "callback"} <= set(DNS_NAMES)
+
+
+def test_the_mail_catcher_is_mailpit_under_the_projects_certificate_and_tags():
+    """What the local catcher does, asked of Mailpit: STARTTLS required and HTTPS, both under
+    the project's certificate (which names the service), messages tagged by environment; the
+    apps mail it inside the network, `inv mail` and the tests read it on the published port."""
+    from infra.certs import DNS_NAMES
+
+    mailpit = _services(compose.DEV)["mailpit"]
+    env = mailpit["environment"]
+    assert env["MP_SMTP_REQUIRE_STARTTLS"] == "true"
+    assert env["MP_SMTP_TLS_CERT"] == env["MP_UI_TLS_CERT"] == "/certs/server.pem"
+    assert "../certs:/certs:ro" in _mounts(mailpit)
+    for environment in ("development", "testing"):
+        assert f'{environment}="X-Dashtam-Environment: {environment}"' in env["MP_TAG"]
+    assert "mailpit" in DNS_NAMES
+    assert mailpit["ports"] == ["127.0.0.1:51025:1025", "127.0.0.1:58025:8025"]
+    # The same ports as the local runtime's catcher: the env files' values hold for both.
+    assert (compose.MAIL_CATCHER[0], *compose.MAIL_CATCHER[1:]) == ("mailpit", 1025, 8025)
+    from infra.layout import DEFAULT_MAIL_HTTP_PORT, DEFAULT_MAIL_SMTP_PORT
+
+    assert (DEFAULT_MAIL_SMTP_PORT, DEFAULT_MAIL_HTTP_PORT) == (51025, 58025)
+    prod = compose.merged(compose.PROD.files(LAYOUT))["services"]["mailpit"]
+    assert prod["profiles"] == ["mail-catcher"]  # production mails through its own server
 
 
 def test_the_test_stack_replaces_the_command_and_the_env_file_and_keeps_no_data():
@@ -233,6 +259,10 @@ def test_every_app_gets_every_setting_it_needs_in_every_environment(project, sta
         assert settings.REDIS_URL.split("@")[1].startswith("valkey:6379/"), name
         for key in compose.CERT_KEYS:
             assert values[key].startswith("/certs/"), (name, key)
+        if settings.ENVIRONMENT in ("development", "testing") and settings.SMTP_URL:
+            assert settings.SMTP_URL == "smtp://mailpit:1025", name
+        if "MAIL_CATCHER_HOST" in values:
+            assert values["MAIL_CATCHER_HOST"] == "mailpit", name
         expected = {"DEV": "development", "TEST": "testing", "CI": "testing", "PROD": "production"}
         stack_name = next(k for k, v in vars(compose).items() if v is stack)
         assert expected[stack_name] == settings.ENVIRONMENT, name
@@ -290,7 +320,7 @@ def test_one_helper_builds_every_compose_command():
     assert plans["down"][0][-1] == "stop"  # data stays
     # Tests start the dev project's servers only, never its apps, and never stop anything of it.
     assert plans["test-setup"][0][3] == "dashtam"
-    assert plans["test-setup"][0][-2:] == ["postgres", "valkey"]
+    assert plans["test-setup"][0][-3:] == ["postgres", "valkey", "mailpit"]
     assert all(step[3] == "dashtam-test" for step in plans["test-setup"][2:])
     assert all(step[3] == "dashtam-test" for step in plans["test"])
     assert plans["test"][0][-6:] == ["exec", "-T", "app", "python", "-m", "pytest"]
