@@ -30,8 +30,11 @@ async def test_every_error_is_a_problem_and_every_implied_status_is_listed(docum
             if status[0] in "45" and (path, status) != ("/health", "503"):
                 assert response["content"] == PROBLEM, (method, path, status)
                 seen += 1
-        if operation.get("security"):
+        schemes = {name for requirement in operation.get("security", ()) for name in requirement}
+        if "HTTPBearer" in schemes:
             assert "401" in responses, (method, path)
+        if "SimpleFINAccess" in schemes:  # the SimpleFIN spec's refusal is a 403, never a 401
+            assert "403" in responses and "401" not in responses, (method, path)
         if "{" in path:
             assert "404" in responses, (method, path)
         if operation.get("requestBody"):
@@ -54,6 +57,8 @@ async def test_every_error_is_a_problem_and_every_implied_status_is_listed(docum
         ("POST", "/api/v1/providers/{provider_id}/authorization", {"409"}),
         ("POST", "/api/v1/providers/{provider_id}/authorization/refresh", {"409", "502", "504"}),
         ("POST", "/api/v1/providers/{provider_id}/sync", {"409", "502", "504"}),
+        ("POST", "/simplefin/claim/{token}", {"403"}),
+        ("GET", "/simplefin/accounts", {"403", "429"}),
     ],
 )
 async def test_what_an_operation_refuses_on_purpose_is_listed(document, method, path, statuses):

@@ -31,6 +31,8 @@ from dashtam_api.problems import install_problem_handlers
 from dashtam_api.providers.registry import build_registry
 from dashtam_api.providers.router import router as providers_router
 from dashtam_api.sandbox.router import router as sandbox_router
+from dashtam_api.simplefin.router import protocol as simplefin_protocol
+from dashtam_api.simplefin.router import router as simplefin_router
 from dashtam_api.transactions.router import router as transactions_router
 from dashtam_api.webhooks.router import router as webhooks_router
 from dashtam_core.config import Settings, settings_or_exit
@@ -150,6 +152,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reset_page_router)
     app.include_router(connections_router)
     app.include_router(webhooks_router)
+    app.include_router(simplefin_router)
+    app.include_router(simplefin_protocol)
     if settings.ENVIRONMENT in ("development", "testing"):
         app.include_router(sandbox_router)
     if settings.ENVIRONMENT != "production":

@@ -78,6 +78,16 @@ TAGS = [
         "description": "Endpoints that receive signed events (Standard Webhooks), and their "
         "deliveries.",
     },
+    {
+        "name": "simplefin",
+        "description": "Setup tokens for apps that read SimpleFIN (Actual, Firefly III, ...), "
+        "and the access they claimed.",
+    },
+    {
+        "name": "simplefin-protocol",
+        "description": "The SimpleFIN protocol itself (https://www.simplefin.org/protocol.html): "
+        "what those apps call, with the access URL's HTTP Basic credentials.",
+    },
 ]
 _TAG_ORDER = {tag["name"]: n for n, tag in enumerate(TAGS)}
 
@@ -143,8 +153,8 @@ def finished(schema: dict) -> dict:
 def _finish(path: str, operation: dict) -> None:
     responses = operation.setdefault("responses", {})
     implied = []
-    if operation.get("security"):
-        implied.append(401)
+    if any("HTTPBearer" in scheme for scheme in operation.get("security", ())):
+        implied.append(401)  # SimpleFIN's Basic credentials are refused with 403, its spec's
     if "{" in path:
         implied.append(404)
     if operation.get("requestBody"):

@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     SMTP_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=120)
     # A link that verifies an address works once, for this long.
     EMAIL_VERIFICATION_HOURS: int = Field(default=48, ge=1, le=24 * 30)
+    # A SimpleFIN setup token can be claimed once, within this long of its making.
+    SIMPLEFIN_SETUP_TOKEN_MINUTES: int = Field(default=60, ge=1, le=7 * 24 * 60)
     # A password reset link works once, for this long.
     PASSWORD_RESET_MINUTES: int = Field(default=30, ge=5, le=24 * 60)
     # With a second factor on, a password opens a challenge this long, for this many codes.

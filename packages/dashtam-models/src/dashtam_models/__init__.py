@@ -23,6 +23,7 @@ from dashtam_models.provider import (
     ProviderConnection,
     ProviderToken,
 )
+from dashtam_models.simplefin import SimplefinAccess, SimplefinSetupToken
 from dashtam_models.sync import SyncRun, SyncStatus, SyncTrigger
 from dashtam_models.transactions import Transaction, TransactionKind, TransactionStatus
 from dashtam_models.user import User
@@ -59,6 +60,8 @@ __all__ = [
     "RefreshToken",
     "SecurityAuditLog",
     "SessionEnd",
+    "SimplefinAccess",
+    "SimplefinSetupToken",
     "SyncRun",
     "SyncStatus",
     "SyncTrigger",

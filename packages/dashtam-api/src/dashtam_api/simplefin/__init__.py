@@ -1,0 +1,1 @@
+"""Dashtam as a SimpleFIN server (service.py says how)."""

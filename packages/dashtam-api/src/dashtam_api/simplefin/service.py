@@ -1,0 +1,457 @@
+"""Dashtam as a SimpleFIN server (https://www.simplefin.org/protocol.html, v2.0 of 2026-03-19,
+and what v1 clients read): the budgeting apps that speak SimpleFIN read a person's accounts,
+balances, holdings and transactions, read-only.
+
+- A person makes a **setup token** (``POST /api/v1/simplefin/setup-tokens``): the base64 of a
+  claim URL, ``{API_BASE_URL}/simplefin/claim/<token>``, good once for
+  ``SIMPLEFIN_SETUP_TOKEN_MINUTES``. Only the token's SHA-256 is kept.
+- The app ``POST``s to the claim URL and gets the **access URL**,
+  ``https://<username>:<password>@<host>/simplefin``, once: the claim is one conditional UPDATE,
+  so two racing claims give one access. Only the password's SHA-256 is kept (256 random bits).
+- ``GET /simplefin/accounts`` with those credentials (HTTP Basic) answers the spec's Account
+  Set: v2's ``errlist``, ``connections`` and each account's ``conn_id``, beside v1's ``errors``
+  and ``org`` (deprecated by v2, still read by older clients). Wrong or revoked credentials are a
+  403, as the spec says; failures are counted per address and per username, and past
+  ``LOGIN_MAX_FAILURES`` answered 429 until ``LOGIN_LOCKOUT_SECONDS`` pass.
+"""
+
+import base64
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
+from sqlalchemy import func, select, true, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dashtam_api.audit import service as audit
+from dashtam_api.context import AppContext
+from dashtam_api.errors import Forbidden, NotFound, TooManyRequests, Unprocessable
+from dashtam_core.config import Settings
+from dashtam_models import (
+    Account,
+    BalanceSnapshot,
+    ConnectionStatus,
+    Position,
+    Provider,
+    ProviderConnection,
+    SimplefinAccess,
+    SimplefinSetupToken,
+    Transaction,
+    TransactionStatus,
+    User,
+)
+
+VERSIONS = ["1.0", "2.0"]
+ROOT = "/simplefin"
+# Without start-date, this many days of transactions (the spec leaves it to the server).
+DEFAULT_DAYS = 90
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def root_url(settings: Settings) -> str:
+    return settings.API_BASE_URL.rstrip("/") + ROOT
+
+
+# --- setup tokens and claims ----------------------------------------------------------------
+
+
+async def _owned_accounts(
+    session: AsyncSession, user: User, account_ids: list[uuid.UUID] | None
+) -> list[uuid.UUID] | None:
+    if account_ids is None:
+        return None
+    wanted = list(dict.fromkeys(account_ids))
+    found = set(
+        (
+            await session.scalars(
+                select(Account.id).where(Account.user_id == user.id, Account.id.in_(wanted))
+            )
+        ).all()
+    )
+    missing = [str(a) for a in wanted if a not in found]
+    if missing:
+        raise Unprocessable(f"No such account: {', '.join(missing)}.", field="account_ids")
+    return wanted
+
+
+async def create_setup_token(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    label: str,
+    account_ids: list[uuid.UUID] | None,
+    where: dict,
+) -> dict:
+    accounts = await _owned_accounts(session, user, account_ids)
+    token = secrets.token_urlsafe(32)
+    expires_at = datetime.now(UTC) + timedelta(minutes=settings.SIMPLEFIN_SETUP_TOKEN_MINUTES)
+    row = SimplefinSetupToken(
+        user_id=user.id,
+        token_hash=_sha256(token),
+        label=label,
+        account_ids=accounts,
+        expires_at=expires_at,
+    )
+    session.add(row)
+    await session.flush()
+    await audit.security(
+        session=session,
+        action="simplefin_setup_token_created",
+        user_id=user.id,
+        details={"setup_token_id": str(row.id), "label": label},
+        **where,
+    )
+    claim_url = f"{root_url(settings)}/claim/{token}"
+    return {
+        "id": row.id,
+        "setup_token": base64.b64encode(claim_url.encode()).decode(),
+        "claim_url": claim_url,
+        "label": label,
+        "account_ids": accounts,
+        "expires_at": expires_at,
+    }
+
+
+async def claim(*, session: AsyncSession, settings: Settings, token: str, where: dict) -> str:
+    """The access URL, once per setup token; a used, expired or unknown one is a 403."""
+    claimed = (
+        await session.execute(
+            update(SimplefinSetupToken)
+            .where(
+                SimplefinSetupToken.token_hash == _sha256(token),
+                SimplefinSetupToken.claimed_at.is_(None),
+                SimplefinSetupToken.expires_at > func.now(),
+            )
+            .values(claimed_at=func.now())
+            .returning(SimplefinSetupToken)
+        )
+    ).scalar_one_or_none()
+    user = None if claimed is None else await session.get(User, claimed.user_id)
+    if claimed is None or user is None or not user.is_active:
+        raise Forbidden(
+            "This setup token does not exist, has expired or was claimed already: if you did "
+            "not claim it, make a new one and revoke the access it gave."
+        )
+    username, password = secrets.token_hex(16), secrets.token_urlsafe(32)
+    access = SimplefinAccess(
+        user_id=claimed.user_id,
+        setup_token_id=claimed.id,
+        label=claimed.label,
+        username=username,
+        secret_hash=_sha256(password),
+        account_ids=claimed.account_ids,
+        claimed_ip=where.get("ip"),
+    )
+    session.add(access)
+    await session.flush()
+    await audit.security(
+        session=session,
+        action="simplefin_access_claimed",
+        user_id=claimed.user_id,
+        details={"access_id": str(access.id), "setup_token_id": str(claimed.id)},
+        **where,
+    )
+    base = urlsplit(root_url(settings))
+    return f"{base.scheme}://{username}:{password}@{base.netloc}{base.path}"
+
+
+# --- reading with an access URL ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+
+def _failure_keys(username: str, ip: str | None) -> list[str]:
+    return [f"simplefin:failures:user:{username}", f"simplefin:failures:ip:{ip or '-'}"]
+
+
+async def authenticate(
+    *,
+    session: AsyncSession,
+    redis: Redis,
+    settings: Settings,
+    credentials: Credentials | None,
+    ip: str | None,
+) -> tuple[SimplefinAccess, User]:
+    """The access these credentials open, its use recorded; else 403 (429 when throttled)."""
+    if credentials is None:
+        raise Forbidden("HTTP Basic credentials from a claimed access URL are required.")
+    keys = _failure_keys(credentials.username, ip)
+    failures = [int(n or 0) for n in await redis.mget(keys)]
+    if max(failures) >= settings.LOGIN_MAX_FAILURES:
+        retry_after = max([await redis.ttl(k) for k in keys] + [1])
+        raise TooManyRequests("Too many failed attempts; try again later.", retry_after=retry_after)
+    access = await session.scalar(
+        select(SimplefinAccess).where(
+            SimplefinAccess.username == credentials.username,
+            SimplefinAccess.revoked_at.is_(None),
+        )
+    )
+    user = None if access is None else await session.get(User, access.user_id)
+    if (
+        access is None
+        or user is None
+        or not user.is_active
+        or not hmac.compare_digest(access.secret_hash, _sha256(credentials.password))
+    ):
+        async with redis.pipeline(transaction=True) as pipe:
+            for key in keys:
+                pipe.incr(key)
+                pipe.expire(key, settings.LOGIN_LOCKOUT_SECONDS)
+            await pipe.execute()
+        raise Forbidden("Authentication failed: the access was revoked or is not this one.")
+    now = datetime.now(UTC)
+    if (
+        access.last_used_at is None
+        or now - access.last_used_at > timedelta(minutes=1)
+        or (access.last_used_ip != ip)
+    ):
+        access.last_used_at, access.last_used_ip = now, ip
+    return access, user
+
+
+@dataclass(frozen=True)
+class AccountsQuery:
+    start: datetime | None = None
+    end: datetime | None = None
+    pending: bool = False
+    accounts: tuple[str, ...] = ()
+    balances_only: bool = False
+
+
+def _epoch(moment: datetime | None) -> int:
+    return int(moment.timestamp()) if moment is not None else 0
+
+
+def _decimal(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+async def account_set(
+    *, ctx: AppContext, session: AsyncSession, access: SimplefinAccess, query: AccountsQuery
+) -> dict:
+    """The spec's Account Set for this access."""
+    root = root_url(ctx.settings)
+    latest = (
+        select(BalanceSnapshot)
+        .where(BalanceSnapshot.account_id == Account.id)
+        .order_by(BalanceSnapshot.as_of.desc())
+        .limit(1)
+        .lateral("latest")
+    )
+    statement = (
+        select(Account, ProviderConnection, Provider, latest.c.as_of, latest.c.current)
+        .add_columns(latest.c.available)
+        .join(ProviderConnection, ProviderConnection.id == Account.connection_id)
+        .join(Provider, Provider.id == ProviderConnection.provider_id)
+        .outerjoin(latest, true())
+        .where(Account.user_id == access.user_id)
+        .order_by(Provider.alias, Account.name, Account.id)
+    )
+    if access.account_ids is not None:
+        statement = statement.where(Account.id.in_(access.account_ids))
+    if query.accounts:
+        wanted = [_uuid(a) for a in query.accounts]
+        statement = statement.where(Account.id.in_([w for w in wanted if w is not None]))
+    rows = (await session.execute(statement)).all()
+
+    connections: dict[uuid.UUID, dict] = {}
+    errlist: list[dict] = []
+    accounts = []
+    for account, connection, provider, as_of, current, available in rows:
+        conn_id = str(connection.id)
+        spec = ctx.registry.get(provider.provider_key)
+        org_name = spec.name if spec else provider.provider_key
+        name = f"{org_name} - {provider.alias}" if provider.alias != org_name else org_name
+        if connection.id not in connections:
+            connections[connection.id] = {
+                "conn_id": conn_id,
+                "name": name,
+                "org_id": provider.provider_key,
+                "org_name": org_name,
+                "sfin_url": root,
+            }
+            errlist += _connection_errors(connection, conn_id, name)
+        item = {
+            "org": {"name": org_name, "id": provider.provider_key, "sfin-url": root},
+            "id": str(account.id),
+            "name": account.name,
+            "conn_id": conn_id,
+            "conn_name": name,
+            "currency": account.currency,
+            "balance": _decimal(current) if current is not None else "0",
+            "balance-date": _epoch(as_of or account.synced_at),
+        }
+        if available is not None and available != current:
+            item["available-balance"] = _decimal(available)
+        if account.closed_at is not None:
+            item["extra"] = {"closed": _epoch(account.closed_at)}
+        accounts.append(item)
+    if not query.balances_only and accounts:
+        by_account = {a["id"]: a for a in accounts}
+        for a in accounts:
+            a["transactions"], a["holdings"] = [], []
+        for transaction in await _transactions(session, access, query, list(by_account)):
+            by_account[str(transaction.account_id)]["transactions"].append(
+                _transaction(transaction)
+            )
+        positions = await session.scalars(
+            select(Position)
+            .where(Position.account_id.in_([uuid.UUID(a) for a in by_account]))
+            .order_by(Position.symbol)
+        )
+        for position in positions:
+            by_account[str(position.account_id)]["holdings"].append(_holding(position))
+    return {
+        "errlist": errlist,
+        "errors": [e["msg"] for e in errlist],
+        "connections": list(connections.values()),
+        "accounts": accounts,
+    }
+
+
+def _uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None  # an id that is no account of ours matches none
+
+
+def _connection_errors(connection: ProviderConnection, conn_id: str, name: str) -> list[dict]:
+    if connection.status in (ConnectionStatus.EXPIRED, ConnectionStatus.REVOKED):
+        return [
+            {
+                "code": "con.auth",
+                "msg": f"{name}: its authorization has ended; reconnect it in Dashtam.",
+                "conn_id": conn_id,
+            }
+        ]
+    if connection.status == ConnectionStatus.ERROR or connection.sync_error:
+        why = connection.sync_error or connection.error_message or "an error"
+        return [
+            {
+                "code": "con.",
+                "msg": f"{name}: the last sync failed ({why}); the data may be out of date.",
+                "conn_id": conn_id,
+            }
+        ]
+    return []
+
+
+async def _transactions(
+    session: AsyncSession, access: SimplefinAccess, query: AccountsQuery, account_ids: list[str]
+) -> list[Transaction]:
+    start = query.start or datetime.now(UTC) - timedelta(days=DEFAULT_DAYS)
+    statuses = [TransactionStatus.POSTED] + ([TransactionStatus.PENDING] if query.pending else [])
+    statement = (
+        select(Transaction)
+        .where(
+            Transaction.user_id == access.user_id,
+            Transaction.account_id.in_([uuid.UUID(a) for a in account_ids]),
+            Transaction.status.in_(statuses),
+            Transaction.occurred_at >= start,
+        )
+        .order_by(Transaction.account_id, Transaction.occurred_at, Transaction.id)
+    )
+    if query.end is not None:
+        statement = statement.where(Transaction.occurred_at < query.end)
+    return list((await session.scalars(statement)).all())
+
+
+def _transaction(t: Transaction) -> dict:
+    pending = t.status == TransactionStatus.PENDING
+    item = {
+        "id": str(t.id),
+        "posted": 0 if pending else _epoch(t.posted_at or t.occurred_at),
+        "amount": _decimal(t.amount),
+        "description": t.description,
+        "payee": t.payee or "",
+        "memo": t.memo or "",
+        "transacted_at": _epoch(t.transacted_at or t.occurred_at),
+    }
+    if pending:
+        item["pending"] = True
+    extra = {
+        k: v
+        for k, v in {
+            "kind": t.kind,
+            "symbol": t.symbol,
+            "quantity": _decimal(t.quantity),
+            "price": _decimal(t.price),
+            "fees": _decimal(t.fees),
+        }.items()
+        if v is not None
+    }
+    if extra:
+        item["extra"] = extra
+    return item
+
+
+def _holding(p: Position) -> dict:
+    """The SimpleFIN Bridge's holding (the spec has none; apps that read holdings read this)."""
+    return {
+        "id": str(p.id),
+        "created": _epoch(p.as_of),
+        "currency": p.currency,
+        "cost_basis": _decimal(p.cost_basis) or "0",
+        "description": p.description or p.symbol,
+        "market_value": _decimal(p.market_value),
+        "purchase_price": _decimal(p.cost_basis / p.quantity)
+        if p.cost_basis and p.quantity
+        else "0",
+        "shares": _decimal(p.quantity),
+        "symbol": p.symbol,
+    }
+
+
+# --- the person's view --------------------------------------------------------------------------
+
+
+def _access_out(access: SimplefinAccess) -> dict:
+    return {
+        "id": access.id,
+        "label": access.label,
+        "account_ids": access.account_ids,
+        "created_at": access.created_at,
+        "claimed_ip": access.claimed_ip,
+        "last_used_at": access.last_used_at,
+        "last_used_ip": access.last_used_ip,
+        "revoked_at": access.revoked_at,
+    }
+
+
+async def listed(*, session: AsyncSession, user: User) -> dict:
+    rows = await session.scalars(
+        select(SimplefinAccess)
+        .where(SimplefinAccess.user_id == user.id)
+        .order_by(SimplefinAccess.created_at.desc(), SimplefinAccess.id)
+    )
+    return {"items": [_access_out(a) for a in rows]}
+
+
+async def revoke(*, session: AsyncSession, user: User, access_id: uuid.UUID, where: dict) -> None:
+    access = await session.get(SimplefinAccess, access_id)
+    if access is None or access.user_id != user.id:
+        raise NotFound("No such SimpleFIN access.")
+    if access.revoked_at is None:
+        access.revoked_at = datetime.now(UTC)
+        await audit.security(
+            session=session,
+            action="simplefin_access_revoked",
+            user_id=user.id,
+            details={"access_id": str(access.id)},
+            **where,
+        )
