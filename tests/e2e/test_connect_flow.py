@@ -170,3 +170,42 @@ async def test_revoke_reaches_the_institution(api, browser, session, worker_sett
     ).all()
     assert [a.action for a in audit] == ["connected", "revoked"]
     assert audit[-1].details == {"at_institution": "revoked"}
+
+
+async def test_a_simplefin_app_reads_the_sandbox_over_https(api, browser, live_servers):
+    """What a budgeting app does, over the real servers: a person connects the sandbox and
+    syncs it, makes a setup token; the app (a client written from the protocol) claims it and
+    reads accounts and transactions, pending ones included, verifying the project's CA."""
+    import ssl
+
+    import httpx
+
+    from tests.fixtures.simplefin_client import Refused, SimplefinClient
+
+    headers, path = connectable_provider(api)
+    browser.authorize(authorization_url(api, headers, path))
+    synced = api.post(path.replace("/authorization", "/sync"), headers=headers)
+    assert synced.status_code == 200, synced.text
+    made = api.post("/api/v1/simplefin/setup-tokens", headers=headers, json={"label": "e2e"})
+    assert made.status_code == 201, made.text
+
+    tls = ssl.create_default_context(cafile=live_servers.ca_file)
+    async with httpx.AsyncClient(verify=tls, timeout=30) as http:
+        app = SimplefinClient(http)
+        access_url = await app.claim(made.json()["setup_token"])
+        assert access_url.startswith("https://")
+        assert "@localhost:" in access_url
+        everything = await app.accounts(access_url, pending=1)
+        posted_only = await app.accounts(access_url)
+        with pytest.raises(Refused):
+            await app.claim(made.json()["setup_token"])
+    accounts = api.get("/api/v1/accounts", headers=headers).json()["items"]
+    assert {a["id"] for a in everything["accounts"]} == {a["id"] for a in accounts}
+    served = [t for a in everything["accounts"] for t in a["transactions"]]
+    pending = [t for t in served if t.get("pending")]
+    assert pending
+    assert all(t["posted"] == 0 for t in pending)
+    assert len(served) > len(pending) > 0
+    assert sum(len(a["transactions"]) for a in posted_only["accounts"]) == len(served) - len(
+        pending
+    )
