@@ -13,11 +13,14 @@ from fastapi.security import HTTPBearer
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dashtam_api.apikeys import service as api_keys
+from dashtam_api.apikeys.scopes import OPERATION_SCOPES
 from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.security import Passwords, decode_access_token, session_of
 from dashtam_api.context import AppContext
 from dashtam_api.errors import ACCOUNT_GONE, Forbidden, Unauthorized
 from dashtam_api.health.service import HealthProbe
+from dashtam_api.openapi import operation_id
 from dashtam_core.config import Settings
 from dashtam_core.database import Database, Reader
 from dashtam_core.vault import Vault
@@ -80,15 +83,35 @@ class AccessTokenBearer(HTTPBearer):
     def __init__(self) -> None:
         super().__init__(auto_error=False, scheme_name="HTTPBearer")
 
-    async def __call__(self, request: Request) -> uuid.UUID:  # type: ignore[override]
+    async def __call__(self, request: Request, reader: ReaderDep) -> uuid.UUID:  # type: ignore[override]
         scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
         if not token or scheme.lower() != "bearer":
             raise Unauthorized("Authentication required.", error="invalid_request")
+        if api_keys.is_api_key(token):
+            return await _api_key_subject(request, reader, token)
         return decode_access_token(
             token,
             secret=request.app.state.settings.SECRET_KEY,
             ended=request.app.state.ended_sessions,
         )
+
+
+async def _api_key_subject(request: Request, reader: Reader, token: str) -> uuid.UUID:
+    """The key's person, if the key is good (else 401) and opens this operation (else 403,
+    naming the scope it lacks, or saying that no key opens it)."""
+    verified = await api_keys.verify(reader, token)
+    route = request.scope.get("route")
+    operation = operation_id(route) if route is not None else ""
+    needed = OPERATION_SCOPES.get(operation)
+    if needed is None:
+        raise Forbidden(
+            "API keys cannot be used here; sign in with your password.", operation=operation
+        )
+    if needed not in verified.scopes:
+        raise Forbidden(
+            f"This API key lacks the scope {needed!r}.", missing_scope=needed, operation=operation
+        )
+    return verified.user_id
 
 
 TokenSubjectDep = Annotated[uuid.UUID, Depends(AccessTokenBearer())]

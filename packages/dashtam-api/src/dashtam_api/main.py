@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from dashtam_api import __version__, docs, metrics, openapi
 from dashtam_api.accounts.router import router as accounts_router
+from dashtam_api.apikeys.router import router as api_keys_router
 from dashtam_api.auth.admin_router import router as admin_router
 from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.reset_page import router as reset_page_router
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reset_page_router)
     app.include_router(connections_router)
     app.include_router(webhooks_router)
+    app.include_router(api_keys_router)
     app.include_router(simplefin_router)
     app.include_router(simplefin_protocol)
     if settings.ENVIRONMENT in ("development", "testing"):

@@ -79,6 +79,11 @@ TAGS = [
         "deliveries.",
     },
     {
+        "name": "api-keys",
+        "description": "Personal API keys for scripts and apps: a Bearer credential limited "
+        "to its scopes (each operation says which one opens it), expiring, revocable.",
+    },
+    {
         "name": "simplefin",
         "description": "Setup tokens for apps that read SimpleFIN (Actual, Firefly III, ...), "
         "and the access they claimed.",
@@ -145,16 +150,39 @@ def finished(schema: dict) -> dict:
     for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             _finish(path, operation)
+            _api_key_scope(operation)
+    schema["components"].setdefault("securitySchemes", {})["ApiKey"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "dtk_...",
+        "description": "A personal API key (POST /api/v1/api-keys) as the Bearer credential: "
+        "only on the operations that name its scope (the requirement's list); elsewhere a 403.",
+    }
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     return schema
+
+
+def _api_key_scope(operation: dict) -> None:
+    """An operation an API key may call lists it as a second way in, with the scope it needs
+    (and says so where people read)."""
+    from dashtam_api.apikeys.scopes import OPERATION_SCOPES
+
+    scope = OPERATION_SCOPES.get(operation.get("operationId", ""))
+    if scope is None:
+        return
+    operation.setdefault("security", []).append({"ApiKey": [scope]})
+    note = f"API keys: with the scope `{scope}`."
+    operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()
 
 
 def _finish(path: str, operation: dict) -> None:
     responses = operation.setdefault("responses", {})
     implied = []
     if any("HTTPBearer" in scheme for scheme in operation.get("security", ())):
-        implied.append(401)  # SimpleFIN's Basic credentials are refused with 403, its spec's
+        # A key without the scope, or where no key goes, is a 403. (SimpleFIN's Basic
+        # credentials are refused with 403 alone, as its spec says.)
+        implied += [401, 403]
     if "{" in path:
         implied.append(404)
     if operation.get("requestBody"):

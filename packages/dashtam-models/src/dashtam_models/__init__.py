@@ -7,6 +7,7 @@ Importing this package registers every table on ``SQLModel.metadata`` (re-export
 from sqlmodel import SQLModel
 
 from dashtam_models.accounts import Account, BalanceDay, BalanceSnapshot, Position
+from dashtam_models.api_keys import ApiKey
 from dashtam_models.audit import ProviderAuditLog, SecurityAuditLog
 from dashtam_models.auth import (
     EmailVerification,
@@ -44,6 +45,7 @@ RETIRED_TABLES: tuple[str, ...] = ()
 __all__ = [
     "RETIRED_TABLES",
     "Account",
+    "ApiKey",
     "BalanceDay",
     "BalanceSnapshot",
     "ConnectionStatus",

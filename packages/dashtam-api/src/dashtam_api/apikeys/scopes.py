@@ -1,0 +1,36 @@
+"""What an API key may do: each scope opens these operations (by operation id), nothing else.
+An operation not listed here (the account's own settings: password, sessions, second factor,
+API keys, webhooks, SimpleFIN access, invitations) refuses API keys whatever their scopes: a
+key that leaks cannot take the account over."""
+
+SCOPES = {
+    "accounts:read": "Accounts, their balances and positions, net worth.",
+    "transactions:read": "Transactions, and their exports.",
+    "providers:read": "Providers, their connections' state, sync runs, the provider types.",
+    "providers:write": "Add, rename, connect, refresh, sync and remove providers.",
+}
+
+OPERATION_SCOPES = {
+    "providers-types": "providers:read",
+    "providers-list": "providers:read",
+    "providers-get": "providers:read",
+    "connections-status": "providers:read",
+    "accounts-sync-runs": "providers:read",
+    "providers-create": "providers:write",
+    "providers-rename": "providers:write",
+    "providers-delete": "providers:write",
+    "connections-start": "providers:write",
+    "connections-revoke": "providers:write",
+    "connections-refresh": "providers:write",
+    "accounts-sync": "providers:write",
+    "accounts-of-provider": "accounts:read",
+    "accounts-list": "accounts:read",
+    "accounts-get": "accounts:read",
+    "accounts-positions": "accounts:read",
+    "accounts-balances": "accounts:read",
+    "accounts-net-worth": "accounts:read",
+    "transactions-list": "transactions:read",
+    "transactions-of-account": "transactions:read",
+    "transactions-get": "transactions:read",
+}
+assert set(OPERATION_SCOPES.values()) <= set(SCOPES)
