@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,6 +43,10 @@ class Reader(Protocol):
     """Runs one read statement (asyncpg's $1, $2 parameters) and returns its rows."""
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+
+    def stream(
+        self, query: str, *args: Any, batch: int = 1000
+    ) -> AsyncIterator[list[asyncpg.Record]]: ...
 
 
 # What a pooled connection that the server closed under us raises on its next use (and
@@ -137,6 +142,20 @@ class PoolReader:
         finally:
             self._turns.release()
 
+    async def stream(
+        self, query: str, *args: Any, batch: int = 1000
+    ) -> AsyncIterator[list[asyncpg.Record]]:
+        """A read too big to hold (an export), in batches of rows from a server-side cursor:
+        memory stays one batch whatever the row count. On a connection of its own, not the
+        pool's: a long export never takes a turn from the hot path's reads."""
+        conn = await asyncpg.connect(**self._params)
+        try:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                async for rows in _batches(conn, query, args, batch):
+                    yield rows
+        finally:
+            await conn.close()
+
     async def _open(self) -> asyncpg.Pool:
         async with self._opening:
             if self._pool is None:
@@ -167,6 +186,21 @@ class ConnectionReader:
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         return await self.connection.fetch(query, *args)
+
+    async def stream(
+        self, query: str, *args: Any, batch: int = 1000
+    ) -> AsyncIterator[list[asyncpg.Record]]:
+        """In the transaction this connection is in (a cursor needs one)."""
+        async for rows in _batches(self.connection, query, args, batch):
+            yield rows
+
+
+async def _batches(
+    conn: asyncpg.Connection, query: str, args: tuple, batch: int
+) -> AsyncIterator[list[asyncpg.Record]]:
+    cursor = await conn.cursor(query, *args)
+    while rows := await cursor.fetch(batch):
+        yield rows
 
 
 @dataclass

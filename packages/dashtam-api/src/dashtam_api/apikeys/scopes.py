@@ -32,5 +32,6 @@ OPERATION_SCOPES = {
     "transactions-list": "transactions:read",
     "transactions-of-account": "transactions:read",
     "transactions-get": "transactions:read",
+    "transactions-export": "transactions:read",
 }
 assert set(OPERATION_SCOPES.values()) <= set(SCOPES)

@@ -1,9 +1,14 @@
+import re
 import uuid
-from typing import Annotated
+from datetime import date
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 
 from dashtam_api.deps import ReaderDep, TokenSubjectDep
+from dashtam_api.errors import Unprocessable
+from dashtam_api.exports import service as exports
 from dashtam_api.openapi import problems
 from dashtam_api.query import QueryModel, QueryRoute
 from dashtam_api.responses import json_response
@@ -40,4 +45,49 @@ async def account_transactions(
 async def get_transaction(transaction_id: uuid.UUID, user_id: TokenSubjectDep, reader: ReaderDep):
     return json_response(
         await service.get(reader=reader, user_id=user_id, transaction_id=transaction_id)
+    )
+
+
+_MEDIA = {"csv": "text/csv; charset=utf-8", "ofx": "application/x-ofx"}
+
+
+@router.get(
+    "/accounts/{account_id}/transactions/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The file, streamed.",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/x-ofx": {"schema": {"type": "string"}},
+            },
+        }
+    },
+    name="export",
+)
+async def export_transactions(
+    account_id: uuid.UUID,
+    user_id: TokenSubjectDep,
+    reader: ReaderDep,
+    format: Literal["csv", "ofx"] = "csv",
+    from_: Annotated[date | None, Query(alias="from")] = None,
+    to: date | None = None,
+) -> StreamingResponse:
+    """One account's transactions as a file to import elsewhere: CSV (every transaction, oldest
+    first; the columns in docs/transactions.md) or OFX 2.2 (posted transactions; a bank
+    statement, or for a brokerage account an investment statement with its positions).
+    ``from`` and ``to`` are days, both included."""
+    if from_ and to and from_ > to:
+        raise Unprocessable("`from` is after `to`.", field="from")
+    export = await exports.account(reader, user_id, account_id)
+    window = exports.Window.of(from_, to)
+    body = (exports.csv_export if format == "csv" else exports.ofx_export)(
+        reader, user_id, export, window
+    )
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", export.name).strip("-").lower() or "account"
+    name = f"dashtam-{slug}-{from_ or 'start'}-{to or 'now'}.{format}"
+    return StreamingResponse(
+        body,
+        media_type=_MEDIA[format],
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

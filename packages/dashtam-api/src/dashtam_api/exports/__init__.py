@@ -1,0 +1,1 @@
+"""Exports of an account's transactions (service.py says how)."""
