@@ -306,7 +306,8 @@ def demo(c):
         "private project: restarts, institution failures and a stop under load) or "
         "transactions (100,000 transactions ingested, then the same window read again) or "
         "webhooks (2,000 deliveries to a local receiver, one dispatcher process vs two; "
-        "commit to delivery).",
+        "commit to delivery) or export (CSV and OFX of 100,000 and 1,000,000 transactions "
+        "through the API: rows/s, the API process's peak memory).",
         "repeat": "Runs per micro-measurement; the median is reported.",
         "suite_repeat": "Runs of the whole suite, serial and parallel each.",
         "duration": "api: seconds of load per endpoint (wrk -d); faults: seconds per phase.",

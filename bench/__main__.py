@@ -10,7 +10,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
         "name",
-        choices=["tests", "migrations", "refresh", "api", "faults", "transactions", "webhooks"],
+        choices=[
+            "tests",
+            "migrations",
+            "refresh",
+            "api",
+            "faults",
+            "transactions",
+            "webhooks",
+            "export",
+        ],
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per micro-measurement (median)")
     parser.add_argument("--suite-repeat", type=int, default=1, help="runs of the whole suite")
@@ -33,6 +42,11 @@ def main() -> int:
 
             transactions.run(repeat=args.repeat, count=args.transactions)
             transactions.reads(duration=args.duration, connections=args.clients)
+            return 0
+        if args.name == "export":
+            from bench import export
+
+            export.run(repeat=args.repeat)
             return 0
         if args.name == "faults":
             from bench import faults
