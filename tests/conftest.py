@@ -54,6 +54,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         suite = _suite(item)
         if suite in ("integration", "api", "e2e", "faults", "browser"):
             item.add_marker(getattr(pytest.mark, suite))
+        if item.get_closest_marker("commits") and "connection" not in getattr(
+            item, "fixturenames", ()
+        ):
+            # What such a test commits is truncated when its `connection` fixture ends: without
+            # it, its rows stay and another test meets them (an audit row too many, someone
+            # else's token).
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked commits but does not request `connection`"
+            )
         if "live_servers" in getattr(item, "fixturenames", ()):
             # One xdist worker runs every test on the real HTTPS servers (with --dist
             # loadgroup, as `inv test --parallel` runs): the servers start once per run, not

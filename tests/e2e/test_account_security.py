@@ -1,7 +1,9 @@
 """Account security as a person meets it: the real HTTPS API, real mail through the
 environments' mail catcher, a real authenticator's codes (pyotp). One account taken through
 confirming its address, a second factor, a sign-in with it, a stolen session and a password
-reset by mail that ends it."""
+reset by mail that ends it.
+
+Every test here requests ``connection``: what the servers commit is truncated afterwards."""
 
 import re
 import ssl
@@ -19,7 +21,9 @@ PASSWORD = "correct horse battery"
 NEW = "a brand new pass phrase"
 
 
-async def test_a_person_secures_the_account_over_https_with_real_mail(live_servers, mail_server):
+async def test_a_person_secures_the_account_over_https_with_real_mail(
+    live_servers, mail_server, connection
+):
     verify = ssl.create_default_context(cafile=live_servers.ca_file)
     async with httpx.AsyncClient(base_url=live_servers.api_url, verify=verify) as api:
         email = unique_address("secure")

@@ -172,10 +172,11 @@ async def test_revoke_reaches_the_institution(api, browser, session, worker_sett
     assert audit[-1].details == {"at_institution": "revoked"}
 
 
-async def test_a_simplefin_app_reads_the_sandbox_over_https(api, browser, live_servers):
+async def test_a_simplefin_app_reads_the_sandbox_over_https(api, browser, live_servers, connection):
     """What a budgeting app does, over the real servers: a person connects the sandbox and
     syncs it, makes a setup token; the app (a client written from the protocol) claims it and
-    reads accounts and transactions, pending ones included, verifying the project's CA."""
+    reads accounts and transactions, pending ones included, verifying the project's CA.
+    (``connection``: what the servers committed is truncated afterwards.)"""
     import ssl
 
     import httpx

@@ -81,8 +81,8 @@ def test_every_operation_keeps_the_contract(api_schema, signed_in, live_servers,
         keeps_the_contract()
 
 
-@pytest.mark.commits
-def test_linked_operations_keep_the_contract(api_schema, live_servers, worker_settings):
+@pytest.mark.commits  # each sequence truncates after itself; `connection` after the last
+def test_linked_operations_keep_the_contract(api_schema, live_servers, worker_settings, connection):
     """The stateful phase: operations chained by the links schemathesis finds (a provider that
     was created is then read, renamed, connected, deleted), each answer checked as above. Every
     sequence starts from an empty database and a new person, so that each is the same

@@ -78,6 +78,6 @@ async def test_committed_rows_are_seen_by_other_connections(engine, session):
 
 
 @pytest.mark.commits
-async def test_committing_tests_start_from_empty_tables_too(engine):
+async def test_committing_tests_start_from_empty_tables_too(engine, connection):
     async with engine.connect() as conn:
         assert await conn.scalar(text("SELECT count(*) FROM users")) == 0
