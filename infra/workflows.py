@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from infra import apps
+from infra import apps, schema
 from infra import trust as trust_store
 from infra.certs import ensure_certs
 from infra.envfiles import ensure_env_files, read_both, read_credentials
@@ -146,17 +146,30 @@ def up(layout: Layout, *, reload: bool = True, workers: int = 0, timeout: float 
     setup(layout, quiet=True)
     servers = _start_servers(runtime)
     env_file = layout.dev_env_file
-    apps_started = []
+    apps_started: list[str] = []
+
+    def start_apps() -> None:
+        for app in apps.APPS:
+            # Only the API scales out; the callback server forwards a handful of redirects.
+            app_workers = workers if app is apps.APPS[0] else 0
+            if apps.start_app(
+                app, layout=layout, env_file=env_file, reload=reload, workers=app_workers
+            ):
+                apps_started.append(app.name)
+
     if servers or not all(process.running(layout.pid_file(a.name)) for a in apps.APPS):
-        _run_initializer("dashtam_core.init_db", env_file, layout)
-        runtime.after_schema(read_credentials(env_file))
-    for app in apps.APPS:
-        # Only the API scales out; the callback server forwards a handful of redirects.
-        app_workers = workers if app is apps.APPS[0] else 0
-        if apps.start_app(
-            app, layout=layout, env_file=env_file, reload=reload, workers=app_workers
-        ):
-            apps_started.append(app.name)
+        dev = read_credentials(env_file)
+        current = schema.at_head(dev)
+        if current is not None:
+            # Nothing to migrate: the apps start (their imports take seconds) while the
+            # superuser step runs, instead of after a Python process that would find nothing
+            # to do.
+            start_apps()
+            say(f"init-db: database {dev.db_name}: at head {current}, nothing to do")
+        else:
+            _run_initializer("dashtam_core.init_db", env_file, layout)
+        runtime.after_schema(dev)
+    start_apps()
     for app in apps.APPS:
         apps.wait_healthy(app, layout=layout, env_file=env_file, timeout=timeout)
     if not servers and not apps_started:

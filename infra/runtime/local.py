@@ -243,14 +243,6 @@ class LocalRuntime:
         Only an unmarked database the test role owns, on this checkout's own server, holding
         nothing but Dashtam's tables: anything else stays unmarked, and init-test-db refuses it.
         """
-        from dashtam_core.migrate import dashtam_table_names
-        from dashtam_core.safety import (
-            RELATIONS_QUERY,
-            comment_on_database,
-            foreign_tables,
-            template_marker,
-        )
-
         conn = await self.superuser_connect(test.db_port)
         try:
             row = await conn.fetchrow(
@@ -260,6 +252,15 @@ class LocalRuntime:
             )
             if row is None or row["comment"] is not None or row["owner"] != test.db_user:
                 return
+            # Only now (rarely): these import SQLAlchemy and the models, half a second.
+            from dashtam_core.migrate import dashtam_table_names
+            from dashtam_core.safety import (
+                RELATIONS_QUERY,
+                comment_on_database,
+                foreign_tables,
+                template_marker,
+            )
+
             inside = await self.superuser_connect(test.db_port, test.db_name)
             try:
                 relations = [tuple(r) for r in await inside.fetch(RELATIONS_QUERY)]

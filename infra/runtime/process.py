@@ -146,13 +146,24 @@ def _leads_its_group(pid_file: Path) -> bool:
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
-    try:
-        psutil.Process(pid).wait(timeout)
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.TimeoutExpired:
-        return False
-    return True
+    """True once the process has exited (within ``timeout``).
+
+    Exited is a zombie too: our servers outlive the `inv` that started them, so their parent is
+    init (or the container's first process), which reaps when it gets to it, seconds later here.
+    psutil's wait() counts a zombie as alive and waited those seconds out, for every server.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.002
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
