@@ -9,12 +9,14 @@ the ratios, not the seconds.
 """
 
 import asyncio
+import resource
 import statistics
 import subprocess
 import sys
 import time
 import uuid
 
+import psutil
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +28,7 @@ from dashtam_core.test_databases import clone_database, drop_database, maintenan
 from dashtam_models import User
 from infra import apps, workflows
 from infra.layout import Layout
+from infra.runtime.local import SERVERS, LocalRuntime
 
 TABLES = ", ".join(f'"{t.name}"' for t in dashtam_models.metadata.sorted_tables)
 
@@ -74,10 +77,52 @@ def suite_serial_vs_parallel(layout: Layout, times: int) -> tuple[str, float, fl
         if result.returncode != 0:
             raise SystemExit(f"the suite failed; benchmark stopped:\n{result.stdout[-2000:]}")
 
-    serial = _median_time(lambda: pytest(False), times)
-    parallel = _median_time(lambda: pytest(True), times)
+    cpu: dict[bool, list[float]] = {False: [], True: []}
+
+    def measured(parallel: bool) -> None:
+        before = _cpu_seconds(layout)
+        pytest(parallel)
+        spent = {k: v - before[k] for k, v in _cpu_seconds(layout).items()}
+        cpu[parallel].append(sum(spent.values()))
+        print(
+            f"  CPU {sum(spent.values()):.1f} core-s: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in spent.items()),
+            flush=True,
+        )
+
+    serial = _median_time(lambda: measured(False), times)
+    parallel = _median_time(lambda: measured(True), times)
     workers = workflows.auto_test_workers()
-    return (f"whole suite, wall clock: serial vs --parallel ({workers} workers)", serial, parallel)
+    label = f"serial vs --parallel ({workers} workers)"
+    print(
+        f"  total CPU, median: serial {statistics.median(cpu[False]):.1f} core-s, parallel "
+        f"{statistics.median(cpu[True]):.1f} core-s; wall clock: serial {serial:.1f} s, parallel "
+        f"{parallel:.1f} s",
+        flush=True,
+    )
+    return (f"whole suite, wall clock: {label}", serial, parallel)
+
+
+def _cpu_seconds(layout: Layout) -> dict[str, float]:
+    """CPU used so far by what a test run costs: the pytest process and what it started and
+    reaped (workers, CLI runs, servers of its own), and the shared servers, each with the
+    processes it reaped (PostgreSQL's backends)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent = {"pytest and its processes": children.ru_utime + children.ru_stime}
+    runtime = LocalRuntime(layout)
+    for server in SERVERS:
+        tracked = runtime.tracked(server)
+        spent[server] = 0.0
+        if tracked is None:
+            continue
+        try:
+            times = psutil.Process(tracked.pid).cpu_times()
+            spent[server] = (
+                times.user + times.system + times.children_user + (times.children_system)
+            )
+        except psutil.Error:
+            pass
+    return spent
 
 
 async def clone_vs_build(settings: TestSettings, times: int) -> tuple[str, float, float]:

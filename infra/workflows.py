@@ -48,10 +48,10 @@ def _compose(layout: Layout, task: str, *extra: str) -> bool:
     return True
 
 
-def _start_servers(runtime: LocalRuntime) -> list[str]:
+def _start_servers(runtime: LocalRuntime, *, when_postgres_is_up=None) -> list[str]:
     for directory, checkout in runtime.remove_orphaned_data():
         say(f"  removed {directory}: the servers' data of {checkout}, a checkout that is gone")
-    return runtime.start_servers()
+    return runtime.start_servers(when_postgres_is_up=when_postgres_is_up)
 
 
 def setup(layout: Layout, *, quiet: bool = False) -> None:
@@ -144,9 +144,11 @@ def up(layout: Layout, *, reload: bool = True, workers: int = 0, timeout: float 
     started_at = time.monotonic()
     runtime = _runtime(layout)
     setup(layout, quiet=True)
-    servers = _start_servers(runtime)
     env_file = layout.dev_env_file
+    dev = read_credentials(env_file)
     apps_started: list[str] = []
+    apps_were_up = all(process.running(layout.pid_file(a.name)) for a in apps.APPS)
+    at_head: str | None = None
 
     def start_apps() -> None:
         for app in apps.APPS:
@@ -157,15 +159,22 @@ def up(layout: Layout, *, reload: bool = True, workers: int = 0, timeout: float 
             ):
                 apps_started.append(app.name)
 
-    if servers or not all(process.running(layout.pid_file(a.name)) for a in apps.APPS):
-        dev = read_credentials(env_file)
-        current = schema.at_head(dev)
-        if current is not None:
-            # Nothing to migrate: the apps start (their imports take seconds) while the
-            # superuser step runs, instead of after a Python process that would find nothing
-            # to do.
-            start_apps()
-            say(f"init-db: database {dev.db_name}: at head {current}, nothing to do")
+    def as_soon_as_postgres_is_up() -> None:
+        # Nothing to migrate: the apps start now, their imports (seconds) beside the other
+        # servers' start and the superuser steps, instead of after them. Anything else (a
+        # schema behind, a first start) waits for init-db as before.
+        nonlocal at_head
+        if not apps_were_up:
+            at_head = schema.at_head(dev)
+            if at_head is not None:
+                start_apps()
+
+    servers = _start_servers(runtime, when_postgres_is_up=as_soon_as_postgres_is_up)
+    if servers or not apps_were_up:
+        if at_head is None:
+            at_head = schema.at_head(dev)
+        if at_head is not None:
+            say(f"init-db: database {dev.db_name}: at head {at_head}, nothing to do")
         else:
             _run_initializer("dashtam_core.init_db", env_file, layout)
         runtime.after_schema(dev)

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -496,13 +497,16 @@ requirepass {admin}
             return None
         return pid if ours else None
 
-    def start_servers(self) -> list[str]:
-        """Start whatever is down and bootstrap; returns the servers this call started."""
+    def start_servers(self, *, when_postgres_is_up: Callable[[], None] | None = None) -> list[str]:
+        """Start whatever is down and bootstrap; returns the servers this call started.
+        ``when_postgres_is_up`` runs as soon as PostgreSQL answers, before the rest."""
         dev, test = read_both(self.layout)
         started = []
         self._adopt_unstamped_data()
         if self.start_postgres(dev.db_port):
             started.append("postgres")
+        if when_postgres_is_up is not None:
+            when_postgres_is_up()
         if self.start_valkey(dev, test):
             started.append("valkey")
         if self.start_mail(dev):
