@@ -487,8 +487,10 @@ def _pytest(
         ).returncode
     for old in layout.root.glob(".coverage*"):
         old.unlink()
+    results = layout.run_dir / "pytest-results.xml"
+    results.unlink(missing_ok=True)
     code = subprocess.run(
-        [sys.executable, "-m", "coverage", "run", "-m", "pytest", *args],
+        [sys.executable, "-m", "coverage", "run", "-m", "pytest", *args, f"--junitxml={results}"],
         env=env,
         cwd=layout.root,
         check=False,
@@ -501,7 +503,31 @@ def _pytest(
     )
     subprocess.run([sys.executable, "-m", "coverage", "html", "-q"], cwd=layout.root, check=False)
     say("coverage: HTML report in htmlcov/index.html")
+    if code:
+        # The report is long: whoever reads only the end of the output (a CI log's tail) still
+        # learns which tests failed.
+        for line in _failed_tests(results):
+            say(f"FAILED {line}")
     return code or report.returncode
+
+
+def _failed_tests(results: Path) -> list[str]:
+    import xml.etree.ElementTree as ET
+
+    try:
+        cases = ET.parse(results).getroot().iter("testcase")  # noqa: S314
+    except (OSError, ET.ParseError):
+        return ["(no test report: see the output above)"]
+    failed = []
+    for case in cases:
+        for problem in (*case.findall("failure"), *case.findall("error")):
+            message = (
+                (problem.get("message") or "").splitlines()[0][:200]
+                if problem.get("message")
+                else ""
+            )
+            failed.append(f"{case.get('classname')}::{case.get('name')} - {message}")
+    return failed
 
 
 def test_clean(layout: Layout) -> None:
