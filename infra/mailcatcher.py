@@ -123,6 +123,9 @@ class Mailbox:
         self.directory = directory
         self.keep = keep
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # A message's file never changes once written: each is parsed once, not at every
+        # search (tests poll by recipient while development's mail piles up to KEEP).
+        self._parsed: dict[Path, Stored] = {}
 
     def add(self, raw: bytes) -> str:
         message_id = f"{time.time_ns():019d}-{secrets.token_hex(4)}"
@@ -132,24 +135,31 @@ class Mailbox:
             handle.write(raw)
         for old in self._paths()[: -self.keep]:
             old.unlink(missing_ok=True)
+            self._parsed.pop(old, None)
         return message_id
 
     def _paths(self) -> list[Path]:
         return sorted(self.directory.glob("*.eml"))
 
     def _load(self, path: Path) -> Stored | None:
+        if path in self._parsed:
+            return self._parsed[path]
         try:
             raw = path.read_bytes()
         except FileNotFoundError:  # deleted meanwhile
             return None
         message = email.message_from_bytes(raw, policy=email.policy.default)
-        return Stored(path.stem, path, message)  # type: ignore[arg-type]
+        stored = self._parsed[path] = Stored(path.stem, path, message)  # type: ignore[arg-type]
+        return stored
 
     def search(self, query: str = "") -> list[Stored]:
         """Newest first."""
         terms = shlex.split(query)
+        paths = self._paths()
+        for gone in self._parsed.keys() - set(paths):
+            del self._parsed[gone]
         found = []
-        for path in reversed(self._paths()):
+        for path in reversed(paths):
             stored = self._load(path)
             if stored is not None and stored.matches(terms):
                 found.append(stored)
@@ -166,6 +176,7 @@ class Mailbox:
     def delete(self, stored: list[Stored]) -> int:
         for item in stored:
             item.path.unlink(missing_ok=True)
+            self._parsed.pop(item.path, None)
         return len(stored)
 
 

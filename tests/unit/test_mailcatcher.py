@@ -57,3 +57,15 @@ def test_only_the_newest_are_kept(tmp_path):
     box = Mailbox(tmp_path, keep=3)
     ids = [box.add(raw(f"n{n}@home.lan", f"message {n}")) for n in range(5)]
     assert [s.id for s in box.search()] == ids[:1:-1]
+
+
+def test_a_message_gone_from_the_folder_is_gone_from_the_searches(tmp_path):
+    """Messages are parsed once and remembered; what leaves the folder (the cap, a delete,
+    someone's rm) leaves the answers too."""
+    box = Mailbox(tmp_path, keep=2)
+    first = box.add(raw("a@home.lan", "one"))
+    assert [s.id for s in box.search()] == [first]
+    second, third = box.add(raw("b@home.lan", "two")), box.add(raw("c@home.lan", "three"))
+    assert box.get(first) is None  # over the cap
+    (tmp_path / f"{second}.eml").unlink()
+    assert [s.id for s in box.search()] == [third]
