@@ -186,6 +186,17 @@ def test(
 
 
 @task(
+    help={
+        "use": "local or compose: what the tasks use in this checkout from now on "
+        "(auto: back to the default, local); DASHTAM_RUNTIME still wins when set."
+    }
+)
+def runtime(c, use=None):
+    """Say which runtime (local processes or Docker Compose) the tasks use here, and why."""
+    _infra(c, "runtime", *([use] if use else []))
+
+
+@task(
     name="compose-files",
     help={"production": "PostgreSQL's and Valkey's users from env/.env.prod (the prod overlay)."},
 )
@@ -344,6 +355,7 @@ namespace = Collection(
     test,
     test_clean,
     mail,
+    runtime,
     compose_files,
     bench,
     demo,

@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     mail.add_argument("--clear", action="store_true")
     compose_files = sub.add_parser("compose-files")
     compose_files.add_argument("--production", action="store_true")
+    runtime = sub.add_parser("runtime")
+    runtime.add_argument("choice", nargs="?")
     sub.add_parser("demo")
     sub.add_parser("rotate-token-key")
     users = sub.add_parser("users")
@@ -99,10 +101,12 @@ def main(argv: list[str] | None = None) -> int:
             case "mail":
                 workflows.mail(layout, test=args.test, to=args.to, show=args.show, clear=args.clear)
             case "compose-files":
-                from infra import compose
+                from infra.runtime import compose
 
                 for path in compose.prepare(layout, production=args.production):
                     print(f"  wrote {path.relative_to(layout.root)}")
+            case "runtime":
+                workflows.runtime(layout, args.choice)
             case "migrate":
                 workflows.migrate(layout, args.migration_command, *args.migration_args)
             case "rotate-token-key":

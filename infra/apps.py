@@ -3,6 +3,7 @@
 import os
 import shutil
 import ssl
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -50,6 +51,23 @@ def child_env(env_file: Path, overrides: dict[str, str] | None = None) -> dict[s
     env["DASHTAM_ENV_FILE"] = str(env_file.resolve())
     env.update(overrides or {})
     return env
+
+
+def run_module(
+    module: str, env_file: Path, layout: Layout, *args: str, name: str | None = None
+) -> None:
+    """``python -m module args`` with ``env_file``'s settings (an initialiser such as
+    dashtam_core.init_db, or a CLI such as dashtam_api.users); its failure is one line naming it
+    and its exit code."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=child_env(env_file),
+        cwd=layout.root,
+        check=False,
+    )
+    if result.returncode != 0:
+        label = name or module.rsplit(".", 1)[-1].replace("_", "-")
+        raise InfraError(f"{label} failed (exit {result.returncode})", code=result.returncode)
 
 
 def app_port(app: App, env_file: Path, port: int | None = None) -> int:

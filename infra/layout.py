@@ -42,6 +42,11 @@ class Layout:
         return self.state / "logs"
 
     @property
+    def runtime_file(self) -> Path:
+        """The runtime this checkout asked for (``inv runtime``), when it asked."""
+        return self.state / "runtime"
+
+    @property
     def secrets_file(self) -> Path:
         return self.state / "secrets.env"
 

@@ -3,14 +3,12 @@
 import asyncio
 import os
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from infra import apps, schema
+from infra import apps
 from infra import trust as trust_store
 from infra.certs import ensure_certs
 from infra.envfiles import ensure_env_files, read_both, read_credentials
@@ -18,40 +16,13 @@ from infra.errors import InfraError
 from infra.files import read_env, write_private
 from infra.layout import Layout
 from infra.mail import MailReader, environment_query
-from infra.runtime import process, selected_runtime
-from infra.runtime.local import SERVERS, LocalRuntime, valkey_ping
+from infra.runtime import CHOICES, chosen, engine_answers, process, runtime_for, selected_runtime
+from infra.runtime.base import Runtime, say
 
 # dashtam_core (SQLAlchemy, Alembic) and redis are imported inside the workflows that use them:
 # quick tasks such as `inv status` do not pay for them.
 
 TEST_SUITES = ("unit", "integration", "api", "e2e", "faults", "browser")
-
-
-def say(message: str) -> None:
-    print(message, flush=True)
-
-
-def _runtime(layout: Layout) -> LocalRuntime:
-    return LocalRuntime(layout)
-
-
-def _compose(layout: Layout, task: str, *extra: str) -> bool:
-    """Under the compose runtime, run ``task`` there (a failure is one line and its exit code)
-    and say True; under the local runtime, False: the caller goes on with processes."""
-    if selected_runtime() != "compose":
-        return False
-    from infra import compose  # YAML and the rest only where Compose is used
-
-    code = compose.run_task(layout, task, *extra)
-    if code:
-        raise InfraError(f"docker compose failed (exit {code})", code=code)
-    return True
-
-
-def _start_servers(runtime: LocalRuntime, *, when_postgres_is_up=None) -> list[str]:
-    for directory, checkout in runtime.remove_orphaned_data():
-        say(f"  removed {directory}: the servers' data of {checkout}, a checkout that is gone")
-    return runtime.start_servers(when_postgres_is_up=when_postgres_is_up)
 
 
 def setup(layout: Layout, *, quiet: bool = False) -> None:
@@ -119,75 +90,43 @@ def _trust_report(what: str, none_found: str, outcome: trust_store.Outcome) -> N
 
 def users(layout: Layout, *args: str) -> None:
     """`dashtam-users` against the development database (the servers must be up)."""
-    _run_initializer("dashtam_api.users", layout.dev_env_file, layout, *args, name="users")
+    apps.run_module("dashtam_api.users", layout.dev_env_file, layout, *args, name="users")
 
 
-def _run_initializer(
-    module: str, env_file: Path, layout: Layout, *args: str, name: str | None = None
-) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        env=apps.child_env(env_file),
-        cwd=layout.root,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise InfraError(
-            f"{name or module.rsplit('.', 1)[-1].replace('_', '-')} failed (exit {result.returncode})",
-            code=result.returncode,
-        )
+def runtime(layout: Layout, choice: str | None = None) -> None:
+    """Say which runtime the tasks use here and why; with ``choice``, make it this checkout's."""
+    if choice is not None:
+        if choice not in CHOICES:
+            raise InfraError(f"the runtime must be auto, local or compose, not {choice!r}")
+        if choice == "compose" and not engine_answers():
+            raise InfraError(
+                "the compose runtime needs a Docker engine with the compose plugin (`docker info` "
+                "and `docker compose version` must work); nothing changed"
+            )
+        layout.state.mkdir(mode=0o700, exist_ok=True)
+        if choice == "auto":
+            layout.runtime_file.unlink(missing_ok=True)
+        else:
+            layout.runtime_file.write_text(choice + "\n")
+    asked, where = chosen(layout)
+    say(f"runtime: {selected_runtime(layout)} ({asked}, from {where})")
+    if where == "DASHTAM_RUNTIME" and choice is not None:
+        say("  DASHTAM_RUNTIME is set in this shell and wins over the checkout's setting")
 
 
 def up(layout: Layout, *, reload: bool = True, workers: int = 0, timeout: float = 90.0) -> None:
-    if _compose(layout, "up"):
-        return
     started_at = time.monotonic()
-    runtime = _runtime(layout)
+    chosen_runtime = runtime_for(layout)
     setup(layout, quiet=True)
-    env_file = layout.dev_env_file
-    dev = read_credentials(env_file)
-    apps_started: list[str] = []
-    apps_were_up = all(process.running(layout.pid_file(a.name)) for a in apps.APPS)
-    at_head: str | None = None
-
-    def start_apps() -> None:
-        for app in apps.APPS:
-            # Only the API scales out; the callback server forwards a handful of redirects.
-            app_workers = workers if app is apps.APPS[0] else 0
-            if apps.start_app(
-                app, layout=layout, env_file=env_file, reload=reload, workers=app_workers
-            ):
-                apps_started.append(app.name)
-
-    def as_soon_as_postgres_is_up() -> None:
-        # Nothing to migrate: the apps start now, their imports (seconds) beside the other
-        # servers' start and the superuser steps, instead of after them. Anything else (a
-        # schema behind, a first start) waits for init-db as before.
-        nonlocal at_head
-        if not apps_were_up:
-            at_head = schema.at_head(dev)
-            if at_head is not None:
-                start_apps()
-
-    servers = _start_servers(runtime, when_postgres_is_up=as_soon_as_postgres_is_up)
-    if servers or not apps_were_up:
-        if at_head is None:
-            at_head = schema.at_head(dev)
-        if at_head is not None:
-            say(f"init-db: database {dev.db_name}: at head {at_head}, nothing to do")
-        else:
-            _run_initializer("dashtam_core.init_db", env_file, layout)
-        runtime.after_schema(dev)
-    start_apps()
-    for app in apps.APPS:
-        apps.wait_healthy(app, layout=layout, env_file=env_file, timeout=timeout)
-    if not servers and not apps_started:
+    started = chosen_runtime.up(reload=reload, workers=workers, timeout=timeout)
+    if not started:
         say("Dashtam is already up (nothing to start):")
     else:
         say(
             f"Dashtam is up in {time.monotonic() - started_at:.1f}s (started: "
-            f"{', '.join(servers + apps_started)}):"
+            f"{', '.join(started)}):"
         )
+    env_file = layout.dev_env_file
     dev = read_credentials(env_file)
     say(
         f"  API        {apps.health_url(apps.APPS[0], env_file).removesuffix('/health')}  (docs at /docs)"
@@ -196,7 +135,7 @@ def up(layout: Layout, *, reload: bool = True, workers: int = 0, timeout: float 
     say(f"  PostgreSQL 127.0.0.1:{dev.db_port}  database {dev.db_name}")
     say(f"  Valkey     127.0.0.1:{dev.redis_port}  index {dev.redis_db}")
     say(
-        f"  mail       {runtime.mail_url(dev)}  (SMTP on localhost:{dev.mail_smtp_port}; "
+        f"  mail       {_mail_url(dev)}  (SMTP on localhost:{dev.mail_smtp_port}; "
         "`inv mail` lists what was sent)"
     )
     say(
@@ -214,149 +153,73 @@ def migrate(layout: Layout, command: str, *args: str) -> None:
         raise InfraError(f"unknown migration command {command!r}")
     if not layout.dev_env_file.exists():
         raise InfraError("env/.env.dev is missing: run `inv up` (or `inv setup`) first")
-    if not _runtime(layout).tracked("postgres"):
+    chosen_runtime = runtime_for(layout)
+    if not chosen_runtime.servers_running():
         raise InfraError("PostgreSQL is not running: start the dev environment with `inv up`")
-    _run_initializer(
+    apps.run_module(
         "dashtam_core.migrate_cli", layout.dev_env_file, layout, command, *args, name="migrate"
     )
     if command in ("upgrade", "downgrade"):
         # A revision may have (re)created the audit log: hand it to its owner again.
-        _runtime(layout).after_schema(read_credentials(layout.dev_env_file))
+        chosen_runtime.after_schema(read_credentials(layout.dev_env_file))
 
 
 def down(layout: Layout) -> None:
-    if _compose(layout, "down"):
-        return
-    stopped = [a.name for a in apps.APPS if apps.stop_app(a, layout=layout)]
-    stopped += _runtime(layout).stop_servers()
+    stopped = runtime_for(layout).down()
     say(f"stopped: {', '.join(stopped)} (data kept)" if stopped else "nothing was running")
 
 
 def status(layout: Layout) -> int:
     """Print a table of the services; 0 if every running one is healthy."""
-    if selected_runtime() == "compose":
-        from infra import compose
-
-        say("runtime: compose (docker compose ps)")
-        return compose.run_task(layout, "status")
-    say("runtime: local (processes; DASHTAM_RUNTIME=compose for Docker Compose)")
-    rows = []
-    secrets_file = layout.secrets_file
-    creds = read_credentials(layout.dev_env_file) if layout.dev_env_file.exists() else None
-    runtime = LocalRuntime(layout)
-    for name in SERVERS:
-        tracked = runtime.tracked(name)
-        port = None
-        if creds:
-            port = {
-                "postgres": creds.db_port,
-                "valkey": creds.redis_port,
-                "mail": creds.mail_http_port,
-            }[name]
-        healthy = None
-        if tracked and port and name == "mail":
-            healthy = runtime.mail_ready(creds)
-        elif tracked and port and secrets_file.exists():
-            if name == "postgres":
-                healthy = runtime.postgres_ready(port)
-            else:
-                healthy = valkey_ping(port, runtime.secrets().valkey_password)
-        rows.append((name, tracked, port, healthy))
-    for app in apps.APPS:
-        tracked = process.running(layout.pid_file(app.name))
-        port = (
-            apps.app_port(app, layout.dev_env_file)
-            if layout.dev_env_file.exists()
-            else app.default_port
-        )
-        healthy = None
-        if tracked:
-            code, _ = apps.check_health(apps.health_url(app, layout.dev_env_file), layout.ca_file)
-            healthy = code == 200
-        rows.append((app.name, tracked, port, healthy))
-    say(f"{'service':<10} {'pid':>8} {'port':>6}  healthy")
-    bad = 0
-    for name, tracked, port, healthy in rows:
-        label = "-" if tracked is None else ("yes" if healthy else "NO")
-        bad += tracked is not None and not healthy
-        say(f"{name:<10} {tracked.pid if tracked else '-':>8} {port or '-':>6}  {label}")
-    return 1 if bad else 0
+    chosen_runtime = runtime_for(layout)
+    say(f"runtime: {chosen_runtime.described}")
+    return chosen_runtime.status()
 
 
 def logs(layout: Layout, *, service: str | None, follow: bool, lines: int) -> None:
-    if _compose(layout, "logs", *(["--follow"] if follow else []), *([service] if service else [])):
-        return
-    names = [service] if service else [*SERVERS, *(a.name for a in apps.APPS)]
-    known = {*SERVERS, *(a.name for a in apps.APPS)}
-    if service and service not in known:
-        raise InfraError(f"unknown service {service!r}; choose from {', '.join(sorted(known))}")
-    files = {n: layout.log_file(n) for n in names if layout.log_file(n).exists()}
-    if not files:
-        raise InfraError("no logs yet: start the environment with `inv up`")
-    prefix = len(files) > 1
-    positions = {}
-    for name, path in files.items():
-        with open(path, errors="replace") as handle:
-            tail_lines = handle.readlines()[-lines:]
-            positions[name] = handle.tell()
-        for line in tail_lines:
-            sys.stdout.write(f"{name:>8} | {line}" if prefix else line)
-    sys.stdout.flush()
-    while follow:
-        time.sleep(0.5)
-        for name, path in files.items():
-            with open(path, errors="replace") as handle:
-                handle.seek(positions[name])
-                for line in handle:
-                    sys.stdout.write(f"{name:>8} | {line}" if prefix else line)
-                positions[name] = handle.tell()
-        sys.stdout.flush()
+    runtime_for(layout).logs(service=service, follow=follow, lines=lines)
 
 
 def clean(layout: Layout) -> None:
-    if _compose(layout, "clean"):
-        return
     down(layout)
-    _runtime(layout).delete_data()
-    for name in (*SERVERS, *(a.name for a in apps.APPS)):
-        layout.log_file(name).unlink(missing_ok=True)
-    say(f"deleted the servers' data ({layout.data_dir}); env files and certificates kept")
+    runtime_for(layout).clean()
 
 
 def test_setup(layout: Layout) -> list[str]:
     """Shared servers up (never the dev apps), test schema rebuilt; returns servers started."""
-    if _compose(layout, "test-setup"):
-        return []
-    runtime = _runtime(layout)
+    return _prepare_tests(layout, runtime_for(layout))
+
+
+def _prepare_tests(layout: Layout, chosen_runtime: Runtime) -> list[str]:
     setup(layout, quiet=True)
-    started = _start_servers(runtime)
-    # Every run starts with no test mail (development's stays).
-    test_creds = read_credentials(layout.test_env_file)
-    _mail_reader(layout, test_creds).delete(environment_query(test_creds.environment))
-    _run_initializer("dashtam_core.init_test_db", layout.test_env_file, layout)
-    # The template's audit log goes to its owner; clones copy that (and the janitor's TRUNCATE).
-    runtime.after_schema(read_credentials(layout.test_env_file), janitor=True)
-    return started
+    return chosen_runtime.prepare_tests()
 
 
-@contextmanager
-def test_servers(layout: Layout) -> Iterator[None]:
+def test_servers(layout: Layout):
     """The shared servers up and the template built for a test run (or a benchmark).
 
     Servers this run started go down again afterwards, unless a developer's `inv up` now uses
     them; the development apps are never started, stopped or restarted.
     """
-    started = test_setup(layout)
+    return _servers_for_tests(layout, runtime_for(layout))
+
+
+@contextmanager
+def _servers_for_tests(layout: Layout, chosen_runtime: Runtime) -> Iterator[None]:
+    started = _prepare_tests(layout, chosen_runtime)
     try:
         yield
     finally:
-        dev_apps_running = any(process.running(layout.pid_file(a.name)) for a in apps.APPS)
-        if started and not dev_apps_running:
-            _runtime(layout).stop_servers(tuple(started))
+        chosen_runtime.release_tests(started)
+
+
+def _mail_url(creds) -> str:
+    """The mail catcher's HTTPS address: every runtime publishes it on the same port."""
+    return f"https://localhost:{creds.mail_http_port}"
 
 
 def _mail_reader(layout: Layout, creds) -> MailReader:
-    return MailReader(f"https://localhost:{creds.mail_http_port}", layout.ca_file)
+    return MailReader(_mail_url(creds), layout.ca_file)
 
 
 def mail(
@@ -406,34 +269,38 @@ def _address(entry: dict) -> str:
 CONTRACT_TEST = "tests/e2e/test_contract.py"
 
 
-def test(layout: Layout, *, contract_deep: bool, contract_seed: int | None, **options) -> int:
-    env = {}
+def test(
+    layout: Layout,
+    *,
+    contract_deep: bool,
+    contract_seed: int | None,
+    parallel: bool,
+    workers: str,
+    suites: list[str],
+    pytest_args: list[str],
+    cov: bool,
+) -> int:
+    env, paths = {}, []
     if contract_deep or contract_seed is not None:
         # The contract test alone, with many more cases than the suite's bounded run; the seed
         # picks them, so the same seed replays the same run.
-        if options["suites"]:
+        if suites:
             raise InfraError("--contract-deep runs the contract test alone; drop the suites")
         seed = contract_seed if contract_seed is not None else secrets.randbelow(2**32)
         say(f"contract-deep: seed {seed} (replay: inv test --contract-deep --contract-seed {seed})")
         env = {"DASHTAM_CONTRACT_DEEP": "1", "DASHTAM_CONTRACT_SEED": str(seed)}
-        options["paths"] = [CONTRACT_TEST]
-    if selected_runtime() == "compose":
-        if options["cov"]:
-            raise InfraError("--cov runs with the local runtime only (DASHTAM_RUNTIME=local)")
-        # The same pytest arguments, run in the test project's app container.
-        args = pytest_args_for(
-            parallel=options["parallel"],
-            workers=options["workers"],
-            suites=options["suites"],
-            extra=options["pytest_args"],
-            paths=options.get("paths", ()),
+        paths = [CONTRACT_TEST]
+    args = pytest_args_for(
+        parallel=parallel, workers=workers, suites=suites, extra=pytest_args, paths=paths
+    )
+    chosen_runtime = runtime_for(layout)
+    if cov and not chosen_runtime.measures_coverage:
+        raise InfraError(
+            f"--cov needs the tests on this machine: the {chosen_runtime.name} "
+            "runtime runs them elsewhere (DASHTAM_RUNTIME=local)"
         )
-        from infra import compose
-
-        _compose(layout, "test-setup")
-        return compose.run_task(layout, "test", *args)
-    with test_servers(layout):
-        return _pytest(layout, env_overrides=env, **options)
+    with _servers_for_tests(layout, chosen_runtime):
+        return chosen_runtime.run_tests(args, env=env, cov=cov)
 
 
 def pytest_args_for(
@@ -466,70 +333,6 @@ def auto_test_workers() -> int:
     return max(2, min(8, (os.cpu_count() or 1) + 1))
 
 
-def _pytest(
-    layout: Layout,
-    *,
-    parallel: bool,
-    workers: str,
-    suites: list[str],
-    pytest_args: list[str],
-    cov: bool,
-    paths: list[str] = (),
-    env_overrides: dict[str, str] | None = None,
-) -> int:
-    args = pytest_args_for(
-        parallel=parallel, workers=workers, suites=suites, extra=pytest_args, paths=paths
-    )
-    env = {**apps.child_env(layout.test_env_file), **(env_overrides or {})}
-    if not cov:
-        return subprocess.run(
-            [sys.executable, "-m", "pytest", *args], env=env, cwd=layout.root, check=False
-        ).returncode
-    for old in layout.root.glob(".coverage*"):
-        old.unlink()
-    results = layout.run_dir / "pytest-results.xml"
-    results.unlink(missing_ok=True)
-    code = subprocess.run(
-        [sys.executable, "-m", "coverage", "run", "-m", "pytest", *args, f"--junitxml={results}"],
-        env=env,
-        cwd=layout.root,
-        check=False,
-    ).returncode
-    subprocess.run(
-        [sys.executable, "-m", "coverage", "combine", "-q"], cwd=layout.root, check=False
-    )
-    report = subprocess.run(
-        [sys.executable, "-m", "coverage", "report"], cwd=layout.root, check=False
-    )
-    subprocess.run([sys.executable, "-m", "coverage", "html", "-q"], cwd=layout.root, check=False)
-    say("coverage: HTML report in htmlcov/index.html")
-    if code:
-        # The report is long: whoever reads only the end of the output (a CI log's tail) still
-        # learns which tests failed.
-        for line in _failed_tests(results):
-            say(f"FAILED {line}")
-    return code or report.returncode
-
-
-def _failed_tests(results: Path) -> list[str]:
-    import xml.etree.ElementTree as ET
-
-    try:
-        cases = ET.parse(results).getroot().iter("testcase")  # noqa: S314
-    except (OSError, ET.ParseError):
-        return ["(no test report: see the output above)"]
-    failed = []
-    for case in cases:
-        for problem in (*case.findall("failure"), *case.findall("error")):
-            message = (
-                (problem.get("message") or "").splitlines()[0][:200]
-                if problem.get("message")
-                else ""
-            )
-            failed.append(f"{case.get('classname')}::{case.get('name')} - {message}")
-    return failed
-
-
 def test_clean(layout: Layout) -> None:
     """Drop this checkout's test databases (marked as its own), empty the tests' Valkey index and
     delete the test environment's mail."""
@@ -537,18 +340,18 @@ def test_clean(layout: Layout) -> None:
 
     from dashtam_core.safety import expected_marker
 
-    runtime = _runtime(layout)
     _dev, test_creds = read_both(layout)
-    # Under Compose the dev project's servers publish the same ports on 127.0.0.1 with the same
-    # passwords (infra/compose.py), so the same connections reach them; locally, a server this
-    # runtime does not track is not ours to touch.
-    if selected_runtime() != "compose" and not runtime.tracked("postgres"):
+    # A server the runtime does not run is not ours to touch. Every runtime publishes the same
+    # ports on 127.0.0.1 with the same passwords (infra/runtime/compose.py), so the same
+    # connections reach them.
+    chosen_runtime = runtime_for(layout)
+    if not chosen_runtime.servers_running():
         raise InfraError(
             "PostgreSQL is not running: nothing to clean (data of a stopped server stays)"
         )
 
     async def drop() -> list[str]:
-        conn = await runtime.superuser_connect(test_creds.db_port)
+        conn = await chosen_runtime.superuser_connect(test_creds.db_port)
         try:
             rows = await conn.fetch(
                 "SELECT d.datname, shobj_description(d.oid, 'pg_database') AS comment "
@@ -618,9 +421,9 @@ def rotate_token_key(layout: Layout) -> None:
         apps.start_app(api, layout=layout, env_file=env_file, reload=reload)
         apps.wait_healthy(api, layout=layout, env_file=env_file, timeout=90)
         say("restarted the API with the new key")
-    if not _runtime(layout).tracked("postgres"):
+    if not runtime_for(layout).servers_running():
         raise InfraError("PostgreSQL is not running: start it with `inv up`, then run this again")
-    _run_initializer("dashtam_core.reencrypt", env_file, layout)
+    apps.run_module("dashtam_core.reencrypt", env_file, layout)
 
 
 def set_env_value(path: Path, key: str, value: str) -> None:

@@ -1,5 +1,9 @@
 """The local runtime: one PostgreSQL, one Valkey and one mail catcher as processes, shared by
-dev and test.
+dev and test, and the development apps as uvicorn processes (infra/apps.py).
+
+``LocalRuntime`` implements the tasks' interface (infra/runtime/base.py) first, then the
+servers' mechanics it is built on (start, stop, bootstrap, adopt, data), which the private
+projects of tests and benchmarks also use directly.
 
 State lives under .dashtam/ (pid files, logs, the servers' admin secrets); the data directories
 under .dashtam/data, or, as root, under /var/lib/dashtam/<key of the checkout's path and id> owned
@@ -14,18 +18,22 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import psutil
 
-from infra.envfiles import Credentials, read_both
+from infra import apps, schema, testrun
+from infra.envfiles import Credentials, read_both, read_credentials
 from infra.errors import InfraError
 from infra.files import read_env, token, write_private
 from infra.layout import ROOT, ROOT_DATA_BASE, Layout, running_as_root, service_user
+from infra.mail import MailReader, environment_query
 from infra.runtime import binaries, process
+from infra.runtime.base import say
 
 SERVERS = ("postgres", "valkey", "mail")
 START_TIMEOUT = 60.0
@@ -43,8 +51,166 @@ class WrongSecrets(Exception):
 
 
 class LocalRuntime:
+    name = "local"
+    described = "local (processes; `inv runtime --use compose` or DASHTAM_RUNTIME=compose for Docker Compose)"
+    measures_coverage = True
+
     def __init__(self, layout: Layout | None = None):
         self.layout = layout or Layout()
+
+    # --- the tasks (infra/runtime/base.py) -----------------------------------------------------
+
+    def up(self, *, reload: bool, workers: int, timeout: float) -> list[str]:
+        env_file = self.layout.dev_env_file
+        dev = read_credentials(env_file)
+        apps_started: list[str] = []
+        apps_were_up = all(process.running(self.layout.pid_file(a.name)) for a in apps.APPS)
+        at_head: str | None = None
+
+        def start_apps() -> None:
+            for app in apps.APPS:
+                # Only the API scales out; the callback server forwards a handful of redirects.
+                app_workers = workers if app is apps.APPS[0] else 0
+                if apps.start_app(
+                    app, layout=self.layout, env_file=env_file, reload=reload, workers=app_workers
+                ):
+                    apps_started.append(app.name)
+
+        def as_soon_as_postgres_is_up() -> None:
+            # Nothing to migrate: the apps start now, their imports (seconds) beside the other
+            # servers' start and the superuser steps, instead of after them. Anything else (a
+            # schema behind, a first start) waits for init-db as before.
+            nonlocal at_head
+            if not apps_were_up:
+                at_head = schema.at_head(dev)
+                if at_head is not None:
+                    start_apps()
+
+        servers = self._start_servers(when_postgres_is_up=as_soon_as_postgres_is_up)
+        if servers or not apps_were_up:
+            if at_head is None:
+                at_head = schema.at_head(dev)
+            if at_head is not None:
+                say(f"init-db: database {dev.db_name}: at head {at_head}, nothing to do")
+            else:
+                apps.run_module("dashtam_core.init_db", env_file, self.layout)
+            self.after_schema(dev)
+        start_apps()
+        for app in apps.APPS:
+            apps.wait_healthy(app, layout=self.layout, env_file=env_file, timeout=timeout)
+        return servers + apps_started
+
+    def down(self) -> list[str]:
+        stopped = [a.name for a in apps.APPS if apps.stop_app(a, layout=self.layout)]
+        return stopped + self.stop_servers()
+
+    def status(self) -> int:
+        layout = self.layout
+        rows = []
+        creds = read_credentials(layout.dev_env_file) if layout.dev_env_file.exists() else None
+        for name in SERVERS:
+            tracked = self.tracked(name)
+            port = None
+            if creds:
+                port = {
+                    "postgres": creds.db_port,
+                    "valkey": creds.redis_port,
+                    "mail": creds.mail_http_port,
+                }[name]
+            healthy = None
+            if tracked and port and name == "mail":
+                healthy = self.mail_ready(creds)
+            elif tracked and port and layout.secrets_file.exists():
+                if name == "postgres":
+                    healthy = self.postgres_ready(port)
+                else:
+                    healthy = valkey_ping(port, self.secrets().valkey_password)
+            rows.append((name, tracked, port, healthy))
+        for app in apps.APPS:
+            tracked = process.running(layout.pid_file(app.name))
+            port = (
+                apps.app_port(app, layout.dev_env_file)
+                if layout.dev_env_file.exists()
+                else app.default_port
+            )
+            healthy = None
+            if tracked:
+                code, _ = apps.check_health(
+                    apps.health_url(app, layout.dev_env_file), layout.ca_file
+                )
+                healthy = code == 200
+            rows.append((app.name, tracked, port, healthy))
+        say(f"{'service':<10} {'pid':>8} {'port':>6}  healthy")
+        bad = 0
+        for name, tracked, port, healthy in rows:
+            label = "-" if tracked is None else ("yes" if healthy else "NO")
+            bad += tracked is not None and not healthy
+            say(f"{name:<10} {tracked.pid if tracked else '-':>8} {port or '-':>6}  {label}")
+        return 1 if bad else 0
+
+    def logs(self, *, service: str | None, follow: bool, lines: int) -> None:
+        layout = self.layout
+        known = {*SERVERS, *(a.name for a in apps.APPS)}
+        if service and service not in known:
+            raise InfraError(f"unknown service {service!r}; choose from {', '.join(sorted(known))}")
+        names = [service] if service else [*SERVERS, *(a.name for a in apps.APPS)]
+        files = {n: layout.log_file(n) for n in names if layout.log_file(n).exists()}
+        if not files:
+            raise InfraError("no logs yet: start the environment with `inv up`")
+        prefix = len(files) > 1
+        positions = {}
+        for name, path in files.items():
+            with open(path, errors="replace") as handle:
+                tail_lines = handle.readlines()[-lines:]
+                positions[name] = handle.tell()
+            for line in tail_lines:
+                sys.stdout.write(f"{name:>8} | {line}" if prefix else line)
+        sys.stdout.flush()
+        while follow:
+            time.sleep(0.5)
+            for name, path in files.items():
+                with open(path, errors="replace") as handle:
+                    handle.seek(positions[name])
+                    for line in handle:
+                        sys.stdout.write(f"{name:>8} | {line}" if prefix else line)
+                    positions[name] = handle.tell()
+            sys.stdout.flush()
+
+    def clean(self) -> None:
+        self.delete_data()
+        for name in (*SERVERS, *(a.name for a in apps.APPS)):
+            self.layout.log_file(name).unlink(missing_ok=True)
+        say(f"deleted the servers' data ({self.layout.data_dir}); env files and certificates kept")
+
+    def servers_running(self) -> bool:
+        return self.tracked("postgres") is not None
+
+    def prepare_tests(self) -> list[str]:
+        started = self._start_servers()
+        # Every run starts with no test mail (development's stays).
+        test_creds = read_credentials(self.layout.test_env_file)
+        MailReader(self.mail_url(test_creds), self.layout.ca_file).delete(
+            environment_query(test_creds.environment)
+        )
+        apps.run_module("dashtam_core.init_test_db", self.layout.test_env_file, self.layout)
+        # The template's audit log goes to its owner; clones copy that (and the janitor's
+        # TRUNCATE).
+        self.after_schema(test_creds, janitor=True)
+        return started
+
+    def release_tests(self, started: Sequence[str]) -> None:
+        dev_apps_running = any(process.running(self.layout.pid_file(a.name)) for a in apps.APPS)
+        if started and not dev_apps_running:
+            self.stop_servers(tuple(started))
+
+    def run_tests(self, args: Sequence[str], *, env: Mapping[str, str], cov: bool) -> int:
+        test_env = {**apps.child_env(self.layout.test_env_file), **env}
+        return testrun.pytest(self.layout, args, env=test_env, cov=cov)
+
+    def _start_servers(self, *, when_postgres_is_up=None) -> list[str]:
+        for directory, checkout in self.remove_orphaned_data():
+            say(f"  removed {directory}: the servers' data of {checkout}, a checkout that is gone")
+        return self.start_servers(when_postgres_is_up=when_postgres_is_up)
 
     # --- identity and places -----------------------------------------------------------------
 

@@ -40,3 +40,16 @@ def test_the_workflow_runs_ci_run_on_linux_and_macos_with_every_supported_python
     assert 'requires-python = ">=3.11"' in pyproject
     assert job["strategy"]["matrix"]["python"][0] == "3.11"
     assert {k: v for k, v in job["steps"][2].items() if k == "run"} == {"run": "./.ci/run"}
+
+
+def test_a_job_runs_the_suite_under_compose_and_the_other_stays_local():
+    jobs = yaml.safe_load(WORKFLOW.read_text())["jobs"]
+    assert jobs["test"]["steps"][2]["env"]["DASHTAM_RUNTIME"] == "local"
+    compose = jobs["compose"]
+    assert compose["runs-on"] == "ubuntu-latest"  # GitHub's Linux runners have Docker
+    assert compose["env"]["DASHTAM_RUNTIME"] == "compose"
+    runs = [step.get("run", "") for step in compose["steps"]]
+    assert "inv test --parallel" in runs
+    assert runs.index("inv test --parallel") > next(
+        n for n, run in enumerate(runs) if "pip install" in run and "invoke" in run
+    )

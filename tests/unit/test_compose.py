@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 from dashtam_core.config import Settings
-from infra import compose
 from infra.envfiles import ensure_env_files, render
 from infra.files import read_env
 from infra.layout import Layout
-from infra.runtime import compose_plugin
+from infra.runtime import compose, compose_plugin
 from tests.fixtures.environment import ROOT
 
 LAYOUT = Layout(root=ROOT)

@@ -74,9 +74,7 @@ def test_test_clean_needs_a_running_server(layout):
 
 def test_unknown_test_suite_is_refused(layout):
     with pytest.raises(InfraError, match="unknown test suite 'smoke'"):
-        workflows._pytest(
-            layout, parallel=False, workers="1", suites=["smoke"], pytest_args=[], cov=False
-        )
+        workflows.pytest_args_for(parallel=False, workers="1", suites=["smoke"])
 
 
 def test_infra_cli_prints_one_line_for_a_failure(layout, monkeypatch, capsys):
