@@ -19,7 +19,7 @@ from dashtam_api.connections.oauth import AsyncOAuth2Client, client_for, tls_con
 from dashtam_api.providers.registry import ProviderSpec, build_registry
 from dashtam_core.cache import create_redis
 from dashtam_core.config import Settings
-from dashtam_core.database import Database
+from dashtam_core.database import Database, Reader
 from dashtam_core.outage import lost_dependency, root_cause
 from dashtam_core.vault import Vault
 
@@ -37,9 +37,12 @@ class AppContext:
     # One connection pool to the institutions (token endpoints and data APIs), so a thousand
     # refreshes reuse a few TLS sessions instead of shaking hands a thousand times.
     transport: httpx.AsyncHTTPTransport
-    # Where jobs (a refresh, a sync) open their own transactions: the database's sessionmaker;
-    # tests point it at their own transaction.
+    # Where requests and jobs (a refresh, a sync) open their own transactions: the database's
+    # sessionmaker; tests point it at their own transaction.
     sessions: Callable[[], AsyncSession] = field(default=None)  # type: ignore[assignment]
+    # What the hot read paths read with (one statement each): the database's pool reader;
+    # tests point it at their own transaction's connection.
+    reader: Reader = field(default=None)  # type: ignore[assignment]
 
     _token_clients: dict[str, AsyncOAuth2Client] = field(default_factory=dict)
     _when_back: set[asyncio.Task] = field(default_factory=set)
@@ -47,6 +50,8 @@ class AppContext:
     def __post_init__(self) -> None:
         if self.sessions is None:
             self.sessions = self.db.sessionmaker
+        if self.reader is None:
+            self.reader = self.db.reader
 
     @classmethod
     def open(cls, settings: Settings, *, vault: Vault | None = None) -> "AppContext":

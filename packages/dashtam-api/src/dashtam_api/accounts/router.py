@@ -1,8 +1,6 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter
-
 from dashtam_api.accounts import history, service
 from dashtam_api.accounts.schemas import (
     AccountOut,
@@ -17,9 +15,10 @@ from dashtam_api.openapi import problems
 from dashtam_api.paging import PageDep
 from dashtam_api.query import QueryModel, QueryRoute
 from dashtam_api.responses import json_response
+from dashtam_api.routing import api_router
 from dashtam_api.sync import runs
 
-router = APIRouter(prefix="/api/v1", tags=["accounts"], route_class=QueryRoute)
+router = api_router(prefix="/api/v1", tags=["accounts"], route_class=QueryRoute)
 
 
 @router.post(

@@ -1,13 +1,14 @@
 import uuid
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from dashtam_api.apikeys import service
 from dashtam_api.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyList
 from dashtam_api.auth.router import where
 from dashtam_api.deps import CurrentUserDep, SessionDep
+from dashtam_api.routing import api_router
 
-router = APIRouter(prefix="/api/v1/api-keys", tags=["api-keys"])
+router = api_router(prefix="/api/v1/api-keys", tags=["api-keys"])
 
 
 @router.post("", status_code=201, response_model=ApiKeyCreated, name="create")

@@ -2,15 +2,16 @@
 
 import uuid
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from dashtam_api.auth import invitations
 from dashtam_api.auth.router import where
 from dashtam_api.auth.schemas import InvitationCreate, InvitationCreated, InvitationList
 from dashtam_api.deps import AdminDep, SessionDep, SettingsDep
 from dashtam_api.openapi import problems
+from dashtam_api.routing import api_router
 
-router = APIRouter(prefix="/api/v1/invitations", tags=["admin"])
+router = api_router(prefix="/api/v1/invitations", tags=["admin"])
 
 
 @router.post(

@@ -3,16 +3,17 @@
 
 import html
 
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from fastapi.responses import HTMLResponse
 
 from dashtam_api.auth import resets, verification
 from dashtam_api.auth.router import where
 from dashtam_api.deps import EndedSessionsDep, PasswordsDep, SessionDep
 from dashtam_api.errors import ProblemError
+from dashtam_api.routing import api_router
 from dashtam_core.pages import page_headers
 
-router = APIRouter(include_in_schema=False)
+router = api_router(include_in_schema=False)
 POLICY = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
 STYLE = "body{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}"
 

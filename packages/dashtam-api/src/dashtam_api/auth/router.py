@@ -1,7 +1,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from dashtam_api.auth import resets, service, sessions, totp, verification
 from dashtam_api.auth.schemas import (
@@ -41,8 +41,9 @@ from dashtam_api.deps import (
 from dashtam_api.errors import ProblemError
 from dashtam_api.openapi import problems
 from dashtam_api.query import QueryModel, QueryRoute
+from dashtam_api.routing import api_router
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=QueryRoute)
+router = api_router(prefix="/api/v1/auth", tags=["auth"], route_class=QueryRoute)
 SecurityEventQueryDep = Annotated[SecurityEventQuery, QueryModel(SecurityEventQuery)]
 
 

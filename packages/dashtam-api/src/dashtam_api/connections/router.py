@@ -2,7 +2,7 @@ import hmac
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import Header, Request, Response
 
 from dashtam_api.connections import service
 from dashtam_api.connections.schemas import (
@@ -23,8 +23,9 @@ from dashtam_api.deps import (
 )
 from dashtam_api.errors import Forbidden
 from dashtam_api.openapi import problems
+from dashtam_api.routing import api_router
 
-router = APIRouter(prefix="/api/v1", tags=["connections"])
+router = api_router(prefix="/api/v1", tags=["connections"])
 
 
 @router.post(

@@ -1,10 +1,10 @@
-from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from dashtam_api.deps import HealthProbeDep
 from dashtam_api.health.schemas import HealthReport
+from dashtam_api.routing import api_router
 
-router = APIRouter(tags=["health"])
+router = api_router(tags=["health"])
 
 
 @router.get(

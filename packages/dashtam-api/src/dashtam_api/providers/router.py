@@ -1,6 +1,6 @@
 import uuid
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from dashtam_api.deps import CurrentUserDep, ReaderDep, SessionDep, TokenSubjectDep
 from dashtam_api.openapi import problems
@@ -15,8 +15,9 @@ from dashtam_api.providers.schemas import (
 )
 from dashtam_api.query import QueryRoute
 from dashtam_api.responses import json_response
+from dashtam_api.routing import api_router
 
-router = APIRouter(prefix="/api/v1", tags=["providers"], route_class=QueryRoute)
+router = api_router(prefix="/api/v1", tags=["providers"], route_class=QueryRoute)
 
 
 @router.get("/provider-types", response_model=list[ProviderType], name="types")

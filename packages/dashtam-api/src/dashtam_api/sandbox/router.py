@@ -17,17 +17,18 @@ from typing import Annotated, Literal
 from urllib.parse import urlencode, urlsplit
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from fastapi import APIRouter, Form, Header, Query, Request
+from fastapi import Form, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from dashtam_api.deps import RedisDep, SettingsDep
 from dashtam_api.providers.registry import redirect_uri
+from dashtam_api.routing import api_router
 from dashtam_api.sandbox import activity, data, store
 from dashtam_core.config import Settings
 from dashtam_core.pages import page_headers
 
-router = APIRouter(prefix="/sandbox", tags=["sandbox"], include_in_schema=False)
+router = api_router(prefix="/sandbox", tags=["sandbox"], include_in_schema=False)
 
 SCOPES = {"accounts", "positions"}
 

@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response, Security
+from fastapi import Path, Query, Request, Response, Security
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.security import HTTPBasic
 
@@ -22,6 +22,7 @@ from dashtam_api.deps import (
     client_ip,
 )
 from dashtam_api.openapi import problems
+from dashtam_api.routing import api_router
 from dashtam_api.simplefin import service
 from dashtam_api.simplefin.schemas import (
     AccessList,
@@ -31,8 +32,8 @@ from dashtam_api.simplefin.schemas import (
 )
 from dashtam_core.pages import page_headers
 
-router = APIRouter(prefix="/api/v1/simplefin", tags=["simplefin"])
-protocol = APIRouter(prefix=service.ROOT, tags=["simplefin-protocol"])
+router = api_router(prefix="/api/v1/simplefin", tags=["simplefin"])
+protocol = api_router(prefix=service.ROOT, tags=["simplefin-protocol"])
 
 
 @router.post(

@@ -3,7 +3,7 @@ import uuid
 from datetime import date
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from fastapi.responses import StreamingResponse
 
 from dashtam_api.deps import ReaderDep, TokenSubjectDep
@@ -12,10 +12,11 @@ from dashtam_api.exports import service as exports
 from dashtam_api.openapi import problems
 from dashtam_api.query import QueryModel, QueryRoute
 from dashtam_api.responses import json_response
+from dashtam_api.routing import api_router
 from dashtam_api.transactions import service
 from dashtam_api.transactions.schemas import TransactionOut, TransactionPage, TransactionQuery
 
-router = APIRouter(prefix="/api/v1", tags=["transactions"], route_class=QueryRoute)
+router = api_router(prefix="/api/v1", tags=["transactions"], route_class=QueryRoute)
 
 QueryDep = Annotated[TransactionQuery, QueryModel(TransactionQuery)]
 

@@ -1,11 +1,12 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from dashtam_api.deps import CurrentUserDep, SessionDep, SettingsDep, VaultDep
 from dashtam_api.openapi import problems
 from dashtam_api.query import QueryModel, QueryRoute
+from dashtam_api.routing import api_router
 from dashtam_api.webhooks import service
 from dashtam_api.webhooks.schemas import (
     AttemptPage,
@@ -19,7 +20,7 @@ from dashtam_api.webhooks.schemas import (
     WebhookUpdate,
 )
 
-router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"], route_class=QueryRoute)
+router = api_router(prefix="/api/v1/webhooks", tags=["webhooks"], route_class=QueryRoute)
 AttemptQueryDep = Annotated[AttemptQuery, QueryModel(AttemptQuery)]
 
 
