@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,8 +102,11 @@ class LocalRuntime:
         return servers + apps_started
 
     def down(self) -> list[str]:
-        stopped = [a.name for a in apps.APPS if apps.stop_app(a, layout=self.layout)]
-        return stopped + self.stop_servers()
+        # The apps first (their requests under way finish against the servers), both at once:
+        # each stop is a wait for a process to drain and exit.
+        stopped = _at_once(lambda app: apps.stop_app(app, layout=self.layout), apps.APPS)
+        names = [app.name for app, done in zip(apps.APPS, stopped, strict=True) if done]
+        return names + self.stop_servers()
 
     def status(self) -> int:
         layout = self.layout
@@ -681,11 +685,13 @@ requirepass {admin}
         return started
 
     def stop_servers(self, which: tuple[str, ...] = SERVERS) -> list[str]:
-        stopped = []
-        if "mail" in which and self.stop_mail():
-            stopped.append("mail")
-        if "valkey" in which and self.stop_valkey():
-            stopped.append("valkey")
+        """The mail catcher and Valkey at once (Valkey saves its data as it stops), then
+        PostgreSQL, the last anything may still write to."""
+        first = [name for name in ("mail", "valkey") if name in which]
+        stops = {"mail": self.stop_mail, "valkey": self.stop_valkey}
+        stopped = [
+            n for n, done in zip(first, _at_once(lambda n: stops[n](), first), strict=True) if done
+        ]
         if "postgres" in which and self.stop_postgres():
             stopped.append("postgres")
         return stopped
@@ -743,6 +749,13 @@ requirepass {admin}
         if any(self.tracked(s) for s in SERVERS):
             raise InfraError("stop the servers before deleting their data (`inv down`)")
         shutil.rmtree(self.layout.data_dir, ignore_errors=True)
+
+
+def _at_once(stop: Callable, things: Sequence) -> list:
+    """``stop`` applied to each of ``things`` in threads of its own (each is mostly a wait for a
+    process to exit); the results in order."""
+    with ThreadPoolExecutor(max_workers=max(1, len(things))) as pool:
+        return list(pool.map(stop, things))
 
 
 def _ensure_system_user(name: str) -> None:  # pragma: root only
