@@ -79,7 +79,7 @@ WEBHOOK_DELIVERIES = Counter(
 POOL = Gauge(
     "dashtam_db_pool_connections",
     "Database connections the API processes hold, by pool (orm: SQLAlchemy's; reader: the "
-    "asyncpg pool of the hot reads) and state (in_use, idle); sampled every few seconds.",
+    "asyncpg connections of the hot reads) and state (in_use, idle); sampled every few seconds.",
     ["pool", "state"],
     multiprocess_mode="livesum",
 )
@@ -155,10 +155,8 @@ def sample_pools(db) -> None:
     in_use = pool.checkedout()
     POOL.labels("orm", "in_use").set(in_use)
     POOL.labels("orm", "idle").set(pool.checkedin())
-    reader = getattr(db.reader, "pool", None)  # None until the first read opens it
-    size = reader.get_size() if reader is not None else 0
-    idle = reader.get_idle_size() if reader is not None else 0
-    POOL.labels("reader", "in_use").set(size - idle)
+    in_use, idle = db.reader.connections()
+    POOL.labels("reader", "in_use").set(in_use)
     POOL.labels("reader", "idle").set(idle)
 
 

@@ -70,14 +70,17 @@ class PoolReader:
     On the authenticated provider list this is ~4x a session's throughput (inv bench api).
     Writes, and reads that need several statements in one transaction, stay on sessions.
 
-    It has its own small asyncpg pool, made on first use, connecting exactly where the engine
-    does (the dialect's own reading of DATABASE_URL) with the same timeouts and sizes.
+    Its connections (at most DB_POOL_SIZE, opened on demand, kept while the process lives)
+    connect exactly where the engine does (the dialect's own reading of DATABASE_URL) with the
+    same timeouts. They are asyncpg connections kept on a free list, not an asyncpg pool: the
+    pool's acquire and release (a task to shield the release, a timer re-armed, a proxy per
+    use) cost ~85 us of CPU a read, a twelfth of a page of transactions; taking a connection off
+    a list costs nothing measurable (docs/performance.md).
 
-    Reads wait for a connection in arrival order. asyncpg's pool hands a released connection
-    to whichever task asks next, and a woken waiter that lost it to a newcomer goes to the back
-    of the line again: under load a few reads waited many turns (provider list at 32 clients,
-    10 connections: p99 100-134 ms at p50 26 ms). A FIFO semaphore the size of the pool lets in
-    only reads that will find a connection free (p99 ~40 ms, docs/performance.md).
+    Reads wait for a connection in arrival order: a FIFO semaphore the size of the pool lets in
+    only reads that will find a connection free or may open one. (asyncpg's pool handed a
+    released connection to whichever task asked next: under load a few reads waited many turns,
+    provider list at 32 clients p99 100-134 ms at p50 26 ms; first come, first served ~40 ms.)
     """
 
     def __init__(self, engine: AsyncEngine, settings: Settings):
@@ -91,24 +94,26 @@ class PoolReader:
         }
         self._size = settings.DB_POOL_SIZE
         self._acquire_timeout = settings.DB_POOL_TIMEOUT
-        self._pool: asyncpg.Pool | None = None
-        self._opening = asyncio.Lock()
         # asyncio's Semaphore is first come, first served (a newcomer queues behind waiters).
         self._turns = asyncio.Semaphore(self._size)
+        # Free connections, the most recently used last (taken first: its caches are warm).
+        self._free: list[asyncpg.Connection] = []
+        # Every open connection (free or in use) and the generation it belongs to: close()
+        # starts a new one, and a connection of an older one is ended when its read is done.
+        self._generation_of: dict[asyncpg.Connection, int] = {}
+        self._generation = 0
 
-    @property
-    def pool(self) -> asyncpg.Pool | None:
-        """The asyncpg pool, once the first read has opened it (its size is a metric)."""
-        return self._pool
+    def connections(self) -> tuple[int, int]:
+        """(in use, idle): this reader's open connections (a metric)."""
+        return len(self._generation_of) - len(self._free), len(self._free)
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         try:
             return await self._fetch(query, *args)
         except _ConnectionLost:
-            # The server restarted or cut us off: every pooled connection is as dead as this
+            # The server restarted or cut us off: every idle connection is as dead as this
             # one. A read is safe to repeat, once, on a fresh connection.
-            if self._pool is not None:
-                await self._pool.expire_connections()
+            self._drop_free()
             try:
                 return await self._fetch(query, *args)
             except _ConnectionLost as again:
@@ -122,32 +127,62 @@ class PoolReader:
         else:
             await self._turns.acquire()  # a turn is free: no wait, no timer
         try:
-            pool = self._pool or await self._open()
-            # Never waits: only as many reads as the pool has connections get this far (opening
-            # one is bounded by the connect timeout).
-            conn = await pool.acquire()
+            # Only as many reads as there are connections (or room for one) get this far:
+            # never a wait here but opening one, bounded by the connect timeout.
+            conn = self._free.pop() if self._free else await self._connect()
             try:
-                return await conn.fetch(query, *args)
-            except asyncpg.InternalClientError as exc:
-                # Seen when the server's goodbye (a terminated session) arrives as a query
-                # starts: the protocol is out of step, and the connection of no further use.
-                conn.terminate()
-                raise _ConnectionLost from exc
-            except Exception as exc:
-                if isinstance(exc, _CONNECTION_LOST) or closed_connection(exc):
-                    raise _ConnectionLost from exc
+                rows = await conn.fetch(query, *args)
+            except BaseException as exc:
+                self._after_failure(conn, exc)
                 raise
-            finally:
-                await pool.release(conn)
+            self._put_back(conn)
+            return rows
         finally:
             self._turns.release()
+
+    def _after_failure(self, conn: asyncpg.Connection, exc: BaseException) -> None:
+        """Keep the connection after an error of the statement (PostgreSQL refused it, or
+        asyncpg did before sending it: ours to fix, a 500); end it after anything that may
+        have left the protocol mid-exchange (a cancelled read, a timeout); a lost one raises
+        _ConnectionLost so the read is repeated."""
+        # InternalClientError: seen when the server's goodbye (a terminated session) arrives
+        # as a query starts; the protocol is out of step and the connection of no further use.
+        lost = isinstance(
+            exc, (*_CONNECTION_LOST, asyncpg.InternalClientError)
+        ) or closed_connection(exc)
+        if not lost and isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
+            self._put_back(conn)
+            return
+        self._end(conn)
+        if lost:
+            raise _ConnectionLost from exc
+
+    def _put_back(self, conn: asyncpg.Connection) -> None:
+        if conn.is_closed() or self._generation_of.get(conn) != self._generation:
+            self._end(conn)
+        else:
+            self._free.append(conn)
+
+    def _end(self, conn: asyncpg.Connection) -> None:
+        self._generation_of.pop(conn, None)
+        conn.terminate()
+
+    def _drop_free(self) -> None:
+        while self._free:
+            self._end(self._free.pop())
+
+    async def _connect(self) -> asyncpg.Connection:
+        generation = self._generation
+        conn = await asyncpg.connect(**self._params)
+        self._generation_of[conn] = generation
+        return conn
 
     async def stream(
         self, query: str, *args: Any, batch: int = 1000
     ) -> AsyncIterator[list[asyncpg.Record]]:
         """A read too big to hold (an export), in batches of rows from a server-side cursor:
         memory stays one batch whatever the row count. On a connection of its own, not the
-        pool's: a long export never takes a turn from the hot path's reads."""
+        reader's: a long export never takes a turn from the hot path's reads."""
         conn = await asyncpg.connect(**self._params)
         try:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -156,25 +191,17 @@ class PoolReader:
         finally:
             await conn.close()
 
-    async def _open(self) -> asyncpg.Pool:
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    min_size=0, max_size=self._size, reset=_no_session_state, **self._params
-                )
-        return self._pool
-
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-
-
-async def _no_session_state(connection: asyncpg.Connection) -> None:
-    """asyncpg's default reset sends RESET ALL, UNLISTEN *, CLOSE ALL and releases advisory
-    locks on every release: a round trip per read. The reader runs only single statements of
-    our own, which leave none of that behind; asyncpg still rolls back a transaction left
-    open before it calls this."""
+        """Close the idle connections; one in use is closed when its read ends. A read after
+        this opens new ones (as the first read did)."""
+        self._generation += 1
+        free, self._free = self._free, []
+        for conn in free:
+            self._generation_of.pop(conn, None)
+            try:
+                await conn.close(timeout=self._acquire_timeout)
+            except Exception:  # a connection already gone: nothing to say goodbye to
+                conn.terminate()
 
 
 @dataclass
