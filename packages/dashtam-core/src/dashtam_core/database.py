@@ -133,18 +133,19 @@ class PoolReader:
             try:
                 rows = await conn.fetch(query, *args)
             except BaseException as exc:
-                self._after_failure(conn, exc)
+                if self._keep_or_end(conn, exc):
+                    raise _ConnectionLost from exc
                 raise
             self._put_back(conn)
             return rows
         finally:
             self._turns.release()
 
-    def _after_failure(self, conn: asyncpg.Connection, exc: BaseException) -> None:
-        """Keep the connection after an error of the statement (PostgreSQL refused it, or
-        asyncpg did before sending it: ours to fix, a 500); end it after anything that may
-        have left the protocol mid-exchange (a cancelled read, a timeout); a lost one raises
-        _ConnectionLost so the read is repeated."""
+    def _keep_or_end(self, conn: asyncpg.Connection, exc: BaseException) -> bool:
+        """After a failed read: keep the connection after an error of the statement
+        (PostgreSQL refused it, or asyncpg did before sending it: ours to fix, a 500); end it
+        after anything that may have left the protocol mid-exchange (a cancelled read, a
+        timeout) or lost it. True if it was lost (the read may be repeated)."""
         # InternalClientError: seen when the server's goodbye (a terminated session) arrives
         # as a query starts; the protocol is out of step and the connection of no further use.
         lost = isinstance(
@@ -152,10 +153,9 @@ class PoolReader:
         ) or closed_connection(exc)
         if not lost and isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
             self._put_back(conn)
-            return
-        self._end(conn)
-        if lost:
-            raise _ConnectionLost from exc
+        else:
+            self._end(conn)
+        return lost
 
     def _put_back(self, conn: asyncpg.Connection) -> None:
         if conn.is_closed() or self._generation_of.get(conn) != self._generation:
