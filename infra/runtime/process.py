@@ -1,7 +1,12 @@
 """Background processes the project owns, tracked by pid files.
 
 A pid file records the pid *and* the process start time, so a recycled pid is never mistaken
-for ours and never signalled.
+for ours and never signalled. The start time is read as Linux gives it, the boot time plus
+ticks since boot; the boot time is itself the wall clock less the time the machine has run,
+so it moves when the clock is stepped or a virtual machine resumes from a pause. The boot time
+is recorded beside the start, and a start is compared as an offset from it: a clock that
+moved does not make our own running servers look like strangers (whose pid files would be
+removed, leaving them to hold their ports).
 """
 
 import contextlib
@@ -23,6 +28,23 @@ from infra.errors import InfraError
 class Tracked:
     pid: int
     started: float
+    # psutil.boot_time() when started was read (None: a file from before it was recorded).
+    boot: float | None = None
+
+    def is_process(self, proc: psutil.Process) -> bool:
+        """Whether proc is the process recorded: the same start, measured from boot."""
+        moved = psutil.boot_time() - self.boot if self.boot is not None else 0.0
+        return abs(proc.create_time() - moved - self.started) < 1.0
+
+
+def _record(tracked: Tracked, **more) -> str:
+    return json.dumps(
+        {"pid": tracked.pid, "started": tracked.started, "boot": tracked.boot, **more}
+    )
+
+
+def _tracked(pid: int) -> Tracked:
+    return Tracked(pid, psutil.Process(pid).create_time(), psutil.boot_time())
 
 
 def recorded_argv(pid_file: Path) -> list[str]:
@@ -36,8 +58,11 @@ def recorded_argv(pid_file: Path) -> list[str]:
 def read_pid(pid_file: Path) -> Tracked | None:
     try:
         data = json.loads(pid_file.read_text())
-        return Tracked(int(data["pid"]), float(data["started"]))
-    except (OSError, ValueError, KeyError, TypeError):
+        boot = data.get("boot")
+        return Tracked(
+            int(data["pid"]), float(data["started"]), None if boot is None else float(boot)
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -48,10 +73,7 @@ def running(pid_file: Path) -> Tracked | None:
         return None
     try:
         proc = psutil.Process(tracked.pid)
-        if (
-            abs(proc.create_time() - tracked.started) < 1.0
-            and proc.status() != psutil.STATUS_ZOMBIE
-        ):
+        if tracked.is_process(proc) and proc.status() != psutil.STATUS_ZOMBIE:
             return tracked
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         pass
@@ -85,8 +107,8 @@ def spawn(
             group=_primary_group(user) if user else None,
             extra_groups=[] if user else None,
         )
-    tracked = Tracked(proc.pid, psutil.Process(proc.pid).create_time())
-    pid_file.write_text(json.dumps({"pid": tracked.pid, "started": tracked.started, "argv": argv}))
+    tracked = _tracked(proc.pid)
+    pid_file.write_text(_record(tracked, argv=argv))
     return tracked
 
 
@@ -97,18 +119,12 @@ def adopt(pid: int, *, pid_file: Path) -> Tracked | None:
     it leads its own process group: its group may be somebody else's shell.
     """
     try:
-        proc = psutil.Process(pid)
-        tracked = Tracked(pid, proc.create_time())
-        record = {
-            "pid": pid,
-            "started": tracked.started,
-            "argv": proc.cmdline(),
-            "group": os.getpgid(pid) == pid,
-        }
+        tracked = _tracked(pid)
+        record = _record(tracked, argv=psutil.Process(pid).cmdline(), group=os.getpgid(pid) == pid)
     except (psutil.Error, OSError):
         return None
     pid_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(json.dumps(record))
+    pid_file.write_text(record)
     return tracked
 
 

@@ -4,6 +4,8 @@ import json
 import os
 import sys
 
+import psutil
+
 from infra.runtime import process
 
 
@@ -30,6 +32,25 @@ def test_a_pid_file_naming_someone_elses_process_is_stale(tmp_path):
     assert process.running(pid_file) is None
     assert not pid_file.exists()
     assert process.stop(pid_file) is False
+
+
+def test_a_clock_that_moved_does_not_make_our_process_a_stranger(tmp_path, monkeypatch):
+    """Linux reports a start time as boot time plus ticks since boot, and the boot time as the
+    wall clock less the time run: after the clock is stepped, or a virtual machine resumes from
+    a pause, every start time reads some seconds (or hours) off. Ours is still ours; a pid
+    that started at another moment since boot is still a stranger's."""
+    pid_file = tmp_path / "x.pid"
+    assert process.adopt(os.getpid(), pid_file=pid_file) is not None
+    recorded = json.loads(pid_file.read_text())
+    boot, start = psutil.boot_time(), psutil.Process().create_time()
+    monkeypatch.setattr(psutil, "boot_time", lambda: boot + 95.0)
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: start + 95.0)
+    assert process.running(pid_file) == process.read_pid(pid_file)
+    assert pid_file.exists()
+
+    pid_file.write_text(json.dumps({**recorded, "started": recorded["started"] - 30.0}))
+    assert process.running(pid_file) is None
+    assert not pid_file.exists()
 
 
 def test_garbage_pid_file_is_ignored(tmp_path):
