@@ -29,7 +29,7 @@ from dashtam_api.accounts import history
 from dashtam_api.sync.institutions import TransactionData
 from dashtam_api.sync.transactions import reconcile
 from dashtam_api.transactions.schemas import TransactionQuery
-from dashtam_api.transactions.service import encode_cursor, page_query
+from dashtam_api.transactions.service import encode_cursor, item_lateral, page_query
 from dashtam_core.database import create_engine
 from infra.errors import InfraError
 from infra.layout import Layout
@@ -184,19 +184,31 @@ SEED = [
          FROM providers p JOIN provider_connections c ON c.provider_id = p.id
         CROSS JOIN generate_series(1, CAST(:accounts_each AS integer)) n
         WHERE p.alias = 'Bench reads'""",
-    # A year of each account's activity, evenly spread, a few minutes apart between accounts.
-    """INSERT INTO transactions (user_id, account_id, external_id, status, occurred_at,
-                                 posted_at, transacted_at, amount, description, payee, kind)
-       SELECT a.user_id, a.id, 'T' || n, 'posted', t, t, t - interval '1 day',
-              -((n * 7919) % 100000) / 100.0, 'MERCHANT ' || (n % 997) || ' CITY ST',
-              'Merchant ' || (n % 997), 'card'
+    # A year of each account's activity, evenly spread, a few minutes apart between accounts;
+    # each row with its JSON, as the sync writes it.
+    f"""INSERT INTO transactions (id, user_id, account_id, external_id, status, occurred_at,
+                                 posted_at, transacted_at, settlement_date, amount, currency,
+                                 description, payee, memo, kind, institution_type, symbol,
+                                 asset_type, quantity, price, fees, pending_external_id,
+                                 item_json)
+       SELECT s.*, row_to_json(item)::text FROM (
+       SELECT gen_random_uuid() AS id, a.user_id, a.id AS account_id, 'T' || n AS external_id,
+              'posted' AS status, t AS occurred_at, t AS posted_at,
+              t - interval '1 day' AS transacted_at, NULL::date AS settlement_date,
+              -((n * 7919) % 100000) / 100.0 AS amount, 'USD' AS currency,
+              'MERCHANT ' || (n % 997) || ' CITY ST' AS description,
+              'Merchant ' || (n % 997) AS payee, NULL AS memo, 'card' AS kind,
+              NULL AS institution_type, NULL AS symbol, NULL AS asset_type,
+              NULL::numeric AS quantity, NULL::numeric AS price, NULL::numeric AS fees,
+              NULL AS pending_external_id
          FROM accounts a
         CROSS JOIN LATERAL generate_series(
               1, CASE WHEN a.user_id = CAST(:person AS uuid) THEN CAST(:theirs AS integer) ELSE CAST(:others_each AS integer) END) n
         CROSS JOIN LATERAL (
               SELECT now() - n * (interval '365 days' / CASE WHEN a.user_id = CAST(:person AS uuid)
                                   THEN CAST(:theirs AS integer) ELSE CAST(:others_each AS integer) END)
-                     - (abs(hashtext(a.id::text)) % 3600) * interval '1 second' AS t) moment""",
+                     - (abs(hashtext(a.id::text)) % 3600) * interval '1 second' AS t) moment
+       ) s {item_lateral("s")}""",  # noqa: S608 (fixed fragments)
     # Their 20 accounts: a snapshot every hour for a year (175,200).
     """INSERT INTO balance_snapshots (account_id, as_of, currency, current)
        SELECT a.id, date_trunc('hour', now()) - h * interval '1 hour', 'USD',

@@ -36,6 +36,13 @@ def window_of(call) -> tuple[datetime, datetime]:
     )
 
 
+async def item_json_missing(session) -> set[str]:
+    """The kinds of the transactions that have no stored JSON."""
+    found = await session.execute(text("SELECT kind FROM transactions WHERE item_json IS NULL"))
+    await session.commit()
+    return {kind for (kind,) in found}
+
+
 async def listed(client, headers, path="/api/v1/transactions", **params) -> dict:
     response = await client.get(path, headers=headers, params=params)
     assert response.status_code == 200, response.text
@@ -108,6 +115,8 @@ async def test_pages_by_cursor_filters_and_nobody_elses(institution_client, test
     client = institution_client
     headers, provider_id = await connected_schwab(client, test_settings)
     await synced(client, headers, provider_id)
+    # The sync wrote each row's JSON with it (the page reads it as it is).
+    assert await item_json_missing(session) == set()
     # A fraction of a second on one timestamp: the form with a fraction too.
     await session.execute(
         text(
@@ -121,6 +130,8 @@ async def test_pages_by_cursor_filters_and_nobody_elses(institution_client, test
         text("UPDATE transactions SET memo = E'tab\\x1e{\"x\": 1},' WHERE kind = 'dividend'")
     )
     await session.commit()
+    # Changed without its JSON: the JSON is gone (a trigger), and the page writes it anew.
+    assert await item_json_missing(session) == {"trade", "dividend"}
     everything = (await listed(client, headers))["items"]
     assert [t["memo"] for t in everything if t["kind"] == "dividend"] == ['tab\x1e{"x": 1},']
 
@@ -168,6 +179,13 @@ async def test_pages_by_cursor_filters_and_nobody_elses(institution_client, test
     ] == [trade["id"]]
     one = await client.get(f"/api/v1/transactions/{trade['id']}", headers=headers)
     assert one.json() == trade
+    # The next sync writes the missing JSON again: the same items, read as stored.
+    await synced(client, headers, provider_id)
+    assert await item_json_missing(session) == set()
+    assert (await listed(client, headers))["items"] == everything
+    assert (
+        await client.get(f"/api/v1/transactions/{trade['id']}", headers=headers)
+    ).json() == trade
     account = await listed(client, headers, f"/api/v1/accounts/{trade['account_id']}/transactions")
     assert len(account["items"]) == 3
 

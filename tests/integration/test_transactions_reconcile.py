@@ -12,6 +12,7 @@ from sqlalchemy import select, text
 
 from dashtam_api.sync.institutions import DataAPIError, TransactionData, timestamp
 from dashtam_api.sync.transactions import Counts, fingerprint, reconcile, similar
+from dashtam_api.transactions.service import item_lateral
 from dashtam_models import Account, Transaction
 from tests.fixtures.factories import create_connection
 
@@ -60,7 +61,7 @@ async def account(session):
 
 
 async def sync(session, account, *listed, window=WINDOW) -> Counts:
-    return await reconcile(
+    done = await reconcile(
         session,
         user_id=account.user_id,
         account_id=account.id,
@@ -68,6 +69,17 @@ async def sync(session, account, *listed, window=WINDOW) -> Counts:
         window=window,
         match_days=7,
     )
+    # Every row leaves with its JSON as the API composes it from the row: none missing after
+    # an update, a completion or a cancellation, none stale.
+    stored = await session.execute(
+        text(
+            "SELECT t.external_id, t.item_json, row_to_json(item)::text FROM transactions t "
+            f"{item_lateral('t')} WHERE t.account_id = :account"
+        ).bindparams(account=account.id)
+    )
+    for external_id, item_json, composed in stored:
+        assert item_json == composed, external_id
+    return done
 
 
 async def rows(session, account) -> list[Transaction]:

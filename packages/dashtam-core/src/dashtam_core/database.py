@@ -32,7 +32,9 @@ def create_engine(settings: Settings, **overrides) -> AsyncEngine:
         "pool_pre_ping": settings.DB_POOL_PRE_PING,
         "connect_args": {
             "timeout": settings.DB_CONNECT_TIMEOUT,
-            "server_settings": {"application_name": "dashtam"},
+            # The sync writes each transaction's JSON in SQL (dashtam_api/sync/transactions.py)
+            # with ISO text for timestamps, whatever the server's default.
+            "server_settings": {"application_name": "dashtam", "DateStyle": "ISO"},
         },
     }
     options.update(overrides)

@@ -74,6 +74,12 @@ class Transaction(SQLModel, table=True):
             "pending_external_id",
             postgresql_where=text("pending_external_id IS NOT NULL"),
         ),
+        # The rows whose JSON is to be written again (item_json below).
+        Index(
+            "ix_transactions_account_id_item_json_missing",
+            "account_id",
+            postgresql_where=text("item_json IS NULL"),
+        ),
     )
 
     id: uuid.UUID | None = uuid_pk()
@@ -110,5 +116,10 @@ class Transaction(SQLModel, table=True):
     # A digest of the listing this row was last written from (sync/transactions.py): the same
     # entry listed again is recognised without sending it to the database. NULL: compare anew.
     fingerprint: bytes | None = Field(default=None, sa_type=LargeBinary)
+    # The transaction's JSON exactly as the API serves it, written with the row by the sync
+    # (dashtam_api/sync/transactions.py) so that a page is read, not composed. NULL: compose it
+    # when read; a trigger (migration 9d4e2b7c1a68) sets it NULL whenever an UPDATE changes
+    # the row without writing it, so it is never stale.
+    item_json: str | None = _text()
     created_at: datetime | None = created_at()
     updated_at: datetime | None = updated_at()

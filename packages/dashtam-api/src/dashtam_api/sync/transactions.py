@@ -30,6 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.sync.institutions import TransactionData
+from dashtam_api.transactions.service import item_lateral
 
 BATCH = 5000
 
@@ -59,21 +60,40 @@ COLUMNS = (
 # What makes a listed transaction differ from its row (pending_external_id is only ever added).
 COMPARED = [c for c, _ in COLUMNS if c not in ("external_id", "pending_external_id")]
 
-# Built from the constant COLUMNS above, never from input.
+# Built from the constant COLUMNS above, never from input. Each new row is written with its
+# JSON as the API serves it (transactions.item_json: a page reads it as it is), its id drawn
+# here so that the JSON can hold it; a row changed by the upsert loses its JSON, which FILL
+# writes again once the rows are settled.
+_NAMES = ", ".join(c for c, _ in COLUMNS)
 UPSERT = text(
     f"""
-    INSERT INTO transactions AS t (user_id, account_id, {", ".join(c for c, _ in COLUMNS)})
-    SELECT CAST(:user_id AS uuid), CAST(:account_id AS uuid), u.*
-      FROM unnest({", ".join(f"CAST(:{c} AS {kind}[])" for c, kind in COLUMNS)}) AS u
+    INSERT INTO transactions AS t (id, user_id, account_id, {_NAMES}, item_json)
+    SELECT s.*, row_to_json(item)::text
+      FROM (SELECT gen_random_uuid() AS id, CAST(:user_id AS uuid) AS user_id,
+                   CAST(:account_id AS uuid) AS account_id, u.*
+              FROM unnest({", ".join(f"CAST(:{c} AS {kind}[])" for c, kind in COLUMNS)})
+                   AS u({_NAMES})) s
+      {item_lateral("s")}
     ON CONFLICT (account_id, external_id) DO UPDATE SET
       pending_external_id = COALESCE(EXCLUDED.pending_external_id, t.pending_external_id),
       {", ".join(f"{c} = EXCLUDED.{c}" for c in COMPARED)},
+      item_json = NULL,
       updated_at = now()
     WHERE ({", ".join(f"t.{c}" for c in COMPARED)})
           IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in COMPARED)})
        OR (EXCLUDED.pending_external_id IS NOT NULL
            AND t.pending_external_id IS DISTINCT FROM EXCLUDED.pending_external_id)
     RETURNING (xmax = 0) AS inserted
+    """  # noqa: S608
+)
+# The JSON of the account's rows that have none: changed by the upsert, completed or cancelled
+# above, or by anyone else (a trigger clears item_json when an UPDATE does not write it). A
+# partial index finds them.
+FILL = text(
+    f"""
+    UPDATE transactions t
+       SET item_json = (SELECT row_to_json(item)::text FROM (SELECT 1) one {item_lateral("t")})
+     WHERE t.account_id = :account_id AND t.item_json IS NULL
     """  # noqa: S608
 )
 
@@ -104,13 +124,15 @@ FINGERPRINTS_SQL = """
 REKEY = text(
     """
     UPDATE transactions
-       SET external_id = :posted_id, pending_external_id = :pending_id, fingerprint = NULL
+       SET external_id = :posted_id, pending_external_id = :pending_id, fingerprint = NULL,
+           item_json = NULL
      WHERE id = :id
     """
 )
 CANCEL = text(
     """
-    UPDATE transactions SET status = 'cancelled', fingerprint = NULL, updated_at = now()
+    UPDATE transactions
+       SET status = 'cancelled', fingerprint = NULL, item_json = NULL, updated_at = now()
      WHERE id = ANY(CAST(:ids AS uuid[]))
     """
 )
@@ -255,6 +277,8 @@ async def reconcile(
                 counts.added += 1
             else:
                 counts.modified += 1
+    # Nothing to write, the usual case: one probe of an empty partial index.
+    await session.execute(FILL, {"account_id": account_id})
     return counts
 
 

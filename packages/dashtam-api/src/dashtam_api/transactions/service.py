@@ -6,10 +6,10 @@ scan of ix_transactions_user_id_occurred_at_id (or the account's index) however 
 The hot path is built for a table of millions (docs/performance.md): one statement that also
 checks the person (and the account) behind the token, its SQL assembled from fixed fragments
 (asyncpg prepares each distinct text once per connection), run on the reader's connection.
-PostgreSQL writes the page's JSON (row_to_json of the columns in the API's forms below, the
-items joined) and Python wraps it: decoding 20 columns a row into Python objects and encoding
-them again took twice the time of everything else in a request (a page of 50: ~500 -> ~900
-req/s on one worker). tests/api/test_transactions.py holds every item to the JSON pydantic
+The page's JSON comes from PostgreSQL (each item the JSON the row keeps, else row_to_json of
+the columns in the API's forms below; the items joined) and Python wraps it: decoding 20
+columns a row into Python objects and encoding them again took twice the time of everything
+else in a request (a page of 50: ~500 -> ~900 req/s on one worker). tests/api/test_transactions.py holds every item to the JSON pydantic
 writes for schemas.TransactionOut.
 """
 
@@ -32,37 +32,52 @@ def _rfc3339(column: str) -> str:
     return f"overlay(({column} AT TIME ZONE 'UTC')::text placing 'T' from 11) || 'Z'"
 
 
-# schemas.TransactionOut's fields in order, each as the JSON value it is in the API: ids and
-# text as strings, money and quantities as decimal strings (never JSON numbers), dates ISO.
-ITEM_FIELDS = {
-    "id": "t.id",
-    "account_id": "t.account_id",
-    "status": "t.status",
-    "occurred_at": _rfc3339("t.occurred_at"),
-    "posted_at": _rfc3339("t.posted_at"),
-    "transacted_at": _rfc3339("t.transacted_at"),
-    "settlement_date": "t.settlement_date",
-    "amount": "t.amount::text",
-    "currency": "t.currency",
-    "description": "t.description",
-    "payee": "t.payee",
-    "memo": "t.memo",
-    "kind": "t.kind",
-    "institution_type": "t.institution_type",
-    "symbol": "t.symbol",
-    "asset_type": "t.asset_type",
-    "quantity": "t.quantity::text",
-    "price": "t.price::text",
-    "fees": "t.fees::text",
-    "pending_external_id": "t.pending_external_id",
-}
-_ITEM_COLUMNS = ", ".join(f"{sql} AS {name}" for name, sql in ITEM_FIELDS.items())
-_ITEM = f"CROSS JOIN LATERAL (SELECT {_ITEM_COLUMNS}) item"
+def item_fields(row: str) -> dict[str, str]:
+    """schemas.TransactionOut's fields in order, each as the JSON value it is in the API, taken
+    from the columns of ``row`` (an alias): ids and text as strings, money and quantities as
+    decimal strings (never JSON numbers), dates ISO."""
+    return {
+        "id": f"{row}.id",
+        "account_id": f"{row}.account_id",
+        "status": f"{row}.status",
+        "occurred_at": _rfc3339(f"{row}.occurred_at"),
+        "posted_at": _rfc3339(f"{row}.posted_at"),
+        "transacted_at": _rfc3339(f"{row}.transacted_at"),
+        "settlement_date": f"{row}.settlement_date",
+        "amount": f"{row}.amount::text",
+        "currency": f"{row}.currency",
+        "description": f"{row}.description",
+        "payee": f"{row}.payee",
+        "memo": f"{row}.memo",
+        "kind": f"{row}.kind",
+        "institution_type": f"{row}.institution_type",
+        "symbol": f"{row}.symbol",
+        "asset_type": f"{row}.asset_type",
+        "quantity": f"{row}.quantity::text",
+        "price": f"{row}.price::text",
+        "fees": f"{row}.fees::text",
+        "pending_external_id": f"{row}.pending_external_id",
+    }
+
+
+def item_lateral(row: str) -> str:
+    """A FROM item ``item`` holding the API's fields of ``row``: ``row_to_json(item)::text`` is
+    the transaction's JSON as the API serves it."""
+    columns = ", ".join(f"{sql} AS {name}" for name, sql in item_fields(row).items())
+    return f"CROSS JOIN LATERAL (SELECT {columns}) item"
+
+
+# The item as served: the JSON the row keeps (transactions.item_json, written with the row by
+# the sync; docs/performance.md), else written now. Each page of 50 took PostgreSQL ~460 us
+# to write; the stored copy is read as it is. NULL whenever the row was changed without it
+# (a trigger sees to that), so never stale.
+ITEM = "coalesce(t.item_json, row_to_json(item)::text)"
+_ITEM = item_lateral("t")
 
 # One transaction of the person (its JSON as UTF-8 bytes: asyncpg hands bytea over as it is),
 # and whether the person may still sign in: no row, they may not.
 _ONE = f"""
-SELECT t.id, convert_to(row_to_json(item)::text, 'UTF8') AS item FROM users u
+SELECT t.id, convert_to({ITEM}, 'UTF8') AS item FROM users u
   LEFT JOIN transactions t ON t.id = $2 AND t.user_id = u.id
   {_ITEM}
  WHERE u.id = $1 AND u.is_active
@@ -128,7 +143,7 @@ SELECT convert_to(string_agg(page.item, E'\\x1e' ORDER BY page.occurred_at DESC,
        (array_agg(page.id ORDER BY page.occurred_at DESC, page.id DESC))[{limit}] AS last_id,
        {owned} AS owned
   FROM users u LEFT JOIN LATERAL (
-       SELECT t.occurred_at, t.id, row_to_json(item)::text AS item FROM transactions t {_ITEM}
+       SELECT t.occurred_at, t.id, {ITEM} AS item FROM transactions t {_ITEM}
         WHERE {" AND ".join(where)}
         ORDER BY t.occurred_at DESC, t.id DESC
         LIMIT {limit} + 1) page ON true

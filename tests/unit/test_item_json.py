@@ -1,0 +1,29 @@
+"""Each transaction keeps the JSON the API serves (transactions.item_json). The migration that
+writes it for existing rows holds a frozen copy of the API's item: the two must be the same,
+or rows written before the change would be served in the old form. A change to the item
+comes with a migration that writes every row's JSON again (and moves this test to it)."""
+
+import importlib.util
+from pathlib import Path
+
+from dashtam_api.transactions import schemas
+from dashtam_api.transactions.service import item_fields
+from dashtam_core import migrate
+
+VERSIONS = Path(migrate.__file__).parent / "migrations" / "versions"
+
+
+def _migration(revision: str):
+    (path,) = VERSIONS.glob(f"*-{revision}_*.py")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_migration_writes_the_item_the_api_serves():
+    assert item_fields("t") == _migration("9d4e2b7c1a68").ITEM_FIELDS
+
+
+def test_the_item_has_every_field_of_the_schema_in_order():
+    assert list(item_fields("t")) == list(schemas.TransactionOut.model_fields)
