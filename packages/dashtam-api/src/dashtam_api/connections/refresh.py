@@ -118,11 +118,18 @@ def _sqlstate(exc: DBAPIError) -> str | None:
     return getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
 
 
+# The least time a live holder may be silent between two statements: the gaps besides the token
+# call are Python's, but a busy machine can stall a process for a second or more (seen: a
+# 1.2 s hold, from a 0.4 s HTTP timeout, cut off a refresh that had made no call at all).
+HOLD_FLOOR_SECONDS = 5
+
+
 def _timeouts(settings) -> dict[str, str]:
     # Bounded waits: an on-demand refresh queues behind a running one for at most this long,
     # and a holder that stops talking to the database loses its lock (and its transaction).
-    hold = f"{int(settings.OAUTH_HTTP_TIMEOUT_SECONDS * 3 * 1000)}ms"
-    return {"wait": hold, "hold": hold}
+    wait = settings.OAUTH_HTTP_TIMEOUT_SECONDS * 3
+    hold = max(wait, HOLD_FLOOR_SECONDS)
+    return {"wait": f"{int(wait * 1000)}ms", "hold": f"{int(hold * 1000)}ms"}
 
 
 async def _read(
