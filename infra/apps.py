@@ -9,8 +9,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from infra.errors import InfraError
 from infra.files import read_env
 from infra.layout import Layout
@@ -170,6 +168,9 @@ def health_url(app: App, env_file: Path, port: int | None = None) -> str:
 
 def check_health(url: str, ca_file: Path, timeout: float = 3.0) -> tuple[int | None, dict | str]:
     """(status code, body) of a health endpoint, verifying the project's CA; (None, reason) if down."""
+    # Imported on first use, after `inv up` has started the apps (see infra/mail.py).
+    import httpx
+
     try:
         context = ssl.create_default_context(cafile=str(ca_file))
         response = httpx.get(url, verify=context, timeout=timeout)
@@ -204,7 +205,9 @@ def wait_healthy(
             raise InfraError(
                 f"the {app.name} server exited; last lines of {log}:\n{process.tail(log)}"
             )
-        time.sleep(0.25)
+        # A refused connection costs well under a millisecond: look often, so that `inv up`
+        # returns as soon as the server answers.
+        time.sleep(0.05)
     raise InfraError(f"the {app.name} server is not healthy at {url} after {timeout:.0f}s: {last}")
 
 
