@@ -10,9 +10,11 @@ many more cases from a seed it prints (docs/architecture.md, "The OpenAPI contra
 import asyncio
 import os
 import ssl
+from http.cookiejar import DefaultCookiePolicy
 
 import httpx
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
@@ -43,6 +45,16 @@ def api_schema(live_servers):
 
 
 @pytest.fixture(scope="module")
+def http_session(live_servers):
+    """One keep-alive session for every case: a connection (and TLS handshake) per request was
+    a third of the test's CPU, client and server. No cookies kept, so each case still stands
+    alone (the API sets none; a cookie would otherwise carry from one case into the next)."""
+    with requests.Session() as session:
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        yield session
+
+
+@pytest.fixture(scope="module")
 def signed_in(live_servers) -> dict[str, str]:
     credentials = {"email": "contract@example.com", "password": "a contract is a contract"}
     tls = ssl.create_default_context(cafile=live_servers.ca_file)
@@ -53,7 +65,9 @@ def signed_in(live_servers) -> dict[str, str]:
 
 
 @pytest.mark.commits  # with `connection`: what the API wrote is truncated afterwards
-def test_every_operation_keeps_the_contract(api_schema, signed_in, live_servers, connection):
+def test_every_operation_keeps_the_contract(
+    api_schema, signed_in, live_servers, http_session, connection
+):
     # schemathesis's own pytest plugin reads a pytest attribute that pytest 9 no longer has:
     # the operations are walked here, each with Hypothesis directly.
     _replay_hint()
@@ -73,6 +87,7 @@ def test_every_operation_keeps_the_contract(api_schema, signed_in, live_servers,
             # positive_data_acceptance expects every schema-valid request to be accepted; an
             # e-mail at a reserved domain (.test) is format: email and still refused.
             case.call_and_validate(
+                session=http_session,
                 headers=signed_in,
                 verify=live_servers.ca_file,
                 excluded_checks=[positive_data_acceptance],
@@ -82,7 +97,9 @@ def test_every_operation_keeps_the_contract(api_schema, signed_in, live_servers,
 
 
 @pytest.mark.commits  # each sequence truncates after itself; `connection` after the last
-def test_linked_operations_keep_the_contract(api_schema, live_servers, worker_settings, connection):
+def test_linked_operations_keep_the_contract(
+    api_schema, live_servers, http_session, worker_settings, connection
+):
     """The stateful phase: operations chained by the links schemathesis finds (a provider that
     was created is then read, renamed, connected, deleted), each answer checked as above. Every
     sequence starts from an empty database and a new person, so that each is the same
@@ -101,7 +118,11 @@ def test_linked_operations_keep_the_contract(api_schema, live_servers, worker_se
             asyncio.run(execute(worker_settings.DATABASE_URL, f"TRUNCATE {TABLES} CASCADE"))
 
         def get_call_kwargs(self, case):
-            return {"headers": self.headers, "verify": live_servers.ca_file}
+            return {
+                "session": http_session,
+                "headers": self.headers,
+                "verify": live_servers.ca_file,
+            }
 
         def validate_response(self, response, case, additional_checks=None, **kwargs):
             case.validate_response(

@@ -1,5 +1,6 @@
 """PKCE and the provider catalog, without servers."""
 
+import os
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -110,3 +111,34 @@ def test_bad_generic_declarations_are_refused(bad):
     }
     with pytest.raises(ValidationError):
         GenericProviderConfig(**declaration)
+
+
+def test_the_trust_store_is_read_once_per_version_of_the_ca(tmp_path):
+    from cryptography import x509
+
+    from infra.certs import ensure_certs
+
+    def serial_of(ca_file):
+        return x509.load_pem_x509_certificate(ca_file.read_bytes()).serial_number
+
+    def trusted_serials(context):
+        return {int(ca["serialNumber"], 16) for ca in context.get_ca_certs()}
+
+    ca_file = tmp_path / "ca.pem"
+    ensure_certs(tmp_path)
+    first = oauth.tls_context(ca_file)
+    assert oauth.tls_context(ca_file) is first  # read once, shared
+    assert serial_of(ca_file) in trusted_serials(first)
+
+    # A CA remade (`inv certs --force`) is trusted by the next context asked for, not the old.
+    old_serial = serial_of(ca_file)
+    ensure_certs(tmp_path, force=True)
+    os.utime(ca_file, ns=(ca_file.stat().st_atime_ns, ca_file.stat().st_mtime_ns + 1_000_000))
+    second = oauth.tls_context(ca_file)
+    assert second is not first
+    assert serial_of(ca_file) in trusted_serials(second)
+    assert old_serial not in trusted_serials(second)
+
+    # No CA file: the system's store alone, and a CA that appears later is read then.
+    missing = tmp_path / "elsewhere" / "ca.pem"
+    assert serial_of(ca_file) not in trusted_serials(oauth.tls_context(missing))

@@ -1,5 +1,6 @@
 """The OAuth2 protocol work: state kept server-side, PKCE, and Authlib's client on httpx."""
 
+import functools
 import json
 import secrets
 import ssl
@@ -62,9 +63,20 @@ async def take_state(redis: Redis, state: str) -> PendingAuthorization | None:
 
 
 def tls_context(ca_file: Path) -> ssl.SSLContext:
-    """The system's trust store plus the project's CA (the sandbox is served under it)."""
+    """The system's trust store plus the project's CA (the sandbox is served under it).
+
+    One per CA file (and version of it) in a process: reading the system's store costs ~50 ms
+    of CPU, an app and its context each asked for one, and the tests build apps by the hundred.
+    A context is made to be shared by the connections that use it; nobody here changes one
+    after it is made. A CA remade (`inv certs --force`) is a new version: a new context."""
+    version = ca_file.stat().st_mtime_ns if ca_file.is_file() else None
+    return _tls_context(ca_file, version)
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(ca_file: Path, version: int | None) -> ssl.SSLContext:
     context = ssl.create_default_context()
-    if ca_file.is_file():
+    if version is not None:
         context.load_verify_locations(cafile=str(ca_file))
     return context
 
