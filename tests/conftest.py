@@ -5,6 +5,7 @@ The fixtures live in tests/fixtures/ (database, app, servers), helpers in tests/
 this file wires them in, marks the suites and checks the servers once before a run.
 """
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,12 +45,10 @@ def _suite(item: pytest.Item) -> str:
     return Path(item.fspath).relative_to(ROOT / "tests").parts[0]
 
 
-@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The fault drill first: it runs for a fixed ~20 s of phases, mostly waiting; started
-    # first, the other tests run beside it instead of after it (xdist deals tests out in this
-    # order). The parallel suite on 2 cores: 35-37 s, against 34-46 s wherever the shuffle put it.
-    items.sort(key=lambda item: _suite(item) != "faults")
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
+    # Before the other plugins' hooks: the markers. xdist's worker turns a test's xdist_group
+    # into a suffix of its id in its own hook of this name, so the group has to be there first.
     for item in items:
         suite = _suite(item)
         if suite in ("integration", "api", "e2e", "faults", "browser"):
@@ -66,5 +65,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "live_servers" in getattr(item, "fixturenames", ()):
             # One xdist worker runs every test on the real HTTPS servers (with --dist
             # loadgroup, as `inv test --parallel` runs): the servers start once per run, not
-            # once per worker (two interpreters' start-up saved, ~3 s of CPU on 2 cores).
+            # once per worker (test_the_live_server_tests_share_one_worker).
             item.add_marker(pytest.mark.xdist_group("live-servers"))
+    yield
+    # After them (pytest-randomly's shuffle): the fault drill first. It runs for a fixed ~20 s
+    # of phases, mostly waiting; started first, the other tests run beside it instead of after
+    # it (xdist deals tests out in this order).
+    items.sort(key=lambda item: _suite(item) != "faults")

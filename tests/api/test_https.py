@@ -35,3 +35,14 @@ def test_the_certificate_is_not_trusted_without_the_project_ca(live_servers):
 def test_plain_http_is_not_served(live_servers):
     with pytest.raises(httpx.HTTPError):
         httpx.get(live_servers.api_url.replace("https://", "http://") + "/health", timeout=3)
+
+
+def test_the_live_server_tests_share_one_worker(live_servers, request):
+    """Every test on the live servers is in one xdist group, so that a parallel run starts
+    them in one worker, not in each (an API and a callback server, ~3 s of CPU per worker).
+    In an xdist worker dealing out groups, the group is a suffix of the test's id: present
+    only when the marker was there before xdist's collection hook ran."""
+    (group,) = [m.args for m in request.node.iter_markers("xdist_group")]
+    assert group == ("live-servers",)
+    if getattr(request.config.option, "loadgroup", False):
+        assert request.node.nodeid.endswith("@live-servers"), request.node.nodeid
