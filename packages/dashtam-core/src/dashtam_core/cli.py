@@ -1,10 +1,12 @@
 """What the console scripts share: one-line failures and a non-zero exit, never a traceback."""
 
 import asyncio
+import gc
 import logging
 import socket
 import sys
 from collections.abc import Awaitable, Callable
+from typing import NoReturn
 
 import asyncpg
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -36,6 +38,15 @@ def run(name: str, command: Callable[[], Awaitable[int | None]]) -> None:
         code = 1
     except KeyboardInterrupt:
         code = 130
+    exit_now(code)
+
+
+def exit_now(code: int) -> NoReturn:
+    """``sys.exit``, without the interpreter's collections at exit walking every object the
+    imports made (SQLAlchemy, the models...): ~0.3 s of CPU per command otherwise. Everything
+    is frozen out of the collector's sight first; files are still flushed and closed, and
+    ``atexit`` handlers still run."""
+    gc.freeze()
     sys.exit(code)
 
 
