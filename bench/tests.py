@@ -9,9 +9,7 @@ the ratios, not the seconds.
 """
 
 import asyncio
-import resource
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -21,6 +19,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import dashtam_models
+from bench import cpu as cpu_meter
 from dashtam_core import migrate
 from dashtam_core.config import TestSettings, load_settings
 from dashtam_core.database import create_engine
@@ -60,11 +59,14 @@ def _median_time(action, times: int) -> float:
 def suite_serial_vs_parallel(layout: Layout, times: int) -> tuple[str, float, float]:
     env = apps.child_env(layout.test_env_file)
 
+    cpu: dict[bool, list[float]] = {False: [], True: []}
+
     def pytest(parallel: bool) -> None:
         # The command `inv test [--parallel]` runs, timed by the wall clock around it; in a
         # fixed order (-p no:randomly) so that both runs do the same work.
         args = workflows.pytest_args_for(parallel=parallel, extra=["-q", "-p", "no:randomly"])
-        result = subprocess.run(
+        servers_before = _shared_servers_cpu(layout)
+        measured = cpu_meter.run(
             [sys.executable, "-m", "pytest", *args],
             env=env,
             cwd=layout.root,
@@ -72,26 +74,22 @@ def suite_serial_vs_parallel(layout: Layout, times: int) -> tuple[str, float, fl
             text=True,
             check=False,
         )
+        servers = {k: v - servers_before[k] for k, v in _shared_servers_cpu(layout).items()}
+        result = measured.result
         summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "?"
         print(f"  pytest {' '.join(args)}: {summary}", flush=True)
         if result.returncode != 0:
             raise SystemExit(f"the suite failed; benchmark stopped:\n{result.stdout[-2000:]}")
-
-    cpu: dict[bool, list[float]] = {False: [], True: []}
-
-    def measured(parallel: bool) -> None:
-        before = _cpu_seconds(layout)
-        pytest(parallel)
-        spent = {k: v - before[k] for k, v in _cpu_seconds(layout).items()}
-        cpu[parallel].append(sum(spent.values()))
+        total = measured.cpu_seconds + sum(servers.values())
+        cpu[parallel].append(total)
         print(
-            f"  CPU {sum(spent.values()):.1f} core-s: "
-            + ", ".join(f"{k} {v:.1f}" for k, v in spent.items()),
+            f"  CPU {total:.1f} core-s: pytest and what it started {measured.cpu_seconds:.1f} "
+            f"({measured.how}), " + ", ".join(f"{k} {v:.1f}" for k, v in servers.items()),
             flush=True,
         )
 
-    serial = _median_time(lambda: measured(False), times)
-    parallel = _median_time(lambda: measured(True), times)
+    serial = _median_time(lambda: pytest(False), times)
+    parallel = _median_time(lambda: pytest(True), times)
     workers = workflows.auto_test_workers()
     label = f"serial vs --parallel ({workers} workers)"
     print(
@@ -103,12 +101,11 @@ def suite_serial_vs_parallel(layout: Layout, times: int) -> tuple[str, float, fl
     return (f"whole suite, wall clock: {label}", serial, parallel)
 
 
-def _cpu_seconds(layout: Layout) -> dict[str, float]:
-    """CPU used so far by what a test run costs: the pytest process and what it started and
-    reaped (workers, CLI runs, servers of its own), and the shared servers, each with the
-    processes it reaped (PostgreSQL's backends)."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    spent = {"pytest and its processes": children.ru_utime + children.ru_stime}
+def _shared_servers_cpu(layout: Layout) -> dict[str, float]:
+    """CPU used so far by the shared servers the suite runs against (started before it, so
+    outside what bench.cpu counts for the run), each with the processes it reaped
+    (PostgreSQL's backends)."""
+    spent = {}
     runtime = LocalRuntime(layout)
     for server in SERVERS:
         tracked = runtime.tracked(server)
@@ -117,9 +114,7 @@ def _cpu_seconds(layout: Layout) -> dict[str, float]:
             continue
         try:
             times = psutil.Process(tracked.pid).cpu_times()
-            spent[server] = (
-                times.user + times.system + times.children_user + (times.children_system)
-            )
+            spent[server] = times.user + times.system + times.children_user + times.children_system
         except psutil.Error:
             pass
     return spent

@@ -1,0 +1,86 @@
+"""The CPU a command costs: itself and every process it starts, daemonised servers included.
+
+Where this user may make a cgroup (v2: root on most machines), the command runs in one of its
+own and the kernel counts every descendant, whether or not its parent waits for it (a server
+that daemonises is reaped by init, and `getrusage(RUSAGE_CHILDREN)` never sees it). Elsewhere
+the figure is what this process reaped, and says so.
+"""
+
+import contextlib
+import os
+import resource
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def cgroup2_root() -> Path | None:
+    """Where the cgroup v2 hierarchy is mounted, if this user may make a group in it."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == "cgroup2":
+            root = Path(fields[1])
+            if os.access(root, os.W_OK) and (root / "cgroup.procs").exists():
+                return root
+    return None
+
+
+@dataclass
+class Measured:
+    result: subprocess.CompletedProcess
+    cpu_seconds: float
+    how: str  # "cgroup" or "reaped children"
+
+
+def run(argv: list[str], **kwargs) -> Measured:
+    """``subprocess.run(argv, **kwargs)``, with the CPU it and its descendants used."""
+    root = cgroup2_root()
+    if root is not None:
+        group = root / f"dashtam-bench-{uuid.uuid4().hex[:8]}"
+        try:
+            group.mkdir()
+        except OSError:
+            group = None
+        if group is not None:
+            try:
+                # The shell joins the group, then becomes the command: nothing runs outside it.
+                wrapped = [
+                    "/bin/sh",
+                    "-c",
+                    'echo $$ > "$0" && exec "$@"',
+                    str(group / "cgroup.procs"),
+                ]
+                result = subprocess.run([*wrapped, *argv], **kwargs)
+                return Measured(result, _usage_seconds(group), "cgroup")
+            finally:
+                _remove(group, root)
+    before = _reaped()
+    result = subprocess.run(argv, **kwargs)
+    return Measured(result, _reaped() - before, "reaped children")
+
+
+def _usage_seconds(group: Path) -> float:
+    for line in (group / "cpu.stat").read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec":
+            return int(value) / 1e6
+    raise RuntimeError(f"no usage_usec in {group / 'cpu.stat'}")
+
+
+def _remove(group: Path, root: Path) -> None:
+    """A group can only go once empty: what the command left running moves to the root."""
+    for pid in (group / "cgroup.procs").read_text().split():
+        with contextlib.suppress(OSError):  # gone meanwhile
+            (root / "cgroup.procs").write_text(pid)
+    with contextlib.suppress(OSError):
+        group.rmdir()
+
+
+def _reaped() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime
