@@ -37,6 +37,26 @@ def private_runtime(tmp_path):
         yield runtime
 
 
+@pytest.fixture(scope="module")
+def _shared_project(tmp_path_factory):
+    with private.project(tmp_path_factory.mktemp("shared-project")) as runtime:
+        yield runtime
+
+
+@pytest.fixture
+def stopped_runtime(_shared_project):
+    """A private project whose cluster several tests share (initdb, the roles and databases,
+    the mail catcher's first start: ~2 s of CPU each time): each test finds its servers
+    stopped and its secrets its own, and must leave them so; they are stopped after it
+    whatever happened."""
+    for server in ("postgres", "valkey", "mail"):
+        assert process.running(_shared_project.layout.pid_file(server)) is None, server
+    try:
+        yield _shared_project
+    finally:
+        _shared_project.stop_servers()
+
+
 def sql(creds, query: str, *, database: str | None = None, fetch: bool = False):
     """One statement as the environment's own role (the runtime under test is synchronous)."""
 
@@ -84,9 +104,9 @@ def valkey(creds) -> redis.Redis:
 
 
 def test_data_survives_a_restart_test_clean_spares_dev_and_other_secrets_are_refused(
-    private_runtime, capsys
+    stopped_runtime, capsys
 ):
-    runtime, layout = private_runtime, private_runtime.layout
+    runtime, layout = stopped_runtime, stopped_runtime.layout
     dev, test_creds = read_both(layout)
 
     assert runtime.start_servers() == ["postgres", "valkey", "mail"]
@@ -159,15 +179,17 @@ def test_data_survives_a_restart_test_clean_spares_dev_and_other_secrets_are_ref
     # A cluster made with other secrets than the checkout's: one clear error at once (not the
     # start timeout), and nothing left running.
     runtime.stop_servers()
+    secrets = layout.secrets_file.read_text()
     layout.secrets_file.write_text(
-        layout.secrets_file.read_text().replace(
-            "POSTGRES_SUPERUSER_PASSWORD=", "POSTGRES_SUPERUSER_PASSWORD=x"
-        )
+        secrets.replace("POSTGRES_SUPERUSER_PASSWORD=", "POSTGRES_SUPERUSER_PASSWORD=x")
     )
-    with pytest.raises(InfraError, match="refuses this checkout's superuser password"):
-        runtime.start_postgres(dev.db_port)
-    assert process.running(layout.pid_file("postgres")) is None
-    assert not process.port_in_use(dev.db_port)
+    try:
+        with pytest.raises(InfraError, match="refuses this checkout's superuser password"):
+            runtime.start_postgres(dev.db_port)
+        assert process.running(layout.pid_file("postgres")) is None
+        assert not process.port_in_use(dev.db_port)
+    finally:
+        layout.secrets_file.write_text(secrets)  # the project is shared (stopped_runtime)
 
 
 def comment_on_test_database(runtime: LocalRuntime, creds) -> str | None:
@@ -192,11 +214,11 @@ def test_a_taken_port_is_one_clear_error(private_runtime):
             private_runtime.start_postgres(dev.db_port)
 
 
-def test_servers_restarted_outside_the_runtime_are_still_its_own(private_runtime, capsys):
+def test_servers_restarted_outside_the_runtime_are_still_its_own(stopped_runtime, capsys):
     """After `pg_ctl restart` or a Valkey crash and a start by hand, the servers run with new
     pids the runtime never recorded: it knows them by their own data directories, so status
     shows them, up neither fails on a taken port nor starts a second one, down stops them."""
-    runtime, layout = private_runtime, private_runtime.layout
+    runtime, layout = stopped_runtime, stopped_runtime.layout
     dev, _ = read_both(layout)
     runtime.start_servers()
     ours = {s: process.running(layout.pid_file(s)).pid for s in ("postgres", "valkey")}
