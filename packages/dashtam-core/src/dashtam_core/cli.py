@@ -44,8 +44,8 @@ def run(name: str, command: Callable[[], Awaitable[int | None]]) -> None:
 def exit_now(code: int) -> NoReturn:
     """``sys.exit``, without the interpreter's collections at exit walking every object the
     imports made (SQLAlchemy, the models...): ~0.3 s of CPU per command otherwise. Everything
-    is frozen out of the collector's sight first; files are still flushed and closed, and
-    ``atexit`` handlers still run."""
+    is frozen out of the collector's sight first; ``atexit`` handlers still run (logging's
+    flushes its handlers) and the interpreter still flushes standard output and error."""
     gc.freeze()
     sys.exit(code)
 
