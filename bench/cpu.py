@@ -15,18 +15,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def cgroup2_root() -> Path | None:
-    """Where the cgroup v2 hierarchy is mounted, if this user may make a group in it."""
+def own_cgroup2() -> Path | None:
+    """The cgroup v2 group this process is in, if this user may make a group inside it (a
+    group of its own, inside: whoever measures this process still counts what runs there)."""
     try:
         mounts = Path("/proc/self/mounts").read_text().splitlines()
+        own = [
+            line[3:].strip()
+            for line in Path("/proc/self/cgroup").read_text().splitlines()
+            if line.startswith("0::")
+        ]
     except OSError:
         return None
     for line in mounts:
         fields = line.split()
-        if len(fields) > 2 and fields[2] == "cgroup2":
-            root = Path(fields[1])
-            if os.access(root, os.W_OK) and (root / "cgroup.procs").exists():
-                return root
+        if len(fields) > 2 and fields[2] == "cgroup2" and own:
+            group = Path(fields[1]) / own[0].lstrip("/")
+            if os.access(group, os.W_OK) and (group / "cgroup.procs").exists():
+                return group
     return None
 
 
@@ -39,9 +45,9 @@ class Measured:
 
 def run(argv: list[str], **kwargs) -> Measured:
     """``subprocess.run(argv, **kwargs)``, with the CPU it and its descendants used."""
-    root = cgroup2_root()
-    if root is not None:
-        group = root / f"dashtam-bench-{uuid.uuid4().hex[:8]}"
+    parent = own_cgroup2()
+    if parent is not None:
+        group = parent / f"dashtam-bench-{uuid.uuid4().hex[:8]}"
         try:
             group.mkdir()
         except OSError:
@@ -58,7 +64,7 @@ def run(argv: list[str], **kwargs) -> Measured:
                 result = subprocess.run([*wrapped, *argv], **kwargs)
                 return Measured(result, _usage_seconds(group), "cgroup")
             finally:
-                _remove(group, root)
+                _remove(group, parent)
     before = _reaped()
     result = subprocess.run(argv, **kwargs)
     return Measured(result, _reaped() - before, "reaped children")
@@ -72,11 +78,11 @@ def _usage_seconds(group: Path) -> float:
     raise RuntimeError(f"no usage_usec in {group / 'cpu.stat'}")
 
 
-def _remove(group: Path, root: Path) -> None:
-    """A group can only go once empty: what the command left running moves to the root."""
+def _remove(group: Path, parent: Path) -> None:
+    """A group can only go once empty: what the command left running moves back up."""
     for pid in (group / "cgroup.procs").read_text().split():
         with contextlib.suppress(OSError):  # gone meanwhile
-            (root / "cgroup.procs").write_text(pid)
+            (parent / "cgroup.procs").write_text(pid)
     with contextlib.suppress(OSError):
         group.rmdir()
 
