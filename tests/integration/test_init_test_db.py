@@ -3,17 +3,21 @@ this checkout's own test database and its clones, known by the marker the projec
 name alone. Every refused target is made by the test with rows in a table of its own, and still
 holds every row afterwards."""
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from dashtam_core import migrate
 from dashtam_core.config import Settings
 from dashtam_core.init_test_db import SafetyError, init_test_db
 from dashtam_core.safety import MARKER_TAG, clone_marker, template_marker
 from dashtam_core.test_databases import CloneError, clone_database
-from tests.fixtures.environment import TEST_ENV_FILE
+from infra.layout import Layout
+from infra.runtime.local import LocalRuntime
+from tests.fixtures.environment import ROOT, TEST_ENV_FILE
 from tests.helpers import env_for, execute, fetch, private_env_file, run_main, run_module
 from tests.migration_helpers import upgrade
 
@@ -236,6 +240,30 @@ async def test_a_marked_clone_is_rebuilt_and_the_sweep_drops_only_marked_clones(
     assert not names & {*leftovers, f"{name}_gw5"}
     for database in kept:
         assert await rows_in(scratch_databases.url_for(database)) == ROWS
+
+
+async def test_the_sweep_waits_out_a_session_force_may_not_end(scratch_databases, test_settings):
+    """An autovacuum worker visiting a leftover clone is a session DROP DATABASE ... WITH
+    (FORCE) may not end for the test role ("permission denied to terminate process"); it is
+    gone a moment later. A superuser's session stands in for it here, closed after 0.5 s."""
+    own = test_settings.PROJECT_ID
+    name, url = await marked_template(scratch_databases, own)
+    leftover = f"{name}_gw3"
+    await scratch_databases.create(leftover, comment=clone_marker(own, name))
+    runtime = LocalRuntime(Layout(root=ROOT))
+    visitor = await runtime.superuser_connect(make_url(url).port, database=leftover)
+    closing = asyncio.get_running_loop().call_later(
+        0.5, lambda: asyncio.ensure_future(visitor.close())
+    )
+    try:
+        summary = await init_test_db(
+            GuardSettings(_env_file=TEST_ENV_FILE, DATABASE_URL=url), template=name
+        )
+    finally:
+        closing.cancel()
+        if not visitor.is_closed():
+            await visitor.close()
+    assert summary["leftovers"] == [leftover]
 
 
 async def test_the_cli_takes_the_test_database_from_the_env_file(

@@ -31,7 +31,7 @@ from dashtam_core.safety import (
     expected_marker,
     foreign_tables,
 )
-from dashtam_core.test_databases import TEST_DATABASE_OPTIONS
+from dashtam_core.test_databases import TEST_DATABASE_OPTIONS, force_drop
 
 log = logging.getLogger("dashtam.init_test_db")
 
@@ -152,8 +152,11 @@ async def drop_leftover_clones(conn: AsyncConnection, template: str, project_id:
         if name != template
         and expected_marker(target=name, template=template, project_id=project_id)
     ]
+    # force_drop waits out an autovacuum worker visiting a clone, which FORCE may not end for
+    # the test role (seen: "permission denied to terminate process" on a fresh clone's sweep).
+    driver = (await conn.get_raw_connection()).driver_connection
     for name in names:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await force_drop(driver, name)
     return names
 
 

@@ -99,7 +99,7 @@ async def clone_database(
             )
             if problem:
                 raise CloneError(f"SAFETY: refusing to replace {name!r}: {problem}")
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await force_drop(conn, name)
         await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         await conn.execute(comment_on_database(name, marker))
         # New databases grant CONNECT to PUBLIC; clones are for the test role alone.
