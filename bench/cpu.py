@@ -46,28 +46,27 @@ class Measured:
 def run(argv: list[str], **kwargs) -> Measured:
     """``subprocess.run(argv, **kwargs)``, with the CPU it and its descendants used."""
     parent = own_cgroup2()
-    if parent is not None:
-        group = parent / f"dashtam-bench-{uuid.uuid4().hex[:8]}"
-        try:
-            group.mkdir()
-        except OSError:
-            group = None
-        if group is not None:
-            try:
-                # The shell joins the group, then becomes the command: nothing runs outside it.
-                wrapped = [
-                    "/bin/sh",
-                    "-c",
-                    'echo $$ > "$0" && exec "$@"',
-                    str(group / "cgroup.procs"),
-                ]
-                result = subprocess.run([*wrapped, *argv], **kwargs)
-                return Measured(result, _usage_seconds(group), "cgroup")
-            finally:
-                _remove(group, parent)
-    before = _reaped()
-    result = subprocess.run(argv, **kwargs)
-    return Measured(result, _reaped() - before, "reaped children")
+    group = _new_group(parent) if parent is not None else None
+    if group is None:
+        before = _reaped()
+        result = subprocess.run(argv, **kwargs)
+        return Measured(result, _reaped() - before, "reaped children")
+    try:
+        # The shell joins the group, then becomes the command: nothing runs outside it.
+        joined = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(group / "cgroup.procs")]
+        result = subprocess.run([*joined, *argv], **kwargs)
+        return Measured(result, _usage_seconds(group), "cgroup")
+    finally:
+        _remove(group, parent)
+
+
+def _new_group(parent: Path) -> Path | None:
+    group = parent / f"dashtam-bench-{uuid.uuid4().hex[:8]}"
+    try:
+        group.mkdir()
+    except OSError:
+        return None
+    return group
 
 
 def _usage_seconds(group: Path) -> float:

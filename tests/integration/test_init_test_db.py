@@ -16,7 +16,7 @@ from dashtam_core.init_test_db import SafetyError, init_test_db
 from dashtam_core.safety import MARKER_TAG, clone_marker, template_marker
 from dashtam_core.test_databases import CloneError, clone_database
 from infra.layout import Layout
-from infra.runtime.local import LocalRuntime
+from infra.runtime import runtime_for
 from tests.fixtures.environment import ROOT, TEST_ENV_FILE
 from tests.helpers import env_for, execute, fetch, private_env_file, run_main, run_module
 from tests.migration_helpers import upgrade
@@ -250,8 +250,9 @@ async def test_the_sweep_waits_out_a_session_force_may_not_end(scratch_databases
     name, url = await marked_template(scratch_databases, own)
     leftover = f"{name}_gw3"
     await scratch_databases.create(leftover, comment=clone_marker(own, name))
-    runtime = LocalRuntime(Layout(root=ROOT))
-    visitor = await runtime.superuser_connect(make_url(url).port, database=leftover)
+    visitor = await runtime_for(Layout(root=ROOT)).superuser_connect(
+        make_url(url).port, database=leftover
+    )
     closing = asyncio.get_running_loop().call_later(
         0.5, lambda: asyncio.ensure_future(visitor.close())
     )
