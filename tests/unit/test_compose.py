@@ -338,6 +338,27 @@ def test_our_merge_agrees_with_docker_compose_config(project, stack):
         assert other.get("command") == service.get("command"), name
         assert bool(other.get("ports")) == bool(service.get("ports")), name
         assert len(other.get("volumes", [])) == len(service.get("volumes", [])), name
-        assert [Path(f).name for f in (other.get("env_file") or [])] == [
-            Path(f).name for f in service.get("env_file", [])
-        ] or all(isinstance(f, dict) for f in other.get("env_file", [])), name
+        # Ours keeps the files' short form (paths relative to compose/); Compose v2 writes the
+        # long form, {path, required}, with absolute paths: both must name the same files.
+        assert env_file_paths(other, project.root / "compose") == env_file_paths(
+            service, project.root / "compose"
+        ), name
+
+
+def env_file_paths(service: dict, base: Path) -> list[Path]:
+    """A service's env files as absolute paths, from either of Compose's spellings of them."""
+    entries = service.get("env_file") or []
+    if isinstance(entries, str | dict):
+        entries = [entries]
+    return [
+        (base / (entry["path"] if isinstance(entry, dict) else entry)).resolve()
+        for entry in entries
+    ]
+
+
+def test_env_files_are_read_in_both_of_composes_spellings(tmp_path):
+    short = {"env_file": ["../.dashtam/compose/dev.env"]}
+    long = {"env_file": [{"path": str(tmp_path / ".dashtam/compose/dev.env"), "required": True}]}
+    assert env_file_paths(short, tmp_path / "compose") == env_file_paths(long, tmp_path)
+    assert env_file_paths({"env_file": "a.env"}, tmp_path) == [tmp_path / "a.env"]
+    assert env_file_paths({}, tmp_path) == []
