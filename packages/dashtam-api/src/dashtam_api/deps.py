@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.apikeys import service as api_keys
 from dashtam_api.apikeys.scopes import OPERATION_SCOPES
+from dashtam_api.auth import queries as people
 from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.security import Passwords, decode_access_token, session_of
 from dashtam_api.context import AppContext
@@ -123,7 +124,7 @@ TokenSubjectDep = Annotated[uuid.UUID, Depends(AccessTokenBearer())]
 
 async def get_current_user(subject: TokenSubjectDep, session: SessionDep) -> User:
     """The user of a valid access token: one primary-key lookup per request, nothing more."""
-    user = await session.get(User, subject)
+    user = await people.user_by_id(session, user_id=subject)
     if user is None or not user.is_active:
         raise Unauthorized(ACCOUNT_GONE)
     return user

@@ -30,13 +30,13 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
-from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dashtam_api import metrics_queries as queries
 from dashtam_core.config import Settings
-from dashtam_models import ConnectionStatus, ProviderConnection
+from dashtam_models import ConnectionStatus
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -182,26 +182,15 @@ def stopped() -> None:
 
 
 async def connections_by_status(session: AsyncSession) -> dict[str, int]:
-    rows = await session.execute(
-        select(ProviderConnection.status, func.count()).group_by(ProviderConnection.status)
-    )
     counts = {status.value: 0 for status in ConnectionStatus}
-    counts.update({str(status): count for status, count in rows.all()})
+    counts.update(
+        {str(status): count for status, count in await queries.connections_by_status(session)}
+    )
     return counts
 
 
-OUTBOX = text(
-    """
-    SELECT count(*) AS due,
-           coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0) AS oldest
-      FROM webhook_deliveries
-     WHERE status = 'pending' AND next_attempt_at <= now()
-    """
-)
-
-
 async def outbox(session: AsyncSession) -> list[Metric]:
-    row = (await session.execute(OUTBOX)).one()
+    row = await queries.outbox(session)
     due = GaugeMetricFamily(
         "dashtam_webhook_outbox_due",
         "Webhook deliveries due now (including attempts under way), at scrape time.",

@@ -13,10 +13,10 @@ import argparse
 import secrets
 import sys
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from dashtam_api.audit import service as audit
+from dashtam_api.auth import queries
 from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.security import Passwords
 from dashtam_api.auth.service import end_sessions, others
@@ -78,7 +78,7 @@ async def _main(args: argparse.Namespace) -> int:
                 role = "administrator" if args.admin else "account"
                 print(f"created {role} {email}")
             else:
-                user = await session.scalar(select(User).where(User.email == email))
+                user = await queries.user_by_email(session, email=email)
                 if user is None:
                     raise CommandError(f"no account with the e-mail {email}")
                 user.password_hash = await passwords.hash(password)

@@ -11,9 +11,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dashtam_api.apikeys import queries
 from dashtam_api.audit import service as audit
 from dashtam_api.errors import NotFound, Unauthorized
 from dashtam_core.database import Reader
@@ -75,14 +75,11 @@ async def create(
 
 
 async def listed(*, session: AsyncSession, user: User) -> dict:
-    rows = await session.scalars(
-        select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.created_at.desc())
-    )
-    return {"items": [_out(k) for k in rows]}
+    return {"items": [_out(k) for k in await queries.api_keys(session, user_id=user.id)]}
 
 
 async def revoke(*, session: AsyncSession, user: User, key_id: uuid.UUID, where: dict) -> None:
-    key = await session.get(ApiKey, key_id)
+    key = await queries.api_key(session, key_id=key_id)
     if key is None or key.user_id != user.id:
         raise NotFound("No such API key.")
     if key.revoked_at is None:
@@ -102,22 +99,8 @@ class Verified:
     scopes: frozenset[str]
 
 
-_CHECK = """
-WITH k AS (
-  SELECT id, user_id, scopes, last_used_at,
-         revoked_at IS NULL AND expires_at > now() AS usable
-    FROM api_keys WHERE key_hash = $1
-), used AS (
-  UPDATE api_keys SET last_used_at = now() FROM k
-   WHERE api_keys.id = k.id AND k.usable
-     AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')
-)
-SELECT user_id, scopes, usable FROM k
-"""
-
-
 async def verify(reader: Reader, key: str) -> Verified:
-    rows = await reader.fetch(_CHECK, _hash(key))
+    rows = await queries.check_key(reader, key_hash=_hash(key))
     if not rows or not rows[0]["usable"]:
         raise Unauthorized("This API key is unknown, expired or revoked.")
     return Verified(rows[0]["user_id"], frozenset(rows[0]["scopes"]))

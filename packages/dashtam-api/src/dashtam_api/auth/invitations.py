@@ -9,10 +9,10 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
+from dashtam_api.auth import queries
 from dashtam_api.errors import Forbidden, NotFound
 from dashtam_core.config import Settings
 from dashtam_models import Invitation, User
@@ -79,14 +79,14 @@ async def create(
 
 async def listed(*, session: AsyncSession) -> dict:
     now = datetime.now(UTC)
-    rows = await session.scalars(select(Invitation).order_by(Invitation.created_at.desc()))
+    rows = await queries.invitations(session)
     return {"items": [_described(i, now) for i in rows]}
 
 
 async def revoke(
     *, session: AsyncSession, admin: User, invitation_id: uuid.UUID, where: dict
 ) -> None:
-    invitation = await session.get(Invitation, invitation_id, with_for_update=True)
+    invitation = await queries.invitation_for_update(session, invitation_id=invitation_id)
     if invitation is None or invitation.used_at or invitation.revoked_at:
         raise NotFound("No such open invitation.")
     invitation.revoked_at = datetime.now(UTC)
@@ -109,16 +109,7 @@ async def use(*, session: AsyncSession, token: str | None, email: str) -> Invita
     )
     if not token:
         raise refused
-    invitation = await session.scalar(
-        select(Invitation)
-        .where(
-            Invitation.token_hash == _hash(token),
-            Invitation.used_at.is_(None),
-            Invitation.revoked_at.is_(None),
-            Invitation.expires_at > func.now(),
-        )
-        .with_for_update()
-    )
+    invitation = await queries.open_invitation_for_update(session, token_hash=_hash(token))
     if invitation is None or (
         invitation.email is not None and invitation.email.lower() != email.lower()
     ):

@@ -10,10 +10,10 @@ import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
+from dashtam_api.auth import queries
 from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.security import Passwords
 from dashtam_api.auth.service import end_sessions, others
@@ -57,7 +57,7 @@ async def _send_link(ctx: AppContext, mailer: Mailer, email: str, where: dict) -
     settings = ctx.settings
     token = PREFIX + secrets.token_urlsafe(32)
     async with ctx.sessions() as session:
-        user = await session.scalar(select(User).where(User.email == email))
+        user = await queries.user_by_email(session, email=email)
         if user is None or not user.is_active:
             return
         session.add(
@@ -93,28 +93,17 @@ async def complete(
     where: dict,
 ) -> User:
     """Set the new password with a valid link; every session of the account ends."""
-    reset = await session.scalar(
-        select(PasswordReset)
-        .where(
-            PasswordReset.token_hash == _hash(token),
-            PasswordReset.used_at.is_(None),
-            PasswordReset.expires_at > func.now(),
-        )
-        .with_for_update()
-    )
+    reset = await queries.open_reset_for_update(session, token_hash=_hash(token))
     if reset is None:
         raise BadRequest(
             "This reset link does not work: it was used, it expired, or it was never sent. "
             "Ask for a new one.",
             parameter="token",
         )
-    user = await session.get(User, reset.user_id)
+    user = await queries.user_by_id(session, user_id=reset.user_id)
     now = datetime.now(UTC)
-    await session.execute(  # this link, and every other still open for the account
-        update(PasswordReset)
-        .where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
-        .values(used_at=now)
-    )
+    # this link, and every other still open for the account
+    await queries.use_up_resets(session, user_id=user.id, now=now)
     user.password_hash = await passwords.hash(password)
     await audit.security(
         session=session, action="password_reset", user_id=user.id, details={"by": "mail"}, **where

@@ -6,12 +6,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
-from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
-from dashtam_api.auth import invitations, security, totp
+from dashtam_api.auth import invitations, queries, security, totp
 from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.schemas import TokenPair
 from dashtam_api.auth.security import Passwords
@@ -123,7 +122,7 @@ async def login(
     await _throttled(
         session=session, redis=redis, settings=settings, key=key, email=email, where=where
     )
-    user = await session.scalar(select(User).where(User.email == email))
+    user = await queries.user_by_email(session, email=email)
     valid = await passwords.verify(password, user.password_hash if user else None)
     if not user or not valid or not user.is_active:
         reason = "unknown_email" if not user else "inactive" if valid else "wrong_password"
@@ -175,7 +174,7 @@ async def login_second_factor(
     user_id = await redis.get(challenge_key)
     if isinstance(user_id, bytes):
         user_id = user_id.decode()
-    user = await session.get(User, uuid.UUID(user_id)) if user_id else None
+    user = await queries.user_by_id(session, user_id=uuid.UUID(user_id)) if user_id else None
     if user is None or not user.is_active or user.totp_enabled_at is None:
         raise Unauthorized(
             "This sign-in challenge is unknown or has expired: sign in again.",
@@ -284,10 +283,8 @@ async def refresh(
     ip: str | None,
 ) -> TokenPair:
     """Rotate: the presented token stops working; presenting a rotated one ends its session."""
-    row = await session.scalar(
-        select(RefreshToken)
-        .where(RefreshToken.token_hash == security.hash_refresh_token(token))
-        .with_for_update()
+    row = await queries.refresh_token(
+        session, token_hash=security.hash_refresh_token(token), for_update=True
     )
     now = datetime.now(UTC)
     if row is None:
@@ -307,11 +304,7 @@ async def refresh(
     if row.expires_at <= now:
         raise Unauthorized("The refresh token has expired.", error="invalid_grant")
     row.revoked_at = now
-    await session.execute(
-        update(UserSession)
-        .where(UserSession.id == row.family_id)
-        .values(last_used_at=now, ip=ip or UserSession.ip)
-    )
+    await queries.touch_session(session, session_id=row.family_id, now=now, ip=ip)
     return await _issue(
         session=session,
         settings=settings,
@@ -333,14 +326,7 @@ async def end_sessions(
     tokens within SESSION_SYNC_SECONDS in every process (at once in this one). Each is audited
     (``where``: the ip and user agent of the request that ended them)."""
     now = datetime.now(UTC)
-    ending = (
-        await session.execute(
-            update(UserSession)
-            .where(UserSession.id.in_(ids), UserSession.ended_at.is_(None))
-            .values(ended_at=now, end_reason=reason.value)
-            .returning(UserSession.id, UserSession.user_id)
-        )
-    ).all()
+    ending = await queries.end_open_sessions(session, ids=ids, now=now, reason=reason.value)
     for session_id, user_id in ending:
         await audit.security(
             session=session,
@@ -349,11 +335,7 @@ async def end_sessions(
             details={"session_id": str(session_id), "reason": reason.value},
             **(where or {}),
         )
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.family_id.in_(ids), RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    await queries.revoke_refresh_tokens(session, family_ids=ids, now=now)
     # Before the caller commits: if Valkey cannot take it, nothing ends (503).
     await ended.end(ids)
     return len(ending)
@@ -363,9 +345,7 @@ async def logout(
     *, session: AsyncSession, ended: EndedSessions, user: User, token: str, where: dict
 ) -> None:
     """End the session the refresh token belongs to (idempotent for the caller's own tokens)."""
-    row = await session.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == security.hash_refresh_token(token))
-    )
+    row = await queries.refresh_token(session, token_hash=security.hash_refresh_token(token))
     if row is not None and row.user_id == user.id:
         await end_sessions(
             session=session,
@@ -378,12 +358,7 @@ async def logout(
 
 async def others(*, session: AsyncSession, user: User, keep: uuid.UUID | None) -> list[uuid.UUID]:
     """The person's open sessions but ``keep``."""
-    query = select(UserSession.id).where(
-        UserSession.user_id == user.id, UserSession.ended_at.is_(None)
-    )
-    if keep is not None:
-        query = query.where(UserSession.id != keep)
-    return list((await session.scalars(query)).all())
+    return await queries.open_session_ids(session, user_id=user.id, keep=keep)
 
 
 async def update_me(

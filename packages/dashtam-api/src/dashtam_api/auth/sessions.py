@@ -5,14 +5,14 @@ import functools
 import uuid
 
 import ua_parser
-from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dashtam_api.auth import queries
 from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.service import end_sessions, others
 from dashtam_api.cursors import decode_cursor, encode_cursor
 from dashtam_api.errors import NotFound
-from dashtam_models import SecurityAuditLog, SessionEnd, User, UserSession
+from dashtam_models import SessionEnd, User
 
 
 @functools.lru_cache(maxsize=1024)
@@ -35,11 +35,7 @@ def device(user_agent: str | None) -> str:
 
 
 async def listed(*, session: AsyncSession, user: User, current: uuid.UUID | None) -> dict:
-    rows = await session.scalars(
-        select(UserSession)
-        .where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
-        .order_by(UserSession.last_used_at.desc(), UserSession.id)
-    )
+    rows = await queries.open_sessions(session, user_id=user.id)
     return {
         "items": [
             {
@@ -64,13 +60,7 @@ async def end_one(
     session_id: uuid.UUID,
     where: dict,
 ) -> None:
-    owned = await session.scalar(
-        select(UserSession.id).where(
-            UserSession.id == session_id,
-            UserSession.user_id == user.id,
-            UserSession.ended_at.is_(None),
-        )
-    )
+    owned = await queries.open_session_id(session, user_id=user.id, session_id=session_id)
     if owned is None:
         raise NotFound("No such open session.")
     await end_sessions(session=session, ended=ended, ids=[owned], reason=SessionEnd.ENDED_BY_USER)
@@ -98,20 +88,11 @@ async def security_events(
     *, session: AsyncSession, user: User, limit: int, cursor: str | None
 ) -> dict:
     """The person's own security audit, newest first (`cursor` pages)."""
-    query = select(SecurityAuditLog).where(SecurityAuditLog.user_id == user.id)
-    if cursor is not None:
-        at, event_id = decode_cursor(cursor)
-        query = query.where(
-            tuple_(SecurityAuditLog.created_at, SecurityAuditLog.id) < tuple_(at, event_id)
-        )
-    rows = list(
-        (
-            await session.scalars(
-                query.order_by(
-                    SecurityAuditLog.created_at.desc(), SecurityAuditLog.id.desc()
-                ).limit(limit + 1)
-            )
-        ).all()
+    rows = await queries.security_events(
+        session,
+        user_id=user.id,
+        limit=limit + 1,  # one more tells whether there is a next page
+        before=None if cursor is None else decode_cursor(cursor),
     )
     more = len(rows) > limit
     rows = rows[:limit]

@@ -20,10 +20,10 @@ import uuid
 from datetime import UTC, datetime
 
 import pyotp
-from sqlalchemy import delete, func, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
+from dashtam_api.auth import queries
 from dashtam_api.errors import Conflict, Forbidden
 from dashtam_core.vault import Vault, totp_context
 from dashtam_models import RecoveryCode, User
@@ -79,21 +79,6 @@ async def enroll(*, session: AsyncSession, vault: Vault, user: User) -> dict:
     return {"secret": secret, "otpauth_uri": uri}
 
 
-async def _accept_step(session: AsyncSession, user: User, step: int) -> bool:
-    """Move the last accepted step forward to ``step``; False if another request got there."""
-    moved = await session.execute(
-        update(User)
-        .where(
-            User.id == user.id,
-            or_(User.totp_last_step.is_(None), User.totp_last_step < step),
-        )
-        .values(totp_last_step=step)
-        .returning(User.id)
-        .execution_options(synchronize_session=False)
-    )
-    return moved.first() is not None
-
-
 async def check(
     *,
     session: AsyncSession,
@@ -111,21 +96,13 @@ async def check(
             now=time.time() if now is None else now,
             after=user.totp_last_step,
         )
-        if step is not None and await _accept_step(session, user, step):
+        # False if another request got there first: a code is good once.
+        if step is not None and await queries.accept_totp_step(session, user_id=user.id, step=step):
             return "totp"
-    if recovery_code:
-        used = await session.execute(
-            update(RecoveryCode)
-            .where(
-                RecoveryCode.user_id == user.id,
-                RecoveryCode.code_hash == _code_hash(recovery_code),
-                RecoveryCode.used_at.is_(None),
-            )
-            .values(used_at=func.now())
-            .returning(RecoveryCode.id)
-        )
-        if used.first() is not None:
-            return "recovery_code"
+    if recovery_code and await queries.use_recovery_code(
+        session, user_id=user.id, code_hash=_code_hash(recovery_code)
+    ):
+        return "recovery_code"
     return None
 
 
@@ -141,7 +118,7 @@ async def confirm(
         raise Forbidden("That code does not match the new secret (check the device's clock).")
     user.totp_enabled_at = datetime.now(UTC)
     codes = new_recovery_codes()
-    await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    await queries.delete_recovery_codes(session, user_id=user.id)
     session.add_all(
         RecoveryCode(id=uuid.uuid4(), user_id=user.id, code_hash=_code_hash(c)) for c in codes
     )
@@ -169,7 +146,7 @@ async def disable(
         raise Forbidden("A current code (or an unused recovery code) is needed to disable it.")
     user.totp_secret_encrypted = user.totp_key_id = None
     user.totp_enabled_at = user.totp_last_step = None
-    await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    await queries.delete_recovery_codes(session, user_id=user.id)
     await audit.security(
         session=session,
         action="second_factor_disabled",

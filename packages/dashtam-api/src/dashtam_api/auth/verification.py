@@ -8,10 +8,10 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
+from dashtam_api.auth import queries
 from dashtam_api.auth.resets import MailUnavailable
 from dashtam_api.context import AppContext
 from dashtam_api.errors import BadRequest, Conflict
@@ -43,7 +43,7 @@ async def _send(ctx: AppContext, mailer: Mailer, user_id: uuid.UUID) -> None:
     settings = ctx.settings
     token = PREFIX + secrets.token_urlsafe(32)
     async with ctx.sessions() as session:
-        user = await session.get(User, user_id)
+        user = await queries.user_by_id(session, user_id=user_id)
         if user is None or user.email_verified_at is not None:
             return
         session.add(
@@ -67,16 +67,8 @@ async def _send(ctx: AppContext, mailer: Mailer, user_id: uuid.UUID) -> None:
 
 
 async def verify(*, session: AsyncSession, token: str, where: dict) -> User:
-    link = await session.scalar(
-        select(EmailVerification)
-        .where(
-            EmailVerification.token_hash == _hash(token),
-            EmailVerification.used_at.is_(None),
-            EmailVerification.expires_at > func.now(),
-        )
-        .with_for_update()
-    )
-    user = await session.get(User, link.user_id) if link else None
+    link = await queries.open_verification_for_update(session, token_hash=_hash(token))
+    user = await queries.user_by_id(session, user_id=link.user_id) if link else None
     if link is None or user is None or user.email.lower() != link.email.lower():
         raise BadRequest(
             "This confirmation link does not work: it was used, it expired, or the address "
@@ -84,11 +76,7 @@ async def verify(*, session: AsyncSession, token: str, where: dict) -> User:
             parameter="token",
         )
     now = datetime.now(UTC)
-    await session.execute(
-        update(EmailVerification)
-        .where(EmailVerification.user_id == user.id, EmailVerification.used_at.is_(None))
-        .values(used_at=now)
-    )
+    await queries.use_up_verifications(session, user_id=user.id, now=now)
     user.email_verified_at = now
     await audit.security(
         session=session,

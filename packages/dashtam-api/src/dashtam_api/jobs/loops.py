@@ -23,11 +23,10 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
-
 from dashtam_api.audit import service as audit
 from dashtam_api.connections import refresh
 from dashtam_api.context import AppContext
+from dashtam_api.jobs import queries
 from dashtam_api.sync import runs
 from dashtam_api.sync import service as sync
 from dashtam_api.webhooks import dispatch, notices
@@ -40,34 +39,10 @@ ROUND_SIZE = 1000
 # Finished webhook deliveries past their retention are looked for this often.
 PRUNE_EVERY_SECONDS = 3600.0
 
-# Connections that no refresh can save: mark them expired (one statement, locked rows skipped).
-EXPIRE_LAPSED = text(
-    """
-    WITH lapsed AS (
-        SELECT c.id, c.provider_id, p.user_id,
-               coalesce(t.refresh_expires_at, t.expires_at) AS deadline
-          FROM provider_connections c
-          JOIN provider_tokens t ON t.connection_id = c.id
-          JOIN providers p ON p.id = c.provider_id
-         WHERE c.status = 'active'
-           AND (t.refresh_expires_at <= now()
-                OR (t.refresh_token_encrypted IS NULL AND t.expires_at <= now()))
-           FOR UPDATE OF c SKIP LOCKED
-    )
-    UPDATE provider_connections c
-       SET status = 'expired', refresh_not_before = NULL, updated_at = now(),
-           error_message = 'the authorization expired at ' || lapsed.deadline
-                           || '; reconnect to continue'
-      FROM lapsed
-     WHERE c.id = lapsed.id
-    RETURNING c.id, lapsed.provider_id, lapsed.user_id, lapsed.deadline
-    """
-)
-
 
 async def expire_lapsed(ctx: AppContext) -> int:
     async with ctx.sessions() as session:
-        rows = (await session.execute(EXPIRE_LAPSED)).all()
+        rows = await queries.expire_lapsed(session)
         for connection_id, provider_id, user_id, deadline in rows:
             await audit.record(
                 session=session,
@@ -83,7 +58,7 @@ async def expire_lapsed(ctx: AppContext) -> int:
 
 async def _due_ids(ctx: AppContext, query, **params) -> list[uuid.UUID]:
     async with ctx.sessions() as session:
-        ids = list((await session.scalars(query, {**params, "limit": ROUND_SIZE})).all())
+        ids = await queries.due_ids(session, query, **params, limit=ROUND_SIZE)
         await session.commit()
     random.shuffle(ids)
     return ids

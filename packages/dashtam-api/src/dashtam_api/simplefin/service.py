@@ -26,19 +26,17 @@ from decimal import Decimal
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
-from sqlalchemy import func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
+from dashtam_api.auth import queries as people
 from dashtam_api.context import AppContext
 from dashtam_api.errors import Forbidden, NotFound, TooManyRequests, Unprocessable
+from dashtam_api.simplefin import queries
 from dashtam_core.config import Settings
 from dashtam_models import (
-    Account,
-    BalanceSnapshot,
     ConnectionStatus,
     Position,
-    Provider,
     ProviderConnection,
     SimplefinAccess,
     SimplefinSetupToken,
@@ -70,13 +68,7 @@ async def _owned_accounts(
     if account_ids is None:
         return None
     wanted = list(dict.fromkeys(account_ids))
-    found = set(
-        (
-            await session.scalars(
-                select(Account.id).where(Account.user_id == user.id, Account.id.in_(wanted))
-            )
-        ).all()
-    )
+    found = await queries.owned_account_ids(session, user_id=user.id, account_ids=wanted)
     missing = [str(a) for a in wanted if a not in found]
     if missing:
         raise Unprocessable(f"No such account: {', '.join(missing)}.", field="account_ids")
@@ -124,19 +116,8 @@ async def create_setup_token(
 
 async def claim(*, session: AsyncSession, settings: Settings, token: str, where: dict) -> str:
     """The access URL, once per setup token; a used, expired or unknown one is a 403."""
-    claimed = (
-        await session.execute(
-            update(SimplefinSetupToken)
-            .where(
-                SimplefinSetupToken.token_hash == _sha256(token),
-                SimplefinSetupToken.claimed_at.is_(None),
-                SimplefinSetupToken.expires_at > func.now(),
-            )
-            .values(claimed_at=func.now())
-            .returning(SimplefinSetupToken)
-        )
-    ).scalar_one_or_none()
-    user = None if claimed is None else await session.get(User, claimed.user_id)
+    claimed = await queries.claim_setup_token(session, token_hash=_sha256(token))
+    user = None if claimed is None else await people.user_by_id(session, user_id=claimed.user_id)
     if claimed is None or user is None or not user.is_active:
         raise Forbidden(
             "This setup token does not exist, has expired or was claimed already: if you did "
@@ -194,13 +175,8 @@ async def authenticate(
     if max(failures) >= settings.LOGIN_MAX_FAILURES:
         retry_after = max([await redis.ttl(k) for k in keys] + [1])
         raise TooManyRequests("Too many failed attempts; try again later.", retry_after=retry_after)
-    access = await session.scalar(
-        select(SimplefinAccess).where(
-            SimplefinAccess.username == credentials.username,
-            SimplefinAccess.revoked_at.is_(None),
-        )
-    )
-    user = None if access is None else await session.get(User, access.user_id)
+    access = await queries.open_access(session, username=credentials.username)
+    user = None if access is None else await people.user_by_id(session, user_id=access.user_id)
     if (
         access is None
         or user is None
@@ -245,28 +221,12 @@ async def account_set(
 ) -> dict:
     """The spec's Account Set for this access."""
     root = root_url(ctx.settings)
-    latest = (
-        select(BalanceSnapshot)
-        .where(BalanceSnapshot.account_id == Account.id)
-        .order_by(BalanceSnapshot.as_of.desc())
-        .limit(1)
-        .lateral("latest")
-    )
-    statement = (
-        select(Account, ProviderConnection, Provider, latest.c.as_of, latest.c.current)
-        .add_columns(latest.c.available)
-        .join(ProviderConnection, ProviderConnection.id == Account.connection_id)
-        .join(Provider, Provider.id == ProviderConnection.provider_id)
-        .outerjoin(latest, true())
-        .where(Account.user_id == access.user_id)
-        .order_by(Provider.alias, Account.name, Account.id)
-    )
-    if access.account_ids is not None:
-        statement = statement.where(Account.id.in_(access.account_ids))
+    wanted = None
     if query.accounts:
-        wanted = [_uuid(a) for a in query.accounts]
-        statement = statement.where(Account.id.in_([w for w in wanted if w is not None]))
-    rows = (await session.execute(statement)).all()
+        wanted = [w for w in (_uuid(a) for a in query.accounts) if w is not None]
+    rows = await queries.accounts_with_balances(
+        session, user_id=access.user_id, only=access.account_ids, wanted=wanted
+    )
 
     connections: dict[uuid.UUID, dict] = {}
     errlist: list[dict] = []
@@ -308,11 +268,7 @@ async def account_set(
             by_account[str(transaction.account_id)]["transactions"].append(
                 _transaction(transaction)
             )
-        positions = await session.scalars(
-            select(Position)
-            .where(Position.account_id.in_([uuid.UUID(a) for a in by_account]))
-            .order_by(Position.symbol)
-        )
+        positions = await queries.positions(session, account_ids=[uuid.UUID(a) for a in by_account])
         for position in positions:
             by_account[str(position.account_id)]["holdings"].append(_holding(position))
     return {
@@ -356,19 +312,14 @@ async def _transactions(
 ) -> list[Transaction]:
     start = query.start or datetime.now(UTC) - timedelta(days=DEFAULT_DAYS)
     statuses = [TransactionStatus.POSTED] + ([TransactionStatus.PENDING] if query.pending else [])
-    statement = (
-        select(Transaction)
-        .where(
-            Transaction.user_id == access.user_id,
-            Transaction.account_id.in_([uuid.UUID(a) for a in account_ids]),
-            Transaction.status.in_(statuses),
-            Transaction.occurred_at >= start,
-        )
-        .order_by(Transaction.account_id, Transaction.occurred_at, Transaction.id)
+    return await queries.transactions(
+        session,
+        user_id=access.user_id,
+        account_ids=[uuid.UUID(a) for a in account_ids],
+        statuses=statuses,
+        start=start,
+        end=query.end,
     )
-    if query.end is not None:
-        statement = statement.where(Transaction.occurred_at < query.end)
-    return list((await session.scalars(statement)).all())
 
 
 def _transaction(t: Transaction) -> dict:
@@ -434,16 +385,11 @@ def _access_out(access: SimplefinAccess) -> dict:
 
 
 async def listed(*, session: AsyncSession, user: User) -> dict:
-    rows = await session.scalars(
-        select(SimplefinAccess)
-        .where(SimplefinAccess.user_id == user.id)
-        .order_by(SimplefinAccess.created_at.desc(), SimplefinAccess.id)
-    )
-    return {"items": [_access_out(a) for a in rows]}
+    return {"items": [_access_out(a) for a in await queries.accesses(session, user_id=user.id)]}
 
 
 async def revoke(*, session: AsyncSession, user: User, access_id: uuid.UUID, where: dict) -> None:
-    access = await session.get(SimplefinAccess, access_id)
+    access = await queries.access(session, access_id=access_id)
     if access is None or access.user_id != user.id:
         raise NotFound("No such SimpleFIN access.")
     if access.revoked_at is None:

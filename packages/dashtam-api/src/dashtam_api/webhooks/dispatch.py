@@ -24,13 +24,10 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpcore
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.types import Boolean, DateTime, Integer, Text, Uuid
 
 from dashtam_api import metrics
 from dashtam_api.context import AppContext
-from dashtam_api.webhooks import signing
+from dashtam_api.webhooks import queries, signing
 from dashtam_api.webhooks.targets import GuardedBackend, RefusedTarget
 from dashtam_core.outage import lost_dependency
 from dashtam_core.vault import VaultError, webhook_secret_context
@@ -43,117 +40,6 @@ USER_AGENT = "Dashtam-Webhooks/1"
 ANSWER_LIMIT = 2048
 ERROR_EXCERPT = 200
 CHANNEL = "webhook_deliveries"
-
-
-CLAIM = text(
-    """
-    WITH due AS (
-        SELECT d.id FROM webhook_deliveries d
-         WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-         ORDER BY d.next_attempt_at
-         LIMIT :limit
-           FOR UPDATE SKIP LOCKED
-    )
-    UPDATE webhook_deliveries d
-       SET attempts = d.attempts + 1,
-           next_attempt_at = now() + make_interval(secs => :lease)
-      FROM due, webhook_endpoints e
-     WHERE d.id = due.id AND e.id = d.endpoint_id
-    RETURNING d.id, d.endpoint_id, d.event_id, d.event_type, d.payload::text AS body,
-              d.attempts, d.created_at, e.url, e.secret_encrypted
-    """
-)
-
-LOG_ATTEMPTS = text(
-    """
-    INSERT INTO webhook_attempts
-           (delivery_id, endpoint_id, attempt, attempted_at, status_code, duration_ms, error)
-    SELECT * FROM unnest(:delivery_ids, :endpoint_ids, :attempts, :attempted_at, :status_codes,
-                         :durations, :errors)
-    """
-).bindparams(
-    bindparam("delivery_ids", type_=ARRAY(Uuid)),
-    bindparam("endpoint_ids", type_=ARRAY(Uuid)),
-    bindparam("attempts", type_=ARRAY(Integer)),
-    bindparam("attempted_at", type_=ARRAY(DateTime(timezone=True))),
-    bindparam("status_codes", type_=ARRAY(Integer)),
-    bindparam("durations", type_=ARRAY(Integer)),
-    bindparam("errors", type_=ARRAY(Text)),
-)
-
-# Only the attempt that holds the delivery writes its outcome (a lease that lapsed under a
-# stalled process has been taken over, and the newer attempt decides).
-SETTLE = text(
-    """
-    UPDATE webhook_deliveries d
-       SET status = r.status, next_attempt_at = r.next_attempt_at, last_error = r.error,
-           finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE now() END
-      FROM unnest(:ids, :attempts, :statuses, :next_attempt_at, :errors)
-           AS r(id, attempt, status, next_attempt_at, error)
-     WHERE d.id = r.id AND d.attempts = r.attempt AND d.status = 'pending'
-    """
-).bindparams(
-    bindparam("ids", type_=ARRAY(Uuid)),
-    bindparam("attempts", type_=ARRAY(Integer)),
-    bindparam("statuses", type_=ARRAY(Text)),
-    bindparam("next_attempt_at", type_=ARRAY(DateTime(timezone=True))),
-    bindparam("errors", type_=ARRAY(Text)),
-)
-
-# A success clears an endpoint's failing streak; a failure starts one if none runs.
-STREAKS = text(
-    """
-    UPDATE webhook_endpoints e
-       SET failing_since = CASE WHEN r.succeeded THEN NULL
-                                ELSE coalesce(e.failing_since, r.failed_at) END
-      FROM unnest(:ids, :succeeded, :failed_at) AS r(id, succeeded, failed_at)
-     WHERE e.id = r.id
-    """
-).bindparams(
-    bindparam("ids", type_=ARRAY(Uuid)),
-    bindparam("succeeded", type_=ARRAY(Boolean)),
-    bindparam("failed_at", type_=ARRAY(DateTime(timezone=True))),
-)
-
-DISABLE = text(
-    """
-    UPDATE webhook_endpoints
-       SET enabled = false, disabled_at = now(), updated_at = now(), disabled_reason = :reason
-     WHERE id = ANY(:ids) AND enabled
-    RETURNING id
-    """
-).bindparams(bindparam("ids", type_=ARRAY(Uuid)))
-
-DISABLE_FAILING = text(
-    """
-    UPDATE webhook_endpoints
-       SET enabled = false, disabled_at = now(), updated_at = now(),
-           disabled_reason = 'every delivery failed for ' || :hours || ' hours (since '
-                             || to_char(failing_since AT TIME ZONE 'UTC',
-                                        'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ')'
-     WHERE id = ANY(:ids) AND enabled
-       AND failing_since <= now() - make_interval(secs => :seconds)
-    RETURNING id
-    """
-).bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("hours", type_=Text))
-
-# An endpoint that stops (disabled, by its owner or by failures) leaves nothing pending.
-ABANDON = text(
-    """
-    UPDATE webhook_deliveries
-       SET status = 'failed', finished_at = now(), next_attempt_at = NULL,
-           last_error = coalesce(last_error || '; ', '') || 'the endpoint was disabled'
-     WHERE endpoint_id = ANY(:ids) AND status = 'pending'
-    """
-).bindparams(bindparam("ids", type_=ARRAY(Uuid)))
-
-PRUNE = text(
-    """
-    DELETE FROM webhook_deliveries WHERE id IN (
-        SELECT id FROM webhook_deliveries
-         WHERE created_at < :before AND status <> 'pending' LIMIT :batch)
-    """
-)
 
 
 @dataclass
@@ -284,7 +170,7 @@ class Sender:
 async def claim(ctx: AppContext, limit: int) -> list[Claimed]:
     lease = lease_seconds(ctx.settings)
     async with ctx.sessions() as session:
-        rows = (await session.execute(CLAIM, {"limit": limit, "lease": lease})).all()
+        rows = await queries.claim_due(session, limit=limit, lease=lease)
         await session.commit()
     return [
         Claimed(
@@ -329,53 +215,43 @@ async def record(ctx: AppContext, results: list[Result]) -> Counter:
     gone = list({r.claimed.endpoint_id for r in results if r.gone})
     failing = [e for e, (ok, _) in streaks.items() if not ok]
     async with ctx.sessions() as session:
-        await session.execute(
-            LOG_ATTEMPTS,
-            {
-                "delivery_ids": [r.claimed.id for r in results],
-                "endpoint_ids": [r.claimed.endpoint_id for r in results],
-                "attempts": [r.claimed.attempt for r in results],
-                "attempted_at": [r.attempted_at for r in results],
-                "status_codes": [r.status_code for r in results],
-                "durations": [r.duration_ms for r in results],
-                "errors": [r.error for r in results],
-            },
+        await queries.log_attempts(
+            session,
+            delivery_ids=[r.claimed.id for r in results],
+            endpoint_ids=[r.claimed.endpoint_id for r in results],
+            attempts=[r.claimed.attempt for r in results],
+            attempted_at=[r.attempted_at for r in results],
+            status_codes=[r.status_code for r in results],
+            durations=[r.duration_ms for r in results],
+            errors=[r.error for r in results],
         )
-        await session.execute(
-            SETTLE,
-            {
-                "ids": [r.claimed.id for r in results],
-                "attempts": [r.claimed.attempt for r in results],
-                "statuses": [d[0] for d in decided],
-                "next_attempt_at": [d[1] for d in decided],
-                "errors": [r.error for r in results],
-            },
+        await queries.settle(
+            session,
+            ids=[r.claimed.id for r in results],
+            attempts=[r.claimed.attempt for r in results],
+            statuses=[d[0] for d in decided],
+            next_attempt_at=[d[1] for d in decided],
+            errors=[r.error for r in results],
         )
-        await session.execute(
-            STREAKS,
-            {
-                "ids": list(streaks),
-                "succeeded": [ok for ok, _ in streaks.values()],
-                "failed_at": [at for _, at in streaks.values()],
-            },
+        await queries.record_streaks(
+            session,
+            ids=list(streaks),
+            succeeded=[ok for ok, _ in streaks.values()],
+            failed_at=[at for _, at in streaks.values()],
         )
         disabled: list[uuid.UUID] = []
         if gone:
             reason = "the receiver answered 410 Gone"
-            disabled += (await session.scalars(DISABLE, {"ids": gone, "reason": reason})).all()
+            disabled += await queries.disable(session, ids=gone, reason=reason)
         if failing:
-            disabled += (
-                await session.scalars(
-                    DISABLE_FAILING,
-                    {
-                        "ids": failing,
-                        "hours": f"{settings.WEBHOOK_RETRY_HOURS:g}",
-                        "seconds": settings.WEBHOOK_RETRY_HOURS * 3600,
-                    },
-                )
-            ).all()
+            disabled += await queries.disable_failing(
+                session,
+                ids=failing,
+                hours=f"{settings.WEBHOOK_RETRY_HOURS:g}",
+                seconds=settings.WEBHOOK_RETRY_HOURS * 3600,
+            )
         if disabled:
-            await session.execute(ABANDON, {"ids": disabled})
+            await queries.abandon(session, endpoint_ids=disabled)
         await session.commit()
     for endpoint_id in disabled:
         log.warning("webhook endpoint %s disabled", endpoint_id)
@@ -459,7 +335,7 @@ async def prune(ctx: AppContext, *, batch: int = 5000) -> int:
     pruned = 0
     while True:
         async with ctx.sessions() as session:
-            deleted = (await session.execute(PRUNE, {"before": before, "batch": batch})).rowcount
+            deleted = await queries.prune(session, before=before, batch=batch)
             await session.commit()
         pruned += deleted
         if deleted < batch:

@@ -3,13 +3,11 @@
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.cursors import decode_cursor, encode_cursor
 from dashtam_api.errors import Conflict, NotFound, Unprocessable
-from dashtam_api.webhooks import signing
-from dashtam_api.webhooks.dispatch import ABANDON
+from dashtam_api.webhooks import queries, signing
 from dashtam_api.webhooks.schemas import AttemptQuery, WebhookCreate, WebhookUpdate
 from dashtam_api.webhooks.targets import RefusedTarget, check_url
 from dashtam_core.config import Settings
@@ -56,7 +54,7 @@ async def create(
 ) -> dict:
     """A new endpoint and its secret (the only time the secret is shown)."""
     url = _checked_url(settings, body.url)
-    count = await session.scalar(select(func.count()).where(WebhookEndpoint.user_id == user.id))
+    count = await queries.endpoint_count(session, user_id=user.id)
     if count >= settings.WEBHOOK_ENDPOINTS_PER_USER:
         raise Conflict(
             f"You have {count} webhook endpoints, the most this instance allows "
@@ -82,22 +80,16 @@ async def create(
 async def _owned(
     session: AsyncSession, user: User, endpoint_id: uuid.UUID, *, for_update: bool = False
 ) -> WebhookEndpoint:
-    query = select(WebhookEndpoint).where(
-        WebhookEndpoint.id == endpoint_id, WebhookEndpoint.user_id == user.id
+    endpoint = await queries.owned_endpoint(
+        session, user_id=user.id, endpoint_id=endpoint_id, for_update=for_update
     )
-    endpoint = await session.scalar(query.with_for_update() if for_update else query)
     if endpoint is None:
         raise NotFound("No such webhook endpoint.")
     return endpoint
 
 
 async def listed(*, session: AsyncSession, user: User) -> dict:
-    endpoints = await session.scalars(
-        select(WebhookEndpoint)
-        .where(WebhookEndpoint.user_id == user.id)
-        .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
-    )
-    return {"items": [_described(e) for e in endpoints]}
+    return {"items": [_described(e) for e in await queries.endpoints(session, user_id=user.id)]}
 
 
 async def get(*, session: AsyncSession, user: User, endpoint_id: uuid.UUID) -> dict:
@@ -131,7 +123,7 @@ async def update(
         endpoint.enabled = False
         endpoint.disabled_reason = "disabled by its owner"
         endpoint.disabled_at = now
-        await session.execute(ABANDON, {"ids": [endpoint.id]})
+        await queries.abandon(session, endpoint_ids=[endpoint.id])
     endpoint.updated_at = now
     await session.flush()
     return _described(endpoint)
@@ -157,42 +149,18 @@ async def rotate_secret(
     return {"secret": secret}
 
 
-EMIT_TEST = text(
-    "SELECT webhook_emit(:user_id, :type, "
-    "jsonb_build_object('endpoint_id', CAST(:endpoint_id AS uuid)), :endpoint_id)"
-)
-
-
 async def send_test(*, session: AsyncSession, user: User, endpoint_id: uuid.UUID) -> dict:
     """A webhook.test event for this endpoint alone, into the outbox like any other."""
     endpoint = await _owned(session, user, endpoint_id)
     if not endpoint.enabled:
         raise Conflict("This endpoint is disabled: enable it (PATCH enabled=true) first.")
-    event_id = await session.scalar(
-        EMIT_TEST,
-        {
-            "user_id": user.id,
-            "type": WebhookEvent.WEBHOOK_TEST.value,
-            "endpoint_id": endpoint.id,
-        },
+    event_id = await queries.emit_test(
+        session,
+        user_id=user.id,
+        event_type=WebhookEvent.WEBHOOK_TEST.value,
+        endpoint_id=endpoint.id,
     )
     return {"event_id": event_id}
-
-
-def _attempts_sql(after: bool) -> str:
-    keyset = "AND (a.attempted_at, a.id) < (:at, :attempt_id)" if after else ""
-    return f"""
-SELECT a.id, a.delivery_id, d.event_id, d.event_type, a.attempt, a.attempted_at, a.status_code,
-       a.duration_ms, a.error, d.status AS delivery_status, d.next_attempt_at
-  FROM webhook_attempts a
-  JOIN webhook_deliveries d ON d.id = a.delivery_id
- WHERE a.endpoint_id = :endpoint_id {keyset}
- ORDER BY a.attempted_at DESC, a.id DESC
- LIMIT :limit + 1
-"""  # noqa: S608 (fixed fragments)
-
-
-_FIRST_ATTEMPTS, _NEXT_ATTEMPTS = text(_attempts_sql(False)), text(_attempts_sql(True))
 
 
 async def attempts(
@@ -200,12 +168,12 @@ async def attempts(
 ) -> dict:
     """The endpoint's attempts, newest first (`cursor` pages)."""
     endpoint = await _owned(session, user, endpoint_id)
-    params: dict = {"endpoint_id": endpoint.id, "limit": query.limit}
-    statement = _FIRST_ATTEMPTS
-    if query.cursor is not None:
-        params["at"], params["attempt_id"] = decode_cursor(query.cursor)
-        statement = _NEXT_ATTEMPTS
-    rows = (await session.execute(statement, params)).mappings().all()
+    rows = await queries.attempts(
+        session,
+        endpoint_id=endpoint.id,
+        limit=query.limit,
+        before=None if query.cursor is None else decode_cursor(query.cursor),
+    )
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     next_cursor = encode_cursor(rows[-1]["attempted_at"], rows[-1]["id"]) if more else None
