@@ -21,7 +21,7 @@ async def test_the_worker_database_has_the_test_speed_options(session):
 
 
 async def test_the_app_uses_the_worker_database(app):
-    async with app.state.db.engine.connect() as conn:
+    async with app.state.ctx.db.engine.connect() as conn:
         assert await conn.scalar(text("SELECT current_database()")) == f"dashtam_test_{WORKER}"
 
 

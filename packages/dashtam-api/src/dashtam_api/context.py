@@ -1,7 +1,9 @@
 """The app's collaborators, made once per process: one object, one dependency, one argument.
 
-The API's lifespan opens it; the background jobs and the `dashtam-jobs` command open the same
-thing outside any request, so a refresh or a sync runs the same code wherever it starts.
+The API's factory opens it (and its lifespan closes it); the background jobs and the
+`dashtam-jobs` command open the same thing outside any request, so a refresh or a sync runs the
+same code wherever it starts. It is the only thing the API keeps on ``app.state``: requests
+reach it through deps.py (``ContextDep``, and the aliases for its parts).
 """
 
 import asyncio
@@ -15,7 +17,11 @@ import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dashtam_api.auth.ended import EndedSessions
+from dashtam_api.auth.security import Passwords
 from dashtam_api.connections.oauth import AsyncOAuth2Client, client_for, tls_context
+from dashtam_api.health.service import HealthProbe
+from dashtam_api.mail import Mailer
 from dashtam_api.providers.registry import ProviderSpec, build_registry
 from dashtam_core.cache import create_redis
 from dashtam_core.config import Settings
@@ -37,6 +43,11 @@ class AppContext:
     # One connection pool to the institutions (token endpoints and data APIs), so a thousand
     # refreshes reuse a few TLS sessions instead of shaking hands a thousand times.
     transport: httpx.AsyncHTTPTransport
+    passwords: Passwords
+    mailer: Mailer
+    # Sessions ended (in this process at once, in every other within SESSION_SYNC_SECONDS).
+    ended: EndedSessions
+    health: HealthProbe
     # Where requests and jobs (a refresh, a sync) open their own transactions: the database's
     # sessionmaker; tests point it at their own transaction.
     sessions: Callable[[], AsyncSession] = field(default=None)  # type: ignore[assignment]
@@ -54,13 +65,15 @@ class AppContext:
             self.reader = self.db.reader
 
     @classmethod
-    def open(cls, settings: Settings, *, vault: Vault | None = None) -> "AppContext":
+    def open(cls, settings: Settings) -> "AppContext":
+        """Everything made, nothing connected yet (pools connect on first use)."""
         tls = tls_context(settings.CA_CERT_FILE)
+        db, redis = Database.from_settings(settings), create_redis(settings)
         return cls(
             settings=settings,
-            db=Database.from_settings(settings),
-            redis=create_redis(settings),
-            vault=vault or Vault.from_spec(settings.TOKEN_ENCRYPTION_KEYS),
+            db=db,
+            redis=redis,
+            vault=Vault.from_spec(settings.TOKEN_ENCRYPTION_KEYS),
             registry=build_registry(settings),
             tls=tls,
             transport=httpx.AsyncHTTPTransport(
@@ -70,6 +83,10 @@ class AppContext:
                     max_keepalive_connections=settings.INSTITUTION_MAX_CONNECTIONS,
                 ),
             ),
+            passwords=Passwords(settings),
+            mailer=Mailer(settings, tls),
+            ended=EndedSessions(redis, token_seconds=settings.ACCESS_TOKEN_MINUTES * 60),
+            health=HealthProbe(settings=settings, db=db, redis=redis),
         )
 
     def token_client(self, spec: ProviderSpec) -> AsyncOAuth2Client:

@@ -1,7 +1,12 @@
 """Request dependencies, injected through ``Annotated`` aliases.
 
+The app's collaborators are one ``AppContext`` (context.py), the only thing on ``app.state``,
+read here alone (``context_of``); ``ContextDep`` hands it out, and the other aliases hand out
+its parts, each reading it directly rather than depending on ``ContextDep`` (a dependency of a
+dependency is one more turn of FastAPI's resolver per request).
+
 Every one is ``async def``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
-hop per dependency per request, for what is a lookup on app.state.
+hop per dependency per request, for what is an attribute lookup.
 """
 
 import uuid
@@ -28,41 +33,46 @@ from dashtam_core.vault import Vault
 from dashtam_models import User
 
 
-async def get_settings_dep(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-async def get_context(request: Request) -> AppContext:
+def context_of(request: Request) -> AppContext:
+    """The app's collaborators (main.py puts them on app.state once; tests rebind them)."""
     return request.app.state.ctx
 
 
+async def get_settings_dep(request: Request) -> Settings:
+    return context_of(request).settings
+
+
+async def get_context(request: Request) -> AppContext:
+    return context_of(request)
+
+
 async def get_database(request: Request) -> Database:
-    return request.app.state.db
+    return context_of(request).db
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.ctx.sessions() as session:
+    async with context_of(request).sessions() as session:
         yield session
 
 
 async def get_reader(request: Request) -> Reader:
-    return request.app.state.ctx.reader
+    return context_of(request).reader
 
 
 async def get_redis(request: Request) -> Redis:
-    return request.app.state.redis
+    return context_of(request).redis
 
 
 async def get_vault(request: Request) -> Vault:
-    return request.app.state.vault
+    return context_of(request).vault
 
 
 async def get_passwords(request: Request) -> Passwords:
-    return request.app.state.passwords
+    return context_of(request).passwords
 
 
 async def get_health_probe(request: Request) -> HealthProbe:
-    return request.app.state.health
+    return context_of(request).health
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
@@ -92,13 +102,10 @@ class AccessTokenBearer(HTTPBearer):
         scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
         if not token or scheme.lower() != "bearer":
             raise Unauthorized("Authentication required.", error="invalid_request")
+        ctx = context_of(request)
         if api_keys.is_api_key(token):
-            return await _api_key_subject(request, request.app.state.ctx.reader, token)
-        return decode_access_token(
-            token,
-            secret=request.app.state.settings.SECRET_KEY,
-            ended=request.app.state.ended_sessions,
-        )
+            return await _api_key_subject(request, ctx.reader, token)
+        return decode_access_token(token, secret=ctx.settings.SECRET_KEY, ended=ctx.ended)
 
 
 async def _api_key_subject(request: Request, reader: Reader, token: str) -> uuid.UUID:
@@ -145,14 +152,14 @@ AdminDep = Annotated[User, Depends(get_admin)]
 async def get_current_session(request: Request, user: CurrentUserDep) -> uuid.UUID | None:
     """The session the caller's access token belongs to (after it was checked)."""
     token = (request.headers.get("Authorization") or "").partition(" ")[2]
-    return session_of(token, secret=request.app.state.settings.SECRET_KEY)
+    return session_of(token, secret=context_of(request).settings.SECRET_KEY)
 
 
 CurrentSessionDep = Annotated[uuid.UUID | None, Depends(get_current_session)]
 
 
 async def get_ended_sessions(request: Request) -> EndedSessions:
-    return request.app.state.ended_sessions
+    return context_of(request).ended
 
 
 EndedSessionsDep = Annotated[EndedSessions, Depends(get_ended_sessions)]
@@ -160,3 +167,8 @@ EndedSessionsDep = Annotated[EndedSessions, Depends(get_ended_sessions)]
 
 def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def where(request: Request) -> dict:
+    """Who asked, for the security audit: the client's address and user agent."""
+    return {"ip": client_ip(request), "user_agent": request.headers.get("user-agent")}

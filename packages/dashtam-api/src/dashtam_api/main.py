@@ -16,20 +16,14 @@ from dashtam_api import __version__, docs, metrics, openapi
 from dashtam_api.accounts.router import router as accounts_router
 from dashtam_api.apikeys.router import router as api_keys_router
 from dashtam_api.auth.admin_router import router as admin_router
-from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.reset_page import router as reset_page_router
 from dashtam_api.auth.router import router as auth_router
-from dashtam_api.auth.security import Passwords
-from dashtam_api.connections.oauth import tls_context
 from dashtam_api.connections.router import router as connections_router
 from dashtam_api.context import AppContext
 from dashtam_api.headers import SecurityHeaders
 from dashtam_api.health.router import router as health_router
-from dashtam_api.health.service import HealthProbe
 from dashtam_api.jobs.loops import Jobs
-from dashtam_api.mail import Mailer
 from dashtam_api.problems import install_problem_handlers
-from dashtam_api.providers.registry import build_registry
 from dashtam_api.providers.router import router as providers_router
 from dashtam_api.routing import include
 from dashtam_api.sandbox.router import router as sandbox_router
@@ -38,7 +32,6 @@ from dashtam_api.simplefin.router import router as simplefin_router
 from dashtam_api.transactions.router import router as transactions_router
 from dashtam_api.webhooks.router import router as webhooks_router
 from dashtam_core.config import Settings, settings_or_exit
-from dashtam_core.vault import Vault
 
 log = logging.getLogger("dashtam.api")
 
@@ -82,16 +75,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         print("dashtam-api: TOKEN_ENCRYPTION_KEYS is empty: run `inv setup`", file=sys.stderr)
         raise SystemExit(1)
 
+    # Every collaborator, made once; the lifespan starts what runs beside the app, and closes it.
+    ctx = AppContext.open(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The sign-in's stand-in hash, made beside the start instead of before it.
-        preparing = asyncio.ensure_future(asyncio.to_thread(app.state.passwords.prepare))
-        ctx = AppContext.open(settings, vault=app.state.vault)
-        app.state.ctx, app.state.db, app.state.redis = ctx, ctx.db, ctx.redis
-        app.state.health = HealthProbe(settings=settings, db=ctx.db, redis=ctx.redis)
-        ended = app.state.ended_sessions = EndedSessions(
-            ctx.redis, token_seconds=settings.ACCESS_TOKEN_MINUTES * 60
-        )
+        preparing = asyncio.ensure_future(asyncio.to_thread(ctx.passwords.prepare))
+        ended = ctx.ended
         with contextlib.suppress(Exception):  # Valkey away at start: the loop keeps trying
             await ended.sync()
         watching = asyncio.ensure_future(ended.keep_synced(settings.SESSION_SYNC_SECONDS))
@@ -135,15 +126,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # served by docs.py, from the project (works offline)
         redoc_url=None,
     )
-    app.state.settings = settings
-    app.state.vault = Vault.from_spec(settings.TOKEN_ENCRYPTION_KEYS)
-    app.state.passwords = Passwords(settings)
-    app.state.registry = build_registry(settings)
-    app.state.tls = tls_context(settings.CA_CERT_FILE)
-    app.state.mailer = Mailer(settings, app.state.tls)
+    # The one thing on app.state (deps.py hands it out; tests rebind it: tests/fixtures/app.py).
+    app.state.ctx = ctx
+    # Until providers/router.py and connections/router.py take ctx.registry and ctx.tls through
+    # ContextDep (issue 34): the same objects, not made twice.
+    app.state.registry, app.state.tls = ctx.registry, ctx.tls
     install_problem_handlers(app)
     app.add_middleware(SecurityHeaders, hsts_seconds=settings.hsts_seconds)
-    openapi.install(app)
+    openapi.install(app, provider_kinds=sorted(ctx.registry))
     if settings.METRICS_ENABLED:
         metrics.install(app, settings)
     # Routes are tried in this order, one by one (~3 us a route): the hot reads first. The

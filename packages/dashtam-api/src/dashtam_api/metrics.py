@@ -239,16 +239,16 @@ def install(app: "FastAPI", settings: Settings) -> None:
     # into this module's instruments but serve nothing, and FastAPI is ~0.25 s of their start.
     from fastapi import Request, Response
 
-    from dashtam_api.deps import SessionDep
+    from dashtam_api.deps import ContextDep, SessionDep
 
     allow = networks(settings.METRICS_ALLOW_FROM)
     app.add_middleware(RequestMetrics)
 
-    async def scrape(request: Request, session: SessionDep) -> Response:
+    async def scrape(request: Request, ctx: ContextDep, session: SessionDep) -> Response:
         if not allowed(request.client.host if request.client else None, allow):
             # The answer to an unknown path: the public port gives nothing away.
             raise StarletteHTTPException(404)
-        body, content_type = await exposition(request.app.state.db, session)
+        body, content_type = await exposition(ctx.db, session)
         return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
 
     app.add_api_route("/metrics", scrape, methods=["GET"], include_in_schema=False)

@@ -15,6 +15,7 @@ The provider types a provider may be created with are listed (an ``enum`` of thi
 registry), so that a generated client, or schemathesis, creates real providers.
 """
 
+from collections.abc import Sequence
 from http import HTTPStatus
 
 from fastapi import FastAPI
@@ -111,8 +112,9 @@ def problems(*statuses: int) -> dict[int | str, dict]:
     return {status: {"description": HTTPStatus(status).phrase} for status in statuses}
 
 
-def install(app: FastAPI) -> None:
-    """Make ``app.openapi()`` return the finished document (built once)."""
+def install(app: FastAPI, *, provider_kinds: Sequence[str] = ()) -> None:
+    """Make ``app.openapi()`` return the finished document (built once); ``provider_kinds``:
+    this deployment's provider types (its registry's keys)."""
 
     def openapi() -> dict:
         if app.openapi_schema is None:
@@ -125,10 +127,9 @@ def install(app: FastAPI) -> None:
                 )
             )
             # The provider types are this deployment's (the registry): say which.
-            kinds = sorted(getattr(app.state, "registry", {}))
             create = schema["components"]["schemas"].get("CreateProvider")
-            if kinds and create:
-                create["properties"]["provider_key"]["enum"] = kinds
+            if provider_kinds and create:
+                create["properties"]["provider_key"]["enum"] = list(provider_kinds)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -17,8 +17,6 @@ from sqlalchemy.exc import IntegrityError
 
 from dashtam_api.audit import service as audit
 from dashtam_api.auth import queries
-from dashtam_api.auth.ended import EndedSessions
-from dashtam_api.auth.security import Passwords
 from dashtam_api.auth.service import end_sessions, others
 from dashtam_api.context import AppContext
 from dashtam_api.emails import valid as valid_email
@@ -52,7 +50,7 @@ async def _main(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     settings = get_settings()
     ctx = AppContext.open(settings)
-    passwords = Passwords(settings)
+    passwords = ctx.passwords
     password = _new_password()
     try:
         async with ctx.sessions() as session:
@@ -85,10 +83,9 @@ async def _main(args: argparse.Namespace) -> int:
                 await audit.security(
                     session=session, action="password_reset", user_id=user.id, details=BY
                 )
-                ended = EndedSessions(ctx.redis, token_seconds=settings.ACCESS_TOKEN_MINUTES * 60)
                 count = await end_sessions(
                     session=session,
-                    ended=ended,
+                    ended=ctx.ended,
                     ids=await others(session=session, user=user, keep=None),
                     reason=SessionEnd.PASSWORD_CHANGED,
                 )

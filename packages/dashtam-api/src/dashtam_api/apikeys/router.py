@@ -4,8 +4,7 @@ from fastapi import Request, Response
 
 from dashtam_api.apikeys import service
 from dashtam_api.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyList
-from dashtam_api.auth.router import where
-from dashtam_api.deps import CurrentUserDep, SessionDep
+from dashtam_api.deps import CurrentUserDep, SessionDep, where
 from dashtam_api.routing import api_router
 
 router = api_router(prefix="/api/v1/api-keys", tags=["api-keys"])

@@ -5,9 +5,8 @@ import uuid
 from fastapi import Request, Response
 
 from dashtam_api.auth import invitations
-from dashtam_api.auth.router import where
 from dashtam_api.auth.schemas import InvitationCreate, InvitationCreated, InvitationList
-from dashtam_api.deps import AdminDep, SessionDep, SettingsDep
+from dashtam_api.deps import AdminDep, SessionDep, SettingsDep, where
 from dashtam_api.openapi import problems
 from dashtam_api.routing import api_router
 

@@ -7,8 +7,7 @@ from fastapi import Form, Request
 from fastapi.responses import HTMLResponse
 
 from dashtam_api.auth import resets, verification
-from dashtam_api.auth.router import where
-from dashtam_api.deps import EndedSessionsDep, PasswordsDep, SessionDep
+from dashtam_api.deps import EndedSessionsDep, PasswordsDep, SessionDep, where
 from dashtam_api.errors import ProblemError
 from dashtam_api.routing import api_router
 from dashtam_core.pages import page_headers

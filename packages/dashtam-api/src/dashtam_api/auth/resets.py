@@ -19,7 +19,6 @@ from dashtam_api.auth.security import Passwords
 from dashtam_api.auth.service import end_sessions, others
 from dashtam_api.context import AppContext
 from dashtam_api.errors import BadRequest, ProblemError
-from dashtam_api.mail import Mailer
 from dashtam_models import PasswordReset, SessionEnd, User
 
 PREFIX = "dtr_"
@@ -46,15 +45,15 @@ def link(settings, token: str) -> str:
     return f"{settings.API_BASE_URL.rstrip('/')}/reset-password?token={token}"
 
 
-def ask(*, ctx: AppContext, mailer: Mailer, email: str, where: dict) -> None:
+def ask(*, ctx: AppContext, email: str, where: dict) -> None:
     """Send a link if the address has an account, after the answer; the answer is the same."""
-    if not mailer.enabled:
+    if not ctx.mailer.enabled:
         raise MailUnavailable()
-    ctx.in_background("a password reset mail", _send_link(ctx, mailer, email, where))
+    ctx.in_background("a password reset mail", _send_link(ctx, email, where))
 
 
-async def _send_link(ctx: AppContext, mailer: Mailer, email: str, where: dict) -> None:
-    settings = ctx.settings
+async def _send_link(ctx: AppContext, email: str, where: dict) -> None:
+    settings, mailer = ctx.settings, ctx.mailer
     token = PREFIX + secrets.token_urlsafe(32)
     async with ctx.sessions() as session:
         user = await queries.user_by_email(session, email=email)

@@ -37,6 +37,7 @@ from dashtam_api.deps import (
     SettingsDep,
     VaultDep,
     client_ip,
+    where,
 )
 from dashtam_api.errors import ProblemError
 from dashtam_api.openapi import problems
@@ -45,11 +46,6 @@ from dashtam_api.routing import api_router
 
 router = api_router(prefix="/api/v1/auth", tags=["auth"], route_class=QueryRoute)
 SecurityEventQueryDep = Annotated[SecurityEventQuery, QueryModel(SecurityEventQuery)]
-
-
-def where(request: Request) -> dict:
-    """Who asked, for the security audit: the client's address and user agent."""
-    return {"ip": client_ip(request), "user_agent": request.headers.get("user-agent")}
 
 
 @router.post(
@@ -79,7 +75,7 @@ async def register(
         where=where(request),
     )
     await session.commit()
-    verification.schedule(ctx=ctx, mailer=request.app.state.mailer, user_id=user.id)
+    verification.schedule(ctx=ctx, user_id=user.id)
     return UserOut.of(user)
 
 
@@ -336,7 +332,7 @@ ASKED = "If an account has this address, a link to reset its password is on its 
 async def password_reset(body: ResetAsk, request: Request, ctx: ContextDep) -> dict:
     """Mail a single-use link to reset the password. The same answer, as fast, whether the
     address has an account or not."""
-    resets.ask(ctx=ctx, mailer=request.app.state.mailer, email=body.email, where=where(request))
+    resets.ask(ctx=ctx, email=body.email, where=where(request))
     return {"detail": ASKED}
 
 
@@ -388,5 +384,5 @@ async def verify_email(body: VerifyEmail, request: Request, session: SessionDep)
 )
 async def verify_email_resend(request: Request, user: CurrentUserDep, ctx: ContextDep) -> dict:
     """Mail a new link to prove your address."""
-    verification.resend(ctx=ctx, mailer=request.app.state.mailer, user=user)
+    verification.resend(ctx=ctx, user=user)
     return {"detail": f"A link to confirm {user.email} is on its way."}

@@ -15,7 +15,6 @@ from dashtam_api.auth import queries
 from dashtam_api.auth.resets import MailUnavailable
 from dashtam_api.context import AppContext
 from dashtam_api.errors import BadRequest, Conflict
-from dashtam_api.mail import Mailer
 from dashtam_models import EmailVerification, User
 
 PREFIX = "dtv_"
@@ -25,22 +24,22 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def schedule(*, ctx: AppContext, mailer: Mailer, user_id: uuid.UUID) -> None:
+def schedule(*, ctx: AppContext, user_id: uuid.UUID) -> None:
     """After the account is committed: mail a link, in the background (when mail is on)."""
-    if mailer.enabled:
-        ctx.in_background("a verification mail", _send(ctx, mailer, user_id))
+    if ctx.mailer.enabled:
+        ctx.in_background("a verification mail", _send(ctx, user_id))
 
 
-def resend(*, ctx: AppContext, mailer: Mailer, user: User) -> None:
+def resend(*, ctx: AppContext, user: User) -> None:
     if user.email_verified_at is not None:
         raise Conflict("This address is verified already.")
-    if not mailer.enabled:
+    if not ctx.mailer.enabled:
         raise MailUnavailable()
-    ctx.in_background("a verification mail", _send(ctx, mailer, user.id))
+    ctx.in_background("a verification mail", _send(ctx, user.id))
 
 
-async def _send(ctx: AppContext, mailer: Mailer, user_id: uuid.UUID) -> None:
-    settings = ctx.settings
+async def _send(ctx: AppContext, user_id: uuid.UUID) -> None:
+    settings, mailer = ctx.settings, ctx.mailer
     token = PREFIX + secrets.token_urlsafe(32)
     async with ctx.sessions() as session:
         user = await queries.user_by_id(session, user_id=user_id)

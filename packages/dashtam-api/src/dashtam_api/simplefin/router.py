@@ -12,7 +12,6 @@ from fastapi import Path, Query, Request, Response, Security
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.security import HTTPBasic
 
-from dashtam_api.auth.router import where
 from dashtam_api.deps import (
     ContextDep,
     CurrentUserDep,
@@ -20,6 +19,7 @@ from dashtam_api.deps import (
     SessionDep,
     SettingsDep,
     client_ip,
+    where,
 )
 from dashtam_api.openapi import problems
 from dashtam_api.routing import api_router
