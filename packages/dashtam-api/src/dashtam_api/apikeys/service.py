@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.apikeys import queries
 from dashtam_api.audit import service as audit
-from dashtam_api.errors import NotFound, Unauthorized
+from dashtam_api.auth import credentials
+from dashtam_api.errors import Unauthorized
 from dashtam_core.database import Reader
 from dashtam_models import ApiKey, User
 
@@ -79,18 +80,15 @@ async def listed(*, session: AsyncSession, user: User) -> dict:
 
 
 async def revoke(*, session: AsyncSession, user: User, key_id: uuid.UUID, where: dict) -> None:
-    key = await queries.api_key(session, key_id=key_id)
-    if key is None or key.user_id != user.id:
-        raise NotFound("No such API key.")
-    if key.revoked_at is None:
-        key.revoked_at = datetime.now(UTC)
-        await audit.security(
-            session=session,
-            action="api_key_revoked",
-            user_id=user.id,
-            details={"api_key_id": str(key.id)},
-            **where,
-        )
+    await credentials.revoke(
+        session=session,
+        user=user,
+        credential=await queries.api_key(session, key_id=key_id),
+        missing="No such API key.",
+        action="api_key_revoked",
+        id_key="api_key_id",
+        where=where,
+    )
 
 
 @dataclass(frozen=True)

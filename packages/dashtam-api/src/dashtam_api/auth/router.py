@@ -1,7 +1,9 @@
 import uuid
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
 
 from fastapi import Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.auth import resets, service, sessions, totp, verification
 from dashtam_api.auth.schemas import (
@@ -46,6 +48,19 @@ from dashtam_api.routing import api_router
 
 router = api_router(prefix="/api/v1/auth", tags=["auth"], route_class=QueryRoute)
 SecurityEventQueryDep = Annotated[SecurityEventQuery, QueryModel(SecurityEventQuery)]
+T = TypeVar("T")
+
+
+async def _signed_in(session: AsyncSession, signing_in: Awaitable[T]) -> T:
+    """A sign-in's answer, committed; a refusal commits its security audit row (and nothing
+    else: the sign-in wrote nothing more) before it is raised."""
+    try:
+        answer = await signing_in
+    except ProblemError:
+        await session.commit()
+        raise
+    await session.commit()
+    return answer
 
 
 @router.post(
@@ -93,8 +108,9 @@ async def login(
     settings: SettingsDep,
     passwords: PasswordsDep,
 ) -> TokenPair | dict:
-    try:
-        pair = await service.login(
+    return await _signed_in(
+        session,
+        service.login(
             session=session,
             redis=redis,
             settings=settings,
@@ -103,12 +119,8 @@ async def login(
             password=body.password,
             user_agent=request.headers.get("user-agent"),
             ip=client_ip(request),
-        )
-    except ProblemError:
-        await session.commit()  # the refusal's security audit row, and nothing else
-        raise
-    await session.commit()
-    return pair
+        ),
+    )
 
 
 @router.post(
@@ -126,8 +138,9 @@ async def login_second_factor(
     vault: VaultDep,
 ) -> TokenPair:
     """Complete a sign-in the password began: a TOTP code (good once) or a recovery code."""
-    try:
-        pair = await service.login_second_factor(
+    return await _signed_in(
+        session,
+        service.login_second_factor(
             session=session,
             redis=redis,
             settings=settings,
@@ -137,12 +150,8 @@ async def login_second_factor(
             recovery_code=body.recovery_code,
             user_agent=request.headers.get("user-agent"),
             ip=client_ip(request),
-        )
-    except ProblemError:
-        await session.commit()  # the refusal's security audit row, and nothing else
-        raise
-    await session.commit()
-    return pair
+        ),
+    )
 
 
 @router.post(

@@ -29,9 +29,10 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
+from dashtam_api.auth import credentials
 from dashtam_api.auth import queries as people
 from dashtam_api.context import AppContext
-from dashtam_api.errors import Forbidden, NotFound, TooManyRequests, Unprocessable
+from dashtam_api.errors import Forbidden, TooManyRequests, Unprocessable
 from dashtam_api.simplefin import queries
 from dashtam_core.config import Settings
 from dashtam_models import (
@@ -389,15 +390,12 @@ async def listed(*, session: AsyncSession, user: User) -> dict:
 
 
 async def revoke(*, session: AsyncSession, user: User, access_id: uuid.UUID, where: dict) -> None:
-    access = await queries.access(session, access_id=access_id)
-    if access is None or access.user_id != user.id:
-        raise NotFound("No such SimpleFIN access.")
-    if access.revoked_at is None:
-        access.revoked_at = datetime.now(UTC)
-        await audit.security(
-            session=session,
-            action="simplefin_access_revoked",
-            user_id=user.id,
-            details={"access_id": str(access.id)},
-            **where,
-        )
+    await credentials.revoke(
+        session=session,
+        user=user,
+        credential=await queries.access(session, access_id=access_id),
+        missing="No such SimpleFIN access.",
+        action="simplefin_access_revoked",
+        id_key="access_id",
+        where=where,
+    )
