@@ -22,6 +22,12 @@ async def api_key(session: AsyncSession, *, key_id: uuid.UUID) -> ApiKey | None:
     return await session.get(ApiKey, key_id)
 
 
+async def reloaded(session: AsyncSession, *, rows: tuple) -> None:
+    """Read ``rows`` again after a flush (the defaults and stamps the database gave them)."""
+    for row in rows:
+        await session.refresh(row)
+
+
 _CHECK = """
 WITH k AS (
   SELECT id, user_id, scopes, last_used_at,

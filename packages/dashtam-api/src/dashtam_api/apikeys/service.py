@@ -64,7 +64,7 @@ async def create(
     )
     session.add(row)
     await session.flush()
-    await session.refresh(row)
+    await queries.reloaded(session, rows=(row,))
     await audit.security(
         session=session,
         action="api_key_created",

@@ -66,7 +66,7 @@ async def create(
     )
     session.add(invitation)
     await session.flush()
-    await session.refresh(invitation)
+    await queries.reloaded(session, rows=(invitation,))
     await audit.security(
         session=session,
         action="invitation_created",

@@ -31,6 +31,12 @@ async def user_by_email(session: AsyncSession, *, email: str) -> User | None:
     return await session.scalar(select(User).where(User.email == email))
 
 
+async def reloaded(session: AsyncSession, *, rows: tuple) -> None:
+    """Read ``rows`` again after a flush (the defaults and stamps the database gave them)."""
+    for row in rows:
+        await session.refresh(row)
+
+
 # --- sessions and refresh tokens --------------------------------------------------------------
 
 

@@ -51,7 +51,7 @@ async def register(
             await session.flush()
     except IntegrityError:
         raise Conflict("An account with this e-mail already exists.") from None
-    await session.refresh(user)
+    await queries.reloaded(session, rows=(user,))
     details = {}
     if invited is not None:
         invited.used_at, invited.used_by = datetime.now(UTC), user.id
@@ -393,5 +393,5 @@ async def update_me(
             where=where,
         )
     await session.flush()
-    await session.refresh(user)
+    await queries.reloaded(session, rows=(user,))
     return user

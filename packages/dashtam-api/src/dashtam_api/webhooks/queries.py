@@ -45,6 +45,12 @@ async def endpoints(session: AsyncSession, *, user_id: uuid.UUID) -> list[Webhoo
     return list(rows)
 
 
+async def reloaded(session: AsyncSession, *, rows: tuple) -> None:
+    """Read ``rows`` again after a flush (the defaults and stamps the database gave them)."""
+    for row in rows:
+        await session.refresh(row)
+
+
 EMIT_TEST = text(
     "SELECT webhook_emit(:user_id, :type, "
     "jsonb_build_object('endpoint_id', CAST(:endpoint_id AS uuid)), :endpoint_id)"

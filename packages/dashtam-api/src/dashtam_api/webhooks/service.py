@@ -73,7 +73,7 @@ async def create(
     )
     session.add(endpoint)
     await session.flush()
-    await session.refresh(endpoint)
+    await queries.reloaded(session, rows=(endpoint,))
     return {**_described(endpoint), "secret": secret}
 
 
