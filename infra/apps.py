@@ -98,6 +98,9 @@ def uvicorn_argv(
         "--ssl-keyfile",
         str(layout.root / values.get("SSL_KEY_FILE", "certs/server-key.pem")),
         "--no-server-header",
+        # uvicorn believes 127.0.0.1's X-Forwarded-For by default; the app decides instead,
+        # from TRUSTED_PROXIES (empty here: the peer is the client).
+        "--no-proxy-headers",
     ]
     if values.get("ACCESS_LOG", "false").strip().lower() not in ("1", "true", "yes", "on"):
         # A line per request costs a logging call on the hot path; off unless asked for.

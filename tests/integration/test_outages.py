@@ -71,6 +71,47 @@ async def test_a_reader_bug_is_not_an_outage(test_settings):
         await db.dispose()
 
 
+async def test_over_http_a_lost_connection_is_503_and_any_other_database_error_a_logged_500(
+    test_settings, caplog
+):
+    """The same classification at the request boundary: a statement given the wrong number of
+    arguments (asyncpg's InterfaceError, through the reader and through a session) is a 500
+    with its traceback logged; a connection closed under us is a 503 with Retry-After."""
+    app = create_app(test_settings)
+
+    @app.get("/_probe/reader-bug")
+    async def reader_bug() -> dict:
+        await app.state.ctx.reader.fetch("SELECT $1::int + $2::int", 1)
+        return {}
+
+    @app.get("/_probe/session-bug")
+    async def session_bug() -> dict:
+        async with app.state.ctx.sessions() as session:
+            connection = await session.connection()
+            await connection.exec_driver_sql("SELECT $1::int + $2::int", (1,))
+        return {}
+
+    @app.get("/_probe/closed")
+    async def closed() -> dict:
+        raise asyncpg.InterfaceError("cannot perform operation: connection is closed")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+    ):
+        for path in ("/_probe/reader-bug", "/_probe/session-bug"):
+            caplog.clear()
+            with caplog.at_level(logging.ERROR, logger="dashtam.api"):
+                bug = await client.get(path)
+            assert bug.status_code == 500, bug.text
+            assert "retry-after" not in bug.headers
+            assert bug.json()["detail"] == "An unexpected error occurred."
+            (logged,) = [r for r in caplog.records if r.name == "dashtam.api"]
+            assert logged.exc_info is not None, path  # the traceback, for whoever fixes it
+        is_unavailable(await client.get("/_probe/closed"), "database")
+
+
 @pytest.mark.parametrize("pre_ping", [True, False])
 async def test_a_session_gets_a_live_connection_after_a_cut(test_settings, pre_ping):
     """With DB_POOL_PRE_PING (the default) a session never meets the dead connection; without

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from dashtam_api import __version__, docs, metrics, openapi
 from dashtam_api.accounts.router import router as accounts_router
@@ -136,6 +137,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app, provider_kinds=sorted(ctx.registry))
     if settings.METRICS_ENABLED:
         metrics.install(app, settings)
+    if settings.TRUSTED_PROXIES:
+        # Outermost (added last): everything inside, the throttles and the audit included, sees
+        # the client's address from X-Forwarded-For, read only from these proxies. Servers run
+        # uvicorn with --no-proxy-headers: the app, not the server, decides whom to believe.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.TRUSTED_PROXIES)
     # Routes are tried in this order, one by one (~3 us a route): the hot reads first. The
     # document lists them in TAGS' order (openapi.py). On the app itself, flat: routing.py.
     include(

@@ -125,8 +125,18 @@ class Settings(BaseSettings):
     # Each API process reads the sessions ended elsewhere this often: an access token of an
     # ended session stops working within it (auth/ended.py).
     SESSION_SYNC_SECONDS: float = Field(default=1.0, gt=0, le=60)
+    # Guessed credentials (dashtam_api/throttle.py): past LOGIN_MAX_FAILURES failures of one
+    # credential from one address, that pair waits LOGIN_BACKOFF_SECONDS, doubling with each
+    # further failure up to LOGIN_LOCKOUT_SECONDS. Past LOGIN_CREDENTIAL_MAX_FAILURES from
+    # everywhere, each address may try that credential once per LOGIN_SLOW_SECONDS (slowed, never
+    # locked: its owner still gets in). Past LOGIN_ADDRESS_MAX_FAILURES failures across
+    # credentials, an address's failed attempts are answered 429 (its right ones still pass).
     LOGIN_MAX_FAILURES: int = Field(default=5, ge=1, le=1000)
+    LOGIN_BACKOFF_SECONDS: int = Field(default=30, ge=1, le=86400)
     LOGIN_LOCKOUT_SECONDS: int = Field(default=900, ge=1, le=86400)
+    LOGIN_CREDENTIAL_MAX_FAILURES: int = Field(default=50, ge=1, le=100000)
+    LOGIN_SLOW_SECONDS: int = Field(default=10, ge=1, le=3600)
+    LOGIN_ADDRESS_MAX_FAILURES: int = Field(default=50, ge=1, le=100000)
     # argon2id costs; the defaults are pwdlib's (argon2-cffi's) recommendation. Only the test env
     # lowers them, to keep hundreds of sign-ups fast; elsewhere weaker values are refused.
     PASSWORD_HASH_TIME_COST: int = Field(default=3, ge=1, le=20)
@@ -220,6 +230,10 @@ class Settings(BaseSettings):
     # the public's (docs/metrics.md).
     METRICS_ENABLED: bool = True
     METRICS_ALLOW_FROM: str = "127.0.0.0/8,::1/128"
+    # The reverse proxies in front of the API (comma-separated addresses or CIDR networks): only
+    # a request from one of them has its X-Forwarded-For read for the client's address (the
+    # throttles, the audit, METRICS_ALLOW_FROM). Empty: nobody's is, the peer is the client.
+    TRUSTED_PROXIES: str = ""
     # On SIGTERM/SIGINT (`inv down`), requests under way get this long to finish (read by infra
     # when it starts the servers: uvicorn's --timeout-graceful-shutdown).
     SHUTDOWN_GRACE_SECONDS: int = Field(default=10, ge=0, le=300)
@@ -247,7 +261,7 @@ class Settings(BaseSettings):
             parse_keys(value)  # raises ValueError with the reason
         return value
 
-    @field_validator("METRICS_ALLOW_FROM")
+    @field_validator("METRICS_ALLOW_FROM", "TRUSTED_PROXIES")
     @classmethod
     def _metrics_allow_from(cls, value: str) -> str:
         for part in filter(None, (p.strip() for p in value.split(","))):

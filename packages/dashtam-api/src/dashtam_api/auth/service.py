@@ -16,6 +16,7 @@ from dashtam_api.auth.schemas import TokenPair
 from dashtam_api.auth.security import Passwords
 from dashtam_api.errors import Conflict, Forbidden, TooManyRequests, Unauthorized
 from dashtam_api.text import strip_nul
+from dashtam_api.throttle import Throttle
 from dashtam_core.config import Settings
 from dashtam_core.vault import Vault
 from dashtam_models import RefreshToken, SessionEnd, User, UserSession
@@ -62,37 +63,36 @@ async def register(
     return user
 
 
-def _throttle_key(email: str) -> str:
-    return f"auth:login-failures:{email.lower()}"
+def _throttle(*, redis: Redis, settings: Settings, email: str, ip: str | None) -> Throttle:
+    """Passwords and second-factor codes count together, per e-mail and address (throttle.py)."""
+    return Throttle(redis=redis, settings=settings, scope="login", credential=email, address=ip)
 
 
 async def _refuse(
     *,
     session: AsyncSession,
-    redis: Redis,
-    settings: Settings,
-    key: str,
+    throttle: Throttle,
     user_id: uuid.UUID | None,
     details: dict,
     where: dict,
 ) -> None:
-    """Count a failure against the address (passwords and second-factor codes alike) and
-    audit it."""
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.incr(key)
-        pipe.expire(key, settings.LOGIN_LOCKOUT_SECONDS)
-        await pipe.execute()
+    """Count a failure (passwords and second-factor codes alike) and audit it; an address
+    failing across many credentials is told to wait (429) instead of 401."""
+    address_wait = await throttle.failed()
     await audit.security(
         session=session, action="sign_in_failed", user_id=user_id, details=details, **where
     )
+    if address_wait:
+        raise TooManyRequests(
+            "Too many failed sign-ins from this address; try again later.",
+            retry_after=address_wait,
+        )
 
 
-async def _throttled(
-    *, session: AsyncSession, redis: Redis, settings: Settings, key: str, email: str, where: dict
-) -> None:
-    failures = int(await redis.get(key) or 0)
-    if failures >= settings.LOGIN_MAX_FAILURES:
-        retry_after = max(int(await redis.ttl(key)), 1)
+async def _throttled(*, session: AsyncSession, throttle: Throttle, email: str, where: dict) -> None:
+    """Refuse (429) while this e-mail must wait from this address, audited."""
+    retry_after = await throttle.wait()
+    if retry_after:
         await audit.security(
             session=session,
             action="sign_in_failed",
@@ -118,19 +118,15 @@ async def login(
     factor on, answer a short-lived challenge that login_second_factor completes. A refusal
     leaves its security audit row in the session: the caller commits it before answering."""
     where = {"ip": ip, "user_agent": user_agent}
-    key = _throttle_key(email)
-    await _throttled(
-        session=session, redis=redis, settings=settings, key=key, email=email, where=where
-    )
+    throttle = _throttle(redis=redis, settings=settings, email=email, ip=ip)
+    await _throttled(session=session, throttle=throttle, email=email, where=where)
     user = await queries.user_by_email(session, email=email)
     valid = await passwords.verify(password, user.password_hash if user else None)
     if not user or not valid or not user.is_active:
         reason = "unknown_email" if not user else "inactive" if valid else "wrong_password"
         await _refuse(
             session=session,
-            redis=redis,
-            settings=settings,
-            key=key,
+            throttle=throttle,
             user_id=user.id if user else None,
             details={"email": email, "reason": reason},
             where=where,
@@ -146,7 +142,7 @@ async def login(
             "challenge": challenge,
             "expires_in": settings.SECOND_FACTOR_CHALLENGE_SECONDS,
         }
-    await redis.delete(key)
+    await throttle.succeeded()
     return await _open(session=session, settings=settings, user=user, where=where)
 
 
@@ -180,10 +176,8 @@ async def login_second_factor(
             "This sign-in challenge is unknown or has expired: sign in again.",
             error="invalid_grant",
         )
-    key = _throttle_key(user.email)
-    await _throttled(
-        session=session, redis=redis, settings=settings, key=key, email=user.email, where=where
-    )
+    throttle = _throttle(redis=redis, settings=settings, email=user.email, ip=ip)
+    await _throttled(session=session, throttle=throttle, email=user.email, where=where)
     used = await totp.check(
         session=session, vault=vault, user=user, code=code, recovery_code=recovery_code
     )
@@ -194,15 +188,14 @@ async def login_second_factor(
             await redis.delete(challenge_key)
         await _refuse(
             session=session,
-            redis=redis,
-            settings=settings,
-            key=key,
+            throttle=throttle,
             user_id=user.id,
             details={"email": user.email, "reason": "wrong_second_factor"},
             where=where,
         )
         raise Unauthorized("That code is not valid (or was used already).", error="invalid_grant")
-    await redis.delete(challenge_key, f"{challenge_key}:attempts", key)
+    await redis.delete(challenge_key, f"{challenge_key}:attempts")
+    await throttle.succeeded()
     if used == "recovery_code":
         await audit.security(session=session, action="recovery_code_used", user_id=user.id, **where)
     return await _open(

@@ -11,8 +11,9 @@ balances, holdings and transactions, read-only.
 - ``GET /simplefin/accounts`` with those credentials (HTTP Basic) answers the spec's Account
   Set: v2's ``errlist``, ``connections`` and each account's ``conn_id``, beside v1's ``errors``
   and ``org`` (deprecated by v2, still read by older clients). Wrong or revoked credentials are a
-  403, as the spec says; failures are counted per address and per username, and past
-  ``LOGIN_MAX_FAILURES`` answered 429 until ``LOGIN_LOCKOUT_SECONDS`` pass.
+  403, as the spec says; failures back off per username and address, and an address failing
+  across many usernames is answered 429 for its failures only (throttle.py): a stale app's
+  revoked access never makes another person's valid one wait.
 """
 
 import base64
@@ -34,6 +35,7 @@ from dashtam_api.auth import queries as people
 from dashtam_api.context import AppContext
 from dashtam_api.errors import Forbidden, TooManyRequests, Unprocessable
 from dashtam_api.simplefin import queries
+from dashtam_api.throttle import Throttle
 from dashtam_core.config import Settings
 from dashtam_models import (
     ConnectionStatus,
@@ -156,10 +158,6 @@ class Credentials:
     password: str
 
 
-def _failure_keys(username: str, ip: str | None) -> list[str]:
-    return [f"simplefin:failures:user:{username}", f"simplefin:failures:ip:{ip or '-'}"]
-
-
 async def authenticate(
     *,
     session: AsyncSession,
@@ -168,14 +166,15 @@ async def authenticate(
     credentials: Credentials | None,
     ip: str | None,
 ) -> tuple[SimplefinAccess, User]:
-    """The access these credentials open, its use recorded; else 403 (429 when throttled)."""
+    """The access these credentials open, its use recorded; else 403 (429 while this username
+    must wait from this address, or for a failure from an address failing across many)."""
     if credentials is None:
         raise Forbidden("HTTP Basic credentials from a claimed access URL are required.")
-    keys = _failure_keys(credentials.username, ip)
-    failures = [int(n or 0) for n in await redis.mget(keys)]
-    if max(failures) >= settings.LOGIN_MAX_FAILURES:
-        retry_after = max([await redis.ttl(k) for k in keys] + [1])
-        raise TooManyRequests("Too many failed attempts; try again later.", retry_after=retry_after)
+    username = credentials.username
+    throttle = Throttle(
+        redis=redis, settings=settings, scope="simplefin", credential=username, address=ip
+    )
+    await throttle.check("Too many failed attempts; try again later.")
     access = await queries.open_access(session, username=credentials.username)
     user = None if access is None else await people.user_by_id(session, user_id=access.user_id)
     if (
@@ -184,12 +183,14 @@ async def authenticate(
         or not user.is_active
         or not hmac.compare_digest(access.secret_hash, _sha256(credentials.password))
     ):
-        async with redis.pipeline(transaction=True) as pipe:
-            for key in keys:
-                pipe.incr(key)
-                pipe.expire(key, settings.LOGIN_LOCKOUT_SECONDS)
-            await pipe.execute()
+        address_wait = await throttle.failed()
+        if address_wait:
+            raise TooManyRequests(
+                "Too many failed attempts from this address; try again later.",
+                retry_after=address_wait,
+            )
         raise Forbidden("Authentication failed: the access was revoked or is not this one.")
+    await throttle.succeeded()
     now = datetime.now(UTC)
     if (
         access.last_used_at is None
