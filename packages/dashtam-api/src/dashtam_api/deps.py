@@ -10,7 +10,7 @@ hop per dependency per request, for what is an attribute lookup.
 """
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -24,7 +24,7 @@ from dashtam_api.auth import queries as people
 from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.security import Passwords, decode_access_token, session_of
 from dashtam_api.context import AppContext
-from dashtam_api.errors import ACCOUNT_GONE, Forbidden, Unauthorized
+from dashtam_api.errors import ACCOUNT_GONE, Forbidden, ProblemError, Unauthorized
 from dashtam_api.health.service import HealthProbe
 from dashtam_api.openapi import operation_id
 from dashtam_core.config import Settings
@@ -51,8 +51,41 @@ async def get_database(request: Request) -> Database:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's session, and the one commit rule (docs/architecture.md): it commits once,
+    when the endpoint has returned, before the answer is sent (a failed commit is the answer);
+    when the endpoint raises, nothing it wrote is kept. Routers and services never commit."""
     async with context_of(request).sessions() as session:
         yield session
+        await commit(session)
+
+
+async def get_sign_in_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """As ``get_session``, but a refusal (a ProblemError: a wrong password, a reused refresh
+    token) keeps what it wrote: the security audit row, the failure counted, the session family
+    revoked. The one place where a failed request still writes; any other error keeps nothing."""
+    async with context_of(request).sessions() as session:
+        try:
+            yield session
+        except ProblemError:
+            await commit(session)
+            raise
+        await commit(session)
+
+
+async def commit(session: AsyncSession) -> None:
+    """Commit, then run what waited for it (``after_commit``)."""
+    await session.commit()
+    for action in session.info.pop(_AFTER_COMMIT, ()):
+        action()
+
+
+_AFTER_COMMIT = "dashtam.after_commit"
+
+
+def after_commit(session: AsyncSession, action: Callable[[], None]) -> None:
+    """Run ``action`` once the request's session has committed (never when it rolls back): for
+    work that must see the request's rows, such as a mail sent in the background."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(action)
 
 
 async def get_reader(request: Request) -> Reader:
@@ -79,7 +112,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 HealthProbeDep = Annotated[HealthProbe, Depends(get_health_probe)]
 ContextDep = Annotated[AppContext, Depends(get_context)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the commit runs when the endpoint returns, before the answer is sent.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+SignInSessionDep = Annotated[AsyncSession, Depends(get_sign_in_session, scope="function")]
 ReaderDep = Annotated[Reader, Depends(get_reader)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 VaultDep = Annotated[Vault, Depends(get_vault)]

@@ -23,7 +23,6 @@ async def create_api_key(
         expires_in_days=body.expires_in_days,
         where=where(request),
     )
-    await session.commit()
     return created
 
 
@@ -38,5 +37,4 @@ async def revoke_api_key(
 ) -> Response:
     """The key stops working at once."""
     await service.revoke(session=session, user=user, key_id=key_id, where=where(request))
-    await session.commit()
     return Response(status_code=204)

@@ -36,7 +36,6 @@ async def create_invitation(
         note=body.note,
         where=where(request),
     )
-    await session.commit()
     return created
 
 
@@ -54,5 +53,4 @@ async def revoke_invitation(
     await invitations.revoke(
         session=session, admin=admin, invitation_id=invitation_id, where=where(request)
     )
-    await session.commit()
     return Response(status_code=204)

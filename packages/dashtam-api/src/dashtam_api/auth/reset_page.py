@@ -61,7 +61,6 @@ async def reset_submit(
         )
     except ProblemError as exc:
         return _page("This link does not work", f"<p>{html.escape(exc.detail)}</p>", exc.status)
-    await session.commit()
     return _page(
         "Password changed",
         "<p>Sign in with the new password. Every device that was signed in is signed out.</p>",
@@ -86,5 +85,4 @@ async def verify_submit(
         user = await verification.verify(session=session, token=token, where=where(request))
     except ProblemError as exc:
         return _page("This link does not work", f"<p>{html.escape(exc.detail)}</p>", exc.status)
-    await session.commit()
     return _page("Address confirmed", f"<p>{html.escape(user.email)} is yours. Thank you.</p>")

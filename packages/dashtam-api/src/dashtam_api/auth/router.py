@@ -1,9 +1,7 @@
 import uuid
-from collections.abc import Awaitable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import Request, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.auth import resets, service, sessions, totp, verification
 from dashtam_api.auth.schemas import (
@@ -37,30 +35,18 @@ from dashtam_api.deps import (
     RedisDep,
     SessionDep,
     SettingsDep,
+    SignInSessionDep,
     VaultDep,
+    after_commit,
     client_ip,
     where,
 )
-from dashtam_api.errors import ProblemError
 from dashtam_api.openapi import problems
 from dashtam_api.query import QueryModel, QueryRoute
 from dashtam_api.routing import api_router
 
 router = api_router(prefix="/api/v1/auth", tags=["auth"], route_class=QueryRoute)
 SecurityEventQueryDep = Annotated[SecurityEventQuery, QueryModel(SecurityEventQuery)]
-T = TypeVar("T")
-
-
-async def _signed_in(session: AsyncSession, signing_in: Awaitable[T]) -> T:
-    """A sign-in's answer, committed; a refusal commits its security audit row (and nothing
-    else: the sign-in wrote nothing more) before it is raised."""
-    try:
-        answer = await signing_in
-    except ProblemError:
-        await session.commit()
-        raise
-    await session.commit()
-    return answer
 
 
 @router.post(
@@ -89,8 +75,7 @@ async def register(
         invitation=body.invitation,
         where=where(request),
     )
-    await session.commit()
-    verification.schedule(ctx=ctx, user_id=user.id)
+    after_commit(session, lambda: verification.schedule(ctx=ctx, user_id=user.id))
     return UserOut.of(user)
 
 
@@ -103,23 +88,20 @@ async def register(
 async def login(
     body: LoginRequest,
     request: Request,
-    session: SessionDep,
+    session: SignInSessionDep,
     redis: RedisDep,
     settings: SettingsDep,
     passwords: PasswordsDep,
 ) -> TokenPair | dict:
-    return await _signed_in(
-        session,
-        service.login(
-            session=session,
-            redis=redis,
-            settings=settings,
-            passwords=passwords,
-            email=body.email,
-            password=body.password,
-            user_agent=request.headers.get("user-agent"),
-            ip=client_ip(request),
-        ),
+    return await service.login(
+        session=session,
+        redis=redis,
+        settings=settings,
+        passwords=passwords,
+        email=body.email,
+        password=body.password,
+        user_agent=request.headers.get("user-agent"),
+        ip=client_ip(request),
     )
 
 
@@ -132,25 +114,22 @@ async def login(
 async def login_second_factor(
     body: SecondFactorLogin,
     request: Request,
-    session: SessionDep,
+    session: SignInSessionDep,
     redis: RedisDep,
     settings: SettingsDep,
     vault: VaultDep,
 ) -> TokenPair:
     """Complete a sign-in the password began: a TOTP code (good once) or a recovery code."""
-    return await _signed_in(
-        session,
-        service.login_second_factor(
-            session=session,
-            redis=redis,
-            settings=settings,
-            vault=vault,
-            challenge=body.challenge,
-            code=body.code,
-            recovery_code=body.recovery_code,
-            user_agent=request.headers.get("user-agent"),
-            ip=client_ip(request),
-        ),
+    return await service.login_second_factor(
+        session=session,
+        redis=redis,
+        settings=settings,
+        vault=vault,
+        challenge=body.challenge,
+        code=body.code,
+        recovery_code=body.recovery_code,
+        user_agent=request.headers.get("user-agent"),
+        ip=client_ip(request),
     )
 
 
@@ -164,7 +143,6 @@ async def login_second_factor(
 async def totp_enroll(user: CurrentUserDep, session: SessionDep, vault: VaultDep) -> dict:
     """A new TOTP secret and its otpauth:// URI (shown once); it counts once confirmed."""
     enrolled = await totp.enroll(session=session, vault=vault, user=user)
-    await session.commit()
     return enrolled
 
 
@@ -178,7 +156,6 @@ async def totp_confirm(
     codes = await totp.confirm(
         session=session, vault=vault, user=user, code=body.code, where=where(request)
     )
-    await session.commit()
     return codes
 
 
@@ -195,7 +172,6 @@ async def totp_disable(
         recovery_code=body.recovery_code,
         where=where(request),
     )
-    await session.commit()
     return Response(status_code=204)
 
 
@@ -203,25 +179,19 @@ async def totp_disable(
 async def refresh(
     body: RefreshRequest,
     request: Request,
-    session: SessionDep,
+    session: SignInSessionDep,
     settings: SettingsDep,
     ended: EndedSessionsDep,
 ) -> TokenPair:
-    try:
-        pair = await service.refresh(
-            session=session,
-            settings=settings,
-            ended=ended,
-            token=body.refresh_token,
-            user_agent=request.headers.get("user-agent"),
-            ip=client_ip(request),
-        )
-    except Exception:
-        # A detected reuse revokes the family before refusing: keep that revocation.
-        await session.commit()
-        raise
-    await session.commit()
-    return pair
+    # A detected reuse revokes the family before refusing: the sign-in session keeps that.
+    return await service.refresh(
+        session=session,
+        settings=settings,
+        ended=ended,
+        token=body.refresh_token,
+        user_agent=request.headers.get("user-agent"),
+        ip=client_ip(request),
+    )
 
 
 @router.post("/logout", status_code=204, name="logout")
@@ -235,7 +205,6 @@ async def logout(
     await service.logout(
         session=session, ended=ended, user=user, token=body.refresh_token, where=where(request)
     )
-    await session.commit()
     return Response(status_code=204)
 
 
@@ -266,7 +235,6 @@ async def update_me(
         current_password=body.current_password,
         where=where(request),
     )
-    await session.commit()
     return UserOut.of(user)
 
 
@@ -292,7 +260,6 @@ async def end_session(
     await sessions.end_one(
         session=session, ended=ended, user=user, session_id=session_id, where=where(request)
     )
-    await session.commit()
     return Response(status_code=204)
 
 
@@ -308,7 +275,6 @@ async def end_other_sessions(
     count = await sessions.end_others(
         session=session, ended=ended, user=user, current=current, where=where(request)
     )
-    await session.commit()
     return {"ended": count}
 
 
@@ -367,7 +333,6 @@ async def password_reset_complete(
         password=body.password,
         where=where(request),
     )
-    await session.commit()
     return Response(status_code=204)
 
 
@@ -380,7 +345,6 @@ async def password_reset_complete(
 async def verify_email(body: VerifyEmail, request: Request, session: SessionDep) -> Response:
     """Prove the address with the token of the link mailed to it."""
     await verification.verify(session=session, token=body.token, where=where(request))
-    await session.commit()
     return Response(status_code=204)
 
 

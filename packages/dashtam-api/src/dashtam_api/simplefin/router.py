@@ -59,7 +59,6 @@ async def create_setup_token(
         account_ids=body.account_ids,
         where=where(request),
     )
-    await session.commit()
     return created
 
 
@@ -75,7 +74,6 @@ async def revoke_access(
 ) -> Response:
     """The app's credentials stop working at once (its next read is a 403)."""
     await service.revoke(session=session, user=user, access_id=access_id, where=where(request))
-    await session.commit()
     return Response(status_code=204)
 
 
@@ -141,7 +139,6 @@ async def claim(
     access_url = await service.claim(
         session=session, settings=settings, token=token, where=where(request)
     )
-    await session.commit()
     return PlainTextResponse(access_url, headers={"Cache-Control": "no-store"})
 
 
@@ -176,5 +173,4 @@ async def accounts(
         balances_only=bool(balances_only),
     )
     answer = await service.account_set(ctx=ctx, session=session, access=access, query=query)
-    await session.commit()  # its last use
     return answer

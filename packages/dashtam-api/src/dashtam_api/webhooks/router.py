@@ -38,7 +38,6 @@ async def create_webhook(
     created = await service.create(
         session=session, settings=settings, vault=vault, user=user, body=body
     )
-    await session.commit()
     return created
 
 
@@ -63,7 +62,6 @@ async def update_webhook(
     updated = await service.update(
         session=session, settings=settings, user=user, endpoint_id=endpoint_id, body=body
     )
-    await session.commit()
     return updated
 
 
@@ -72,7 +70,6 @@ async def delete_webhook(
     endpoint_id: uuid.UUID, user: CurrentUserDep, session: SessionDep
 ) -> Response:
     await service.delete(session=session, user=user, endpoint_id=endpoint_id)
-    await session.commit()
     return Response(status_code=204)
 
 
@@ -89,7 +86,6 @@ async def rotate_webhook_secret(
     rotated = await service.rotate_secret(
         session=session, vault=vault, user=user, endpoint_id=endpoint_id
     )
-    await session.commit()
     return rotated
 
 
@@ -103,7 +99,6 @@ async def rotate_webhook_secret(
 async def test_webhook(endpoint_id: uuid.UUID, user: CurrentUserDep, session: SessionDep) -> dict:
     """Send a `webhook.test` event to this endpoint (through the outbox, like any event)."""
     sent = await service.send_test(session=session, user=user, endpoint_id=endpoint_id)
-    await session.commit()  # the event is sent once this commits (the outbox)
     return sent
 
 
