@@ -229,7 +229,7 @@ def run(runtime: LocalRuntime, *, clients: int, phase_seconds: float, pause: flo
     ``pause``: seconds each loop waits between its requests (0: as fast as the API answers)."""
     layout = runtime.layout
     configure(runtime)
-    workflows.up(layout, reload=False, timeout=90)
+    workflows.up(layout, reload=False)
     env = read_env(layout.dev_env_file)
     people = _connect(layout, env, clients + 1)  # one more: the recovery probe's
     receiver = Receiver(layout)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from infra import apps
+from infra import apps, commands
 from infra import trust as trust_store
 from infra.certs import ensure_certs
 from infra.envfiles import ensure_env_files, read_both, read_credentials
@@ -23,7 +23,7 @@ from infra.runtime.mail_catcher import mail_url
 # dashtam_core (SQLAlchemy, Alembic) and redis are imported inside the workflows that use them:
 # quick tasks such as `inv status` do not pay for them.
 
-TEST_SUITES = ("unit", "integration", "api", "e2e", "faults", "browser")
+TEST_SUITES = commands.TEST_SUITES
 
 
 def setup(layout: Layout, *, quiet: bool = False) -> None:
@@ -115,10 +115,21 @@ def runtime(layout: Layout, choice: str | None = None) -> None:
         say("  DASHTAM_RUNTIME is set in this shell and wins over the checkout's setting")
 
 
-def up(layout: Layout, *, reload: bool = True, workers: int = 0, timeout: float = 90.0) -> None:
+UP = commands.COMMANDS["up"].options
+
+
+def up(
+    layout: Layout,
+    *,
+    reload: bool = UP["reload"].default,
+    workers: int = UP["workers"].default,
+    timeout: float = commands.CONFIG["up_timeout"],
+) -> None:
     started_at = time.monotonic()
     chosen_runtime = runtime_for(layout)
     setup(layout, quiet=True)
+    # Several workers are production-like: they never reload.
+    reload = reload and not workers
     started = chosen_runtime.up(reload=reload, workers=workers, timeout=timeout)
     if not started:
         say("Dashtam is already up (nothing to start):")
@@ -302,7 +313,7 @@ def test(
 def pytest_args_for(
     *,
     parallel: bool,
-    workers: str = "auto",
+    workers: str = commands.CONFIG["workers"],
     suites: list[str] = (),
     extra: list[str] = (),
     paths: list[str] = (),
@@ -403,7 +414,8 @@ def rotate_token_key(layout: Layout) -> None:
         reload = "--reload" in process.recorded_argv(layout.pid_file(api.name))
         apps.stop_app(api, layout=layout)
         apps.start_app(api, layout=layout, env_file=env_file, reload=reload)
-        apps.wait_healthy(api, layout=layout, env_file=env_file, timeout=90)
+        timeout = commands.CONFIG["up_timeout"]
+        apps.wait_healthy(api, layout=layout, env_file=env_file, timeout=timeout)
         say("restarted the API with the new key")
     if not runtime_for(layout).servers_running():
         raise InfraError("PostgreSQL is not running: start it with `inv up`, then run this again")

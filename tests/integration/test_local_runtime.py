@@ -443,9 +443,9 @@ def test_every_dev_task_on_a_private_project(private_runtime, capfd, monkeypatch
     assert code == 200
     assert body["environment"] == "development"
 
-    assert infra_main.main(["logs", "api", "-n", "50"]) == 0
+    assert infra_main.main(["logs", "--service", "api", "--lines", "50"]) == 0
     assert "Application startup complete" in capfd.readouterr().out
-    assert infra_main.main(["logs", "nope"]) == 1
+    assert infra_main.main(["logs", "--service", "nope"]) == 1
     assert "unknown service 'nope'" in capfd.readouterr().err
 
     # `inv demo`: the whole connect flow through this project's own servers.
