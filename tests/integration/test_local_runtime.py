@@ -21,7 +21,7 @@ import redis
 
 import infra.__main__ as infra_main
 from dashtam_core.test_database_guard import clone_marker, read_markers, template_marker
-from infra import apps, private_project, workflows
+from infra import apps, ports, private_project, workflows
 from infra.envfiles import ensure_env_files, read_both
 from infra.errors import InfraError
 from infra.layout import ROOT_DATA_BASE, running_as_root
@@ -224,8 +224,13 @@ def test_a_private_project_moves_a_server_whose_port_was_taken(stopped_runtime):
     it as its own end, which no connect finds). The server starts on a new port, written into
     the project's env files, instead of the project failing to come up."""
     runtime, layout = stopped_runtime, stopped_runtime.layout
+    # Ports just picked (the shared project's own have served earlier tests: their closed
+    # connections' TIME_WAIT would keep a plain bind here off them), taken at once.
+    dev, _ = read_both(layout)
+    assert ports.repick(layout, [dev.db_port, dev.redis_port])
     before, _ = read_both(layout)
     with socket.socket() as listener, socket.socket() as client_end:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", before.db_port))
         listener.listen()
         client_end.bind(("127.0.0.1", before.redis_port))
@@ -403,6 +408,7 @@ def test_every_dev_task_on_a_private_project(private_runtime, capfd, monkeypatch
     # with the old callback URL, starts again with the new one).
     callback_port = apps.app_port(apps.APPS[1], layout.dev_env_file)
     with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", callback_port))
         squatter.listen()
         workflows.up(layout, reload=False, timeout=60)
