@@ -55,7 +55,8 @@ class LocalRuntime:
             # A port moved (a private project's, infra/ports.py): the apps read the env files
             # as they started, and start again from the new ones.
             for app in apps.APPS:
-                if apps.stop_app(app, layout=self.layout) and app.name in started:
+                apps.stop_app(app, layout=self.layout)
+                if app.name in started:
                     started.remove(app.name)
 
         attempt = lambda: self._up(started, reload, workers, timeout)  # noqa: E731
@@ -258,10 +259,8 @@ class LocalRuntime:
         """The mail catcher and Valkey at once (Valkey saves its data as it stops), then
         PostgreSQL, the last anything may still write to."""
         first = [name for name in ("mail", "valkey") if name in which]
-        stops = {"mail": self.mail.stop, "valkey": self.valkey.stop}
-        stopped = [
-            n for n, done in zip(first, _at_once(lambda n: stops[n](), first), strict=True) if done
-        ]
+        done = _at_once(lambda name: self.servers[name].stop(), first)
+        stopped = [name for name, stopped in zip(first, done, strict=True) if stopped]
         if "postgres" in which and self.postgres.stop():
             stopped.append("postgres")
         return stopped
