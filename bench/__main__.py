@@ -3,34 +3,16 @@
 import argparse
 import sys
 
+from infra import commands
 from infra.errors import InfraError
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument(
-        "name",
-        choices=[
-            "tests",
-            "migrations",
-            "refresh",
-            "api",
-            "faults",
-            "transactions",
-            "webhooks",
-            "export",
-        ],
-    )
-    parser.add_argument("--repeat", type=int, default=3, help="runs per micro-measurement (median)")
-    parser.add_argument("--suite-repeat", type=int, default=1, help="runs of the whole suite")
+    # What `inv bench` passes (infra/commands.py), then knobs of single benchmarks.
+    commands.add_arguments(parser, "bench")
     parser.add_argument("--tiny-tests", type=int, default=200)
     parser.add_argument("--connections", type=int, default=2000, help="refresh: due connections")
-    parser.add_argument(
-        "--duration", type=int, default=10, help="api: seconds per wrk run; faults: per phase"
-    )
-    parser.add_argument(
-        "--clients", type=int, default=32, help="api: wrk connections; faults: clients"
-    )
     parser.add_argument(
         "--transactions", type=int, default=100_000, help="transactions: how many to ingest"
     )

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from infra import faults, private
+from infra import faults, private_project
 from infra.errors import InfraError
 
 
@@ -20,7 +20,7 @@ def run(*, clients: int, phase_seconds: float) -> None:
     started = time.monotonic()
     with (
         tempfile.TemporaryDirectory(prefix="dashtam-faults-") as root,
-        private.project(Path(root)) as runtime,
+        private_project.project(Path(root)) as runtime,
     ):
         report = faults.run(runtime, clients=clients, phase_seconds=phase_seconds)
     print()

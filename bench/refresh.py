@@ -21,15 +21,12 @@ benchmark with the numbers.
 
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
-import sys
-import time
 
 from sqlalchemy import func, select, text
 
 import dashtam_models
+from bench import jobs
 from bench.scratch import scratch_database, serve_api
 from dashtam_api.context import AppContext
 from dashtam_api.sandbox import store
@@ -39,6 +36,7 @@ from dashtam_models import ProviderAuditLog, ProviderConnection
 from infra import apps
 from infra.errors import InfraError
 from infra.layout import Layout
+from infra.ports import free_port
 from infra.runtime import process
 
 VALKEY_INDEX = 15  # the last of Valkey's 16: test workers count up from 1
@@ -61,7 +59,7 @@ def run(*, repeat: int, connections: int) -> None:
 def _with_sandbox(layout, template, url, latency: float, *, repeat: int, connections: int):
     """The runs against a sandbox server of their own that answers token calls after
     ``latency`` seconds."""
-    port = _free_port()
+    port = free_port()
     overrides = {
         "DATABASE_URL": url.render_as_string(hide_password=False),
         "REDIS_URL": f"{template.REDIS_URL.rpartition('/')[0]}/{VALKEY_INDEX}",
@@ -81,44 +79,25 @@ def _with_sandbox(layout, template, url, latency: float, *, repeat: int, connect
 
 def _measure(layout, settings, env, *, repeat: int, connections: int) -> dict[int, list[float]]:
     samples: dict[int, list[float]] = {n: [] for n in PROCESS_COUNTS}
+    sandbox = process.read_pid(layout.pid_file("bench-sandbox")).pid
     for attempt in range(1, repeat + 1):
         for processes in PROCESS_COUNTS:
             seeded = asyncio.run(_clean_and_seed(settings, connections))
-            cpu_before = _cpu_seconds(layout)
-            started = time.perf_counter()
-            running = [
-                subprocess.Popen(
-                    [sys.executable, "-m", "dashtam_api.jobs", "refresh", "--until-idle"],
-                    env=env,
-                    cwd=layout.root,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                for _ in range(processes)
-            ]
-            refreshed = [_refreshed(p) for p in running]
-            wall = time.perf_counter() - started
-            cpu = {k: v - cpu_before[k] for k, v in _cpu_seconds(layout).items()}
-            asyncio.run(_check_exactly_once(settings, seeded, refreshed))
-            samples[processes].append(wall)
+            sandbox_before = jobs.process_cpu_seconds(sandbox)
+            ran = jobs.run_together(
+                "refresh", processes=processes, counted="refreshed", env=env, cwd=layout.root
+            )
+            sandbox_cpu = jobs.process_cpu_seconds(sandbox) - sandbox_before
+            asyncio.run(_check_exactly_once(settings, seeded, ran.counts))
+            samples[processes].append(ran.wall)
             print(
-                f"  run {attempt}, {processes} process(es): {wall:6.2f}s "
-                f"({connections / wall:6.0f}/s), refreshed per process {refreshed}; CPU s: "
-                f"refreshers {cpu['refreshers']:.1f}, sandbox {cpu['sandbox']:.1f}, "
-                f"everything else {cpu['machine'] - cpu['refreshers'] - cpu['sandbox']:.1f}",
+                f"  run {attempt}, {processes} process(es): {ran.wall:6.2f}s "
+                f"({connections / ran.wall:6.0f}/s), refreshed per process {ran.counts}; CPU s: "
+                f"refreshers {ran.cpu['jobs']:.1f}, sandbox {sandbox_cpu:.1f}, everything else "
+                f"{ran.cpu['machine'] - ran.cpu['jobs'] - sandbox_cpu:.1f}",
                 flush=True,
             )
     return samples
-
-
-def _refreshed(process: subprocess.Popen) -> int:
-    out, err = process.communicate(timeout=1800)
-    if process.returncode != 0:
-        raise InfraError(f"a refresher failed: {err.strip()[-500:]}")
-    last = out.strip().splitlines()[-1]  # "refresh: busy=3 not_due=40 refreshed=67"
-    counts = dict(part.split("=") for part in last.split(": ", 1)[1].split())
-    return int(counts.get("refreshed", 0))
 
 
 async def _clean_and_seed(settings: TestSettings, connections: int) -> list:
@@ -179,29 +158,6 @@ async def _flush(settings: TestSettings) -> None:
         await ctx.redis.flushdb()
     finally:
         await ctx.close()
-
-
-def _cpu_seconds(layout: Layout) -> dict[str, float]:
-    """CPU time so far of: this process's finished children (the refreshers), the sandbox
-    server, and the whole machine (PostgreSQL, Valkey and the rest are the difference)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children = os.times()
-    pid = process.read_pid(layout.pid_file("bench-sandbox")).pid
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    with open("/proc/stat") as stat:
-        cpu = [int(v) for v in stat.readline().split()[1:]]
-    return {
-        "refreshers": children.children_user + children.children_system,
-        "sandbox": (int(fields[11]) + int(fields[12])) / tick,
-        "machine": (sum(cpu) - cpu[3] - cpu[4]) / tick,  # all but idle and iowait
-    }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _report(samples: dict[float, dict[int, list[float]]], connections: int) -> None:

@@ -18,7 +18,6 @@ Everything shares the machine's two cores: the dispatchers, PostgreSQL, and the 
 """
 
 import asyncio
-import os
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import uuid
 from sqlalchemy import func, select, text
 
 import dashtam_models
+from bench import jobs
 from bench.scratch import scratch_database
 from dashtam_api.context import AppContext
 from dashtam_api.webhooks import signing
@@ -84,58 +84,22 @@ def _throughput(layout, settings, env, receiver, repeat: int, events: int):
         for processes in PROCESS_COUNTS:
             secrets_ = asyncio.run(_clean_and_seed(settings, receiver.url, events))
             receiver.received.clear()
-            cpu_before = _cpu_seconds()
-            started = time.perf_counter()
-            running = [
-                subprocess.Popen(
-                    [sys.executable, "-m", "dashtam_api.jobs", "webhooks", "--until-idle"],
-                    env=env,
-                    cwd=layout.root,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                for _ in range(processes)
-            ]
-            delivered = [_delivered(p) for p in running]
-            wall = time.perf_counter() - started
-            cpu = {k: v - cpu_before[k] for k, v in _cpu_seconds().items()}
+            ran = jobs.run_together(
+                "webhooks", processes=processes, counted="delivered", env=env, cwd=layout.root
+            )
             arrivals = [at for at, _, _ in receiver.received]
             sending = max(arrivals) - min(arrivals)
-            asyncio.run(_check_once(settings, receiver, events, delivered, secrets_))
-            samples[processes].append((wall, sending))
+            asyncio.run(_check_once(settings, receiver, events, ran.counts, secrets_))
+            samples[processes].append((ran.wall, sending))
             print(
-                f"  run {attempt}, {processes} dispatcher(s): {wall:6.2f}s wall "
-                f"({events / wall:5.0f}/s), sending {sending:5.2f}s ({events / sending:5.0f}/s), "
-                f"delivered per process {delivered}; CPU s: dispatchers {cpu['dispatchers']:.1f}, "
-                f"receiver {cpu['receiver']:.1f}, everything else (PostgreSQL...) "
-                f"{cpu['machine'] - cpu['dispatchers'] - cpu['receiver']:.1f}",
+                f"  run {attempt}, {processes} dispatcher(s): {ran.wall:6.2f}s wall "
+                f"({events / ran.wall:5.0f}/s), sending {sending:5.2f}s ({events / sending:5.0f}/s), "
+                f"delivered per process {ran.counts}; CPU s: dispatchers {ran.cpu['jobs']:.1f}, "
+                f"receiver {ran.cpu['here']:.1f}, everything else (PostgreSQL...) "
+                f"{ran.cpu['machine'] - ran.cpu['jobs'] - ran.cpu['here']:.1f}",
                 flush=True,
             )
     return samples
-
-
-def _cpu_seconds() -> dict[str, float]:
-    """CPU time so far of this process's finished children (the dispatchers), of this process
-    (the receiver's threads) and of the whole machine."""
-    tick = os.sysconf("SC_CLK_TCK")
-    times = os.times()
-    with open("/proc/stat") as stat:
-        cpu = [int(v) for v in stat.readline().split()[1:]]
-    return {
-        "dispatchers": times.children_user + times.children_system,
-        "receiver": times.user + times.system,
-        "machine": (sum(cpu) - cpu[3] - cpu[4]) / tick,  # all but idle and iowait
-    }
-
-
-def _delivered(process: subprocess.Popen) -> int:
-    out, err = process.communicate(timeout=1800)
-    if process.returncode != 0:
-        raise InfraError(f"a dispatcher failed: {err.strip()[-500:]}")
-    last = out.strip().splitlines()[-1]  # "webhooks: delivered=812"
-    counts = dict(part.split("=") for part in last.split(": ", 1)[1].split() if "=" in part)
-    return int(counts.get("delivered", 0))
 
 
 async def _clean_and_seed(settings: TestSettings, url: str, events: int) -> dict[str, str]:

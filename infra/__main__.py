@@ -1,67 +1,17 @@
 """``python -m infra <command>``: the workflows behind tasks.py, with one-line failures."""
 
-import argparse
 import gc
 import shlex
 import signal
 import sys
 
-from infra import workflows
+from infra import commands, workflows
 from infra.errors import InfraError
 from infra.layout import Layout
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m infra")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("setup")
-    certs = sub.add_parser("certs")
-    certs.add_argument("--force", action="store_true")
-    certs.add_argument("--trust", action="store_true")
-    certs.add_argument("--untrust", action="store_true")
-    up = sub.add_parser("up")
-    up.add_argument("--no-reload", action="store_true")
-    up.add_argument("--workers", type=int, default=0)
-    up.add_argument("--timeout", type=float, default=90.0)
-    sub.add_parser("down")
-    sub.add_parser("status")
-    logs = sub.add_parser("logs")
-    logs.add_argument("service", nargs="?")
-    logs.add_argument("-f", "--follow", action="store_true")
-    logs.add_argument("-n", "--lines", type=int, default=50)
-    sub.add_parser("clean")
-    sub.add_parser("test-setup")
-    test = sub.add_parser("test")
-    test.add_argument("--parallel", action="store_true")
-    test.add_argument("--workers", default="auto")
-    test.add_argument("--suite", action="append", default=[], choices=workflows.TEST_SUITES)
-    test.add_argument("--cov", action="store_true")
-    test.add_argument("--contract-deep", action="store_true")
-    test.add_argument("--contract-seed", type=int)
-    # One quoted string (pass it as --pytest-args="-k x -x"): hatch run would eat a bare "--".
-    test.add_argument("--pytest-args", default="")
-    sub.add_parser("test-clean")
-    mail = sub.add_parser("mail")
-    mail.add_argument("--test", action="store_true")
-    mail.add_argument("--to", default="")
-    mail.add_argument("--show", default="")
-    mail.add_argument("--clear", action="store_true")
-    compose_files = sub.add_parser("compose-files")
-    compose_files.add_argument("--production", action="store_true")
-    runtime = sub.add_parser("runtime")
-    runtime.add_argument("choice", nargs="?")
-    sub.add_parser("demo")
-    sub.add_parser("rotate-token-key")
-    users = sub.add_parser("users")
-    users.add_argument("users_args", nargs=argparse.REMAINDER)
-    migrate = sub.add_parser("migrate")
-    migrate.add_argument("migration_command", choices=workflows.MIGRATION_COMMANDS)
-    migrate.add_argument("migration_args", nargs=argparse.REMAINDER)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = commands.parser().parse_args(argv)
     layout = Layout()
     try:
         match args.command:
@@ -70,12 +20,7 @@ def main(argv: list[str] | None = None) -> int:
             case "certs":
                 workflows.certs(layout, force=args.force, trust=args.trust, untrust=args.untrust)
             case "up":
-                workflows.up(
-                    layout,
-                    reload=not args.no_reload and not args.workers,
-                    workers=args.workers,
-                    timeout=args.timeout,
-                )
+                workflows.up(layout, reload=args.reload, workers=args.workers, timeout=args.timeout)
             case "down":
                 workflows.down(layout)
             case "status":
@@ -91,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
                     layout,
                     parallel=args.parallel,
                     workers=args.workers,
-                    suites=args.suite,
+                    suites=[suite for suite in commands.TEST_SUITES if getattr(args, suite)],
+                    # One quoted string (--pytest-args="-k x -x"): hatch run would eat a "--".
                     pytest_args=shlex.split(args.pytest_args),
                     cov=args.cov,
                     contract_deep=args.contract_deep,
@@ -107,13 +53,29 @@ def main(argv: list[str] | None = None) -> int:
                 for path in compose.prepare(layout, production=args.production):
                     print(f"  wrote {path.relative_to(layout.root)}")
             case "runtime":
-                workflows.runtime(layout, args.choice)
+                workflows.runtime(layout, args.use)
             case "migrate":
-                workflows.migrate(layout, args.migration_command, *args.migration_args)
+                workflows.migrate(layout, "upgrade")
+            case "migration":
+                workflows.migrate(
+                    layout, "revision", args.message, *(["--empty"] if args.empty else [])
+                )
+            case "migrate-down":
+                # "-1" would read as a flag in the task: steps are plain numbers there.
+                revision = args.revision
+                steps = revision.isdigit() and len(revision) <= 3
+                workflows.migrate(layout, "downgrade", f"-{revision}" if steps else revision)
+            case "migrate-history":
+                workflows.migrate(layout, "history")
+            case "migrate-current":
+                workflows.migrate(layout, "current")
             case "rotate-token-key":
                 workflows.rotate_token_key(layout)
-            case "users":
-                workflows.users(layout, *args.users_args)
+            case "user-create":
+                admin = ["--admin"] if args.admin else []
+                workflows.users(layout, "create", args.email, *admin, "--name", args.name)
+            case "user-reset-password":
+                workflows.users(layout, "reset-password", args.email)
             case "demo":
                 from infra import demo
 

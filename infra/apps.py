@@ -204,6 +204,14 @@ def wait_healthy(
             return body  # type: ignore[return-value]
         last = body
         if process.running(pid_file) is None:
+            port = app_port(app, env_file, port)
+            if not process.port_bindable(port):
+                # Taken between the check before its start and its bind (its imports take
+                # seconds): a private project picks another (infra/ports.py).
+                raise process.PortTaken(
+                    f"the {app.name} server could not listen: port {port} was taken meanwhile",
+                    (port,),
+                )
             log = layout.log_file(pid_name or app.name)
             raise InfraError(
                 f"the {app.name} server exited; last lines of {log}:\n{process.tail(log)}"

@@ -2,7 +2,7 @@
 restarts, the sandbox institution fails and then answers late, and at last the API is stopped;
 afterwards, what the API acknowledged is looked for in the database.
 
-It runs on a private project (infra/private.py), never on the shared servers: the tests run it
+It runs on a private project (infra/private_project.py), never on the shared servers: the tests run it
 with a little load (tests/faults/), `inv bench faults` with more.
 
 Load: ``clients`` clients at once (one person, signed in once, with a connected sandbox provider
@@ -229,7 +229,7 @@ def run(runtime: LocalRuntime, *, clients: int, phase_seconds: float, pause: flo
     ``pause``: seconds each loop waits between its requests (0: as fast as the API answers)."""
     layout = runtime.layout
     configure(runtime)
-    workflows.up(layout, reload=False, timeout=90)
+    workflows.up(layout, reload=False)
     env = read_env(layout.dev_env_file)
     people = _connect(layout, env, clients + 1)  # one more: the recovery probe's
     receiver = Receiver(layout)
@@ -480,7 +480,7 @@ async def _drill(
                 phase = phases[name]
                 if name == "postgres restart":
                     await restart(
-                        runtime.stop_postgres, lambda: runtime.start_postgres(dev.db_port)
+                        runtime.postgres.stop, lambda: runtime.postgres.start(dev.db_port)
                     )
                     phase.recovered_seconds = await recovered(healthy)
                     receiver.failing = False
@@ -489,7 +489,7 @@ async def _drill(
                     # every 0.5 s at most) is put right before the next phase judges syncs.
                     await asyncio.sleep(SETTLE_SECONDS)
                 elif name == "valkey restart":
-                    await restart(runtime.stop_valkey, lambda: runtime.start_valkey(dev, test))
+                    await restart(runtime.valkey.stop, lambda: runtime.valkey.start(dev, test))
                     phase.recovered_seconds = await recovered(healthy)
                 elif name in ("institution down", "institution slow"):
                     faults = (

@@ -47,6 +47,11 @@ class Layout:
         return self.state / "runtime"
 
     @property
+    def picked_ports_file(self) -> Path:
+        """The ports a private project picked for itself (infra/ports.py); none in a checkout."""
+        return self.state / "picked-ports"
+
+    @property
     def secrets_file(self) -> Path:
         return self.state / "secrets.env"
 

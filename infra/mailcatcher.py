@@ -12,7 +12,7 @@ one client reads either: ``GET /api/v1/messages``, ``GET|DELETE /api/v1/search?q
 SMTP requires STARTTLS under the project's certificate, as Dashtam's mailer requires it of any
 server. Messages are files (0600; reset links are secrets) under the servers' data, so they
 survive a restart; the newest ``KEEP`` are kept. Started by the local runtime
-(infra/runtime/local.py) as ``uvicorn infra.mailcatcher:create_app --factory`` with
+(infra/runtime/mail_catcher.py) as ``uvicorn infra.mailcatcher:create_app --factory`` with
 ``DASHTAM_MAIL_*`` set; it listens on 127.0.0.1 only.
 """
 

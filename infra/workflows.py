@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from infra import apps
+from infra import apps, commands
 from infra import trust as trust_store
 from infra.certs import ensure_certs
 from infra.envfiles import ensure_env_files, read_both, read_credentials
@@ -18,11 +18,12 @@ from infra.layout import Layout
 from infra.mail import MailReader, environment_query
 from infra.runtime import CHOICES, chosen, engine_answers, process, runtime_for, selected_runtime
 from infra.runtime.base import Runtime, say
+from infra.runtime.mail_catcher import mail_url
 
 # dashtam_core (SQLAlchemy, Alembic) and redis are imported inside the workflows that use them:
 # quick tasks such as `inv status` do not pay for them.
 
-TEST_SUITES = ("unit", "integration", "api", "e2e", "faults", "browser")
+TEST_SUITES = commands.TEST_SUITES
 
 
 def setup(layout: Layout, *, quiet: bool = False) -> None:
@@ -114,10 +115,21 @@ def runtime(layout: Layout, choice: str | None = None) -> None:
         say("  DASHTAM_RUNTIME is set in this shell and wins over the checkout's setting")
 
 
-def up(layout: Layout, *, reload: bool = True, workers: int = 0, timeout: float = 90.0) -> None:
+UP = commands.COMMANDS["up"].options
+
+
+def up(
+    layout: Layout,
+    *,
+    reload: bool = UP["reload"].default,
+    workers: int = UP["workers"].default,
+    timeout: float = commands.CONFIG["up_timeout"],
+) -> None:
     started_at = time.monotonic()
     chosen_runtime = runtime_for(layout)
     setup(layout, quiet=True)
+    # Several workers are production-like: they never reload.
+    reload = reload and not workers
     started = chosen_runtime.up(reload=reload, workers=workers, timeout=timeout)
     if not started:
         say("Dashtam is already up (nothing to start):")
@@ -135,7 +147,7 @@ def up(layout: Layout, *, reload: bool = True, workers: int = 0, timeout: float 
     say(f"  PostgreSQL 127.0.0.1:{dev.db_port}  database {dev.db_name}")
     say(f"  Valkey     127.0.0.1:{dev.redis_port}  index {dev.redis_db}")
     say(
-        f"  mail       {_mail_url(dev)}  (SMTP on localhost:{dev.mail_smtp_port}; "
+        f"  mail       {mail_url(dev)}  (SMTP on localhost:{dev.mail_smtp_port}; "
         "`inv mail` lists what was sent)"
     )
     say(
@@ -213,13 +225,8 @@ def _servers_for_tests(layout: Layout, chosen_runtime: Runtime) -> Iterator[None
         chosen_runtime.release_tests(started)
 
 
-def _mail_url(creds) -> str:
-    """The mail catcher's HTTPS address: every runtime publishes it on the same port."""
-    return f"https://localhost:{creds.mail_http_port}"
-
-
 def _mail_reader(layout: Layout, creds) -> MailReader:
-    return MailReader(_mail_url(creds), layout.ca_file)
+    return MailReader(mail_url(creds), layout.ca_file)
 
 
 def mail(
@@ -306,7 +313,7 @@ def test(
 def pytest_args_for(
     *,
     parallel: bool,
-    workers: str = "auto",
+    workers: str = commands.CONFIG["workers"],
     suites: list[str] = (),
     extra: list[str] = (),
     paths: list[str] = (),
@@ -338,7 +345,7 @@ def test_clean(layout: Layout) -> None:
     delete the test environment's mail."""
     import redis
 
-    from dashtam_core.safety import expected_marker
+    from dashtam_core.test_database_guard import marked_test_databases, read_markers
 
     _dev, test_creds = read_both(layout)
     # A server the runtime does not run is not ours to touch. Every runtime publishes the same
@@ -353,23 +360,11 @@ def test_clean(layout: Layout) -> None:
     async def drop() -> list[str]:
         conn = await chosen_runtime.superuser_connect(test_creds.db_port)
         try:
-            rows = await conn.fetch(
-                "SELECT d.datname, shobj_description(d.oid, 'pg_database') AS comment "
-                "FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE r.rolname = $1",
-                test_creds.db_user,
-            )
             # The same rule as init-test-db: the template or one of its clones, by marker.
-            names = [
-                r["datname"]
-                for r in rows
-                if r["comment"] is not None
-                and r["comment"]
-                == expected_marker(
-                    target=r["datname"],
-                    template=test_creds.db_name,
-                    project_id=test_creds.project_id,
-                )
-            ]
+            owned = await read_markers(conn, owner=test_creds.db_user)
+            names = marked_test_databases(
+                owned.values(), template=test_creds.db_name, project_id=test_creds.project_id
+            )
             for name in names:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             return names
@@ -419,7 +414,8 @@ def rotate_token_key(layout: Layout) -> None:
         reload = "--reload" in process.recorded_argv(layout.pid_file(api.name))
         apps.stop_app(api, layout=layout)
         apps.start_app(api, layout=layout, env_file=env_file, reload=reload)
-        apps.wait_healthy(api, layout=layout, env_file=env_file, timeout=90)
+        timeout = commands.CONFIG["up_timeout"]
+        apps.wait_healthy(api, layout=layout, env_file=env_file, timeout=timeout)
         say("restarted the API with the new key")
     if not runtime_for(layout).servers_running():
         raise InfraError("PostgreSQL is not running: start it with `inv up`, then run this again")

@@ -17,6 +17,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from dashtam_core.config import Settings
+from dashtam_core.test_database_guard import read_markers
 from dashtam_core.test_databases import force_drop
 from tests.fixtures.environment import ROOT, TEST_ENV_FILE
 
@@ -134,6 +135,17 @@ async def fetch(url: str, query: str, *args):
         return await conn.fetch(query, *args)
     finally:
         await conn.close()
+
+
+async def marker_of(url: str, name: str) -> str | None:
+    """The marker database ``name`` carries, read as the guard reads it (None: none, or no such
+    database), through the server ``url`` names."""
+    conn = await asyncpg.connect(**asyncpg_params(url))
+    try:
+        found = await read_markers(conn, names=[name])
+    finally:
+        await conn.close()
+    return found[name].marker if name in found else None
 
 
 async def execute(url: str, *statements: str) -> None:

@@ -1,5 +1,5 @@
 -- Roles and databases of both environments, on one PostgreSQL server.
--- The ONE source of truth for the local runtime (infra/runtime/local.py) and the compose runtime.
+-- The ONE source of truth for the local runtime (infra/runtime/postgres.py) and the compose runtime.
 -- Idempotent: run it as often as you like; it converges the server to this state and sets the
 -- role passwords to those of the env files. Run with psql as a superuser; the names and passwords
 -- come from the environment (psql's \getenv, so they never appear on a command line):

@@ -8,6 +8,7 @@ import importlib.util
 import os
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 from infra.errors import InfraError
@@ -111,3 +112,14 @@ def shareable_file(binary: Path, name: str) -> Path:
     if reachable_by_others(binary):
         return binary
     return _copy_once(name, [(binary, binary.name)]) / binary.name
+
+
+def version_of(binary: Path) -> str:  # pragma: root only
+    """The version a server binary reports (``postgres --version``, ``valkey-server -v=…``)."""
+    result = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=False)
+    for word in result.stdout.split():
+        if word[:1].isdigit():
+            return word
+        if word.startswith("v=") and word[2:3].isdigit():
+            return word[2:]
+    return "unknown"

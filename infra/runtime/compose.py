@@ -25,9 +25,11 @@ from infra.envfiles import ensure_env_files, read_credentials
 from infra.errors import InfraError
 from infra.files import read_env, token, write_private
 from infra.layout import Layout
-from infra.runtime import compose_plugin
+from infra.runtime import compose_plugin, postgres
 from infra.runtime.base import say
-from infra.runtime.local import LocalRuntime, bootstrap_variables, valkey_acl_lines
+from infra.runtime.data import server_secrets
+from infra.runtime.postgres import bootstrap_variables
+from infra.runtime.valkey import valkey_acl_lines
 
 SERVER_HOSTS = {"DATABASE_URL": ("postgres", 5432), "REDIS_URL": ("valkey", 6379)}
 MAIL_CATCHER = ("mailpit", 1025, 8025)  # service, SMTP port, HTTPS port
@@ -212,7 +214,7 @@ def task_commands(layout: Layout, task: str) -> list[list[str]]:
 def prepare(layout: Layout, *, production: bool = False) -> list[Path]:
     """The env files (made when missing) and .dashtam/compose/ from them."""
     ensure_env_files(layout)
-    secrets = LocalRuntime(layout).secrets()
+    secrets = server_secrets(layout)
     return write_files(
         layout,
         superuser_password=secrets.postgres_password,
@@ -294,10 +296,10 @@ class ComposeRuntime:
     # The development project publishes PostgreSQL on 127.0.0.1 at the local runtime's port with
     # the checkout's superuser password (postgres.env): the same connection and the same SQL.
     async def superuser_connect(self, port: int, database: str = "postgres"):
-        return await LocalRuntime(self.layout).superuser_connect(port, database)
+        return await postgres.superuser_connect(self.layout, port, database)
 
     def after_schema(self, creds, *, janitor: bool = False) -> None:
-        LocalRuntime(self.layout).after_schema(creds, janitor=janitor)
+        postgres.after_schema(self.layout, creds, janitor=janitor)
 
     def prepare_tests(self) -> list[str]:
         _must(self.layout, "test-setup")

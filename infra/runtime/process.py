@@ -10,6 +10,7 @@ removed, leaving them to hold their ports).
 """
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -188,12 +189,74 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def port_bindable(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could bind ``port`` now, as ours do (SO_REUSEADDR): False also for a
+    port nothing listens on that a client's connection holds as its own end."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+class PortTaken(InfraError):
+    """A server's port is held by another program (``ports``: those that are)."""
+
+    def __init__(self, message: str, ports: tuple[int, ...]):
+        super().__init__(message)
+        self.ports = ports
+
+
 def require_free_port(port: int, what: str, setting: str) -> None:
-    if port_in_use(port):
-        raise InfraError(
+    if port_in_use(port) or not port_bindable(port):
+        raise PortTaken(
             f"port {port} for {what} is already in use by another program: stop it, or move "
-            f"{what} with {setting}"
+            f"{what} with {setting}",
+            (port,),
         )
+
+
+def start_server(
+    argv: list[str],
+    *,
+    what: str,
+    ports: tuple[int, ...],
+    ready,
+    pid_file: Path,
+    log_file: Path,
+    stop_signal: int,
+    timeout: float,
+    interval: float = 0.1,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
+) -> Tracked:
+    """Spawn a server and wait until ``ready()``; if it is not, stop it and say why: its port
+    taken by someone else after all (PortTaken, so a project that picks its ports can pick
+    again), or the end of its log."""
+    tracked = spawn(argv, pid_file=pid_file, log_file=log_file, env=env, cwd=cwd, user=user)
+    alive = lambda: running(pid_file) is not None  # noqa: E731
+    try:
+        started = wait_until(ready, timeout=timeout, interval=interval, alive=alive)
+    except BaseException:
+        stop(pid_file, sig=stop_signal, timeout=60)
+        raise
+    if started:
+        return tracked
+    stop(pid_file, sig=stop_signal, timeout=60)
+    taken = tuple(port for port in ports if not port_bindable(port))
+    if taken:
+        raise PortTaken(
+            f"{what} could not listen: port {', '.join(map(str, taken))} was taken meanwhile",
+            taken,
+        )
+    raise InfraError(
+        f"{what} did not start (pid {tracked.pid}); last lines of {log_file}:\n{tail(log_file)}"
+    )
 
 
 def tail(path: Path, lines: int = 15) -> str:

@@ -10,12 +10,12 @@ import collections
 
 import pytest
 
-from infra import faults, private
+from infra import faults, private_project
 
 
 @pytest.fixture
 def drill(tmp_path):
-    with private.project(tmp_path) as runtime:
+    with private_project.project(tmp_path) as runtime:
         # Light load (a pause between requests): what is checked here is what happens to the
         # requests, not how many the machine can take.
         yield faults.run(runtime, clients=2, phase_seconds=2, pause=0.1)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from dashtam_api.main import create_app
-from infra.private import free_port
+from infra.ports import free_port
 from infra.runtime.binaries import valkey_server
 from tests.helpers import wait_for
 

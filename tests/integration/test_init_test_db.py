@@ -13,12 +13,20 @@ from sqlalchemy.engine import make_url
 from dashtam_core import migrate
 from dashtam_core.config import Settings
 from dashtam_core.init_test_db import SafetyError, init_test_db
-from dashtam_core.safety import MARKER_TAG, clone_marker, template_marker
+from dashtam_core.test_database_guard import MARKER_TAG, clone_marker, template_marker
 from dashtam_core.test_databases import CloneError, clone_database
 from infra.layout import Layout
 from infra.runtime import runtime_for
 from tests.fixtures.environment import ROOT, TEST_ENV_FILE
-from tests.helpers import env_for, execute, fetch, private_env_file, run_main, run_module
+from tests.helpers import (
+    env_for,
+    execute,
+    fetch,
+    marker_of,
+    private_env_file,
+    run_main,
+    run_module,
+)
 from tests.migration_helpers import upgrade
 
 ROWS = [("rent", "1200.00"), ("salary", "-5400.00"), ("tax", "310.15")]
@@ -351,12 +359,7 @@ async def test_the_clone_step_refuses_what_is_not_marked_and_marks_what_it_makes
         project_id=own,
     )
     scratch_databases.created.append(f"{name}_gw1")
-    comment = await fetch(
-        url,
-        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
-        made.database,
-    )
-    assert comment[0][0] == clone_marker(own, name)
+    assert await marker_of(url, made.database) == clone_marker(own, name)
     # CREATE DATABASE ... TEMPLATE copied the schema, and the users row with it.
     assert [
         r["email"]

@@ -20,26 +20,27 @@ import pytest
 import redis
 
 import infra.__main__ as infra_main
-from dashtam_core.safety import clone_marker, template_marker
-from infra import apps, private, workflows
+from dashtam_core.test_database_guard import clone_marker, read_markers, template_marker
+from infra import apps, ports, private_project, workflows
 from infra.envfiles import ensure_env_files, read_both
 from infra.errors import InfraError
 from infra.layout import ROOT_DATA_BASE, running_as_root
 from infra.mail import MailReader
 from infra.runtime import process
-from infra.runtime.local import LocalRuntime, valkey_ping
+from infra.runtime.local import LocalRuntime
+from infra.runtime.valkey import valkey_ping
 from tests.fixtures.smtp import MailCatcher
 
 
 @pytest.fixture
 def private_runtime(tmp_path):
-    with private.project(tmp_path) as runtime:
+    with private_project.project(tmp_path) as runtime:
         yield runtime
 
 
 @pytest.fixture(scope="module")
 def _shared_project(tmp_path_factory):
-    with private.project(tmp_path_factory.mktemp("shared-project")) as runtime:
+    with private_project.project(tmp_path_factory.mktemp("shared-project")) as runtime:
         yield runtime
 
 
@@ -161,7 +162,7 @@ def test_data_survives_a_restart_test_clean_spares_dev_and_other_secrets_are_ref
     assert len(replace(catcher, environment="development").to("dev@home.lan")) == 1
 
     # The next start recreates the test database (the bootstrap is idempotent), marked.
-    runtime.bootstrap(dev, test_creds)
+    runtime.postgres.bootstrap(dev, test_creds)
     assert test_creds.db_name in database_names(runtime, dev.db_port)
     assert comment_on_test_database(runtime, test_creds) == template_marker(test_creds.project_id)
 
@@ -169,11 +170,11 @@ def test_data_survives_a_restart_test_clean_spares_dev_and_other_secrets_are_ref
     # nothing but Dashtam's tables; with somebody else's table in it, it stays unmarked.
     sql(test_creds, f'COMMENT ON DATABASE "{test_creds.db_name}" IS NULL')
     sql(test_creds, "CREATE TABLE users (id int)")
-    runtime.bootstrap(dev, test_creds)
+    runtime.postgres.bootstrap(dev, test_creds)
     assert comment_on_test_database(runtime, test_creds) == template_marker(test_creds.project_id)
     sql(test_creds, f'COMMENT ON DATABASE "{test_creds.db_name}" IS NULL')
     sql(test_creds, "CREATE TABLE ledger (id int)")
-    runtime.bootstrap(dev, test_creds)
+    runtime.postgres.bootstrap(dev, test_creds)
     assert comment_on_test_database(runtime, test_creds) is None
 
     # A cluster made with other secrets than the checkout's: one clear error at once (not the
@@ -185,7 +186,7 @@ def test_data_survives_a_restart_test_clean_spares_dev_and_other_secrets_are_ref
     )
     try:
         with pytest.raises(InfraError, match="refuses this checkout's superuser password"):
-            runtime.start_postgres(dev.db_port)
+            runtime.postgres.start(dev.db_port)
         assert process.running(layout.pid_file("postgres")) is None
         assert not process.port_in_use(dev.db_port)
     finally:
@@ -193,12 +194,15 @@ def test_data_survives_a_restart_test_clean_spares_dev_and_other_secrets_are_ref
 
 
 def comment_on_test_database(runtime: LocalRuntime, creds) -> str | None:
-    return superuser_sql(
-        runtime,
-        creds.db_port,
-        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
-        creds.db_name,
-    )
+    async def run():
+        conn = await runtime.superuser_connect(creds.db_port)
+        try:
+            found = await read_markers(conn, names=[creds.db_name])
+        finally:
+            await conn.close()
+        return found[creds.db_name].marker if creds.db_name in found else None
+
+    return asyncio.run(run())
 
 
 def test_a_taken_port_is_one_clear_error(private_runtime):
@@ -211,7 +215,35 @@ def test_a_taken_port_is_one_clear_error(private_runtime):
         with pytest.raises(
             InfraError, match=f"port {dev.db_port} for PostgreSQL is already in use"
         ):
-            private_runtime.start_postgres(dev.db_port)
+            private_runtime.postgres.start(dev.db_port)
+
+
+def test_a_private_project_moves_a_server_whose_port_was_taken(stopped_runtime):
+    """A private project's ports are its own pick, free only when picked: something may take
+    one before its server starts (a program listening on it, or a client's connection holding
+    it as its own end, which no connect finds). The server starts on a new port, written into
+    the project's env files, instead of the project failing to come up."""
+    runtime, layout = stopped_runtime, stopped_runtime.layout
+    # Ports just picked (the shared project's own have served earlier tests: their closed
+    # connections' TIME_WAIT would keep a plain bind here off them), taken at once.
+    dev, _ = read_both(layout)
+    assert ports.repick(layout, [dev.db_port, dev.redis_port])
+    before, _ = read_both(layout)
+    with socket.socket() as listener, socket.socket() as client_end:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", before.db_port))
+        listener.listen()
+        client_end.bind(("127.0.0.1", before.redis_port))
+        assert runtime.start_servers() == ["postgres", "valkey", "mail"]
+    dev, test_creds = read_both(layout)
+    assert dev.db_port != before.db_port
+    assert dev.redis_port != before.redis_port
+    assert (test_creds.db_port, test_creds.redis_port) == (dev.db_port, dev.redis_port)
+    assert dev.mail_http_port == before.mail_http_port  # only what was taken moved
+    assert runtime.postgres.ready(dev.db_port)
+    assert sql(dev, "SELECT 1", fetch=True)[0][0] == 1  # the roles' URLs moved with it
+    with valkey(dev) as cache:
+        assert cache.ping()
 
 
 def test_servers_restarted_outside_the_runtime_are_still_its_own(stopped_runtime, capsys):
@@ -224,13 +256,13 @@ def test_servers_restarted_outside_the_runtime_are_still_its_own(stopped_runtime
     ours = {s: process.running(layout.pid_file(s)).pid for s in ("postgres", "valkey")}
 
     # PostgreSQL: restarted by pg_ctl, with the options the postmaster recorded.
-    pg_ctl = runtime._pg_bin() / "pg_ctl"
-    restart_log = runtime.postgres_data.parent / "pg_ctl.log"
+    pg_ctl = runtime.postgres.bin_dir() / "pg_ctl"
+    restart_log = runtime.postgres.data_dir.parent / "pg_ctl.log"
     subprocess.run(
         [
             str(pg_ctl),
             "-D",
-            str(runtime.postgres_data),
+            str(runtime.postgres.data_dir),
             "-m",
             "fast",
             "-w",
@@ -238,24 +270,26 @@ def test_servers_restarted_outside_the_runtime_are_still_its_own(stopped_runtime
             str(restart_log),
             "restart",
         ],
-        user=runtime.user,
-        cwd=runtime.postgres_data.parent,
+        user=runtime.data.user,
+        cwd=runtime.postgres.data_dir.parent,
         check=True,
         capture_output=True,
     )
     # Valkey: killed (a crash), then started by hand with the runtime's own config.
     os.kill(ours["valkey"], signal.SIGKILL)
     process.wait_gone(ours["valkey"], 10)
-    config = runtime.valkey_dir / "valkey.conf"
+    config = runtime.valkey.dir / "valkey.conf"
     by_hand = subprocess.Popen(
         [process.recorded_argv(layout.pid_file("valkey"))[0], str(config)],
-        user=runtime.user,
-        cwd=runtime.valkey_dir,
+        user=runtime.data.user,
+        cwd=runtime.valkey.dir,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    assert wait_until_true(lambda: valkey_ping(dev.redis_port, runtime.secrets().valkey_password))
+    assert wait_until_true(
+        lambda: valkey_ping(dev.redis_port, runtime.data.secrets().valkey_password)
+    )
 
     assert workflows.status(layout) == 0
     rows = {r.split()[0]: r.split() for r in capsys.readouterr().out.splitlines()[2:]}
@@ -284,9 +318,9 @@ def test_as_root_the_data_belongs_to_one_checkout(private_runtime):
     runtime, layout = private_runtime, private_runtime.layout
     dev, _ = read_both(layout)
     # PostgreSQL alone is enough here (no Valkey, no bootstrap): a table in its own database.
-    runtime.start_postgres(dev.db_port)
+    runtime.postgres.start(dev.db_port)
     superuser_sql(runtime, dev.db_port, "CREATE TABLE notes (body text)")
-    runtime.stop_postgres()
+    runtime.postgres.stop()
     first = layout.data_dir
     assert (first / "checkout").read_text() == f"{layout.root}\n{layout.project_id()}\n"
 
@@ -296,9 +330,9 @@ def test_as_root_the_data_belongs_to_one_checkout(private_runtime):
         env_file.unlink()
     ensure_env_files(layout, pg_port=dev.db_port, redis_port=dev.redis_port)
     assert layout.data_dir != first
-    runtime.remove_orphaned_data()
+    runtime.data.remove_orphaned()
     assert not first.exists()
-    runtime.start_postgres(dev.db_port)
+    runtime.postgres.start(dev.db_port)
     assert not superuser_sql(runtime, dev.db_port, "SELECT to_regclass('notes')")
     superuser_sql(runtime, dev.db_port, "CREATE TABLE notes (body text)")
 
@@ -309,11 +343,11 @@ def test_as_root_the_data_belongs_to_one_checkout(private_runtime):
             (directory / "postgres").mkdir(parents=True)
         (strangers[1] / "checkout").write_text(f"{layout.root}-gone\nabc\n")
         (strangers[1] / "postgres" / "postmaster.pid").write_text(f"{os.getpid()}\n")
-        runtime.remove_orphaned_data()
+        runtime.data.remove_orphaned()
         assert layout.data_dir.exists()
         assert all(d.exists() for d in strangers)
         (strangers[1] / "postgres" / "postmaster.pid").unlink()
-        runtime.remove_orphaned_data()
+        runtime.data.remove_orphaned()
         assert not strangers[1].exists()
     finally:
         for directory in strangers:
@@ -321,15 +355,15 @@ def test_as_root_the_data_belongs_to_one_checkout(private_runtime):
 
     # Data made before the key (under a hash of the path alone) is this checkout's when its
     # secrets are older than the cluster: moved to the key, rows kept.
-    runtime.stop_postgres()
+    runtime.postgres.stop()
     legacy = ROOT_DATA_BASE / hashlib.sha256(str(layout.root).encode()).hexdigest()[:12]
     layout.data_dir.rename(legacy)
     (legacy / "checkout").unlink()
     past = (legacy / "postgres" / "PG_VERSION").stat().st_mtime - 60
     os.utime(layout.secrets_file, (past, past))
-    runtime._adopt_unstamped_data()
+    runtime.data.adopt_unstamped()
     assert not legacy.exists()
-    runtime.start_postgres(dev.db_port)
+    runtime.postgres.start(dev.db_port)
     assert superuser_sql(runtime, dev.db_port, "SELECT to_regclass('notes')") == "notes"
 
 
@@ -370,11 +404,21 @@ def test_every_dev_task_on_a_private_project(private_runtime, capfd, monkeypatch
         workflows.migrate(layout, "downgrade", "base")
     assert "belongs to dashtam_audit_owner" in capfd.readouterr().err
 
-    workflows.up(layout, reload=False, timeout=60)
+    # The callback server's port taken meanwhile: the project moves it (and the API, started
+    # with the old callback URL, starts again with the new one).
+    callback_port = apps.app_port(apps.APPS[1], layout.dev_env_file)
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", callback_port))
+        squatter.listen()
+        workflows.up(layout, reload=False, timeout=60)
     started = capfd.readouterr().out
     assert "init-db: database dashtam: at head" in started
     assert "Dashtam is up" in started
     assert (layout.certs_dir / "ca.pem").exists()
+    moved = apps.app_port(apps.APPS[1], layout.dev_env_file)
+    assert moved != callback_port
+    assert f"CALLBACK_BASE_URL=https://localhost:{moved}\n" in layout.dev_env_file.read_text()
 
     # The development role may read and append the audit log, nothing more; not even DROP it.
     sql(dev, "INSERT INTO provider_audit_logs (action) VALUES ('probe')")
@@ -405,9 +449,9 @@ def test_every_dev_task_on_a_private_project(private_runtime, capfd, monkeypatch
     assert code == 200
     assert body["environment"] == "development"
 
-    assert infra_main.main(["logs", "api", "-n", "50"]) == 0
+    assert infra_main.main(["logs", "--service", "api", "--lines", "50"]) == 0
     assert "Application startup complete" in capfd.readouterr().out
-    assert infra_main.main(["logs", "nope"]) == 1
+    assert infra_main.main(["logs", "--service", "nope"]) == 1
     assert "unknown service 'nope'" in capfd.readouterr().err
 
     # `inv demo`: the whole connect flow through this project's own servers.

@@ -2,10 +2,14 @@
 
 import json
 import os
+import signal
+import socket
 import sys
 
 import psutil
+import pytest
 
+from infra.errors import InfraError
 from infra.runtime import process
 
 
@@ -57,3 +61,42 @@ def test_garbage_pid_file_is_ignored(tmp_path):
     pid_file = tmp_path / "x.pid"
     pid_file.write_text("not json")
     assert process.running(pid_file) is None
+
+
+def test_a_port_taken_after_the_check_is_told_apart_from_a_failed_start(tmp_path):
+    """A client's connection holds a port as its own end without listening on it: no connect
+    finds it, and the server's bind fails. start_server says so (PortTaken, which a private
+    project answers with a new port), not "did not start"; a server failing for its own reasons
+    is the end of its log."""
+    pid_file, log = tmp_path / "server.pid", tmp_path / "server.log"
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        assert not process.port_in_use(port)
+        assert not process.port_bindable(port)
+        with pytest.raises(process.PortTaken, match=f"port {port} was taken") as taken:
+            process.start_server(
+                [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                what="a web server",
+                ports=(port,),
+                ready=lambda: process.port_in_use(port),
+                pid_file=pid_file,
+                log_file=log,
+                stop_signal=signal.SIGKILL,
+                timeout=30,
+            )
+        assert taken.value.ports == (port,)
+    assert process.port_bindable(port)
+    with pytest.raises(InfraError, match="did not start") as failed:
+        process.start_server(
+            [sys.executable, "-c", "raise SystemExit('no config')"],
+            what="a web server",
+            ports=(port,),
+            ready=lambda: process.port_in_use(port),
+            pid_file=pid_file,
+            log_file=log,
+            stop_signal=signal.SIGKILL,
+            timeout=30,
+        )
+    assert not isinstance(failed.value, process.PortTaken)
+    assert "no config" in str(failed.value)

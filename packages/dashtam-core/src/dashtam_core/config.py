@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
-from dashtam_core.safety import check_test_database_config
+from dashtam_core.test_database_guard import check_test_database_config
 from dashtam_core.vault import parse_keys
 
 Environment = Literal["development", "testing", "staging", "production"]
@@ -238,7 +238,7 @@ class Settings(BaseSettings):
     # when it starts the servers: uvicorn's --timeout-graceful-shutdown).
     SHUTDOWN_GRACE_SECONDS: int = Field(default=10, ge=0, le=300)
     # Identifies this checkout's test databases: the marker init-test-db looks for before it
-    # rebuilds anything (safety.py). `inv setup` writes it into env/.env.test.
+    # rebuilds anything (test_database_guard.py). `inv setup` writes it into env/.env.test.
     PROJECT_ID: str = ""
 
     @field_validator("DATABASE_URL")

@@ -4,7 +4,7 @@ Before touching anything it refuses (exit 2, a line starting ``SAFETY:``, nothin
 ALL hold: ENVIRONMENT is ``testing``; the env file gives a PROJECT_ID; the database is the test
 database the env file names or one of its ``<name>_<worker>`` clones, and its name passes the
 test-name rule and is not the development database; the connected ``current_database()`` is that
-database; it carries the marker this project wrote when it created it (safety.py); and it holds
+database; it carries the marker this project wrote when it created it (test_database_guard.py); and it holds
 no table that is not Dashtam's or Alembic's. The leftover sweep drops only clones marked as
 clones of this template by this project.
 """
@@ -21,15 +21,16 @@ from dashtam_core import migrate
 from dashtam_core.cli import CommandError, run
 from dashtam_core.config import ConfigError, Settings, load_settings, peek_env_file
 from dashtam_core.database import create_engine
-from dashtam_core.safety import (
+from dashtam_core.test_database_guard import (
     FIX,
     RELATIONS_QUERY,
     check_connected_database,
     check_marker,
     check_target,
-    clone_marker,
     expected_marker,
     foreign_tables,
+    marked_test_databases,
+    read_markers,
 )
 from dashtam_core.test_databases import TEST_DATABASE_OPTIONS, force_drop
 
@@ -57,14 +58,10 @@ async def check_database(
 ) -> None:
     """Refuse unless the connected database is ``target``, carries ``expected`` and holds only
     Dashtam's tables."""
-    connected, comment = (
-        await conn.execute(
-            text(
-                "SELECT current_database(), shobj_description(oid, 'pg_database') "
-                "FROM pg_database WHERE datname = current_database()"
-            )
-        )
-    ).one()
+    driver = (await conn.get_raw_connection()).driver_connection
+    connected = await driver.fetchval("SELECT current_database()")
+    database = (await read_markers(driver, names=[connected])).get(connected)
+    comment = database.marker if database else None
     problem = check_connected_database(
         configured=target, connected=connected, dev_database_name=dev_database_name
     ) or check_marker(name=connected, comment=comment, expected=expected, project_id=project_id)
@@ -138,23 +135,16 @@ async def init_test_db(settings: Settings, *, template: str) -> dict:
 
 async def drop_leftover_clones(conn: AsyncConnection, template: str, project_id: str) -> list[str]:
     """Drop this role's databases marked as this project's clones of ``template``, only those."""
-    rows = await conn.execute(
-        text(
-            "SELECT datname FROM pg_database WHERE datdba = "
-            "(SELECT oid FROM pg_roles WHERE rolname = current_user) "
-            "AND shobj_description(oid, 'pg_database') = :marker"
-        ),
-        {"marker": clone_marker(project_id, template)},
-    )
+    driver = (await conn.get_raw_connection()).driver_connection
+    role = await driver.fetchval("SELECT current_user")
+    owned = await read_markers(driver, owner=role)
     names = [
         name
-        for (name,) in rows
+        for name in marked_test_databases(owned.values(), template=template, project_id=project_id)
         if name != template
-        and expected_marker(target=name, template=template, project_id=project_id)
     ]
     # force_drop waits out an autovacuum worker visiting a clone, which FORCE may not end for
     # the test role (seen: "permission denied to terminate process" on a fresh clone's sweep).
-    driver = (await conn.get_raw_connection()).driver_connection
     for name in names:
         await force_drop(driver, name)
     return names

@@ -13,12 +13,13 @@ import asyncio
 import asyncpg
 from sqlalchemy.engine import URL
 
-from dashtam_core.safety import (
+from dashtam_core.test_database_guard import (
     check_connected_database,
     check_marker,
     check_target,
     clone_marker,
     comment_on_database,
+    read_markers,
     template_marker,
 )
 
@@ -55,16 +56,6 @@ async def maintenance_connection(url: URL) -> asyncpg.Connection:
     return await asyncpg.connect(**_connect_params(url, MAINTENANCE_DATABASE))
 
 
-async def database_comment(conn: asyncpg.Connection, name: str) -> tuple[bool, str | None]:
-    """(exists, COMMENT ON DATABASE) of ``name``, read from the shared catalog."""
-    row = await conn.fetchrow(
-        "SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database "
-        "WHERE datname = $1",
-        name,
-    )
-    return row is not None, row["comment"] if row else None
-
-
 async def clone_database(
     *, template_url: URL, name: str, environment: str, dev_database_name: str, project_id: str
 ) -> URL:
@@ -83,19 +74,18 @@ async def clone_database(
     marker = clone_marker(project_id, template)
     conn = await maintenance_connection(template_url)
     try:
-        _, comment = await database_comment(conn, template)
+        found = await read_markers(conn, names=[template, name])
         problem = check_marker(
             name=template,
-            comment=comment,
+            comment=found[template].marker if template in found else None,
             expected=template_marker(project_id),
             project_id=project_id,
         )
         if problem:
             raise CloneError(f"SAFETY: refusing to clone {template!r}: {problem}")
-        exists, comment = await database_comment(conn, name)
-        if exists:
+        if name in found:
             problem = check_marker(
-                name=name, comment=comment, expected=marker, project_id=project_id
+                name=name, comment=found[name].marker, expected=marker, project_id=project_id
             )
             if problem:
                 raise CloneError(f"SAFETY: refusing to replace {name!r}: {problem}")

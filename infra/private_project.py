@@ -2,26 +2,20 @@
 PostgreSQL, Valkey, the mail catcher, the API and the callback server; its servers and their data go with it.
 
 For what must never touch the shared servers: the runtime's own tests, and the fault drill,
-which restarts PostgreSQL and Valkey under load (infra/faults.py).
+which restarts PostgreSQL and Valkey under load (infra/faults.py). Its ports are its own pick
+(infra/ports.py): a server that finds its port taken when it starts moves to another.
 """
 
 import shutil
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from infra import workflows
+from infra import ports, workflows
 from infra.certs import ensure_certs
 from infra.envfiles import ensure_env_files
 from infra.layout import ROOT, Layout
 from infra.runtime.local import LocalRuntime
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make(root: Path) -> LocalRuntime:
@@ -32,17 +26,16 @@ def make(root: Path) -> LocalRuntime:
     shutil.copytree(ROOT / "infra" / "postgres", root / "infra" / "postgres")
     layout = Layout(root=root)
     ensure_certs(layout.certs_dir)  # the mail catcher and the apps serve HTTPS under its own CA
+    picked = ports.free_ports(6)
+    pg_port, redis_port, smtp_port, mail_http_port, api_port, callback_port = picked
     ensure_env_files(
-        layout,
-        pg_port=free_port(),
-        redis_port=free_port(),
-        mail_ports=(free_port(), free_port()),
+        layout, pg_port=pg_port, redis_port=redis_port, mail_ports=(smtp_port, mail_http_port)
     )
-    api_port, callback_port = free_port(), free_port()
     text = layout.dev_env_file.read_text()
     for old, new in (("8000", str(api_port)), ("8182", str(callback_port))):
         text = text.replace(f"_PORT={old}", f"_PORT={new}").replace(f":{old}\n", f":{new}\n")
     layout.dev_env_file.write_text(text)
+    ports.record(layout, picked)
     return LocalRuntime(layout)
 
 

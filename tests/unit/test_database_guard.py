@@ -2,7 +2,7 @@
 
 import pytest
 
-from dashtam_core.safety import (
+from dashtam_core.test_database_guard import (
     MARKER_TAG,
     check_connected_database,
     check_marker,

@@ -1,12 +1,23 @@
-"""The rule that keeps the test initializer away from every database that is not a test one.
+"""The guard that keeps the test initializer (and every step that drops or rebuilds a test
+database: the clone step, the leftover sweep, `inv test-clean`) away from every database that is
+not this project's test database.
 
 "The name contains 'test'" is too weak (``latest_prod`` and ``contest`` contain it), so a test
-database name must *end* in ``_test`` or ``_test_<suffix>`` (e.g. ``dashtam_test_gw0``).
+database name must *end* in ``_test`` or ``_test_<suffix>`` (e.g. ``dashtam_test_gw0``); and a
+name is only a convention, so the database must also carry the marker this project wrote when it
+made it (``read_markers`` is the one place that reads markers, ``marked_test_databases`` the one
+place that decides which databases carry theirs).
 """
 
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    import asyncpg
 
 TEST_DATABASE_NAME = re.compile(r"^[A-Za-z0-9_]*[A-Za-z0-9]_test(_[A-Za-z0-9]+)?$")
 
@@ -124,6 +135,49 @@ def check_marker(*, name: str, comment: str | None, expected: str, project_id: s
     if f"project={project_id} " not in f"{comment} ":
         return f"database {name!r} is marked for another Dashtam checkout (different PROJECT_ID)"
     return f"database {name!r} is marked {comment.removeprefix(MARKER_TAG).strip()!r}, not {expected.removeprefix(MARKER_TAG).strip()!r}"
+
+
+@dataclass(frozen=True)
+class DatabaseMarker:
+    """A database as the shared catalog describes it: its owner and its marker (the COMMENT ON
+    DATABASE, None when it has none)."""
+
+    name: str
+    owner: str
+    marker: str | None
+
+
+# The one statement that reads the markers, for every caller (the clone step, init-test-db, the
+# leftover sweep, `inv test-clean`, the bootstrap that marks an older test database).
+MARKERS_QUERY = """
+    SELECT d.datname, r.rolname, shobj_description(d.oid, 'pg_database')
+      FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba
+     WHERE ($1::text[] IS NULL OR d.datname = ANY($1::text[]))
+       AND ($2::text IS NULL OR r.rolname = $2)
+"""
+
+
+async def read_markers(
+    conn: "asyncpg.Connection", *, names: Iterable[str] | None = None, owner: str | None = None
+) -> dict[str, DatabaseMarker]:
+    """The databases named in ``names`` (all when None) that ``owner`` owns (anyone's when
+    None), by name; a name that is not there is not in the answer."""
+    rows = await conn.fetch(MARKERS_QUERY, None if names is None else list(names), owner)
+    return {name: DatabaseMarker(name, owner_, marker) for name, owner_, marker in rows}
+
+
+def marked_test_databases(
+    databases: Iterable[DatabaseMarker], *, template: str, project_id: str
+) -> list[str]:
+    """Those of ``databases`` marked as this project's test databases: the template carrying
+    the template's marker, a ``<template>_<suffix>`` clone carrying a clone's of it."""
+    return [
+        database.name
+        for database in databases
+        if database.marker is not None
+        and database.marker
+        == expected_marker(target=database.name, template=template, project_id=project_id)
+    ]
 
 
 def comment_on_database(name: str, comment: str) -> str:
