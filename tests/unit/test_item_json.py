@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 
 from dashtam_api.transactions import schemas
-from dashtam_api.transactions.service import item_fields
+from dashtam_api.transactions.queries import item_fields
 from dashtam_core import migrate
 
 VERSIONS = Path(migrate.__file__).parent / "migrations" / "versions"
