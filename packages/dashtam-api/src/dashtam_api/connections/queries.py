@@ -17,7 +17,7 @@ async def connection_by_id(
     return await session.get(ProviderConnection, connection_id)
 
 
-async def lock_connection(session: AsyncSession, connection: ProviderConnection) -> None:
+async def lock_connection(session: AsyncSession, *, connection: ProviderConnection) -> None:
     """The connection's row locked and read again, as every writer of its tokens does."""
     await session.refresh(connection, with_for_update=True)
 

@@ -139,7 +139,7 @@ async def complete(
             f"{spec.name} returned no access token.", institution_error="no_access_token"
         )
     # Lock the row as every writer of a connection's tokens does (a refresh may be running).
-    await queries.lock_connection(session, connection)
+    await queries.lock_connection(session, connection=connection)
     await store_tokens(session=session, vault=vault, spec=spec, connection=connection, token=token)
     await audit.record(
         session=session,

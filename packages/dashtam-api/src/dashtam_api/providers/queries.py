@@ -37,7 +37,7 @@ async def provider_with_connection(
     return None if row is None else (row[0], row[1])
 
 
-async def reloaded(session: AsyncSession, *rows) -> None:
+async def reloaded(session: AsyncSession, *, rows: tuple) -> None:
     """Read ``rows`` again after a flush (the defaults and stamps the database gave them)."""
     for row in rows:
         await session.refresh(row)

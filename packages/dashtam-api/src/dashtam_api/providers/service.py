@@ -45,7 +45,7 @@ async def create(
     connection = ProviderConnection(provider_id=provider.id)
     session.add(connection)
     await session.flush()
-    await queries.reloaded(session, provider, connection)
+    await queries.reloaded(session, rows=(provider, connection))
     return _out(provider, connection)
 
 
@@ -99,7 +99,7 @@ async def rename(*, session: AsyncSession, user: User, provider_id: uuid.UUID, a
             await session.flush()
     except IntegrityError:
         raise Conflict(f"You already have a provider called {alias!r}.") from None
-    await queries.reloaded(session, provider)
+    await queries.reloaded(session, rows=(provider,))
     return _out(provider, connection)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.ownership_queries import ACTIVE_PERSON, PERSON, rows_of_active_person
+from dashtam_api.sync.institutions import AccountData
 from dashtam_api.transactions.queries import item_lateral
 from dashtam_core.database import Reader
 from dashtam_models import (
@@ -144,11 +145,10 @@ async def upsert_account(
     *,
     user_id: uuid.UUID,
     connection_id: uuid.UUID,
-    data,
+    data: AccountData,
     as_of: datetime,
 ) -> uuid.UUID:
-    """The institution's account (``data``: sync.institutions.AccountData) written by its
-    external id, open again; its id."""
+    """The institution's account written by its external id, open again; its id."""
     return await session.scalar(
         insert(Account)
         .values(
