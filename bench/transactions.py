@@ -26,10 +26,12 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from bench import api as api_bench
 from bench.scratch import scratch_database, serve_api
 from dashtam_api.accounts import history
+from dashtam_api.accounts import queries as account_queries
+from dashtam_api.cursors import encode_cursor
 from dashtam_api.sync.institutions import TransactionData
 from dashtam_api.sync.transactions import reconcile
+from dashtam_api.transactions.queries import item_lateral, page_query
 from dashtam_api.transactions.schemas import TransactionQuery
-from dashtam_api.transactions.service import encode_cursor, item_lateral, page_query
 from dashtam_core.database import create_engine
 from infra.errors import InfraError
 from infra.layout import Layout
@@ -289,10 +291,13 @@ async def _plans(conn, person_id, account_id, deep) -> dict[str, str]:
         "first page": page_query(person_id, TransactionQuery()),
         "1,000th page": page_query(person_id, TransactionQuery(cursor=deep_cursor)),
         "net worth, a year by day": (
-            history.NET_WORTH,
-            [person_id, "day", history.STEP["day"], start, stop],
+            account_queries.NET_WORTH,
+            [person_id, "day", account_queries.STEP["day"], start, stop],
         ),
-        "balances, a year by day": (history.BALANCES, [person_id, account_id, "day", start, stop]),
+        "balances, a year by day": (
+            account_queries.BALANCES,
+            [person_id, account_id, "day", start, stop],
+        ),
     }
     driver = (await conn.get_raw_connection()).driver_connection
     plans = {}

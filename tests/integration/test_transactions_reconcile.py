@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 
 from dashtam_api.sync.institutions import DataAPIError, TransactionData, timestamp
 from dashtam_api.sync.transactions import Counts, fingerprint, reconcile, similar
-from dashtam_api.transactions.service import item_lateral
+from dashtam_api.transactions.queries import item_lateral
 from dashtam_models import Account, Transaction
 from tests.fixtures.factories import create_connection
 

@@ -3,27 +3,17 @@
 import uuid
 
 from pydantic_core import to_json
-from sqlalchemy import func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
+from dashtam_api.accounts import queries
 from dashtam_api.connections import refresh
 from dashtam_api.connections.service import institution_name, raise_for
 from dashtam_api.context import AppContext
-from dashtam_api.errors import ACCOUNT_GONE, Conflict, NotFound, Unauthorized, UpstreamError
+from dashtam_api.errors import Conflict, NotFound, UpstreamError
 from dashtam_api.providers import service as providers
 from dashtam_api.sync import service as sync
 from dashtam_core.database import Reader
-from dashtam_models import Account, BalanceSnapshot, Position, ProviderConnection, User
-
-_latest = (
-    select(BalanceSnapshot)
-    .where(BalanceSnapshot.account_id == Account.id)
-    .order_by(BalanceSnapshot.as_of.desc())
-    .limit(1)
-    .lateral("latest_balance")
-)
-LatestBalance = aliased(BalanceSnapshot, _latest)
+from dashtam_models import Account, BalanceSnapshot, User
 
 
 def _out(account: Account, provider_id: uuid.UUID, balance: BalanceSnapshot | None) -> dict:
@@ -49,15 +39,6 @@ def _out(account: Account, provider_id: uuid.UUID, balance: BalanceSnapshot | No
     }
 
 
-def _accounts_query(user: User):
-    return (
-        select(Account, ProviderConnection.provider_id, LatestBalance)
-        .join(ProviderConnection, ProviderConnection.id == Account.connection_id)
-        .outerjoin(LatestBalance, true())
-        .where(Account.user_id == user.id)
-    )
-
-
 async def page(
     *,
     session: AsyncSession,
@@ -68,21 +49,13 @@ async def page(
 ) -> dict:
     """The person's accounts (of one connection, or all), each with its newest balance, and
     their total in the same statement (a window count; a page past the end counts apart)."""
-    where = [Account.user_id == user.id]
-    if connection_id is not None:
-        where.append(Account.connection_id == connection_id)
-    query = _accounts_query(user).add_columns(func.count().over().label("total"))
-    if connection_id is not None:
-        query = query.where(Account.connection_id == connection_id)
-    rows = (
-        await session.execute(
-            query.order_by(Account.created_at, Account.id).limit(limit).offset(offset)
-        )
-    ).all()
+    rows = await queries.accounts_page(
+        session, user_id=user.id, limit=limit, offset=offset, connection_id=connection_id
+    )
     if rows:
         total = rows[0].total
     elif offset:
-        total = await session.scalar(select(func.count()).select_from(Account).where(*where))
+        total = await queries.accounts_count(session, user_id=user.id, connection_id=connection_id)
     else:
         total = 0
     return {
@@ -103,34 +76,15 @@ async def provider_accounts(
 
 
 async def _owned_account(session: AsyncSession, user: User, account_id: uuid.UUID):
-    row = (await session.execute(_accounts_query(user).where(Account.id == account_id))).first()
+    row = await queries.account_for_owner(session, user_id=user.id, account_id=account_id)
     if row is None:
         raise NotFound("No such account.")
     return row
 
 
-# One account of the person with its newest balance, and the person's right to sign in (no
-# row: they have none), in one statement on the reader (docs/performance.md: the hot path).
-_ONE = """
-SELECT a.id, c.provider_id, a.name, a.account_type, a.number_last4, a.currency, a.synced_at,
-       a.closed_at, b.as_of, b.currency AS balance_currency, b.current, b.available, b.cash,
-       b.buying_power
-  FROM users u
-  LEFT JOIN accounts a ON a.id = $2 AND a.user_id = u.id
-  LEFT JOIN provider_connections c ON c.id = a.connection_id
-  LEFT JOIN LATERAL (
-        SELECT as_of, currency, current, available, cash, buying_power FROM balance_snapshots
-         WHERE account_id = a.id ORDER BY as_of DESC LIMIT 1) b ON true
- WHERE u.id = $1 AND u.is_active
-"""
-
-
 async def get(*, reader: Reader, user_id: uuid.UUID, account_id: uuid.UUID) -> bytes:
     """The account as the JSON of schemas.AccountOut."""
-    rows = await reader.fetch(_ONE, user_id, account_id)
-    if not rows:
-        raise Unauthorized(ACCOUNT_GONE)
-    row = rows[0]
+    row = await queries.account_row(reader, user_id=user_id, account_id=account_id)
     if row["id"] is None:
         raise NotFound("No such account.")
     balance = None
@@ -161,13 +115,7 @@ async def get(*, reader: Reader, user_id: uuid.UUID, account_id: uuid.UUID) -> b
 
 async def positions(*, session: AsyncSession, user: User, account_id: uuid.UUID) -> dict:
     account, _, _ = await _owned_account(session, user, account_id)
-    held = (
-        await session.scalars(
-            select(Position)
-            .where(Position.account_id == account.id)
-            .order_by(Position.market_value.desc(), Position.symbol)
-        )
-    ).all()
+    held = await queries.positions_of(session, account_id=account.id)
     return {
         "account_id": account.id,
         "as_of": held[0].as_of if held else None,

@@ -30,12 +30,12 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from authlib.integrations.base_client.errors import OAuthError
 from redis.exceptions import RedisError
-from sqlalchemy import func, or_, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api import metrics, upstream
 from dashtam_api.audit import service as audit
+from dashtam_api.connections import queries
 from dashtam_api.context import AppContext
 from dashtam_core.vault import VaultError, token_context
 from dashtam_models import ConnectionStatus, Provider, ProviderConnection, ProviderToken
@@ -142,33 +142,14 @@ async def _read(
     one from before the refresh that held the lock, and a rotated-out refresh token would be
     presented again. A new statement takes a new snapshot, which sees that refresh's commit.
     """
-    row = (
-        await session.execute(
-            select(ProviderConnection, Provider, ProviderToken)
-            .join(Provider, Provider.id == ProviderConnection.provider_id)
-            .outerjoin(ProviderToken, ProviderToken.connection_id == ProviderConnection.id)
-            .where(ProviderConnection.id == connection_id)
-            .execution_options(populate_existing=True)
-        )
-    ).first()
-    return None if row is None else (row[0], row[1], row[2])
+    return await queries.connection_provider_token(session, connection_id=connection_id)
 
 
 async def _lock(
     ctx: AppContext, session: AsyncSession, connection_id: uuid.UUID
 ) -> tuple[ProviderConnection, Provider, ProviderToken | None] | None:
-    await session.execute(
-        text(
-            "SELECT set_config('lock_timeout', :wait, true), "
-            "set_config('idle_in_transaction_session_timeout', :hold, true)"
-        ),
-        _timeouts(ctx.settings),
-    )
-    locked = await session.scalar(
-        select(ProviderConnection.id)
-        .where(ProviderConnection.id == connection_id)
-        .with_for_update()
-    )
+    await queries.set_lock_timeouts(session, **_timeouts(ctx.settings))
+    locked = await queries.lock_connection_row(session, connection_id=connection_id)
     return None if locked is None else await _read(session, connection_id)
 
 
@@ -183,40 +164,15 @@ async def refresh_next_due(
     started is excluded on the locked row itself, which the lock re-checks at its newest
     version; the token is then read anew (``_read``) and everything decided again.
     """
-    claimed = (
-        await session.execute(
-            select(
-                ProviderConnection.id,
-                func.set_config(
-                    "idle_in_transaction_session_timeout", _timeouts(ctx.settings)["hold"], True
-                ),
-            )
-            .join(ProviderToken, ProviderToken.connection_id == ProviderConnection.id)
-            .where(
-                ProviderConnection.status == ConnectionStatus.ACTIVE.value,
-                ProviderToken.refresh_token_encrypted.is_not(None),
-                ProviderToken.expires_at <= due_before,
-                or_(
-                    ProviderToken.refresh_expires_at.is_(None),
-                    ProviderToken.refresh_expires_at > func.now(),
-                ),
-                or_(
-                    ProviderConnection.refresh_not_before.is_(None),
-                    ProviderConnection.refresh_not_before <= func.now(),
-                ),
-                or_(
-                    ProviderConnection.last_refreshed_at.is_(None),
-                    ProviderConnection.last_refreshed_at < round_started,
-                ),
-            )
-            .order_by(ProviderToken.expires_at)
-            .limit(1)
-            .with_for_update(of=ProviderConnection, skip_locked=True)
-        )
-    ).first()
+    claimed = await queries.claim_due_for_refresh(
+        session,
+        due_before=due_before,
+        round_started=round_started,
+        hold=_timeouts(ctx.settings)["hold"],
+    )
     if claimed is None:
         return None
-    locked = await _read(session, claimed[0])
+    locked = await _read(session, claimed)
     if locked is None:
         return _counted(Trigger.BACKGROUND, Outcome(Kind.INACTIVE, status="unknown"))
     outcome = await _refresh_locked(

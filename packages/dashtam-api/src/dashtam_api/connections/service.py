@@ -6,27 +6,20 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from authlib.integrations.base_client.errors import OAuthError
 from redis.asyncio import Redis
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api import upstream
 from dashtam_api.audit import service as audit
-from dashtam_api.connections import oauth, refresh
+from dashtam_api.connections import oauth, queries, refresh
 from dashtam_api.context import AppContext
 from dashtam_api.errors import BadRequest, Conflict, UpstreamError
+from dashtam_api.providers import queries as provider_queries
 from dashtam_api.providers import service as providers
 from dashtam_api.providers.registry import ProviderSpec, redirect_uri
 from dashtam_core.config import Settings
 from dashtam_core.database import Database
 from dashtam_core.vault import Vault, VaultError, token_context
-from dashtam_models import (
-    ConnectionStatus,
-    Provider,
-    ProviderConnection,
-    ProviderToken,
-    SyncRun,
-    User,
-)
+from dashtam_models import ConnectionStatus, Provider, ProviderConnection, ProviderToken, User
 
 
 def _spec(registry: dict[str, ProviderSpec], provider: Provider) -> ProviderSpec:
@@ -89,16 +82,9 @@ async def complete(
     pending = await oauth.take_state(redis, state)
     if pending is None:
         raise BadRequest("Unknown, expired or already used state: start the connection again.")
-    row = (
-        await session.execute(
-            select(Provider, ProviderConnection)
-            .join(ProviderConnection, ProviderConnection.provider_id == Provider.id)
-            .where(
-                Provider.id == uuid.UUID(pending.provider_id),
-                Provider.user_id == uuid.UUID(pending.user_id),
-            )
-        )
-    ).first()
+    row = await provider_queries.provider_with_connection(
+        session, user_id=uuid.UUID(pending.user_id), provider_id=uuid.UUID(pending.provider_id)
+    )
     if row is None:
         raise BadRequest("The provider of this authorization no longer exists.")
     provider, connection = row
@@ -153,7 +139,7 @@ async def complete(
             f"{spec.name} returned no access token.", institution_error="no_access_token"
         )
     # Lock the row as every writer of a connection's tokens does (a refresh may be running).
-    await session.refresh(connection, with_for_update=True)
+    await queries.lock_connection(session, connection=connection)
     await store_tokens(session=session, vault=vault, spec=spec, connection=connection, token=token)
     await audit.record(
         session=session,
@@ -189,7 +175,7 @@ async def _record_failure(
     *, db: Database, connection_id: uuid.UUID, reason: dict, where: dict
 ) -> None:
     async with db.sessionmaker() as failure:
-        connection = await failure.get(ProviderConnection, connection_id)
+        connection = await queries.connection_by_id(failure, connection_id=connection_id)
         if connection is not None and connection.status != ConnectionStatus.ACTIVE:
             connection.status = ConnectionStatus.ERROR.value
             connection.error_message = f"{reason['error']}: {reason['error_description']}"[:500]
@@ -207,9 +193,7 @@ async def store_tokens(
 ) -> None:
     """Seal and keep a token response; the connection becomes active."""
     now = datetime.now(UTC)
-    stored = await session.scalar(
-        select(ProviderToken).where(ProviderToken.connection_id == connection.id)
-    )
+    stored = await queries.token_of(session, connection_id=connection.id)
     if stored is None:
         stored = ProviderToken(connection_id=connection.id, access_token_encrypted=b"", key_id="")
         session.add(stored)
@@ -304,12 +288,7 @@ def _stale(status_: str, connection: ProviderConnection, now: datetime, interval
 async def _described(
     session: AsyncSession, settings: Settings, provider: Provider, connection: ProviderConnection
 ) -> dict:
-    last_sync_status = await session.scalar(
-        select(SyncRun.status)
-        .where(SyncRun.connection_id == connection.id)
-        .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
-        .limit(1)
-    )
+    last_sync_status = await queries.last_sync_status(session, connection_id=connection.id)
     return view(
         provider,
         connection,
@@ -320,11 +299,7 @@ async def _described(
 
 
 async def _token_of(session: AsyncSession, connection: ProviderConnection) -> ProviderToken | None:
-    return await session.scalar(
-        select(ProviderToken)
-        .where(ProviderToken.connection_id == connection.id)
-        .execution_options(populate_existing=True)
-    )
+    return await queries.token_of(session, connection_id=connection.id, fresh=True)
 
 
 async def status(
@@ -452,9 +427,7 @@ async def revoke(
     provider, connection = await providers.get_owned(
         session=session, user=user, provider_id=provider_id, for_update=True
     )
-    stored = await session.scalar(
-        select(ProviderToken).where(ProviderToken.connection_id == connection.id)
-    )
+    stored = await queries.token_of(session, connection_id=connection.id)
     where = {
         "user_id": user.id,
         "provider_id": provider.id,

@@ -22,7 +22,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from xml.sax.saxutils import escape
 
-from dashtam_api.errors import ACCOUNT_GONE, NotFound, Unauthorized
+from dashtam_api.errors import NotFound
+from dashtam_api.exports import queries
 from dashtam_core.database import Reader
 
 CSV_COLUMNS = (
@@ -46,35 +47,6 @@ CSV_COLUMNS = (
 BATCH = 2000
 # Account types (as institutions name them) that hold securities: an investment statement.
 INVESTMENT_TYPES = {"brokerage", "margin", "cash", "ira", "roth", "investment", "401k"}
-
-_ROWS = """
-SELECT t.id, t.occurred_at, t.posted_at, t.status, t.amount::text AS amount, t.currency,
-       t.description, t.payee, t.memo, t.kind, t.institution_type, t.symbol, t.asset_type,
-       t.quantity::text AS quantity, t.price::text AS price, t.fees::text AS fees
-  FROM transactions t
- WHERE t.user_id = $1 AND t.account_id = $2 AND t.occurred_at >= $3 AND t.occurred_at < $4
-       {status}
- ORDER BY t.occurred_at, t.id
-"""
-
-_ACCOUNT = """
-SELECT a.id, a.name, a.account_type, a.currency, a.number_last4, p.provider_key,
-       b.current, b.available, b.cash, b.as_of,
-       (SELECT count(*) FROM positions x WHERE x.account_id = a.id) AS positions
-  FROM users u
-  LEFT JOIN accounts a ON a.id = $2 AND a.user_id = u.id
-  LEFT JOIN provider_connections c ON c.id = a.connection_id
-  LEFT JOIN providers p ON p.id = c.provider_id
-  LEFT JOIN LATERAL (SELECT * FROM balance_snapshots s WHERE s.account_id = a.id
-                      ORDER BY s.as_of DESC LIMIT 1) b ON true
- WHERE u.id = $1 AND u.is_active
-"""
-
-_POSITIONS = """
-SELECT symbol, description, asset_type, quantity::text AS quantity, price::text AS price,
-       market_value::text AS market_value, currency, as_of
-  FROM positions WHERE account_id = $1 ORDER BY symbol
-"""
 
 
 @dataclass(frozen=True)
@@ -117,10 +89,7 @@ class ExportAccount:
 
 async def account(reader: Reader, user_id: uuid.UUID, account_id: uuid.UUID) -> ExportAccount:
     """The person's account (404 for anyone else's), checked before the first byte is sent."""
-    rows = await reader.fetch(_ACCOUNT, user_id, account_id)
-    if not rows:
-        raise Unauthorized(ACCOUNT_GONE)
-    row = rows[0]
+    row = await queries.account_row(reader, user_id=user_id, account_id=account_id)
     if row["id"] is None:
         raise NotFound("No such account.")
     return ExportAccount(
@@ -139,9 +108,15 @@ async def account(reader: Reader, user_id: uuid.UUID, account_id: uuid.UUID) -> 
 
 
 def _rows(reader: Reader, user_id, account_id, window: Window, *, posted_only: bool):
-    status = "AND t.status = 'posted'" if posted_only else ""
-    query = _ROWS.format(status=status)  # a fixed fragment, never a value
-    return reader.stream(query, user_id, account_id, window.start, window.end, batch=BATCH)
+    return queries.transaction_batches(
+        reader,
+        user_id=user_id,
+        account_id=account_id,
+        start=window.start,
+        end=window.end,
+        posted_only=posted_only,
+        batch=BATCH,
+    )
 
 
 def _iso(moment: datetime | None) -> str:
@@ -296,7 +271,7 @@ async def ofx_export(
         ).encode()
         async for rows in _rows(reader, user_id, export.id, window, posted_only=True):
             yield "".join(_investment_transaction(r) for r in rows).encode()
-        positions = await reader.fetch(_POSITIONS, export.id)
+        positions = await queries.position_rows(reader, account_id=export.id)
         listed = "".join(
             "<POSSTOCK><INVPOS>"
             f"{_secid(p['symbol'])}<HELDINACCT>CASH</HELDINACCT>"

@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
-from sqlalchemy import text
 
 from dashtam_api.accounts.schemas import TransactionCounts
 from dashtam_api.cursors import decode_cursor, encode_cursor
-from dashtam_api.errors import ACCOUNT_GONE, NotFound, Unauthorized
+from dashtam_api.errors import NotFound
+from dashtam_api.sync import queries
 from dashtam_core.database import Reader
 from dashtam_models import SyncStatus, SyncTrigger
 
@@ -53,29 +53,6 @@ class SyncRunPage(BaseModel):
     )
 
 
-def _page_sql(after: bool) -> str:
-    keyset = "AND (r.started_at, r.id) < ($4, $5)" if after else ""
-    return f"""
-SELECT p.id AS provider_id, r.id::text AS id, r.trigger, r.status, r.started_at, r.finished_at,
-       (extract(epoch FROM r.finished_at - r.started_at) * 1000)::bigint AS duration_ms,
-       r.accounts, r.positions, r.transactions_added, r.transactions_modified,
-       r.transactions_removed, r.error, r.error_detail
-  FROM users u
-  LEFT JOIN providers p ON p.id = $2 AND p.user_id = u.id
-  LEFT JOIN provider_connections c ON c.provider_id = p.id
-  LEFT JOIN LATERAL (
-        SELECT * FROM sync_runs r
-         WHERE r.connection_id = c.id {keyset}
-         ORDER BY r.started_at DESC, r.id DESC
-         LIMIT $3 + 1) r ON true
- WHERE u.id = $1 AND u.is_active
- ORDER BY r.started_at DESC, r.id DESC
-"""  # noqa: S608 (fixed fragments)
-
-
-_FIRST_PAGE, _NEXT_PAGE = _page_sql(after=False), _page_sql(after=True)
-
-
 def _item(row) -> dict:
     counted = row["transactions_added"] is not None
     return {
@@ -102,13 +79,10 @@ async def page(
     *, reader: Reader, user_id: uuid.UUID, provider_id: uuid.UUID, query: SyncRunQuery
 ) -> bytes:
     """The provider's runs as the JSON of SyncRunPage."""
-    if query.cursor is None:
-        rows = await reader.fetch(_FIRST_PAGE, user_id, provider_id, query.limit)
-    else:
-        at, run_id = decode_cursor(query.cursor)
-        rows = await reader.fetch(_NEXT_PAGE, user_id, provider_id, query.limit, at, run_id)
-    if not rows:
-        raise Unauthorized(ACCOUNT_GONE)
+    after = None if query.cursor is None else decode_cursor(query.cursor)
+    rows = await queries.run_rows(
+        reader, user_id=user_id, provider_id=provider_id, limit=query.limit, after=after
+    )
     if rows[0]["provider_id"] is None:
         raise NotFound("No such provider.")
     runs = [row for row in rows if row["id"] is not None]
@@ -123,21 +97,13 @@ async def page(
     )
 
 
-PRUNE = text(
-    """
-    DELETE FROM sync_runs WHERE id IN (
-        SELECT id FROM sync_runs WHERE started_at < :before AND status <> 'running' LIMIT :batch)
-    """
-)
-
-
 async def prune(ctx, *, batch: int = 5000) -> int:
     """Delete runs older than SYNC_RUNS_RETENTION_DAYS, a batch at a time (short locks)."""
     before = datetime.now(UTC) - timedelta(days=ctx.settings.SYNC_RUNS_RETENTION_DAYS)
     pruned = 0
     while True:
         async with ctx.sessions() as session:
-            deleted = (await session.execute(PRUNE, {"before": before, "batch": batch})).rowcount
+            deleted = await queries.prune_runs(session, before=before, batch=batch)
             await session.commit()
         pruned += deleted
         if deleted < batch:

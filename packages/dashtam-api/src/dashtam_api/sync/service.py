@@ -28,13 +28,12 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select, text, update
-from sqlalchemy.dialects.postgresql import insert
-
 from dashtam_api import metrics
 from dashtam_api.audit import service as audit
+from dashtam_api.connections import queries as connection_queries
 from dashtam_api.connections import refresh
 from dashtam_api.context import AppContext
+from dashtam_api.sync import queries
 from dashtam_api.sync import transactions as ledger
 from dashtam_api.sync.institutions import (
     DATA_APIS,
@@ -46,30 +45,16 @@ from dashtam_api.sync.institutions import (
 )
 from dashtam_core.vault import token_context
 from dashtam_models import (
-    Account,
     BalanceSnapshot,
     ConnectionStatus,
     Position,
-    Provider,
     ProviderConnection,
-    ProviderToken,
-    SyncRun,
     SyncStatus,
     SyncTrigger,
 )
 
-DUE_FOR_SYNC = text(
-    """
-    SELECT c.id FROM provider_connections c
-      JOIN providers p ON p.id = c.provider_id
-     WHERE c.status = 'active'
-       AND p.provider_key = ANY(:keys)
-       AND (c.synced_at IS NULL OR c.synced_at <= :stale_before)
-       AND (c.sync_lease_until IS NULL OR c.sync_lease_until <= now())
-     ORDER BY c.synced_at NULLS FIRST
-     LIMIT :limit
-    """
-)
+# The connections the sync loop claims next (jobs/loops.py reads it here).
+DUE_FOR_SYNC = queries.DUE_FOR_SYNC
 
 
 def syncable_keys(ctx: AppContext) -> list[str]:
@@ -113,34 +98,20 @@ async def _start_run(
     session, connection: ProviderConnection, trigger: refresh.Trigger, now: datetime
 ) -> uuid.UUID:
     """End the connection's abandoned runs, start this one (in the claim's transaction)."""
-    await session.execute(
-        update(SyncRun)
-        .where(SyncRun.connection_id == connection.id, SyncRun.status == SyncStatus.RUNNING)
-        .values(
-            status=SyncStatus.FAILED, finished_at=now, error="abandoned", error_detail=ABANDONED
-        )
-    )
+    await queries.abandon_runs(session, connection_id=connection.id, now=now, detail=ABANDONED)
     if trigger is refresh.Trigger.ON_DEMAND:
         kind = SyncTrigger.MANUAL
     else:  # the background loop: its first sync of a new connection is the connect's
         kind = SyncTrigger.CONNECT if connection.synced_at is None else SyncTrigger.SCHEDULE
-    return await session.scalar(
-        insert(SyncRun)
-        .values(
-            connection_id=connection.id, trigger=kind, status=SyncStatus.RUNNING, started_at=now
-        )
-        .returning(SyncRun.id)
-    )
+    return await queries.start_run(session, connection_id=connection.id, trigger=kind, now=now)
 
 
 async def _end_run(session, run_id: uuid.UUID | None, status: SyncStatus, **values) -> None:
     """End a run still running (one the next claim has already called abandoned stays so)."""
     if run_id is None:
         return
-    await session.execute(
-        update(SyncRun)
-        .where(SyncRun.id == run_id, SyncRun.status == SyncStatus.RUNNING)
-        .values(status=status, finished_at=datetime.now(UTC), **values)
+    await queries.end_run(
+        session, run_id=run_id, status=status, finished_at=datetime.now(UTC), **values
     )
 
 
@@ -151,15 +122,9 @@ async def _claim(
     start the run."""
     now = datetime.now(UTC)
     async with ctx.sessions() as session:
-        row = (
-            await session.execute(
-                select(ProviderConnection, Provider)
-                .join(Provider, Provider.id == ProviderConnection.provider_id)
-                .where(ProviderConnection.id == connection_id)
-                .with_for_update(of=ProviderConnection, skip_locked=stale_only)
-                .execution_options(populate_existing=True)
-            )
-        ).first()
+        row = await queries.connection_to_claim(
+            session, connection_id=connection_id, skip_locked=stale_only
+        )
         if row is None:
             await session.commit()
             return Claim(None, status="unknown")
@@ -202,9 +167,7 @@ async def _access_token(ctx: AppContext, connection_id: uuid.UUID, *, force: boo
         await session.commit()
         if outcome.kind not in (refresh.Kind.REFRESHED, refresh.Kind.NOT_DUE):
             return None, outcome
-        stored = await session.scalar(
-            select(ProviderToken).where(ProviderToken.connection_id == connection_id)
-        )
+        stored = await connection_queries.token_of(session, connection_id=connection_id)
         await session.commit()
     access = ctx.vault.open(
         stored.access_token_encrypted, context=token_context(connection_id, "access")
@@ -328,25 +291,13 @@ async def _sync_claimed(
     return result
 
 
-WINDOWS = text(
-    """
-    SELECT a.external_id,
-           max(t.posted_at) FILTER (WHERE t.status = 'posted') AS newest_posted,
-           min(t.occurred_at) FILTER (WHERE t.status = 'pending') AS oldest_pending
-      FROM accounts a JOIN transactions t ON t.account_id = a.id
-     WHERE a.connection_id = :connection_id
-     GROUP BY a.external_id
-    """
-)
-
-
 async def _windows(ctx: AppContext, connection_id: uuid.UUID) -> Windows:
     """Where each account's transactions are read from this time (the module's rule)."""
     overlap = timedelta(days=ctx.settings.TRANSACTIONS_OVERLAP_DAYS)
     since = {}
     async with ctx.sessions() as session:
-        for external_id, newest_posted, oldest_pending in await session.execute(
-            WINDOWS, {"connection_id": connection_id}
+        for external_id, newest_posted, oldest_pending in await queries.transaction_marks(
+            session, connection_id=connection_id
         ):
             starts = [d for d in (newest_posted and newest_posted - overlap, oldest_pending) if d]
             if starts:
@@ -374,12 +325,8 @@ async def _release(
         datetime.now(UTC) + timedelta(seconds=ctx.settings.SYNC_RETRY_SECONDS) if retry else None
     )
     async with ctx.sessions() as session:
-        await session.execute(
-            update(ProviderConnection)
-            .where(
-                ProviderConnection.id == connection_id, ProviderConnection.sync_lease_until == lease
-            )
-            .values(sync_lease_until=until, sync_error=error[:500])
+        await queries.give_back_claim(
+            session, connection_id=connection_id, lease=lease, until=until, error=error[:500]
         )
         await _end_run(
             session, claim.run_id, SyncStatus.FAILED, error=code[:100], error_detail=error[:500]
@@ -395,12 +342,7 @@ async def _write(
     user_id, lease = claim.user_id, claim.lease
     as_of = datetime.now(UTC)
     async with ctx.sessions() as session:
-        connection = await session.scalar(
-            select(ProviderConnection)
-            .where(ProviderConnection.id == connection_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        connection = await queries.locked_connection(session, connection_id=connection_id)
         if connection is None or connection.sync_lease_until != lease:
             # Our claim lapsed and someone else took over (or the connection went away).
             await session.rollback()
@@ -410,31 +352,12 @@ async def _write(
         seen: list[str] = []
         for data in accounts:
             seen.append(data.external_id)
-            account_id = await session.scalar(
-                insert(Account)
-                .values(
-                    user_id=user_id,
-                    connection_id=connection_id,
-                    external_id=data.external_id,
-                    account_type=data.account_type,
-                    name=data.name,
-                    number_last4=data.number_last4,
-                    currency=data.currency,
-                    synced_at=as_of,
-                )
-                .on_conflict_do_update(
-                    constraint="accounts_connection_id_external_id_key",
-                    set_={
-                        "account_type": data.account_type,
-                        "name": data.name,
-                        "number_last4": data.number_last4,
-                        "currency": data.currency,
-                        "synced_at": as_of,
-                        "closed_at": None,
-                        "updated_at": as_of,
-                    },
-                )
-                .returning(Account.id)
+            account_id = await queries.upsert_account(
+                session,
+                user_id=user_id,
+                connection_id=connection_id,
+                data=data,
+                as_of=as_of,
             )
             if data.balance is not None:
                 session.add(
@@ -448,7 +371,7 @@ async def _write(
                         buying_power=data.balance.buying_power,
                     )
                 )
-            await session.execute(delete(Position).where(Position.account_id == account_id))
+            await queries.delete_positions(session, account_id=account_id)
             for holding in _merged(data):
                 session.add(
                     Position(
@@ -474,14 +397,8 @@ async def _write(
                     window=data.window,
                     match_days=ctx.settings.TRANSACTIONS_PENDING_MATCH_DAYS,
                 )
-        await session.execute(
-            update(Account)
-            .where(
-                Account.connection_id == connection_id,
-                Account.external_id.not_in(seen) if seen else True,
-                Account.closed_at.is_(None),
-            )
-            .values(closed_at=as_of, updated_at=as_of)
+        await queries.close_unlisted_accounts(
+            session, connection_id=connection_id, seen=seen, as_of=as_of
         )
         connection.synced_at = as_of
         connection.sync_error = None

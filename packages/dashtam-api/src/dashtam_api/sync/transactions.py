@@ -26,116 +26,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dashtam_api.sync import queries
 from dashtam_api.sync.institutions import TransactionData
-from dashtam_api.transactions.service import item_lateral
 
 BATCH = 5000
-
-# (column, PostgreSQL array type) of what the upsert takes from each listed transaction.
-COLUMNS = (
-    ("external_id", "text"),
-    ("pending_external_id", "text"),
-    ("status", "text"),
-    ("occurred_at", "timestamptz"),
-    ("posted_at", "timestamptz"),
-    ("transacted_at", "timestamptz"),
-    ("settlement_date", "date"),
-    ("amount", "numeric"),
-    ("currency", "text"),
-    ("description", "text"),
-    ("payee", "text"),
-    ("memo", "text"),
-    ("institution_type", "text"),
-    ("kind", "text"),
-    ("symbol", "text"),
-    ("asset_type", "text"),
-    ("quantity", "numeric"),
-    ("price", "numeric"),
-    ("fees", "numeric"),
-    ("fingerprint", "bytea"),
-)
-# What makes a listed transaction differ from its row (pending_external_id is only ever added).
-COMPARED = [c for c, _ in COLUMNS if c not in ("external_id", "pending_external_id")]
-
-# Built from the constant COLUMNS above, never from input. Each new row is written with its
-# JSON as the API serves it (transactions.item_json: a page reads it as it is), its id drawn
-# here so that the JSON can hold it; a row changed by the upsert loses its JSON, which FILL
-# writes again once the rows are settled.
-_NAMES = ", ".join(c for c, _ in COLUMNS)
-UPSERT = text(
-    f"""
-    INSERT INTO transactions AS t (id, user_id, account_id, {_NAMES}, item_json)
-    SELECT s.*, row_to_json(item)::text
-      FROM (SELECT gen_random_uuid() AS id, CAST(:user_id AS uuid) AS user_id,
-                   CAST(:account_id AS uuid) AS account_id, u.*
-              FROM unnest({", ".join(f"CAST(:{c} AS {kind}[])" for c, kind in COLUMNS)})
-                   AS u({_NAMES})) s
-      {item_lateral("s")}
-    ON CONFLICT (account_id, external_id) DO UPDATE SET
-      pending_external_id = COALESCE(EXCLUDED.pending_external_id, t.pending_external_id),
-      {", ".join(f"{c} = EXCLUDED.{c}" for c in COMPARED)},
-      item_json = NULL,
-      updated_at = now()
-    WHERE ({", ".join(f"t.{c}" for c in COMPARED)})
-          IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in COMPARED)})
-       OR (EXCLUDED.pending_external_id IS NOT NULL
-           AND t.pending_external_id IS DISTINCT FROM EXCLUDED.pending_external_id)
-    RETURNING (xmax = 0) AS inserted
-    """  # noqa: S608
-)
-# The JSON of the account's rows that have none: changed by the upsert, completed or cancelled
-# above, or by anyone else (a trigger clears item_json when an UPDATE does not write it). A
-# partial index finds them.
-FILL = text(
-    f"""
-    UPDATE transactions t
-       SET item_json = (SELECT row_to_json(item)::text FROM (SELECT 1) one {item_lateral("t")})
-     WHERE t.account_id = :account_id AND t.item_json IS NULL
-    """  # noqa: S608
-)
-
-PENDINGS = text(
-    """
-    SELECT id, external_id, amount, description, occurred_at FROM transactions
-     WHERE account_id = :account_id AND status = 'pending'
-     ORDER BY occurred_at, id
-    """
-)
-ALREADY_POSTED = text(
-    """
-    SELECT pending_external_id FROM transactions
-     WHERE account_id = :account_id AND pending_external_id = ANY(CAST(:ids AS text[]))
-    """
-)
-EXISTING = text(
-    """
-    SELECT external_id FROM transactions
-     WHERE account_id = :account_id AND external_id = ANY(CAST(:ids AS text[]))
-    """
-)
-FINGERPRINTS_SQL = """
-    SELECT external_id, fingerprint FROM transactions
-     WHERE account_id = $1 AND occurred_at >= $2 AND fingerprint IS NOT NULL
-"""
-# A row changed here no longer holds what its fingerprint describes: NULL, compare anew.
-REKEY = text(
-    """
-    UPDATE transactions
-       SET external_id = :posted_id, pending_external_id = :pending_id, fingerprint = NULL,
-           item_json = NULL
-     WHERE id = :id
-    """
-)
-CANCEL = text(
-    """
-    UPDATE transactions
-       SET status = 'cancelled', fingerprint = NULL, item_json = NULL, updated_at = now()
-     WHERE id = ANY(CAST(:ids AS uuid[]))
-    """
-)
 
 
 @dataclass
@@ -208,16 +104,6 @@ def fingerprint(t: TransactionData) -> bytes:
     return hashlib.blake2b(repr(said).encode(), digest_size=16).digest()
 
 
-async def _fingerprints(session: AsyncSession, account_id: uuid.UUID, since: datetime) -> dict:
-    """External id -> fingerprint of the account's rows from ``since`` on. Straight from the
-    driver (in the session's transaction): a year of an account is 100,000 rows, and
-    SQLAlchemy's row objects would double the cost."""
-    connection = await session.connection()
-    driver = (await connection.get_raw_connection()).driver_connection
-    rows = await driver.fetch(FINGERPRINTS_SQL, account_id, since)
-    return {row[0]: row[1] for row in rows}
-
-
 def _deduplicated(listed: tuple[TransactionData, ...]) -> dict[str, TransactionData]:
     """One entry per institution id; a posted entry wins over a pending one of the same id."""
     by_id: dict[str, TransactionData] = {}
@@ -226,14 +112,6 @@ def _deduplicated(listed: tuple[TransactionData, ...]) -> dict[str, TransactionD
         if prior is None or not (prior.status == "posted" and t.status == "pending"):
             by_id[t.external_id] = t
     return by_id
-
-
-async def _ids_in(session: AsyncSession, query, account_id: uuid.UUID, ids) -> set[str]:
-    ids = list(ids)
-    if not ids:
-        return set()
-    found = await session.execute(query, {"account_id": account_id, "ids": ids})
-    return {row[0] for row in found}
 
 
 async def reconcile(
@@ -248,11 +126,11 @@ async def reconcile(
     counts = Counts()
     listing = _deduplicated(listed)
     pending_ids = [i for i, t in listing.items() if t.status == "pending"]
-    for done in await _ids_in(session, ALREADY_POSTED, account_id, pending_ids):
+    for done in await queries.already_posted(session, account_id=account_id, ids=pending_ids):
         if listing[done].status == "pending":
             del listing[done]
 
-    ours = (await session.execute(PENDINGS, {"account_id": account_id})).all()
+    ours = await queries.pendings(session, account_id=account_id)
     gone = [p for p in ours if p.external_id not in listing]
     if gone:
         counts.removed = await _complete_or_cancel(
@@ -263,22 +141,24 @@ async def reconcile(
     held = {}
     if listing:
         since = min(t.occurred_at for t in listing.values())
-        held = await _fingerprints(session, account_id, since)
+        held = await queries.fingerprints(session, account_id=account_id, since=since)
     rows = [(t, digests[i]) for i, t in listing.items() if held.get(i) != digests[i]]
     for first in range(0, len(rows), BATCH):
         batch = rows[first : first + BATCH]
-        params = {c: [getattr(t, c) for t, _ in batch] for c, _ in COLUMNS if c != "fingerprint"}
+        params = {
+            c: [getattr(t, c) for t, _ in batch] for c, _ in queries.COLUMNS if c != "fingerprint"
+        }
         params["fingerprint"] = [digest for _, digest in batch]
-        written = await session.execute(
-            UPSERT, {"user_id": user_id, "account_id": account_id, **params}
+        written = await queries.upsert_transactions(
+            session, user_id=user_id, account_id=account_id, params=params
         )
-        for (inserted,) in written:
+        for inserted in written:
             if inserted:
                 counts.added += 1
             else:
                 counts.modified += 1
     # Nothing to write, the usual case: one probe of an empty partial index.
-    await session.execute(FILL, {"account_id": account_id})
+    await queries.fill_item_json(session, account_id=account_id)
     return counts
 
 
@@ -299,7 +179,7 @@ async def _complete_or_cancel(session, account_id, listing, gone, window, match_
     ]
     candidates = [t.external_id for t in (*linked.values(), *unlinked)]
     # A posted transaction already a row of its own cannot complete a pending any more.
-    taken = await _ids_in(session, EXISTING, account_id, candidates)
+    taken = await queries.existing(session, account_id=account_id, ids=candidates)
     unlinked.sort(key=lambda t: (t.occurred_at, t.external_id))
     cancelled = []
     for pending in gone:
@@ -315,18 +195,16 @@ async def _complete_or_cancel(session, account_id, listing, gone, window, match_
             )
         if posted is not None and posted.external_id not in taken:
             taken.add(posted.external_id)
-            await session.execute(
-                REKEY,
-                {
-                    "id": pending.id,
-                    "posted_id": posted.external_id,
-                    "pending_id": pending.external_id,
-                },
+            await queries.rekey(
+                session,
+                row_id=pending.id,
+                posted_id=posted.external_id,
+                pending_id=pending.external_id,
             )
         elif posted is not None or pending.occurred_at >= window[0]:
             # Named by a posted transaction we already hold (it posted before it said so), or
             # gone from a period the institution was asked about: not money spent.
             cancelled.append(pending.id)
     if cancelled:
-        await session.execute(CANCEL, {"ids": cancelled})
+        await queries.cancel(session, ids=cancelled)
     return len(cancelled)

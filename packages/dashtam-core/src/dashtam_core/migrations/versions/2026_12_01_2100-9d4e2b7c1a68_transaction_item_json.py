@@ -28,7 +28,7 @@ def _rfc3339(column: str) -> str:
 
 
 # The API's item as of this revision, frozen here (a migration never follows the code):
-# tests/unit/test_item_json.py holds dashtam_api.transactions.service.item_fields to it, so a
+# tests/unit/test_item_json.py holds dashtam_api.transactions.queries.item_fields to it, so a
 # change to the item comes with a migration that writes every row's JSON again.
 ITEM_FIELDS = {
     "id": "t.id",
