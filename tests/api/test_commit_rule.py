@@ -6,8 +6,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from dashtam_api.deps import SessionDep, SignInSessionDep, after_commit
+from dashtam_api.deps import SessionDep, SignInSessionDep
 from dashtam_api.errors import Conflict
+from dashtam_api.unit_of_work import after_commit
 from dashtam_models import User
 from tests.fixtures.app import running_app
 

@@ -12,13 +12,13 @@ for what has no domain folder) builds or runs a statement. Every other module is
   HTTP client's ``.stream("POST", url)`` is no statement), ``.get(Model, id)``;
 - hold SQL in a string (docstrings may talk about SQL; comments are not strings).
 
-ORM unit-of-work on loaded objects (attributes, ``session.add``, ``flush``, ``delete``) and
-``commit`` stay where they are. NOT_YET: modules whose statements are still being moved (issue
-34), emptied as they land.
+ORM unit-of-work on loaded objects (attributes, ``session.add``, ``flush``, ``delete``) stays
+in the services. And the one commit rule (unit_of_work.py): nothing commits a session it did not
+open itself. The request's session is committed by its dependency alone; a job commits the
+sessions it opens (``async with ctx.sessions() as session``), once per unit of work.
 """
 
 import ast
-import fnmatch
 import re
 from pathlib import Path
 
@@ -27,23 +27,6 @@ import pytest
 import dashtam_api
 
 PACKAGE = Path(dashtam_api.__file__).parent
-
-NOT_YET = {
-    "auth/*",
-    "apikeys/*",
-    "simplefin/*",
-    "webhooks/*",
-    "jobs/*",
-    "sandbox/*",
-    "health/*",
-    "audit/*",
-    "users.py",
-    "deps.py",
-    "context.py",
-    "main.py",
-    "metrics.py",
-    "upstream.py",
-}
 
 ALLOWED_SQLALCHEMY = {"sqlalchemy.exc", "sqlalchemy.ext.asyncio"}
 BUILDERS = {"select", "insert", "update", "delete", "text"}
@@ -162,23 +145,87 @@ def _modules() -> list[tuple[str, Path]]:
     return sorted((path.relative_to(PACKAGE).as_posix(), path) for path in PACKAGE.rglob("*.py"))
 
 
-def _not_yet(relative: str) -> bool:
-    return any(fnmatch.fnmatch(relative, pattern) for pattern in NOT_YET)
-
-
 def test_only_the_queries_modules_build_or_run_statements():
     found = [
         line
         for relative, path in _modules()
-        if not is_queries_module(relative) and not _not_yet(relative)
+        if not is_queries_module(relative)
         for line in violations(path.read_text(), relative)
     ]
     assert found == [], "\n".join(found)
 
 
-def test_not_yet_names_only_modules_that_exist():
-    modules = [relative for relative, _ in _modules()]
-    assert [p for p in NOT_YET if not fnmatch.filter(modules, p)] == []
+OPENERS = {"sessions", "sessionmaker"}  # ctx.sessions(), db.sessionmaker(): a session of one's own
+
+
+def foreign_commits(source: str, relative: str = "<snippet>") -> list[str]:
+    """Each ``.commit()`` in ``source`` on a session its function did not open itself."""
+    found: list[str] = []
+
+    def visit(node: ast.AST, opened: frozenset[str]) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            opened = opened | _opened_in(node)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "commit"
+            and not (isinstance(node.func.value, ast.Name) and node.func.value.id in opened)
+        ):
+            found.append(f"{relative}:{node.lineno}: commits a session it did not open")
+        for child in ast.iter_child_nodes(node):
+            visit(child, opened)
+
+    visit(ast.parse(source), frozenset())
+    return found
+
+
+def _opened_in(function: ast.AST) -> frozenset[str]:
+    names = set()
+    for node in ast.walk(function):
+        if isinstance(node, ast.AsyncWith):
+            for item in node.items:
+                call, bound = item.context_expr, item.optional_vars
+                if (
+                    isinstance(call, ast.Call)
+                    and isinstance(call.func, ast.Attribute)
+                    and call.func.attr in OPENERS
+                    and isinstance(bound, ast.Name)
+                ):
+                    names.add(bound.id)
+    return frozenset(names)
+
+
+def test_nothing_commits_a_session_it_did_not_open():
+    """Routers and services never commit the request's session (its dependency does, through
+    unit_of_work.commit); a job commits the sessions it opens."""
+    found = [
+        line
+        for relative, path in _modules()
+        if relative != "unit_of_work.py"
+        for line in foreign_commits(path.read_text(), relative)
+    ]
+    assert found == [], "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    ("source", "foreign"),
+    [
+        ("async def f(session):\n    await session.commit()", True),
+        ("async def f(self):\n    await self.session.commit()", True),
+        ("async def f(ctx):\n    async with ctx.sessions() as s:\n        await s.commit()", False),
+        (
+            "async def f(ctx, session):\n    async with ctx.sessions() as s:\n"
+            "        await session.commit()",
+            True,
+        ),
+        (
+            "async def f(db):\n    async with db.sessionmaker() as s:\n        await s.commit()",
+            False,
+        ),
+    ],
+)
+def test_the_commit_check_tells_whose_session_it_is(source, foreign):
+    assert bool(foreign_commits(source)) is foreign
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ hop per dependency per request, for what is an attribute lookup.
 """
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -27,6 +27,7 @@ from dashtam_api.context import AppContext
 from dashtam_api.errors import ACCOUNT_GONE, Forbidden, ProblemError, Unauthorized
 from dashtam_api.health.service import HealthProbe
 from dashtam_api.openapi import operation_id
+from dashtam_api.unit_of_work import commit
 from dashtam_core.config import Settings
 from dashtam_core.database import Database, Reader
 from dashtam_core.vault import Vault
@@ -70,22 +71,6 @@ async def get_sign_in_session(request: Request) -> AsyncIterator[AsyncSession]:
             await commit(session)
             raise
         await commit(session)
-
-
-async def commit(session: AsyncSession) -> None:
-    """Commit, then run what waited for it (``after_commit``)."""
-    await session.commit()
-    for action in session.info.pop(_AFTER_COMMIT, ()):
-        action()
-
-
-_AFTER_COMMIT = "dashtam.after_commit"
-
-
-def after_commit(session: AsyncSession, action: Callable[[], None]) -> None:
-    """Run ``action`` once the request's session has committed (never when it rolls back): for
-    work that must see the request's rows, such as a mail sent in the background."""
-    session.info.setdefault(_AFTER_COMMIT, []).append(action)
 
 
 async def get_reader(request: Request) -> Reader:

@@ -129,9 +129,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # The one thing on app.state (deps.py hands it out; tests rebind it: tests/fixtures/app.py).
     app.state.ctx = ctx
-    # Until providers/router.py and connections/router.py take ctx.registry and ctx.tls through
-    # ContextDep (issue 34): the same objects, not made twice.
-    app.state.registry, app.state.tls = ctx.registry, ctx.tls
     install_problem_handlers(app)
     app.add_middleware(SecurityHeaders, hsts_seconds=settings.hsts_seconds)
     openapi.install(app, provider_kinds=sorted(ctx.registry))

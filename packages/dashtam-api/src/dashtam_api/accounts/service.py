@@ -12,6 +12,7 @@ from dashtam_api.context import AppContext
 from dashtam_api.errors import Conflict, NotFound, UpstreamError
 from dashtam_api.providers import service as providers
 from dashtam_api.sync import service as sync
+from dashtam_api.unit_of_work import end_read
 from dashtam_core.database import Reader
 from dashtam_models import Account, BalanceSnapshot, User
 
@@ -153,7 +154,7 @@ async def sync_now(
         )
     # End the request's read first: the sync runs its own short transactions around the
     # institution's calls, and the request holds no pooled connection meanwhile.
-    await session.commit()
+    await end_read(session)
     result = await sync.sync_connection(
         ctx, connection.id, trigger=refresh.Trigger.ON_DEMAND, stale_only=False
     )

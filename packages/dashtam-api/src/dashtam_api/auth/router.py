@@ -37,13 +37,13 @@ from dashtam_api.deps import (
     SettingsDep,
     SignInSessionDep,
     VaultDep,
-    after_commit,
     client_ip,
     where,
 )
 from dashtam_api.openapi import problems
 from dashtam_api.query import QueryModel, QueryRoute
 from dashtam_api.routing import api_router
+from dashtam_api.unit_of_work import after_commit
 
 router = api_router(prefix="/api/v1/auth", tags=["auth"], route_class=QueryRoute)
 SecurityEventQueryDep = Annotated[SecurityEventQuery, QueryModel(SecurityEventQuery)]

@@ -42,13 +42,14 @@ async def start_authorization(
     session: SessionDep,
     redis: RedisDep,
     settings: SettingsDep,
+    ctx: ContextDep,
 ) -> dict:
     return await service.start(
         session=session,
         redis=redis,
         settings=settings,
-        registry=request.app.state.registry,
-        tls=request.app.state.tls,
+        registry=ctx.registry,
+        tls=ctx.tls,
         user=user,
         provider_id=provider_id,
     )
@@ -91,19 +92,19 @@ async def revoke_authorization(
     session: SessionDep,
     settings: SettingsDep,
     vault: VaultDep,
+    ctx: ContextDep,
 ) -> Response:
     await service.revoke(
         session=session,
         settings=settings,
-        registry=request.app.state.registry,
+        registry=ctx.registry,
         vault=vault,
-        tls=request.app.state.tls,
+        tls=ctx.tls,
         user=user,
         provider_id=provider_id,
         ip=client_ip(request),
         user_agent=request.headers.get("user-agent"),
     )
-    await session.commit()
     return Response(status_code=204)
 
 
@@ -116,19 +117,20 @@ async def oauth_callback(
     redis: RedisDep,
     settings: SettingsDep,
     vault: VaultDep,
+    ctx: ContextDep,
     secret: Annotated[str | None, Header(alias="X-Dashtam-Callback-Secret")] = None,
 ) -> dict:
     """Called by the callback server only: it proves itself with the shared secret."""
     if not secret or not hmac.compare_digest(secret, settings.CALLBACK_SHARED_SECRET):
         raise Forbidden("Only the callback server may complete authorizations.")
-    outcome = await service.complete(
+    return await service.complete(
         session=session,
         db=db,
         redis=redis,
         settings=settings,
-        registry=request.app.state.registry,
+        registry=ctx.registry,
         vault=vault,
-        tls=request.app.state.tls,
+        tls=ctx.tls,
         state=body.state,
         code=body.code,
         error=body.error,
@@ -136,5 +138,3 @@ async def oauth_callback(
         ip=body.client_ip,
         user_agent=body.user_agent,
     )
-    await session.commit()
-    return outcome

@@ -16,6 +16,7 @@ from dashtam_api.errors import BadRequest, Conflict, UpstreamError
 from dashtam_api.providers import queries as provider_queries
 from dashtam_api.providers import service as providers
 from dashtam_api.providers.registry import ProviderSpec, redirect_uri
+from dashtam_api.unit_of_work import end_read
 from dashtam_core.config import Settings
 from dashtam_core.database import Database
 from dashtam_core.vault import Vault, VaultError, token_context
@@ -322,7 +323,7 @@ async def refresh_now(
     seen = connection.last_refreshed_at
     # End the request's read before the refresh's own transaction: the pooled connection is
     # not held idle while the institution answers (and the two never nest).
-    await session.commit()
+    await end_read(session)
     async with ctx.sessions() as job:
         outcome = await refresh.refresh(
             ctx, job, connection.id, trigger=refresh.Trigger.ON_DEMAND, seen_refreshed_at=seen

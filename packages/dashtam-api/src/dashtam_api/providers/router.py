@@ -1,8 +1,8 @@
 import uuid
 
-from fastapi import Request, Response
+from fastapi import Response
 
-from dashtam_api.deps import CurrentUserDep, ReaderDep, SessionDep, TokenSubjectDep
+from dashtam_api.deps import ContextDep, CurrentUserDep, ReaderDep, SessionDep, TokenSubjectDep
 from dashtam_api.openapi import problems
 from dashtam_api.paging import PageDep
 from dashtam_api.providers import service
@@ -21,8 +21,8 @@ router = api_router(prefix="/api/v1", tags=["providers"], route_class=QueryRoute
 
 
 @router.get("/provider-types", response_model=list[ProviderType], name="types")
-async def provider_types(request: Request, user: CurrentUserDep) -> list[dict]:
-    return [spec.summary() for spec in request.app.state.registry.values()]
+async def provider_types(user: CurrentUserDep, ctx: ContextDep) -> list[dict]:
+    return [spec.summary() for spec in ctx.registry.values()]
 
 
 @router.post(
@@ -33,17 +33,15 @@ async def provider_types(request: Request, user: CurrentUserDep) -> list[dict]:
     name="create",
 )
 async def create_provider(
-    body: CreateProvider, request: Request, user: CurrentUserDep, session: SessionDep
+    body: CreateProvider, user: CurrentUserDep, session: SessionDep, ctx: ContextDep
 ) -> dict:
-    out = await service.create(
+    return await service.create(
         session=session,
         user=user,
-        registry=request.app.state.registry,
+        registry=ctx.registry,
         provider_key=body.provider_key,
         alias=body.alias,
     )
-    await session.commit()
-    return out
 
 
 @router.get("/providers", response_model=ProviderPage, name="list")
@@ -70,11 +68,9 @@ async def get_provider(provider_id: uuid.UUID, user: CurrentUserDep, session: Se
 async def rename_provider(
     provider_id: uuid.UUID, body: UpdateProvider, user: CurrentUserDep, session: SessionDep
 ) -> dict:
-    out = await service.rename(
+    return await service.rename(
         session=session, user=user, provider_id=provider_id, alias=body.alias
     )
-    await session.commit()
-    return out
 
 
 @router.delete("/providers/{provider_id}", status_code=204, name="delete")
@@ -82,5 +78,4 @@ async def delete_provider(
     provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep
 ) -> Response:
     await service.delete(session=session, user=user, provider_id=provider_id)
-    await session.commit()
     return Response(status_code=204)
