@@ -12,7 +12,8 @@ for: each operation lists the statuses it can answer, each as a ``Problem``.
 - Statuses an operation raises on purpose are declared on its route: ``responses=problems(409)``.
 
 The provider types a provider may be created with are listed (an ``enum`` of this deployment's
-registry), so that a generated client, or schemathesis, creates real providers.
+registry), so that a generated client, or schemathesis, creates real providers; outside
+development and testing, a webhook's URL pattern is https only, as the API then demands.
 """
 
 from http import HTTPStatus
@@ -129,10 +130,22 @@ def install(app: FastAPI) -> None:
             create = schema["components"]["schemas"].get("CreateProvider")
             if kinds and create:
                 create["properties"]["provider_key"]["enum"] = kinds
+            settings = getattr(app.state, "settings", None)
+            if settings is not None and not settings.local_environment:
+                _https_only(schema["components"]["schemas"])
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _https_only(schemas: dict) -> None:
+    """Webhook URLs are https only outside development and testing: the document says so."""
+    from dashtam_api.webhooks.targets import HTTPS_URL_PATTERN
+
+    for name in ("WebhookCreate", "WebhookUpdate"):
+        if name in schemas:
+            schemas[name]["properties"]["url"]["pattern"] = HTTPS_URL_PATTERN
 
 
 def _tag_rank(path_item: tuple[str, dict]) -> int:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dashtam_api.audit import service as audit
 from dashtam_api.auth.resets import MailUnavailable
 from dashtam_api.context import AppContext
-from dashtam_api.errors import BadRequest, Conflict
+from dashtam_api.errors import Conflict, NotFound
 from dashtam_api.mail import Mailer
 from dashtam_models import EmailVerification, User
 
@@ -78,7 +78,7 @@ async def verify(*, session: AsyncSession, token: str, where: dict) -> User:
     )
     user = await session.get(User, link.user_id) if link else None
     if link is None or user is None or user.email.lower() != link.email.lower():
-        raise BadRequest(
+        raise NotFound(
             "This confirmation link does not work: it was used, it expired, or the address "
             "changed since. Ask for a new one.",
             parameter="token",

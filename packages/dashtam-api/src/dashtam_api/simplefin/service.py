@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
 from dashtam_api.context import AppContext
-from dashtam_api.errors import Forbidden, NotFound, TooManyRequests, Unprocessable
+from dashtam_api.errors import Forbidden, NotFound, TooManyRequests
 from dashtam_core.config import Settings
 from dashtam_models import (
     Account,
@@ -79,7 +79,7 @@ async def _owned_accounts(
     )
     missing = [str(a) for a in wanted if a not in found]
     if missing:
-        raise Unprocessable(f"No such account: {', '.join(missing)}.", field="account_ids")
+        raise NotFound(f"No such account: {', '.join(missing)}.", parameter="account_ids")
     return wanted
 
 

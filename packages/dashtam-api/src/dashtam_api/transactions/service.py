@@ -14,11 +14,12 @@ writes for schemas.TransactionOut.
 """
 
 import uuid
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 
 from pydantic_core import to_json
 
 from dashtam_api.cursors import decode_cursor, encode_cursor
+from dashtam_api.days import day_end
 from dashtam_api.errors import ACCOUNT_GONE, NotFound, Unauthorized
 from dashtam_api.transactions.schemas import TransactionQuery
 from dashtam_core.database import Reader
@@ -112,7 +113,7 @@ def page_query(
     if query.from_ is not None:
         where.append(f"t.occurred_at >= {arg(_day_start(query.from_))}")
     if query.to is not None:
-        where.append(f"t.occurred_at < {arg(_day_start(query.to + timedelta(days=1)))}")
+        where.append(f"t.occurred_at < {arg(day_end(query.to))}")
     symbol = query.symbol.upper() if query.symbol is not None else None
     for column, value in (("status", query.status), ("kind", query.kind), ("symbol", symbol)):
         if value is not None:
