@@ -129,6 +129,9 @@ def test_every_operation_keeps_the_contract(api_schema, live_servers, http_sessi
     reached = sorted(name for name in bearer if answered[name] - {401})
     print(f"contract: {len(reached)} of {len(bearer)} signed-in operations answered, not 401")
     assert reached == sorted(bearer)
+    assert http_session.get(
+        f"{live_servers.api_url}/api/v1/auth/me", headers=signed_in, verify=live_servers.ca_file
+    ).ok
 
 
 @pytest.mark.commits  # each sequence truncates after itself; `connection` after the last
