@@ -77,14 +77,17 @@ async def test_balances_are_the_last_snapshot_of_each_period(client, session):
 
     stranger = await signed_in(client, "history-stranger")
     is_problem(await client.get(path, headers=stranger), 404)
+    # A long series comes a page of 1,000 periods at a time (tests/api/test_contract_cases.py);
+    # `to` before `from` is an empty range.
     too_long = await client.get(
         path, headers=headers, params={"from": "2000-01-01", "to": "2026-01-01"}
     )
-    assert "periods" in is_problem(too_long, 400)["detail"]
+    assert too_long.json()["next_from"] == "2002-09-27"
     backwards = await client.get(
         path, headers=headers, params={"from": "2026-02-01", "to": "2026-01-01"}
     )
-    assert backwards.status_code == 422
+    assert backwards.status_code == 200
+    assert backwards.json()["items"] == []
 
 
 async def test_net_worth_sums_each_currency_carrying_the_last_balance_forward(client, session):

@@ -33,9 +33,9 @@ async def test_every_error_is_a_problem_and_every_implied_status_is_listed(docum
         schemes = {name for requirement in operation.get("security", ()) for name in requirement}
         if "HTTPBearer" in schemes:
             assert "401" in responses, (method, path)
-        if "SimpleFINAccess" in schemes:  # the SimpleFIN spec's refusal is a 403, never a 401
-            assert "403" in responses, (method, path)
-            assert "401" not in responses, (method, path)
+        if "SimpleFINAccess" in schemes:  # the SimpleFIN spec's refusal is a 403; no
+            assert "403" in responses, (method, path)  # credentials at all, HTTP's 401 (Basic)
+            assert "WWW-Authenticate" in responses["401"]["headers"], (method, path)
         if "{" in path:
             assert "404" in responses, (method, path)
         if operation.get("requestBody"):

@@ -67,11 +67,11 @@ async def test_a_reset_link_arrives_and_works_once(test_settings, connection, ma
         again = await client.post("/reset-password", data={"token": token, "password": NEW})
         assert again.status_code == 400
         assert "does not work" in again.text
-        is_problem(
+        is_problem(  # the API: no open link has this token (the page above: its form, 400)
             await client.post(
                 "/api/v1/auth/password-reset/complete", json={"token": token, "password": NEW}
             ),
-            400,
+            404,
         )
         await until_refused(client, bearer(tokens), within=5)
         old = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
@@ -181,7 +181,7 @@ async def test_an_address_is_confirmed_by_the_link_mailed_to_it(
 
         # Once only; and a verified address needs no new link.
         again = await client.post("/api/v1/auth/verify-email", json={"token": token})
-        is_problem(again, 400)
+        is_problem(again, 404)
         is_problem(
             await client.post("/api/v1/auth/verify-email/resend", headers=bearer(tokens)), 409
         )

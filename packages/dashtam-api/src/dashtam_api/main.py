@@ -131,7 +131,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ctx = ctx
     install_problem_handlers(app)
     app.add_middleware(SecurityHeaders, hsts_seconds=settings.hsts_seconds)
-    openapi.install(app, provider_kinds=sorted(ctx.registry))
+    openapi.install(
+        app,
+        provider_kinds=sorted(ctx.registry),
+        webhooks_https_only=not settings.local_environment,
+    )
     if settings.METRICS_ENABLED:
         metrics.install(app, settings)
     if settings.TRUSTED_PROXIES:

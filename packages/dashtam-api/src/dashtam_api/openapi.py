@@ -12,7 +12,8 @@ for: each operation lists the statuses it can answer, each as a ``Problem``.
 - Statuses an operation raises on purpose are declared on its route: ``responses=problems(409)``.
 
 The provider types a provider may be created with are listed (an ``enum`` of this deployment's
-registry), so that a generated client, or schemathesis, creates real providers.
+registry), so that a generated client, or schemathesis, creates real providers; outside
+development and testing, a webhook's URL pattern is https only, as the API then demands.
 """
 
 from collections.abc import Sequence
@@ -112,9 +113,12 @@ def problems(*statuses: int) -> dict[int | str, dict]:
     return {status: {"description": HTTPStatus(status).phrase} for status in statuses}
 
 
-def install(app: FastAPI, *, provider_kinds: Sequence[str] = ()) -> None:
+def install(
+    app: FastAPI, *, provider_kinds: Sequence[str] = (), webhooks_https_only: bool = False
+) -> None:
     """Make ``app.openapi()`` return the finished document (built once); ``provider_kinds``:
-    this deployment's provider types (its registry's keys)."""
+    this deployment's provider types (its registry's keys); ``webhooks_https_only``: outside
+    development and testing, where the API takes https webhook URLs only."""
 
     def openapi() -> dict:
         if app.openapi_schema is None:
@@ -130,10 +134,21 @@ def install(app: FastAPI, *, provider_kinds: Sequence[str] = ()) -> None:
             create = schema["components"]["schemas"].get("CreateProvider")
             if provider_kinds and create:
                 create["properties"]["provider_key"]["enum"] = list(provider_kinds)
+            if webhooks_https_only:
+                _https_only(schema["components"]["schemas"])
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _https_only(schemas: dict) -> None:
+    """Webhook URLs are https only outside development and testing: the document says so."""
+    from dashtam_api.webhooks.targets import HTTPS_URL_PATTERN
+
+    for name in ("WebhookCreate", "WebhookUpdate"):
+        if name in schemas:
+            schemas[name]["properties"]["url"]["pattern"] = HTTPS_URL_PATTERN
 
 
 def _tag_rank(path_item: tuple[str, dict]) -> int:

@@ -84,6 +84,10 @@ class BalanceHistory(BaseModel):
     account_id: uuid.UUID
     interval: Literal["day", "week", "month"]
     items: list[BalancePoint]
+    next_from: date | None = Field(
+        description="More periods follow (a series is served 1,000 periods at a time): ask "
+        "again with this as `from`, the rest unchanged; null on the last page."
+    )
 
 
 class NetWorthPoint(BaseModel):
@@ -96,3 +100,7 @@ class NetWorthPoint(BaseModel):
 class NetWorth(BaseModel):
     interval: Literal["day", "week", "month"]
     items: list[NetWorthPoint]
+    next_from: date | None = Field(
+        description="More periods follow (a series is served 1,000 periods at a time): ask "
+        "again with this as `from`, the rest unchanged; null on the last page."
+    )

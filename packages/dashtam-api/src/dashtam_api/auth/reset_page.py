@@ -1,5 +1,6 @@
 """The pages mailed links open: a form for a new password, a button that confirms an address
-(no script; a click, because mail scanners open links), and what came of each."""
+(no script; a click, because mail scanners open links), and what came of each. A link that
+does not work is a 400 here (the form was not accepted), as the API's 404 says for its token."""
 
 import html
 
@@ -24,6 +25,11 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         status_code=status,
         headers=page_headers(POLICY),
     )
+
+
+def _refused(exc: ProblemError) -> HTMLResponse:
+    status = 400 if exc.status == 404 else exc.status  # the form, not a page, was not found
+    return _page("This link does not work", f"<p>{html.escape(exc.detail)}</p>", status)
 
 
 @router.get("/reset-password")
@@ -60,7 +66,7 @@ async def reset_submit(
             where=where(request),
         )
     except ProblemError as exc:
-        return _page("This link does not work", f"<p>{html.escape(exc.detail)}</p>", exc.status)
+        return _refused(exc)
     return _page(
         "Password changed",
         "<p>Sign in with the new password. Every device that was signed in is signed out.</p>",
@@ -84,5 +90,5 @@ async def verify_submit(
     try:
         user = await verification.verify(session=session, token=token, where=where(request))
     except ProblemError as exc:
-        return _page("This link does not work", f"<p>{html.escape(exc.detail)}</p>", exc.status)
+        return _refused(exc)
     return _page("Address confirmed", f"<p>{html.escape(user.email)} is yours. Thank you.</p>")

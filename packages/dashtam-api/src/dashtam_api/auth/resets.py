@@ -18,7 +18,7 @@ from dashtam_api.auth.ended import EndedSessions
 from dashtam_api.auth.security import Passwords
 from dashtam_api.auth.service import end_sessions, others
 from dashtam_api.context import AppContext
-from dashtam_api.errors import BadRequest, ProblemError
+from dashtam_api.errors import NotFound, ProblemError
 from dashtam_models import PasswordReset, SessionEnd, User
 
 PREFIX = "dtr_"
@@ -94,7 +94,7 @@ async def complete(
     """Set the new password with a valid link; every session of the account ends."""
     reset = await queries.open_reset_for_update(session, token_hash=_hash(token))
     if reset is None:
-        raise BadRequest(
+        raise NotFound(
             "This reset link does not work: it was used, it expired, or it was never sent. "
             "Ask for a new one.",
             parameter="token",

@@ -314,7 +314,7 @@ async def password_reset(body: ResetAsk, request: Request, ctx: ContextDep) -> d
 @router.post(
     "/password-reset/complete",
     status_code=204,
-    responses=problems(400),
+    responses=problems(404),
     name="password_reset_complete",
 )
 async def password_reset_complete(
@@ -324,7 +324,8 @@ async def password_reset_complete(
     passwords: PasswordsDep,
     ended: EndedSessionsDep,
 ) -> Response:
-    """Set a new password with the link's token; every session of the account ends."""
+    """Set a new password with the link's token; every session of the account ends. A token
+    that opens no link (used, expired, never sent) is a 404."""
     await resets.complete(
         session=session,
         passwords=passwords,
@@ -339,11 +340,11 @@ async def password_reset_complete(
 @router.post(
     "/verify-email",
     status_code=204,
-    responses=problems(400),
+    responses=problems(404),
     name="verify_email",
 )
 async def verify_email(body: VerifyEmail, request: Request, session: SessionDep) -> Response:
-    """Prove the address with the token of the link mailed to it."""
+    """Prove the address with the token of the link mailed to it (404: no open link has it)."""
     await verification.verify(session=session, token=body.token, where=where(request))
     return Response(status_code=204)
 

@@ -4,6 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dashtam_api.cursors import Cursor
 from dashtam_api.emails import Email
 from dashtam_api.text import CleanText
 
@@ -152,14 +153,32 @@ class SecondFactorChallenge(BaseModel):
     expires_in: int
 
 
-class _OneCode(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _no_default(schema: dict) -> None:
+    schema.pop("default", None)
 
-    code: str | None = Field(
-        default=None, max_length=12, description="The authenticator's current 6 digits."
+
+class _OneCode(BaseModel):
+    """Exactly one of ``code`` and ``recovery_code`` (the document says so: ``oneOf``); neither
+    may be null or empty."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["code"]}, {"required": ["recovery_code"]}]},
     )
-    recovery_code: str | None = Field(
-        default=None, max_length=40, description="One of the recovery codes (each works once)."
+
+    code: str = Field(
+        default=None,
+        min_length=1,
+        max_length=12,
+        description="The authenticator's current 6 digits.",
+        json_schema_extra=_no_default,
+    )
+    recovery_code: str = Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        description="One of the recovery codes (each works once).",
+        json_schema_extra=_no_default,
     )
 
     @model_validator(mode="after")
@@ -198,9 +217,7 @@ class SecurityEventQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(20, ge=1, le=100, description="Events per page.")
-    cursor: str | None = Field(
-        None, max_length=200, description="`next_cursor` of the page before."
-    )
+    cursor: Cursor = None
 
 
 class SecurityEventOut(BaseModel):

@@ -14,7 +14,7 @@ from dashtam_api.audit import service as audit
 from dashtam_api.auth import queries
 from dashtam_api.auth.resets import MailUnavailable
 from dashtam_api.context import AppContext
-from dashtam_api.errors import BadRequest, Conflict
+from dashtam_api.errors import Conflict, NotFound
 from dashtam_models import EmailVerification, User
 
 PREFIX = "dtv_"
@@ -69,7 +69,7 @@ async def verify(*, session: AsyncSession, token: str, where: dict) -> User:
     link = await queries.open_verification_for_update(session, token_hash=_hash(token))
     user = await queries.user_by_id(session, user_id=link.user_id) if link else None
     if link is None or user is None or user.email.lower() != link.email.lower():
-        raise BadRequest(
+        raise NotFound(
             "This confirmation link does not work: it was used, it expired, or the address "
             "changed since. Ask for a new one.",
             parameter="token",

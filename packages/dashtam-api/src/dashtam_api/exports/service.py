@@ -18,10 +18,11 @@ import io
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from xml.sax.saxutils import escape
 
+from dashtam_api.days import day_end, day_start
 from dashtam_api.errors import NotFound
 from dashtam_api.exports import queries
 from dashtam_core.database import Reader
@@ -56,16 +57,11 @@ class Window:
 
     @classmethod
     def of(cls, from_: date | None, to: date | None) -> "Window":
-        """``from`` and ``to`` are days, both included; without them, everything."""
-        start = (
-            datetime.combine(from_, time.min, UTC) if from_ else datetime(1970, 1, 1, tzinfo=UTC)
-        )
-        end = (
-            datetime.combine(to + timedelta(days=1), time.min, UTC)
-            if to
-            else datetime(9999, 1, 1, tzinfo=UTC)
-        )
-        return cls(start, end)
+        """``from`` and ``to`` are days, both included; without them, everything; ``to``
+        before ``from``, nothing."""
+        start = day_start(from_) if from_ else datetime(1970, 1, 1, tzinfo=UTC)
+        end = day_end(to) if to else datetime(9999, 1, 1, tzinfo=UTC)
+        return cls(start, max(start, end))
 
 
 @dataclass(frozen=True)
@@ -258,7 +254,7 @@ async def ofx_export(
 ) -> AsyncIterator[bytes]:
     now = datetime.now(UTC)
     start = max(window.start, datetime(1970, 1, 2, tzinfo=UTC))
-    end = min(window.end, now)
+    end = max(min(window.end, now), start)  # a window in the future: an empty statement
     yield _header(now).encode()
     currency = _el("CURDEF", export.currency)
     if export.investment:

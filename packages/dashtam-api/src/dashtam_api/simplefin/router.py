@@ -21,6 +21,7 @@ from dashtam_api.deps import (
     client_ip,
     where,
 )
+from dashtam_api.errors import ProblemError
 from dashtam_api.openapi import problems
 from dashtam_api.routing import api_router
 from dashtam_api.simplefin import service
@@ -40,6 +41,7 @@ protocol = api_router(prefix=service.ROOT, tags=["simplefin-protocol"])
     "/setup-tokens",
     status_code=201,
     response_model=SetupTokenCreated,
+    responses=problems(404),
     name="create_setup_token",
 )
 async def create_setup_token(
@@ -50,7 +52,7 @@ async def create_setup_token(
     settings: SettingsDep,
 ) -> dict:
     """A one-time SimpleFIN setup token for an app (Actual, Firefly III, ...): paste it there;
-    the app claims read access to these accounts with it."""
+    the app claims read access to these accounts with it (404 naming any that is not yours)."""
     created = await service.create_setup_token(
         session=session,
         settings=settings,
@@ -77,15 +79,35 @@ async def revoke_access(
     return Response(status_code=204)
 
 
+_CHALLENGE = 'Basic realm="SimpleFIN", charset="UTF-8"'
+
+
+class CredentialsMissing(ProblemError):
+    """No credentials at all: HTTP's 401 and its challenge (RFC 9110). Wrong ones are the
+    protocol's 403."""
+
+    status = 401
+
+    def __init__(self) -> None:
+        super().__init__(
+            "HTTP Basic credentials from a claimed access URL are required.",
+            headers={"WWW-Authenticate": _CHALLENGE},
+        )
+
+
 class AccessCredentials(HTTPBasic):
     """HTTP Basic with an access URL's credentials (so the document names the scheme); parsed
-    here so that a malformed header is the spec's 403, not FastAPI's 401."""
+    here so that a malformed header is the spec's 403, not FastAPI's 401. No header at all is
+    a 401 (CredentialsMissing)."""
 
     def __init__(self) -> None:
         super().__init__(auto_error=False, scheme_name="SimpleFINAccess")
 
     async def __call__(self, request: Request) -> service.Credentials | None:  # type: ignore[override]
-        scheme, _, encoded = (request.headers.get("Authorization") or "").partition(" ")
+        header = request.headers.get("Authorization")
+        if not header:
+            raise CredentialsMissing()
+        scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic":
             return None
         try:
@@ -96,6 +118,10 @@ class AccessCredentials(HTTPBasic):
             return None
         return service.Credentials(username, password) if sep else None
 
+
+# 9999-12-31T23:59:59Z, the last second a datetime holds: the bound the document gives Unix
+# times (a later one would not be a time this server can read).
+LAST_SECOND = 253_402_300_799
 
 AccessCredentialsDep = Annotated[service.Credentials | None, Security(AccessCredentials())]
 
@@ -142,15 +168,30 @@ async def claim(
     return PlainTextResponse(access_url, headers={"Cache-Control": "no-store"})
 
 
-@protocol.get("/accounts", responses=problems(403, 429), name="accounts")
+@protocol.get(
+    "/accounts",
+    responses={
+        **problems(403, 429),
+        401: {
+            "description": "No credentials: the access URL's user name and password, please.",
+            "headers": {
+                "WWW-Authenticate": {
+                    "description": "The challenge: " + _CHALLENGE,
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+    },
+    name="accounts",
+)
 async def accounts(
     request: Request,
     credentials: AccessCredentialsDep,
     ctx: ContextDep,
     session: SessionDep,
     redis: RedisDep,
-    start_date: Annotated[int | None, Query(alias="start-date", ge=0, le=2**40)] = None,
-    end_date: Annotated[int | None, Query(alias="end-date", ge=0, le=2**40)] = None,
+    start_date: Annotated[int | None, Query(alias="start-date", ge=0, le=LAST_SECOND)] = None,
+    end_date: Annotated[int | None, Query(alias="end-date", ge=0, le=LAST_SECOND)] = None,
     pending: Annotated[int, Query(ge=0, le=1)] = 0,
     account: Annotated[list[str] | None, Query(max_length=200)] = None,
     balances_only: Annotated[int, Query(alias="balances-only", ge=0, le=1)] = 0,

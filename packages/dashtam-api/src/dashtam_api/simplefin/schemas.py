@@ -3,11 +3,13 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dashtam_api.text import CleanText
+
 
 class SetupTokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    label: str = Field("", max_length=200, description="Which app it is for, say.")
+    label: CleanText = Field("", max_length=200, description="Which app it is for, say.")
     account_ids: list[uuid.UUID] | None = Field(
         None,
         max_length=1000,

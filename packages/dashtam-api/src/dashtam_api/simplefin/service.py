@@ -33,7 +33,7 @@ from dashtam_api.audit import service as audit
 from dashtam_api.auth import credentials
 from dashtam_api.auth import queries as people
 from dashtam_api.context import AppContext
-from dashtam_api.errors import Forbidden, TooManyRequests, Unprocessable
+from dashtam_api.errors import Forbidden, NotFound, TooManyRequests
 from dashtam_api.simplefin import queries
 from dashtam_api.throttle import Throttle
 from dashtam_core.config import Settings
@@ -74,7 +74,7 @@ async def _owned_accounts(
     found = await queries.owned_account_ids(session, user_id=user.id, account_ids=wanted)
     missing = [str(a) for a in wanted if a not in found]
     if missing:
-        raise Unprocessable(f"No such account: {', '.join(missing)}.", field="account_ids")
+        raise NotFound(f"No such account: {', '.join(missing)}.", parameter="account_ids")
     return wanted
 
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
 from dashtam_api.accounts.schemas import TransactionCounts
-from dashtam_api.cursors import decode_cursor, encode_cursor
+from dashtam_api.cursors import Cursor, decode_cursor, encode_cursor
 from dashtam_api.errors import NotFound
 from dashtam_api.sync import queries
 from dashtam_core.database import Reader
@@ -19,9 +19,7 @@ class SyncRunQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(20, ge=1, le=100, description="Runs per page.")
-    cursor: str | None = Field(
-        None, max_length=200, description="`next_cursor` of the page before."
-    )
+    cursor: Cursor = None
 
 
 class SyncFailure(BaseModel):

@@ -20,12 +20,13 @@ schemas.TransactionOut.
 import types
 import typing
 import uuid
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from decimal import Decimal
 
 import asyncpg
 
 from dashtam_api.cursors import decode_cursor
+from dashtam_api.days import day_end
 from dashtam_api.ownership_queries import ACTIVE_PERSON, PERSON, rows_of_active_person
 from dashtam_api.transactions.schemas import TransactionOut, TransactionQuery
 from dashtam_core.database import Reader
@@ -119,7 +120,7 @@ def page_query(
     if query.from_ is not None:
         where.append(f"t.occurred_at >= {arg(_day_start(query.from_))}")
     if query.to is not None:
-        where.append(f"t.occurred_at < {arg(_day_start(query.to + timedelta(days=1)))}")
+        where.append(f"t.occurred_at < {arg(day_end(query.to))}")
     symbol = query.symbol.upper() if query.symbol is not None else None
     for column, value in (("status", query.status), ("kind", query.kind), ("symbol", symbol)):
         if value is not None:

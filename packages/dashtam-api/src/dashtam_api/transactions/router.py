@@ -1,13 +1,12 @@
 import re
 import uuid
-from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import Query
 from fastapi.responses import StreamingResponse
 
+from dashtam_api.days import Day
 from dashtam_api.deps import ReaderDep, TokenSubjectDep
-from dashtam_api.errors import Unprocessable
 from dashtam_api.exports import service as exports
 from dashtam_api.openapi import problems
 from dashtam_api.query import QueryModel, QueryRoute
@@ -71,15 +70,13 @@ async def export_transactions(
     user_id: TokenSubjectDep,
     reader: ReaderDep,
     format: Literal["csv", "ofx"] = "csv",
-    from_: Annotated[date | None, Query(alias="from")] = None,
-    to: date | None = None,
+    from_: Annotated[Day | None, Query(alias="from")] = None,
+    to: Annotated[Day | None, Query(description="Before `from`: an empty file.")] = None,
 ) -> StreamingResponse:
     """One account's transactions as a file to import elsewhere: CSV (every transaction, oldest
     first; the columns in docs/transactions.md) or OFX 2.2 (posted transactions; a bank
     statement, or for a brokerage account an investment statement with its positions).
     ``from`` and ``to`` are days, both included."""
-    if from_ and to and from_ > to:
-        raise Unprocessable("`from` is after `to`.", field="from")
     export = await exports.account(reader, user_id, account_id)
     window = exports.Window.of(from_, to)
     body = (exports.csv_export if format == "csv" else exports.ofx_export)(

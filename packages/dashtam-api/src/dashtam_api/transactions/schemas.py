@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dashtam_api.cursors import Cursor
+from dashtam_api.days import Day
+from dashtam_api.text import CleanText
 from dashtam_models import TransactionKind, TransactionStatus
 
 Status = Literal[tuple(s.value for s in TransactionStatus)]
@@ -18,18 +21,18 @@ class TransactionQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_: date | None = Field(None, alias="from", description="On or after this day (UTC).")
-    to: date | None = Field(None, description="On or before this day (UTC).")
+    from_: Day | None = Field(None, alias="from", description="On or after this day (UTC).")
+    to: Day | None = Field(
+        None, description="On or before this day (UTC). Before `from`: nothing matches."
+    )
     status: Status | None = None
     kind: Kind | None = None
-    symbol: str | None = Field(None, min_length=1, max_length=32)
-    q: str | None = Field(
+    symbol: CleanText | None = Field(None, min_length=1, max_length=32)
+    q: CleanText | None = Field(
         None, min_length=1, max_length=100, description="Text in the description or payee."
     )
     limit: int = Field(50, ge=1, le=200, description="Items per page.")
-    cursor: str | None = Field(
-        None, max_length=200, description="`next_cursor` of the page before."
-    )
+    cursor: Cursor = None
 
 
 class TransactionOut(BaseModel):

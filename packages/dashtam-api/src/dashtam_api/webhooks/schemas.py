@@ -2,8 +2,11 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from dashtam_api.cursors import Cursor
+from dashtam_api.text import CleanText
+from dashtam_api.webhooks.targets import WebhookUrl
 from dashtam_models import WebhookEvent
 
 # What an endpoint can subscribe to; webhook.test is sent on request (POST .../test) only.
@@ -12,29 +15,42 @@ EventName = Literal[SUBSCRIBABLE]  # type: ignore[valid-type]
 AnyEventName = Literal[tuple(e.value for e in WebhookEvent)]  # type: ignore[valid-type]
 
 
+URL_HELP = (
+    "Where events are POSTed: an https URL (http too in development and testing), "
+    "`scheme://host[:port][/path][?query]`: a host name (ASCII, IDNA for others), an IPv4 "
+    "address or an [IPv6] one; no user name or password, no #fragment."
+)
+
+
+def _never_null(schema: dict) -> None:
+    # Left out, these stay as they are; null is no value for them: no default in the document.
+    for name in ("url", "events", "enabled"):
+        schema["properties"][name].pop("default", None)
+
+
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(
+    url: WebhookUrl = Field(
         min_length=1,
         max_length=2000,
-        description="Where events are POSTed: https (http too in development and testing).",
+        description=URL_HELP,
         examples=["https://example.com/hooks/dashtam"],
     )
     events: list[EventName] = Field(min_length=1, max_length=len(SUBSCRIBABLE))
-    description: str | None = Field(None, max_length=500)
+    description: CleanText | None = Field(None, max_length=500)
 
 
 class WebhookUpdate(BaseModel):
     """What to change; what is left out stays. ``enabled: true`` turns a disabled endpoint on
     again (deliveries already given up are not sent again)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_never_null)
 
-    url: str | None = Field(None, min_length=1, max_length=2000)
-    events: list[EventName] | None = Field(None, min_length=1, max_length=len(SUBSCRIBABLE))
-    description: str | None = Field(None, max_length=500)
-    enabled: bool | None = None
+    url: WebhookUrl = Field(None, min_length=1, max_length=2000, description=URL_HELP)
+    events: list[EventName] = Field(None, min_length=1, max_length=len(SUBSCRIBABLE))
+    description: CleanText | None = Field(None, max_length=500)
+    enabled: StrictBool = Field(None)  # true or false, not 0 or "yes" (the document says)
 
 
 class WebhookOut(BaseModel):
@@ -76,9 +92,7 @@ class AttemptQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(20, ge=1, le=100, description="Attempts per page.")
-    cursor: str | None = Field(
-        None, max_length=200, description="`next_cursor` of the page before."
-    )
+    cursor: Cursor = None
 
 
 class AttemptOut(BaseModel):
