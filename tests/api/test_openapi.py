@@ -119,7 +119,7 @@ async def test_the_provider_types_of_this_deployment_are_listed(client, auth_hea
 
 
 async def test_query_models_are_documented_and_refused_as_fastapi_would(client, auth_headers):
-    """dashtam_api.query reads query strings without FastAPI's per-field machinery: the same
+    """dashtam_api.query_strings reads query strings without FastAPI's per-field machinery: the same
     parameters in the document as FastAPI writes for the same model, the same 422s, and one
     more: a name given twice."""
     from typing import Annotated
@@ -128,7 +128,7 @@ async def test_query_models_are_documented_and_refused_as_fastapi_would(client, 
 
     from dashtam_api.accounts.history import HistoryQuery
     from dashtam_api.paging import PageQuery
-    from dashtam_api.query import parameters
+    from dashtam_api.query_strings import parameters
     from dashtam_api.transactions.schemas import TransactionQuery
 
     for model in (PageQuery, TransactionQuery, HistoryQuery):

@@ -26,7 +26,7 @@ from dashtam_api.context import AppContext
 from dashtam_api.jobs import loops
 from dashtam_api.main import create_app
 from dashtam_core.database import Database
-from dashtam_core.outage import lost_dependency, root_cause
+from dashtam_core.lost_dependencies import lost_dependency, root_cause
 from tests.fixtures.app import asgi_client
 from tests.helpers import asyncpg_params
 

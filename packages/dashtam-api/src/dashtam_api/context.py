@@ -17,7 +17,7 @@ import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dashtam_api.auth.ended import EndedSessions
+from dashtam_api.auth.ended_sessions import EndedSessions
 from dashtam_api.auth.security import Passwords
 from dashtam_api.connections.oauth import AsyncOAuth2Client, client_for, tls_context
 from dashtam_api.health.service import HealthProbe
@@ -26,7 +26,7 @@ from dashtam_api.providers.registry import ProviderSpec, build_registry
 from dashtam_core.cache import create_redis
 from dashtam_core.config import Settings
 from dashtam_core.database import Database, Reader
-from dashtam_core.outage import lost_dependency, root_cause
+from dashtam_core.lost_dependencies import lost_dependency, root_cause
 from dashtam_core.vault import Vault
 
 log = logging.getLogger(__name__)

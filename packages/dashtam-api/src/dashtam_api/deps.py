@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dashtam_api.apikeys import service as api_keys
 from dashtam_api.apikeys.scopes import OPERATION_SCOPES
 from dashtam_api.auth import queries as people
-from dashtam_api.auth.ended import EndedSessions
+from dashtam_api.auth.ended_sessions import EndedSessions
 from dashtam_api.auth.security import Passwords, decode_access_token, session_of
 from dashtam_api.context import AppContext
 from dashtam_api.errors import ACCOUNT_GONE, Forbidden, ProblemError, Unauthorized

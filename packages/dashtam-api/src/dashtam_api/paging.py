@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dashtam_api.query import QueryModel
+from dashtam_api.query_strings import QueryModel
 
 
 class PageQuery(BaseModel):

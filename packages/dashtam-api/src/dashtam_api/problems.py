@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dashtam_api.errors import ProblemError
-from dashtam_core.outage import lost_dependency, root_cause
+from dashtam_core.lost_dependencies import lost_dependency, root_cause
 
 PROBLEM_JSON = "application/problem+json"
 # Seconds a client should wait after a 503 for our own database or cache: a restart or a

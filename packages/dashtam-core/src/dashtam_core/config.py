@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     # An invitation can be used this long after it was made.
     INVITATION_DAYS: int = Field(default=7, ge=1, le=365)
     # Each API process reads the sessions ended elsewhere this often: an access token of an
-    # ended session stops working within it (auth/ended.py).
+    # ended session stops working within it (auth/ended_sessions.py).
     SESSION_SYNC_SECONDS: float = Field(default=1.0, gt=0, le=60)
     # Guessed credentials (dashtam_api/throttle.py): past LOGIN_MAX_FAILURES failures of one
     # credential from one address, that pair waits LOGIN_BACKOFF_SECONDS, doubling with each

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from dashtam_core.config import Settings
-from dashtam_core.outage import closed_connection
+from dashtam_core.lost_dependencies import closed_connection
 
 
 def create_engine(settings: Settings, **overrides) -> AsyncEngine:
@@ -52,7 +52,7 @@ class Reader(Protocol):
 
 
 # What a pooled connection that the server closed under us raises on its next use (and
-# asyncpg's InterfaceError when it says the connection is closed: outage.closed_connection).
+# asyncpg's InterfaceError when it says the connection is closed: lost_dependencies.closed_connection).
 _CONNECTION_LOST = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.AdminShutdownError,

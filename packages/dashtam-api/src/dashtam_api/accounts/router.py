@@ -13,7 +13,7 @@ from dashtam_api.accounts.schemas import (
 from dashtam_api.deps import ContextDep, CurrentUserDep, ReaderDep, SessionDep, TokenSubjectDep
 from dashtam_api.openapi import problems
 from dashtam_api.paging import PageDep
-from dashtam_api.query import QueryModel, QueryRoute
+from dashtam_api.query_strings import QueryModel, QueryRoute
 from dashtam_api.responses import json_response
 from dashtam_api.routing import api_router
 from dashtam_api.sync import runs

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from dashtam_api.apikeys.scopes import SCOPES
-from dashtam_api.text import CleanText
+from dashtam_api.storable_text import CleanText
 
 Scope = Literal[tuple(SCOPES)]  # type: ignore[valid-type]
 

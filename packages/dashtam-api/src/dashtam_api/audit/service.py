@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dashtam_api.text import strip_nul
+from dashtam_api.storable_text import strip_nul
 from dashtam_core.database import Database
 from dashtam_models import ProviderAuditLog, SecurityAuditLog
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
 from dashtam_api.auth import queries
-from dashtam_api.auth.ended import EndedSessions
+from dashtam_api.auth.ended_sessions import EndedSessions
 from dashtam_api.auth.security import Passwords
 from dashtam_api.auth.service import end_sessions, others
 from dashtam_api.context import AppContext

@@ -41,7 +41,7 @@ from dashtam_api.deps import (
     where,
 )
 from dashtam_api.openapi import problems
-from dashtam_api.query import QueryModel, QueryRoute
+from dashtam_api.query_strings import QueryModel, QueryRoute
 from dashtam_api.routing import api_router
 from dashtam_api.unit_of_work import after_commit
 

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dashtam_api.cursors import Cursor
 from dashtam_api.emails import Email
-from dashtam_api.text import CleanText
+from dashtam_api.storable_text import CleanText
 
 
 class RegisterRequest(BaseModel):

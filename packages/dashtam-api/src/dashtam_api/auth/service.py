@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
 from dashtam_api.auth import invitations, queries, security, totp
-from dashtam_api.auth.ended import EndedSessions
+from dashtam_api.auth.ended_sessions import EndedSessions
 from dashtam_api.auth.schemas import TokenPair
 from dashtam_api.auth.security import Passwords
 from dashtam_api.errors import Conflict, Forbidden, TooManyRequests, Unauthorized
-from dashtam_api.text import strip_nul
+from dashtam_api.storable_text import strip_nul
 from dashtam_api.throttle import Throttle
 from dashtam_core.config import Settings
 from dashtam_core.vault import Vault

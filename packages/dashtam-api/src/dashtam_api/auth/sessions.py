@@ -8,7 +8,7 @@ import ua_parser
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.auth import queries
-from dashtam_api.auth.ended import EndedSessions
+from dashtam_api.auth.ended_sessions import EndedSessions
 from dashtam_api.auth.service import end_sessions, others
 from dashtam_api.cursors import decode_cursor, encode_cursor
 from dashtam_api.errors import NotFound

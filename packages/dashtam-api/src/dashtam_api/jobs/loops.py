@@ -30,7 +30,7 @@ from dashtam_api.jobs import queries
 from dashtam_api.sync import runs
 from dashtam_api.sync import service as sync
 from dashtam_api.webhooks import dispatch, notices
-from dashtam_core.outage import lost_dependency
+from dashtam_core.lost_dependencies import lost_dependency
 
 log = logging.getLogger("dashtam.jobs")
 

@@ -13,7 +13,7 @@ from dashtam_api.providers.schemas import (
     ProviderType,
     UpdateProvider,
 )
-from dashtam_api.query import QueryRoute
+from dashtam_api.query_strings import QueryRoute
 from dashtam_api.responses import json_response
 from dashtam_api.routing import api_router
 

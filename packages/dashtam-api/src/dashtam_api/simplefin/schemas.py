@@ -3,7 +3,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dashtam_api.text import CleanText
+from dashtam_api.storable_text import CleanText
 
 
 class SetupTokenCreate(BaseModel):

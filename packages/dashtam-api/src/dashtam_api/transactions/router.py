@@ -9,7 +9,7 @@ from dashtam_api.days import Day
 from dashtam_api.deps import ReaderDep, TokenSubjectDep
 from dashtam_api.exports import service as exports
 from dashtam_api.openapi import problems
-from dashtam_api.query import QueryModel, QueryRoute
+from dashtam_api.query_strings import QueryModel, QueryRoute
 from dashtam_api.responses import json_response
 from dashtam_api.routing import api_router
 from dashtam_api.transactions import service

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dashtam_api.cursors import Cursor
 from dashtam_api.days import Day
-from dashtam_api.text import CleanText
+from dashtam_api.storable_text import CleanText
 from dashtam_models import TransactionKind, TransactionStatus
 
 Status = Literal[tuple(s.value for s in TransactionStatus)]

@@ -29,7 +29,7 @@ from dashtam_api import metrics
 from dashtam_api.context import AppContext
 from dashtam_api.webhooks import queries, signing
 from dashtam_api.webhooks.targets import GuardedBackend, RefusedTarget
-from dashtam_core.outage import lost_dependency
+from dashtam_core.lost_dependencies import lost_dependency
 from dashtam_core.vault import VaultError, webhook_secret_context
 from dashtam_models import DeliveryStatus
 

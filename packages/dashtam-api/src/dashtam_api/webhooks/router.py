@@ -5,7 +5,7 @@ from fastapi import Response
 
 from dashtam_api.deps import CurrentUserDep, SessionDep, SettingsDep, VaultDep
 from dashtam_api.openapi import problems
-from dashtam_api.query import QueryModel, QueryRoute
+from dashtam_api.query_strings import QueryModel, QueryRoute
 from dashtam_api.routing import api_router
 from dashtam_api.webhooks import service
 from dashtam_api.webhooks.schemas import (

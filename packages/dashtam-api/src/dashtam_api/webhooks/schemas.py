@@ -5,7 +5,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from dashtam_api.cursors import Cursor
-from dashtam_api.text import CleanText
+from dashtam_api.storable_text import CleanText
 from dashtam_api.webhooks.targets import WebhookUrl
 from dashtam_models import WebhookEvent
 

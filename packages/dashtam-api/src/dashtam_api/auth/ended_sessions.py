@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 from redis.asyncio import Redis
 
-from dashtam_core.outage import lost_dependency
+from dashtam_core.lost_dependencies import lost_dependency
 
 log = logging.getLogger("dashtam.sessions")
 
