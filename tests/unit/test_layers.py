@@ -284,3 +284,25 @@ def test_the_checker_sees_a_statement(source):
 )
 def test_the_checker_lets_the_rest_be(source):
     assert violations(source) == []
+
+
+def test_no_router_imports_a_router():
+    """Routers share through deps.py and the services, never through each other (main.py,
+    which mounts them all, is no router)."""
+    found = []
+    for relative, path in _modules():
+        if not relative.endswith("router.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                # A router module (auth.router, auth.admin_router), or one imported from its
+                # package; routing.api_router is the routers' factory, not a router.
+                modules = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                if any(_is_router_module(m) for m in modules):
+                    found.append(f"{relative}: imports {node.module}")
+    assert found == [], "\n".join(found)
+
+
+def _is_router_module(dotted: str) -> bool:
+    last = dotted.rsplit(".", 1)[-1]
+    return last == "router" or (last.endswith("_router") and "routing" not in dotted)
