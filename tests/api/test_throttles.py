@@ -13,6 +13,7 @@ from dashtam_api import throttle as throttle_module
 from dashtam_api.throttle import Throttle
 from tests.api.test_auth import is_problem
 from tests.api.test_connections import signed_in
+from tests.api.test_totp import enrolled, second_factor
 from tests.fixtures.app import running_app
 from tests.fixtures.simplefin_client import SimplefinClient
 
@@ -112,7 +113,7 @@ async def test_a_stale_apps_failures_never_refuse_anothers_valid_access(app, cli
 
 
 async def test_an_address_failing_across_credentials_is_refused_its_failures_only(
-    client, test_settings, connection
+    client, test_settings, connection, redis_client
 ):
     settings = test_settings.model_copy(update={"LOGIN_ADDRESS_MAX_FAILURES": 3})
     async with running_app(settings, connection) as own, client_from(own, "127.0.0.1") as http:
@@ -122,6 +123,8 @@ async def test_an_address_failing_across_credentials_is_refused_its_failures_onl
         root = f"{settings.API_BASE_URL}/simplefin/accounts"
         for n in range(3):  # three usernames, one failure each: under every pair's limit
             is_problem(await http.get(root, auth=(f"guess{n}", "x")), 403)
+        # Names never handed out leave no keys behind per name: only the address's count.
+        assert [k async for k in redis_client.scan_iter("throttle:simplefin:credential:*")] == []
         refused = await http.get(root, auth=("guess-next", "x"))
         is_problem(refused, 429)
         assert int(refused.headers["retry-after"]) > 0
@@ -153,3 +156,28 @@ async def test_the_clients_address_comes_from_trusted_proxies_only(
         )
         # Trusted: the owner's own address, not the guesser's. Untrusted: both are the proxy.
         assert answer.status_code == (200 if trusted else 429), answer.text
+
+
+async def test_a_much_guessed_owner_with_a_second_factor_still_signs_in(
+    client, sign_up, test_settings, connection
+):
+    """Past the ceiling, the owner's password step takes their address's turn; the second
+    factor, which only a right password reaches, is not slowed, and a known address is not
+    slowed again. A stranger's address is."""
+    _, _, codes, (email, password) = await enrolled(client, sign_up)
+    settings = test_settings.model_copy(
+        update={"LOGIN_CREDENTIAL_MAX_FAILURES": 3, "LOGIN_SLOW_SECONDS": 60}
+    )
+    async with running_app(settings, connection) as own:
+        for n in range(3):
+            async with client_from(own, f"198.51.100.{n}") as guesser:
+                assert (await login(guesser, email, WRONG)).status_code == 401
+        async with client_from(own, "192.0.2.77") as owner:
+            challenge = (await login(owner, email, password)).json()["challenge"]
+            signed_in = await second_factor(owner, challenge, recovery_code=codes[0])
+            assert signed_in.status_code == 200, signed_in.text
+            again = await login(owner, email, password)
+            assert again.status_code == 200, again.text  # a known address: not slowed
+        async with client_from(own, "203.0.113.9") as stranger:
+            assert (await login(stranger, email, WRONG)).status_code == 401  # its turn
+            is_problem(await login(stranger, email, WRONG), 429)  # slowed

@@ -11,11 +11,14 @@ Three counts in Valkey, each of failures only:
   address does not lock the person out.
 - **a credential from everywhere**: past ``LOGIN_CREDENTIAL_MAX_FAILURES`` (many guessing
   addresses at once), the credential slows rather than blocks: each address may try it once per
-  ``LOGIN_SLOW_SECONDS``, so its owner still signs in while guessing goes on elsewhere.
+  ``LOGIN_SLOW_SECONDS``, so its owner still signs in while guessing goes on elsewhere; an
+  address that signed in with it lately is not slowed, nor is the second-factor step.
 - **one address across credentials** (one client spraying guesses, or a stale app polling with
   a revoked credential): past ``LOGIN_ADDRESS_MAX_FAILURES``, that address's *failed* attempts
-  are answered 429. Its correct credentials are still accepted: a person behind the same
-  proxy or NAT is never refused because another's credentials failed.
+  are answered 429 with ``Retry-After: LOGIN_BACKOFF_SECONDS``, telling the client to back off.
+  It is a signal, not a barrier (the two counts above are): its correct credentials are still
+  accepted, so a person behind the same proxy or NAT is never refused because another's
+  credentials failed.
 
 Addresses are the client's real ones: behind the project's own proxy, the app reads
 ``X-Forwarded-For`` from ``TRUSTED_PROXIES`` only (main.py). Credentials are keyed by a digest,
@@ -63,17 +66,20 @@ class Throttle:
         keep doubling up to its ceiling."""
         return 4 * self.settings.LOGIN_LOCKOUT_SECONDS
 
-    async def wait(self) -> int:
+    async def wait(self, *, slowed: bool = True) -> int:
         """Seconds this credential must wait from this address before it may be tried (0: now).
-        Takes this address's turn when the credential is past its ceiling everywhere."""
-        lock_until, failures_everywhere = await self.redis.mget(
-            f"{self._pair}:until", f"{self._credential}:failures"
+        Past the credential's ceiling everywhere, takes this address's turn, unless this address
+        has signed in with it lately (a known pair) or ``slowed`` is false (a step that only a
+        right password reaches: the second factor)."""
+        lock_until, failures_everywhere, known = await self.redis.mget(
+            f"{self._pair}:until", f"{self._credential}:failures", f"{self._pair}:known"
         )
         if lock_until is not None:
             left = math.ceil(float(lock_until) - time.time())
             if left > 0:
                 return left
-        if int(failures_everywhere or 0) >= self.settings.LOGIN_CREDENTIAL_MAX_FAILURES:
+        ceiling = self.settings.LOGIN_CREDENTIAL_MAX_FAILURES
+        if slowed and known is None and int(failures_everywhere or 0) >= ceiling:
             slow = self.settings.LOGIN_SLOW_SECONDS
             took_turn = await self.redis.set(f"{self._pair}:turn", 1, ex=slow, nx=True)
             if not took_turn:
@@ -86,26 +92,36 @@ class Throttle:
         if left:
             raise TooManyRequests(message, retry_after=left)
 
-    async def failed(self) -> int:
-        """Count a failure. Returns the seconds this address must now wait before failing again
-        (its failures across credentials past their limit), else 0."""
+    async def failed(self, *, known_credential: bool = True) -> int:
+        """Count a failure. Returns the seconds this address should wait before failing again
+        (its failures across credentials past their limit), else 0. ``known_credential``
+        false (a SimpleFIN username that does not exist): only the address counts, so guesses
+        at random names leave no keys behind per name."""
+        keys = [self._address]
+        if known_credential:
+            keys += [f"{self._pair}:failures", f"{self._credential}:failures"]
         async with self.redis.pipeline(transaction=True) as pipe:
-            for key in (f"{self._pair}:failures", f"{self._credential}:failures", self._address):
+            for key in keys:
                 pipe.incr(key)
                 pipe.expire(key, self._window)
-            pair_failures, _, _, _, address_failures, _ = await pipe.execute()
+            counts = (await pipe.execute())[::2]
         settings = self.settings
-        beyond = pair_failures - settings.LOGIN_MAX_FAILURES
-        if beyond >= 0:
-            wait = min(
-                settings.LOGIN_BACKOFF_SECONDS * 2 ** min(beyond, 30),
-                settings.LOGIN_LOCKOUT_SECONDS,
-            )
-            await self.redis.set(f"{self._pair}:until", time.time() + wait, ex=wait)
-        if address_failures > settings.LOGIN_ADDRESS_MAX_FAILURES:
-            return max(await self.redis.ttl(self._address), 1)
+        if known_credential:
+            beyond = counts[1] - settings.LOGIN_MAX_FAILURES
+            if beyond >= 0:
+                wait = min(
+                    settings.LOGIN_BACKOFF_SECONDS * 2 ** min(beyond, 30),
+                    settings.LOGIN_LOCKOUT_SECONDS,
+                )
+                await self.redis.set(f"{self._pair}:until", time.time() + wait, ex=wait)
+        if counts[0] > settings.LOGIN_ADDRESS_MAX_FAILURES:
+            return settings.LOGIN_BACKOFF_SECONDS
         return 0
 
     async def succeeded(self) -> None:
-        """A right credential: this pair starts afresh (the counts everywhere stay)."""
-        await self.redis.delete(f"{self._pair}:failures", f"{self._pair}:until")
+        """A right credential: this pair starts afresh and is known for a while (never slowed
+        by guessing elsewhere); the counts everywhere stay."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(f"{self._pair}:failures", f"{self._pair}:until")
+            pipe.set(f"{self._pair}:known", 1, ex=self._window)
+            await pipe.execute()

@@ -8,11 +8,13 @@ meanwhile. A session a job opens itself (``ctx.sessions()``) is that job's unit 
 committed where it was opened (tests/unit/test_layers.py holds all of this).
 """
 
+import logging
 from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 _AFTER_COMMIT = "dashtam.after_commit"
+log = logging.getLogger("dashtam.api")
 
 
 async def commit(session: AsyncSession) -> None:
@@ -20,7 +22,10 @@ async def commit(session: AsyncSession) -> None:
     dependency calls this."""
     await session.commit()
     for action in session.info.pop(_AFTER_COMMIT, ()):
-        action()
+        try:
+            action()
+        except Exception:  # the request's writes are kept: its answer stays a success
+            log.exception("an action after the commit failed")
 
 
 def after_commit(session: AsyncSession, action: Callable[[], None]) -> None:
@@ -32,7 +37,8 @@ def after_commit(session: AsyncSession, action: Callable[[], None]) -> None:
 async def end_read(session: AsyncSession) -> None:
     """End the request's transaction, which has only read so far, and give its pooled
     connection back: before a long wait (an institution's answer) that runs transactions of its
-    own. Refuses a session holding unflushed changes: those are the request's to commit."""
+    own. Refuses a session holding unflushed changes: those are the request's to commit. (It
+    cannot see changes already flushed: call it before the request writes anything.)"""
     if session.new or session.dirty or session.deleted:
         raise RuntimeError("end_read() on a session with changes: they would be committed")
     await session.commit()

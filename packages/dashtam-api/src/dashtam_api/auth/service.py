@@ -84,19 +84,28 @@ async def _refuse(
     )
     if address_wait:
         raise TooManyRequests(
-            "Too many failed sign-ins from this address; try again later.",
+            "Wrong e-mail or password, and too many failed sign-ins from this address: wait "
+            "before trying again (a right password is still accepted).",
             retry_after=address_wait,
         )
 
 
-async def _throttled(*, session: AsyncSession, throttle: Throttle, email: str, where: dict) -> None:
+async def _throttled(
+    *,
+    session: AsyncSession,
+    throttle: Throttle,
+    email: str,
+    where: dict,
+    user_id: uuid.UUID | None = None,
+    slowed: bool = True,
+) -> None:
     """Refuse (429) while this e-mail must wait from this address, audited."""
-    retry_after = await throttle.wait()
+    retry_after = await throttle.wait(slowed=slowed)
     if retry_after:
         await audit.security(
             session=session,
             action="sign_in_failed",
-            user_id=None,
+            user_id=user_id,
             details={"email": email, "reason": "throttled"},
             **where,
         )
@@ -116,7 +125,7 @@ async def login(
 ) -> TokenPair | dict:
     """Check the password (throttled per e-mail) and open a new session, or, with a second
     factor on, answer a short-lived challenge that login_second_factor completes. A refusal
-    leaves its security audit row in the session: the caller commits it before answering."""
+    leaves its security audit row in the session, which SignInSessionDep keeps."""
     where = {"ip": ip, "user_agent": user_agent}
     throttle = _throttle(redis=redis, settings=settings, email=email, ip=ip)
     await _throttled(session=session, throttle=throttle, email=email, where=where)
@@ -177,7 +186,16 @@ async def login_second_factor(
             error="invalid_grant",
         )
     throttle = _throttle(redis=redis, settings=settings, email=user.email, ip=ip)
-    await _throttled(session=session, throttle=throttle, email=user.email, where=where)
+    # Only a right password reaches this step: the lock of this e-mail and address applies
+    # (wrong codes count with wrong passwords), the slowing of a much-guessed e-mail does not.
+    await _throttled(
+        session=session,
+        throttle=throttle,
+        email=user.email,
+        where=where,
+        user_id=user.id,
+        slowed=False,
+    )
     used = await totp.check(
         session=session, vault=vault, user=user, code=code, recovery_code=recovery_code
     )

@@ -62,6 +62,14 @@ async def open_access(session: AsyncSession, *, username: str) -> SimplefinAcces
     )
 
 
+async def username_was_issued(session: AsyncSession, *, username: str) -> bool:
+    """Whether an access with this username was ever handed out (revoked or not)."""
+    found = await session.scalar(
+        select(SimplefinAccess.id).where(SimplefinAccess.username == username).limit(1)
+    )
+    return found is not None
+
+
 async def accesses(session: AsyncSession, *, user_id: uuid.UUID) -> list[SimplefinAccess]:
     """The person's accesses, the newest first."""
     rows = await session.scalars(

@@ -183,10 +183,14 @@ async def authenticate(
         or not user.is_active
         or not hmac.compare_digest(access.secret_hash, _sha256(credentials.password))
     ):
-        address_wait = await throttle.failed()
+        # A name never handed out has no password to guess: only the address counts it, so
+        # guesses at made-up names leave no keys behind per name (a revoked one still counts).
+        issued = access is not None or await queries.username_was_issued(session, username=username)
+        address_wait = await throttle.failed(known_credential=issued)
         if address_wait:
             raise TooManyRequests(
-                "Too many failed attempts from this address; try again later.",
+                "Too many failed attempts from this address; wait before trying again "
+                "(valid credentials are still accepted).",
                 retry_after=address_wait,
             )
         raise Forbidden("Authentication failed: the access was revoked or is not this one.")

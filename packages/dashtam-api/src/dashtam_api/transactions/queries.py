@@ -20,13 +20,13 @@ schemas.TransactionOut.
 import types
 import typing
 import uuid
-from datetime import UTC, datetime, time
+from datetime import datetime
 from decimal import Decimal
 
 import asyncpg
 
 from dashtam_api.cursors import decode_cursor
-from dashtam_api.days import day_end
+from dashtam_api.days import day_end, day_start
 from dashtam_api.ownership_queries import ACTIVE_PERSON, PERSON, rows_of_active_person
 from dashtam_api.transactions.schemas import TransactionOut, TransactionQuery
 from dashtam_core.database import Reader
@@ -92,10 +92,6 @@ SELECT t.id, convert_to({ITEM}, 'UTF8') AS item FROM {PERSON}
 """  # noqa: S608 (fixed fragments)
 
 
-def _day_start(day) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
-
-
 def _like(text: str) -> str:
     """``text`` anywhere, its own % and _ taken literally."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -118,7 +114,7 @@ def page_query(
     if account_id is not None:
         where.append(f"t.account_id = {arg(account_id)}")
     if query.from_ is not None:
-        where.append(f"t.occurred_at >= {arg(_day_start(query.from_))}")
+        where.append(f"t.occurred_at >= {arg(day_start(query.from_))}")
     if query.to is not None:
         where.append(f"t.occurred_at < {arg(day_end(query.to))}")
     symbol = query.symbol.upper() if query.symbol is not None else None
