@@ -286,7 +286,7 @@ async def _plans(conn, person_id, account_id, deep) -> dict[str, str]:
     """EXPLAIN ANALYZE of the statements the endpoints run, with their parameters."""
     deep_cursor = encode_cursor(deep.occurred_at, deep.id)
     year = history.HistoryQuery(**{"from": date_of(-364), "to": date_of(0)})
-    start, stop = year.bounds()
+    start, stop, _next_from = year.bounds()  # a year by day: one page of periods
     statements = {
         "first page": page_query(person_id, TransactionQuery()),
         "1,000th page": page_query(person_id, TransactionQuery(cursor=deep_cursor)),
