@@ -57,6 +57,7 @@ class AppContext:
 
     _token_clients: dict[str, AsyncOAuth2Client] = field(default_factory=dict)
     _when_back: set[asyncio.Task] = field(default_factory=set)
+    closed: bool = False
 
     def __post_init__(self) -> None:
         if self.sessions is None:
@@ -180,6 +181,7 @@ class AppContext:
         await self.transport.aclose()
         await self.redis.aclose()
         await self.db.dispose()
+        self.closed = True
 
 
 class _Unclosable(httpx.AsyncBaseTransport):

@@ -81,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if ctx.closed:  # its clients and pools were closed by the lifespan before
+            raise RuntimeError("this app has served once and was shut down: make a new one")
         # The sign-in's stand-in hash, made beside the start instead of before it.
         preparing = asyncio.ensure_future(asyncio.to_thread(ctx.passwords.prepare))
         ended = ctx.ended
