@@ -9,8 +9,10 @@ that finds one taken picks another, writes it into the project's env files and s
 """
 
 import json
+import random
 import socket
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -29,18 +31,43 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+# Below every system's range of ports for outgoing connections (Linux 32768-60999, macOS and
+# Windows 49152-65535): a port the kernel hands to port 0 is one it also hands to any client's
+# end, so a server of ours that stops and starts again (a test restarting Valkey by hand) could
+# find its port held by a connection of the suite's. These are handed to nobody but a binder.
+PICKED_RANGE = range(20000, 32768)
+
+
 def free_ports(count: int) -> list[int]:
-    """``count`` different ports nothing listens on now (all held until all are found)."""
-    sockets = []
+    """``count`` different ports nothing listens on now (all held until all are found), outside
+    the range the system gives outgoing connections where we can tell it (else from port 0)."""
+    sockets: list[socket.socket] = []
+    candidates = _candidates()
     try:
-        for _ in range(count):
+        while len(sockets) < count:
             sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
+            try:
+                sock.bind(("127.0.0.1", next(candidates, 0)))
+            except OSError:
+                sock.close()
+                continue
             sockets.append(sock)
         return [sock.getsockname()[1] for sock in sockets]
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _candidates() -> Iterator[int]:
+    """Random ports of PICKED_RANGE, each once, where the system's outgoing range starts above
+    it; nothing (port 0, the system's pick) where it does not or cannot be read."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 49152 if sys.platform in ("darwin", "win32") else 0
+    if low <= PICKED_RANGE[-1]:
+        return iter(())
+    return iter(random.sample(PICKED_RANGE, len(PICKED_RANGE)))
 
 
 def record(layout: Layout, ports: Iterable[int]) -> None:

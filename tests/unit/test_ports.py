@@ -1,6 +1,7 @@
 """A private project's ports: picked anew in its env files when one is taken, and only its own."""
 
 import shutil
+from pathlib import Path
 
 from infra import ports
 from infra.envfiles import ensure_env_files, read_both
@@ -41,3 +42,13 @@ def test_a_picked_port_moves_everywhere_it_is_written_and_nothing_else_changes(t
     # The new ports are the project's own pick in turn; the old ones no longer are.
     assert ports.repick(layout, [dev.db_port]) is True
     assert ports.repick(layout, [pg]) is False
+
+
+def test_picked_ports_stay_out_of_the_range_given_to_outgoing_connections():
+    """A port the kernel also hands to clients' ends could be held by one of the suite's
+    connections when a stopped server of ours starts again on it."""
+    picked = ports.free_ports(20)
+    assert len(set(picked)) == 20
+    outgoing = Path("/proc/sys/net/ipv4/ip_local_port_range")  # Linux
+    if outgoing.exists() and int(outgoing.read_text().split()[0]) > ports.PICKED_RANGE[-1]:
+        assert all(p in ports.PICKED_RANGE for p in picked)
