@@ -80,6 +80,9 @@ async def test_an_app_claims_once_and_reads_accounts_balances_holdings_and_trans
         mine = next(a for a in ours if a["id"] == account["id"])
         assert account["conn_id"] == connection["conn_id"]
         assert account["org"]["sfin-url"] == connection["sfin_url"]  # v1's Organization
+        # v1's domain, from which Actual links to the institution: Schwab's own site.
+        assert account["org"]["domain"] == "www.schwab.com"
+        assert account["org"]["url"] == "https://www.schwab.com"
         assert account["name"] == mine["name"]
         assert account["currency"] == mine["currency"]
         assert Decimal(account["balance"]) == Decimal(mine["balance"]["current"])

@@ -25,6 +25,9 @@ class ProviderSpec:
     # Which data API reads its accounts (sync/institutions.py), and where; None: none known.
     data_api: str | None = None
     api_base_url: str | None = None
+    # The institution's own site (a host name), for apps that link to it (SimpleFIN v1's
+    # org.domain, from which Actual builds its link); None: Dashtam's own host stands in.
+    website: str | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -86,6 +89,7 @@ def build_registry(settings: Settings) -> dict[str, ProviderSpec]:
         refresh_token_lifetime=timedelta(days=7),
         data_api="schwab",
         api_base_url=settings.SCHWAB_API_BASE_URL.rstrip("/"),
+        website="www.schwab.com",
     )
     for generic in settings.OAUTH_PROVIDERS:
         registry[generic.key] = ProviderSpec(

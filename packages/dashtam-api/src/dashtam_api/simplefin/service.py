@@ -34,6 +34,7 @@ from dashtam_api.auth import credentials
 from dashtam_api.auth import queries as people
 from dashtam_api.context import AppContext
 from dashtam_api.errors import Forbidden, NotFound, TooManyRequests
+from dashtam_api.providers.registry import ProviderSpec
 from dashtam_api.simplefin import queries
 from dashtam_api.throttle import Throttle
 from dashtam_core.config import Settings
@@ -60,6 +61,19 @@ def _sha256(text: str) -> str:
 
 def root_url(settings: Settings) -> str:
     return settings.API_BASE_URL.rstrip("/") + ROOT
+
+
+def organization(spec: ProviderSpec | None, key: str, root: str) -> dict:
+    """v1's Organization of an account: with the optional ``domain`` and ``url`` older apps
+    (Actual) link to the institution with; Dashtam's own host where its site is not known."""
+    site = (spec.website if spec else None) or urlsplit(root).hostname
+    return {
+        "name": spec.name if spec else key,
+        "id": key,
+        "sfin-url": root,
+        "domain": site,
+        "url": f"https://{site}",
+    }
 
 
 # --- setup tokens and claims ----------------------------------------------------------------
@@ -252,7 +266,7 @@ async def account_set(
             }
             errlist += _connection_errors(connection, conn_id, name)
         item = {
-            "org": {"name": org_name, "id": provider.provider_key, "sfin-url": root},
+            "org": organization(spec, provider.provider_key, root),
             "id": str(account.id),
             "name": account.name,
             "conn_id": conn_id,
