@@ -11,6 +11,7 @@ import threading
 import traceback
 import uuid
 from contextlib import redirect_stderr, redirect_stdout
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -19,6 +20,7 @@ from sqlalchemy.engine import make_url
 from dashtam_core.config import Settings
 from dashtam_core.test_database_guard import read_markers
 from dashtam_core.test_databases import force_drop
+from dashtam_models import Account, Provider, ProviderConnection
 from tests.fixtures.environment import ROOT, TEST_ENV_FILE
 
 
@@ -254,3 +256,25 @@ def authorization_url(api, headers, path) -> str:
     response = api.post(path, headers=headers)
     assert response.status_code == 201, response.text
     return response.json()["authorization_url"]
+
+
+async def account_of(client, session, headers, *, alias: str, **account) -> Account:
+    """An account of the person these headers sign in, as a sync leaves one: a sandbox
+    provider (``alias``), its active connection, the account (``account``: its columns;
+    ``synced_at`` an hour ago, to the second). Flushed, not committed."""
+    me = (await client.get("/api/v1/auth/me", headers=headers)).json()
+    user_id = uuid.UUID(me["id"])
+    provider = Provider(user_id=user_id, provider_key="sandbox", alias=alias)
+    session.add(provider)
+    await session.flush()
+    connection = ProviderConnection(provider_id=provider.id, status="active")
+    session.add(connection)
+    await session.flush()
+    synced_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    row = Account(
+        user_id=user_id, connection_id=connection.id, currency="USD", synced_at=synced_at,
+        **account,
+    )  # fmt: skip
+    session.add(row)
+    await session.flush()
+    return row

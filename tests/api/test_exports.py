@@ -5,7 +5,7 @@ too, for a bank statement and for an investment one; streamed in batches."""
 import csv
 import io
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from ofxtools.models.invest import BUYSTOCK, INCOME, INVBANKTRAN
@@ -13,12 +13,13 @@ from ofxtools.Parser import OFXTree
 
 from dashtam_api.exports import service as exports
 from dashtam_core.database import ConnectionReader
-from dashtam_models import Account, BalanceSnapshot, Provider, ProviderConnection, Transaction
+from dashtam_models import BalanceSnapshot, Transaction
 from tests.api.test_api_keys import bearer, new_key
 from tests.api.test_auth import is_problem
 from tests.api.test_connections import signed_in
 from tests.api.test_refresh import connected_schwab
 from tests.api.test_sync import synced
+from tests.helpers import account_of
 
 
 def parsed_ofx(body: bytes):
@@ -37,27 +38,12 @@ async def all_transactions(client, headers, account_id) -> list[dict]:
 async def checking_account(client, session, headers) -> tuple[str, list[Transaction]]:
     """A bank account with what makes files hard: markup characters, accents, a long payee,
     many decimals, a pending and a cancelled transaction."""
-    me = (await client.get("/api/v1/auth/me", headers=headers)).json()
-    user_id = uuid.UUID(me["id"])
-    provider = Provider(user_id=user_id, provider_key="sandbox", alias="Everyday")
-    session.add(provider)
-    await session.flush()
-    connection = ProviderConnection(provider_id=provider.id, status="active")
-    session.add(connection)
-    await session.flush()
-    now = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-    account = Account(
-        user_id=user_id,
-        connection_id=connection.id,
-        external_id="chk-1",
-        account_type="checking",
-        name="Everyday Checking",
+    account = await account_of(
+        client, session, headers, alias="Everyday",
+        external_id="chk-1", account_type="checking", name="Everyday Checking",
         number_last4="4321",
-        currency="USD",
-        synced_at=now,
-    )
-    session.add(account)
-    await session.flush()
+    )  # fmt: skip
+    user_id, now = account.user_id, account.synced_at
     session.add(
         BalanceSnapshot(
             account_id=account.id,

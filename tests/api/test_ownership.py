@@ -14,8 +14,6 @@ asks for one). Then:
 """
 
 import re
-import uuid
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -23,10 +21,8 @@ from sqlalchemy import text
 
 from dashtam_api.errors import ACCOUNT_GONE
 from dashtam_models import (
-    Account,
     BalanceSnapshot,
     Position,
-    Provider,
     ProviderConnection,
     SyncRun,
     Transaction,
@@ -34,6 +30,7 @@ from dashtam_models import (
 from tests.api.test_auth import is_problem
 from tests.api.test_connections import signed_in
 from tests.api.test_webhooks import registered
+from tests.helpers import account_of
 
 PARAMETER = re.compile(r"\{(\w+)\}")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -50,26 +47,11 @@ def bearer_reads(app) -> list[str]:
 
 async def owned(client, session, headers) -> dict[str, str]:
     """A row of each kind a read can name, all the person's: path parameter -> id."""
-    me = (await client.get("/api/v1/auth/me", headers=headers)).json()
-    user_id = uuid.UUID(me["id"])
-    provider = Provider(user_id=user_id, provider_key="sandbox", alias="Owned")
-    session.add(provider)
-    await session.flush()
-    connection = ProviderConnection(provider_id=provider.id, status="active")
-    session.add(connection)
-    await session.flush()
-    now = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-    account = Account(
-        user_id=user_id,
-        connection_id=connection.id,
-        external_id="own-1",
-        account_type="brokerage",
-        name="Owned",
-        currency="USD",
-        synced_at=now,
-    )
-    session.add(account)
-    await session.flush()
+    account = await account_of(
+        client, session, headers, alias="Owned",
+        external_id="own-1", account_type="brokerage", name="Owned",
+    )  # fmt: skip
+    user_id, now = account.user_id, account.synced_at
     transaction = Transaction(
         user_id=user_id,
         account_id=account.id,
@@ -96,14 +78,19 @@ async def owned(client, session, headers) -> dict[str, str]:
                 as_of=now,
             ),
             SyncRun(
-                connection_id=connection.id, trigger="manual", status="running", started_at=now
+                connection_id=account.connection_id,
+                trigger="manual",
+                status="running",
+                started_at=now,
             ),
         ]
     )
     await session.flush()
     endpoint = await registered(client, headers, "https://example.com/owned")
     return {
-        "provider_id": str(provider.id),
+        "provider_id": str(
+            (await session.get(ProviderConnection, account.connection_id)).provider_id
+        ),
         "account_id": str(account.id),
         "transaction_id": str(transaction.id),
         "endpoint_id": endpoint["id"],
