@@ -28,7 +28,7 @@ from bench.scratch import scratch_database, serve_api
 from dashtam_api.accounts import history
 from dashtam_api.accounts import queries as account_queries
 from dashtam_api.cursors import encode_cursor
-from dashtam_api.sync.institutions import TransactionData
+from dashtam_api.sources.shapes import TransactionData
 from dashtam_api.sync.transactions import reconcile
 from dashtam_api.transactions.queries import item_lateral, page_query
 from dashtam_api.transactions.schemas import TransactionQuery

@@ -21,6 +21,9 @@ async def test_catalog_lists_kinds_and_whether_they_are_configured(client, auth_
     assert kinds["sandbox"]["supports"]["pkce"] is True
     assert kinds["schwab"]["configured"] is False  # no credentials in the test env
     assert kinds["schwab"]["name"] == "Charles Schwab"
+    assert {(k["kind"], tuple(k["supplies"])) for k in (kinds["sandbox"], kinds["schwab"])} == {
+        ("oauth2", ("authorization",))
+    }
 
 
 async def test_catalog_requires_authentication(client):

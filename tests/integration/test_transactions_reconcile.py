@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 
-from dashtam_api.sync.institutions import DataAPIError, TransactionData, timestamp
+from dashtam_api.sources.shapes import SourceError, TransactionData, timestamp
 from dashtam_api.sync.transactions import Counts, fingerprint, reconcile, similar
 from dashtam_api.transactions.queries import item_lateral
 from dashtam_models import Account, Transaction
@@ -221,7 +221,7 @@ def test_institution_timestamps_with_and_without_a_colon_in_the_offset():
     assert timestamp("2025-01-02T17:04:05+02:00", "t") == expected
     assert timestamp("2025-01-02", "t") == datetime(2025, 1, 2, tzinfo=UTC)
     assert timestamp(None, "t") is None
-    with pytest.raises(DataAPIError):
+    with pytest.raises(SourceError):
         timestamp("yesterday", "t")
 
 

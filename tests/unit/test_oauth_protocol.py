@@ -78,7 +78,9 @@ def test_generic_institutions_come_from_configuration():
     assert spec.summary() == {
         "key": "acme",
         "name": "Acme Bank",
+        "kind": "oauth2",
         "configured": True,
+        "supplies": ["authorization"],
         "supports": {
             "pkce": False,
             "refresh": True,

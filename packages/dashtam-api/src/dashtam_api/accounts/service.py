@@ -146,7 +146,7 @@ async def sync_now(
     )
     spec = ctx.registry.get(provider.provider_key)
     name = institution_name(ctx, provider)
-    if spec is None or spec.data_api is None:
+    if spec is None or spec.source is None:
         raise Conflict(
             f"{name} has no data API Dashtam knows: its accounts cannot be synced "
             "(the sandbox and Charles Schwab can).",

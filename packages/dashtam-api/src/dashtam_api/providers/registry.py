@@ -1,8 +1,10 @@
-"""The kinds of institution Dashtam can connect: sandbox, Charles Schwab, configured generic ones."""
+"""The provider types Dashtam can connect: the sandbox, Charles Schwab, configured generic OAuth2
+institutions; each of a kind, read by a source (dashtam_api/sources)."""
 
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from dashtam_api.sources.protocol import SUPPLIES, Kind
 from dashtam_core.config import Settings
 
 CALLBACK_PATH = "/oauth/callback"
@@ -12,18 +14,21 @@ CALLBACK_PATH = "/oauth/callback"
 class ProviderSpec:
     key: str
     name: str
-    authorize_url: str
-    token_url: str
-    client_id: str
-    client_secret: str
+    # What a connection of it holds (sources/protocol.py); the OAuth2 fields below are for
+    # kind oauth2 only.
+    kind: Kind = Kind.OAUTH2
+    authorize_url: str = ""
+    token_url: str = ""
+    client_id: str = ""
+    client_secret: str = ""
     revocation_url: str | None = None
     scopes: tuple[str, ...] = ()
     client_auth_method: str = "basic"  # client_secret_basic or client_secret_post
     pkce: bool = True
     # When the institution does not say how long a refresh token lives.
     refresh_token_lifetime: timedelta | None = None
-    # Which data API reads its accounts (sync/institutions.py), and where; None: none known.
-    data_api: str | None = None
+    # Which source reads its accounts (dashtam_api/sources, by name), and where; None: none.
+    source: str | None = None
     api_base_url: str | None = None
     # The institution's own site (a host name), for apps that link to it (SimpleFIN v1's
     # org.domain, from which Actual builds its link); None: Dashtam's own host stands in.
@@ -32,6 +37,10 @@ class ProviderSpec:
 
     @property
     def configured(self) -> bool:
+        """Whether a person can connect it here: an OAuth2 institution needs this Dashtam's
+        client registration; other kinds need nothing of the operator."""
+        if self.kind is not Kind.OAUTH2:
+            return True
         return bool(self.client_id and self.client_secret and self.authorize_url and self.token_url)
 
     @property
@@ -42,13 +51,15 @@ class ProviderSpec:
         return {
             "key": self.key,
             "name": self.name,
+            "kind": self.kind.value,
             "configured": self.configured,
+            "supplies": list(SUPPLIES[self.kind]),
             "supports": {
-                "pkce": self.pkce,
-                "refresh": True,
+                "pkce": self.kind is Kind.OAUTH2 and self.pkce,
+                "refresh": self.kind is Kind.OAUTH2,
                 "revocation": self.revocation_url is not None,
-                "sync": self.data_api is not None,
-                "client_auth": self.client_auth_method,
+                "sync": self.source is not None,
+                "client_auth": self.client_auth_method if self.kind is Kind.OAUTH2 else None,
             },
         }
 
@@ -72,7 +83,7 @@ def build_registry(settings: Settings) -> dict[str, ProviderSpec]:
             client_secret=settings.SANDBOX_CLIENT_SECRET,
             scopes=("accounts", "positions"),
             pkce=True,
-            data_api="sandbox",
+            source="sandbox",
             api_base_url=settings.API_BASE_URL.rstrip("/") + "/sandbox/api",
         )
     registry["schwab"] = ProviderSpec(
@@ -87,7 +98,7 @@ def build_registry(settings: Settings) -> dict[str, ProviderSpec]:
         pkce=False,
         # Schwab: 30-minute access tokens, 7-day refresh tokens it does not announce.
         refresh_token_lifetime=timedelta(days=7),
-        data_api="schwab",
+        source="schwab",
         api_base_url=settings.SCHWAB_API_BASE_URL.rstrip("/"),
         website="www.schwab.com",
     )

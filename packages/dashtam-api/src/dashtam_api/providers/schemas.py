@@ -1,5 +1,6 @@
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -9,7 +10,20 @@ from dashtam_api.storable_text import CleanText
 class ProviderType(BaseModel):
     key: str
     name: str
-    configured: bool
+    kind: Literal["oauth2", "simplefin", "file"] = Field(
+        description="What a connection holds: oauth2 tokens (an authorization at the "
+        "institution), a SimpleFIN access URL (from a setup token), or nothing (file: "
+        "accounts fed by imports)."
+    )
+    configured: bool = Field(
+        description="Whether a person can connect it here (an OAuth2 institution needs this "
+        "Dashtam's client registration)."
+    )
+    supplies: list[Literal["authorization", "setup_token", "file"]] = Field(
+        description="What the person supplies to connect: a sign-in at the institution "
+        "(POST .../authorization answers its URL), a setup token (POST .../authorization "
+        "with {setup_token}), or files (POST /api/v1/accounts/{id}/imports)."
+    )
     supports: dict
 
 

@@ -10,11 +10,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.ownership_queries import ACTIVE_PERSON, PERSON, rows_of_active_person
-from dashtam_api.sync.institutions import AccountData
+from dashtam_api.sources.shapes import AccountData
 from dashtam_api.transactions.queries import item_lateral
 from dashtam_core.database import Reader
 from dashtam_models import (
     Account,
+    ConnectionStatus,
     Position,
     Provider,
     ProviderConnection,
@@ -122,6 +123,15 @@ async def give_back_claim(
         update(ProviderConnection)
         .where(ProviderConnection.id == connection_id, ProviderConnection.sync_lease_until == lease)
         .values(sync_lease_until=until, sync_error=error)
+    )
+
+
+async def needs_person(session: AsyncSession, *, connection_id: uuid.UUID, error: str) -> None:
+    """The connection turns ``error`` with the source's reason: only its person can mend it."""
+    await session.execute(
+        update(ProviderConnection)
+        .where(ProviderConnection.id == connection_id)
+        .values(status=ConnectionStatus.ERROR.value, error_message=error)
     )
 
 

@@ -33,16 +33,10 @@ from dashtam_api.audit import service as audit
 from dashtam_api.connections import queries as connection_queries
 from dashtam_api.connections import refresh
 from dashtam_api.context import AppContext
+from dashtam_api.sources import SOURCES, Kind
+from dashtam_api.sources.shapes import AccountData, Holding, SourceError, Windows
 from dashtam_api.sync import queries
 from dashtam_api.sync import transactions as ledger
-from dashtam_api.sync.institutions import (
-    DATA_APIS,
-    AccountData,
-    DataAPI,
-    DataAPIError,
-    Holding,
-    Windows,
-)
 from dashtam_core.vault import token_context
 from dashtam_models import (
     BalanceSnapshot,
@@ -58,7 +52,7 @@ DUE_FOR_SYNC = queries.DUE_FOR_SYNC
 
 
 def syncable_keys(ctx: AppContext) -> list[str]:
-    return [k for k, spec in ctx.registry.items() if spec.data_api and spec.configured]
+    return [k for k, spec in ctx.registry.items() if spec.source and spec.configured]
 
 
 @dataclass
@@ -221,44 +215,58 @@ async def _sync_claimed(
     ctx: AppContext, connection_id: uuid.UUID, claim: Claim, *, trigger: refresh.Trigger
 ) -> SyncResult:
     spec = ctx.registry.get(claim.provider_key)
-    fetch = DATA_APIS.get(spec.data_api) if spec and spec.data_api else None
-    if fetch is None:
+    source = SOURCES.get(spec.source) if spec and spec.source else None
+    if source is None:
         await _release(
-            ctx, connection_id, claim, code="unsupported", error="no data API", retry=False
+            ctx, connection_id, claim, code="unsupported", error="no source reads it", retry=False
         )
         return SyncResult("unsupported", status=claim.status)
-    access, outcome = await _access_token(ctx, connection_id, force=False)
-    refreshed = outcome.kind is refresh.Kind.REFRESHED
-    if access is None:
-        await _release(
-            ctx,
-            connection_id,
-            claim,
-            code=outcome.error or f"refresh_{outcome.kind.value}",
-            error=f"refresh: {outcome.error or outcome.kind}",
-            retry=trigger is refresh.Trigger.BACKGROUND,
-        )
-        return SyncResult(
-            "sync_failed",
-            refresh_outcome=outcome,
-            status=outcome.status,
-            error=outcome.error or outcome.kind.value,
-        )
+    refreshed = False
+    if source.kind is Kind.OAUTH2:
+        credential, outcome = await _access_token(ctx, connection_id, force=False)
+        refreshed = outcome.kind is refresh.Kind.REFRESHED
+        if credential is None:
+            await _release(
+                ctx,
+                connection_id,
+                claim,
+                code=outcome.error or f"refresh_{outcome.kind.value}",
+                error=f"refresh: {outcome.error or outcome.kind}",
+                retry=trigger is refresh.Trigger.BACKGROUND,
+            )
+            return SyncResult(
+                "sync_failed",
+                refresh_outcome=outcome,
+                status=outcome.status,
+                error=outcome.error or outcome.kind.value,
+            )
+    else:
+        credential = await _sealed_credential(ctx, connection_id)
     windows = await _windows(ctx, connection_id)
+
+    async def read(http, credential: str):
+        return await source.read(
+            base_url=spec.api_base_url,
+            credential=credential,
+            http=http,
+            settings=ctx.settings,
+            windows=windows,
+        )
+
     try:
         async with ctx.http() as http:
             try:
-                accounts = await fetch(spec, DataAPI(http, access, ctx.settings), windows)
-            except DataAPIError as exc:
-                if not exc.unauthorized:
+                reading = await read(http, credential)
+            except SourceError as exc:
+                if not (exc.unauthorized and source.kind is Kind.OAUTH2):
                     raise
                 # The institution dropped the token early: one forced refresh, one more try.
-                access, outcome = await _access_token(ctx, connection_id, force=True)
-                if access is None:
+                credential, outcome = await _access_token(ctx, connection_id, force=True)
+                if credential is None:
                     raise
                 refreshed = True
-                accounts = await fetch(spec, DataAPI(http, access, ctx.settings), windows)
-    except DataAPIError as exc:
+                reading = await read(http, credential)
+    except SourceError as exc:
         await _release(
             ctx,
             connection_id,
@@ -266,6 +274,7 @@ async def _sync_claimed(
             code=exc.error,
             error=f"{exc.error}: {exc.description}",
             retry=trigger is refresh.Trigger.BACKGROUND,
+            needs_person=exc.needs_person,
             audited={
                 "action": "sync_failed",
                 "user_id": claim.user_id,
@@ -284,11 +293,22 @@ async def _sync_claimed(
             error_description=exc.description,
             transient=exc.transient,
             refreshed=refreshed,
-            status=claim.status,
+            status=ConnectionStatus.ERROR.value if exc.needs_person else claim.status,
         )
-    result = await _write(ctx, connection_id, claim, accounts)
+    result = await _write(ctx, connection_id, claim, reading.accounts)
     result.refreshed = refreshed
     return result
+
+
+async def _sealed_credential(ctx: AppContext, connection_id: uuid.UUID) -> str:
+    """The credential a connection of a kind without refreshes holds (a SimpleFIN access URL),
+    opened from the vault; it is never kept anywhere else."""
+    async with ctx.sessions() as session:
+        stored = await connection_queries.token_of(session, connection_id=connection_id)
+        await session.commit()
+    return ctx.vault.open(
+        stored.access_token_encrypted, context=token_context(connection_id, "access")
+    )
 
 
 async def _windows(ctx: AppContext, connection_id: uuid.UUID) -> Windows:
@@ -314,12 +334,15 @@ async def _release(
     code: str,
     error: str,
     retry: bool,
+    needs_person: bool = False,
     audited: dict | None = None,
 ) -> None:
     """Give the claim back after a failure: at once (a person may try again), or, for the
     background loop, after SYNC_RETRY_SECONDS (its back-off); the run ends ``failed`` with
     ``code`` and ``error``, and ``audited`` (the audit row that says why) is written in the
-    same transaction."""
+    same transaction. ``needs_person``: the connection turns ``error`` (the source said only
+    the person can fix it; connection.error goes to their webhooks) and is not read again
+    until they reconnect."""
     lease = claim.lease
     until = (
         datetime.now(UTC) + timedelta(seconds=ctx.settings.SYNC_RETRY_SECONDS) if retry else None
@@ -328,6 +351,8 @@ async def _release(
         await queries.give_back_claim(
             session, connection_id=connection_id, lease=lease, until=until, error=error[:500]
         )
+        if needs_person:
+            await queries.needs_person(session, connection_id=connection_id, error=error[:500])
         await _end_run(
             session, claim.run_id, SyncStatus.FAILED, error=code[:100], error_detail=error[:500]
         )

@@ -28,8 +28,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dashtam_api.sources.shapes import TransactionData
 from dashtam_api.sync import queries
-from dashtam_api.sync.institutions import TransactionData
 
 BATCH = 5000
 

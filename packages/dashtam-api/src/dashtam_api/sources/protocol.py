@@ -1,0 +1,75 @@
+"""What a source is: one institution's way of connecting and reading, behind one interface.
+
+The sync (sync/service.py) knows nothing of any institution: it asks the provider type's source
+for a window of accounts, balances, positions and transactions with the connection's credential,
+and reconciles what comes back the same way for all of them. What differs between sources is
+here, declared rather than discovered:
+
+- ``kind``: what a connection of it holds. ``oauth2``: tokens from an authorization, refreshed
+  (connections/refresh.py); ``simplefin``: an access URL claimed once from a setup token;
+  ``file``: nothing (accounts fed by imports, never read). The next kinds (a Link-style access
+  token, a consent with an end date, an API token) are added here.
+- ``limits``: how far back the first read goes, the longest period one request may ask for, and
+  the requests a day a connection may send (its budget, kept by sync/budget.py).
+- ``read``: the window of data, or a SourceError that says what the failure means for the
+  connection (transient, the token refused, or only the person can fix it).
+"""
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+import httpx
+
+from dashtam_api.sources.shapes import AccountData, Windows
+from dashtam_core.config import Settings
+
+
+class Kind(StrEnum):
+    OAUTH2 = "oauth2"
+    SIMPLEFIN = "simplefin"
+    FILE = "file"
+
+
+# What a person supplies to connect a provider of each kind (GET /api/v1/provider-types).
+SUPPLIES = {
+    Kind.OAUTH2: ("authorization",),  # a sign-in at the institution, redirected back
+    Kind.SIMPLEFIN: ("setup_token",),
+    Kind.FILE: ("file",),  # files imported into its accounts
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    # The first read of an account reaches this far back.
+    history_days: int
+    # The longest period one request may ask for (None: any).
+    window_days: int | None = None
+    # Requests a day one connection may send (None: no budget to keep).
+    requests_per_day: int | None = None
+
+
+@dataclass
+class Reading:
+    """What one read found, and the requests it took (counted against a budget)."""
+
+    accounts: list[AccountData]
+    requests: int
+
+
+class Source(Protocol):
+    name: str
+    kind: Kind
+    limits: Limits
+
+    async def read(
+        self,
+        *,
+        base_url: str | None,
+        credential: str,
+        http: httpx.AsyncClient,
+        settings: Settings,
+        windows: Windows,
+    ) -> Reading:
+        """The accounts the credential sees, each account's transactions over its window."""
+        ...
