@@ -192,7 +192,7 @@ SEED = [
                                  posted_at, transacted_at, settlement_date, amount, currency,
                                  description, payee, memo, kind, institution_type, symbol,
                                  asset_type, quantity, price, fees, pending_external_id,
-                                 item_json)
+                                 import_id, item_json)
        SELECT s.*, row_to_json(item)::text FROM (
        SELECT gen_random_uuid() AS id, a.user_id, a.id AS account_id, 'T' || n AS external_id,
               'posted' AS status, t AS occurred_at, t AS posted_at,
@@ -202,7 +202,7 @@ SEED = [
               'Merchant ' || (n % 997) AS payee, NULL AS memo, 'card' AS kind,
               NULL AS institution_type, NULL AS symbol, NULL AS asset_type,
               NULL::numeric AS quantity, NULL::numeric AS price, NULL::numeric AS fees,
-              NULL AS pending_external_id
+              NULL AS pending_external_id, NULL::uuid AS import_id
          FROM accounts a
         CROSS JOIN LATERAL generate_series(
               1, CASE WHEN a.user_id = CAST(:person AS uuid) THEN CAST(:theirs AS integer) ELSE CAST(:others_each AS integer) END) n

@@ -22,7 +22,7 @@ def _migration(revision: str):
 
 
 def test_the_migration_writes_the_item_the_api_serves():
-    assert item_fields("t") == _migration("9d4e2b7c1a68").ITEM_FIELDS
+    assert item_fields("t") == _migration("5afc74529ad3").ITEM_FIELDS
 
 
 def test_the_item_has_every_field_of_the_schema_in_order():

@@ -195,6 +195,11 @@ class Settings(BaseSettings):
     # name its pending one completes it only when it posted within this many days of it.
     TRANSACTIONS_OVERLAP_DAYS: int = Field(default=10, ge=0, le=365)
     TRANSACTIONS_PENDING_MATCH_DAYS: int = Field(default=7, ge=0, le=60)
+    # Imports (docs/imports.md): a file's row without an id already held is a duplicate of a
+    # held row of the same amount within this many days and a similar description. A file
+    # larger than IMPORT_MAX_BYTES is refused (413).
+    IMPORT_MATCH_DAYS: int = Field(default=3, ge=0, le=30)
+    IMPORT_MAX_BYTES: int = Field(default=200 * 1024 * 1024, ge=1024)
     # Webhooks (docs/webhooks.md). An attempt waits this long for the receiver's answer; a
     # delivery is retried after WEBHOOK_RETRY_BASE_SECONDS, then 4x longer each time (at most
     # WEBHOOK_RETRY_MAX_SECONDS, +-20% jitter), for WEBHOOK_RETRY_HOURS; an endpoint that has

@@ -18,6 +18,7 @@ from dashtam_models.auth import (
     SessionEnd,
     UserSession,
 )
+from dashtam_models.imports import Import, ImportStatus
 from dashtam_models.provider import (
     ConnectionStatus,
     Provider,
@@ -51,6 +52,8 @@ __all__ = [
     "ConnectionStatus",
     "DeliveryStatus",
     "EmailVerification",
+    "Import",
+    "ImportStatus",
     "Invitation",
     "PasswordReset",
     "Position",

@@ -74,6 +74,12 @@ class Transaction(SQLModel, table=True):
             "pending_external_id",
             postgresql_where=text("pending_external_id IS NOT NULL"),
         ),
+        # An import's rows (its foreign key's ON DELETE), only the imported ones indexed.
+        Index(
+            "ix_transactions_import_id",
+            "import_id",
+            postgresql_where=text("import_id IS NOT NULL"),
+        ),
         # The rows whose JSON is to be written again (item_json below).
         Index(
             "ix_transactions_account_id_item_json_missing",
@@ -116,6 +122,11 @@ class Transaction(SQLModel, table=True):
     # A digest of the listing this row was last written from (sync/transactions.py): the same
     # entry listed again is recognised without sending it to the database. NULL: compare anew.
     fingerprint: bytes | None = Field(default=None, sa_type=LargeBinary)
+    # The import that added it (NULL: read from the institution by a sync). A deleted import
+    # record leaves its rows.
+    import_id: uuid.UUID | None = foreign_key(
+        "imports.id", ondelete="SET NULL", index=False, nullable=True
+    )
     # The transaction's JSON exactly as the API serves it, written with the row by the sync
     # (dashtam_api/sync/transactions.py) so that a page is read, not composed. NULL: compose it
     # when read; a trigger (migration 9d4e2b7c1a68) sets it NULL whenever an UPDATE changes

@@ -6,6 +6,7 @@ from dashtam_api.accounts.schemas import (
     AccountOut,
     AccountPage,
     BalanceHistory,
+    CreateAccount,
     NetWorth,
     PositionList,
     SyncOut,
@@ -67,6 +68,21 @@ async def provider_accounts(
         limit=page.limit,
         offset=page.offset,
     )
+
+
+@router.post(
+    "/accounts",
+    status_code=201,
+    response_model=AccountOut,
+    responses=problems(404, 409),
+    name="create",
+)
+async def create_account(
+    body: CreateAccount, user: CurrentUserDep, session: SessionDep, ctx: ContextDep
+) -> dict:
+    """A manual account: no institution feeds it; import files into it
+    (POST /api/v1/accounts/{id}/imports)."""
+    return await service.create_manual(ctx=ctx, session=session, user=user, body=body)
 
 
 @router.get("/accounts", response_model=AccountPage, name="list")

@@ -5,7 +5,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from dashtam_api.storable_text import CleanText
 
 
 class BalanceOut(BaseModel):
@@ -27,6 +29,42 @@ class AccountOut(BaseModel):
     synced_at: datetime
     closed_at: datetime | None
     balance: BalanceOut | None
+
+
+class CreateAccount(BaseModel):
+    """A manual account: no institution feeds it; its transactions come from imported files."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Credit union checking",
+                    "account_type": "checking",
+                    "currency": "USD",
+                    "opening_balance": "1250.00",
+                }
+            ]
+        },
+    )
+
+    name: CleanText = Field(min_length=1, max_length=100)
+    account_type: CleanText = Field(
+        min_length=1,
+        max_length=40,
+        description="As you name it: checking, savings, credit_card, brokerage, loan, ...",
+    )
+    currency: str = Field(pattern="^[A-Z]{3}$", description="ISO 4217, e.g. USD, EUR.")
+    opening_balance: Decimal | None = Field(
+        default=None,
+        max_digits=28,
+        description="Its balance now (a decimal string); none: its files will say.",
+    )
+    provider_id: uuid.UUID | None = Field(
+        default=None,
+        description="A provider of kind file to hold it; none: your 'Manual accounts' "
+        "provider (made the first time).",
+    )
 
 
 class AccountPage(BaseModel):

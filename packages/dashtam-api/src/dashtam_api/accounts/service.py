@@ -1,6 +1,7 @@
 """Reading a person's accounts, balances and positions; syncing a provider on demand."""
 
 import uuid
+from datetime import UTC, datetime
 
 from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +12,7 @@ from dashtam_api.connections.service import institution_name, raise_for
 from dashtam_api.context import AppContext
 from dashtam_api.errors import Conflict, NotFound, UpstreamError
 from dashtam_api.providers import service as providers
+from dashtam_api.sources.protocol import Kind
 from dashtam_api.sync import service as sync
 from dashtam_api.unit_of_work import end_read
 from dashtam_core.database import Reader
@@ -38,6 +40,46 @@ def _out(account: Account, provider_id: uuid.UUID, balance: BalanceSnapshot | No
             "buying_power": balance.buying_power,
         },
     }
+
+
+async def create_manual(*, ctx: AppContext, session: AsyncSession, user: User, body) -> dict:
+    """A manual account under a provider of kind file (the person's own, or their 'Manual
+    accounts' one), with its opening balance when given."""
+    if body.provider_id is None:
+        provider, connection = await providers.files_provider(
+            session=session, user=user, registry=ctx.registry
+        )
+    else:
+        provider, connection = await providers.get_owned(
+            session=session, user=user, provider_id=body.provider_id
+        )
+        spec = ctx.registry.get(provider.provider_key)
+        if spec is None or spec.kind is not Kind.FILE:
+            raise Conflict(
+                f"The accounts of {institution_name(ctx, provider)} come from its syncs: "
+                "give a provider of kind file, or none.",
+                provider_key=provider.provider_key,
+            )
+    now = datetime.now(UTC)
+    account = Account(
+        user_id=user.id,
+        connection_id=connection.id,
+        external_id=f"manual:{uuid.uuid4()}",
+        account_type=body.account_type,
+        name=body.name,
+        currency=body.currency,
+        synced_at=now,
+    )
+    session.add(account)
+    await session.flush()
+    balance = None
+    if body.opening_balance is not None:
+        balance = BalanceSnapshot(
+            account_id=account.id, as_of=now, currency=body.currency, current=body.opening_balance
+        )
+        session.add(balance)
+        await session.flush()
+    return _out(account, provider.id, balance)
 
 
 async def page(
@@ -146,6 +188,12 @@ async def sync_now(
     )
     spec = ctx.registry.get(provider.provider_key)
     name = institution_name(ctx, provider)
+    if spec is not None and spec.kind is Kind.FILE:
+        raise Conflict(
+            f"{name} has nothing to sync: its accounts are fed by the files you import "
+            "(POST /api/v1/accounts/{id}/imports).",
+            provider_key=provider.provider_key,
+        )
     if spec is None or spec.source is None:
         raise Conflict(
             f"{name} has no data API Dashtam knows: its accounts cannot be synced "

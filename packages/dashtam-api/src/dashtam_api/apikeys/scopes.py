@@ -5,6 +5,7 @@ key that leaks cannot take the account over."""
 
 SCOPES = {
     "accounts:read": "Accounts, their balances and positions, net worth.",
+    "accounts:write": "Make manual accounts.",
     "transactions:read": "Transactions, and their exports.",
     "providers:read": "Providers, their connections' state, sync runs, the provider types.",
     "providers:write": "Add, rename, connect, refresh, sync and remove providers.",
@@ -29,6 +30,7 @@ OPERATION_SCOPES = {
     "accounts-positions": "accounts:read",
     "accounts-balances": "accounts:read",
     "accounts-net-worth": "accounts:read",
+    "accounts-create": "accounts:write",
     "transactions-list": "transactions:read",
     "transactions-of-account": "transactions:read",
     "transactions-get": "transactions:read",

@@ -16,6 +16,7 @@ from dashtam_api.errors import BadRequest, Conflict, UpstreamError
 from dashtam_api.providers import queries as provider_queries
 from dashtam_api.providers import service as providers
 from dashtam_api.providers.registry import ProviderSpec, redirect_uri
+from dashtam_api.sources.protocol import Kind
 from dashtam_api.unit_of_work import end_read
 from dashtam_core.config import Settings
 from dashtam_core.database import Database
@@ -45,6 +46,12 @@ async def start(
         session=session, user=user, provider_id=provider_id
     )
     spec = _spec(registry, provider)
+    if spec.kind is Kind.FILE:
+        raise Conflict(
+            f"{spec.name} has nothing to authorize: import files into its accounts "
+            "(POST /api/v1/accounts/{id}/imports).",
+            provider_key=provider.provider_key,
+        )
     callback = redirect_uri(settings)
     pending = oauth.new_pending(
         user_id=user.id,

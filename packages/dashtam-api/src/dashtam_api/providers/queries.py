@@ -73,3 +73,19 @@ async def providers_page(
 async def providers_count(reader: Reader, *, user_id: uuid.UUID) -> int:
     """How many providers the person has."""
     return (await reader.fetch(_TOTAL, user_id))[0][0]
+
+
+async def first_provider_of(
+    session: AsyncSession, *, user_id: uuid.UUID, keys: list[str]
+) -> tuple[Provider, ProviderConnection] | None:
+    """The person's oldest provider of one of these types, with its connection."""
+    row = (
+        await session.execute(
+            select(Provider, ProviderConnection)
+            .join(ProviderConnection, ProviderConnection.provider_id == Provider.id)
+            .where(Provider.user_id == user_id, Provider.provider_key.in_(keys))
+            .order_by(Provider.created_at, Provider.id)
+            .limit(1)
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])

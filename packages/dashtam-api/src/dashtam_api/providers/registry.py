@@ -102,6 +102,8 @@ def build_registry(settings: Settings) -> dict[str, ProviderSpec]:
         api_base_url=settings.SCHWAB_API_BASE_URL.rstrip("/"),
         website="www.schwab.com",
     )
+    # Accounts no institution feeds: made by the person, filled by the files they import.
+    registry["file"] = ProviderSpec(key="file", name="Files you import", kind=Kind.FILE)
     for generic in settings.OAUTH_PROVIDERS:
         registry[generic.key] = ProviderSpec(
             key=generic.key,

@@ -1,6 +1,7 @@
 """A user's providers (each with exactly one connection). Another user's provider is "not found"."""
 
 import uuid
+from datetime import UTC, datetime
 
 from pydantic_core import to_json
 from sqlalchemy.exc import IntegrityError
@@ -9,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dashtam_api.errors import Conflict, NotFound
 from dashtam_api.providers import queries
 from dashtam_api.providers.registry import ProviderSpec
+from dashtam_api.sources.protocol import Kind
 from dashtam_core.database import Reader
-from dashtam_models import Provider, ProviderConnection, User
+from dashtam_models import ConnectionStatus, Provider, ProviderConnection, User
 
 
 def _out(provider: Provider, connection: ProviderConnection) -> dict:
@@ -43,6 +45,10 @@ async def create(
     except IntegrityError:
         raise Conflict(f"You already have a provider called {alias!r}.") from None
     connection = ProviderConnection(provider_id=provider.id)
+    if registry[provider_key].kind is Kind.FILE:
+        # Nothing to authorize: its accounts are fed by imports from the start.
+        connection.status = ConnectionStatus.ACTIVE.value
+        connection.connected_at = datetime.now(UTC)
     session.add(connection)
     await session.flush()
     await queries.reloaded(session, rows=(provider, connection))
@@ -108,3 +114,21 @@ async def delete(*, session: AsyncSession, user: User, provider_id: uuid.UUID) -
     await session.delete(provider)
     await session.flush()
     return provider
+
+
+MANUAL_ALIAS = "Manual accounts"
+
+
+async def files_provider(
+    *, session: AsyncSession, user: User, registry: dict[str, ProviderSpec]
+) -> tuple[Provider, ProviderConnection]:
+    """The person's first provider of kind file (its accounts fed by imports), made under the
+    alias MANUAL_ALIAS when they have none."""
+    keys = [k for k, spec in registry.items() if spec.kind is Kind.FILE]
+    found = await queries.first_provider_of(session, user_id=user.id, keys=keys)
+    if found is not None:
+        return found
+    made = await create(
+        session=session, user=user, registry=registry, provider_key=keys[0], alias=MANUAL_ALIAS
+    )
+    return await get_owned(session=session, user=user, provider_id=made["id"])

@@ -242,10 +242,10 @@ COMPARED = [c for c, _ in COLUMNS if c not in ("external_id", "pending_external_
 _NAMES = ", ".join(c for c, _ in COLUMNS)
 UPSERT = text(
     f"""
-    INSERT INTO transactions AS t (id, user_id, account_id, {_NAMES}, item_json)
+    INSERT INTO transactions AS t (id, user_id, account_id, {_NAMES}, import_id, item_json)
     SELECT s.*, row_to_json(item)::text
       FROM (SELECT gen_random_uuid() AS id, CAST(:user_id AS uuid) AS user_id,
-                   CAST(:account_id AS uuid) AS account_id, u.*
+                   CAST(:account_id AS uuid) AS account_id, u.*, NULL::uuid AS import_id
               FROM unnest({", ".join(f"CAST(:{c} AS {kind}[])" for c, kind in COLUMNS)})
                    AS u({_NAMES})) s
       {item_lateral("s")}

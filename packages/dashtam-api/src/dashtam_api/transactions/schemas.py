@@ -58,6 +58,10 @@ class TransactionOut(BaseModel):
     pending_external_id: str | None = Field(
         description="The institution's id of the pending transaction this one completed."
     )
+    import_id: uuid.UUID | None = Field(
+        description="The file import that added it (GET /api/v1/imports/{id}); null: read "
+        "from the institution by a sync."
+    )
 
 
 class TransactionPage(BaseModel):
