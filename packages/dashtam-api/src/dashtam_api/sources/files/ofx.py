@@ -240,11 +240,12 @@ def _securities(stream: BinaryIO, start: int, encoding: str) -> dict[str, record
         reader, tail, found = Reader(None, only_securities=True), "", False
         while not reader.securities_done and (chunk := text.read(texts.CHUNK)):
             if not found:
-                at = (tail + chunk).find("<SECLIST>")
+                window = tail + chunk
+                at = window.find("<SECLIST>")
                 if at < 0:
-                    tail = chunk[-8:]
+                    tail = window[-8:]  # a tag cut by the chunk's end
                     continue
-                found, chunk = True, (tail + chunk)[at:]
+                found, chunk = True, window[at:]
             reader.feed(chunk)
         return reader.securities
     finally:
