@@ -41,12 +41,15 @@ async def test_a_bank_export_reads_back_into_the_same_transactions(client, sessi
         params={"format": "ofx"},
     )
     entries = read_back(answer.content)
-    posted = [t for t in await all_transactions(client, headers, account_id) if t["status"] == "posted"]
+    posted = [
+        t for t in await all_transactions(client, headers, account_id) if t["status"] == "posted"
+    ]
     read = [e.data for e in entries if isinstance(e, FileTransaction)]
     assert [t.external_id for t in read] == [t["id"] for t in posted]
     for mine, item in zip(read, posted, strict=True):
         assert mine.amount == Decimal(item["amount"])
-        assert mine.currency == item["currency"] and mine.status == "posted"
+        assert mine.currency == item["currency"]
+        assert mine.status == "posted"
         assert mine.kind == item["kind"]
         assert mine.posted_at == seconds(item["posted_at"])
         assert mine.transacted_at == seconds(item["occurred_at"])

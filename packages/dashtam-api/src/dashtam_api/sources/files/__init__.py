@@ -53,8 +53,9 @@ def detect_format(head: bytes, filename: str | None) -> str | None:
 def read_file(
     stream: BinaryIO, *, format: str, mapping: CsvMapping | None = None
 ) -> Iterator[Entry]:
-    """The file's entries in the order the file lists them. Raises FileProblem (during the
-    iteration, possibly after entries) when the file as a whole cannot be read."""
+    """The file's entries in the order the file lists them. Raises FileProblem when the file
+    as a whole cannot be read: here for a format or a missing mapping, else during the
+    iteration, possibly after entries (the importer keeps nothing of such a file)."""
     if format == "ofx":
         return ofx.read(stream)
     if format == "camt053":

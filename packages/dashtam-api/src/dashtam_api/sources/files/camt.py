@@ -1,6 +1,6 @@
-"""CAMT.053 (ISO 20022 BkToCstmrStmt, bank-to-customer statement), any version: elements are
-matched by their local names, so .001.02 to .001.13 read alike where they agree, and where
-they differ both forms are read (``<Sts>BOOK</Sts>`` and ``<Sts><Cd>BOOK</Cd></Sts>``; a party's
+"""CAMT.053 (ISO 20022 BkToCstmrStmt, bank-to-customer statement), .001.02 to .001.08 at least:
+elements are matched by their local names, whatever the namespace's version, and where versions
+differ both forms are read (``<Sts>BOOK</Sts>`` and ``<Sts><Cd>BOOK</Cd></Sts>``; a party's
 ``<Nm>`` directly or inside ``<Pty>``).
 
 Read with expat (the parser ElementTree itself runs on) fed 64 KiB at a time: it reports each
@@ -176,7 +176,7 @@ def balances(gathered: list[tuple[int, dict]]) -> list[Entry]:
     for line, values in gathered:
         kind = values.get("Tp/CdOrPrtry/Cd", "").upper()
         amount = _amount(values.get("Amt"))
-        when, bad = _when(values, "Dt")
+        when, _ = _when(values, "Dt")
         if kind not in ("CLBD", "ITBD", "CLAV", "ITAV"):
             continue
         if amount is None or when is None:
@@ -189,8 +189,14 @@ def balances(gathered: list[tuple[int, dict]]) -> list[Entry]:
         if kind in ("CLBD", "ITBD"):
             available = found.get(("CLAV" if kind == "CLBD" else "ITAV", when))
             # A date alone is the day's close: its last instant.
-            as_of = when + timedelta(days=1, microseconds=-1) if when.time() == datetime.min.time() else when
-            out.append(FileBalance(line, as_of, amount, available[1] if available else None, currency))
+            as_of = (
+                when + timedelta(days=1, microseconds=-1)
+                if when.time() == datetime.min.time()
+                else when
+            )
+            out.append(
+                FileBalance(line, as_of, amount, available[1] if available else None, currency)
+            )
     return out
 
 
@@ -216,7 +222,9 @@ class _Statement:
         path = self.path
         path.append(local)
         if len(path) > DEEPEST:
-            raise FileProblem(self.parser.CurrentLineNumber, f"elements nested deeper than {DEEPEST}")
+            raise FileProblem(
+                self.parser.CurrentLineNumber, f"elements nested deeper than {DEEPEST}"
+            )
         self.text, self.length = [], 0
         values = self.values
         if values is not None:
@@ -308,8 +316,10 @@ def read(stream: BinaryIO) -> Iterator[Entry]:
                 break
             chunk = stream.read(texts.CHUNK)
     except expat.ExpatError as exc:
-        cut_short = exc.code in (expat.errors.codes[expat.errors.XML_ERROR_NO_ELEMENTS],
-                                 expat.errors.codes[expat.errors.XML_ERROR_UNCLOSED_TOKEN])
+        cut_short = exc.code in (
+            expat.errors.codes[expat.errors.XML_ERROR_NO_ELEMENTS],
+            expat.errors.codes[expat.errors.XML_ERROR_UNCLOSED_TOKEN],
+        )
         raise FileProblem(
             exc.lineno,
             f"not well-formed XML: {expat.ErrorString(exc.code)}"

@@ -31,7 +31,7 @@ from dashtam_api.sources.shapes import TransactionData
 DELIMITERS = (",", ";", "\t", "|")
 LONGEST_LINE = 1 << 20
 # Characters around an amount that are not part of it: currency signs and codes, spaces.
-_AROUND = re.compile(r"^[^\d(+\-−.,]+|[^\d)\-−.,]+$")
+_AROUND = re.compile(r"^[^\d(+\-\u2212.,]+|[^\d)\-\u2212.,]+$")
 _SPACES = str.maketrans("", "", " \u00a0\u202f\u2009")
 
 
@@ -59,11 +59,11 @@ class Amounts:
         s = _AROUND.sub("", s)
         if s[:1] == "(" and s[-1:] == ")":
             negative, s = not negative, _AROUND.sub("", s[1:-1])
-        if s[:1] in ("-", "−"):
+        if s[:1] in ("-", "\u2212"):
             negative, s = not negative, _AROUND.sub("", s[1:])
         elif s[:1] == "+":
             s = _AROUND.sub("", s[1:])
-        elif s[-1:] in ("-", "−"):
+        elif s[-1:] in ("-", "\u2212"):
             negative, s = not negative, s[:-1]
         match = self._number.fullmatch(s)
         if match is None or not (match[1] or match[2]):
@@ -93,7 +93,7 @@ class Dates:
                     else datetime.combine(date.fromisoformat(cell), datetime.min.time())
                 )
             else:
-                parsed = datetime.strptime(cell, self._format)  # noqa: DTZ007 (UTC below)
+                parsed = datetime.strptime(cell, self._format)
         except ValueError:
             return None
         parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
@@ -148,6 +148,10 @@ def _positions(mapping: CsvMapping, header: list[str] | None, line: int) -> dict
             raise FileProblem(
                 line, f"the header has no column {column!r} (mapped as {field}); it has {listed}"
             )
+        if header is not None and names[field] >= len(header):
+            raise FileProblem(
+                line, f"column {column} (mapped as {field}) is past the header's {len(header)}"
+            )
     return names
 
 
@@ -199,14 +203,19 @@ def _rows(text, head: bytes, encoding: str, mapping: CsvMapping) -> Iterator[Ent
                 continue
             moment = dates.parse(when)
             if moment is None:
-                yield FileError(here, f"{_name(mapping.date, header)}: {when!r} is not a date"
-                                + (f" as {mapping.date_format}" if mapping.date_format else ""))
+                yield FileError(
+                    here,
+                    f"{_name(mapping.date, header)}: {when!r} is not a date"
+                    + (f" as {mapping.date_format}" if mapping.date_format else ""),
+                )
                 continue
             if a is not None:
                 cell = _cell(row, a)
                 amount = amounts.parse(cell)
                 if amount is None:
-                    yield FileError(here, f"{_name(mapping.amount, header)}: {cell!r} is not an amount")
+                    yield FileError(
+                        here, f"{_name(mapping.amount, header)}: {cell!r} is not an amount"
+                    )
                     continue
             else:
                 out, into = _cell(row, deb), _cell(row, cred)

@@ -187,7 +187,8 @@ class Reader:
             if records.text(record, "SEVERITY").upper() == "ERROR":
                 code, message = records.text(record, "CODE"), records.text(record, "MESSAGE")
                 raise FileProblem(
-                    line, f"the institution reports error {code}" + (f": {message}" if message else "")
+                    line,
+                    f"the institution reports error {code}" + (f": {message}" if message else ""),
                 )
         elif statement is None:
             return  # outside any statement (a message Dashtam does not read)

@@ -38,7 +38,12 @@ BANK_KINDS = {
 }
 # On a card's statement a debit is a purchase, a payment is the card being paid off.
 CARD_KINDS = {**BANK_KINDS, "DEBIT": "card", "PAYMENT": "transfer", "CREDIT": "deposit"}
-INCOME_KINDS = {"DIV": "dividend", "CGLONG": "dividend", "CGSHORT": "dividend", "INTEREST": "interest"}
+INCOME_KINDS = {
+    "DIV": "dividend",
+    "CGLONG": "dividend",
+    "CGSHORT": "dividend",
+    "INTEREST": "interest",
+}
 INVESTMENT_KINDS = {
     "INVEXPENSE": "fee",
     "MARGININTEREST": "interest",
@@ -162,7 +167,9 @@ def bank_transaction(record: dict, line: int, statement: Statement) -> Entry:
         corrects = text(record, "CORRECTFITID")
         return FileSkipped(line, f"a correction ({action}) of FITID {corrects!r}: not applied")
     value, error = _required(record, line, "TRNAMT", amount, "an amount")
-    posted, error = (None, error) if error else _required(record, line, "DTPOSTED", moment, "a date")
+    posted, error = (
+        (None, error) if error else _required(record, line, "DTPOSTED", moment, "a date")
+    )
     user, error = (None, error) if error else _optional(record, line, "DTUSER", moment, "a date")
     if error:
         return error
@@ -200,13 +207,17 @@ def investment_transaction(
     tag: str, record: dict, line: int, statement: Statement, security: Security | None
 ) -> Entry:
     trade, error = _required(record, line, "DTTRADE", moment, "a date")
-    settle, error = (None, error) if error else _optional(record, line, "DTSETTLE", moment, "a date")
+    settle, error = (
+        (None, error) if error else _optional(record, line, "DTSETTLE", moment, "a date")
+    )
     if tag in NO_TOTAL:
         total = Decimal(0)
     elif not error:
         total, error = _required(record, line, "TOTAL", amount, "an amount")
-    numbers, error = (None, error) if error else _decimals(
-        record, line, ("UNITS", "UNITPRICE", "COMMISSION", "FEES", "TAXES")
+    numbers, error = (
+        (None, error)
+        if error
+        else _decimals(record, line, ("UNITS", "UNITPRICE", "COMMISSION", "FEES", "TAXES"))
     )
     if error:
         return error
@@ -252,8 +263,12 @@ def position(
 ) -> Entry:
     numbers, error = _decimals(record, line, ("UNITPRICE",))
     units, error = (None, error) if error else _required(record, line, "UNITS", amount, "a number")
-    value, error = (None, error) if error else _required(record, line, "MKTVAL", amount, "an amount")
-    as_of, error = (None, error) if error else _optional(record, line, "DTPRICEASOF", moment, "a date")
+    value, error = (
+        (None, error) if error else _required(record, line, "MKTVAL", amount, "an amount")
+    )
+    as_of, error = (
+        (None, error) if error else _optional(record, line, "DTPRICEASOF", moment, "a date")
+    )
     if error:
         return error
     if text(record, "POSTYPE").upper() == "SHORT":
@@ -285,7 +300,9 @@ def security(tag: str, record: dict) -> tuple[str, Security]:
 
 def investment_balance(record: dict, line: int, statement: Statement) -> Entry:
     cash, error = _required(record, line, "AVAILCASH", amount, "an amount")
-    power, error = (None, error) if error else _optional(record, line, "BUYPOWER", amount, "an amount")
+    power, error = (
+        (None, error) if error else _optional(record, line, "BUYPOWER", amount, "an amount")
+    )
     if error:
         return error
     if statement.as_of is None:

@@ -30,7 +30,7 @@ class _Utf8OrCp1252(codecs.IncrementalDecoder):
         self._utf8 = codecs.getincrementaldecoder("utf-8-sig")()
         self._fallen = False
 
-    def decode(self, input, final=False):  # noqa: A002 (the codecs interface's name)
+    def decode(self, input, final=False):
         if self._fallen:
             return codecs.decode(input, "cp1252", "replace")
         try:
@@ -125,5 +125,5 @@ def text_stream(head: bytes, rest: BinaryIO, encoding: str, *, newline: str | No
     errors = "strict" if encoding == FALLBACK else "replace"
     reader = io.BufferedReader(_Rejoined(head, rest), CHUNK)
     text = io.TextIOWrapper(reader, encoding=encoding, errors=errors, newline=newline)
-    text._CHUNK_SIZE = CHUNK  # noqa: SLF001 (fewer, larger decodes: its default is 8 KiB)
+    text._CHUNK_SIZE = CHUNK  # fewer, larger decodes (8 KiB by default)
     return text
