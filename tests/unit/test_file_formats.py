@@ -824,3 +824,36 @@ def test_a_column_position_past_the_header_is_a_file_problem():
             "csv",
             CsvMapping(date=0, description=1, amount=5),
         )
+
+
+def test_ofx_with_missing_aggregate_ends_and_two_statements():
+    data = (FIXTURES / "bank-1252.ofx").read_bytes()
+    # Transactions whose </STMTTRN> is missing: the next <STMTTRN> or </BANKTRANLIST> ends them.
+    unclosed = data.replace(b"</STMTTRN>\r\n", b"\r\n")
+    assert read(unclosed, "ofx") == read(data, "ofx")
+    # A second account's statement in the same file: its own account entry, then its rows.
+    start, end = data.index(b"<STMTTRNRS>"), data.index(b"</STMTTRNRS>") + len(b"</STMTTRNRS>")
+    second = data[start:end].replace(b"0012345678", b"0099998888").replace(b"<FITID>2026", b"<FITID>9026")
+    entries = read(data[:end] + second + data[end:], "ofx")
+    accounts = of(entries, FileAccount)
+    assert [a.number_last4 for a in accounts] == ["5678", "8888"]
+    assert len(of(entries, FileTransaction)) == 14
+    assert len(of(entries, FileBalance)) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "mapping"),
+    [("bank-1252.ofx", None), ("amount-preamble.csv", US), ("camt053-v02.xml", None)],
+)
+def test_the_callers_stream_stays_open(name, mapping):
+    stream = io.BytesIO((FIXTURES / name).read_bytes())
+    format = detect_format(stream.getvalue()[:4096], name)
+    assert list(read_file(stream, format=format, mapping=mapping))
+    assert not stream.closed
+
+
+@pytest.mark.parametrize("encoding", ["UTF-9", "shift_jis"])
+def test_a_camt_file_in_an_encoding_expat_cannot_read_is_a_file_problem(encoding):
+    data = (FIXTURES / "camt053-v08.xml").read_bytes().replace(b"UTF-8", encoding.encode())
+    with pytest.raises(FileProblem, match="encoding cannot be read"):
+        read(data, "camt053")

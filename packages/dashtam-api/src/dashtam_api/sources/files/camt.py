@@ -315,6 +315,12 @@ def read(stream: BinaryIO) -> Iterator[Entry]:
             if not chunk:
                 break
             chunk = stream.read(texts.CHUNK)
+    except (LookupError, ValueError) as exc:
+        # The XML declaration names an encoding Python does not know, or a multi-byte one
+        # other than UTF-8/16, which expat cannot be taught.
+        if "encoding" not in str(exc):
+            raise
+        raise FileProblem(1, f"the XML declaration's encoding cannot be read: {exc}") from None
     except expat.ExpatError as exc:
         cut_short = exc.code in (
             expat.errors.codes[expat.errors.XML_ERROR_NO_ELEMENTS],
