@@ -30,6 +30,11 @@ def main() -> int:
 
             export.run(repeat=args.repeat)
             return 0
+        if args.name == "import":
+            from bench import imports
+
+            imports.run(repeat=args.repeat)
+            return 0
         if args.name == "faults":
             from bench import faults
 

@@ -62,6 +62,7 @@ BENCHMARKS = (
     "transactions",
     "webhooks",
     "export",
+    "import",
 )
 
 COMMANDS: dict[str, Command] = {
@@ -167,7 +168,9 @@ COMMANDS: dict[str, Command] = {
                 "load) or transactions (100,000 transactions ingested, then the same window read "
                 "again) or webhooks (2,000 deliveries to a local receiver, one dispatcher "
                 "process vs two; commit to delivery) or export (CSV and OFX of 100,000 and "
-                "1,000,000 transactions through the API: rows/s, the API process's peak memory).",
+                "1,000,000 transactions through the API: rows/s, the API process's peak memory) "
+                "or import (CSV and OFX files of 10,000 and 100,000 transactions imported "
+                "through the API: rows/s, peak memory, the same file again).",
                 default=None,
                 positional=True,
                 choices=BENCHMARKS,

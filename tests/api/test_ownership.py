@@ -22,6 +22,7 @@ from sqlalchemy import text
 from dashtam_api.errors import ACCOUNT_GONE
 from dashtam_models import (
     BalanceSnapshot,
+    Import,
     Position,
     ProviderConnection,
     SyncRun,
@@ -85,6 +86,8 @@ async def owned(client, session, headers) -> dict[str, str]:
             ),
         ]
     )
+    imported = Import(user_id=user_id, account_id=account.id, status="done", format="ofx")
+    session.add(imported)
     await session.flush()
     endpoint = await registered(client, headers, "https://example.com/owned")
     return {
@@ -94,6 +97,7 @@ async def owned(client, session, headers) -> dict[str, str]:
         "account_id": str(account.id),
         "transaction_id": str(transaction.id),
         "endpoint_id": endpoint["id"],
+        "import_id": str(imported.id),
     }
 
 

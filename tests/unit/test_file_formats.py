@@ -833,7 +833,11 @@ def test_ofx_with_missing_aggregate_ends_and_two_statements():
     assert read(unclosed, "ofx") == read(data, "ofx")
     # A second account's statement in the same file: its own account entry, then its rows.
     start, end = data.index(b"<STMTTRNRS>"), data.index(b"</STMTTRNRS>") + len(b"</STMTTRNRS>")
-    second = data[start:end].replace(b"0012345678", b"0099998888").replace(b"<FITID>2026", b"<FITID>9026")
+    second = (
+        data[start:end]
+        .replace(b"0012345678", b"0099998888")
+        .replace(b"<FITID>2026", b"<FITID>9026")
+    )
     entries = read(data[:end] + second + data[end:], "ofx")
     accounts = of(entries, FileAccount)
     assert [a.number_last4 for a in accounts] == ["5678", "8888"]

@@ -23,6 +23,7 @@ from dashtam_api.connections.router import router as connections_router
 from dashtam_api.context import AppContext
 from dashtam_api.headers import SecurityHeaders
 from dashtam_api.health.router import router as health_router
+from dashtam_api.imports.router import router as imports_router
 from dashtam_api.jobs.loops import Jobs
 from dashtam_api.problems import install_problem_handlers
 from dashtam_api.providers.router import router as providers_router
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health_router,
         accounts_router,
         transactions_router,
+        imports_router,
         providers_router,
         auth_router,
         admin_router,

@@ -76,6 +76,10 @@ TAGS = [
     {"name": "accounts", "description": "Accounts, balances, positions, net worth and syncs."},
     {"name": "transactions", "description": "Every transaction, newest first, by cursor."},
     {
+        "name": "imports",
+        "description": "Files (OFX/QFX, CSV, CAMT.053) imported into accounts, without duplicates.",
+    },
+    {
         "name": "webhooks",
         "description": "Endpoints that receive signed events (Standard Webhooks), and their "
         "deliveries.",

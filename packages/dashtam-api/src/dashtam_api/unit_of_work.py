@@ -42,3 +42,10 @@ async def end_read(session: AsyncSession) -> None:
     if session.new or session.dirty or session.deleted:
         raise RuntimeError("end_read() on a session with changes: they would be committed")
     await session.commit()
+
+
+async def discard(session: AsyncSession) -> None:
+    """Throw away what the request wrote so far: it is about to refuse, and must first record
+    the refusal in a transaction of its own (a failed import, kept with its errors) that would
+    otherwise wait behind, or be undone with, the request's."""
+    await session.rollback()

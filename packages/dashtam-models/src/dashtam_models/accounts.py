@@ -11,6 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import CheckConstraint, Date, DateTime, Index, Numeric, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from dashtam_models.base import created_at, foreign_key, updated_at, uuid_pk
@@ -61,6 +62,8 @@ class Account(SQLModel, table=True):
     synced_at: datetime = _when()
     # Set when a sync no longer finds the account; its history stays.
     closed_at: datetime | None = _when(nullable=True)
+    # The CSV mapping of its last CSV import (docs/imports.md): the next CSV without one uses it.
+    import_mapping: dict | None = Field(default=None, sa_type=JSONB)
     created_at: datetime | None = created_at()
     updated_at: datetime | None = updated_at()
 

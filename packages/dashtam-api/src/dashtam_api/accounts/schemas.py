@@ -55,10 +55,12 @@ class CreateAccount(BaseModel):
         description="As you name it: checking, savings, credit_card, brokerage, loan, ...",
     )
     currency: str = Field(pattern="^[A-Z]{3}$", description="ISO 4217, e.g. USD, EUR.")
-    opening_balance: Decimal | None = Field(
+    # A decimal string, as the API writes money (a JSON number would be a float on the way).
+    opening_balance: str | None = Field(
         default=None,
-        max_digits=28,
-        description="Its balance now (a decimal string); none: its files will say.",
+        pattern=r"^-?[0-9]{1,18}(\.[0-9]{1,10})?$",
+        description="Its balance now, a decimal string; none: its files will say.",
+        examples=["1250.00"],
     )
     provider_id: uuid.UUID | None = Field(
         default=None,

@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -75,7 +76,10 @@ async def create_manual(*, ctx: AppContext, session: AsyncSession, user: User, b
     balance = None
     if body.opening_balance is not None:
         balance = BalanceSnapshot(
-            account_id=account.id, as_of=now, currency=body.currency, current=body.opening_balance
+            account_id=account.id,
+            as_of=now,
+            currency=body.currency,
+            current=Decimal(body.opening_balance),
         )
         session.add(balance)
         await session.flush()

@@ -4,8 +4,8 @@ API keys, webhooks, SimpleFIN access, invitations) refuses API keys whatever the
 key that leaks cannot take the account over."""
 
 SCOPES = {
-    "accounts:read": "Accounts, their balances and positions, net worth.",
-    "accounts:write": "Make manual accounts.",
+    "accounts:read": "Accounts, their balances and positions, net worth, imports.",
+    "accounts:write": "Make manual accounts and import files into accounts.",
     "transactions:read": "Transactions, and their exports.",
     "providers:read": "Providers, their connections' state, sync runs, the provider types.",
     "providers:write": "Add, rename, connect, refresh, sync and remove providers.",
@@ -31,6 +31,9 @@ OPERATION_SCOPES = {
     "accounts-balances": "accounts:read",
     "accounts-net-worth": "accounts:read",
     "accounts-create": "accounts:write",
+    "imports-create": "accounts:write",
+    "imports-get": "accounts:read",
+    "imports-of-account": "accounts:read",
     "transactions-list": "transactions:read",
     "transactions-of-account": "transactions:read",
     "transactions-get": "transactions:read",

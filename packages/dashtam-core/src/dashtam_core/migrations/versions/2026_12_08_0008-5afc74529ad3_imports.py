@@ -95,6 +95,10 @@ def upgrade() -> None:
         ["account_id", "created_at", "id"],
         unique=False,
     )
+    op.add_column(
+        "accounts",
+        sa.Column("import_mapping", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+    )
     op.add_column("transactions", sa.Column("import_id", sa.Uuid(), nullable=True))
     op.create_index(
         "ix_transactions_import_id",
@@ -134,6 +138,7 @@ def downgrade() -> None:
         postgresql_where=sa.text("import_id IS NOT NULL"),
     )
     op.drop_column("transactions", "import_id")
+    op.drop_column("accounts", "import_mapping")
     op.drop_index("ix_imports_account_id_created_at_id", table_name="imports")
     op.drop_table("imports")
     # ### end Alembic commands ###
