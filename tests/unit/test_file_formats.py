@@ -833,7 +833,11 @@ def test_ofx_with_missing_aggregate_ends_and_two_statements():
     assert read(unclosed, "ofx") == read(data, "ofx")
     # A second account's statement in the same file: its own account entry, then its rows.
     start, end = data.index(b"<STMTTRNRS>"), data.index(b"</STMTTRNRS>") + len(b"</STMTTRNRS>")
-    second = data[start:end].replace(b"0012345678", b"0099998888").replace(b"<FITID>2026", b"<FITID>9026")
+    second = (
+        data[start:end]
+        .replace(b"0012345678", b"0099998888")
+        .replace(b"<FITID>2026", b"<FITID>9026")
+    )
     entries = read(data[:end] + second + data[end:], "ofx")
     accounts = of(entries, FileAccount)
     assert [a.number_last4 for a in accounts] == ["5678", "8888"]
@@ -857,3 +861,27 @@ def test_a_camt_file_in_an_encoding_expat_cannot_read_is_a_file_problem(encoding
     data = (FIXTURES / "camt053-v08.xml").read_bytes().replace(b"UTF-8", encoding.encode())
     with pytest.raises(FileProblem, match="encoding cannot be read"):
         read(data, "camt053")
+
+
+def test_currencies_are_iso_codes_or_errors_and_text_holds_no_nul():
+    entries = csv_rows(
+        "2026-01-02,a,1,eur\n2026-01-03,b,2,Euro\n2026-01-04,c\x00d,3,\n", currency_column=3
+    )
+    assert [e.data.currency for e in of(entries, FileTransaction)] == ["EUR", ""]
+    assert of(entries, FileError) == [FileError(2, "column 3: 'Euro' is not a currency code")]
+    assert of(entries, FileTransaction)[1].data.description == "cd"
+    card = (FIXTURES / "card-v2.ofx").read_bytes()
+    entries = read(
+        card.replace(b"<CURSYM>USD", b"<CURSYM>US$").replace(
+            b"Mollat</NAME>", b"Mol\x00lat</NAME>"
+        ),
+        "ofx",
+    )
+    assert of(entries, FileError) == [FileError(30, "CURSYM: 'US$' is not a currency code")]
+    assert of(entries, FileTransaction)[0].data.description == "Librairie Mollat"
+    with pytest.raises(FileProblem, match="CURDEF: 'EURO' is not a currency code"):
+        read(card.replace(b"<CURDEF>EUR", b"<CURDEF>EURO"), "ofx")
+    camt = (FIXTURES / "camt053-v08.xml").read_bytes().replace(b'"CHF">89.90', b'"chf1">89.90')
+    assert of(read(camt, "camt053"), FileError) == [
+        FileError(27, "Amt@Ccy: 'chf1' is not a currency code")
+    ]

@@ -24,6 +24,7 @@ from dashtam_api.sources.files.entries import (
     FileProblem,
     FileSkipped,
     FileTransaction,
+    currency_code,
 )
 from dashtam_api.sources.files.mapping import Column, CsvMapping
 from dashtam_api.sources.shapes import TransactionData
@@ -110,7 +111,8 @@ def _lines(text, first_line: int) -> Iterator[str]:
         if len(chunk) == LONGEST_LINE and chunk[-1] not in "\r\n":
             raise FileProblem(line, f"a line longer than {LONGEST_LINE} characters")
         line += 1
-        yield chunk
+        # No text Dashtam stores may hold NUL (PostgreSQL's text cannot).
+        yield chunk.replace("\x00", "") if "\x00" in chunk else chunk
 
 
 def sniff_delimiter(lines: list[str]) -> str:
@@ -230,6 +232,11 @@ def _rows(text, head: bytes, encoding: str, mapping: CsvMapping) -> Iterator[Ent
                     continue
                 amount = credit - abs(debit)
             amount = sign * amount
+            currency = currency_code(_cell(row, ccy)) if ccy is not None else fixed
+            if currency is None:
+                column = _name(mapping.currency_column, header)
+                yield FileError(here, f"{column}: {_cell(row, ccy)!r} is not a currency code")
+                continue
             yield FileTransaction(
                 here,
                 TransactionData(
@@ -240,7 +247,7 @@ def _rows(text, head: bytes, encoding: str, mapping: CsvMapping) -> Iterator[Ent
                     kind="deposit" if amount > 0 else "withdrawal",
                     transacted_at=moment,
                     posted_at=moment,
-                    currency=_cell(row, ccy).upper() if ccy is not None else fixed,
+                    currency=currency,
                     payee=_cell(row, pay) or None,
                     memo=_cell(row, mem) or None,
                 ),

@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 from dashtam_api.sources.files import ofx_records as records
 from dashtam_api.sources.files import text as texts
-from dashtam_api.sources.files.entries import Entry, FileProblem
+from dashtam_api.sources.files.entries import Entry, FileError, FileProblem, currency_code
 
 TOKEN = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9._]*)>([^<]*)")
 LONGEST_TEXT = 1 << 20
@@ -159,7 +159,10 @@ class Reader:
         elif statement is None:
             return
         elif tag == "CURDEF":
-            statement.curdef = value.strip().upper()
+            code = currency_code(value)
+            if code is None:
+                raise FileProblem(line, f"CURDEF: {value.strip()!r} is not a currency code")
+            statement.curdef = code
         elif tag == "DTASOF" and statement.kind == "invest":
             statement.as_of = records.moment(value)
 
@@ -169,12 +172,21 @@ class Reader:
         elif tag == "SECLIST":
             self.securities_done = True
         elif tag in STATEMENTS and self.statement is not None:
-            balance = records.bank_balance(self.statement)
-            if balance is not None:
-                self.out.append(balance)
-            self.statement = None
+            statement, self.statement = self.statement, None
+            if statement.ledger is not None:
+                line = statement.ledger[0]
+                try:
+                    self.out.append(records.bank_balance(statement))
+                except records.Invalid as invalid:
+                    self.out.append(FileError(line, str(invalid)))
 
     def finish(self, tag: str, record: dict) -> None:
+        try:
+            self.convert(tag, record)
+        except records.Invalid as invalid:
+            self.out.append(FileError(self.record_line, str(invalid)))
+
+    def convert(self, tag: str, record: dict) -> None:
         line, statement, out = self.record_line, self.statement, self.out
         if tag in SECURITIES:
             if len(self.securities) >= MOST_SECURITIES:
@@ -272,7 +284,8 @@ def read(stream: BinaryIO) -> Iterator[Entry]:
     reader = Reader(find)
     try:
         while chunk := text.read(texts.CHUNK):
-            entries = reader.feed(chunk)
+            # No text Dashtam stores may hold NUL (PostgreSQL's text cannot).
+            entries = reader.feed(chunk.replace("\x00", "") if "\x00" in chunk else chunk)
             if entries:
                 yield from entries
         yield from reader.end()
