@@ -19,6 +19,10 @@ file), the file is scanned once from its start for ``<SECLIST>`` and only that p
 then reading resumes where it was. A stream that cannot seek gets the UNIQUEID as the symbol
 for what comes before its SECLIST.
 
+The 1.x header is read here too (two of its fields decide the text's encoding): ofxtools is
+a test dependency only, and its header classes refuse values banks write (a CHARSET beyond
+1252, ISO-8859-1 and NONE), while reading nothing more than these lines do.
+
 Text: the byte-order mark, else the XML declaration's encoding (2.x), else the 1.x header's
 ENCODING (UTF-8) and CHARSET (1252: Windows-1252, ISO-8859-1: Latin-1, NONE or anything
 unknown: UTF-8 falling back to Windows-1252); entities (``&amp;``, ``&#233;``) are decoded.
