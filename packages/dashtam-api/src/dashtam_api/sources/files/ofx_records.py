@@ -164,16 +164,16 @@ def _currency(record: dict, statement: Statement) -> str:
 
 
 def bank_transaction(record: dict, line: int, statement: Statement) -> Entry:
-    action = text(record, "CORRECTACTION")
-    if action:
-        corrects = text(record, "CORRECTFITID")
+    if "CORRECTACTION" in record:
+        action, corrects = text(record, "CORRECTACTION"), text(record, "CORRECTFITID")
         return FileSkipped(line, f"a correction ({action}) of FITID {corrects!r}: not applied")
     value = required(record, "TRNAMT", amount, "an amount")
     posted = required(record, "DTPOSTED", moment, "a date")
     user = optional(record, "DTUSER", moment, "a date")
     trntype = text(record, "TRNTYPE").upper()
     kinds = CARD_KINDS if statement.kind == "card" else BANK_KINDS
-    name, memo, check = text(record, "NAME"), text(record, "MEMO"), text(record, "CHECKNUM")
+    name, memo = text(record, "NAME"), text(record, "MEMO")
+    check = "" if name or memo else text(record, "CHECKNUM")
     return FileTransaction(
         line,
         TransactionData(
