@@ -774,6 +774,39 @@ def test_any_bytes_give_entries_or_a_file_problem(data, format):
     _consume(data, format, ANY_MAPPING if format == "csv" else None)
 
 
+OFX_TOKENS = [
+    "<OFX>", "</OFX>", "<STMTRS>", "</STMTRS>", "<INVSTMTRS>", "</INVSTMTRS>", "<CCSTMTRS>",
+    "<CURDEF>USD", "<CURDEF>", "<STMTTRN>", "</STMTTRN>", "<TRNAMT>-1.5", "<TRNAMT>x",
+    "<DTPOSTED>20260101", "<DTPOSTED>2026", "<FITID>1", "<NAME>a&amp;b", "<BUYSTOCK>",
+    "</BUYSTOCK>", "<DTTRADE>20260101", "<TOTAL>5", "<UNITS>2", "<UNIQUEID>X", "<POSSTOCK>",
+    "</POSSTOCK>", "<MKTVAL>1", "<SECLIST>", "</SECLIST>", "<STOCKINFO>", "</STOCKINFO>",
+    "<TICKER>T", "<INVBAL>", "</INVBAL>", "<AVAILCASH>1", "<LEDGERBAL>", "</LEDGERBAL>",
+    "<BALAMT>1", "<DTASOF>20260101", "<STATUS>", "<SEVERITY>ERROR", "</STATUS>", "<CURRENCY>",
+    "<CURSYM>EU", "<BANKACCTFROM>", "<ACCTID>1", "</BANKACCTFROM>", "\n", "<", ">", "&#0;",
+]  # fmt: skip
+CAMT_TOKENS = [
+    "<Stmt>", "</Stmt>", "<Ntry>", "</Ntry>", '<Amt Ccy="EUR">1.00</Amt>', "<Amt>x</Amt>",
+    "<CdtDbtInd>DBIT</CdtDbtInd>", "<Sts>BOOK</Sts>", "<Sts><Cd>PDNG</Cd></Sts>",
+    "<BookgDt><Dt>2026-01-01</Dt></BookgDt>", "<ValDt><DtTm>2026-01-01T10:00:00</DtTm></ValDt>",
+    "<Bal>", "</Bal>", "<Tp><CdOrPrtry><Cd>CLBD</Cd></CdOrPrtry></Tp>", "<Dt><Dt>2026-01-01</Dt></Dt>",
+    "<Acct>", "</Acct>", "<Ccy>EUR</Ccy>", "<NtryDtls>", "<TxDtls>", "</TxDtls>", "</NtryDtls>",
+    "<RmtInf><Ustrd>x</Ustrd></RmtInf>", "\n", "&amp;",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(OFX_TOKENS), max_size=80))
+def test_any_sequence_of_ofx_tags_gives_entries_or_a_file_problem(tokens):
+    _consume(("OFXHEADER:100\nCHARSET:1252\n\n" + "".join(tokens)).encode("cp1252"), "ofx")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(CAMT_TOKENS), max_size=60))
+def test_any_sequence_of_camt_elements_gives_entries_or_a_file_problem(tokens):
+    body = "<Document><BkToCstmrStmt>" + "".join(tokens) + "</BkToCstmrStmt></Document>"
+    _consume(body.encode(), "camt053")
+
+
 def _mutations(data: bytes, rng: random.Random):
     tokens = [b"<", b">", b"</STMTTRN>", b"<STMTTRN>", b"<SECLIST>", b"&", b"&#xD800;", b"\x00",
               b"\xff\xfe", b"\xe9", b"<Ntry>", b"</Stmt>", b"<!DOCTYPE x>", b'"', b";", b"\r"]  # fmt: skip
