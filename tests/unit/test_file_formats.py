@@ -918,3 +918,11 @@ def test_currencies_are_iso_codes_or_errors_and_text_holds_no_nul():
     assert of(read(camt, "camt053"), FileError) == [
         FileError(27, "Amt@Ccy: 'chf1' is not a currency code")
     ]
+
+
+def test_an_unreadable_optional_ofx_date_is_left_out():
+    data = (
+        (FIXTURES / "bank-1252.ofx").read_bytes().replace(b"<DTUSER>20260202", b"<DTUSER>00000000")
+    )
+    first = of(read(data, "ofx"), FileTransaction)[0].data
+    assert first.transacted_at == first.posted_at == utc(2026, 2, 3, 17)

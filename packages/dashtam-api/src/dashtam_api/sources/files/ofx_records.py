@@ -156,6 +156,10 @@ def optional(record: dict, tag: str, parse, what: str):
     return None if raw is None or not raw.strip() else required(record, tag, parse, what)
 
 
+# The dates a row can do without (DTUSER, DTSETTLE, DTPRICEASOF) are read with moment() alone:
+# some banks write 00000000 for "unknown", which must not fail the row.
+
+
 def _currency(record: dict, statement: Statement) -> str:
     # CURRENCY: the amounts are in that currency; ORIGCURRENCY: converted into CURDEF already.
     if "CURRENCY" in record and text(record, "CURSYM"):
@@ -169,7 +173,7 @@ def bank_transaction(record: dict, line: int, statement: Statement) -> Entry:
         return FileSkipped(line, f"a correction ({action}) of FITID {corrects!r}: not applied")
     value = required(record, "TRNAMT", amount, "an amount")
     posted = required(record, "DTPOSTED", moment, "a date")
-    user = optional(record, "DTUSER", moment, "a date")
+    user = moment(record.get("DTUSER"))
     trntype = text(record, "TRNTYPE").upper()
     kinds = CARD_KINDS if statement.kind == "card" else BANK_KINDS
     name, memo = text(record, "NAME"), text(record, "MEMO")
@@ -196,7 +200,7 @@ def investment_transaction(
     tag: str, record: dict, line: int, statement: Statement, security: Security | None
 ) -> Entry:
     trade = required(record, "DTTRADE", moment, "a date")
-    settle = optional(record, "DTSETTLE", moment, "a date")
+    settle = moment(record.get("DTSETTLE"))
     total = Decimal(0) if tag in NO_TOTAL else required(record, "TOTAL", amount, "an amount")
     units = optional(record, "UNITS", amount, "a number")
     price = optional(record, "UNITPRICE", amount, "a number")
@@ -242,7 +246,7 @@ def position(
     price = optional(record, "UNITPRICE", amount, "a number")
     units = required(record, "UNITS", amount, "a number")
     value = required(record, "MKTVAL", amount, "an amount")
-    as_of = optional(record, "DTPRICEASOF", moment, "a date")
+    as_of = moment(record.get("DTPRICEASOF"))
     currency = _currency(record, statement)
     if text(record, "POSTYPE").upper() == "SHORT":
         units = -abs(units)
