@@ -926,3 +926,12 @@ def test_an_unreadable_optional_ofx_date_is_left_out():
     )
     first = of(read(data, "ofx"), FileTransaction)[0].data
     assert first.transacted_at == first.posted_at == utc(2026, 2, 3, 17)
+
+
+def test_ofx_tags_with_a_space_before_their_end():
+    # Seen in the wild (a bank's QFX opening with "<OFX >"), and "</STMTTRN >" alike.
+    data = (FIXTURES / "savings.qfx").read_bytes()
+    spaced = data.replace(b"<OFX>", b"<OFX >").replace(b"</STMTTRN>", b"</STMTTRN >")
+    body = spaced[spaced.index(b"<OFX") :]
+    assert detect_format(body[:200], None) == "ofx"
+    assert read(spaced, "ofx") == read(data, "ofx")

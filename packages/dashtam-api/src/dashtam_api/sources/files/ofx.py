@@ -36,7 +36,9 @@ from dashtam_api.sources.files import ofx_records as records
 from dashtam_api.sources.files import text as texts
 from dashtam_api.sources.files.entries import Entry, FileError, FileProblem, currency_code
 
-TOKEN = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9._]*)>([^<]*)")
+# A tag and the text after it up to the next tag. Spaces before ">" are tolerated: some banks
+# write "<OFX >".
+TOKEN = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9._]*)[ \t]*>([^<]*)")
 LONGEST_TEXT = 1 << 20
 MOST_SECURITIES = 100_000
 
@@ -74,9 +76,11 @@ CHARSETS = {
 }
 
 
+_MARK = re.compile(r"OFXHEADER|<OFX[ \t]*>|<\?OFX", re.IGNORECASE)
+
+
 def looks_like(head: str) -> bool:
-    upper = head.upper()
-    return "OFXHEADER" in upper or "<OFX>" in upper or "<?OFX" in upper
+    return _MARK.search(head) is not None
 
 
 def encoding(head: bytes, head_text: str) -> str:
