@@ -2,12 +2,19 @@
 checking account's transactions as a CSV and as an OFX 1.02 (SGML) statement, deterministic for
 a seed. Written row by row: a million rows take the memory of one.
 
+``python -m bench.files [ROWS]`` times the file readers alone on such files (rows/s, the median
+of 3), the part of an import before the database.
+
 What makes them realistic: dates over a year in order, descriptions from a pool (with the card
 suffixes banks add), amounts of cents, a payroll twice a month, and about one row in fifty an
 identical charge on the same day under a different id (two coffees: both must be imported).
 """
 
 import random
+import statistics
+import sys
+import tempfile
+import time
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -88,3 +95,39 @@ def big_ofx(path: Path, rows_: int, seed: int) -> Path:
             "</LEDGERBAL>\r\n</STMTRS></STMTTRNRS></BANKMSGSRSV1>\r\n</OFX>\r\n"
         )
     return path
+
+
+def read_rates(rows_: int = 100_000, repeat: int = 3, seed: int = 35) -> dict[str, tuple]:
+    """Rows per second of ``read_file`` alone (median of ``repeat``) on a CSV and an OFX file:
+    by the wall clock, and by the process's CPU time (steadier on a machine others share)."""
+    from dashtam_api.sources.files import CsvMapping, FileTransaction, read_file
+
+    rates = {}
+    with tempfile.TemporaryDirectory() as folder:
+        files = {
+            "csv": (big_csv(Path(folder) / "big.csv", rows_, seed), CsvMapping(**CSV_MAPPING)),
+            "ofx": (big_ofx(Path(folder) / "big.ofx", rows_, seed), None),
+        }
+        for format, (path, mapping) in files.items():
+            wall, cpu = [], []
+            for _ in range(repeat):
+                started, used = time.perf_counter(), time.process_time()
+                with open(path, "rb") as stream:
+                    read = sum(
+                        isinstance(entry, FileTransaction)
+                        for entry in read_file(stream, format=format, mapping=mapping)
+                    )
+                wall.append(time.perf_counter() - started)
+                cpu.append(time.process_time() - used)
+            assert read == rows_, (format, read)
+            rates[format] = (rows_ / statistics.median(wall), rows_ / statistics.median(cpu))
+    return rates
+
+
+if __name__ == "__main__":
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    for format, (wall, cpu) in read_rates(count).items():
+        print(
+            f"read_file {format}: {count:,} rows, {wall:,.0f} rows/s by the wall clock, "
+            f"{cpu:,.0f} rows/s of CPU time (medians of 3)"
+        )

@@ -774,6 +774,39 @@ def test_any_bytes_give_entries_or_a_file_problem(data, format):
     _consume(data, format, ANY_MAPPING if format == "csv" else None)
 
 
+OFX_TOKENS = [
+    "<OFX>", "</OFX>", "<STMTRS>", "</STMTRS>", "<INVSTMTRS>", "</INVSTMTRS>", "<CCSTMTRS>",
+    "<CURDEF>USD", "<CURDEF>", "<STMTTRN>", "</STMTTRN>", "<TRNAMT>-1.5", "<TRNAMT>x",
+    "<DTPOSTED>20260101", "<DTPOSTED>2026", "<FITID>1", "<NAME>a&amp;b", "<BUYSTOCK>",
+    "</BUYSTOCK>", "<DTTRADE>20260101", "<TOTAL>5", "<UNITS>2", "<UNIQUEID>X", "<POSSTOCK>",
+    "</POSSTOCK>", "<MKTVAL>1", "<SECLIST>", "</SECLIST>", "<STOCKINFO>", "</STOCKINFO>",
+    "<TICKER>T", "<INVBAL>", "</INVBAL>", "<AVAILCASH>1", "<LEDGERBAL>", "</LEDGERBAL>",
+    "<BALAMT>1", "<DTASOF>20260101", "<STATUS>", "<SEVERITY>ERROR", "</STATUS>", "<CURRENCY>",
+    "<CURSYM>EU", "<BANKACCTFROM>", "<ACCTID>1", "</BANKACCTFROM>", "\n", "<", ">", "&#0;",
+]  # fmt: skip
+CAMT_TOKENS = [
+    "<Stmt>", "</Stmt>", "<Ntry>", "</Ntry>", '<Amt Ccy="EUR">1.00</Amt>', "<Amt>x</Amt>",
+    "<CdtDbtInd>DBIT</CdtDbtInd>", "<Sts>BOOK</Sts>", "<Sts><Cd>PDNG</Cd></Sts>",
+    "<BookgDt><Dt>2026-01-01</Dt></BookgDt>", "<ValDt><DtTm>2026-01-01T10:00:00</DtTm></ValDt>",
+    "<Bal>", "</Bal>", "<Tp><CdOrPrtry><Cd>CLBD</Cd></CdOrPrtry></Tp>", "<Dt><Dt>2026-01-01</Dt></Dt>",
+    "<Acct>", "</Acct>", "<Ccy>EUR</Ccy>", "<NtryDtls>", "<TxDtls>", "</TxDtls>", "</NtryDtls>",
+    "<RmtInf><Ustrd>x</Ustrd></RmtInf>", "\n", "&amp;",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(OFX_TOKENS), max_size=80))
+def test_any_sequence_of_ofx_tags_gives_entries_or_a_file_problem(tokens):
+    _consume(("OFXHEADER:100\nCHARSET:1252\n\n" + "".join(tokens)).encode("cp1252"), "ofx")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(CAMT_TOKENS), max_size=60))
+def test_any_sequence_of_camt_elements_gives_entries_or_a_file_problem(tokens):
+    body = "<Document><BkToCstmrStmt>" + "".join(tokens) + "</BkToCstmrStmt></Document>"
+    _consume(body.encode(), "camt053")
+
+
 def _mutations(data: bytes, rng: random.Random):
     tokens = [b"<", b">", b"</STMTTRN>", b"<STMTTRN>", b"<SECLIST>", b"&", b"&#xD800;", b"\x00",
               b"\xff\xfe", b"\xe9", b"<Ntry>", b"</Stmt>", b"<!DOCTYPE x>", b'"', b";", b"\r"]  # fmt: skip
@@ -861,3 +894,44 @@ def test_a_camt_file_in_an_encoding_expat_cannot_read_is_a_file_problem(encoding
     data = (FIXTURES / "camt053-v08.xml").read_bytes().replace(b"UTF-8", encoding.encode())
     with pytest.raises(FileProblem, match="encoding cannot be read"):
         read(data, "camt053")
+
+
+def test_currencies_are_iso_codes_or_errors_and_text_holds_no_nul():
+    entries = csv_rows(
+        "2026-01-02,a,1,eur\n2026-01-03,b,2,Euro\n2026-01-04,c\x00d,3,\n", currency_column=3
+    )
+    assert [e.data.currency for e in of(entries, FileTransaction)] == ["EUR", ""]
+    assert of(entries, FileError) == [FileError(2, "column 3: 'Euro' is not a currency code")]
+    assert of(entries, FileTransaction)[1].data.description == "cd"
+    card = (FIXTURES / "card-v2.ofx").read_bytes()
+    entries = read(
+        card.replace(b"<CURSYM>USD", b"<CURSYM>US$").replace(
+            b"Mollat</NAME>", b"Mol\x00lat</NAME>"
+        ),
+        "ofx",
+    )
+    assert of(entries, FileError) == [FileError(30, "CURSYM: 'US$' is not a currency code")]
+    assert of(entries, FileTransaction)[0].data.description == "Librairie Mollat"
+    with pytest.raises(FileProblem, match="CURDEF: 'EURO' is not a currency code"):
+        read(card.replace(b"<CURDEF>EUR", b"<CURDEF>EURO"), "ofx")
+    camt = (FIXTURES / "camt053-v08.xml").read_bytes().replace(b'"CHF">89.90', b'"chf1">89.90')
+    assert of(read(camt, "camt053"), FileError) == [
+        FileError(27, "Amt@Ccy: 'chf1' is not a currency code")
+    ]
+
+
+def test_an_unreadable_optional_ofx_date_is_left_out():
+    data = (
+        (FIXTURES / "bank-1252.ofx").read_bytes().replace(b"<DTUSER>20260202", b"<DTUSER>00000000")
+    )
+    first = of(read(data, "ofx"), FileTransaction)[0].data
+    assert first.transacted_at == first.posted_at == utc(2026, 2, 3, 17)
+
+
+def test_ofx_tags_with_a_space_before_their_end():
+    # Seen in the wild (a bank's QFX opening with "<OFX >"), and "</STMTTRN >" alike.
+    data = (FIXTURES / "savings.qfx").read_bytes()
+    spaced = data.replace(b"<OFX>", b"<OFX >").replace(b"</STMTTRN>", b"</STMTTRN >")
+    body = spaced[spaced.index(b"<OFX") :]
+    assert detect_format(body[:200], None) == "ofx"
+    assert read(spaced, "ofx") == read(data, "ofx")

@@ -3,6 +3,17 @@
 
 No database and no HTTP here: ``read_file`` turns a binary stream into entries (entries.py),
 one at a time, in constant memory whatever the file's size; the importer decides what to keep.
+What it should know:
+
+- A transaction's ``external_id`` is the format's own id (OFX FITID, CAMT AcctSvcrRef/NtryRef/
+  EndToEndId/TxId, a mapped CSV column), or "" when the file has none.
+- Its ``currency`` is an ISO 4217 code, or "" when the file does not say (a CSV mapped without
+  one): the account's.
+- ``FileProblem`` may be raised after entries were yielded (a file cut short is known at its
+  end): nothing of such a file is to be kept.
+- Reading blocks (file reads, parsing): from async code, iterate in a worker thread.
+- An OFX investment statement whose SECLIST follows it is read twice when the stream can seek
+  (ofx.py); a stream that cannot gives UNIQUEIDs (CUSIPs) instead of tickers before its SECLIST.
 """
 
 import os

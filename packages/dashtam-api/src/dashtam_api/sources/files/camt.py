@@ -37,6 +37,7 @@ from dashtam_api.sources.files.entries import (
     FileProblem,
     FileSkipped,
     FileTransaction,
+    currency_code,
 )
 from dashtam_api.sources.shapes import TransactionData, last4
 
@@ -111,6 +112,9 @@ def entry(values: dict, line: int) -> Entry:
     if indicator not in ("CRDT", "DBIT"):
         return FileError(line, f"CdtDbtInd: {indicator!r} is not CRDT or DBIT")
     credit = indicator == "CRDT"
+    currency = currency_code(values.get("Amt@Ccy", ""))
+    if currency is None:
+        return FileError(line, f"Amt@Ccy: {values['Amt@Ccy']!r} is not a currency code")
     booked, bad = _when(values, "BookgDt")
     valued, bad = (None, bad) if bad else _when(values, "ValDt")
     if bad:
@@ -161,7 +165,7 @@ def entry(values: dict, line: int) -> Entry:
             transacted_at=at or booked or valued,
             posted_at=booked if status == "BOOK" else None,
             settlement_date=valued.date() if valued else None,
-            currency=values.get("Amt@Ccy", "").upper(),
+            currency=currency,
             payee=payee or None,
             memo=note if note and note != description else None,
             institution_type=code,
@@ -179,12 +183,13 @@ def balances(gathered: list[tuple[int, dict]]) -> list[Entry]:
         when, _ = _when(values, "Dt")
         if kind not in ("CLBD", "ITBD", "CLAV", "ITAV"):
             continue
-        if amount is None or when is None:
-            out.append(FileError(line, f"Bal {kind}: its amount or date is not readable"))
+        currency = currency_code(values.get("Amt@Ccy", ""))
+        if amount is None or when is None or currency is None:
+            out.append(FileError(line, f"Bal {kind}: its amount, date or currency is not readable"))
             continue
         if values.get("CdtDbtInd") == "DBIT":
             amount = -amount
-        found[kind, when] = (line, amount, values.get("Amt@Ccy", "").upper())
+        found[kind, when] = (line, amount, currency)
     for (kind, when), (line, amount, currency) in found.items():
         if kind in ("CLBD", "ITBD"):
             available = found.get(("CLAV" if kind == "CLBD" else "ITAV", when))
@@ -281,7 +286,7 @@ class _Statement:
             self.out.append(
                 FileAccount(
                     self.line,
-                    currency=values.get("Ccy", "").upper() or None,
+                    currency=currency_code(values.get("Ccy", "")) or None,
                     number_last4=last4(_first(values, "Id/IBAN", "Id/Othr/Id")),
                     account_type=ACCOUNT_TYPES.get(kind, kind.lower() or None),
                 )

@@ -24,6 +24,7 @@ from dashtam_api.sources.files.entries import (
     FileProblem,
     FileSkipped,
     FileTransaction,
+    currency_code,
 )
 from dashtam_api.sources.files.mapping import Column, CsvMapping
 from dashtam_api.sources.shapes import TransactionData
@@ -110,7 +111,8 @@ def _lines(text, first_line: int) -> Iterator[str]:
         if len(chunk) == LONGEST_LINE and chunk[-1] not in "\r\n":
             raise FileProblem(line, f"a line longer than {LONGEST_LINE} characters")
         line += 1
-        yield chunk
+        # No text Dashtam stores may hold NUL (PostgreSQL's text cannot).
+        yield chunk.replace("\x00", "") if "\x00" in chunk else chunk
 
 
 def sniff_delimiter(lines: list[str]) -> str:
@@ -169,82 +171,101 @@ def read(stream: BinaryIO, mapping: CsvMapping) -> Iterator[Entry]:
         text.close()
 
 
+class _Rows:
+    """One row to one entry, by the mapping's columns (positions found in the header)."""
+
+    def __init__(self, mapping: CsvMapping, header: list[str] | None, at: dict[str, int]):
+        self.mapping, self.header = mapping, header
+        self.amounts, self.dates = Amounts(mapping), Dates(mapping.date_format)
+        self.sign = -1 if mapping.negate else 1
+        self.date, self.amount = at["date"], at.get("amount")
+        self.debit, self.credit = at.get("debit"), at.get("credit")
+        self.description, self.payee, self.memo = (
+            at["description"], at.get("payee"), at.get("memo")
+        )  # fmt: skip
+        self.id, self.currency = at.get("id"), at.get("currency_column")
+
+    def entry(self, row: list[str], line: int) -> Entry:
+        when = _cell(row, self.date)
+        if not when:
+            blank = not any(c.strip() for c in row)
+            return FileSkipped(line, "a blank row" if blank else "no date: not a transaction")
+        moment = self.dates.parse(when)
+        if moment is None:
+            shown = f" as {self.mapping.date_format}" if self.mapping.date_format else ""
+            return self.error(line, self.mapping.date, f"{when!r} is not a date{shown}")
+        amount = self.money(row, line)
+        if isinstance(amount, FileError):
+            return amount
+        amount = self.sign * amount
+        if self.currency is None:
+            currency = self.mapping.currency or ""
+        else:
+            currency = currency_code(_cell(row, self.currency))
+            if currency is None:
+                cell = _cell(row, self.currency)
+                return self.error(
+                    line, self.mapping.currency_column, f"{cell!r} is not a currency code"
+                )
+        return FileTransaction(
+            line,
+            TransactionData(
+                external_id=_cell(row, self.id),
+                status="posted",
+                amount=amount,
+                description=_cell(row, self.description),
+                kind="deposit" if amount > 0 else "withdrawal",
+                transacted_at=moment,
+                posted_at=moment,
+                currency=currency,
+                payee=_cell(row, self.payee) or None,
+                memo=_cell(row, self.memo) or None,
+            ),
+        )
+
+    def money(self, row: list[str], line: int) -> Decimal | FileError:
+        """The amount column's, or the credit less the debit (money out whatever its sign)."""
+        if self.amount is not None:
+            cell = _cell(row, self.amount)
+            amount = self.amounts.parse(cell)
+            if amount is None:
+                return self.error(line, self.mapping.amount, f"{cell!r} is not an amount")
+            return amount
+        out, into = _cell(row, self.debit), _cell(row, self.credit)
+        if not out and not into:
+            return FileError(line, "neither debit nor credit has an amount")
+        debit = self.amounts.parse(out) if out else Decimal(0)
+        if debit is None:
+            return self.error(line, self.mapping.debit, f"{out!r} is not an amount")
+        credit = self.amounts.parse(into) if into else Decimal(0)
+        if credit is None:
+            return self.error(line, self.mapping.credit, f"{into!r} is not an amount")
+        return credit - abs(debit)
+
+    def error(self, line: int, column: Column, message: str) -> FileError:
+        return FileError(line, f"{_name(column, self.header)}: {message}")
+
+
 def _rows(text, head: bytes, encoding: str, mapping: CsvMapping) -> Iterator[Entry]:
     lines = _lines(text, 1)
     for _ in range(mapping.skip_rows):
         if next(lines, None) is None:
             raise FileProblem(None, f"the file has fewer than {mapping.skip_rows} lines to skip")
-    delimiter = mapping.delimiter or sniff_delimiter(
-        head.decode(encoding, "replace").splitlines()[mapping.skip_rows : -1]
-        or head.decode(encoding, "replace").splitlines()[mapping.skip_rows :]
-    )
+    first_lines = head.decode(encoding, "replace").splitlines()[mapping.skip_rows :]
+    # The head's last line may be cut short: left out of the sample when there are others.
+    delimiter = mapping.delimiter or sniff_delimiter(first_lines[:-1] or first_lines)
     rows = csv.reader(lines, delimiter=delimiter)
     start = mapping.skip_rows  # csv's line_num counts from here
     try:
         header = next(rows, None) if mapping.header else None
         if mapping.header and header is None:
             raise FileProblem(start + 1, "the file ends before its header row")
-        at = _positions(mapping, header, start + 1)
-        amounts, dates = Amounts(mapping), Dates(mapping.date_format)
-        fixed = mapping.currency or ""
-        sign = -1 if mapping.negate else 1
-        d, a, deb, cred = at["date"], at.get("amount"), at.get("debit"), at.get("credit")
-        desc, pay, mem, ident, ccy = (
-            at.get(k) for k in ("description", "payee", "memo", "id", "currency_column")
-        )
+        convert = _Rows(mapping, header, _positions(mapping, header, start + 1))
         line = rows.line_num + 1 + start
         for row in rows:
             # The row's first line (a quoted field may span several).
             here, line = line, rows.line_num + 1 + start
-            when = _cell(row, d)
-            if not when:
-                blank = not any(c.strip() for c in row)
-                yield FileSkipped(here, "a blank row" if blank else "no date: not a transaction")
-                continue
-            moment = dates.parse(when)
-            if moment is None:
-                yield FileError(
-                    here,
-                    f"{_name(mapping.date, header)}: {when!r} is not a date"
-                    + (f" as {mapping.date_format}" if mapping.date_format else ""),
-                )
-                continue
-            if a is not None:
-                cell = _cell(row, a)
-                amount = amounts.parse(cell)
-                if amount is None:
-                    yield FileError(
-                        here, f"{_name(mapping.amount, header)}: {cell!r} is not an amount"
-                    )
-                    continue
-            else:
-                out, into = _cell(row, deb), _cell(row, cred)
-                if not out and not into:
-                    yield FileError(here, "neither debit nor credit has an amount")
-                    continue
-                debit = amounts.parse(out) if out else Decimal(0)
-                credit = amounts.parse(into) if into else Decimal(0)
-                if debit is None or credit is None:
-                    column, cell = (mapping.debit, out) if debit is None else (mapping.credit, into)
-                    yield FileError(here, f"{_name(column, header)}: {cell!r} is not an amount")
-                    continue
-                amount = credit - abs(debit)
-            amount = sign * amount
-            yield FileTransaction(
-                here,
-                TransactionData(
-                    external_id=_cell(row, ident),
-                    status="posted",
-                    amount=amount,
-                    description=_cell(row, desc),
-                    kind="deposit" if amount > 0 else "withdrawal",
-                    transacted_at=moment,
-                    posted_at=moment,
-                    currency=_cell(row, ccy).upper() if ccy is not None else fixed,
-                    payee=_cell(row, pay) or None,
-                    memo=_cell(row, mem) or None,
-                ),
-            )
+            yield convert.entry(row, here)
     except csv.Error as exc:
         raise FileProblem(rows.line_num + start, f"not readable as CSV: {exc}") from None
 

@@ -6,6 +6,7 @@ A ``FileError`` is one bad row: the importer collects them all and then refuses 
 whole cannot be read: nothing of it is kept.
 """
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -76,6 +77,16 @@ class FileError:
 
     line: int
     message: str
+
+
+_CODE = re.compile(r"[A-Z]{3}")
+
+
+def currency_code(raw: str) -> str | None:
+    """A currency as the database keeps it (ISO 4217: three letters), "" for none given (the
+    account's), None when the text is not a code."""
+    code = raw.strip().upper()
+    return code if not code or _CODE.fullmatch(code) else None
 
 
 Entry = FileTransaction | FileBalance | FilePosition | FileAccount | FileSkipped | FileError

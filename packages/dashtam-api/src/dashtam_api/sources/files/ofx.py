@@ -19,6 +19,10 @@ file), the file is scanned once from its start for ``<SECLIST>`` and only that p
 then reading resumes where it was. A stream that cannot seek gets the UNIQUEID as the symbol
 for what comes before its SECLIST.
 
+The 1.x header is read here too (two of its fields decide the text's encoding): ofxtools is
+a test dependency only, and its header classes refuse values banks write (a CHARSET beyond
+1252, ISO-8859-1 and NONE), while reading nothing more than these lines do.
+
 Text: the byte-order mark, else the XML declaration's encoding (2.x), else the 1.x header's
 ENCODING (UTF-8) and CHARSET (1252: Windows-1252, ISO-8859-1: Latin-1, NONE or anything
 unknown: UTF-8 falling back to Windows-1252); entities (``&amp;``, ``&#233;``) are decoded.
@@ -30,9 +34,11 @@ from typing import BinaryIO
 
 from dashtam_api.sources.files import ofx_records as records
 from dashtam_api.sources.files import text as texts
-from dashtam_api.sources.files.entries import Entry, FileProblem
+from dashtam_api.sources.files.entries import Entry, FileError, FileProblem, currency_code
 
-TOKEN = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9._]*)>([^<]*)")
+# A tag and the text after it up to the next tag. Spaces before ">" are tolerated: some banks
+# write "<OFX >".
+TOKEN = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9._]*)[ \t]*>([^<]*)")
 LONGEST_TEXT = 1 << 20
 MOST_SECURITIES = 100_000
 
@@ -70,9 +76,11 @@ CHARSETS = {
 }
 
 
+_MARK = re.compile(r"OFXHEADER|<OFX[ \t]*>|<\?OFX", re.IGNORECASE)
+
+
 def looks_like(head: str) -> bool:
-    upper = head.upper()
-    return "OFXHEADER" in upper or "<OFX>" in upper or "<?OFX" in upper
+    return _MARK.search(head) is not None
 
 
 def encoding(head: bytes, head_text: str) -> str:
@@ -159,7 +167,10 @@ class Reader:
         elif statement is None:
             return
         elif tag == "CURDEF":
-            statement.curdef = value.strip().upper()
+            code = currency_code(value)
+            if code is None:
+                raise FileProblem(line, f"CURDEF: {value.strip()!r} is not a currency code")
+            statement.curdef = code
         elif tag == "DTASOF" and statement.kind == "invest":
             statement.as_of = records.moment(value)
 
@@ -169,12 +180,21 @@ class Reader:
         elif tag == "SECLIST":
             self.securities_done = True
         elif tag in STATEMENTS and self.statement is not None:
-            balance = records.bank_balance(self.statement)
-            if balance is not None:
-                self.out.append(balance)
-            self.statement = None
+            statement, self.statement = self.statement, None
+            if statement.ledger is not None:
+                line = statement.ledger[0]
+                try:
+                    self.out.append(records.bank_balance(statement))
+                except records.Invalid as invalid:
+                    self.out.append(FileError(line, str(invalid)))
 
     def finish(self, tag: str, record: dict) -> None:
+        try:
+            self.convert(tag, record)
+        except records.Invalid as invalid:
+            self.out.append(FileError(self.record_line, str(invalid)))
+
+    def convert(self, tag: str, record: dict) -> None:
         line, statement, out = self.record_line, self.statement, self.out
         if tag in SECURITIES:
             if len(self.securities) >= MOST_SECURITIES:
@@ -272,7 +292,8 @@ def read(stream: BinaryIO) -> Iterator[Entry]:
     reader = Reader(find)
     try:
         while chunk := text.read(texts.CHUNK):
-            entries = reader.feed(chunk)
+            # No text Dashtam stores may hold NUL (PostgreSQL's text cannot).
+            entries = reader.feed(chunk.replace("\x00", "") if "\x00" in chunk else chunk)
             if entries:
                 yield from entries
         yield from reader.end()

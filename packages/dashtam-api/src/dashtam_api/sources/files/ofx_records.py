@@ -1,5 +1,6 @@
 """OFX aggregates to entries: each aggregate arrives as a flat dict of the elements inside it
-(tag -> raw text; an inner aggregate's tag maps to "" and says it was there)."""
+(tag -> raw text; an inner aggregate's tag maps to "" and says it was there). An element that
+does not read raises Invalid, which the reader turns into a FileError on the aggregate's line."""
 
 import html
 import re
@@ -11,10 +12,10 @@ from dashtam_api.sources.files.entries import (
     Entry,
     FileAccount,
     FileBalance,
-    FileError,
     FilePosition,
     FileSkipped,
     FileTransaction,
+    currency_code,
 )
 from dashtam_api.sources.shapes import Holding, TransactionData, last4
 
@@ -138,44 +139,45 @@ def moment(raw: str | None) -> datetime | None:
     return parsed
 
 
-def _required(record: dict, line: int, tag: str, parse, what: str):
-    """(value, None) or (None, the FileError naming the element and its text)."""
-    value = parse(record.get(tag))
+class Invalid(ValueError):
+    """One element does not read (its tag and text in the message)."""
+
+
+def required(record: dict, tag: str, parse, what: str):
+    raw = record.get(tag)
+    value = parse(raw)
     if value is None:
-        raw = record.get(tag)
-        shown = "missing" if raw is None else f"{raw.strip()!r} is not {what}"
-        return None, FileError(line, f"{tag}: {shown}")
-    return value, None
+        raise Invalid(f"{tag}: missing" if raw is None else f"{tag}: {raw.strip()!r} is not {what}")
+    return value
 
 
-def _optional(record: dict, line: int, tag: str, parse, what: str):
-    if record.get(tag) is None or not record[tag].strip():
-        return None, None
-    return _required(record, line, tag, parse, what)
+def optional(record: dict, tag: str, parse, what: str):
+    raw = record.get(tag)
+    return None if raw is None or not raw.strip() else required(record, tag, parse, what)
+
+
+# The dates a row can do without (DTUSER, DTSETTLE, DTPRICEASOF) are read with moment() alone:
+# some banks write 00000000 for "unknown", which must not fail the row.
 
 
 def _currency(record: dict, statement: Statement) -> str:
     # CURRENCY: the amounts are in that currency; ORIGCURRENCY: converted into CURDEF already.
     if "CURRENCY" in record and text(record, "CURSYM"):
-        return text(record, "CURSYM").upper()
+        return required(record, "CURSYM", currency_code, "a currency code")
     return statement.curdef
 
 
 def bank_transaction(record: dict, line: int, statement: Statement) -> Entry:
-    action = text(record, "CORRECTACTION")
-    if action:
-        corrects = text(record, "CORRECTFITID")
+    if "CORRECTACTION" in record:
+        action, corrects = text(record, "CORRECTACTION"), text(record, "CORRECTFITID")
         return FileSkipped(line, f"a correction ({action}) of FITID {corrects!r}: not applied")
-    value, error = _required(record, line, "TRNAMT", amount, "an amount")
-    posted, error = (
-        (None, error) if error else _required(record, line, "DTPOSTED", moment, "a date")
-    )
-    user, error = (None, error) if error else _optional(record, line, "DTUSER", moment, "a date")
-    if error:
-        return error
+    value = required(record, "TRNAMT", amount, "an amount")
+    posted = required(record, "DTPOSTED", moment, "a date")
+    user = moment(record.get("DTUSER"))
     trntype = text(record, "TRNTYPE").upper()
     kinds = CARD_KINDS if statement.kind == "card" else BANK_KINDS
-    name, memo, check = text(record, "NAME"), text(record, "MEMO"), text(record, "CHECKNUM")
+    name, memo = text(record, "NAME"), text(record, "MEMO")
+    check = "" if name or memo else text(record, "CHECKNUM")
     return FileTransaction(
         line,
         TransactionData(
@@ -194,48 +196,28 @@ def bank_transaction(record: dict, line: int, statement: Statement) -> Entry:
     )
 
 
-def _decimals(record: dict, line: int, tags: tuple[str, ...]):
-    values = {}
-    for tag in tags:
-        values[tag], error = _optional(record, line, tag, amount, "a number")
-        if error:
-            return None, error
-    return values, None
-
-
 def investment_transaction(
     tag: str, record: dict, line: int, statement: Statement, security: Security | None
 ) -> Entry:
-    trade, error = _required(record, line, "DTTRADE", moment, "a date")
-    settle, error = (
-        (None, error) if error else _optional(record, line, "DTSETTLE", moment, "a date")
-    )
-    if tag in NO_TOTAL:
-        total = Decimal(0)
-    elif not error:
-        total, error = _required(record, line, "TOTAL", amount, "an amount")
-    numbers, error = (
-        (None, error)
-        if error
-        else _decimals(record, line, ("UNITS", "UNITPRICE", "COMMISSION", "FEES", "TAXES"))
-    )
-    if error:
-        return error
-    uniqueid = text(record, "UNIQUEID")
-    symbol = (security.ticker if security else None) or uniqueid or None
-    units = numbers["UNITS"]
-    if units is not None and tag.startswith(("BUY", "SELL")):
-        units = -abs(units) if tag.startswith("SELL") else abs(units)
-    kind = (
-        "trade"
-        if tag.startswith(("BUY", "SELL"))
-        else INCOME_KINDS.get(text(record, "INCOMETYPE").upper(), "other")
-        if tag == "INCOME"
-        else INVESTMENT_KINDS.get(tag, "other")
-    )
-    charged = [numbers[t] for t in ("COMMISSION", "FEES", "TAXES") if numbers[t] is not None]
-    verb = "Buy" if tag.startswith("BUY") else "Sell" if tag.startswith("SELL") else tag.title()
-    asset = next((a for s, a in ASSET_TYPES.items() if tag.endswith(s)), None)
+    trade = required(record, "DTTRADE", moment, "a date")
+    settle = moment(record.get("DTSETTLE"))
+    total = Decimal(0) if tag in NO_TOTAL else required(record, "TOTAL", amount, "an amount")
+    units = optional(record, "UNITS", amount, "a number")
+    price = optional(record, "UNITPRICE", amount, "a number")
+    charged = [optional(record, t, amount, "an amount") for t in ("COMMISSION", "FEES", "TAXES")]
+    charged = [c for c in charged if c is not None]
+    buying, selling = tag.startswith("BUY"), tag.startswith("SELL")
+    if units is not None and (buying or selling):
+        units = -abs(units) if selling else abs(units)
+    if buying or selling:
+        kind = "trade"
+    elif tag == "INCOME":
+        kind = INCOME_KINDS.get(text(record, "INCOMETYPE").upper(), "other")
+    else:
+        kind = INVESTMENT_KINDS.get(tag, "other")
+    symbol = (security.ticker if security else None) or text(record, "UNIQUEID") or None
+    verb = "Buy" if buying else "Sell" if selling else tag.title()
+    asset = next((a for suffix, a in ASSET_TYPES.items() if tag.endswith(suffix)), None)
     return FileTransaction(
         line,
         TransactionData(
@@ -252,7 +234,7 @@ def investment_transaction(
             symbol=symbol,
             asset_type=asset or (security.asset_type if security else None),
             quantity=units,
-            price=numbers["UNITPRICE"],
+            price=price,
             fees=sum(charged, Decimal(0)) if charged else None,
         ),
     )
@@ -261,32 +243,26 @@ def investment_transaction(
 def position(
     tag: str, record: dict, line: int, statement: Statement, security: Security | None
 ) -> Entry:
-    numbers, error = _decimals(record, line, ("UNITPRICE",))
-    units, error = (None, error) if error else _required(record, line, "UNITS", amount, "a number")
-    value, error = (
-        (None, error) if error else _required(record, line, "MKTVAL", amount, "an amount")
-    )
-    as_of, error = (
-        (None, error) if error else _optional(record, line, "DTPRICEASOF", moment, "a date")
-    )
-    if error:
-        return error
+    price = optional(record, "UNITPRICE", amount, "a number")
+    units = required(record, "UNITS", amount, "a number")
+    value = required(record, "MKTVAL", amount, "an amount")
+    as_of = moment(record.get("DTPRICEASOF"))
+    currency = _currency(record, statement)
     if text(record, "POSTYPE").upper() == "SHORT":
         units = -abs(units)
     statement.positions_value += value
-    uniqueid = text(record, "UNIQUEID")
     return FilePosition(
         line,
         Holding(
-            symbol=(security.ticker if security else None) or uniqueid,
+            symbol=(security.ticker if security else None) or text(record, "UNIQUEID"),
             asset_type=ASSET_TYPES.get(tag.removeprefix("POS"), "other"),
             quantity=units,
             market_value=value,
             description=(security.name if security else None) or text(record, "MEMO") or None,
-            price=numbers["UNITPRICE"],
+            price=price,
         ),
         as_of or statement.as_of,
-        _currency(record, statement),
+        currency,
     )
 
 
@@ -299,14 +275,10 @@ def security(tag: str, record: dict) -> tuple[str, Security]:
 
 
 def investment_balance(record: dict, line: int, statement: Statement) -> Entry:
-    cash, error = _required(record, line, "AVAILCASH", amount, "an amount")
-    power, error = (
-        (None, error) if error else _optional(record, line, "BUYPOWER", amount, "an amount")
-    )
-    if error:
-        return error
+    cash = required(record, "AVAILCASH", amount, "an amount")
+    power = optional(record, "BUYPOWER", amount, "an amount")
     if statement.as_of is None:
-        return FileError(line, "INVSTMTRS has no DTASOF: the balance's date is unknown")
+        raise Invalid("INVSTMTRS has no DTASOF: the balance's date is unknown")
     return FileBalance(
         line,
         as_of=statement.as_of,
@@ -318,18 +290,17 @@ def investment_balance(record: dict, line: int, statement: Statement) -> Entry:
     )
 
 
-def bank_balance(statement: Statement) -> Entry | None:
-    if statement.ledger is None:
-        return None
+def bank_balance(statement: Statement) -> Entry:
+    """The statement's LEDGERBAL, with AVAILBAL as available (on LEDGERBAL's line)."""
     line, ledger = statement.ledger
-    current, error = _required(ledger, line, "BALAMT", amount, "an amount")
-    as_of, error = (None, error) if error else _required(ledger, line, "DTASOF", moment, "a date")
     available = statement.available
-    if not error and available is not None:
-        available, error = _required(available, line, "BALAMT", amount, "an amount")
-    if error:
-        return error
-    return FileBalance(line, as_of, current, available, statement.curdef)
+    return FileBalance(
+        line,
+        as_of=required(ledger, "DTASOF", moment, "a date"),
+        current=required(ledger, "BALAMT", amount, "an amount"),
+        available=required(available, "BALAMT", amount, "an amount") if available else None,
+        currency=statement.curdef,
+    )
 
 
 def account(tag: str, record: dict, line: int, statement: Statement | None) -> Entry:
