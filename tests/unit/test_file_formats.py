@@ -617,7 +617,7 @@ def test_camt053_001_08_entries():
             "document type declaration",
         ),
         (
-            lambda d: d.replace(b"<Stmt>", b"<Rpt>").replace(b"</Stmt>", b"</Rpt>"),
+            lambda d: d.replace(b"<Stmt>", b"<Other>").replace(b"</Stmt>", b"</Other>"),
             "holds no statement",
         ),
         (lambda d: d.replace(b"</Ntry>", b"</Ntr>", 1), "not well-formed"),
@@ -935,3 +935,16 @@ def test_ofx_tags_with_a_space_before_their_end():
     body = spaced[spaced.index(b"<OFX") :]
     assert detect_format(body[:200], None) == "ofx"
     assert read(spaced, "ofx") == read(data, "ofx")
+
+
+def test_a_camt_052_account_report_reads_as_a_statement():
+    # Some banks give only the intraday report: its Rpt holds what a Stmt does.
+    statement = (FIXTURES / "camt053-v08.xml").read_bytes()
+    report = (
+        statement.replace(b"camt.053.001.08", b"camt.052.001.08")
+        .replace(b"BkToCstmrStmt>", b"BkToCstmrAcctRpt>")
+        .replace(b"<Stmt>", b"<Rpt>")
+        .replace(b"</Stmt>", b"</Rpt>")
+    )
+    assert detect_format(report[:4096], None) == "camt053"
+    assert read(report, "camt053") == read(statement, "camt053")

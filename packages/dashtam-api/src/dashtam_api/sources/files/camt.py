@@ -1,5 +1,6 @@
-"""CAMT.053 (ISO 20022 BkToCstmrStmt, bank-to-customer statement), .001.02 to .001.08 at least:
-elements are matched by their local names, whatever the namespace's version, and where versions
+"""CAMT.053 (ISO 20022 BkToCstmrStmt, bank-to-customer statement), .001.02 to .001.08 at least,
+and CAMT.052 (BkToCstmrAcctRpt, the intraday account report some banks give instead: its
+``Rpt`` holds the same ``Acct``, ``Bal`` and ``Ntry`` as a ``Stmt``): elements are matched by their local names, whatever the namespace's version, and where versions
 differ both forms are read (``<Sts>BOOK</Sts>`` and ``<Sts><Cd>BOOK</Cd></Sts>``; a party's
 ``<Nm>`` directly or inside ``<Pty>``).
 
@@ -44,13 +45,18 @@ from dashtam_api.sources.shapes import TransactionData, last4
 DEEPEST = 64
 LONGEST_TEXT = 2000
 GATHERED = {"Ntry", "Bal", "Acct"}
+# Each document's root and the statement inside it.
+ROOTS = {"BkToCstmrStmt": "Stmt", "BkToCstmrAcctRpt": "Rpt"}
+STATEMENTS = set(ROOTS.values())
 STATUSES = {"BOOK": "posted", "PDNG": "pending", "FUTR": "pending"}
 ACCOUNT_TYPES = {"CACC": "checking", "SVGS": "savings", "CARD": "credit_card", "LOAN": "loan"}
 FEES = {"CHRG", "COMM", "FEES", "SUBS"}
 
 
 def looks_like(head: str) -> bool:
-    return "BkToCstmrStmt" in head or "camt.053" in head
+    return any(
+        mark in head for mark in ("BkToCstmrStmt", "BkToCstmrAcctRpt", "camt.053", "camt.052")
+    )
 
 
 def _amount(raw: str | None) -> Decimal | None:
@@ -240,15 +246,15 @@ class _Statement:
                 values.setdefault("/".join(path[self.base :]) + "@Ccy", currency)
             return
         parent = path[-2] if len(path) > 1 else ""
-        if local in GATHERED and parent == "Stmt":
+        if local in GATHERED and parent in STATEMENTS:
             if local == "Ntry" and self.balances:
                 self.out.extend(balances(self.balances))
                 self.balances = []
             self.values, self.gathering = {"#details": 0}, local
             self.base, self.line = len(path), self.parser.CurrentLineNumber
-        elif local == "Stmt" and parent == "BkToCstmrStmt":
+        elif ROOTS.get(parent) == local:
             self.statements += 1
-        elif local == "BkToCstmrStmt":
+        elif local in ROOTS:
             self.seen_root = True
 
     def characters(self, data: str) -> None:
@@ -271,7 +277,7 @@ class _Statement:
                     else:
                         values.setdefault(key, value)
             self.text, self.length = [], 0
-        elif path[-1] == "Stmt" and self.balances:
+        elif path[-1] in STATEMENTS and self.balances:
             self.out.extend(balances(self.balances))
             self.balances = []
         path.pop()
@@ -339,4 +345,4 @@ def read(stream: BinaryIO) -> Iterator[Entry]:
     if not statement.seen_root:
         raise FileProblem(None, "not a CAMT.053 statement: no BkToCstmrStmt element")
     if not statement.statements:
-        raise FileProblem(None, "the file holds no statement (Stmt)")
+        raise FileProblem(None, "the file holds no statement (Stmt, or a CAMT.052 Rpt)")
