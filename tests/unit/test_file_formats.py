@@ -948,3 +948,18 @@ def test_a_camt_052_account_report_reads_as_a_statement():
     )
     assert detect_format(report[:4096], None) == "camt053"
     assert read(report, "camt053") == read(statement, "camt053")
+
+
+def test_an_endless_aggregate_is_a_file_problem_not_a_memory_hog():
+    header = b"OFXHEADER:100\nCHARSET:1252\n\n<OFX><STMTRS><CURDEF>USD<STMTTRN>"
+    body = b"".join(b"<X%d>%s" % (n, b"y" * 100) for n in range(20_000))
+    with pytest.raises(FileProblem, match="<STMTTRN> runs past"):
+        read(header + body, "ofx")
+    entry = b"".join(b"<E%d>1</E%d>" % (n, n) for n in range(2_000))
+    camt = (
+        b"<Document><BkToCstmrStmt><Stmt><Ntry>"
+        + entry
+        + b"</Ntry></Stmt></BkToCstmrStmt></Document>"
+    )
+    with pytest.raises(FileProblem, match="<Ntry> holds too many elements"):
+        read(camt, "camt053")

@@ -44,6 +44,8 @@ from dashtam_api.sources.shapes import TransactionData, last4
 
 DEEPEST = 64
 LONGEST_TEXT = 2000
+# An entry's distinct element paths: a few dozen in any bank's files.
+MOST_PATHS = 1000
 GATHERED = {"Ntry", "Bal", "Acct"}
 # Each document's root and the statement inside it.
 ROOTS = {"BkToCstmrStmt": "Stmt", "BkToCstmrAcctRpt": "Rpt"}
@@ -271,6 +273,8 @@ class _Statement:
             else:
                 value = "".join(self.text).strip()[:LONGEST_TEXT]
                 if value:
+                    if len(values) > MOST_PATHS:
+                        raise FileProblem(self.line, f"<{self.gathering}> holds too many elements")
                     key = "/".join(path[self.base :])
                     if key.endswith("/Ustrd") and key in values:
                         values[key] = f"{values[key]} {value}"[:LONGEST_TEXT]
