@@ -889,7 +889,7 @@ def test_the_callers_stream_stays_open(name, mapping):
     assert not stream.closed
 
 
-@pytest.mark.parametrize("encoding", ["UTF-9", "shift_jis"])
+@pytest.mark.parametrize("encoding", ["UTF-9", "shift_jis", "hex", "idna", "undefined"])
 def test_a_camt_file_in_an_encoding_expat_cannot_read_is_a_file_problem(encoding):
     data = (FIXTURES / "camt053-v08.xml").read_bytes().replace(b"UTF-8", encoding.encode())
     with pytest.raises(FileProblem, match="encoding cannot be read"):
@@ -963,3 +963,17 @@ def test_an_endless_aggregate_is_a_file_problem_not_a_memory_hog():
     )
     with pytest.raises(FileProblem, match="<Ntry> holds too many elements"):
         read(camt, "camt053")
+
+
+@pytest.mark.parametrize(
+    "declared",
+    ["CHARSET:8859-15X", "CHARSET:hex", "CHARSET:idna", "CHARSET:undefined", "CHARSET:NONE"],
+)
+def test_an_ofx_charset_python_cannot_use_falls_back_to_utf_8(declared):
+    data = _ofx1("NONE", "USASCII", "Zoë".encode()).replace(b"CHARSET:NONE", declared.encode())
+    assert of(read(data, "ofx"), FileTransaction)[0].data.description == "Zoë"
+    charset = declared.removeprefix("CHARSET:").encode()
+    xml = data.replace(
+        b"OFXHEADER:100", b'<?xml version="1.0" encoding="%s"?>OFXHEADER:100' % charset
+    )
+    assert of(read(xml, "ofx"), FileTransaction)[0].data.description == "Zoë"

@@ -331,9 +331,9 @@ def read(stream: BinaryIO) -> Iterator[Entry]:
                 break
             chunk = stream.read(texts.CHUNK)
     except (LookupError, ValueError) as exc:
-        # The XML declaration names an encoding Python does not know, or a multi-byte one
-        # other than UTF-8/16, which expat cannot be taught.
-        if "encoding" not in str(exc):
+        # The XML declaration names an encoding Python does not know, one that fails to decode
+        # (UnicodeError), or a multi-byte one other than UTF-8/16, which expat cannot be taught.
+        if not isinstance(exc, LookupError | UnicodeError) and "encoding" not in str(exc):
             raise
         raise FileProblem(1, f"the XML declaration's encoding cannot be read: {exc}") from None
     except expat.ExpatError as exc:

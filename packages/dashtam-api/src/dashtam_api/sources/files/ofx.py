@@ -100,7 +100,7 @@ def encoding(head: bytes, head_text: str) -> str:
         charset = fields.get("CHARSET", "NONE").upper()
         if charset in CHARSETS:
             return CHARSETS[charset]
-        return texts.known(charset) if charset != "NONE" else texts.FALLBACK
+        return texts.known(charset) or texts.FALLBACK
     return texts.FALLBACK
 
 
