@@ -977,3 +977,14 @@ def test_an_ofx_charset_python_cannot_use_falls_back_to_utf_8(declared):
         b"OFXHEADER:100", b'<?xml version="1.0" encoding="%s"?>OFXHEADER:100' % charset
     )
     assert of(read(xml, "ofx"), FileTransaction)[0].data.description == "Zoë"
+
+
+def test_dates_at_the_ends_of_the_calendar_are_errors_or_read_never_a_crash():
+    (row,) = csv_rows("0001-01-01T00:00:00+05:00,a,1\n")
+    assert row == FileError(1, "column 0: '0001-01-01T00:00:00+05:00' is not a date")
+    data = (FIXTURES / "camt053-v08.xml").read_bytes()
+    data = data.replace(b"2026-03-05T09:30:00+01:00", b"0001-01-01T00:30:00+01:00")
+    data = data.replace(b"<Dt><Dt>2026-03-05</Dt></Dt>", b"<Dt><Dt>9999-12-31</Dt></Dt>")
+    entries = read(data, "camt053")
+    assert of(entries, FileError) == [FileError(27, "'0001-01-01T00:30:00+01:00' is not a date")]
+    assert of(entries, FileBalance)[1].as_of == utc(9999, 12, 31)

@@ -77,9 +77,9 @@ def _moment(raw: str | None) -> datetime | None:
         if len(raw) == 10:
             return datetime.combine(date.fromisoformat(raw), datetime.min.time(), tzinfo=UTC)
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved out of range
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _when(values: dict, prefix: str) -> tuple[datetime | None, str | None]:
@@ -202,11 +202,9 @@ def balances(gathered: list[tuple[int, dict]]) -> list[Entry]:
         if kind in ("CLBD", "ITBD"):
             available = found.get(("CLAV" if kind == "CLBD" else "ITAV", when))
             # A date alone is the day's close: its last instant.
-            as_of = (
-                when + timedelta(days=1, microseconds=-1)
-                if when.time() == datetime.min.time()
-                else when
-            )
+            as_of = when
+            if when.time() == datetime.min.time() and when.date() < date.max:
+                as_of = when + timedelta(days=1, microseconds=-1)
             out.append(
                 FileBalance(line, as_of, amount, available[1] if available else None, currency)
             )
