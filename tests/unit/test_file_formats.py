@@ -6,6 +6,7 @@ and any bytes at all giving entries or a FileProblem, never another exception.""
 import codecs
 import io
 import random
+import tempfile
 import tracemalloc
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -988,3 +989,15 @@ def test_dates_at_the_ends_of_the_calendar_are_errors_or_read_never_a_crash():
     entries = read(data, "camt053")
     assert of(entries, FileError) == [FileError(27, "'0001-01-01T00:30:00+01:00' is not a date")]
     assert of(entries, FileBalance)[1].as_of == utc(9999, 12, 31)
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_an_upload_as_starlette_keeps_it_reads_with_its_seclist(in_memory):
+    # UploadFile.file is a SpooledTemporaryFile: in memory while small, on disk past its size.
+    data = (FIXTURES / "investment.ofx").read_bytes()
+    with tempfile.SpooledTemporaryFile(max_size=len(data) * 2 if in_memory else 100) as upload:
+        upload.write(data)
+        upload.seek(0)
+        assert upload._rolled != in_memory  # which of the two it is
+        entries = list(read_file(upload, format="ofx"))
+    assert [e.data.symbol for e in of(entries, FileTransaction)] == ["VTI", "AAPL", "VTI", None]
