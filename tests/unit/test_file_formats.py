@@ -6,6 +6,7 @@ and any bytes at all giving entries or a FileProblem, never another exception.""
 import codecs
 import io
 import random
+import tempfile
 import tracemalloc
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -617,7 +618,7 @@ def test_camt053_001_08_entries():
             "document type declaration",
         ),
         (
-            lambda d: d.replace(b"<Stmt>", b"<Rpt>").replace(b"</Stmt>", b"</Rpt>"),
+            lambda d: d.replace(b"<Stmt>", b"<Other>").replace(b"</Stmt>", b"</Other>"),
             "holds no statement",
         ),
         (lambda d: d.replace(b"</Ntry>", b"</Ntr>", 1), "not well-formed"),
@@ -889,7 +890,7 @@ def test_the_callers_stream_stays_open(name, mapping):
     assert not stream.closed
 
 
-@pytest.mark.parametrize("encoding", ["UTF-9", "shift_jis"])
+@pytest.mark.parametrize("encoding", ["UTF-9", "shift_jis", "hex", "idna", "undefined"])
 def test_a_camt_file_in_an_encoding_expat_cannot_read_is_a_file_problem(encoding):
     data = (FIXTURES / "camt053-v08.xml").read_bytes().replace(b"UTF-8", encoding.encode())
     with pytest.raises(FileProblem, match="encoding cannot be read"):
@@ -935,3 +936,68 @@ def test_ofx_tags_with_a_space_before_their_end():
     body = spaced[spaced.index(b"<OFX") :]
     assert detect_format(body[:200], None) == "ofx"
     assert read(spaced, "ofx") == read(data, "ofx")
+
+
+def test_a_camt_052_account_report_reads_as_a_statement():
+    # Some banks give only the intraday report: its Rpt holds what a Stmt does.
+    statement = (FIXTURES / "camt053-v08.xml").read_bytes()
+    report = (
+        statement.replace(b"camt.053.001.08", b"camt.052.001.08")
+        .replace(b"BkToCstmrStmt>", b"BkToCstmrAcctRpt>")
+        .replace(b"<Stmt>", b"<Rpt>")
+        .replace(b"</Stmt>", b"</Rpt>")
+    )
+    assert detect_format(report[:4096], None) == "camt053"
+    assert read(report, "camt053") == read(statement, "camt053")
+
+
+def test_an_endless_aggregate_is_a_file_problem_not_a_memory_hog():
+    header = b"OFXHEADER:100\nCHARSET:1252\n\n<OFX><STMTRS><CURDEF>USD<STMTTRN>"
+    body = b"".join(b"<X%d>%s" % (n, b"y" * 100) for n in range(20_000))
+    with pytest.raises(FileProblem, match="<STMTTRN> runs past"):
+        read(header + body, "ofx")
+    entry = b"".join(b"<E%d>1</E%d>" % (n, n) for n in range(2_000))
+    camt = (
+        b"<Document><BkToCstmrStmt><Stmt><Ntry>"
+        + entry
+        + b"</Ntry></Stmt></BkToCstmrStmt></Document>"
+    )
+    with pytest.raises(FileProblem, match="<Ntry> holds too many elements"):
+        read(camt, "camt053")
+
+
+@pytest.mark.parametrize(
+    "declared",
+    ["CHARSET:8859-15X", "CHARSET:hex", "CHARSET:idna", "CHARSET:undefined", "CHARSET:NONE"],
+)
+def test_an_ofx_charset_python_cannot_use_falls_back_to_utf_8(declared):
+    data = _ofx1("NONE", "USASCII", "Zoë".encode()).replace(b"CHARSET:NONE", declared.encode())
+    assert of(read(data, "ofx"), FileTransaction)[0].data.description == "Zoë"
+    charset = declared.removeprefix("CHARSET:").encode()
+    xml = data.replace(
+        b"OFXHEADER:100", b'<?xml version="1.0" encoding="%s"?>OFXHEADER:100' % charset
+    )
+    assert of(read(xml, "ofx"), FileTransaction)[0].data.description == "Zoë"
+
+
+def test_dates_at_the_ends_of_the_calendar_are_errors_or_read_never_a_crash():
+    (row,) = csv_rows("0001-01-01T00:00:00+05:00,a,1\n")
+    assert row == FileError(1, "column 0: '0001-01-01T00:00:00+05:00' is not a date")
+    data = (FIXTURES / "camt053-v08.xml").read_bytes()
+    data = data.replace(b"2026-03-05T09:30:00+01:00", b"0001-01-01T00:30:00+01:00")
+    data = data.replace(b"<Dt><Dt>2026-03-05</Dt></Dt>", b"<Dt><Dt>9999-12-31</Dt></Dt>")
+    entries = read(data, "camt053")
+    assert of(entries, FileError) == [FileError(27, "'0001-01-01T00:30:00+01:00' is not a date")]
+    assert of(entries, FileBalance)[1].as_of == utc(9999, 12, 31)
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_an_upload_as_starlette_keeps_it_reads_with_its_seclist(in_memory):
+    # UploadFile.file is a SpooledTemporaryFile: in memory while small, on disk past its size.
+    data = (FIXTURES / "investment.ofx").read_bytes()
+    with tempfile.SpooledTemporaryFile(max_size=len(data) * 2 if in_memory else 100) as upload:
+        upload.write(data)
+        upload.seek(0)
+        assert upload._rolled != in_memory  # which of the two it is
+        entries = list(read_file(upload, format="ofx"))
+    assert [e.data.symbol for e in of(entries, FileTransaction)] == ["VTI", "AAPL", "VTI", None]

@@ -1,5 +1,6 @@
-"""CAMT.053 (ISO 20022 BkToCstmrStmt, bank-to-customer statement), .001.02 to .001.08 at least:
-elements are matched by their local names, whatever the namespace's version, and where versions
+"""CAMT.053 (ISO 20022 BkToCstmrStmt, bank-to-customer statement), .001.02 to .001.08 at least,
+and CAMT.052 (BkToCstmrAcctRpt, the intraday account report some banks give instead: its
+``Rpt`` holds the same ``Acct``, ``Bal`` and ``Ntry`` as a ``Stmt``): elements are matched by their local names, whatever the namespace's version, and where versions
 differ both forms are read (``<Sts>BOOK</Sts>`` and ``<Sts><Cd>BOOK</Cd></Sts>``; a party's
 ``<Nm>`` directly or inside ``<Pty>``).
 
@@ -43,14 +44,21 @@ from dashtam_api.sources.shapes import TransactionData, last4
 
 DEEPEST = 64
 LONGEST_TEXT = 2000
+# An entry's distinct element paths: a few dozen in any bank's files.
+MOST_PATHS = 1000
 GATHERED = {"Ntry", "Bal", "Acct"}
+# Each document's root and the statement inside it.
+ROOTS = {"BkToCstmrStmt": "Stmt", "BkToCstmrAcctRpt": "Rpt"}
+STATEMENTS = set(ROOTS.values())
 STATUSES = {"BOOK": "posted", "PDNG": "pending", "FUTR": "pending"}
 ACCOUNT_TYPES = {"CACC": "checking", "SVGS": "savings", "CARD": "credit_card", "LOAN": "loan"}
 FEES = {"CHRG", "COMM", "FEES", "SUBS"}
 
 
 def looks_like(head: str) -> bool:
-    return "BkToCstmrStmt" in head or "camt.053" in head
+    return any(
+        mark in head for mark in ("BkToCstmrStmt", "BkToCstmrAcctRpt", "camt.053", "camt.052")
+    )
 
 
 def _amount(raw: str | None) -> Decimal | None:
@@ -69,9 +77,9 @@ def _moment(raw: str | None) -> datetime | None:
         if len(raw) == 10:
             return datetime.combine(date.fromisoformat(raw), datetime.min.time(), tzinfo=UTC)
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved out of range
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _when(values: dict, prefix: str) -> tuple[datetime | None, str | None]:
@@ -194,11 +202,9 @@ def balances(gathered: list[tuple[int, dict]]) -> list[Entry]:
         if kind in ("CLBD", "ITBD"):
             available = found.get(("CLAV" if kind == "CLBD" else "ITAV", when))
             # A date alone is the day's close: its last instant.
-            as_of = (
-                when + timedelta(days=1, microseconds=-1)
-                if when.time() == datetime.min.time()
-                else when
-            )
+            as_of = when
+            if when.time() == datetime.min.time() and when.date() < date.max:
+                as_of = when + timedelta(days=1, microseconds=-1)
             out.append(
                 FileBalance(line, as_of, amount, available[1] if available else None, currency)
             )
@@ -240,15 +246,15 @@ class _Statement:
                 values.setdefault("/".join(path[self.base :]) + "@Ccy", currency)
             return
         parent = path[-2] if len(path) > 1 else ""
-        if local in GATHERED and parent == "Stmt":
+        if local in GATHERED and parent in STATEMENTS:
             if local == "Ntry" and self.balances:
                 self.out.extend(balances(self.balances))
                 self.balances = []
             self.values, self.gathering = {"#details": 0}, local
             self.base, self.line = len(path), self.parser.CurrentLineNumber
-        elif local == "Stmt" and parent == "BkToCstmrStmt":
+        elif ROOTS.get(parent) == local:
             self.statements += 1
-        elif local == "BkToCstmrStmt":
+        elif local in ROOTS:
             self.seen_root = True
 
     def characters(self, data: str) -> None:
@@ -265,13 +271,15 @@ class _Statement:
             else:
                 value = "".join(self.text).strip()[:LONGEST_TEXT]
                 if value:
+                    if len(values) > MOST_PATHS:
+                        raise FileProblem(self.line, f"<{self.gathering}> holds too many elements")
                     key = "/".join(path[self.base :])
                     if key.endswith("/Ustrd") and key in values:
                         values[key] = f"{values[key]} {value}"[:LONGEST_TEXT]
                     else:
                         values.setdefault(key, value)
             self.text, self.length = [], 0
-        elif path[-1] == "Stmt" and self.balances:
+        elif path[-1] in STATEMENTS and self.balances:
             self.out.extend(balances(self.balances))
             self.balances = []
         path.pop()
@@ -321,9 +329,9 @@ def read(stream: BinaryIO) -> Iterator[Entry]:
                 break
             chunk = stream.read(texts.CHUNK)
     except (LookupError, ValueError) as exc:
-        # The XML declaration names an encoding Python does not know, or a multi-byte one
-        # other than UTF-8/16, which expat cannot be taught.
-        if "encoding" not in str(exc):
+        # The XML declaration names an encoding Python does not know, one that fails to decode
+        # (UnicodeError), or a multi-byte one other than UTF-8/16, which expat cannot be taught.
+        if not isinstance(exc, LookupError | UnicodeError) and "encoding" not in str(exc):
             raise
         raise FileProblem(1, f"the XML declaration's encoding cannot be read: {exc}") from None
     except expat.ExpatError as exc:
@@ -339,4 +347,4 @@ def read(stream: BinaryIO) -> Iterator[Entry]:
     if not statement.seen_root:
         raise FileProblem(None, "not a CAMT.053 statement: no BkToCstmrStmt element")
     if not statement.statements:
-        raise FileProblem(None, "the file holds no statement (Stmt)")
+        raise FileProblem(None, "the file holds no statement (Stmt, or a CAMT.052 Rpt)")

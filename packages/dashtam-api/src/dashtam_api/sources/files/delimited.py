@@ -95,9 +95,9 @@ class Dates:
                 )
             else:
                 parsed = datetime.strptime(cell, self._format)
-        except ValueError:
+            parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved out of range
             return None
-        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
         if len(self._seen) > 10_000:
             self._seen.clear()
         self._seen[cell] = parsed

@@ -40,6 +40,8 @@ from dashtam_api.sources.files.entries import Entry, FileError, FileProblem, cur
 # write "<OFX >".
 TOKEN = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9._]*)[ \t]*>([^<]*)")
 LONGEST_TEXT = 1 << 20
+# An aggregate gathered whole is a few hundred characters; one past this is not a statement's.
+LONGEST_RECORD = 1 << 20
 MOST_SECURITIES = 100_000
 
 STATEMENTS = {"STMTRS": "bank", "CCSTMTRS": "card", "INVSTMTRS": "invest"}
@@ -98,7 +100,7 @@ def encoding(head: bytes, head_text: str) -> str:
         charset = fields.get("CHARSET", "NONE").upper()
         if charset in CHARSETS:
             return CHARSETS[charset]
-        return texts.known(charset) if charset != "NONE" else texts.FALLBACK
+        return texts.known(charset) or texts.FALLBACK
     return texts.FALLBACK
 
 
@@ -111,6 +113,8 @@ class Reader:
         self.record: dict | None = None
         self.tag = ""
         self.record_line = 0
+        self.record_start = 0  # where it starts, in characters from the file's start
+        self.offset = 0  # the characters before this chunk
         self.statement: records.Statement | None = None
         self.statements = 0
         self.securities: dict[str, records.Security] = {}
@@ -150,11 +154,17 @@ class Reader:
                 self.close(tag, line)
             elif tag in RECORDS:
                 record, tag_open, self.record_line = {}, tag, line
+                self.record_start = self.offset + token.start()
             else:
                 self.element(tag, value, line)
         self.line = line + buffer.count("\n", counted, cut)
         self.rest = buffer[cut:]
         self.record, self.tag = record, tag_open
+        self.offset += cut
+        if record is not None and self.offset - self.record_start > LONGEST_RECORD:
+            raise FileProblem(
+                self.record_line, f"<{tag_open}> runs past {LONGEST_RECORD} characters"
+            )
         return out
 
     def element(self, tag: str, value: str, line: int) -> None:

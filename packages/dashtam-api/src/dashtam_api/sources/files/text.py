@@ -85,7 +85,10 @@ def known(encoding: str | None) -> str | None:
         return None
     try:
         name = codecs.lookup(encoding.strip()).name
-    except LookupError:
+        # A text encoding that decodes any bytes leniently: not one of bytes to bytes ("hex"),
+        # nor one refusing "replace" ("idna") or everything ("undefined").
+        io.TextIOWrapper(io.BytesIO(bytes(range(256))), encoding=name, errors="replace").read()
+    except (LookupError, ValueError, TypeError):
         return None
     return FALLBACK if name in ("utf-8", "ascii") else name
 
