@@ -26,6 +26,7 @@ from dashtam_models import (
 )
 from tests.api.test_auth import is_problem
 from tests.api.test_connections import signed_in
+from tests.fixtures.app import asgi_client, running_app
 
 BRIDGE = "/sandbox/simplefin"
 
@@ -83,7 +84,9 @@ async def bridge_stats(client, user) -> dict:
 
 
 async def fail_next(client, user, kind, times=1) -> None:
-    answer = await client.post(f"{BRIDGE}/_control/{user}/fail", json={"kind": kind, "times": times})
+    answer = await client.post(
+        f"{BRIDGE}/_control/{user}/fail", json={"kind": kind, "times": times}
+    )
     assert answer.status_code == 204, answer.text
 
 
@@ -118,7 +121,8 @@ async def test_a_person_connects_with_a_setup_token_and_syncs_twice(bridged, ses
         await client.get(f"/api/v1/providers/{provider_id}/authorization", headers=headers)
     ).json()
     assert (status["status"], status["action"], status["reconnect_by"]) == ("active", None, None)
-    assert status["expires_at"] is None and status["next_sync_at"] is not None
+    assert status["expires_at"] is None
+    assert status["next_sync_at"] is not None
 
     first = await sync(client, headers, provider_id)
     assert first.status_code == 200, first.text
@@ -164,9 +168,7 @@ async def test_a_person_connects_with_a_setup_token_and_syncs_twice(bridged, ses
     keys = [(t["amount"], t["occurred_at"], t["description"]) for t in after]
     assert len(keys) == len(set(keys))
     reissued = await session.scalar(
-        select(text("count(*)"))
-        .select_from(Transaction)
-        .where(Transaction.external_id.like("%-R"))
+        select(text("count(*)")).select_from(Transaction).where(Transaction.external_id.like("%-R"))
     )
     assert reissued > 0
 
@@ -174,8 +176,9 @@ async def test_a_person_connects_with_a_setup_token_and_syncs_twice(bridged, ses
 async def test_a_setup_token_claimed_twice_is_a_clear_problem(bridged):
     client = bridged
     headers = await signed_in(client, f"twice-{uuid.uuid4().hex[:6]}")
-    first, second = await simplefin_provider(client, headers), await simplefin_provider(
-        client, headers
+    first, second = (
+        await simplefin_provider(client, headers),
+        await simplefin_provider(client, headers),
     )
     _, token = await setup_token(client)
     ok = await client.post(
@@ -279,7 +282,8 @@ async def test_an_html_403_from_the_front_door_is_transient_and_readable(bridged
     ).json()
     assert status["status"] == "active"
     assert "turned the request away with a web page" in status["sync_error"]
-    assert "JSON" not in status["sync_error"] and "Expecting value" not in status["sync_error"]
+    assert "JSON" not in status["sync_error"]
+    assert "Expecting value" not in status["sync_error"]
     # The next sync passes.
     assert (await sync(client, headers, provider_id)).status_code == 200
 
@@ -339,7 +343,7 @@ async def test_a_day_of_hourly_rounds_keeps_within_the_daily_budget(bridged, app
     status = (
         await client.get(f"/api/v1/providers/{provider_id}/authorization", headers=headers)
     ).json()
-    assert status["status"] == "active" and status["sync_error"] is None
+    assert (status["status"], status["sync_error"]) == ("active", None)
 
 
 async def test_a_manual_sync_over_the_budget_is_a_429_with_retry_after(bridged, session):
@@ -351,7 +355,9 @@ async def test_a_manual_sync_over_the_budget_is_a_429_with_retry_after(bridged, 
         )
     )
     now = datetime.now(UTC)
-    spent = [now - timedelta(hours=23, minutes=30)] + [now - timedelta(minutes=m) for m in range(23)]
+    spent = [now - timedelta(hours=23, minutes=30)] + [
+        now - timedelta(minutes=m) for m in range(23)
+    ]
     await session.execute(
         update(ProviderConnection)
         .where(ProviderConnection.id == connection_id)
@@ -367,7 +373,9 @@ async def test_a_manual_sync_over_the_budget_is_a_429_with_retry_after(bridged, 
     assert datetime.fromisoformat(status["next_sync_at"]) >= now + timedelta(minutes=29)
 
 
-async def test_the_access_url_never_appears_in_logs_audit_or_problems(bridged, app, session, caplog):
+async def test_the_access_url_never_appears_in_logs_audit_or_problems(
+    bridged, app, session, caplog
+):
     client = bridged
     caplog.set_level(logging.DEBUG)
     headers, provider_id, user = await connected(client)
@@ -411,3 +419,51 @@ async def test_revoke_forgets_the_access_url(bridged, session):
         )
     ).all()
     assert audit == [{"at_institution": "not_supported"}]
+
+
+async def test_another_dashtams_simplefin_server_is_a_source_like_the_bridge(
+    bridged, app, connection, test_settings, session
+):
+    """Two instances: A (the worker's app) reads the Bridge look-alike for person A and serves
+    its own SimpleFIN server; B (a second app of its own, its guarded pool pointed at A) takes
+    A's setup token as a SimpleFIN source for person B. Both run on the test's database (the
+    suite has one), each through its own AppContext."""
+    a = bridged
+    headers_a, provider_a, _ = await connected(a, "instance-a")
+    for _ in range(2):
+        assert (await sync(a, headers_a, provider_a)).status_code == 200
+    accounts_a = (
+        await a.get(f"/api/v1/providers/{provider_a}/accounts", headers=headers_a)
+    ).json()["items"]
+    served = {}
+    for account in accounts_a:
+        listed = await transactions_of(a, headers_a, account["id"])
+        served[account["name"]] = sum(t["status"] in ("posted", "pending") for t in listed)
+    made = await a.post(
+        "/api/v1/simplefin/setup-tokens", headers=headers_a, json={"label": "instance B"}
+    )
+    assert made.status_code == 201, made.text
+
+    async with running_app(test_settings, connection) as instance_b, asgi_client(instance_b) as b:
+        instance_b.state.ctx.guarded = httpx.ASGITransport(app=app)
+        headers_b = await signed_in(b, f"instance-b-{uuid.uuid4().hex[:6]}")
+        provider_b = await simplefin_provider(b, headers_b)
+        answer = await b.post(
+            f"/api/v1/providers/{provider_b}/authorization",
+            headers=headers_b,
+            json={"setup_token": made.json()["setup_token"]},
+        )
+        assert answer.status_code == 201, answer.text
+        synced = await sync(b, headers_b, provider_b)
+        assert synced.status_code == 200, synced.text
+        assert (synced.json()["accounts"], synced.json()["positions"]) == (3, 2)
+        accounts_b = (
+            await b.get(f"/api/v1/providers/{provider_b}/accounts", headers=headers_b)
+        ).json()["items"]
+        read = {
+            account["name"]: len(await transactions_of(b, headers_b, account["id"]))
+            for account in accounts_b
+        }
+        balances_b = {x["name"]: x["balance"]["current"] for x in accounts_b}
+    assert read == served
+    assert balances_b == {x["name"]: x["balance"]["current"] for x in accounts_a}

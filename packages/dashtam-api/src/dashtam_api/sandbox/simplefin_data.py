@@ -66,7 +66,12 @@ def _posted(account_id: str, seed: str, anchor: datetime) -> list[dict]:
             else:
                 description = rng.choice(MERCHANTS)
                 amount = -Decimal(rng.randint(150, 25000)) / 100
-                if rng.random() < 0.1:
+                if account_id == "ACT-CARD" and rng.random() < 0.05:
+                    description, amount = (
+                        "PAYMENT THANK YOU",
+                        Decimal(rng.randint(20000, 90000)) / 100,
+                    )
+                if account_id == "ACT-CHK" and rng.random() < 0.1:
                     description, amount = (
                         "PAYROLL ACME CORP",
                         Decimal(rng.randint(150000, 300000)) / 100,

@@ -200,13 +200,15 @@ async def _take_over_reissued(session, account_id, listing, unheld, window) -> N
         )
         if row.external_id not in listing
     ]
+    by_amount: dict = {}
+    for j, row in enumerate(orphans):
+        by_amount.setdefault(row.amount, []).append(j)
     pairs = sorted(
-        (abs(row.occurred_at - t.occurred_at), t.description != row.description, i, j)
+        (abs(orphans[j].occurred_at - t.occurred_at), t.description != orphans[j].description, i, j)
         for i, t in enumerate(fresh)
-        for j, row in enumerate(orphans)
-        if t.amount == row.amount
-        and abs(row.occurred_at.date() - t.occurred_at.date()) <= reach
-        and similar(row.description, t.description)
+        for j in by_amount.get(t.amount, ())
+        if abs(orphans[j].occurred_at.date() - t.occurred_at.date()) <= reach
+        and similar(orphans[j].description, t.description)
     )
     paired_listed, paired_rows = set(), set()
     for _, _, i, j in pairs:
@@ -214,9 +216,7 @@ async def _take_over_reissued(session, account_id, listing, unheld, window) -> N
             continue
         paired_listed.add(i)
         paired_rows.add(j)
-        await queries.rekey_reissued(
-            session, row_id=orphans[j].id, new_id=fresh[i].external_id
-        )
+        await queries.rekey_reissued(session, row_id=orphans[j].id, new_id=fresh[i].external_id)
 
 
 async def _complete_or_cancel(
