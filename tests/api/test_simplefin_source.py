@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import select, text, update
 
+from dashtam_api.connections import refresh
 from dashtam_api.jobs import loops
 from dashtam_core.vault import token_context
 from dashtam_models import (
@@ -467,3 +468,87 @@ async def test_another_dashtams_simplefin_server_is_a_source_like_the_bridge(
         balances_b = {x["name"]: x["balance"]["current"] for x in accounts_b}
     assert read == served
     assert balances_b == {x["name"]: x["balance"]["current"] for x in accounts_a}
+
+
+async def test_a_sync_the_budget_cannot_finish_is_not_started(bridged, session):
+    """The first sync takes two requests (90 days, 60 a request): with one left of the day's
+    budget, none is sent; the person is told when both fit."""
+    client = bridged
+    headers, provider_id, user = await connected(client)
+    connection_id = await session.scalar(
+        select(ProviderConnection.id).where(
+            ProviderConnection.provider_id == uuid.UUID(provider_id)
+        )
+    )
+    now = datetime.now(UTC)
+    spent = [now - timedelta(hours=23)] + [now - timedelta(hours=22)] * 22
+    await session.execute(
+        update(ProviderConnection)
+        .where(ProviderConnection.id == connection_id)
+        .values(budget_requests=spent)
+    )
+    answer = await sync(client, headers, provider_id)
+    assert is_problem(answer, 429)
+    # Both fit once the 23-hour-old one is a day old.
+    assert 3500 <= int(answer.headers["Retry-After"]) <= 3601
+    assert (await bridge_stats(client, user))["requests"] == 0
+    held = await session.scalar(
+        select(ProviderConnection.budget_next_at).where(ProviderConnection.id == connection_id)
+    )
+    assert held >= now + timedelta(minutes=59)  # the loop waits as long
+
+
+async def test_the_refresher_leaves_a_simplefin_connection_alone(bridged, app, session):
+    client = bridged
+    headers, provider_id, _ = await connected(client)
+    ctx = app.state.ctx
+    # Nothing is due, however far ahead the refresher looks, and nothing lapses.
+    async with ctx.sessions() as job:
+        year = datetime.now(UTC) + timedelta(days=365)
+        due = await refresh.refresh_next_due(
+            ctx, job, due_before=year, round_started=datetime.now(UTC)
+        )
+        await job.commit()
+    assert due is None
+    assert await loops.expire_lapsed(ctx) == 0
+    refreshed = await client.post(
+        f"/api/v1/providers/{provider_id}/authorization/refresh", headers=headers
+    )
+    assert is_problem(refreshed, 409)
+    assert "no tokens to refresh" in refreshed.json()["detail"]
+    status = (
+        await client.get(f"/api/v1/providers/{provider_id}/authorization", headers=headers)
+    ).json()
+    assert (status["status"], status["refresh_failures"], status["reconnect_by"]) == (
+        "active",
+        0,
+        None,
+    )
+
+
+async def test_connecting_and_a_refused_claim_are_audited_with_the_host_only(bridged, session):
+    client = bridged
+    headers, provider_id, _ = await connected(client)
+    _, token = await setup_token(client)
+    for _ in range(2):
+        await client.post(
+            f"/api/v1/providers/{provider_id}/authorization",
+            headers=headers,
+            json={"setup_token": token},
+        )
+    rows = (
+        await session.execute(
+            select(ProviderAuditLog.action, ProviderAuditLog.details)
+            .where(ProviderAuditLog.provider_id == uuid.UUID(provider_id))
+            .order_by(ProviderAuditLog.created_at)
+        )
+    ).all()
+    assert [action for action, _ in rows] == ["connected", "connected", "authorization_failed"]
+    assert rows[0][1]["kind"] == "simplefin"
+    assert rows[0][1]["host"] == "testserver"
+    assert rows[2][1]["error"] == "already_claimed"
+    # The connection stays active: a refused token changes nothing that worked.
+    status = (
+        await client.get(f"/api/v1/providers/{provider_id}/authorization", headers=headers)
+    ).json()
+    assert status["status"] == "active"

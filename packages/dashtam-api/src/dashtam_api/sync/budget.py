@@ -9,19 +9,22 @@ connection keeps when each request of the last 24 hours was sent (``budget_reque
   the budget, and at least a day / ``requests_per_day`` after the last one, so a day's budget is
   spread over the day rather than spent in its first hours;
 - a manual sync is refused (429, ``Retry-After``) only when no request fits;
+- a read is not started when the requests its windows take (``needed``) do not fit: it waits,
+  as a manual sync is told to, rather than spend part of the budget and fail;
 - a read can never overspend: the sync's HTTP client refuses the request past what is left
   (``Allowance``), whatever the source needed (an account new at the Bridge walks its history).
 
 A new access URL (a reconnection) starts a new budget, as the server counts per access URL.
 """
 
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dashtam_api.sources.shapes import SourceError
+from dashtam_api.sources.shapes import SourceError, Windows
 from dashtam_api.sync import queries
 
 DAY = timedelta(days=1)
@@ -32,13 +35,26 @@ def recent(times: list[datetime] | None, now: datetime) -> list[datetime]:
     return sorted(t for t in times or () if t > now - DAY)
 
 
-def free_at(times: list[datetime] | None, now: datetime, per_day: int) -> datetime | None:
-    """When one more request fits in the budget (None: now)."""
+def free_at(
+    times: list[datetime] | None, now: datetime, per_day: int, needed: int = 1
+) -> datetime | None:
+    """When ``needed`` more requests fit in the budget (None: now)."""
     sent = recent(times, now)
-    over = len(sent) + 1 - per_day
+    over = len(sent) + min(needed, per_day) - per_day
     if over <= 0:
         return None
     return sent[over - 1] + DAY
+
+
+def needed(windows: Windows, history_days: int, window_days: int | None) -> int:
+    """The requests a read of these windows takes at least (one per window_days of the
+    longest period any account is read from; a source reading all accounts in each request,
+    as SimpleFIN does)."""
+    if not window_days:
+        return 1
+    start = min(windows.since.values(), default=windows.until - timedelta(days=history_days))
+    days = max((windows.until - start).total_seconds() / 86400, 0)
+    return max(math.ceil(days / window_days), 1)
 
 
 def next_at(times: list[datetime] | None, now: datetime, per_day: int) -> datetime | None:
@@ -90,6 +106,11 @@ async def record(
         requests=times,
         next_at=next_at(times, now, per_day),
     )
+
+
+async def hold(session: AsyncSession, *, connection_id: uuid.UUID, until: datetime) -> None:
+    """The sync loop leaves the connection alone until then."""
+    await queries.hold_budget(session, connection_id=connection_id, until=until)
 
 
 async def reset(session: AsyncSession, *, connection_id: uuid.UUID) -> None:

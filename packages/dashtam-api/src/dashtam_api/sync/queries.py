@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 
 import asyncpg
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -161,6 +161,16 @@ async def set_budget(
         update(ProviderConnection)
         .where(ProviderConnection.id == connection_id)
         .values(budget_requests=requests, budget_next_at=next_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def hold_budget(session: AsyncSession, *, connection_id: uuid.UUID, until: datetime) -> None:
+    """The sync loop claims the connection no sooner than ``until``."""
+    await session.execute(
+        update(ProviderConnection)
+        .where(ProviderConnection.id == connection_id)
+        .values(budget_next_at=func.greatest(ProviderConnection.budget_next_at, until))
         .execution_options(synchronize_session=False)
     )
 

@@ -88,8 +88,14 @@ class Claim:
     run_id: uuid.UUID | None = None
     # Not taken: the source's daily budget has no request left until then.
     over_budget_until: datetime | None = None
-    # Requests the read may send (None: no budget to keep).
+    # Requests the read may send (None: no budget to keep), and when they were sent.
     allowance: int | None = None
+    budget_requests: tuple[datetime, ...] = ()
+
+    def budget_free_at(self, needed: int, per_day: int) -> datetime:
+        return budget.free_at(self.budget_requests, datetime.now(UTC), per_day, needed) or (
+            datetime.now(UTC)
+        )
 
 
 ABANDONED = "The process running this sync stopped before it ended."
@@ -154,7 +160,11 @@ async def _claim(
                     connection.budget_next_at = wait  # what the status shows as next
                 await session.commit()
                 return replace(claim, over_budget_until=wait)
-            claim = replace(claim, allowance=budget.left(connection.budget_requests, now, per_day))
+            claim = replace(
+                claim,
+                allowance=budget.left(connection.budget_requests, now, per_day),
+                budget_requests=tuple(connection.budget_requests or ()),
+            )
         if connection.status == ConnectionStatus.ACTIVE and not held and not (stale_only and fresh):
             claim = replace(
                 claim,
@@ -271,6 +281,25 @@ async def _sync_claimed(
     else:
         credential = await _sealed_credential(ctx, connection_id)
     windows = await _windows(ctx, connection_id)
+    limits = source.limits
+    if claim.allowance is not None:
+        wanted = budget.needed(windows, limits.history_days, limits.window_days)
+        if wanted > claim.allowance:
+            # Not started: it could not finish within what is left of the day's budget.
+            await _release(
+                ctx,
+                connection_id,
+                claim,
+                code="over_budget",
+                error=f"over_budget: this sync takes {wanted} requests, "
+                f"{claim.allowance} are left of the day's budget",
+                retry=False,
+            )
+            retry_at = claim.budget_free_at(wanted, limits.requests_per_day)
+            async with ctx.sessions() as session:
+                await budget.hold(session, connection_id=connection_id, until=retry_at)
+                await session.commit()
+            return SyncResult("over_budget", status=claim.status, retry_at=retry_at)
     # Every request the read sends is counted (and refused past the budget's allowance).
     allowance = budget.Allowance(claim.allowance)
     hooks = {"event_hooks": {"request": [allowance]}}
