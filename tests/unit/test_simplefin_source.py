@@ -126,3 +126,21 @@ def test_a_v1_document_without_errors_is_read():
         answer(200, '{"errors": [], "accounts": [{"id": "A", "org": {"domain": "x"}}]}'), "h"
     )
     assert document["accounts"][0]["id"] == "A"
+
+
+def test_reads_start_at_the_history_then_where_they_left_off_at_most_a_window_back():
+    from datetime import UTC, datetime, timedelta
+
+    from dashtam_api.sources.shapes import Windows
+
+    now = datetime(2026, 12, 8, tzinfo=UTC)
+    first = Windows(since={}, until=now)
+    assert simplefin.start_of(first) == now - timedelta(days=90)
+    assert simplefin.requests_for(first) == 2  # 90 days, 60 a request
+    later = Windows(since={"A": now - timedelta(days=12), "B": now - timedelta(days=3)}, until=now)
+    assert simplefin.start_of(later) == now - timedelta(days=12)
+    assert simplefin.requests_for(later) == 1
+    # An account quiet for months does not make every read walk the history again.
+    quiet = Windows(since={"A": now - timedelta(days=3), "Q": now - timedelta(days=200)}, until=now)
+    assert simplefin.start_of(quiet) == now - timedelta(days=60)
+    assert simplefin.requests_for(quiet) == 1

@@ -23,6 +23,7 @@ the URLs' form is checked as a webhook's is before anything is sent.
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -326,14 +327,32 @@ def _raise_errors(document: dict) -> None:
         raise SourceError("gen.", messages[:400], transient=True)
 
 
+def start_of(windows: Windows) -> datetime:
+    """Where a read starts: the whole history the first time; after that where the sync left
+    off (the earliest point any account needs), but at most one window back. An account quiet
+    for months (or one closed at the Bridge) would otherwise make every read walk the history
+    again, two requests of a 24-a-day budget; what it costs is that a pending older than a
+    window is no longer looked at (it stays pending, as one outside any read window does)."""
+    until = windows.until
+    if not windows.since:
+        return until - timedelta(days=limits.history_days)
+    return max(min(min(windows.since.values()), until), until - timedelta(days=limits.window_days))
+
+
+def requests_for(windows: Windows) -> int:
+    """The requests a read of these windows takes (more only for an account new at the
+    Bridge, which the budget's allowance then covers or refuses)."""
+    days = (windows.until - start_of(windows)).total_seconds() / 86400
+    return max(math.ceil(days / limits.window_days), 1)
+
+
 async def _read_windows(reader: _Reader, windows: Windows) -> list[AccountData]:
-    """From the earliest start any account needs to now, window_days a request; then, for an
-    account the earlier syncs never saw (one the person added at the Bridge), the rest of the
-    history back to history_days."""
+    """From ``start_of`` to now, window_days a request; then, for an account the earlier syncs
+    never saw (one the person added at the Bridge), the rest of the history back to
+    history_days."""
     until = windows.until
     oldest = until - timedelta(days=limits.history_days)
-    start = min(windows.since.values(), default=oldest)
-    start = max(min(start, until), oldest)
+    start = start_of(windows)
     found: dict[str, dict] = {}
     transactions: dict[str, list[dict]] = {}
     holdings: dict[str, list] = {}

@@ -9,7 +9,8 @@ connection keeps when each request of the last 24 hours was sent (``budget_reque
   the budget, and at least a day / ``requests_per_day`` after the last one, so a day's budget is
   spread over the day rather than spent in its first hours;
 - a manual sync is refused (429, ``Retry-After``) only when no request fits;
-- a read is not started when the requests its windows take (``needed``) do not fit: it waits,
+- a read is not started when the requests its windows take (the source's ``requests_for``)
+  do not fit: it waits,
   as a manual sync is told to, rather than spend part of the budget and fail;
 - a read can never overspend: the sync's HTTP client refuses the request past what is left
   (``Allowance``), whatever the source needed (an account new at the Bridge walks its history).
@@ -17,14 +18,13 @@ connection keeps when each request of the last 24 hours was sent (``budget_reque
 A new access URL (a reconnection) starts a new budget, as the server counts per access URL.
 """
 
-import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dashtam_api.sources.shapes import SourceError, Windows
+from dashtam_api.sources.shapes import SourceError
 from dashtam_api.sync import queries
 
 DAY = timedelta(days=1)
@@ -44,17 +44,6 @@ def free_at(
     if over <= 0:
         return None
     return sent[over - 1] + DAY
-
-
-def needed(windows: Windows, history_days: int, window_days: int | None) -> int:
-    """The requests a read of these windows takes at least (one per window_days of the
-    longest period any account is read from; a source reading all accounts in each request,
-    as SimpleFIN does)."""
-    if not window_days:
-        return 1
-    start = min(windows.since.values(), default=windows.until - timedelta(days=history_days))
-    days = max((windows.until - start).total_seconds() / 86400, 0)
-    return max(math.ceil(days / window_days), 1)
 
 
 def next_at(times: list[datetime] | None, now: datetime, per_day: int) -> datetime | None:

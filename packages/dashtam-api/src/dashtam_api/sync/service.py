@@ -283,7 +283,9 @@ async def _sync_claimed(
     windows = await _windows(ctx, connection_id)
     limits = source.limits
     if claim.allowance is not None:
-        wanted = budget.needed(windows, limits.history_days, limits.window_days)
+        # A source with a budget says what its read of these windows takes.
+        requests_for = getattr(source, "requests_for", None)
+        wanted = requests_for(windows) if requests_for else 1
         if wanted > claim.allowance:
             # Not started: it could not finish within what is left of the day's budget.
             await _release(
