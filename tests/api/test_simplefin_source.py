@@ -210,6 +210,22 @@ async def test_a_bad_setup_token_is_a_422(bridged, token):
     assert is_problem(answer, 422)
 
 
+@pytest.mark.parametrize(
+    "url", [b"https://bridge.example.com/claim#fragment", b"https://\xff\xfe/claim", b"https://"]
+)
+async def test_a_token_of_the_documented_form_that_holds_no_claim_url_is_a_409(bridged, url):
+    client = bridged
+    headers = await signed_in(client, f"form-{uuid.uuid4().hex[:6]}")
+    provider_id = await simplefin_provider(client, headers)
+    answer = await client.post(
+        f"/api/v1/providers/{provider_id}/authorization",
+        headers=headers,
+        json={"setup_token": base64.b64encode(url).decode()},
+    )
+    assert is_problem(answer, 409)
+    assert "setup token" in answer.json()["detail"]
+
+
 async def test_a_setup_token_is_for_simplefin_only_and_simplefin_needs_one(client):
     headers = await signed_in(client, f"kinds-{uuid.uuid4().hex[:6]}")
     sandbox = (
@@ -222,12 +238,13 @@ async def test_a_setup_token_is_for_simplefin_only_and_simplefin_needs_one(clien
         headers=headers,
         json={"setup_token": "aHR0cHM6Ly9leGFtcGxlLmNvbQ=="},
     )
-    assert is_problem(answer, 422)
-    assert "oauth2" in answer.json()["errors"][0]["msg"]
+    # Valid bodies both: a conflict with the provider's kind.
+    assert is_problem(answer, 409)
+    assert "kind oauth2 is not connected with a setup token" in answer.json()["detail"]
     simplefin = await simplefin_provider(client, headers)
     bare = await client.post(f"/api/v1/providers/{simplefin}/authorization", headers=headers)
-    assert is_problem(bare, 422)
-    assert "setup token" in bare.json()["errors"][0]["msg"]
+    assert is_problem(bare, 409)
+    assert "setup token" in bare.json()["detail"]
 
 
 async def test_con_auth_turns_the_connection_error_with_a_webhook(bridged, session):

@@ -13,7 +13,8 @@ class AuthorizationCreate(BaseModel):
     setup_token: str = Field(
         min_length=1,
         max_length=4000,
-        pattern=r"^\s*[A-Za-z0-9+/=_-]+\s*$",
+        # The base64 of a URL starting https:// or http:// (the protocol's setup token).
+        pattern=r"^\s*aHR0c(?:HM6Ly|DovL)[A-Za-z0-9+/_-]*={0,2}\s*$",
         description="A SimpleFIN setup token (the base64 of a claim URL), claimed once.",
     )
 

@@ -25,11 +25,12 @@ from dashtam_models import ConnectionStatus, User
 
 
 def refuse_setup_token(kind: Kind) -> None:
-    """A setup token sent for a provider that is not connected with one."""
-    raise Unprocessable(
+    """A setup token sent for a provider that is not connected with one: a conflict with the
+    provider's kind (the body itself is a valid one)."""
+    raise Conflict(
         f"A provider of kind {kind.value} is not connected with a setup token: send no body "
         "to start its authorization.",
-        field="setup_token",
+        kind=kind.value,
     )
 
 
@@ -48,10 +49,10 @@ async def connect(
         session=session, user=user, provider_id=provider_id
     )
     if not setup_token:
-        raise Unprocessable(
+        raise Conflict(
             "A SimpleFIN provider is connected with a setup token from your SimpleFIN Bridge: "
             'send {"setup_token": "..."}.',
-            field="setup_token",
+            kind=Kind.SIMPLEFIN.value,
         )
     ids = {"user_id": user.id, "provider_id": provider.id, "connection_id": connection.id}
     # The request's read ends before the claim's wait (no pooled connection held meanwhile).
@@ -61,8 +62,12 @@ async def connect(
             access_url = await simplefin.claim(http, setup_token, ctx.settings)
     except simplefin.ClaimFailed as exc:
         await _record_failure(ctx, connection.id, exc, {**ids, **where})
-        if exc.reason in ("bad_token", "refused_target"):
+        if exc.reason == "refused_target":
             raise Unprocessable(exc.message, field="setup_token") from None
+        if exc.reason == "bad_token":
+            # Of the documented form (the base64 of an http(s) URL's start), but not one whole:
+            # the schema cannot see it, so not a 422 (the contract's rule).
+            raise Conflict(exc.message, institution_error="bad_token") from None
         if exc.reason == "already_claimed":
             raise Conflict(exc.message, institution_error="already_claimed") from None
         raise UpstreamError(exc.message, institution_error=exc.error, transient=True) from None

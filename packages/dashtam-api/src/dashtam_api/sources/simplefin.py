@@ -129,6 +129,12 @@ def claim_url_of(setup_token: str, settings: Settings) -> str:
             ) from None
     if not text.startswith(("https://", "http://")):
         raise ClaimFailed("bad_token", "This is not a SimpleFIN setup token (no claim URL in it).")
+    try:  # a URL at all (what any deployment takes), then one this deployment may reach
+        check_url(text, allow_http=True, allow_private=True)
+    except RefusedTarget as exc:
+        raise ClaimFailed(
+            "bad_token", f"This setup token's claim URL is not a usable URL: {exc}."
+        ) from None
     try:
         return _allowed(text, settings)
     except RefusedTarget as exc:
