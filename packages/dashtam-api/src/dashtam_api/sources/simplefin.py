@@ -2,9 +2,10 @@
 claimed once from a setup token (https://www.simplefin.org/protocol.html).
 
 - ``claim``: the setup token is the base64 of a claim URL; one POST to it answers the access URL,
-  ``https://<username>:<password>@<host>/<path>``. It is sent once, never again once it may have
-  reached the server: a claim is spent on arrival. A 403 means claimed already, maybe by someone
-  else: the person is told the token may be compromised, as the protocol asks.
+  ``https://<username>:<password>@<host>/<path>``. It is sent once, never again: a claim is
+  spent on arrival (and the claim URL's path is the token itself, kept out of retry logs). A
+  403 means claimed already, maybe by someone else: the person is told the token may be
+  compromised, as the protocol asks.
 - ``read``: ``GET {root}/accounts?start-date&end-date&pending=1`` with the access URL's user and
   password as HTTP Basic. Every answer lists every account, with each one's transactions in the
   range asked for; the range is at most ``window_days`` long, so the first read walks back the
@@ -148,11 +149,10 @@ async def claim(http: httpx.AsyncClient, setup_token: str, settings: Settings) -
     url = claim_url_of(setup_token, settings)
     host = urlsplit(url).hostname
     try:
-        # Once: a claim is spent the moment the server reads it (upstream.once sends again only
-        # what provably never left).
-        answer = await upstream.once(
-            settings, lambda: http.post(url, headers={"Content-Length": "0"})
-        )
+        # Once, and not even again when it provably never left (upstream.once would): a claim
+        # is spent the moment the server reads it, and a retry's log line would name the
+        # claim URL's path, which is the unspent token. The person pastes it again.
+        answer = await http.post(url, headers={"Content-Length": "0"})
     except RefusedTarget as exc:
         raise ClaimFailed(
             "refused_target", f"The setup token's claim URL is refused: {exc}."
