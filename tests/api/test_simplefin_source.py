@@ -569,3 +569,36 @@ async def test_connecting_and_a_refused_claim_are_audited_with_the_host_only(bri
         await client.get(f"/api/v1/providers/{provider_id}/authorization", headers=headers)
     ).json()
     assert status["status"] == "active"
+
+
+async def test_reconnecting_with_a_new_setup_token_mends_the_error_and_starts_a_new_budget(
+    bridged, session
+):
+    client = bridged
+    headers, provider_id, user = await connected(client)
+    await fail_next(client, user, "con.auth")
+    assert (await sync(client, headers, provider_id)).status_code == 502
+    connection_id = await session.scalar(
+        select(ProviderConnection.id).where(
+            ProviderConnection.provider_id == uuid.UUID(provider_id)
+        )
+    )
+    now = datetime.now(UTC)
+    await session.execute(
+        update(ProviderConnection)
+        .where(ProviderConnection.id == connection_id)
+        .values(budget_requests=[now] * 24, budget_next_at=now + timedelta(hours=1))
+    )
+    _, token = await setup_token(client)  # fixed at the Bridge, a new token made
+    again = await client.post(
+        f"/api/v1/providers/{provider_id}/authorization",
+        headers=headers,
+        json={"setup_token": token},
+    )
+    assert again.status_code == 201, again.text
+    assert (again.json()["status"], again.json()["action"], again.json()["error"]) == (
+        "active",
+        None,
+        None,
+    )
+    assert (await sync(client, headers, provider_id)).status_code == 200
