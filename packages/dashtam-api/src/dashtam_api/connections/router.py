@@ -68,7 +68,7 @@ async def start_authorization(
             setup_token=setup_token,
             where=where(request),
         )
-    if setup_token is not None:
+    if setup_token is not None or kind is not Kind.OAUTH2:
         setup_tokens.refuse_setup_token(kind)
     return await service.start(
         session=session,

@@ -25,11 +25,15 @@ from dashtam_models import ConnectionStatus, User
 
 
 def refuse_setup_token(kind: Kind) -> None:
-    """A setup token sent for a provider that is not connected with one: a conflict with the
-    provider's kind (the body itself is a valid one)."""
+    """A setup token sent for a provider that is not connected with one (or a kind with no
+    authorization at all, ``file``): a conflict with the provider's kind (the body itself is
+    a valid one)."""
+    if kind is Kind.OAUTH2:
+        detail = "send no body to start its authorization"
+    else:
+        detail = "it has no authorization to start"
     raise Conflict(
-        f"A provider of kind {kind.value} is not connected with a setup token: send no body "
-        "to start its authorization.",
+        f"A provider of kind {kind.value} is not connected with a setup token: {detail}.",
         kind=kind.value,
     )
 
