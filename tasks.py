@@ -215,7 +215,7 @@ def user_reset_password(c, **options):
 
 @command
 def demo(c, **options):
-    """Connect a sandbox institution end to end on the running dev environment, step by step."""
+    """Connect an institution end to end on the running dev environment, step by step."""
     _infra(c, "demo", options)
 
 

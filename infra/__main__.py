@@ -77,9 +77,14 @@ def main(argv: list[str] | None = None) -> int:
             case "user-reset-password":
                 workflows.users(layout, "reset-password", args.email)
             case "demo":
-                from infra import demo
+                if args.source == "simplefin":
+                    from infra import demo_simplefin
 
-                demo.run(layout)
+                    demo_simplefin.run(layout)
+                else:
+                    from infra import demo
+
+                    demo.run(layout)
     except InfraError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code

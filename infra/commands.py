@@ -185,7 +185,16 @@ COMMANDS: dict[str, Command] = {
         env="test",
         module="bench",
     ),
-    "demo": Command(),
+    "demo": Command(
+        {
+            "source": Option(
+                "Which institution to connect: sandbox (OAuth2, approved in a browser-like "
+                "flow) or simplefin (the SimpleFIN Bridge look-alike, with a setup token).",
+                default="sandbox",
+                choices=("sandbox", "simplefin"),
+            )
+        }
+    ),
     "rotate-token-key": Command(),
     "user-create": Command(
         {

@@ -196,6 +196,41 @@ async def test_an_unmatched_posted_one_and_an_ambiguous_amount_are_not_forced(se
     assert await sync(session, account, late, other) == counts(added=1, removed=1)
 
 
+async def test_a_block_reissued_under_new_ids_takes_over_its_rows(session, account):
+    block = [
+        card("T1", "-4.75", 6, posted=5),
+        card("T2", "-86.42", 7, posted=6, description="WHOLE FOODS MKT"),
+        card("T3", "2650.00", 8, posted=8, description="PAYROLL ACME", kind="deposit"),
+    ]
+    assert await sync(session, account, *block) == counts(added=3)
+    before = {r.external_id: r.id for r in await rows(session, account)}
+    # The bank re-issued the block: new ids, the same content (one description a little
+    # longer), and one new transaction besides.
+    reissued = [replace(t, external_id=f"{t.external_id}-NEW") for t in block]
+    reissued[1] = replace(reissued[1], description="WHOLE FOODS MKT #10233 BERKELEY")
+    new = card("T4", "-12.00", 1, posted=1, description="LYFT RIDE")
+    assert await sync(session, account, *reissued, new) == counts(added=1, modified=3)
+    after = {r.external_id: r.id for r in await rows(session, account)}
+    assert {after[f"{k}-NEW"] for k in before} == set(before.values())  # the same rows, re-keyed
+    assert len(after) == 4
+    # Listed again as they are now: nothing changes.
+    assert await sync(session, account, *reissued, new) == counts()
+
+
+async def test_a_new_id_whose_twin_is_still_listed_is_a_new_transaction(session, account):
+    coffee = card("T1", "-5.25", 3, posted=3, description="STARBUCKS STORE 1234")
+    assert await sync(session, account, coffee) == counts(added=1)
+    # A second identical charge under its own id, the first still listed: two coffees.
+    twin = replace(coffee, external_id="T2")
+    assert await sync(session, account, coffee, twin) == counts(added=1)
+    # An old row outside the window read is not taken over either.
+    old = card("T9", "-9.99", 40, posted=40, description="NETFLIX.COM")
+    await sync(session, account, old, window=(day(60), NOW))
+    moved = replace(old, external_id="T9-NEW")
+    assert await sync(session, account, moved, coffee, twin) == counts(added=1)
+    assert len(await rows(session, account)) == 4
+
+
 async def test_a_late_transaction_older_than_the_last_sync_is_added(session, account):
     await sync(session, account, card("T1", "-4.75", 2, posted=2))
     late = card("T0", "-12.00", 8, posted=8, kind="fee", description="MONTHLY SERVICE FEE")

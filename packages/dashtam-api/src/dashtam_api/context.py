@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import httpcore
 import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +24,7 @@ from dashtam_api.connections.oauth import AsyncOAuth2Client, client_for, tls_con
 from dashtam_api.health.service import HealthProbe
 from dashtam_api.mail import Mailer
 from dashtam_api.providers.registry import ProviderSpec, build_registry
+from dashtam_api.webhooks.targets import GuardedBackend
 from dashtam_core.cache import create_redis
 from dashtam_core.config import Settings
 from dashtam_core.database import Database, Reader
@@ -54,6 +56,11 @@ class AppContext:
     # What the hot read paths read with (one statement each): the database's pool reader;
     # tests point it at their own transaction's connection.
     reader: Reader = field(default=None)  # type: ignore[assignment]
+
+    # A second pool, for servers a person names (a SimpleFIN access URL): every address it
+    # connects to is checked first (webhooks/targets.py), made on first use; tests may point
+    # it at an in-process app.
+    guarded: httpx.AsyncBaseTransport | None = None
 
     _token_clients: dict[str, AsyncOAuth2Client] = field(default_factory=dict)
     _when_back: set[asyncio.Task] = field(default_factory=set)
@@ -118,6 +125,18 @@ class AppContext:
             **kwargs,
         )
 
+    def guarded_http(self, **kwargs) -> httpx.AsyncClient:
+        """A client on the guarded pool (addresses checked before each connection, no
+        redirects followed)."""
+        if self.guarded is None:
+            self.guarded = guarded_transport(self.settings, self.tls)
+        return httpx.AsyncClient(
+            transport=_Unclosable(self.guarded),
+            timeout=self.settings.OAUTH_HTTP_TIMEOUT_SECONDS,
+            follow_redirects=False,
+            **kwargs,
+        )
+
     async def close_idle_connections(self) -> None:
         """Close the pool's keep-alive connections that carry no request right now.
 
@@ -179,9 +198,26 @@ class AppContext:
             task.cancel()
         await asyncio.gather(*self._when_back, return_exceptions=True)
         await self.transport.aclose()
+        if self.guarded is not None:
+            await self.guarded.aclose()
         await self.redis.aclose()
         await self.db.dispose()
         self.closed = True
+
+
+def guarded_transport(settings: Settings, tls: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
+    """httpx's transport on a pool whose network backend checks every address it connects to
+    as a webhook's is (httpx takes no backend of its own: its pool is replaced, as
+    close_idle_connections reads it)."""
+    transport = httpx.AsyncHTTPTransport(verify=tls)
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=tls,
+        max_connections=settings.INSTITUTION_MAX_CONNECTIONS,
+        max_keepalive_connections=settings.INSTITUTION_MAX_CONNECTIONS,
+        keepalive_expiry=30.0,
+        network_backend=GuardedBackend(allow_private=settings.webhook_allow_private),
+    )
+    return transport
 
 
 class _Unclosable(httpx.AsyncBaseTransport):

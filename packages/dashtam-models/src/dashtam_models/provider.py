@@ -5,6 +5,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    ARRAY,
     CheckConstraint,
     DateTime,
     Index,
@@ -82,6 +83,14 @@ class ProviderConnection(SQLModel, table=True):
     # The refresh-token deadline a connection.reauth_required notice was sent for: one notice
     # per authorization period (a reconnection brings a new deadline, and a new notice).
     reauth_notice_for: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # The request budget of a source with a daily limit (sync/budget.py): when each request of
+    # the last 24 hours was sent, and when the sync loop may read next.
+    budget_requests: list[datetime] = Field(
+        default_factory=list,
+        sa_type=ARRAY(DateTime(timezone=True)),
+        sa_column_kwargs={"server_default": "{}", "nullable": False},
+    )
+    budget_next_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime | None = created_at()
     updated_at: datetime | None = updated_at()
 

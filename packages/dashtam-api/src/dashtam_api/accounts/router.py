@@ -25,7 +25,7 @@ router = api_router(prefix="/api/v1", tags=["accounts"], route_class=QueryRoute)
 @router.post(
     "/providers/{provider_id}/sync",
     response_model=SyncOut,
-    responses=problems(409, 502, 504),
+    responses=problems(409, 429, 502, 504),
     name="sync",
 )
 async def sync_provider(

@@ -11,7 +11,7 @@ from dashtam_api.accounts import queries
 from dashtam_api.connections import refresh
 from dashtam_api.connections.service import institution_name, raise_for
 from dashtam_api.context import AppContext
-from dashtam_api.errors import Conflict, NotFound, UpstreamError
+from dashtam_api.errors import Conflict, NotFound, TooManyRequests, UpstreamError
 from dashtam_api.providers import service as providers
 from dashtam_api.sources.protocol import Kind
 from dashtam_api.sync import service as sync
@@ -225,6 +225,13 @@ async def sync_now(
             "A sync of this connection is running; try again shortly.",
             headers={"Retry-After": "5"},
         )
+    if result.kind == "over_budget":
+        wait = max(int((result.retry_at - datetime.now(UTC)).total_seconds()) + 1, 1)
+        raise TooManyRequests(
+            f"{name} allows only so many requests a day and this connection's are spent: the "
+            f"next sync may run at {result.retry_at.isoformat()}.",
+            retry_after=wait,
+        )
     if result.refresh_outcome is not None:
         raise_for(result.refresh_outcome, spec_name=name)
     if result.kind in ("inactive", "unsupported"):
@@ -233,6 +240,14 @@ async def sync_now(
             f"This connection is {result.status}: {action} it to sync.",
             connection_status=result.status,
             action=action,
+        )
+    if result.status == "error":  # only the person can mend it: say what the source said
+        raise UpstreamError(
+            f"{name} refused the sync ({result.error}): {result.error_description}.",
+            institution_error=result.error,
+            transient=False,
+            connection_status=result.status,
+            action="reconnect",
         )
     raise UpstreamError(
         f"{name} did not answer the sync ({result.error}).",

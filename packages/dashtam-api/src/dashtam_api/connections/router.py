@@ -2,10 +2,11 @@ import hmac
 import uuid
 from typing import Annotated
 
-from fastapi import Header, Request, Response
+from fastapi import Body, Header, Request, Response
 
-from dashtam_api.connections import service
+from dashtam_api.connections import service, setup_tokens
 from dashtam_api.connections.schemas import (
+    AuthorizationCreate,
     AuthorizationStart,
     AuthorizationStatus,
     CallbackForward,
@@ -20,10 +21,12 @@ from dashtam_api.deps import (
     SettingsDep,
     VaultDep,
     client_ip,
+    where,
 )
 from dashtam_api.errors import Forbidden
 from dashtam_api.openapi import problems
 from dashtam_api.routing import api_router
+from dashtam_api.sources.protocol import Kind
 
 router = api_router(prefix="/api/v1", tags=["connections"])
 
@@ -31,8 +34,8 @@ router = api_router(prefix="/api/v1", tags=["connections"])
 @router.post(
     "/providers/{provider_id}/authorization",
     status_code=201,
-    response_model=AuthorizationStart,
-    responses=problems(409),
+    response_model=AuthorizationStart | AuthorizationStatus,
+    responses=problems(409, 422, 502, 504),
     name="start",
 )
 async def start_authorization(
@@ -43,7 +46,30 @@ async def start_authorization(
     redis: RedisDep,
     settings: SettingsDep,
     ctx: ContextDep,
+    body: Annotated[AuthorizationCreate | None, Body()] = None,
 ) -> dict:
+    """Connect the provider, as its kind wants. ``oauth2``: no body; the answer is the
+    authorization URL to send the person to (the connection turns active when the institution
+    redirects back). ``simplefin``: ``{"setup_token": "..."}`` from the person's SimpleFIN
+    Bridge (or another SimpleFIN server); Dashtam claims it once and the answer is the
+    connection, active (as GET .../authorization shows it). A setup token already claimed is a
+    409 (it may be compromised); one that is not a setup token, or whose URL may not be reached
+    from here, a 422."""
+    kind = await service.kind_of(
+        session=session, registry=ctx.registry, user=user, provider_id=provider_id
+    )
+    setup_token = body.setup_token if body is not None else None
+    if kind is Kind.SIMPLEFIN:
+        return await setup_tokens.connect(
+            ctx=ctx,
+            session=session,
+            user=user,
+            provider_id=provider_id,
+            setup_token=setup_token,
+            where=where(request),
+        )
+    if setup_token is not None or kind is not Kind.OAUTH2:
+        setup_tokens.refuse_setup_token(kind)
     return await service.start(
         session=session,
         redis=redis,

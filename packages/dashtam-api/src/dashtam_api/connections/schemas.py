@@ -5,6 +5,20 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class AuthorizationCreate(BaseModel):
+    """What a provider of kind ``simplefin`` is connected with (no body for ``oauth2``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    setup_token: str = Field(
+        min_length=1,
+        max_length=4000,
+        # The base64 of a URL starting https:// or http:// (the protocol's setup token).
+        pattern=r"^\s*aHR0c(?:HM6Ly|DovL)[A-Za-z0-9+/_-]*={0,2}\s*$",
+        description="A SimpleFIN setup token (the base64 of a claim URL), claimed once.",
+    )
+
+
 class AuthorizationStart(BaseModel):
     authorization_url: str
     expires_in: int
@@ -39,6 +53,11 @@ class AuthorizationStatus(BaseModel):
         "it was connected, for one never synced)."
     )
     error: str | None
+    next_sync_at: datetime | None = Field(
+        description="When the sync loop reads this connection next, at the earliest: a sync "
+        "interval after the last, later when the source's daily request budget (SimpleFIN: 24 "
+        "a day) is spent or a failed sync backs off; null while it is not active."
+    )
 
 
 class CallbackForward(BaseModel):

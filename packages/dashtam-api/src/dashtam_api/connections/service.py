@@ -31,6 +31,15 @@ def _spec(registry: dict[str, ProviderSpec], provider: Provider) -> ProviderSpec
     return spec
 
 
+async def kind_of(
+    *, session: AsyncSession, registry: dict, user: User, provider_id: uuid.UUID
+) -> Kind:
+    """How the person's provider is connected (404 when it is not theirs, 409 when its type is
+    not configured here)."""
+    provider, _ = await providers.get_owned(session=session, user=user, provider_id=provider_id)
+    return _spec(registry, provider).kind
+
+
 async def start(
     *,
     session: AsyncSession,
@@ -46,12 +55,6 @@ async def start(
         session=session, user=user, provider_id=provider_id
     )
     spec = _spec(registry, provider)
-    if spec.kind is Kind.FILE:
-        raise Conflict(
-            f"{spec.name} has nothing to authorize: import files into its accounts "
-            "(POST /api/v1/accounts/{id}/imports).",
-            provider_key=provider.provider_key,
-        )
     callback = redirect_uri(settings)
     pending = oauth.new_pending(
         user_id=user.id,
@@ -281,7 +284,24 @@ def view(
         "last_sync_status": last_sync_status,
         "stale": _stale(status_, connection, now, sync_interval_seconds),
         "error": connection.error_message,
+        "next_sync_at": _next_sync_at(status_, connection, now, sync_interval_seconds),
     }
+
+
+def _next_sync_at(
+    status_: str, connection: ProviderConnection, now: datetime, interval: int
+) -> datetime | None:
+    """The earliest the sync loop reads the connection again: the interval after the last
+    sync, a failed sync's back-off, the source's budget (sync/budget.py)."""
+    if status_ != ConnectionStatus.ACTIVE:
+        return None
+    moments = [now]
+    if connection.synced_at is not None:
+        moments.append(connection.synced_at + timedelta(seconds=interval))
+    for later in (connection.sync_lease_until, connection.budget_next_at):
+        if later is not None:
+            moments.append(later)
+    return max(moments)
 
 
 def _stale(status_: str, connection: ProviderConnection, now: datetime, interval: int) -> bool:
@@ -327,6 +347,13 @@ async def refresh_now(
     provider, connection = await providers.get_owned(
         session=session, user=user, provider_id=provider_id
     )
+    spec = ctx.registry.get(provider.provider_key)
+    if spec is not None and spec.kind is not Kind.OAUTH2:
+        raise Conflict(
+            f"A {spec.name} connection has no tokens to refresh: it holds until it is revoked "
+            "or fails at the source (reconnect then).",
+            connection_status=connection.status,
+        )
     seen = connection.last_refreshed_at
     # End the request's read before the refresh's own transaction: the pooled connection is
     # not held idle while the institution answers (and the two never nest).

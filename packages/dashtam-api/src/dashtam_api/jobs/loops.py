@@ -131,10 +131,12 @@ async def sync_round(ctx: AppContext, stopping: asyncio.Event | None = None) -> 
     """One pass of the sync loop: runs past their retention deleted, then the connections whose
     last sync is a period old."""
     pruned = await runs.prune(ctx)
+    now = datetime.now(UTC)
     ids = await _due_ids(
         ctx,
         sync.DUE_FOR_SYNC,
-        stale_before=datetime.now(UTC) - timedelta(seconds=ctx.settings.SYNC_INTERVAL_SECONDS),
+        stale_before=now - timedelta(seconds=ctx.settings.SYNC_INTERVAL_SECONDS),
+        now=now,
         keys=sync.syncable_keys(ctx),
     )
 

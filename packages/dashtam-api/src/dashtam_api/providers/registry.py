@@ -1,5 +1,5 @@
-"""The provider types Dashtam can connect: the sandbox, Charles Schwab, configured generic OAuth2
-institutions; each of a kind, read by a source (dashtam_api/sources)."""
+"""The provider types Dashtam can connect: the sandbox, Charles Schwab, the SimpleFIN Bridge,
+configured generic OAuth2 institutions; each of a kind, read by a source (dashtam_api/sources)."""
 
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -104,6 +104,15 @@ def build_registry(settings: Settings) -> dict[str, ProviderSpec]:
     )
     # Accounts no institution feeds: made by the person, filled by the files they import.
     registry["file"] = ProviderSpec(key="file", name="Files you import", kind=Kind.FILE)
+    # The person brings the server: a setup token from their SimpleFIN Bridge (or from any
+    # SimpleFIN server, another Dashtam's too) holds where it is.
+    registry["simplefin"] = ProviderSpec(
+        key="simplefin",
+        name="SimpleFIN Bridge",
+        kind=Kind.SIMPLEFIN,
+        source="simplefin",
+        website="beta-bridge.simplefin.org",
+    )
     for generic in settings.OAUTH_PROVIDERS:
         registry[generic.key] = ProviderSpec(
             key=generic.key,

@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 
 import asyncpg
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +33,7 @@ DUE_FOR_SYNC = text(
        AND p.provider_key = ANY(:keys)
        AND (c.synced_at IS NULL OR c.synced_at <= :stale_before)
        AND (c.sync_lease_until IS NULL OR c.sync_lease_until <= now())
+       AND (c.budget_next_at IS NULL OR c.budget_next_at <= :now)
      ORDER BY c.synced_at NULLS FIRST
      LIMIT :limit
     """
@@ -132,6 +133,45 @@ async def needs_person(session: AsyncSession, *, connection_id: uuid.UUID, error
         update(ProviderConnection)
         .where(ProviderConnection.id == connection_id)
         .values(status=ConnectionStatus.ERROR.value, error_message=error)
+    )
+
+
+# --- the daily request budget (sync/budget.py) -------------------------------------------------
+
+
+async def budget_requests(session: AsyncSession, *, connection_id: uuid.UUID) -> list[datetime]:
+    """When the connection's requests of the budget were sent (its row locked)."""
+    found = await session.scalar(
+        select(ProviderConnection.budget_requests)
+        .where(ProviderConnection.id == connection_id)
+        .with_for_update()
+    )
+    return list(found or ())
+
+
+async def set_budget(
+    session: AsyncSession,
+    *,
+    connection_id: uuid.UUID,
+    requests: list[datetime],
+    next_at: datetime | None,
+) -> None:
+    """The connection's requests of the budget and when the sync loop may read it next."""
+    await session.execute(
+        update(ProviderConnection)
+        .where(ProviderConnection.id == connection_id)
+        .values(budget_requests=requests, budget_next_at=next_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def hold_budget(session: AsyncSession, *, connection_id: uuid.UUID, until: datetime) -> None:
+    """The sync loop claims the connection no sooner than ``until``."""
+    await session.execute(
+        update(ProviderConnection)
+        .where(ProviderConnection.id == connection_id)
+        .values(budget_next_at=func.greatest(ProviderConnection.budget_next_at, until))
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -304,6 +344,25 @@ REKEY = text(
      WHERE id = :id
     """
 )
+# Posted rows of the account with one of these amounts in a period (a re-issued id's candidates).
+POSTED_LIKE = text(
+    """
+    SELECT id, external_id, amount, description, occurred_at FROM transactions
+     WHERE account_id = :account_id AND status = 'posted'
+       AND occurred_at >= :since AND occurred_at <= :until
+       AND amount = ANY(CAST(:amounts AS numeric[]))
+     ORDER BY occurred_at, id
+    """
+)
+# A row whose institution id was re-issued: it takes the new one (its content is compared and
+# written again by the upsert that follows).
+REKEY_REISSUED = text(
+    """
+    UPDATE transactions
+       SET external_id = :new_id, fingerprint = NULL, item_json = NULL, updated_at = now()
+     WHERE id = :id
+    """
+)
 CANCEL = text(
     """
     UPDATE transactions
@@ -370,6 +429,28 @@ async def rekey(
 ) -> None:
     """Our pending row becomes the posted transaction ``posted_id`` that completes it."""
     await session.execute(REKEY, {"id": row_id, "posted_id": posted_id, "pending_id": pending_id})
+
+
+async def posted_like(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    amounts: list,
+    since: datetime,
+    until: datetime,
+) -> list:
+    """The account's posted rows (id, external_id, amount, description, occurred_at) with one
+    of ``amounts``, occurred from ``since`` to ``until``."""
+    found = await session.execute(
+        POSTED_LIKE,
+        {"account_id": account_id, "amounts": amounts, "since": since, "until": until},
+    )
+    return found.all()
+
+
+async def rekey_reissued(session: AsyncSession, *, row_id: uuid.UUID, new_id: str) -> None:
+    """The row takes the institution's new id for it."""
+    await session.execute(REKEY_REISSUED, {"id": row_id, "new_id": new_id})
 
 
 async def cancel(session: AsyncSession, *, ids: list[uuid.UUID]) -> None:

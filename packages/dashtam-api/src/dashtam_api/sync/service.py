@@ -35,7 +35,7 @@ from dashtam_api.connections import refresh
 from dashtam_api.context import AppContext
 from dashtam_api.sources import SOURCES, Kind
 from dashtam_api.sources.shapes import AccountData, Holding, SourceError, Windows
-from dashtam_api.sync import queries
+from dashtam_api.sync import budget, queries
 from dashtam_api.sync import transactions as ledger
 from dashtam_core.vault import token_context
 from dashtam_models import (
@@ -57,7 +57,9 @@ def syncable_keys(ctx: AppContext) -> list[str]:
 
 @dataclass
 class SyncResult:
-    kind: str  # synced | sync_failed | claimed (someone else holds it) | not_due | inactive
+    # synced | sync_failed | claimed (someone else holds it) | not_due | inactive |
+    # over_budget (the source's daily requests are spent until ``retry_at``)
+    kind: str
     synced_at: datetime | None = None
     accounts: int = 0
     positions: int = 0
@@ -69,6 +71,7 @@ class SyncResult:
     status: str | None = None
     transactions: ledger.Counts = field(default_factory=ledger.Counts)
     run_id: uuid.UUID | None = None
+    retry_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,16 @@ class Claim:
     user_id: uuid.UUID | None = None
     provider_id: uuid.UUID | None = None
     run_id: uuid.UUID | None = None
+    # Not taken: the source's daily budget has no request left until then.
+    over_budget_until: datetime | None = None
+    # Requests the read may send (None: no budget to keep), and when they were sent.
+    allowance: int | None = None
+    budget_requests: tuple[datetime, ...] = ()
+
+    def budget_free_at(self, needed: int, per_day: int) -> datetime:
+        return budget.free_at(self.budget_requests, datetime.now(UTC), per_day, needed) or (
+            datetime.now(UTC)
+        )
 
 
 ABANDONED = "The process running this sync stopped before it ended."
@@ -135,6 +148,23 @@ async def _claim(
             user_id=provider.user_id,
             provider_id=provider.id,
         )
+        per_day = _requests_per_day(ctx, provider.provider_key)
+        if per_day is not None and connection.status == ConnectionStatus.ACTIVE and not held:
+            # The loop waits for the budget's spread-out next moment; a person only for a
+            # request to fit.
+            wait = (budget.next_at if stale_only else budget.free_at)(
+                connection.budget_requests, now, per_day
+            )
+            if wait is not None:
+                if connection.budget_next_at is None or connection.budget_next_at < wait:
+                    connection.budget_next_at = wait  # what the status shows as next
+                await session.commit()
+                return replace(claim, over_budget_until=wait)
+            claim = replace(
+                claim,
+                allowance=budget.left(connection.budget_requests, now, per_day),
+                budget_requests=tuple(connection.budget_requests or ()),
+            )
         if connection.status == ConnectionStatus.ACTIVE and not held and not (stale_only and fresh):
             claim = replace(
                 claim,
@@ -144,6 +174,12 @@ async def _claim(
             connection.sync_lease_until = claim.lease
         await session.commit()
     return claim
+
+
+def _requests_per_day(ctx: AppContext, provider_key: str) -> int | None:
+    spec = ctx.registry.get(provider_key)
+    source = SOURCES.get(spec.source) if spec and spec.source else None
+    return source.limits.requests_per_day if source else None
 
 
 async def _access_token(ctx: AppContext, connection_id: uuid.UUID, *, force: bool):
@@ -187,6 +223,8 @@ async def _sync_connection(
             return SyncResult("inactive", status=claim.status)
         if claim.held_until is not None:
             return SyncResult("claimed", status=claim.status)
+        if claim.over_budget_until is not None:
+            return SyncResult("over_budget", status=claim.status, retry_at=claim.over_budget_until)
         return SyncResult("not_due", status=claim.status, synced_at=claim.synced_at)
     try:
         result = await _sync_claimed(ctx, connection_id, claim, trigger=trigger)
@@ -243,6 +281,32 @@ async def _sync_claimed(
     else:
         credential = await _sealed_credential(ctx, connection_id)
     windows = await _windows(ctx, connection_id)
+    limits = source.limits
+    if claim.allowance is not None:
+        # A source with a budget says what its read of these windows takes.
+        requests_for = getattr(source, "requests_for", None)
+        wanted = requests_for(windows) if requests_for else 1
+        if wanted > claim.allowance:
+            # Not started: it could not finish within what is left of the day's budget.
+            await _release(
+                ctx,
+                connection_id,
+                claim,
+                code="over_budget",
+                error=f"over_budget: this sync takes {wanted} requests, "
+                f"{claim.allowance} are left of the day's budget",
+                retry=False,
+            )
+            retry_at = claim.budget_free_at(wanted, limits.requests_per_day)
+            async with ctx.sessions() as session:
+                await budget.hold(session, connection_id=connection_id, until=retry_at)
+                await session.commit()
+            return SyncResult("over_budget", status=claim.status, retry_at=retry_at)
+    # Every request the read sends is counted (and refused past the budget's allowance).
+    allowance = budget.Allowance(claim.allowance)
+    hooks = {"event_hooks": {"request": [allowance]}}
+    # A server the person named (a SimpleFIN access URL) is reached through the guarded pool.
+    client = ctx.guarded_http if source.kind is Kind.SIMPLEFIN else ctx.http
 
     async def read(http, credential: str):
         return await source.read(
@@ -254,7 +318,7 @@ async def _sync_claimed(
         )
 
     try:
-        async with ctx.http() as http:
+        async with client(**hooks) as http:
             try:
                 reading = await read(http, credential)
             except SourceError as exc:
@@ -275,6 +339,7 @@ async def _sync_claimed(
             error=f"{exc.error}: {exc.description}",
             retry=trigger is refresh.Trigger.BACKGROUND,
             needs_person=exc.needs_person,
+            spent=(allowance.sent, source.limits.requests_per_day),
             audited={
                 "action": "sync_failed",
                 "user_id": claim.user_id,
@@ -295,7 +360,13 @@ async def _sync_claimed(
             refreshed=refreshed,
             status=ConnectionStatus.ERROR.value if exc.needs_person else claim.status,
         )
-    result = await _write(ctx, connection_id, claim, reading.accounts)
+    result = await _write(
+        ctx,
+        connection_id,
+        claim,
+        reading.accounts,
+        spent=(allowance.sent, source.limits.requests_per_day),
+    )
     result.refreshed = refreshed
     return result
 
@@ -336,6 +407,7 @@ async def _release(
     retry: bool,
     needs_person: bool = False,
     audited: dict | None = None,
+    spent: tuple[int, int | None] = (0, None),
 ) -> None:
     """Give the claim back after a failure: at once (a person may try again), or, for the
     background loop, after SYNC_RETRY_SECONDS (its back-off); the run ends ``failed`` with
@@ -353,6 +425,7 @@ async def _release(
         )
         if needs_person:
             await queries.needs_person(session, connection_id=connection_id, error=error[:500])
+        await _spend(session, connection_id, spent)
         await _end_run(
             session, claim.run_id, SyncStatus.FAILED, error=code[:100], error_detail=error[:500]
         )
@@ -361,8 +434,20 @@ async def _release(
         await session.commit()
 
 
+async def _spend(session, connection_id: uuid.UUID, spent: tuple[int, int | None]) -> None:
+    """The read's requests counted against the budget (for a source that has one)."""
+    sent, per_day = spent
+    if per_day is not None:
+        await budget.record(session, connection_id=connection_id, sent=sent, per_day=per_day)
+
+
 async def _write(
-    ctx: AppContext, connection_id: uuid.UUID, claim: Claim, accounts: list[AccountData]
+    ctx: AppContext,
+    connection_id: uuid.UUID,
+    claim: Claim,
+    accounts: list[AccountData],
+    *,
+    spent: tuple[int, int | None] = (0, None),
 ) -> SyncResult:
     user_id, lease = claim.user_id, claim.lease
     as_of = datetime.now(UTC)
@@ -425,6 +510,7 @@ async def _write(
         await queries.close_unlisted_accounts(
             session, connection_id=connection_id, seen=seen, as_of=as_of
         )
+        await _spend(session, connection_id, spent)
         connection.synced_at = as_of
         connection.sync_error = None
         connection.sync_lease_until = None

@@ -12,7 +12,13 @@ written; the next one reads the same window again and completes it. In order:
    day, a similar description), oldest pending first, each posted transaction completing at
    most one pending. The row keeps its Dashtam id and takes the posted one's institution id.
 3. What is left of them, inside the window that was read, is ``cancelled`` (``removed``).
-4. Every listed transaction not already held exactly as listed is upserted by (account,
+4. A posted transaction listed under an id we do not hold, whose content is a posted row we
+   hold that the listing no longer names (some banks re-issue the ids of a whole block of past
+   transactions): the same amount, a day within REISSUED_DAYS, a similar description, inside
+   the window that was read. That row takes the new id (it is re-keyed, not added); each row
+   and each listed transaction pair at most once, the nearest day first. Only listed ids we do
+   not hold cost anything: the usual sync, which lists none, sends no statement for it.
+5. Every listed transaction not already held exactly as listed is upserted by (account,
    institution id) in batches; a row is written only when something in it changed. "Exactly as
    listed" is a digest of the entry (``fingerprint``) stored with the row it was written from:
    reading the same window twice sends nothing to the database but one indexed read of the
@@ -32,6 +38,8 @@ from dashtam_api.sources.shapes import TransactionData
 from dashtam_api.sync import queries
 
 BATCH = 5000
+# How far apart the days of a re-issued transaction and the row it takes over may be.
+REISSUED_DAYS = 3
 
 
 @dataclass
@@ -132,8 +140,9 @@ async def reconcile(
 
     ours = await queries.pendings(session, account_id=account_id)
     gone = [p for p in ours if p.external_id not in listing]
+    taken: set[str] = set()
     if gone:
-        counts.removed = await _complete_or_cancel(
+        counts.removed, taken = await _complete_or_cancel(
             session, account_id, listing, gone, window, match_days
         )
 
@@ -142,6 +151,13 @@ async def reconcile(
     if listing:
         since = min(t.occurred_at for t in listing.values())
         held = await queries.fingerprints(session, account_id=account_id, since=since)
+        unheld = [
+            t
+            for i, t in listing.items()
+            if i not in held and i not in taken and t.status == "posted"
+        ]
+        if unheld:
+            await _take_over_reissued(session, account_id, listing, unheld, window)
     rows = [(t, digests[i]) for i, t in listing.items() if held.get(i) != digests[i]]
     for first in range(0, len(rows), BATCH):
         batch = rows[first : first + BATCH]
@@ -162,9 +178,52 @@ async def reconcile(
     return counts
 
 
-async def _complete_or_cancel(session, account_id, listing, gone, window, match_days) -> int:
+async def _take_over_reissued(session, account_id, listing, unheld, window) -> None:
+    """Step 4 of the module's rule: a row the listing no longer names takes the new id of the
+    listed transaction that is its content."""
+    # Not held as the fingerprints tell: new, or a row whose fingerprint was cleared.
+    rows = await queries.existing(
+        session, account_id=account_id, ids=[t.external_id for t in unheld]
+    )
+    fresh = [t for t in unheld if t.external_id not in rows]
+    if not fresh:
+        return
+    reach = timedelta(days=REISSUED_DAYS)
+    orphans = [
+        row
+        for row in await queries.posted_like(
+            session,
+            account_id=account_id,
+            amounts=list({t.amount for t in fresh}),
+            since=max(min(t.occurred_at for t in fresh) - reach, window[0]),
+            until=max(t.occurred_at for t in fresh) + reach,
+        )
+        if row.external_id not in listing
+    ]
+    by_amount: dict = {}
+    for j, row in enumerate(orphans):
+        by_amount.setdefault(row.amount, []).append(j)
+    pairs = sorted(
+        (abs(orphans[j].occurred_at - t.occurred_at), t.description != orphans[j].description, i, j)
+        for i, t in enumerate(fresh)
+        for j in by_amount.get(t.amount, ())
+        if abs(orphans[j].occurred_at.date() - t.occurred_at.date()) <= reach
+        and similar(orphans[j].description, t.description)
+    )
+    paired_listed, paired_rows = set(), set()
+    for _, _, i, j in pairs:
+        if i in paired_listed or j in paired_rows:
+            continue
+        paired_listed.add(i)
+        paired_rows.add(j)
+        await queries.rekey_reissued(session, row_id=orphans[j].id, new_id=fresh[i].external_id)
+
+
+async def _complete_or_cancel(
+    session, account_id, listing, gone, window, match_days
+) -> tuple[int, set[str]]:
     """Step 2 and 3 of the module's rule for our pendings the institution no longer lists;
-    returns how many were cancelled."""
+    returns how many were cancelled, and the posted ids that completed one."""
     gone_ids = {p.external_id for p in gone}
     linked = {
         t.pending_external_id: t
@@ -180,6 +239,7 @@ async def _complete_or_cancel(session, account_id, listing, gone, window, match_
     candidates = [t.external_id for t in (*linked.values(), *unlinked)]
     # A posted transaction already a row of its own cannot complete a pending any more.
     taken = await queries.existing(session, account_id=account_id, ids=candidates)
+    completed: set[str] = set()
     unlinked.sort(key=lambda t: (t.occurred_at, t.external_id))
     cancelled = []
     for pending in gone:
@@ -195,6 +255,7 @@ async def _complete_or_cancel(session, account_id, listing, gone, window, match_
             )
         if posted is not None and posted.external_id not in taken:
             taken.add(posted.external_id)
+            completed.add(posted.external_id)
             await queries.rekey(
                 session,
                 row_id=pending.id,
@@ -207,4 +268,4 @@ async def _complete_or_cancel(session, account_id, listing, gone, window, match_
             cancelled.append(pending.id)
     if cancelled:
         await queries.cancel(session, ids=cancelled)
-    return len(cancelled)
+    return len(cancelled), completed

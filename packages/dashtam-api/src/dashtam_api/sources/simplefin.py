@@ -1,0 +1,474 @@
+"""The SimpleFIN Bridge (or any SimpleFIN server: another Dashtam's too), read with an access URL
+claimed once from a setup token (https://www.simplefin.org/protocol.html).
+
+- ``claim``: the setup token is the base64 of a claim URL; one POST to it answers the access URL,
+  ``https://<username>:<password>@<host>/<path>``. It is sent once, never again: a claim is
+  spent on arrival (and the claim URL's path is the token itself, kept out of retry logs). A
+  403 means claimed already, maybe by someone else: the person is told the token may be
+  compromised, as the protocol asks.
+- ``read``: ``GET {root}/accounts?start-date&end-date&pending=1`` with the access URL's user and
+  password as HTTP Basic. Every answer lists every account, with each one's transactions in the
+  range asked for; the range is at most ``window_days`` long, so the first read walks back the
+  history in windows and later ones read from where the sync left off (``Windows``).
+- Version 2 answers (``errlist`` with codes, ``connections``) and version 1 ones (``errors`` as
+  strings, ``org``) are both understood. ``con.auth`` (or a v1 message saying the bank wants a
+  new sign-in) only the person can mend, at the Bridge; any other error is tried again later.
+
+The access URL holds a password: it is never logged and never part of an error's text (errors
+name the host at most). Every request, the claim's too, goes through the guarded transport
+(webhooks/targets.py: each address the host resolves to is checked just before connecting, so
+a name that resolves to this network refuses to connect outside development and testing), and
+the URLs' form is checked as a webhook's is before anything is sent.
+"""
+
+import base64
+import binascii
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import httpx
+
+from dashtam_api import upstream
+from dashtam_api.sources.protocol import Kind, Limits, Reading
+from dashtam_api.sources.shapes import (
+    AccountData,
+    Balance,
+    Holding,
+    SourceError,
+    TransactionData,
+    Windows,
+    decimal,
+    maybe_decimal,
+    shape_error,
+)
+from dashtam_api.webhooks.targets import RefusedTarget, check_url
+from dashtam_core.config import Settings
+
+name = "simplefin"
+kind = Kind.SIMPLEFIN
+# The SimpleFIN Bridge's developer guide (bridge.simplefin.org/info/developers, "Limits"): it is
+# meant for daily updates, "24 requests or fewer per day" per access URL, a little leeway above
+# that for the initial setup, quotas replenished throughout the day; past the leeway it disables
+# the access. One request may cover at most 60 days of transactions (start-date to end-date);
+# it keeps about 90 days of history.
+limits = Limits(history_days=90, window_days=60, requests_per_day=24)
+
+WHERE = "the SimpleFIN Bridge"
+FIX_AT_BRIDGE = "fix the connection at the SimpleFIN Bridge (sign in to your bank there again)"
+# v1's errors are free text: these words in one mean the bank wants the person to sign in again.
+V1_AUTH_WORDS = ("authenticat", "credential", "password", "sign in", "log in", "login", "reauth")
+# The longest answer read (a year of a busy person's accounts is a few MB).
+MAX_ANSWER_BYTES = 50 * 1024 * 1024
+
+
+class ClaimFailed(Exception):
+    """A setup token that did not give an access URL. ``reason``: ``bad_token`` (not a setup
+    token), ``refused_target`` (its URL may not be reached from here), ``already_claimed`` (the
+    server's 403), ``upstream`` (no usable answer: ``error`` names it as upstream.py does)."""
+
+    def __init__(self, reason: str, message: str, *, error: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.error = error or reason
+
+
+@dataclass(frozen=True)
+class Access:
+    """An access URL split into where to send and who to say we are."""
+
+    root: str  # scheme://host[:port]/path, no credentials
+    username: str
+    password: str
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.root).hostname or "the server"
+
+
+def _allowed(url: str, settings: Settings) -> str:
+    return check_url(
+        url, allow_http=settings.local_environment, allow_private=settings.webhook_allow_private
+    )
+
+
+def access_of(access_url: str, settings: Settings) -> Access:
+    """The access URL's parts, checked as a webhook's URL is; ValueError (a message without
+    the URL) when it is not one."""
+    try:
+        parts = urlsplit(access_url.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError("the access URL is not a URL") from None
+    if not parts.hostname or parts.username is None:
+        raise ValueError("the access URL carries no user name and password")
+    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    netloc += f":{port}" if port else ""
+    root = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    try:
+        _allowed(root, settings)
+    except RefusedTarget as exc:
+        raise ValueError(f"the access URL may not be used here: {exc}") from None
+    return Access(root, unquote(parts.username), unquote(parts.password or ""))
+
+
+def claim_url_of(setup_token: str, settings: Settings) -> str:
+    """The claim URL a setup token holds; ClaimFailed (bad_token, refused_target) otherwise."""
+    token = "".join(setup_token.split())
+    try:
+        text = base64.b64decode(token + "=" * (-len(token) % 4), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        try:
+            text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise ClaimFailed(
+                "bad_token", "This is not a SimpleFIN setup token (not base64)."
+            ) from None
+    if not text.startswith(("https://", "http://")):
+        raise ClaimFailed("bad_token", "This is not a SimpleFIN setup token (no claim URL in it).")
+    try:  # a URL at all (what any deployment takes), then one this deployment may reach
+        check_url(text, allow_http=True, allow_private=True)
+    except RefusedTarget as exc:
+        raise ClaimFailed(
+            "bad_token", f"This setup token's claim URL is not a usable URL: {exc}."
+        ) from None
+    try:
+        return _allowed(text, settings)
+    except RefusedTarget as exc:
+        raise ClaimFailed(
+            "refused_target", f"The setup token's claim URL is refused: {exc}."
+        ) from None
+
+
+async def claim(http: httpx.AsyncClient, setup_token: str, settings: Settings) -> str:
+    """The access URL the setup token's claim URL answers (sent once)."""
+    url = claim_url_of(setup_token, settings)
+    host = urlsplit(url).hostname
+    try:
+        # Once, and not even again when it provably never left (upstream.once would): a claim
+        # is spent the moment the server reads it, and a retry's log line would name the
+        # claim URL's path, which is the unspent token. The person pastes it again.
+        answer = await http.post(url, headers={"Content-Length": "0"})
+    except RefusedTarget as exc:
+        raise ClaimFailed(
+            "refused_target", f"The setup token's claim URL is refused: {exc}."
+        ) from None
+    except httpx.TransportError as exc:
+        error, description = upstream.transport_failure(exc)
+        raise ClaimFailed(
+            "upstream", f"{host} did not answer the claim ({description}).", error=error
+        ) from None
+    if answer.status_code == 403:
+        raise ClaimFailed(
+            "already_claimed",
+            "This setup token was already claimed: it may be compromised. Make a new one at "
+            "your SimpleFIN Bridge, and check there which apps have access.",
+        )
+    if answer.status_code >= 400:
+        error, _ = upstream.status_failure(answer.status_code)
+        raise ClaimFailed(
+            "upstream", f"{host} answered the claim with HTTP {answer.status_code}.", error=error
+        )
+    access_url = answer.text.strip()
+    try:
+        access_of(access_url, settings)
+    except ValueError as exc:
+        raise ClaimFailed(
+            "upstream", f"{host} answered the claim without a usable access URL ({exc}).",
+            error=upstream.INVALID_RESPONSE,
+        ) from None  # fmt: skip
+    return access_url
+
+
+async def read(
+    *,
+    base_url: str | None,
+    credential: str,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    windows: Windows,
+) -> Reading:
+    try:
+        access = access_of(credential, settings)
+    except ValueError as exc:
+        raise SourceError(
+            "invalid_access_url", f"{exc}: reconnect with a new setup token",
+            transient=False, needs_person=True,
+        ) from None  # fmt: skip
+    reader = _Reader(http, access, settings)
+    accounts = await _read_windows(reader, windows)
+    return Reading(accounts, reader.requests)
+
+
+class _Reader:
+    def __init__(self, http: httpx.AsyncClient, access: Access, settings: Settings):
+        self.http, self.access, self.settings = http, access, settings
+        self.requests = 0
+
+    async def accounts(self, start: datetime, end: datetime) -> dict:
+        """One Account Set for [start, end), pending ones included."""
+        params = {
+            "start-date": int(start.timestamp()),
+            "end-date": int(end.timestamp()),
+            "pending": 1,
+            "version": 2,
+        }
+
+        def send():
+            self.requests += 1
+            return self.http.get(
+                f"{self.access.root}/accounts",
+                params=params,
+                auth=(self.access.username, self.access.password),
+                headers={"Accept": "application/json"},
+            )
+
+        try:
+            answer = await upstream.idempotent(self.settings, send)
+        except RefusedTarget as exc:
+            raise SourceError(
+                "refused_target", f"{exc}: reconnect with a setup token of a public server",
+                transient=False, needs_person=True,
+            ) from None  # fmt: skip
+        except httpx.TransportError as exc:
+            raise SourceError(*upstream.transport_failure(exc), transient=True) from None
+        return _document(answer, self.access.host)
+
+
+def _looks_like_a_page(answer: httpx.Response) -> bool:
+    kind = answer.headers.get("content-type", "")
+    return "html" in kind or answer.content.lstrip()[:1] == b"<"
+
+
+def _retry_after(answer: httpx.Response) -> int | None:
+    value = answer.headers.get("retry-after", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def _document(answer: httpx.Response, host: str) -> dict:
+    """The Account Set of an answer, or the SourceError its status says."""
+    status = answer.status_code
+    if status == 402:
+        raise SourceError(
+            "payment_required",
+            f"{WHERE} ({host}) asks for payment: the subscription has lapsed. Renew it at the "
+            "Bridge, then sync again",
+            transient=False, needs_person=True,
+        )  # fmt: skip
+    if status in (403, 429) and _looks_like_a_page(answer):
+        # The Bridge's front door (a CDN's challenge or rate page), not the protocol's answer.
+        raise SourceError(
+            f"http_{status}",
+            f"{WHERE}'s front door ({host}) turned the request away with a web page "
+            f"(HTTP {status}); it usually lets requests through again later",
+            transient=True, retry_after=_retry_after(answer),
+        )  # fmt: skip
+    if status == 403:
+        raise SourceError(
+            "access_revoked",
+            f"{WHERE} ({host}) refused the access URL: it was revoked or disabled there. Make "
+            "a new setup token at the Bridge and connect again",
+            transient=False, needs_person=True,
+        )  # fmt: skip
+    if status == 401:
+        raise SourceError(
+            "access_refused",
+            f"{WHERE} ({host}) refused the access URL's credentials. Make a new setup token "
+            "at the Bridge and connect again",
+            transient=False, needs_person=True,
+        )  # fmt: skip
+    if status >= 400:
+        error, transient = upstream.status_failure(status)
+        raise SourceError(
+            error, f"{host} answered HTTP {status}", transient=transient,
+            retry_after=_retry_after(answer),
+        )  # fmt: skip
+    if len(answer.content) > MAX_ANSWER_BYTES:
+        raise SourceError(
+            upstream.INVALID_RESPONSE, f"{host}'s answer is too long", transient=False
+        )
+    try:
+        document = json.loads(answer.content, parse_float=Decimal)
+    except ValueError:
+        raise SourceError(
+            upstream.INVALID_RESPONSE,
+            f"{host} answered a web page or text instead of SimpleFIN data; it usually passes "
+            "later",
+            transient=True,
+        ) from None
+    if not isinstance(document, dict):
+        raise shape_error("the Account Set")
+    _raise_errors(document)
+    return document
+
+
+def _raise_errors(document: dict) -> None:
+    """v2's ``errlist`` (codes), else v1's ``errors`` (strings): con.auth only the person can
+    fix (at the Bridge); anything else is tried again later."""
+    errlist = document.get("errlist")
+    if isinstance(errlist, list) and errlist:
+        entries = [e for e in errlist if isinstance(e, dict)]
+        messages = "; ".join(str(e.get("msg") or e.get("code") or "an error") for e in entries)
+        codes = [str(e.get("code") or "") for e in entries]
+        if any(c.startswith("con.auth") for c in codes):
+            raise SourceError(
+                "con.auth", f"{messages[:300]}: {FIX_AT_BRIDGE}",
+                transient=False, needs_person=True,
+            )  # fmt: skip
+        if entries:
+            code = next((c for c in codes if c), "gen.")
+            raise SourceError(code[:50], messages[:400], transient=True)
+    errors = document.get("errors")
+    if isinstance(errors, list) and errors:
+        messages = "; ".join(str(e) for e in errors)
+        if any(word in messages.lower() for word in V1_AUTH_WORDS):
+            raise SourceError(
+                "con.auth", f"{messages[:300]}: {FIX_AT_BRIDGE}",
+                transient=False, needs_person=True,
+            )  # fmt: skip
+        raise SourceError("gen.", messages[:400], transient=True)
+
+
+def start_of(windows: Windows) -> datetime:
+    """Where a read starts: the whole history the first time; after that where the sync left
+    off (the earliest point any account needs), but at most one window back. An account quiet
+    for months (or one closed at the Bridge) would otherwise make every read walk the history
+    again, two requests of a 24-a-day budget; what it costs is that a pending older than a
+    window is no longer looked at (it stays pending, as one outside any read window does)."""
+    until = windows.until
+    if not windows.since:
+        return until - timedelta(days=limits.history_days)
+    return max(min(min(windows.since.values()), until), until - timedelta(days=limits.window_days))
+
+
+def requests_for(windows: Windows) -> int:
+    """The requests a read of these windows takes (more only for an account new at the
+    Bridge, which the budget's allowance then covers or refuses)."""
+    days = (windows.until - start_of(windows)).total_seconds() / 86400
+    return max(math.ceil(days / limits.window_days), 1)
+
+
+async def _read_windows(reader: _Reader, windows: Windows) -> list[AccountData]:
+    """From ``start_of`` to now, window_days a request; then, for an account the earlier syncs
+    never saw (one the person added at the Bridge), the rest of the history back to
+    history_days."""
+    until = windows.until
+    oldest = until - timedelta(days=limits.history_days)
+    start = start_of(windows)
+    found: dict[str, dict] = {}
+    transactions: dict[str, list[dict]] = {}
+    holdings: dict[str, list] = {}
+    await _walk(reader, start, until, found, transactions, holdings)
+    if start > oldest and any(a not in windows.since for a in found):
+        await _walk(reader, oldest, start, found, transactions, holdings, newest=False)
+        start = oldest
+    return [
+        _account(raw, transactions[i], holdings[i], (start, until), until)
+        for i, raw in found.items()
+    ]
+
+
+async def _walk(reader, start, end, found, transactions, holdings, *, newest=True) -> None:
+    """Newest window first (its balances and holdings are the ones kept)."""
+    step = timedelta(days=limits.window_days)
+    upper = end
+    while upper > start:
+        lower = max(upper - step, start)
+        document = await reader.accounts(lower, upper)
+        raw_accounts = document.get("accounts")
+        if not isinstance(raw_accounts, list):
+            raise shape_error("the Account Set's accounts")
+        for raw in raw_accounts:
+            if not isinstance(raw, dict) or "id" not in raw:
+                raise shape_error("an account")
+            account_id = str(raw["id"])
+            if account_id not in found:
+                found[account_id] = raw if newest else {**raw, "holdings": []}
+                transactions[account_id], holdings[account_id] = [], []
+                newest_here = True
+            else:
+                newest_here = False
+            transactions[account_id] += list(raw.get("transactions") or ())
+            if newest_here:
+                holdings[account_id] = list(raw.get("holdings") or ())
+        upper = lower
+
+
+def _moment(value, where: str) -> datetime | None:
+    """A SimpleFIN time: seconds since the epoch (0 or absent: none)."""
+    if value in (None, "", 0, "0"):
+        return None
+    try:
+        return datetime.fromtimestamp(int(value), UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise SourceError("invalid_response", f"{where} is not a time", transient=False) from None
+
+
+def _currency(value) -> str:
+    """An ISO 4217 code; a custom currency (the spec allows a URL) is XXX, 'no currency'."""
+    text = str(value or "USD")
+    return text if len(text) == 3 and text.isalpha() and text.isupper() else "XXX"
+
+
+def _transaction(raw: dict, currency: str, now: datetime) -> TransactionData:
+    amount = decimal(raw["amount"], "amount")
+    posted = _moment(raw.get("posted"), "posted")
+    # Some banks list a pending one with posted 0 and no pending flag.
+    pending = bool(raw.get("pending")) or posted is None
+    made = _moment(raw.get("transacted_at"), "transacted_at")
+    if pending and made is None:
+        made = now  # a pending one with no time at all: seen now
+    return TransactionData(
+        external_id=str(raw["id"]),
+        status="pending" if pending else "posted",
+        amount=amount,
+        description=str(raw.get("description") or raw.get("payee") or ""),
+        kind="deposit" if amount > 0 else "withdrawal",
+        transacted_at=made,
+        posted_at=None if pending else posted,
+        currency=currency,
+        payee=str(raw["payee"]) if raw.get("payee") else None,
+        memo=str(raw["memo"]) if raw.get("memo") else None,
+    )
+
+
+def _holding(raw: dict) -> Holding:
+    quantity = decimal(raw.get("shares", 0), "shares")
+    market_value = decimal(raw.get("market_value", 0), "market_value")
+    return Holding(
+        symbol=str(raw.get("symbol") or raw.get("id") or "?"),
+        asset_type="unknown",
+        description=raw.get("description") or None,
+        quantity=quantity,
+        # The holding's price now; purchase_price is what was paid.
+        price=(market_value / quantity).quantize(Decimal("0.000001")) if quantity else None,
+        market_value=market_value,
+        cost_basis=maybe_decimal(raw.get("cost_basis"), "cost_basis"),
+    )
+
+
+def _account(raw: dict, transactions: list, holdings: list, window, now) -> AccountData:
+    try:
+        currency = _currency(raw.get("currency"))
+        held = tuple(_holding(h) for h in holdings if isinstance(h, dict))
+        return AccountData(
+            external_id=str(raw["id"]),
+            # SimpleFIN says no type: holdings make it an investment account.
+            account_type="investment" if held else "bank",
+            name=str(raw.get("name") or raw["id"])[:200],
+            number_last4=None,
+            currency=currency,
+            balance=Balance(
+                current=decimal(raw["balance"], "balance"),
+                available=maybe_decimal(raw.get("available-balance"), "available-balance"),
+            ),
+            positions=held,
+            transactions=tuple(_transaction(t, currency, now) for t in transactions),
+            window=window,
+        )
+    except (KeyError, TypeError, AttributeError):
+        raise shape_error("an account") from None

@@ -1,0 +1,146 @@
+"""sources/simplefin.py without servers: what a setup token, an access URL and each kind of
+answer mean (the whole flow against the Bridge look-alike is tests/api/test_simplefin_source.py)."""
+
+import base64
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from dashtam_api.sources import simplefin
+from dashtam_api.sources.shapes import SourceError
+
+HERE = SimpleNamespace(local_environment=True, webhook_allow_private=True)
+PRODUCTION = SimpleNamespace(local_environment=False, webhook_allow_private=False)
+SECRET = "s3cr3t-p4ssw0rd-never-shown"
+
+
+def token(url: str) -> str:
+    return base64.b64encode(url.encode()).decode()
+
+
+def test_a_setup_token_is_the_base64_of_a_claim_url():
+    url = "https://bridge.example.com/simplefin/claim/abc"
+    assert simplefin.claim_url_of(token(url), HERE) == url
+    assert simplefin.claim_url_of(f"  {token(url)}\n", HERE) == url  # pasted with spaces
+
+
+@pytest.mark.parametrize(
+    "bad", ["not base64!", token("ftp://example.com/x"), token("just words"), "////"]
+)
+def test_what_is_not_a_setup_token_says_so(bad):
+    with pytest.raises(simplefin.ClaimFailed) as caught:
+        simplefin.claim_url_of(bad, HERE)
+    assert caught.value.reason == "bad_token"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/claim/x",
+        "https://10.0.0.8/claim/x",
+        "https://169.254.169.254/latest/meta-data",
+        "https://localhost/claim/x",
+        "http://bridge.example.com/claim/x",  # http outside development
+    ],
+)
+def test_a_claim_url_gets_the_webhook_address_checks_outside_development(url):
+    assert simplefin.claim_url_of(token(url), HERE) == url
+    with pytest.raises(simplefin.ClaimFailed) as caught:
+        simplefin.claim_url_of(token(url), PRODUCTION)
+    assert caught.value.reason == "refused_target"
+
+
+def test_an_access_url_splits_into_root_and_credentials_and_is_checked():
+    access = simplefin.access_of(f"https://user1:{SECRET}@bridge.example.com/simplefin/", HERE)
+    assert (access.root, access.username, access.password, access.host) == (
+        "https://bridge.example.com/simplefin",
+        "user1",
+        SECRET,
+        "bridge.example.com",
+    )
+    for bad in ("https://bridge.example.com/simplefin", f"https://u:{SECRET}@10.1.2.3/s"):
+        with pytest.raises(ValueError, match="access URL") as caught:
+            simplefin.access_of(bad, PRODUCTION)
+        assert SECRET not in str(caught.value)
+
+
+def answer(status: int, body, *, kind: str = "application/json", **headers) -> httpx.Response:
+    content = body if isinstance(body, bytes) else body.encode()
+    return httpx.Response(status, content=content, headers={"content-type": kind, **headers})
+
+
+def failure(response: httpx.Response) -> SourceError:
+    with pytest.raises(SourceError) as caught:
+        simplefin._document(response, "bridge.example.com")
+    assert SECRET not in str(caught.value)
+    return caught.value
+
+
+def test_402_is_a_lapsed_subscription_only_the_person_fixes():
+    error = failure(answer(402, "Payment Required", kind="text/plain"))
+    assert (error.error, error.needs_person, error.transient) == ("payment_required", True, False)
+    assert "subscription has lapsed" in error.description
+
+
+def test_an_html_403_or_429_is_the_front_door_and_passes_later():
+    for status in (403, 429):
+        page = "<!doctype html><html><body>Just a moment...</body></html>"
+        error = failure(answer(status, page, kind="text/html", **{"retry-after": "60"}))
+        assert (error.transient, error.needs_person) == (True, False)
+        assert "web page" in error.description
+        assert "JSON" not in error.description
+    assert failure(answer(429, "<html>", kind="text/html", **{"retry-after": "60"})).retry_after
+
+
+def test_a_protocol_403_is_access_revoked_at_the_bridge():
+    error = failure(answer(403, "Forbidden", kind="text/plain"))
+    assert (error.error, error.needs_person) == ("access_revoked", True)
+
+
+def test_a_page_with_200_is_transient_not_a_parse_error():
+    error = failure(answer(200, "<html><body>maintenance</body></html>", kind="text/html"))
+    assert error.transient
+    assert "web page" in error.description
+
+
+def test_v2_errlist_con_auth_needs_the_person_and_gen_is_transient():
+    con_auth = {"errlist": [{"code": "con.auth", "msg": "Bank: sign in again", "conn_id": "C"}]}
+    error = failure(answer(200, str(con_auth).replace("'", '"')))
+    assert (error.error, error.needs_person) == ("con.auth", True)
+    assert "fix the connection at the SimpleFIN Bridge" in error.description
+    gen = '{"errlist": [{"code": "gen.", "msg": "Try later"}], "accounts": []}'
+    error = failure(answer(200, gen))
+    assert (error.error, error.transient, error.needs_person) == ("gen.", True, False)
+
+
+def test_v1_errors_are_understood_by_what_they_say():
+    error = failure(answer(200, '{"errors": ["Bank: authentication required"], "accounts": []}'))
+    assert (error.error, error.needs_person) == ("con.auth", True)
+    error = failure(answer(200, '{"errors": ["Bank: temporarily down"], "accounts": []}'))
+    assert (error.transient, error.needs_person) == (True, False)
+
+
+def test_a_v1_document_without_errors_is_read():
+    document = simplefin._document(
+        answer(200, '{"errors": [], "accounts": [{"id": "A", "org": {"domain": "x"}}]}'), "h"
+    )
+    assert document["accounts"][0]["id"] == "A"
+
+
+def test_reads_start_at_the_history_then_where_they_left_off_at_most_a_window_back():
+    from datetime import UTC, datetime, timedelta
+
+    from dashtam_api.sources.shapes import Windows
+
+    now = datetime(2026, 12, 8, tzinfo=UTC)
+    first = Windows(since={}, until=now)
+    assert simplefin.start_of(first) == now - timedelta(days=90)
+    assert simplefin.requests_for(first) == 2  # 90 days, 60 a request
+    later = Windows(since={"A": now - timedelta(days=12), "B": now - timedelta(days=3)}, until=now)
+    assert simplefin.start_of(later) == now - timedelta(days=12)
+    assert simplefin.requests_for(later) == 1
+    # An account quiet for months does not make every read walk the history again.
+    quiet = Windows(since={"A": now - timedelta(days=3), "Q": now - timedelta(days=200)}, until=now)
+    assert simplefin.start_of(quiet) == now - timedelta(days=60)
+    assert simplefin.requests_for(quiet) == 1
