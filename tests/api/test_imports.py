@@ -2,14 +2,19 @@
 with a mapping, CAMT.053; never a duplicate (ids first, then content), nothing half-written."""
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+
+from sqlalchemy import delete
 
 from dashtam_models import Transaction
 from tests.api.test_auth import is_problem
 from tests.api.test_connections import signed_in
 from tests.api.test_exports import all_transactions, checking_account
 from tests.api.test_manual_accounts import manual_account
+from tests.api.test_refresh import connected_schwab
+from tests.api.test_sync import synced
 from tests.helpers import account_of
 
 CSV_MAPPING = {
@@ -254,3 +259,56 @@ async def test_imports_are_the_persons_own(client):
         files={"file": ("z.ofx", _ofx(("Y", "20261101", "-1.00", "X")))},
     )
     is_problem(refused, 404)
+
+
+async def test_a_sync_after_a_file_takes_over_the_imported_rows_instead_of_adding(
+    institution_client, test_settings, session
+):
+    """The other order: a file brings transactions the sync has not read yet; when the sync
+    lists them under the institution's ids, it takes the imported rows over (the re-issued-id
+    rule, docs/transactions.md), it does not add them again."""
+    client = institution_client
+    headers, provider_id = await connected_schwab(client, test_settings)
+    await synced(client, headers, provider_id)
+    listed = await client.get("/api/v1/transactions", headers=headers, params={"limit": 200})
+    rows = [t for t in listed.json()["items"] if t["status"] == "posted"]
+    account_id = rows[0]["account_id"]
+    taken = [t for t in rows if t["account_id"] == account_id]
+    assert taken
+    # As if the sync had not read these yet: gone from Dashtam, then brought by the bank's file.
+    await session.execute(
+        delete(Transaction).where(Transaction.id.in_([uuid.UUID(t["id"]) for t in taken]))
+    )
+    await session.commit()
+    content = _ofx(
+        *(
+            (f"FILE-{n}", t["occurred_at"][:10].replace("-", ""), t["amount"], t["description"])
+            for n, t in enumerate(taken)
+        )
+    )
+    answer = await imported(client, headers, account_id, content, "bank.ofx")
+    assert counts(answer) == (len(taken), 0, 0)
+
+    await synced(client, headers, provider_id)
+    after = [
+        t for t in await all_transactions(client, headers, account_id) if t["status"] == "posted"
+    ]
+    assert len(after) == len(taken)  # taken over, not added
+    assert {t["import_id"] for t in after} == {answer["id"]}
+    assert sorted(t["amount"] for t in after) == sorted(t["amount"] for t in taken)
+
+
+async def test_a_file_of_several_accounts_is_refused_whole(client):
+    headers = await signed_in(client, "two-accounts")
+    account = await manual_account(client, headers)
+    one = _ofx(("A1", "20261110", "-3.50", "COFFEE CART"))
+    start, end = one.index(b"<STMTTRNRS>"), one.index(b"</STMTTRNRS>") + len(b"</STMTTRNRS>")
+    second = one[start:end].replace(b"<ACCTID>99", b"<ACCTID>77").replace(b"A1", b"B1")
+    answer = await client.post(
+        f"/api/v1/accounts/{account['id']}/imports",
+        headers=headers,
+        files={"file": ("two.ofx", one[:end] + second + one[end:])},
+    )
+    problem = is_problem(answer, 422)
+    assert "several accounts" in problem["detail"]
+    assert await all_transactions(client, headers, account["id"]) == []

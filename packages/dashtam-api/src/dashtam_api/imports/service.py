@@ -34,6 +34,7 @@ from dashtam_api.imports import queries
 from dashtam_api.sources.files import (
     FORMATS,
     CsvMapping,
+    FileAccount,
     FileBalance,
     FileError,
     FilePosition,
@@ -210,6 +211,7 @@ async def _read_into(ctx, session, account, record, upload, fmt, mapping, tally)
     entries = read_file(upload.file, format=fmt, mapping=mapping)
     ids = _Ids()
     positions: list[Position] | None = None
+    statements = 0
     match = _Matcher(account, record, ctx.settings.IMPORT_MATCH_DAYS)
     while True:
         # The parser is plain Python: it runs beside the event loop, a batch at a time.
@@ -223,6 +225,14 @@ async def _read_into(ctx, session, account, record, upload, fmt, mapping, tally)
                 if not data.currency:  # the file does not say: the account's
                     data = replace(data, currency=account.currency)
                 rows.append(ids.given(data))
+            elif isinstance(entry, FileAccount):
+                statements += 1
+                if statements > 1:  # another account's statement: not this account's rows
+                    tally.error(
+                        entry.line,
+                        "the file holds the statements of several accounts: import each "
+                        "account's own file into it",
+                    )
             elif isinstance(entry, FileSkipped):
                 tally.skipped += 1
             elif isinstance(entry, FileError):
