@@ -16,7 +16,9 @@ import pytest
 from sqlalchemy import select, text, update
 
 from dashtam_api.connections import refresh
+from dashtam_api.context import guarded_transport
 from dashtam_api.jobs import loops
+from dashtam_api.webhooks.targets import RefusedTarget
 from dashtam_core.vault import token_context
 from dashtam_models import (
     ProviderAuditLog,
@@ -602,3 +604,24 @@ async def test_reconnecting_with_a_new_setup_token_mends_the_error_and_starts_a_
         None,
     )
     assert (await sync(client, headers, provider_id)).status_code == 200
+
+
+async def test_the_guarded_pool_refuses_what_a_webhook_could_not_reach(app, test_settings):
+    """Outside development and testing (WEBHOOK_ALLOW_PRIVATE off), the pool a SimpleFIN
+    server is read through resolves each name and refuses a private address before connecting,
+    whatever the URL looked like."""
+    settings = test_settings.model_copy(update={"WEBHOOK_ALLOW_PRIVATE": False})
+    transport = guarded_transport(settings, app.state.ctx.tls)
+    try:
+        async with httpx.AsyncClient(transport=transport) as http:
+            with pytest.raises(RefusedTarget, match="not a public address"):
+                await http.get("https://localhost:9/simplefin/accounts")
+    finally:
+        await transport.aclose()
+    allowed = guarded_transport(test_settings, app.state.ctx.tls)  # testing: private allowed
+    try:
+        async with httpx.AsyncClient(transport=allowed) as http:
+            with pytest.raises(httpx.ConnectError):  # let through; nothing listens there
+                await http.get("https://localhost:9/simplefin/accounts")
+    finally:
+        await allowed.aclose()

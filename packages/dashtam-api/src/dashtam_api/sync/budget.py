@@ -19,6 +19,7 @@ A new access URL (a reconnection) starts a new budget, as the server counts per 
 """
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -59,6 +60,28 @@ def next_at(times: list[datetime] | None, now: datetime, per_day: int) -> dateti
 
 def left(times: list[datetime] | None, now: datetime, per_day: int) -> int:
     return max(per_day - len(recent(times, now)), 0)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What the budget says to a claim: ``wait`` (not now: until then), else the requests the
+    read may send."""
+
+    wait: datetime | None
+    allowance: int
+    sent: tuple[datetime, ...]
+
+    def free_at(self, needed: int, per_day: int) -> datetime:
+        """When ``needed`` requests fit (now, if they do)."""
+        now = datetime.now(UTC)
+        return free_at(self.sent, now, per_day, needed) or now
+
+
+def gate(times: list[datetime] | None, now: datetime, per_day: int, *, loop: bool) -> Gate:
+    """The sync loop waits for the budget's spread-out next moment (``next_at``); a person
+    only for a request to fit (``free_at``)."""
+    wait = (next_at if loop else free_at)(times, now, per_day)
+    return Gate(wait, left(times, now, per_day), tuple(recent(times, now)))
 
 
 class Allowance:

@@ -86,16 +86,8 @@ class Claim:
     user_id: uuid.UUID | None = None
     provider_id: uuid.UUID | None = None
     run_id: uuid.UUID | None = None
-    # Not taken: the source's daily budget has no request left until then.
-    over_budget_until: datetime | None = None
-    # Requests the read may send (None: no budget to keep), and when they were sent.
-    allowance: int | None = None
-    budget_requests: tuple[datetime, ...] = ()
-
-    def budget_free_at(self, needed: int, per_day: int) -> datetime:
-        return budget.free_at(self.budget_requests, datetime.now(UTC), per_day, needed) or (
-            datetime.now(UTC)
-        )
+    # The source's daily budget (None: it has none): its ``wait`` set, the claim was not taken.
+    gate: budget.Gate | None = None
 
 
 ABANDONED = "The process running this sync stopped before it ended."
@@ -150,21 +142,13 @@ async def _claim(
         )
         per_day = _requests_per_day(ctx, provider.provider_key)
         if per_day is not None and connection.status == ConnectionStatus.ACTIVE and not held:
-            # The loop waits for the budget's spread-out next moment; a person only for a
-            # request to fit.
-            wait = (budget.next_at if stale_only else budget.free_at)(
-                connection.budget_requests, now, per_day
-            )
-            if wait is not None:
-                if connection.budget_next_at is None or connection.budget_next_at < wait:
-                    connection.budget_next_at = wait  # what the status shows as next
+            gate = budget.gate(connection.budget_requests, now, per_day, loop=stale_only)
+            claim = replace(claim, gate=gate)
+            if gate.wait is not None:
+                if connection.budget_next_at is None or connection.budget_next_at < gate.wait:
+                    connection.budget_next_at = gate.wait  # what the status shows as next
                 await session.commit()
-                return replace(claim, over_budget_until=wait)
-            claim = replace(
-                claim,
-                allowance=budget.left(connection.budget_requests, now, per_day),
-                budget_requests=tuple(connection.budget_requests or ()),
-            )
+                return claim
         if connection.status == ConnectionStatus.ACTIVE and not held and not (stale_only and fresh):
             claim = replace(
                 claim,
@@ -223,8 +207,8 @@ async def _sync_connection(
             return SyncResult("inactive", status=claim.status)
         if claim.held_until is not None:
             return SyncResult("claimed", status=claim.status)
-        if claim.over_budget_until is not None:
-            return SyncResult("over_budget", status=claim.status, retry_at=claim.over_budget_until)
+        if claim.gate is not None and claim.gate.wait is not None:
+            return SyncResult("over_budget", status=claim.status, retry_at=claim.gate.wait)
         return SyncResult("not_due", status=claim.status, synced_at=claim.synced_at)
     try:
         result = await _sync_claimed(ctx, connection_id, claim, trigger=trigger)
@@ -282,11 +266,11 @@ async def _sync_claimed(
         credential = await _sealed_credential(ctx, connection_id)
     windows = await _windows(ctx, connection_id)
     limits = source.limits
-    if claim.allowance is not None:
+    if claim.gate is not None:
         # A source with a budget says what its read of these windows takes.
         requests_for = getattr(source, "requests_for", None)
         wanted = requests_for(windows) if requests_for else 1
-        if wanted > claim.allowance:
+        if wanted > claim.gate.allowance:
             # Not started: it could not finish within what is left of the day's budget.
             await _release(
                 ctx,
@@ -294,16 +278,16 @@ async def _sync_claimed(
                 claim,
                 code="over_budget",
                 error=f"over_budget: this sync takes {wanted} requests, "
-                f"{claim.allowance} are left of the day's budget",
+                f"{claim.gate.allowance} are left of the day's budget",
                 retry=False,
             )
-            retry_at = claim.budget_free_at(wanted, limits.requests_per_day)
+            retry_at = claim.gate.free_at(wanted, limits.requests_per_day)
             async with ctx.sessions() as session:
                 await budget.hold(session, connection_id=connection_id, until=retry_at)
                 await session.commit()
             return SyncResult("over_budget", status=claim.status, retry_at=retry_at)
     # Every request the read sends is counted (and refused past the budget's allowance).
-    allowance = budget.Allowance(claim.allowance)
+    allowance = budget.Allowance(claim.gate.allowance if claim.gate else None)
     hooks = {"event_hooks": {"request": [allowance]}}
     # A server the person named (a SimpleFIN access URL) is reached through the guarded pool.
     client = ctx.guarded_http if source.kind is Kind.SIMPLEFIN else ctx.http
