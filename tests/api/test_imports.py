@@ -312,3 +312,42 @@ async def test_a_file_of_several_accounts_is_refused_whole(client):
     problem = is_problem(answer, 422)
     assert "several accounts" in problem["detail"]
     assert await all_transactions(client, headers, account["id"]) == []
+
+
+async def test_an_upload_without_credentials_is_refused_before_it_is_read(client):
+    answer = await client.post(
+        "/api/v1/accounts/5f2b1b5c-ebad-407f-8d5b-63687994943e/imports",
+        files={"file": ("x.ofx", _ofx(("A", "20261101", "-1.00", "X")))},
+    )
+    assert (answer.status_code, answer.headers["content-type"]) == (401, "application/problem+json")
+
+
+async def test_a_file_that_repeats_a_held_charge_beside_its_twin_adds_the_twin(client):
+    """The charge already held by its id is that row's own: its identical twin in the same
+    file (another id) is a second charge, not a duplicate of the first by content."""
+    headers = await signed_in(client, "twin-later")
+    account = await manual_account(client, headers)
+    first = _ofx(("A1", "20261110", "-3.50", "COFFEE CART"))
+    assert counts(await imported(client, headers, account["id"], first, "a.ofx")) == (1, 0, 0)
+    both = _ofx(
+        ("A1", "20261110", "-3.50", "COFFEE CART"), ("A2", "20261110", "-3.50", "COFFEE CART")
+    )
+    assert counts(await imported(client, headers, account["id"], both, "b.ofx")) == (1, 1, 0)
+    assert len(await all_transactions(client, headers, account["id"])) == 2
+
+
+async def test_a_pending_entry_booked_in_a_later_file_is_posted_not_kept_pending(client):
+    headers = await signed_in(client, "camt-posts")
+    account = await manual_account(client, headers, currency="EUR")
+    first = await imported(client, headers, account["id"], CAMT.encode(), "day1.xml")
+    assert counts(first) == (2, 0, 0)
+    booked = CAMT.replace("<Sts>PDNG</Sts>", "<Sts>BOOK</Sts>").replace(
+        '<Amt Ccy="EUR">9.99</Amt>', '<Amt Ccy="EUR">10.49</Amt>'
+    )
+    second = await imported(client, headers, account["id"], booked.encode(), "day2.xml")
+    assert (second["added"], second["updated"], second["duplicates"]) == (0, 1, 1)
+    rows = await all_transactions(client, headers, account["id"])
+    assert [(t["amount"], t["status"]) for t in rows] == [
+        ("-42.10", "posted"),
+        ("-10.49", "posted"),
+    ]

@@ -19,6 +19,7 @@ from dashtam_api.apikeys.router import router as api_keys_router
 from dashtam_api.auth.admin_router import router as admin_router
 from dashtam_api.auth.reset_page import router as reset_page_router
 from dashtam_api.auth.router import router as auth_router
+from dashtam_api.body_limit import BodyLimit
 from dashtam_api.connections.router import router as connections_router
 from dashtam_api.context import AppContext
 from dashtam_api.headers import SecurityHeaders
@@ -134,6 +135,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The one thing on app.state (deps.py hands it out; tests rebind it: tests/fixtures/app.py).
     app.state.ctx = ctx
     install_problem_handlers(app)
+    app.add_middleware(
+        BodyLimit,
+        import_max_bytes=settings.IMPORT_MAX_BYTES,
+        request_max_bytes=settings.REQUEST_MAX_BYTES,
+    )
     app.add_middleware(SecurityHeaders, hsts_seconds=settings.hsts_seconds)
     openapi.install(
         app,

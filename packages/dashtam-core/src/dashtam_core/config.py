@@ -200,6 +200,9 @@ class Settings(BaseSettings):
     # larger than IMPORT_MAX_BYTES is refused (413).
     IMPORT_MATCH_DAYS: int = Field(default=3, ge=0, le=30)
     IMPORT_MAX_BYTES: int = Field(default=200 * 1024 * 1024, ge=1024)
+    # Any other request's body (JSON documents are small): larger ones are refused (413) before
+    # they are read (dashtam_api/body_limit.py).
+    REQUEST_MAX_BYTES: int = Field(default=1024 * 1024, ge=1024)
     # Webhooks (docs/webhooks.md). An attempt waits this long for the receiver's answer; a
     # delivery is retried after WEBHOOK_RETRY_BASE_SECONDS, then 4x longer each time (at most
     # WEBHOOK_RETRY_MAX_SECONDS, +-20% jitter), for WEBHOOK_RETRY_HOURS; an endpoint that has

@@ -43,6 +43,7 @@ class Import(SQLModel, table=True):
     format: str = Field(sa_type=Text, sa_column_kwargs={"nullable": False})
     filename: str | None = Field(default=None, sa_type=Text)
     added: int = _count()
+    updated: int = _count()
     duplicates: int = _count()
     skipped: int = _count()
     # [{"line": n, "message": "..."}], the first IMPORT_MAX_ERRORS of them.

@@ -9,16 +9,31 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.sync.queries import COLUMNS, fill_item_json
 from dashtam_api.transactions.queries import item_lateral
-from dashtam_models import BalanceSnapshot, Import, Position
+from dashtam_models import BalanceSnapshot, Import, Position, ProviderConnection
 
 __all__ = ["fill_item_json"]
 
-# Which of these ids the account already holds.
+# Which of these ids the account already holds: each row's id and status.
 HELD_IDS = text(
     """
-    SELECT external_id FROM transactions
+    SELECT external_id, id, status FROM transactions
      WHERE account_id = :account_id AND external_id = ANY(CAST(:ids AS text[]))
     """
+)
+
+# Held pendings completed by the file's posted rows of the same id: the row takes what the file
+# says of it (its JSON written again by FILL).
+_COMPARED = [c for c, _ in COLUMNS if c not in ("external_id", "pending_external_id")]
+POST_PENDINGS = text(
+    f"""
+    UPDATE transactions t SET
+      {", ".join(f"{c} = u.{c}" for c in _COMPARED)}, item_json = NULL, updated_at = now()
+      FROM unnest({", ".join(f"CAST(:{c} AS {kind}[])" for c, kind in COLUMNS)})
+           AS u({", ".join(c for c, _ in COLUMNS)})
+     WHERE t.account_id = :account_id AND t.external_id = u.external_id
+       AND t.status = 'pending'
+    RETURNING t.id
+    """  # noqa: S608 (built from the constant COLUMNS)
 )
 
 # Rows already in the account that may be the same transaction as a file's row ``i``: the same
@@ -59,9 +74,20 @@ INSERT = text(
 )
 
 
-async def held_ids(session: AsyncSession, *, account_id: uuid.UUID, ids: list[str]) -> set[str]:
+async def held_ids(
+    session: AsyncSession, *, account_id: uuid.UUID, ids: list[str]
+) -> dict[str, tuple[uuid.UUID, str]]:
+    """The account's rows of these ids: id -> (row id, status)."""
     rows = await session.execute(HELD_IDS, {"account_id": account_id, "ids": ids})
-    return {external_id for (external_id,) in rows}
+    return {external_id: (row_id, status) for external_id, row_id, status in rows}
+
+
+async def post_pendings(
+    session: AsyncSession, *, account_id: uuid.UUID, params: dict[str, list]
+) -> int:
+    """POST_PENDINGS for these rows (a list per column of COLUMNS); how many it completed."""
+    done = await session.execute(POST_PENDINGS, {"account_id": account_id, **params})
+    return len(done.all())
 
 
 async def same_content(
@@ -163,3 +189,14 @@ async def imports_page(
     )
     total = await session.scalar(select(func.count()).select_from(Import).where(*where))
     return list(items.all()), total
+
+
+async def lock_connection(session: AsyncSession, *, connection_id: uuid.UUID) -> None:
+    """Hold the account's connection row until the import commits: a sync writes under the same
+    lock (sync/queries.locked_connection), so the two never add the same transaction at once,
+    and neither do two imports into its accounts."""
+    await session.execute(
+        select(ProviderConnection.id)
+        .where(ProviderConnection.id == connection_id)
+        .with_for_update()
+    )

@@ -19,6 +19,9 @@ class ImportOut(BaseModel):
     format: Literal["ofx", "csv", "camt053"]
     filename: str | None
     added: int = Field(description="Rows new to the account.")
+    updated: int = Field(
+        description="Pendings the account held that the file lists posted, now posted."
+    )
     duplicates: int = Field(
         description="Rows the account already held: by id, or by amount, day and description "
         "(docs/imports.md)."

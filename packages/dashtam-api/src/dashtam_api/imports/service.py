@@ -67,6 +67,7 @@ class TooLarge(ProblemError):
 @dataclass
 class Tally:
     added: int = 0
+    updated: int = 0
     duplicates: int = 0
     skipped: int = 0
     errors: list[dict] = field(default_factory=list)
@@ -86,6 +87,7 @@ def out(record: Import) -> dict:
         "format": record.format,
         "filename": record.filename,
         "added": record.added,
+        "updated": record.updated,
         "duplicates": record.duplicates,
         "skipped": record.skipped,
         "errors": record.errors,
@@ -146,6 +148,7 @@ async def run(
                 field="mapping",
             )
         csv_mapping = CsvMapping.model_validate(account.import_mapping)
+    await queries.lock_connection(session, connection_id=account.connection_id)
     record = Import(
         user_id=user.id,
         account_id=account.id,
@@ -170,7 +173,8 @@ async def run(
         # Saved for the next CSV of this account, which may then come without one.
         account.import_mapping = csv_mapping.model_dump()
     record.status = ImportStatus.DONE.value
-    record.added, record.duplicates, record.skipped = tally.added, tally.duplicates, tally.skipped
+    record.added, record.updated = tally.added, tally.updated
+    record.duplicates, record.skipped = tally.duplicates, tally.skipped
     record.finished_at = datetime.now(UTC)
     await queries.fill_item_json(session, account_id=account.id)
     await session.flush()
@@ -295,6 +299,13 @@ class _Ids:
         return replace(data, external_id=f"import:{digest.hex()}:{nth}")
 
 
+def _params(rows: list[TransactionData]) -> dict[str, list]:
+    """The rows as a list per column of the transactions' COLUMNS."""
+    params = {c: [getattr(t, c) for t in rows] for c, _ in COLUMNS if c != "fingerprint"}
+    params["fingerprint"] = [fingerprint(t) for t in rows]
+    return params
+
+
 class _Matcher:
     """Rules 1 to 3 of the module's docstring, a batch at a time."""
 
@@ -311,7 +322,19 @@ class _Matcher:
             else:
                 by_id[t.external_id] = t
         held = await queries.held_ids(session, account_id=self.account.id, ids=list(by_id))
-        tally.duplicates += len(held)
+        # A held row is its own file row's: no other row of the file may take it by content.
+        self.taken.update(row_id for row_id, _ in held.values())
+        # A pending the account holds that the file lists posted (a CAMT entry booked since,
+        # under the same reference) is completed with what the file says.
+        posting = [
+            by_id[i] for i, (_, status) in held.items() if status == "pending"
+            if by_id[i].status == "posted"
+        ]  # fmt: skip
+        if posting:
+            tally.updated += await queries.post_pendings(
+                session, account_id=self.account.id, params=_params(posting)
+            )
+        tally.duplicates += len(held) - len(posting)
         fresh = [t for i, t in by_id.items() if i not in held]
         probed = await queries.same_content(
             session,
@@ -331,14 +354,12 @@ class _Matcher:
         new = [t for n, t in enumerate(fresh) if n not in matched]
         if not new:
             return
-        params = {c: [getattr(t, c) for t in new] for c, _ in COLUMNS if c != "fingerprint"}
-        params["fingerprint"] = [fingerprint(t) for t in new]
         written = await queries.insert_rows(
             session,
             user_id=self.account.user_id,
             account_id=self.account.id,
             import_id=self.record.id,
-            params=params,
+            params=_params(new),
         )
         tally.added += written
         tally.duplicates += len(new) - written

@@ -63,6 +63,7 @@ def upgrade() -> None:
         sa.Column("format", sa.Text(), nullable=False),
         sa.Column("filename", sa.Text(), nullable=True),
         sa.Column("added", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("updated", sa.Integer(), server_default="0", nullable=False),
         sa.Column("duplicates", sa.Integer(), server_default="0", nullable=False),
         sa.Column("skipped", sa.Integer(), server_default="0", nullable=False),
         sa.Column(
