@@ -153,7 +153,8 @@ async def test_a_bad_line_fails_the_whole_import_naming_it_and_keeps_nothing(cli
     )
     problem = is_problem(answer, 422)
     assert "line 3" in problem["detail"]
-    assert problem["errors"][0]["line"] == 3
+    assert problem["lines"][0]["line"] == 3
+    assert "errors" not in problem  # a problem's `errors` are request fields (the document's)
     assert await all_transactions(client, headers, account["id"]) == []
     failed = (await client.get(f"/api/v1/imports/{problem['import_id']}", headers=headers)).json()
     assert (failed["status"], failed["added"], failed["errors"][0]["line"]) == ("failed", 0, 3)

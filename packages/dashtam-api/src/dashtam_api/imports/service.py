@@ -206,7 +206,8 @@ async def _record_failure(ctx: AppContext, record: Import, tally: Tally):
     raise ImportFailed(
         f"The file was not imported: {where}{first['message']}{more}.",
         import_id=str(failed_id),
-        errors=tally.errors,
+        # Not `errors`: a problem's errors are the request's fields (openapi.FieldError).
+        lines=tally.errors,
         error_count=tally.error_count,
     )
 
