@@ -6,6 +6,7 @@ The test app reaches the look-alike as it would the Bridge, through the guarded 
 host in the access URL is the test client's, ``testserver``.
 """
 
+import asyncio
 import base64
 import logging
 import uuid
@@ -21,6 +22,7 @@ from dashtam_api.jobs import loops
 from dashtam_api.webhooks.targets import RefusedTarget
 from dashtam_core.vault import token_context
 from dashtam_models import (
+    Provider,
     ProviderAuditLog,
     ProviderConnection,
     ProviderToken,
@@ -625,3 +627,81 @@ async def test_the_guarded_pool_refuses_what_a_webhook_could_not_reach(app, test
                 await http.get("https://localhost:9/simplefin/accounts")
     finally:
         await allowed.aclose()
+
+
+async def _budget_of(session, provider_id) -> list[datetime]:
+    return await session.scalar(
+        select(ProviderConnection.budget_requests)
+        .join(Provider, Provider.id == ProviderConnection.provider_id)
+        .where(Provider.id == uuid.UUID(provider_id))
+        .execution_options(populate_existing=True)
+    )
+
+
+async def test_a_nul_in_the_bridges_text_is_taken_out_and_the_requests_are_counted(
+    bridged, session
+):
+    """JSON carries NUL (\\u0000) and PostgreSQL's text refuses it: it is taken out of what
+    the Bridge says, as the file readers do; the sync is written and its requests counted."""
+    client = bridged
+    headers, provider_id, user = await connected(client)
+    await fail_next(client, user, "nul")
+    answer = await sync(client, headers, provider_id)
+    assert answer.status_code == 200, answer.text
+    accounts = (
+        await client.get(f"/api/v1/providers/{provider_id}/accounts", headers=headers)
+    ).json()["items"]
+    assert "Everyday Checking" in {a["name"] for a in accounts}
+    checking = next(a for a in accounts if a["name"] == "Everyday Checking")
+    listed = await transactions_of(client, headers, checking["id"])
+    assert any(t["description"].endswith("(memo)") for t in listed)
+    assert not any("\x00" in t["description"] for t in listed)
+    assert len(await _budget_of(session, provider_id)) == 2
+
+
+@pytest.mark.commits
+async def test_the_requests_are_counted_even_when_the_write_fails(
+    bridged, app, session, connection
+):
+    """Whatever refuses the write (here a trigger standing for a value the database cannot
+    take), the requests the read sent are already counted: the loop's next try waits for the
+    budget instead of reading again every round. (Committed: a statement failing inside the
+    test's one transaction would end it.)"""
+    client = bridged
+    headers, provider_id, _ = await connected(client)
+    await session.execute(
+        text(
+            "CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+        )
+    )
+    await session.execute(
+        text(
+            "CREATE TRIGGER refuse BEFORE INSERT ON balance_snapshots "
+            "FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse()"
+        )
+    )
+    await session.commit()
+    try:
+        failed = await sync(client, headers, provider_id)
+        # The claim is given back in the background (on the test's one connection): let it.
+        for _ in range(100):
+            if not app.state.ctx._when_back:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await session.execute(text("DROP TRIGGER refuse ON balance_snapshots"))
+        await session.commit()
+    assert failed.status_code == 500
+    assert (await client.get(f"/api/v1/providers/{provider_id}/accounts", headers=headers)).json()[
+        "items"
+    ] == []
+    spent = await _budget_of(session, provider_id)
+    assert len(spent) == 2
+    held = await session.scalar(
+        select(ProviderConnection.budget_next_at)
+        .join(Provider, Provider.id == ProviderConnection.provider_id)
+        .where(Provider.id == uuid.UUID(provider_id))
+    )
+    assert held is not None
+    assert held > datetime.now(UTC) + timedelta(minutes=50)

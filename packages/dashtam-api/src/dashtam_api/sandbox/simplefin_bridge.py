@@ -18,7 +18,8 @@ lives in Valkey, per Bridge user (one per setup token made here).
 - ``POST /sandbox/simplefin/_control/{user}/fail``: the next reads fail as the Bridge's do:
   ``con.auth`` (a bank wants a new sign-in: errlist, data still served), ``gen.`` (errlist, a
   server trouble), ``402`` (subscription lapsed), ``html403`` / ``html429`` (the front door's
-  web page), ``revoked`` (the person disabled the access: 403 from then on).
+  web page), ``revoked`` (the person disabled the access: 403 from then on), ``nul`` (the
+  descriptions and names hold a NUL character, as some banks' do).
 - ``GET /sandbox/simplefin/_control/{user}``: requests and claims seen, and ``peak``, the most
   requests any 24 hours held, for tests to count; ``POST .../_control/{user}/clock`` moves the
   quota's clock on (a test's day passes in seconds).
@@ -53,7 +54,7 @@ DAILY_QUOTA = 24
 DISABLED_AFTER = 30
 WINDOW_DAYS = 60
 DAY_SECONDS = 24 * 3600
-FAILURES = ("con.auth", "gen.", "402", "html403", "html429", "revoked")
+FAILURES = ("con.auth", "gen.", "402", "html403", "html429", "revoked", "nul")
 
 
 def _digest(text: str) -> str:
@@ -216,6 +217,11 @@ async def accounts(
     elif failure == "gen.":
         errlist.append({"code": "gen.", "msg": "The Bridge had trouble; try again later."})
     document = _account_set(state, start, end, bool(pending))
+    if failure == "nul":  # a bank's text holding NUL, which JSON carries as \u0000
+        for account in document["accounts"]:
+            account["name"] += "\x00"
+            for t in account["transactions"]:
+                t["description"] = f"{t['description']}\x00(memo)"
     document["errlist"] = errlist
     document["errors"] = [e["msg"] for e in errlist]
     if end >= now - DAY_SECONDS:  # the newest window of a sync: the next read is a new step
@@ -259,7 +265,7 @@ def _account_set(state: dict, start: int, end: int, pending: bool) -> dict:
 
 
 class Failure(BaseModel):
-    kind: Literal["con.auth", "gen.", "402", "html403", "html429", "revoked"]
+    kind: Literal["con.auth", "gen.", "402", "html403", "html429", "revoked", "nul"]
     times: int = Field(default=1, ge=1, le=1000)
 
 

@@ -302,8 +302,22 @@ def _document(answer: httpx.Response, host: str) -> dict:
         ) from None
     if not isinstance(document, dict):
         raise shape_error("the Account Set")
+    if b"\\u0000" in answer.content:
+        # JSON may hold NUL (as \u0000); no text Dashtam stores may (PostgreSQL's text cannot).
+        document = _without_nul(document)
     _raise_errors(document)
     return document
+
+
+def _without_nul(value):
+    """The document with NUL taken out of every string in it (keys too)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def _raise_errors(document: dict) -> None:

@@ -301,6 +301,7 @@ async def _sync_claimed(
             windows=windows,
         )
 
+    failure: SourceError | None = None
     try:
         async with client(**hooks) as http:
             try:
@@ -315,42 +316,41 @@ async def _sync_claimed(
                 refreshed = True
                 reading = await read(http, credential)
     except SourceError as exc:
+        failure = exc
+    finally:
+        # Counted at once, in a transaction of its own, however the read ended and whatever
+        # follows (the write refusing a value, the database gone): the requests were sent.
+        await _spend(ctx, connection_id, allowance.sent, limits.requests_per_day)
+    if failure is not None:
         await _release(
             ctx,
             connection_id,
             claim,
-            code=exc.error,
-            error=f"{exc.error}: {exc.description}",
+            code=failure.error,
+            error=f"{failure.error}: {failure.description}",
             retry=trigger is refresh.Trigger.BACKGROUND,
-            needs_person=exc.needs_person,
-            spent=(allowance.sent, source.limits.requests_per_day),
+            needs_person=failure.needs_person,
             audited={
                 "action": "sync_failed",
                 "user_id": claim.user_id,
                 "provider_id": claim.provider_id,
                 "details": {
                     "trigger": trigger.value,
-                    "error": exc.error,
-                    "error_description": exc.description,
-                    "transient": exc.transient,
+                    "error": failure.error,
+                    "error_description": failure.description,
+                    "transient": failure.transient,
                 },
             },
         )
         return SyncResult(
             "sync_failed",
-            error=exc.error,
-            error_description=exc.description,
-            transient=exc.transient,
+            error=failure.error,
+            error_description=failure.description,
+            transient=failure.transient,
             refreshed=refreshed,
-            status=ConnectionStatus.ERROR.value if exc.needs_person else claim.status,
+            status=ConnectionStatus.ERROR.value if failure.needs_person else claim.status,
         )
-    result = await _write(
-        ctx,
-        connection_id,
-        claim,
-        reading.accounts,
-        spent=(allowance.sent, source.limits.requests_per_day),
-    )
+    result = await _write(ctx, connection_id, claim, reading.accounts)
     result.refreshed = refreshed
     return result
 
@@ -391,7 +391,6 @@ async def _release(
     retry: bool,
     needs_person: bool = False,
     audited: dict | None = None,
-    spent: tuple[int, int | None] = (0, None),
 ) -> None:
     """Give the claim back after a failure: at once (a person may try again), or, for the
     background loop, after SYNC_RETRY_SECONDS (its back-off); the run ends ``failed`` with
@@ -409,7 +408,6 @@ async def _release(
         )
         if needs_person:
             await queries.needs_person(session, connection_id=connection_id, error=error[:500])
-        await _spend(session, connection_id, spent)
         await _end_run(
             session, claim.run_id, SyncStatus.FAILED, error=code[:100], error_detail=error[:500]
         )
@@ -418,11 +416,16 @@ async def _release(
         await session.commit()
 
 
-async def _spend(session, connection_id: uuid.UUID, spent: tuple[int, int | None]) -> None:
-    """The read's requests counted against the budget (for a source that has one)."""
-    sent, per_day = spent
-    if per_day is not None:
+async def _spend(
+    ctx: AppContext, connection_id: uuid.UUID, sent: int, per_day: int | None
+) -> None:
+    """The read's requests counted against the budget, committed (for a source that has one;
+    nothing is sent to the database for one that has none, or when no request left)."""
+    if per_day is None or not sent:
+        return
+    async with ctx.sessions() as session:
         await budget.record(session, connection_id=connection_id, sent=sent, per_day=per_day)
+        await session.commit()
 
 
 async def _write(
@@ -430,8 +433,6 @@ async def _write(
     connection_id: uuid.UUID,
     claim: Claim,
     accounts: list[AccountData],
-    *,
-    spent: tuple[int, int | None] = (0, None),
 ) -> SyncResult:
     user_id, lease = claim.user_id, claim.lease
     as_of = datetime.now(UTC)
@@ -494,7 +495,6 @@ async def _write(
         await queries.close_unlisted_accounts(
             session, connection_id=connection_id, seen=seen, as_of=as_of
         )
-        await _spend(session, connection_id, spent)
         connection.synced_at = as_of
         connection.sync_error = None
         connection.sync_lease_until = None
