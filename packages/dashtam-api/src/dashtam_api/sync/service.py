@@ -416,9 +416,7 @@ async def _release(
         await session.commit()
 
 
-async def _spend(
-    ctx: AppContext, connection_id: uuid.UUID, sent: int, per_day: int | None
-) -> None:
+async def _spend(ctx: AppContext, connection_id: uuid.UUID, sent: int, per_day: int | None) -> None:
     """The read's requests counted against the budget, committed (for a source that has one;
     nothing is sent to the database for one that has none, or when no request left)."""
     if per_day is None or not sent:
