@@ -251,7 +251,12 @@ async def test_a_setup_token_is_for_simplefin_only_and_simplefin_needs_one(clien
     assert "setup token" in bare.json()["detail"]
 
 
-async def test_con_auth_turns_the_connection_error_with_a_webhook(bridged, session):
+async def test_con_auth_of_one_bank_is_noted_and_of_every_bank_turns_the_connection_error(
+    bridged, session
+):
+    """v2's errlist entries name the Bridge connection (bank) they are about: one bank needing
+    a new sign-in leaves the others' accounts synced and the connection active, its message on
+    the run and the connection; every bank needing one is the connection's error."""
     client = bridged
     headers, provider_id, user = await connected(client)
     hook = await client.post(
@@ -260,7 +265,46 @@ async def test_con_auth_turns_the_connection_error_with_a_webhook(bridged, sessi
         json={"url": "https://hooks.example.com/in", "events": ["connection.error"]},
     )
     assert hook.status_code == 201, hook.text
-    await fail_next(client, user, "con.auth")
+    assert (await sync(client, headers, provider_id)).status_code == 200
+    accounts = (
+        await client.get(f"/api/v1/providers/{provider_id}/accounts", headers=headers)
+    ).json()["items"]
+    by_name = {a["name"]: a for a in accounts}
+    checking = by_name["Everyday Checking"]
+    pending_before = {
+        t["id"]
+        for t in await transactions_of(client, headers, checking["id"])
+        if t["status"] == "pending"
+    }
+    assert len(pending_before) == 3
+
+    await fail_next(client, user, "con.auth")  # the credit union only
+    one = await sync(client, headers, provider_id)
+    assert one.status_code == 200, one.text
+    assert (one.json()["accounts"], one.json()["positions"]) == (3, 2)
+    status = (
+        await client.get(f"/api/v1/providers/{provider_id}/authorization", headers=headers)
+    ).json()
+    assert (status["status"], status["action"], status["error"]) == ("active", None, None)
+    assert "Sandbox Credit Union" in status["sync_error"]
+    assert "fix the connection at the SimpleFIN Bridge" in status["sync_error"]
+    assert "Brokerage" not in status["sync_error"]
+    runs = (await client.get(f"/api/v1/providers/{provider_id}/sync-runs", headers=headers)).json()[
+        "items"
+    ]
+    assert runs[0]["status"] == "succeeded"
+    assert runs[0]["error"]["code"] == "con.auth"
+    assert "Sandbox Credit Union" in runs[0]["error"]["detail"]
+    # The broken bank's accounts were listed with nothing new: none of their pendings is
+    # taken for cancelled, and none is closed.
+    after = await transactions_of(client, headers, checking["id"])
+    assert {t["id"] for t in after if t["status"] == "pending"} == pending_before
+    listed = (
+        await client.get(f"/api/v1/providers/{provider_id}/accounts", headers=headers)
+    ).json()["items"]
+    assert {a["name"] for a in listed} == set(by_name)
+
+    await fail_next(client, user, "con.auth.all")  # every bank
     answer = await sync(client, headers, provider_id)
     assert is_problem(answer, 502)
     assert "SimpleFIN Bridge" in answer.json()["detail"]
@@ -580,7 +624,7 @@ async def test_reconnecting_with_a_new_setup_token_mends_the_error_and_starts_a_
 ):
     client = bridged
     headers, provider_id, user = await connected(client)
-    await fail_next(client, user, "con.auth")
+    await fail_next(client, user, "con.auth.all")
     assert (await sync(client, headers, provider_id)).status_code == 502
     connection_id = await session.scalar(
         select(ProviderConnection.id).where(

@@ -16,7 +16,9 @@ lives in Valkey, per Bridge user (one per setup token made here).
   WINDOW_DAYS, with a warning in ``errlist`` (what the Bridge does is not documented; a
   client asking for more than it allows gets less than it asked for, here said so).
 - ``POST /sandbox/simplefin/_control/{user}/fail``: the next reads fail as the Bridge's do:
-  ``con.auth`` (a bank wants a new sign-in: errlist, data still served), ``gen.`` (errlist, a
+  ``con.auth`` (the credit union wants a new sign-in: an errlist entry with its ``conn_id``;
+  the other bank's data still served, the credit union's accounts listed with their balances
+  and no transactions), ``con.auth.all`` (both banks so), ``gen.`` (errlist, no scope, a
   server trouble), ``402`` (subscription lapsed), ``html403`` / ``html429`` (the front door's
   web page), ``revoked`` (the person disabled the access: 403 from then on), ``nul`` (the
   descriptions and names hold a NUL character, as some banks' do).
@@ -54,7 +56,7 @@ DAILY_QUOTA = 24
 DISABLED_AFTER = 30
 WINDOW_DAYS = 60
 DAY_SECONDS = 24 * 3600
-FAILURES = ("con.auth", "gen.", "402", "html403", "html429", "revoked", "nul")
+FAILURES = ("con.auth", "con.auth.all", "gen.", "402", "html403", "html429", "revoked", "nul")
 
 
 def _digest(text: str) -> str:
@@ -209,14 +211,21 @@ async def accounts(
             {"code": "gen.quota", "msg": f"More than {DAILY_QUOTA} requests in 24 hours: this "
              "access will be disabled if it continues."}
         )  # fmt: skip
-    if failure == "con.auth":
+    broken = {"con.auth": ("CON-CU",), "con.auth.all": ("CON-CU", "CON-BRK")}.get(failure, ())
+    for conn_id in broken:
+        name = next(c["name"] for c in data.CONNECTIONS if c["conn_id"] == conn_id)
         errlist.append(
-            {"code": "con.auth", "conn_id": "CON-CU",
-             "msg": "Sandbox Credit Union: the bank asks you to sign in again."}
+            {"code": "con.auth", "conn_id": conn_id,
+             "msg": f"{name}: the bank asks you to sign in again."}
         )  # fmt: skip
-    elif failure == "gen.":
+    if failure == "gen.":
         errlist.append({"code": "gen.", "msg": "The Bridge had trouble; try again later."})
     document = _account_set(state, start, end, bool(pending))
+    for account in document["accounts"]:
+        if account["conn_id"] in broken:
+            # The Bridge still lists a broken connection's accounts (their last balances), with
+            # nothing new: it could not read the bank.
+            account["transactions"] = []
     if failure == "nul":  # a bank's text holding NUL, which JSON carries as \u0000
         for account in document["accounts"]:
             account["name"] += "\x00"
@@ -265,7 +274,7 @@ def _account_set(state: dict, start: int, end: int, pending: bool) -> dict:
 
 
 class Failure(BaseModel):
-    kind: Literal["con.auth", "gen.", "402", "html403", "html429", "revoked", "nul"]
+    kind: Literal["con.auth", "con.auth.all", "gen.", "402", "html403", "html429", "revoked", "nul"]
     times: int = Field(default=1, ge=1, le=1000)
 
 

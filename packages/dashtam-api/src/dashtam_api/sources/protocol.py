@@ -21,7 +21,7 @@ from typing import Protocol
 
 import httpx
 
-from dashtam_api.sources.shapes import AccountData, Windows
+from dashtam_api.sources.shapes import AccountData, SourceError, Windows
 from dashtam_core.config import Settings
 
 
@@ -51,10 +51,22 @@ class Limits:
 
 @dataclass
 class Reading:
-    """What one read found, and the requests it took (counted against a budget)."""
+    """What one read found. The requests it took are counted by the sync's HTTP client
+    (sync/budget.Allowance), not by the source.
+
+    - ``notes``: what the source said is wrong in part of it, the rest being good (one bank of
+      several at the SimpleFIN Bridge needing a new sign-in): recorded on the sync run and the
+      connection's ``sync_error``; the sync succeeds.
+    - ``failure``: the sync fails so (as if the read had raised it), after the accounts that
+      came are written: data already paid for (a request of a daily budget) is not thrown
+      away.
+    - ``complete``: every account the credential sees was listed (False: one missing from
+      ``accounts`` is not closed)."""
 
     accounts: list[AccountData]
-    requests: int
+    notes: tuple[str, ...] = ()
+    failure: SourceError | None = None
+    complete: bool = True
 
 
 class Source(Protocol):

@@ -37,7 +37,7 @@ async def read(
     windows: Windows,
 ) -> Reading:
     api = DataAPI(http, credential, settings)
-    return Reading(await _accounts(api, base_url, windows), api.requests)
+    return Reading(await _accounts(api, base_url, windows))
 
 
 def _sandbox_transaction(raw: dict) -> TransactionData:

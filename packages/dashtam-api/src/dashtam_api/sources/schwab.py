@@ -35,7 +35,7 @@ async def read(
     windows: Windows,
 ) -> Reading:
     api = DataAPI(http, credential, settings)
-    return Reading(await _accounts(api, base_url, windows), api.requests)
+    return Reading(await _accounts(api, base_url, windows))
 
 
 # Schwab's asset types, as Dashtam names them.

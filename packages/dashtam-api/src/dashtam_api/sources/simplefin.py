@@ -25,7 +25,7 @@ import base64
 import binascii
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -200,8 +200,8 @@ async def read(
             transient=False, needs_person=True,
         ) from None  # fmt: skip
     reader = _Reader(http, access, settings)
-    accounts = await _read_windows(reader, windows)
-    return Reading(accounts, reader.requests)
+    gathered = await _read_windows(reader, windows)
+    return _reading(gathered, windows.until)
 
 
 class _Reader:
@@ -305,7 +305,6 @@ def _document(answer: httpx.Response, host: str) -> dict:
     if b"\\u0000" in answer.content:
         # JSON may hold NUL (as \u0000); no text Dashtam stores may (PostgreSQL's text cannot).
         document = _without_nul(document)
-    _raise_errors(document)
     return document
 
 
@@ -320,31 +319,55 @@ def _without_nul(value):
     return value
 
 
-def _raise_errors(document: dict) -> None:
-    """v2's ``errlist`` (codes), else v1's ``errors`` (strings): con.auth only the person can
-    fix (at the Bridge); anything else is tried again later."""
-    errlist = document.get("errlist")
-    if isinstance(errlist, list) and errlist:
-        entries = [e for e in errlist if isinstance(e, dict)]
-        messages = "; ".join(str(e.get("msg") or e.get("code") or "an error") for e in entries)
-        codes = [str(e.get("code") or "") for e in entries]
-        if any(c.startswith("con.auth") for c in codes):
-            raise SourceError(
-                "con.auth", f"{messages[:300]}: {FIX_AT_BRIDGE}",
-                transient=False, needs_person=True,
-            )  # fmt: skip
-        if entries:
-            code = next((c for c in codes if c), "gen.")
-            raise SourceError(code[:50], messages[:400], transient=True)
-    errors = document.get("errors")
-    if isinstance(errors, list) and errors:
-        messages = "; ".join(str(e) for e in errors)
-        if any(word in messages.lower() for word in V1_AUTH_WORDS):
-            raise SourceError(
-                "con.auth", f"{messages[:300]}: {FIX_AT_BRIDGE}",
-                transient=False, needs_person=True,
-            )  # fmt: skip
-        raise SourceError("gen.", messages[:400], transient=True)
+@dataclass(frozen=True)
+class Issue:
+    """One error an answer lists: a v2 ``errlist`` entry (a code, its message, and the
+    connection or account it is about, when it is about one), or a v1 ``errors`` string (no
+    scope; a code from what it says)."""
+
+    code: str
+    message: str
+    conn_id: str | None = None
+    account_id: str | None = None
+
+    @property
+    def scoped(self) -> bool:
+        return bool(self.conn_id or self.account_id)
+
+    @property
+    def auth(self) -> bool:
+        return self.code.startswith("con.auth")
+
+
+def _issues(document: dict) -> list[Issue]:
+    """v2's ``errlist``; v2 answers' ``errors`` strings it does not hold (where the Bridge puts
+    its quota warnings) as warnings; v1's ``errors`` (free text: words of signing in are
+    ``con.auth``, anything else ``gen.``)."""
+    errlist, errors = document.get("errlist"), document.get("errors")
+    strings = [str(e)[:300] for e in errors] if isinstance(errors, list) else []
+    if not isinstance(errlist, list):
+        return [
+            Issue("con.auth" if any(w in e.lower() for w in V1_AUTH_WORDS) else "gen.", e)
+            for e in strings
+        ]
+    found = [
+        Issue(
+            code=str(e.get("code") or "gen.")[:50],
+            message=str(e.get("msg") or e.get("message") or e.get("code") or "an error")[:300],
+            conn_id=str(e["conn_id"]) if e.get("conn_id") else None,
+            account_id=str(e["account_id"]) if e.get("account_id") else None,
+        )
+        for e in errlist
+        if isinstance(e, dict)
+    ]
+    said = {i.message for i in found}
+    return found + [Issue(WARNING, e) for e in strings if e not in said]
+
+
+# What a server only warns of, its data still whole: the Bridge's quota warning (v2 answers
+# carry it in the deprecated ``errors``), the look-alike's range and quota codes.
+WARNING = "gen.warning"
+WARNINGS = frozenset({WARNING, "gen.quota", "gen.range"})
 
 
 def start_of(windows: Windows) -> datetime:
@@ -366,50 +389,126 @@ def requests_for(windows: Windows) -> int:
     return max(math.ceil(days / limits.window_days), 1)
 
 
-async def _read_windows(reader: _Reader, windows: Windows) -> list[AccountData]:
+@dataclass
+class _Gathered:
+    """What the windows' answers held: each account (its newest answer), its transactions of
+    every window, its holdings (the newest's); the errors listed; connection names by id; and
+    where the reading started (what its windows covered)."""
+
+    start: datetime
+    found: dict = field(default_factory=dict)
+    transactions: dict = field(default_factory=dict)
+    holdings: dict = field(default_factory=dict)
+    issues: dict = field(default_factory=dict)
+    names: dict = field(default_factory=dict)
+
+    @property
+    def troubled(self) -> bool:
+        """An error about the whole answer (not one bank's or account's), not a warning: no
+        further request is sent."""
+        return any(not i.scoped and i.code not in WARNINGS for i in self.issues)
+
+
+async def _read_windows(reader: _Reader, windows: Windows) -> _Gathered:
     """From ``start_of`` to now, window_days a request; then, for an account the earlier syncs
     never saw (one the person added at the Bridge), the rest of the history back to
     history_days."""
     until = windows.until
     oldest = until - timedelta(days=limits.history_days)
-    start = start_of(windows)
-    found: dict[str, dict] = {}
-    transactions: dict[str, list[dict]] = {}
-    holdings: dict[str, list] = {}
-    await _walk(reader, start, until, found, transactions, holdings)
-    if start > oldest and any(a not in windows.since for a in found):
-        await _walk(reader, oldest, start, found, transactions, holdings, newest=False)
-        start = oldest
-    return [
-        _account(raw, transactions[i], holdings[i], (start, until), until)
-        for i, raw in found.items()
-    ]
+    gathered = _Gathered(start=start_of(windows))
+    await _walk(reader, gathered, gathered.start, until)
+    if (
+        gathered.start > oldest
+        and not gathered.troubled
+        and any(a not in windows.since for a in gathered.found)
+    ):
+        await _walk(reader, gathered, oldest, gathered.start, newest=False)
+    return gathered
 
 
-async def _walk(reader, start, end, found, transactions, holdings, *, newest=True) -> None:
-    """Newest window first (its balances and holdings are the ones kept)."""
+async def _walk(reader, gathered: _Gathered, start, end, *, newest=True) -> None:
+    """Newest window first (its balances and holdings are the ones kept); it stops at an
+    answer that says the server is in trouble (no more of the budget spent on it)."""
     step = timedelta(days=limits.window_days)
     upper = end
-    while upper > start:
+    while upper > start and not gathered.troubled:
         lower = max(upper - step, start)
-        document = await reader.accounts(lower, upper)
-        raw_accounts = document.get("accounts")
-        if not isinstance(raw_accounts, list):
-            raise shape_error("the Account Set's accounts")
-        for raw in raw_accounts:
-            if not isinstance(raw, dict) or "id" not in raw:
-                raise shape_error("an account")
-            account_id = str(raw["id"])
-            if account_id not in found:
-                found[account_id] = raw if newest else {**raw, "holdings": []}
-                transactions[account_id], holdings[account_id] = [], []
-                newest_here = True
-            else:
-                newest_here = False
-            transactions[account_id] += list(raw.get("transactions") or ())
-            if newest_here:
-                holdings[account_id] = list(raw.get("holdings") or ())
+        _gather(gathered, await reader.accounts(lower, upper), newest=newest)
+        gathered.start = min(gathered.start, lower)
         upper = lower
+
+
+def _gather(gathered: _Gathered, document: dict, *, newest: bool = True) -> None:
+    """One answer's accounts, errors and connection names added to what was gathered."""
+    for issue in _issues(document):
+        gathered.issues.setdefault(issue, None)
+    for connection in document.get("connections") or ():
+        if isinstance(connection, dict) and connection.get("conn_id"):
+            gathered.names[str(connection["conn_id"])] = str(connection.get("name") or "")
+    raw_accounts = document.get("accounts")
+    if raw_accounts is None and gathered.issues:
+        raw_accounts = []  # an answer of errors alone
+    if not isinstance(raw_accounts, list):
+        raise shape_error("the Account Set's accounts")
+    for raw in raw_accounts:
+        if not isinstance(raw, dict) or "id" not in raw:
+            raise shape_error("an account")
+        account_id = str(raw["id"])
+        if account_id not in gathered.found:
+            gathered.found[account_id] = raw if newest else {**raw, "holdings": []}
+            gathered.transactions[account_id], gathered.holdings[account_id] = [], []
+            newest_here = True
+        else:
+            newest_here = False
+        gathered.transactions[account_id] += list(raw.get("transactions") or ())
+        if newest_here:
+            gathered.holdings[account_id] = list(raw.get("holdings") or ())
+
+
+def _reading(gathered: _Gathered, until: datetime) -> Reading:
+    """The accounts that came, each applied; the errors listed as the module says: one about
+    a bank (``conn_id``) or an account (``account_id``) is a note naming it, the sync goes on;
+    a warning is a note; any other fails the sync (after the accounts are written); and
+    ``con.auth`` needs the person only when no account of a working bank came."""
+    issues = list(gathered.issues)
+    auth_banks = {i.conn_id for i in issues if i.auth and i.conn_id}
+    working = [
+        raw for raw in gathered.found.values() if str(raw.get("conn_id") or "") not in auth_banks
+    ]
+    notes, failure = [], None
+    for issue in issues:
+        where = gathered.names.get(issue.conn_id or "") or issue.conn_id or issue.account_id
+        said = issue.message if not where or where in issue.message else f"{where}: {issue.message}"
+        if issue.auth:
+            if not working:
+                failure = SourceError(
+                    "con.auth", f"{said}: {FIX_AT_BRIDGE}"[:400], transient=False,
+                    needs_person=True,
+                )  # fmt: skip
+            else:
+                notes.append(f"{issue.code}: {said}: {FIX_AT_BRIDGE}")
+        elif issue.scoped or issue.code in WARNINGS:
+            notes.append(f"{issue.code}: {said}")
+        elif failure is None:
+            failure = SourceError(issue.code, said[:400], transient=True)
+    if failure is not None and not gathered.found:
+        raise failure
+    # An account whose bank or listing had an error (all of them, after an error about the
+    # whole answer) may be listed in part: nothing of ours it does not list is cancelled.
+    doubtful = {i.conn_id for i in issues if i.conn_id}, {i.account_id for i in issues}
+    whole = not any(not i.scoped for i in issues)
+    accounts = []
+    for account_id, raw in gathered.found.items():
+        sure = whole and str(raw.get("conn_id") or "") not in doubtful[0]
+        sure = sure and account_id not in doubtful[1]
+        window = (gathered.start, until) if sure else (until, until)
+        accounts.append(
+            _account(
+                raw, gathered.transactions[account_id], gathered.holdings[account_id], window,
+                until,
+            )
+        )  # fmt: skip
+    return Reading(accounts, notes=tuple(notes), failure=failure, complete=not issues)
 
 
 def _moment(value, where: str) -> datetime | None:

@@ -33,7 +33,7 @@ from dashtam_api.audit import service as audit
 from dashtam_api.connections import queries as connection_queries
 from dashtam_api.connections import refresh
 from dashtam_api.context import AppContext
-from dashtam_api.sources import SOURCES, Kind
+from dashtam_api.sources import SOURCES, Kind, Reading
 from dashtam_api.sources.shapes import AccountData, Holding, SourceError, Windows
 from dashtam_api.sync import budget, queries
 from dashtam_api.sync import transactions as ledger
@@ -322,37 +322,50 @@ async def _sync_claimed(
         # follows (the write refusing a value, the database gone): the requests were sent.
         await _spend(ctx, connection_id, allowance.sent, limits.requests_per_day)
     if failure is not None:
-        await _release(
-            ctx,
-            connection_id,
-            claim,
-            code=failure.error,
-            error=f"{failure.error}: {failure.description}",
-            retry=trigger is refresh.Trigger.BACKGROUND,
-            needs_person=failure.needs_person,
-            audited={
-                "action": "sync_failed",
-                "user_id": claim.user_id,
-                "provider_id": claim.provider_id,
-                "details": {
-                    "trigger": trigger.value,
-                    "error": failure.error,
-                    "error_description": failure.description,
-                    "transient": failure.transient,
-                },
-            },
-        )
-        return SyncResult(
-            "sync_failed",
-            error=failure.error,
-            error_description=failure.description,
-            transient=failure.transient,
-            refreshed=refreshed,
-            status=ConnectionStatus.ERROR.value if failure.needs_person else claim.status,
-        )
-    result = await _write(ctx, connection_id, claim, reading.accounts)
+        await _release(ctx, connection_id, claim, **_failed(failure, claim, trigger))
+        return _failed_result(failure, claim, refreshed)
+    if reading.failure is None:
+        result = await _write(ctx, connection_id, claim, reading)
+    else:
+        # The read failed, but what came is written first (data a budget already paid for).
+        ending = _failed(reading.failure, claim, trigger)
+        result = await _write(ctx, connection_id, claim, reading, ending=ending)
+        if result.kind == "sync_failed":
+            result = _failed_result(reading.failure, claim, refreshed)
     result.refreshed = refreshed
     return result
+
+
+def _failed(failure: SourceError, claim: Claim, trigger: refresh.Trigger) -> dict:
+    """What ``_release`` records of a source's failure."""
+    return {
+        "code": failure.error,
+        "error": f"{failure.error}: {failure.description}",
+        "retry": trigger is refresh.Trigger.BACKGROUND,
+        "needs_person": failure.needs_person,
+        "audited": {
+            "action": "sync_failed",
+            "user_id": claim.user_id,
+            "provider_id": claim.provider_id,
+            "details": {
+                "trigger": trigger.value,
+                "error": failure.error,
+                "error_description": failure.description,
+                "transient": failure.transient,
+            },
+        },
+    }
+
+
+def _failed_result(failure: SourceError, claim: Claim, refreshed: bool) -> SyncResult:
+    return SyncResult(
+        "sync_failed",
+        error=failure.error,
+        error_description=failure.description,
+        transient=failure.transient,
+        refreshed=refreshed,
+        status=ConnectionStatus.ERROR.value if failure.needs_person else claim.status,
+    )
 
 
 async def _sealed_credential(ctx: AppContext, connection_id: uuid.UUID) -> str:
@@ -398,22 +411,47 @@ async def _release(
     same transaction. ``needs_person``: the connection turns ``error`` (the source said only
     the person can fix it; connection.error goes to their webhooks) and is not read again
     until they reconnect."""
-    lease = claim.lease
+    async with ctx.sessions() as session:
+        await _given_back(
+            ctx,
+            session,
+            connection_id,
+            claim,
+            code=code,
+            error=error,
+            retry=retry,
+            needs_person=needs_person,
+            audited=audited,
+        )
+        await session.commit()
+
+
+async def _given_back(
+    ctx: AppContext,
+    session,
+    connection_id: uuid.UUID,
+    claim: Claim,
+    *,
+    code: str,
+    error: str,
+    retry: bool,
+    needs_person: bool = False,
+    audited: dict | None = None,
+) -> None:
+    """``_release``'s statements, in ``session``'s transaction."""
     until = (
         datetime.now(UTC) + timedelta(seconds=ctx.settings.SYNC_RETRY_SECONDS) if retry else None
     )
-    async with ctx.sessions() as session:
-        await queries.give_back_claim(
-            session, connection_id=connection_id, lease=lease, until=until, error=error[:500]
-        )
-        if needs_person:
-            await queries.needs_person(session, connection_id=connection_id, error=error[:500])
-        await _end_run(
-            session, claim.run_id, SyncStatus.FAILED, error=code[:100], error_detail=error[:500]
-        )
-        if audited is not None:
-            await audit.record(session=session, connection_id=connection_id, **audited)
-        await session.commit()
+    await queries.give_back_claim(
+        session, connection_id=connection_id, lease=claim.lease, until=until, error=error[:500]
+    )
+    if needs_person:
+        await queries.needs_person(session, connection_id=connection_id, error=error[:500])
+    await _end_run(
+        session, claim.run_id, SyncStatus.FAILED, error=code[:100], error_detail=error[:500]
+    )
+    if audited is not None:
+        await audit.record(session=session, connection_id=connection_id, **audited)
 
 
 async def _spend(ctx: AppContext, connection_id: uuid.UUID, sent: int, per_day: int | None) -> None:
@@ -430,9 +468,15 @@ async def _write(
     ctx: AppContext,
     connection_id: uuid.UUID,
     claim: Claim,
-    accounts: list[AccountData],
+    reading: Reading,
+    *,
+    ending: dict | None = None,
 ) -> SyncResult:
+    """What the read found written, the run ended ``succeeded`` (its notes, if any, kept as
+    its ``error_detail`` and the connection's ``sync_error``); with ``ending`` (a failure the
+    read came with), the run ends as ``_release`` ends it instead, in the same transaction."""
     user_id, lease = claim.user_id, claim.lease
+    accounts = reading.accounts
     as_of = datetime.now(UTC)
     async with ctx.sessions() as session:
         connection = await queries.locked_connection(session, connection_id=connection_id)
@@ -490,11 +534,17 @@ async def _write(
                     window=data.window,
                     match_days=ctx.settings.TRANSACTIONS_PENDING_MATCH_DAYS,
                 )
-        await queries.close_unlisted_accounts(
-            session, connection_id=connection_id, seen=seen, as_of=as_of
-        )
+        if reading.complete:
+            await queries.close_unlisted_accounts(
+                session, connection_id=connection_id, seen=seen, as_of=as_of
+            )
+        if ending is not None:
+            await _given_back(ctx, session, connection_id, claim, **ending)
+            await session.commit()
+            return SyncResult("sync_failed", accounts=len(accounts), status=connection.status)
+        noted = "; ".join(reading.notes)[:500] or None
         connection.synced_at = as_of
-        connection.sync_error = None
+        connection.sync_error = noted
         connection.sync_lease_until = None
         await _end_run(
             session,
@@ -505,6 +555,11 @@ async def _write(
             transactions_added=counted.added,
             transactions_modified=counted.modified,
             transactions_removed=counted.removed,
+            **(
+                {"error": reading.notes[0].split(":")[0][:100], "error_detail": noted}
+                if noted
+                else {}
+            ),
         )
         await session.commit()
     return SyncResult(
