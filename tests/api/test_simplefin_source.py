@@ -749,3 +749,28 @@ async def test_the_requests_are_counted_even_when_the_write_fails(
     )
     assert held is not None
     assert held > datetime.now(UTC) + timedelta(minutes=50)
+
+
+async def test_the_bridges_5xx_or_429_is_not_asked_again_and_retry_after_holds_the_loop(
+    bridged, session
+):
+    """Each request is one of 24 a day: a 5xx or 429 is not retried within the sync (the
+    next sync the budget allows is the retry), and a Retry-After pushes that sync back."""
+    client = bridged
+    headers, provider_id, user = await connected(client)
+    await fail_next(client, user, "503")
+    answer = await sync(client, headers, provider_id)
+    assert is_problem(answer, 502)
+    assert answer.json()["transient"] is True
+    assert (await bridge_stats(client, user))["requests"] == 1
+    assert len(await _budget_of(session, provider_id)) == 1
+    await fail_next(client, user, "429")
+    assert is_problem(await sync(client, headers, provider_id), 502)
+    assert (await bridge_stats(client, user))["requests"] == 2
+    held = await session.scalar(
+        select(ProviderConnection.budget_next_at)
+        .join(Provider, Provider.id == ProviderConnection.provider_id)
+        .where(Provider.id == uuid.UUID(provider_id))
+        .execution_options(populate_existing=True)
+    )
+    assert held >= datetime.now(UTC) + timedelta(hours=1, minutes=59)

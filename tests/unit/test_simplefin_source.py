@@ -245,3 +245,52 @@ def test_an_error_about_the_whole_answer_fails_the_read_after_the_accounts_that_
     assert (reading.failure.error, reading.failure.transient) == ("gen.", True)
     assert [a.external_id for a in reading.accounts] == ["A1"]
     assert all(a.window[0] == a.window[1] for a in reading.accounts)
+
+
+class Endless:
+    """A server that answers a body of 1,000 chunks of 64 KiB (a setup token can point
+    anywhere; endless, for what reads it whole): how many chunks of it were asked for."""
+
+    def __init__(self, chunk: bytes = b" " * 65536):
+        self.chunk, self.sent = chunk, 0
+
+    async def body(self):
+        while self.sent < 1000:
+            self.sent += 1
+            yield self.chunk
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=self.body(), headers={"content-type": "text/plain"})
+
+
+CAPPED = SimpleNamespace(
+    local_environment=True, webhook_allow_private=True, SIMPLEFIN_MAX_ANSWER_BYTES=1024 * 1024
+)
+
+
+async def test_an_endless_accounts_answer_is_read_no_further_than_the_cap():
+    from dashtam_api.sources.shapes import Windows
+
+    server = Endless()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(server.handler)) as http:
+        with pytest.raises(SourceError) as caught:
+            await simplefin.read(
+                base_url=None,
+                credential=f"https://u:{SECRET}@bridge.example.com/simplefin",
+                http=http,
+                settings=CAPPED,
+                windows=Windows(since={}, until=datetime(2026, 12, 8, tzinfo=UTC)),
+            )
+    assert caught.value.error == "invalid_response"
+    assert "SIMPLEFIN_MAX_ANSWER_BYTES" in caught.value.description
+    assert SECRET not in str(caught.value)
+    assert server.sent <= 1024 * 1024 // 65536 + 2  # stopped at the cap, not at the end
+
+
+async def test_an_endless_claim_answer_is_refused_unread():
+    server = Endless()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(server.handler)) as http:
+        with pytest.raises(simplefin.ClaimFailed) as caught:
+            await simplefin.claim(http, token("https://bridge.example.com/claim/x"), CAPPED)
+    assert (caught.value.reason, caught.value.error) == ("upstream", "invalid_response")
+    assert server.sent <= 3  # an access URL is a few hundred bytes: 64 KiB read at most

@@ -19,7 +19,8 @@ lives in Valkey, per Bridge user (one per setup token made here).
   ``con.auth`` (the credit union wants a new sign-in: an errlist entry with its ``conn_id``;
   the other bank's data still served, the credit union's accounts listed with their balances
   and no transactions), ``con.auth.all`` (both banks so), ``gen.`` (errlist, no scope, a
-  server trouble), ``402`` (subscription lapsed), ``html403`` / ``html429`` (the front door's
+  server trouble), ``402`` (subscription lapsed), ``503`` (a server trouble),
+  ``429`` (too many requests: ``Retry-After`` two hours), ``html403`` / ``html429`` (the front door's
   web page), ``revoked`` (the person disabled the access: 403 from then on), ``nul`` (the
   descriptions and names hold a NUL character, as some banks' do).
 - ``GET /sandbox/simplefin/_control/{user}``: requests and claims seen, and ``peak``, the most
@@ -56,7 +57,9 @@ DAILY_QUOTA = 24
 DISABLED_AFTER = 30
 WINDOW_DAYS = 60
 DAY_SECONDS = 24 * 3600
-FAILURES = ("con.auth", "con.auth.all", "gen.", "402", "html403", "html429", "revoked", "nul")
+FAILURES = (
+    "con.auth", "con.auth.all", "gen.", "402", "503", "429", "html403", "html429", "revoked", "nul"
+)  # fmt: skip
 
 
 def _digest(text: str) -> str:
@@ -189,6 +192,10 @@ async def accounts(
     failure = await _take_failure(redis, user)
     if failure == "402":
         return PlainTextResponse("Payment Required: your SimpleFIN Bridge subscription lapsed", 402)
+    if failure == "503":
+        return PlainTextResponse("Service Unavailable", 503)
+    if failure == "429":
+        return PlainTextResponse("Too Many Requests", 429, headers={"Retry-After": "7200"})
     if failure in ("html403", "html429"):
         return _front_door(int(failure[4:]))
     if failure == "revoked":
@@ -274,7 +281,7 @@ def _account_set(state: dict, start: int, end: int, pending: bool) -> dict:
 
 
 class Failure(BaseModel):
-    kind: Literal["con.auth", "con.auth.all", "gen.", "402", "html403", "html429", "revoked", "nul"]
+    kind: Literal[FAILURES]
     times: int = Field(default=1, ge=1, le=1000)
 
 

@@ -61,8 +61,39 @@ WHERE = "the SimpleFIN Bridge"
 FIX_AT_BRIDGE = "fix the connection at the SimpleFIN Bridge (sign in to your bank there again)"
 # v1's errors are free text: these words in one mean the bank wants the person to sign in again.
 V1_AUTH_WORDS = ("authenticat", "credential", "password", "sign in", "log in", "login", "reauth")
-# The longest answer read (a year of a busy person's accounts is a few MB).
-MAX_ANSWER_BYTES = 50 * 1024 * 1024
+# The longest claim answer read (an access URL: a few hundred bytes).
+MAX_CLAIM_BYTES = 64 * 1024
+
+
+class TooLong(Exception):
+    """An answer longer than what is read of one."""
+
+
+async def _bounded(
+    http: httpx.AsyncClient, request: httpx.Request, limit: int, auth=None
+) -> httpx.Response:
+    """The answer to ``request``, its body read as it streams in (decoded) and never more than
+    ``limit`` bytes of it held (TooLong past that): the server is one a person named."""
+    answer = await http.send(request, stream=True, **({"auth": auth} if auth else {}))
+    try:
+        declared = answer.headers.get("content-length", "")
+        if (
+            declared.isdigit()
+            and int(declared) > limit
+            and "content-encoding" not in answer.headers
+        ):
+            raise TooLong
+        body = bytearray()
+        async for chunk in answer.aiter_bytes():
+            body += chunk
+            if len(body) > limit:
+                raise TooLong
+    finally:
+        await answer.aclose()
+    headers = [
+        (k, v) for k, v in answer.headers.items() if k not in ("content-encoding", "content-length")
+    ]
+    return httpx.Response(answer.status_code, headers=headers, content=bytes(body), request=request)
 
 
 class ClaimFailed(Exception):
@@ -152,7 +183,13 @@ async def claim(http: httpx.AsyncClient, setup_token: str, settings: Settings) -
         # Once, and not even again when it provably never left (upstream.once would): a claim
         # is spent the moment the server reads it, and a retry's log line would name the
         # claim URL's path, which is the unspent token. The person pastes it again.
-        answer = await http.post(url, headers={"Content-Length": "0"})
+        request = http.build_request("POST", url, headers={"Content-Length": "0"})
+        answer = await _bounded(http, request, MAX_CLAIM_BYTES)
+    except TooLong:
+        raise ClaimFailed(
+            "upstream", f"{host} answered the claim with more than an access URL.",
+            error=upstream.INVALID_RESPONSE,
+        ) from None  # fmt: skip
     except RefusedTarget as exc:
         raise ClaimFailed(
             "refused_target", f"The setup token's claim URL is refused: {exc}."
@@ -207,7 +244,6 @@ async def read(
 class _Reader:
     def __init__(self, http: httpx.AsyncClient, access: Access, settings: Settings):
         self.http, self.access, self.settings = http, access, settings
-        self.requests = 0
 
     async def accounts(self, start: datetime, end: datetime) -> dict:
         """One Account Set for [start, end), pending ones included."""
@@ -218,17 +254,27 @@ class _Reader:
             "version": 2,
         }
 
-        def send():
-            self.requests += 1
-            return self.http.get(
-                f"{self.access.root}/accounts",
-                params=params,
-                auth=(self.access.username, self.access.password),
-                headers={"Accept": "application/json"},
-            )
-
+        request = self.http.build_request(
+            "GET",
+            f"{self.access.root}/accounts",
+            params=params,
+            headers={"Accept": "application/json"},
+        )
+        limit = self.settings.SIMPLEFIN_MAX_ANSWER_BYTES
         try:
-            answer = await upstream.idempotent(self.settings, send)
+            # Sent once: every request is one of the day's budget, and the Bridge's 429 or 5xx
+            # asked again at once is one more spent on the same trouble. The next sync the
+            # budget allows is the retry.
+            answer = await _bounded(
+                self.http, request, limit, auth=(self.access.username, self.access.password)
+            )
+        except TooLong:
+            raise SourceError(
+                upstream.INVALID_RESPONSE,
+                f"{self.access.host}'s answer is longer than {limit} bytes "
+                "(SIMPLEFIN_MAX_ANSWER_BYTES); it was not read",
+                transient=False,
+            ) from None
         except RefusedTarget as exc:
             raise SourceError(
                 "refused_target", f"{exc}: reconnect with a setup token of a public server",
@@ -287,10 +333,6 @@ def _document(answer: httpx.Response, host: str) -> dict:
             error, f"{host} answered HTTP {status}", transient=transient,
             retry_after=_retry_after(answer),
         )  # fmt: skip
-    if len(answer.content) > MAX_ANSWER_BYTES:
-        raise SourceError(
-            upstream.INVALID_RESPONSE, f"{host}'s answer is too long", transient=False
-        )
     try:
         document = json.loads(answer.content, parse_float=Decimal)
     except ValueError:

@@ -322,13 +322,14 @@ async def _sync_claimed(
         # follows (the write refusing a value, the database gone): the requests were sent.
         await _spend(ctx, connection_id, allowance.sent, limits.requests_per_day)
     if failure is not None:
-        await _release(ctx, connection_id, claim, **_failed(failure, claim, trigger))
+        ending = _failed(failure, claim, trigger, per_day=limits.requests_per_day)
+        await _release(ctx, connection_id, claim, **ending)
         return _failed_result(failure, claim, refreshed)
     if reading.failure is None:
         result = await _write(ctx, connection_id, claim, reading)
     else:
         # The read failed, but what came is written first (data a budget already paid for).
-        ending = _failed(reading.failure, claim, trigger)
+        ending = _failed(reading.failure, claim, trigger, per_day=limits.requests_per_day)
         result = await _write(ctx, connection_id, claim, reading, ending=ending)
         if result.kind == "sync_failed":
             result = _failed_result(reading.failure, claim, refreshed)
@@ -336,9 +337,14 @@ async def _sync_claimed(
     return result
 
 
-def _failed(failure: SourceError, claim: Claim, trigger: refresh.Trigger) -> dict:
-    """What ``_release`` records of a source's failure."""
+def _failed(
+    failure: SourceError, claim: Claim, trigger: refresh.Trigger, *, per_day: int | None
+) -> dict:
+    """What ``_release`` records of a source's failure. A source with a budget that asked us
+    to wait (``Retry-After``) is not read before then, by the loop or a person."""
+    wait = failure.retry_after if per_day is not None else None
     return {
+        "hold": datetime.now(UTC) + timedelta(seconds=wait) if wait else None,
         "code": failure.error,
         "error": f"{failure.error}: {failure.description}",
         "retry": trigger is refresh.Trigger.BACKGROUND,
@@ -404,6 +410,7 @@ async def _release(
     retry: bool,
     needs_person: bool = False,
     audited: dict | None = None,
+    hold: datetime | None = None,
 ) -> None:
     """Give the claim back after a failure: at once (a person may try again), or, for the
     background loop, after SYNC_RETRY_SECONDS (its back-off); the run ends ``failed`` with
@@ -422,6 +429,7 @@ async def _release(
             retry=retry,
             needs_person=needs_person,
             audited=audited,
+            hold=hold,
         )
         await session.commit()
 
@@ -437,8 +445,10 @@ async def _given_back(
     retry: bool,
     needs_person: bool = False,
     audited: dict | None = None,
+    hold: datetime | None = None,
 ) -> None:
-    """``_release``'s statements, in ``session``'s transaction."""
+    """``_release``'s statements, in ``session``'s transaction (``hold``: the budget's next
+    read no sooner)."""
     until = (
         datetime.now(UTC) + timedelta(seconds=ctx.settings.SYNC_RETRY_SECONDS) if retry else None
     )
@@ -452,6 +462,8 @@ async def _given_back(
     )
     if audited is not None:
         await audit.record(session=session, connection_id=connection_id, **audited)
+    if hold is not None:
+        await budget.hold(session, connection_id=connection_id, until=hold)
 
 
 async def _spend(ctx: AppContext, connection_id: uuid.UUID, sent: int, per_day: int | None) -> None:
