@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import delete, select, text, update
 
 from dashtam_api.connections import refresh
 from dashtam_api.context import guarded_transport
@@ -774,3 +774,25 @@ async def test_the_bridges_5xx_or_429_is_not_asked_again_and_retry_after_holds_t
         .execution_options(populate_existing=True)
     )
     assert held >= datetime.now(UTC) + timedelta(hours=1, minutes=59)
+
+
+async def test_an_account_read_before_without_transactions_is_not_read_from_the_start(
+    bridged, session
+):
+    """Accounts synced once that hold no transaction (a quiet savings account, holdings only)
+    read from their last sync: one request, not the first sync's walk back (two, where the
+    budget counted one)."""
+    client = bridged
+    headers, provider_id, user = await connected(client)
+    assert (await sync(client, headers, provider_id)).status_code == 200
+    assert (await bridge_stats(client, user))["requests"] == 2
+    accounts = (
+        await client.get(f"/api/v1/providers/{provider_id}/accounts", headers=headers)
+    ).json()["items"]
+    await session.execute(
+        delete(Transaction).where(
+            Transaction.account_id.in_([uuid.UUID(a["id"]) for a in accounts])
+        )
+    )
+    assert (await sync(client, headers, provider_id)).status_code == 200
+    assert (await bridge_stats(client, user))["requests"] == 3

@@ -20,8 +20,9 @@ claiming what did not happen. A run left ``running`` by a process that died is e
 
 Transactions are read from where each account's last sync leaves off (``_windows``): the newest
 posted one less TRANSACTIONS_OVERLAP_DAYS, or the oldest of our pendings if that is earlier (so
-every pending is looked at again until it posts or is cancelled); an account never read before
-from as far back as the institution keeps.
+every pending is looked at again until it posts or is cancelled); an account read before that
+has no transaction from its last sync less the overlap; an account never read before from as
+far back as the institution keeps.
 """
 
 import uuid
@@ -390,10 +391,16 @@ async def _windows(ctx: AppContext, connection_id: uuid.UUID) -> Windows:
     overlap = timedelta(days=ctx.settings.TRANSACTIONS_OVERLAP_DAYS)
     since = {}
     async with ctx.sessions() as session:
-        for external_id, newest_posted, oldest_pending in await queries.transaction_marks(
-            session, connection_id=connection_id
-        ):
+        for (
+            external_id,
+            newest_posted,
+            oldest_pending,
+            synced_at,
+        ) in await queries.transaction_marks(session, connection_id=connection_id):
             starts = [d for d in (newest_posted and newest_posted - overlap, oldest_pending) if d]
+            if not starts and synced_at is not None:
+                # Read before, nothing listed yet: from its last sync, as if one had posted then.
+                starts = [synced_at - overlap]
             if starts:
                 since[external_id] = min(starts)
         await session.commit()
