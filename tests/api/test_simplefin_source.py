@@ -16,9 +16,10 @@ import httpx
 import pytest
 from sqlalchemy import delete, select, text, update
 
-from dashtam_api.connections import refresh
+from dashtam_api.connections import refresh, setup_tokens
 from dashtam_api.context import guarded_transport
 from dashtam_api.jobs import loops
+from dashtam_api.sources import simplefin
 from dashtam_api.webhooks.targets import RefusedTarget
 from dashtam_core.vault import token_context
 from dashtam_models import (
@@ -796,3 +797,54 @@ async def test_an_account_read_before_without_transactions_is_not_read_from_the_
     )
     assert (await sync(client, headers, provider_id)).status_code == 200
     assert (await bridge_stats(client, user))["requests"] == 3
+
+
+@pytest.mark.commits
+async def test_a_failed_claim_leaves_a_connection_made_active_meanwhile_active(
+    app, client, connection, engine
+):
+    """A setup token sent twice at once: the first request's claim makes the connection
+    active while the second's failure (already claimed) is being recorded. Committed, with a
+    second connection of the test's own standing for the first request, its row lock held."""
+    headers = await signed_in(client, f"double-{uuid.uuid4().hex[:6]}")
+    provider_id = uuid.UUID(await simplefin_provider(client, headers))
+    async with engine.connect() as other:
+        connection_id, user_id = (
+            await other.execute(
+                select(ProviderConnection.id, Provider.user_id)
+                .join(Provider, Provider.id == ProviderConnection.provider_id)
+                .where(Provider.id == provider_id)
+            )
+        ).one()
+    async with engine.connect() as first, engine.connect() as watcher:
+        made_active = await first.begin()
+        await first.execute(
+            update(ProviderConnection)
+            .where(ProviderConnection.id == connection_id)
+            .values(status="active", error_message=None)
+        )
+        claimed = simplefin.ClaimFailed("already_claimed", "This setup token was already claimed")
+        failing = asyncio.create_task(
+            setup_tokens._record_failure(
+                app.state.ctx,
+                connection_id,
+                claimed,
+                {"user_id": user_id, "provider_id": provider_id, "connection_id": connection_id},
+            )
+        )
+        for _ in range(250):  # until the failure's write waits for the first request's lock
+            waiting = await watcher.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+            )
+            if waiting or failing.done():
+                break
+            await asyncio.sleep(0.02)
+        await made_active.commit()
+        await failing
+        status = await watcher.scalar(
+            select(ProviderConnection.status).where(ProviderConnection.id == connection_id)
+        )
+    assert status == "active"
