@@ -848,3 +848,30 @@ async def test_a_failed_claim_leaves_a_connection_made_active_meanwhile_active(
             select(ProviderConnection.status).where(ProviderConnection.id == connection_id)
         )
     assert status == "active"
+
+
+async def test_a_front_door_page_at_claim_time_is_transient_not_already_claimed(bridged):
+    """The Bridge's CDN answering the claim with a web page (403) is not the protocol's 403:
+    the person is told to try again, not that the token may be compromised; the same token
+    then connects."""
+    client = bridged
+    headers = await signed_in(client, f"door-{uuid.uuid4().hex[:6]}")
+    provider_id = await simplefin_provider(client, headers)
+    user, token = await setup_token(client)
+    await fail_next(client, user, "html403")
+    turned_away = await client.post(
+        f"/api/v1/providers/{provider_id}/authorization",
+        headers=headers,
+        json={"setup_token": token},
+    )
+    assert is_problem(turned_away, 502)
+    assert turned_away.json()["transient"] is True
+    assert "web page" in turned_away.json()["detail"]
+    assert "compromised" not in turned_away.json()["detail"]
+    again = await client.post(
+        f"/api/v1/providers/{provider_id}/authorization",
+        headers=headers,
+        json={"setup_token": token},
+    )
+    assert again.status_code == 201, again.text
+    assert again.json()["status"] == "active"

@@ -98,7 +98,15 @@ async def new_setup_token(
 
 @router.post("/claim/{token}")
 async def claim(token: str, request: Request, redis: RedisDep) -> Response:
-    """Once: the access URL. The token is gone on arrival (a second claim is a 403)."""
+    """Once: the access URL. The token is gone on arrival (a second claim is a 403). The
+    front door's page (a failure ``html403``/``html429`` queued for the Bridge user) turns a
+    claim away before it arrives: the token is still there."""
+    waiting = await redis.get(f"{PREFIX}setup:{_digest(token)}")
+    if waiting is not None:
+        waiting = waiting.decode() if isinstance(waiting, bytes) else waiting
+        queued = await redis.lindex(f"{PREFIX}fail:{waiting}", 0)
+        if (queued.decode() if isinstance(queued, bytes) else queued) in ("html403", "html429"):
+            return _front_door(int((await _take_failure(redis, waiting))[4:]))
     user = await redis.getdel(f"{PREFIX}setup:{_digest(token)}")
     if user is None:
         return PlainTextResponse("Forbidden: this token has already been claimed", 403)

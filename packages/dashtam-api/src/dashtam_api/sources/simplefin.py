@@ -199,6 +199,16 @@ async def claim(http: httpx.AsyncClient, setup_token: str, settings: Settings) -
         raise ClaimFailed(
             "upstream", f"{host} did not answer the claim ({description}).", error=error
         ) from None
+    if answer.status_code in (403, 429) and _looks_like_a_page(answer):
+        # The Bridge's front door (a CDN's challenge or rate page) turned the claim away before
+        # it reached the server: not a sign of a token claimed by someone else.
+        raise ClaimFailed(
+            "upstream",
+            f"{host}'s front door turned the claim away with a web page (HTTP "
+            f"{answer.status_code}); it usually lets requests through again later: send the "
+            "same setup token again then.",
+            error=f"http_{answer.status_code}",
+        )
     if answer.status_code == 403:
         raise ClaimFailed(
             "already_claimed",
