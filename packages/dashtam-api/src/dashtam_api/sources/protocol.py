@@ -10,7 +10,10 @@ here, declared rather than discovered:
   ``file``: nothing (accounts fed by imports, never read). The next kinds (a Link-style access
   token, a consent with an end date, an API token) are added here.
 - ``limits``: how far back the first read goes, the longest period one request may ask for, and
-  the requests a day a connection may send (its budget, kept by sync/budget.py).
+  the requests a day a connection may send (its budget, kept by sync/budget.py); with a budget,
+  ``requests_for`` says what a read of given windows takes.
+- ``person_named_servers``: the addresses it reads come from the person, so the sync reads it
+  through the guarded pool.
 - ``read``: the window of data, or a SourceError that says what the failure means for the
   connection (transient, the token refused, or only the person can fix it).
 """
@@ -73,6 +76,15 @@ class Source(Protocol):
     name: str
     kind: Kind
     limits: Limits
+    # Its servers' addresses come from the person (a SimpleFIN access URL, a setup token's
+    # claim URL), not from the operator: it is read through the guarded pool, which checks
+    # each address it connects to as a webhook's (ctx.guarded_http).
+    person_named_servers: bool
+
+    def requests_for(self, windows: Windows) -> int | None:
+        """The requests a read of these windows takes, for a source with a daily budget (the
+        sync starts no read that would not fit); None: not known ahead (no budget kept)."""
+        ...
 
     async def read(
         self,

@@ -26,6 +26,15 @@ name = "schwab"
 kind = Kind.OAUTH2
 
 
+# The operator's institution (its URLs are configuration), read on the shared pool.
+person_named_servers = False
+
+
+def requests_for(windows: Windows) -> None:
+    """No daily budget to keep: not counted ahead."""
+    return None
+
+
 async def read(
     *,
     base_url: str | None,

@@ -56,6 +56,8 @@ kind = Kind.SIMPLEFIN
 # the access. One request may cover at most 60 days of transactions (start-date to end-date);
 # it keeps about 90 days of history.
 limits = Limits(history_days=90, window_days=60, requests_per_day=24)
+# The access URL and the claim URL are the person's: read through the guarded pool.
+person_named_servers = True
 
 WHERE = "the SimpleFIN Bridge"
 FIX_AT_BRIDGE = "fix the connection at the SimpleFIN Bridge (sign in to your bank there again)"

@@ -269,8 +269,7 @@ async def _sync_claimed(
     limits = source.limits
     if claim.gate is not None:
         # A source with a budget says what its read of these windows takes.
-        requests_for = getattr(source, "requests_for", None)
-        wanted = requests_for(windows) if requests_for else 1
+        wanted = source.requests_for(windows) or 1
         if wanted > claim.gate.allowance:
             # Not started: it could not finish within what is left of the day's budget.
             await _release(
@@ -290,8 +289,7 @@ async def _sync_claimed(
     # Every request the read sends is counted (and refused past the budget's allowance).
     allowance = budget.Allowance(claim.gate.allowance if claim.gate else None)
     hooks = {"event_hooks": {"request": [allowance]}}
-    # A server the person named (a SimpleFIN access URL) is reached through the guarded pool.
-    client = ctx.guarded_http if source.kind is Kind.SIMPLEFIN else ctx.http
+    client = ctx.guarded_http if source.person_named_servers else ctx.http
 
     async def read(http, credential: str):
         return await source.read(
