@@ -294,3 +294,12 @@ async def test_an_endless_claim_answer_is_refused_unread():
             await simplefin.claim(http, token("https://bridge.example.com/claim/x"), CAPPED)
     assert (caught.value.reason, caught.value.error) == ("upstream", "invalid_response")
     assert server.sent <= 3  # an access URL is a few hundred bytes: 64 KiB read at most
+
+
+def test_a_pending_with_no_time_is_listed_without_one_not_dated_now():
+    """Dated by the reconciliation when first seen: the same listing reads the same on every
+    read (a time of the read's own would rewrite the row each sync)."""
+    raw = {"id": "P", "posted": 0, "amount": "-1.50", "description": "KIOSK", "pending": True}
+    first = read_of(body([], [{**account("A1", "C1"), "transactions": [raw]}]))
+    (listed,) = first.accounts[0].transactions
+    assert (listed.status, listed.transacted_at, listed.posted_at) == ("pending", None, None)

@@ -556,12 +556,8 @@ def _reading(gathered: _Gathered, until: datetime) -> Reading:
         sure = whole and str(raw.get("conn_id") or "") not in doubtful[0]
         sure = sure and account_id not in doubtful[1]
         window = (gathered.start, until) if sure else (until, until)
-        accounts.append(
-            _account(
-                raw, gathered.transactions[account_id], gathered.holdings[account_id], window,
-                until,
-            )
-        )  # fmt: skip
+        transactions, holdings = gathered.transactions[account_id], gathered.holdings[account_id]
+        accounts.append(_account(raw, transactions, holdings, window))
     return Reading(accounts, notes=tuple(notes), failure=failure, complete=not issues)
 
 
@@ -581,14 +577,14 @@ def _currency(value) -> str:
     return text if len(text) == 3 and text.isalpha() and text.isupper() else "XXX"
 
 
-def _transaction(raw: dict, currency: str, now: datetime) -> TransactionData:
+def _transaction(raw: dict, currency: str) -> TransactionData:
     amount = decimal(raw["amount"], "amount")
     posted = _moment(raw.get("posted"), "posted")
     # Some banks list a pending one with posted 0 and no pending flag.
     pending = bool(raw.get("pending")) or posted is None
+    # A pending one with no time at all is dated by the reconciliation, when first seen
+    # (sync/transactions.py): "now" here would move it on every read.
     made = _moment(raw.get("transacted_at"), "transacted_at")
-    if pending and made is None:
-        made = now  # a pending one with no time at all: seen now
     return TransactionData(
         external_id=str(raw["id"]),
         status="pending" if pending else "posted",
@@ -618,7 +614,7 @@ def _holding(raw: dict) -> Holding:
     )
 
 
-def _account(raw: dict, transactions: list, holdings: list, window, now) -> AccountData:
+def _account(raw: dict, transactions: list, holdings: list, window) -> AccountData:
     try:
         currency = _currency(raw.get("currency"))
         held = tuple(_holding(h) for h in holdings if isinstance(h, dict))
@@ -634,7 +630,7 @@ def _account(raw: dict, transactions: list, holdings: list, window, now) -> Acco
                 available=maybe_decimal(raw.get("available-balance"), "available-balance"),
             ),
             positions=held,
-            transactions=tuple(_transaction(t, currency, now) for t in transactions),
+            transactions=tuple(_transaction(t, currency) for t in transactions),
             window=window,
         )
     except (KeyError, TypeError, AttributeError):
