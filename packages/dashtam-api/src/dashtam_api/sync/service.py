@@ -340,7 +340,7 @@ def _failed(
     failure: SourceError, claim: Claim, trigger: refresh.Trigger, *, per_day: int | None
 ) -> dict:
     """What ``_release`` records of a source's failure. A source with a budget that asked us
-    to wait (``Retry-After``) is not read before then, by the loop or a person."""
+    to wait (``Retry-After``) is not read by the sync loop before then (``hold``)."""
     wait = failure.retry_after if per_day is not None else None
     return {
         "hold": datetime.now(UTC) + timedelta(seconds=wait) if wait else None,
