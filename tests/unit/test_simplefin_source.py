@@ -303,3 +303,18 @@ def test_a_pending_with_no_time_is_listed_without_one_not_dated_now():
     first = read_of(body([], [{**account("A1", "C1"), "transactions": [raw]}]))
     (listed,) = first.accounts[0].transactions
     assert (listed.status, listed.transacted_at, listed.posted_at) == ("pending", None, None)
+
+
+def test_every_broken_bank_is_named_in_the_connections_error():
+    reading = read_of(
+        body(
+            [
+                {"code": "con.auth", "msg": "Sign in again.", "conn_id": "C1"},
+                {"code": "con.auth", "msg": "Sign in again.", "conn_id": "C2"},
+            ],
+            [account("A1", "C1"), account("A2", "C2")],
+        )
+    )
+    assert reading.failure.description == (
+        f"First Bank: Sign in again; Second Bank: Sign in again: {simplefin.FIX_AT_BRIDGE}"
+    )

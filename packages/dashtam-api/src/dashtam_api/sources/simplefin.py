@@ -529,22 +529,29 @@ def _reading(gathered: _Gathered, until: datetime) -> Reading:
     working = [
         raw for raw in gathered.found.values() if str(raw.get("conn_id") or "") not in auth_banks
     ]
-    notes, failure = [], None
+    notes, broken, troubles = [], [], []
     for issue in issues:
         where = gathered.names.get(issue.conn_id or "") or issue.conn_id or issue.account_id
         said = issue.message if not where or where in issue.message else f"{where}: {issue.message}"
-        if issue.auth:
-            if not working:
-                failure = SourceError(
-                    "con.auth", f"{said}: {FIX_AT_BRIDGE}"[:400], transient=False,
-                    needs_person=True,
-                )  # fmt: skip
-            else:
-                notes.append(f"{issue.code}: {said}: {FIX_AT_BRIDGE}")
+        said = said.rstrip(". ")
+        if issue.auth and not working:
+            broken.append(said)
+        elif issue.auth:
+            notes.append(f"{issue.code}: {said}: {FIX_AT_BRIDGE}")
         elif issue.scoped or issue.code in WARNINGS:
             notes.append(f"{issue.code}: {said}")
-        elif failure is None:
-            failure = SourceError(issue.code, said[:400], transient=True)
+        else:
+            troubles.append((issue.code, said))
+    failure = None
+    if broken:
+        failure = SourceError(
+            "con.auth", f"{'; '.join(broken)}: {FIX_AT_BRIDGE}"[:400], transient=False,
+            needs_person=True,
+        )  # fmt: skip
+    elif troubles:
+        failure = SourceError(
+            troubles[0][0], "; ".join(said for _, said in troubles)[:400], transient=True
+        )
     if failure is not None and not gathered.found:
         raise failure
     # An account whose bank or listing had an error (all of them, after an error about the
