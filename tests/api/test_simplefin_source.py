@@ -6,6 +6,7 @@ The test app reaches the look-alike as it would the Bridge, through the guarded 
 host in the access URL is the test client's, ``testserver``.
 """
 
+import asyncio
 import base64
 import logging
 import uuid
@@ -13,14 +14,16 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import delete, select, text, update
 
-from dashtam_api.connections import refresh
+from dashtam_api.connections import refresh, setup_tokens
 from dashtam_api.context import guarded_transport
 from dashtam_api.jobs import loops
+from dashtam_api.sources import simplefin
 from dashtam_api.webhooks.targets import RefusedTarget
 from dashtam_core.vault import token_context
 from dashtam_models import (
+    Provider,
     ProviderAuditLog,
     ProviderConnection,
     ProviderToken,
@@ -249,7 +252,12 @@ async def test_a_setup_token_is_for_simplefin_only_and_simplefin_needs_one(clien
     assert "setup token" in bare.json()["detail"]
 
 
-async def test_con_auth_turns_the_connection_error_with_a_webhook(bridged, session):
+async def test_con_auth_of_one_bank_is_noted_and_of_every_bank_turns_the_connection_error(
+    bridged, session
+):
+    """v2's errlist entries name the Bridge connection (bank) they are about: one bank needing
+    a new sign-in leaves the others' accounts synced and the connection active, its message on
+    the run and the connection; every bank needing one is the connection's error."""
     client = bridged
     headers, provider_id, user = await connected(client)
     hook = await client.post(
@@ -258,7 +266,46 @@ async def test_con_auth_turns_the_connection_error_with_a_webhook(bridged, sessi
         json={"url": "https://hooks.example.com/in", "events": ["connection.error"]},
     )
     assert hook.status_code == 201, hook.text
-    await fail_next(client, user, "con.auth")
+    assert (await sync(client, headers, provider_id)).status_code == 200
+    accounts = (
+        await client.get(f"/api/v1/providers/{provider_id}/accounts", headers=headers)
+    ).json()["items"]
+    by_name = {a["name"]: a for a in accounts}
+    checking = by_name["Everyday Checking"]
+    pending_before = {
+        t["id"]
+        for t in await transactions_of(client, headers, checking["id"])
+        if t["status"] == "pending"
+    }
+    assert len(pending_before) == 3
+
+    await fail_next(client, user, "con.auth")  # the credit union only
+    one = await sync(client, headers, provider_id)
+    assert one.status_code == 200, one.text
+    assert (one.json()["accounts"], one.json()["positions"]) == (3, 2)
+    status = (
+        await client.get(f"/api/v1/providers/{provider_id}/authorization", headers=headers)
+    ).json()
+    assert (status["status"], status["action"], status["error"]) == ("active", None, None)
+    assert "Sandbox Credit Union" in status["sync_error"]
+    assert "fix the connection at the SimpleFIN Bridge" in status["sync_error"]
+    assert "Brokerage" not in status["sync_error"]
+    runs = (await client.get(f"/api/v1/providers/{provider_id}/sync-runs", headers=headers)).json()[
+        "items"
+    ]
+    assert runs[0]["status"] == "succeeded"
+    assert runs[0]["error"]["code"] == "con.auth"
+    assert "Sandbox Credit Union" in runs[0]["error"]["detail"]
+    # The broken bank's accounts were listed with nothing new: none of their pendings is
+    # taken for cancelled, and none is closed.
+    after = await transactions_of(client, headers, checking["id"])
+    assert {t["id"] for t in after if t["status"] == "pending"} == pending_before
+    listed = (
+        await client.get(f"/api/v1/providers/{provider_id}/accounts", headers=headers)
+    ).json()["items"]
+    assert {a["name"] for a in listed} == set(by_name)
+
+    await fail_next(client, user, "con.auth.all")  # every bank
     answer = await sync(client, headers, provider_id)
     assert is_problem(answer, 502)
     assert "SimpleFIN Bridge" in answer.json()["detail"]
@@ -578,7 +625,7 @@ async def test_reconnecting_with_a_new_setup_token_mends_the_error_and_starts_a_
 ):
     client = bridged
     headers, provider_id, user = await connected(client)
-    await fail_next(client, user, "con.auth")
+    await fail_next(client, user, "con.auth.all")
     assert (await sync(client, headers, provider_id)).status_code == 502
     connection_id = await session.scalar(
         select(ProviderConnection.id).where(
@@ -625,3 +672,206 @@ async def test_the_guarded_pool_refuses_what_a_webhook_could_not_reach(app, test
                 await http.get("https://localhost:9/simplefin/accounts")
     finally:
         await allowed.aclose()
+
+
+async def _budget_of(session, provider_id) -> list[datetime]:
+    return await session.scalar(
+        select(ProviderConnection.budget_requests)
+        .join(Provider, Provider.id == ProviderConnection.provider_id)
+        .where(Provider.id == uuid.UUID(provider_id))
+        .execution_options(populate_existing=True)
+    )
+
+
+async def test_a_nul_in_the_bridges_text_is_taken_out_and_the_requests_are_counted(
+    bridged, session
+):
+    """JSON carries NUL (\\u0000) and PostgreSQL's text refuses it: it is taken out of what
+    the Bridge says, as the file readers do; the sync is written and its requests counted."""
+    client = bridged
+    headers, provider_id, user = await connected(client)
+    await fail_next(client, user, "nul")
+    answer = await sync(client, headers, provider_id)
+    assert answer.status_code == 200, answer.text
+    accounts = (
+        await client.get(f"/api/v1/providers/{provider_id}/accounts", headers=headers)
+    ).json()["items"]
+    assert "Everyday Checking" in {a["name"] for a in accounts}
+    checking = next(a for a in accounts if a["name"] == "Everyday Checking")
+    listed = await transactions_of(client, headers, checking["id"])
+    assert any(t["description"].endswith("(memo)") for t in listed)
+    assert not any("\x00" in t["description"] for t in listed)
+    assert len(await _budget_of(session, provider_id)) == 2
+
+
+@pytest.mark.commits
+async def test_the_requests_are_counted_even_when_the_write_fails(
+    bridged, app, session, connection
+):
+    """Whatever refuses the write (here a trigger standing for a value the database cannot
+    take), the requests the read sent are already counted: the loop's next try waits for the
+    budget instead of reading again every round. (Committed: a statement failing inside the
+    test's one transaction would end it.)"""
+    client = bridged
+    headers, provider_id, _ = await connected(client)
+    await session.execute(
+        text(
+            "CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+        )
+    )
+    await session.execute(
+        text(
+            "CREATE TRIGGER refuse BEFORE INSERT ON balance_snapshots "
+            "FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse()"
+        )
+    )
+    await session.commit()
+    try:
+        failed = await sync(client, headers, provider_id)
+        # The claim is given back in the background (on the test's one connection): let it.
+        for _ in range(100):
+            if not app.state.ctx._when_back:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await session.execute(text("DROP TRIGGER refuse ON balance_snapshots"))
+        await session.commit()
+    assert failed.status_code == 500
+    assert (await client.get(f"/api/v1/providers/{provider_id}/accounts", headers=headers)).json()[
+        "items"
+    ] == []
+    spent = await _budget_of(session, provider_id)
+    assert len(spent) == 2
+    held = await session.scalar(
+        select(ProviderConnection.budget_next_at)
+        .join(Provider, Provider.id == ProviderConnection.provider_id)
+        .where(Provider.id == uuid.UUID(provider_id))
+    )
+    assert held is not None
+    assert held > datetime.now(UTC) + timedelta(minutes=50)
+
+
+async def test_the_bridges_5xx_or_429_is_not_asked_again_and_retry_after_holds_the_loop(
+    bridged, session
+):
+    """Each request is one of 24 a day: a 5xx or 429 is not retried within the sync (the
+    next sync the budget allows is the retry), and a Retry-After pushes that sync back."""
+    client = bridged
+    headers, provider_id, user = await connected(client)
+    await fail_next(client, user, "503")
+    answer = await sync(client, headers, provider_id)
+    assert is_problem(answer, 502)
+    assert answer.json()["transient"] is True
+    assert (await bridge_stats(client, user))["requests"] == 1
+    assert len(await _budget_of(session, provider_id)) == 1
+    await fail_next(client, user, "429")
+    assert is_problem(await sync(client, headers, provider_id), 502)
+    assert (await bridge_stats(client, user))["requests"] == 2
+    held = await session.scalar(
+        select(ProviderConnection.budget_next_at)
+        .join(Provider, Provider.id == ProviderConnection.provider_id)
+        .where(Provider.id == uuid.UUID(provider_id))
+        .execution_options(populate_existing=True)
+    )
+    assert held >= datetime.now(UTC) + timedelta(hours=1, minutes=59)
+
+
+async def test_an_account_read_before_without_transactions_is_not_read_from_the_start(
+    bridged, session
+):
+    """Accounts synced once that hold no transaction (a quiet savings account, holdings only)
+    read from their last sync: one request, not the first sync's walk back (two, where the
+    budget counted one)."""
+    client = bridged
+    headers, provider_id, user = await connected(client)
+    assert (await sync(client, headers, provider_id)).status_code == 200
+    assert (await bridge_stats(client, user))["requests"] == 2
+    accounts = (
+        await client.get(f"/api/v1/providers/{provider_id}/accounts", headers=headers)
+    ).json()["items"]
+    await session.execute(
+        delete(Transaction).where(
+            Transaction.account_id.in_([uuid.UUID(a["id"]) for a in accounts])
+        )
+    )
+    assert (await sync(client, headers, provider_id)).status_code == 200
+    assert (await bridge_stats(client, user))["requests"] == 3
+
+
+@pytest.mark.commits
+async def test_a_failed_claim_leaves_a_connection_made_active_meanwhile_active(
+    app, client, connection, engine
+):
+    """A setup token sent twice at once: the first request's claim makes the connection
+    active while the second's failure (already claimed) is being recorded. Committed, with a
+    second connection of the test's own standing for the first request, its row lock held."""
+    headers = await signed_in(client, f"double-{uuid.uuid4().hex[:6]}")
+    provider_id = uuid.UUID(await simplefin_provider(client, headers))
+    async with engine.connect() as other:
+        connection_id, user_id = (
+            await other.execute(
+                select(ProviderConnection.id, Provider.user_id)
+                .join(Provider, Provider.id == ProviderConnection.provider_id)
+                .where(Provider.id == provider_id)
+            )
+        ).one()
+    async with engine.connect() as first, engine.connect() as watcher:
+        made_active = await first.begin()
+        await first.execute(
+            update(ProviderConnection)
+            .where(ProviderConnection.id == connection_id)
+            .values(status="active", error_message=None)
+        )
+        claimed = simplefin.ClaimFailed("already_claimed", "This setup token was already claimed")
+        failing = asyncio.create_task(
+            setup_tokens._record_failure(
+                app.state.ctx,
+                connection_id,
+                claimed,
+                {"user_id": user_id, "provider_id": provider_id, "connection_id": connection_id},
+            )
+        )
+        for _ in range(250):  # until the failure's write waits for the first request's lock
+            waiting = await watcher.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+            )
+            if waiting or failing.done():
+                break
+            await asyncio.sleep(0.02)
+        await made_active.commit()
+        await failing
+        status = await watcher.scalar(
+            select(ProviderConnection.status).where(ProviderConnection.id == connection_id)
+        )
+    assert status == "active"
+
+
+async def test_a_front_door_page_at_claim_time_is_transient_not_already_claimed(bridged):
+    """The Bridge's CDN answering the claim with a web page (403) is not the protocol's 403:
+    the person is told to try again, not that the token may be compromised; the same token
+    then connects."""
+    client = bridged
+    headers = await signed_in(client, f"door-{uuid.uuid4().hex[:6]}")
+    provider_id = await simplefin_provider(client, headers)
+    user, token = await setup_token(client)
+    await fail_next(client, user, "html403")
+    turned_away = await client.post(
+        f"/api/v1/providers/{provider_id}/authorization",
+        headers=headers,
+        json={"setup_token": token},
+    )
+    assert is_problem(turned_away, 502)
+    assert turned_away.json()["transient"] is True
+    assert "web page" in turned_away.json()["detail"]
+    assert "compromised" not in turned_away.json()["detail"]
+    again = await client.post(
+        f"/api/v1/providers/{provider_id}/authorization",
+        headers=headers,
+        json={"setup_token": token},
+    )
+    assert again.status_code == 201, again.text
+    assert again.json()["status"] == "active"

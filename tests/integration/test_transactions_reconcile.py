@@ -361,3 +361,20 @@ async def test_any_listings_converge_to_one_row_per_real_transaction(session, ac
         assert sorted(r.external_id for r in found) == sorted(t.external_id for t in final)
     finally:
         await savepoint.rollback()
+
+
+async def test_a_pending_with_no_time_keeps_the_date_it_was_first_seen(session, account):
+    """SimpleFIN lists some pendings with posted 0 and no transacted_at: dated when first
+    seen (the read's end), not moved by every later read (rewritten, counted modified, a
+    webhook each time); written again for another reason, it keeps that date."""
+    timeless = replace(card("P-1", "-9.99", 0), transacted_at=None)
+    assert (await sync(session, account, timeless)).added == 1
+    later = (NOW - timedelta(days=29), NOW + timedelta(hours=5))
+    assert await sync(session, account, timeless, window=later) == Counts()
+    changed = replace(timeless, description="BLUE BOTTLE COFFEE 0423")
+    assert (await sync(session, account, changed, window=later)).modified == 1
+    (row,) = (
+        await session.scalars(select(Transaction).execution_options(populate_existing=True))
+    ).all()
+    assert row.occurred_at == NOW
+    assert row.status == "pending"

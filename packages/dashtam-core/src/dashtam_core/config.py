@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     EMAIL_VERIFICATION_HOURS: int = Field(default=48, ge=1, le=24 * 30)
     # A SimpleFIN setup token can be claimed once, within this long of its making.
     SIMPLEFIN_SETUP_TOKEN_MINUTES: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    # The longest answer read from a SimpleFIN server (a person's Bridge, or any server their
+    # setup token names): a year of a busy person's accounts is a few MB. Past it the read
+    # stops and fails; no more is ever held in memory.
+    SIMPLEFIN_MAX_ANSWER_BYTES: int = Field(default=32 * 1024 * 1024, ge=1024, le=1024**3)
     # A password reset link works once, for this long.
     PASSWORD_RESET_MINUTES: int = Field(default=30, ge=5, le=24 * 60)
     # With a second factor on, a password opens a challenge this long, for this many codes.

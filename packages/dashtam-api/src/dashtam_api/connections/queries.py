@@ -4,7 +4,7 @@ connection's row lock, connections/refresh.py)."""
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_models import ConnectionStatus, Provider, ProviderConnection, ProviderToken, SyncRun
@@ -15,6 +15,22 @@ async def connection_by_id(
 ) -> ProviderConnection | None:
     """The connection, by its id."""
     return await session.get(ProviderConnection, connection_id)
+
+
+async def error_unless_active(
+    session: AsyncSession, *, connection_id: uuid.UUID, message: str
+) -> None:
+    """The connection turns ``error`` with ``message``, unless it is ``active`` when the row is
+    written (one another request made active meanwhile stays so)."""
+    await session.execute(
+        update(ProviderConnection)
+        .where(
+            ProviderConnection.id == connection_id,
+            ProviderConnection.status != ConnectionStatus.ACTIVE.value,
+        )
+        .values(status=ConnectionStatus.ERROR.value, error_message=message)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def lock_connection(session: AsyncSession, *, connection: ProviderConnection) -> None:

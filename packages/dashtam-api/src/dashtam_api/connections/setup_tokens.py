@@ -21,7 +21,7 @@ from dashtam_api.sources import simplefin
 from dashtam_api.sources.protocol import Kind
 from dashtam_api.sync import budget
 from dashtam_api.unit_of_work import end_read
-from dashtam_models import ConnectionStatus, User
+from dashtam_models import User
 
 
 def refuse_setup_token(kind: Kind) -> None:
@@ -109,17 +109,17 @@ async def connect(
 async def _record_failure(
     ctx: AppContext, connection_id: uuid.UUID, exc: simplefin.ClaimFailed, where: dict
 ) -> None:
-    """Kept whatever the request does next (its own transaction): a connection never active
-    turns ``error`` when the server failed it, and the audit row says why."""
+    """Kept whatever the request does next (its own transaction): a connection not active
+    turns ``error`` when the server failed it, and the audit row says why. Whether it is
+    active is asked by the UPDATE itself: a setup token sent twice at once (a double click),
+    the first claim's request may make it active between a read here and this write."""
     reason = {"error": exc.error[:100], "error_description": exc.message[:300]}
     async with ctx.sessions() as failure:
-        connection = await queries.connection_by_id(failure, connection_id=connection_id)
-        if (
-            connection is not None
-            and connection.status != ConnectionStatus.ACTIVE
-            and exc.reason in ("already_claimed", "upstream")
-        ):
-            connection.status = ConnectionStatus.ERROR.value
-            connection.error_message = f"{reason['error']}: {reason['error_description']}"[:500]
+        if exc.reason in ("already_claimed", "upstream"):
+            await queries.error_unless_active(
+                failure,
+                connection_id=connection_id,
+                message=f"{reason['error']}: {reason['error_description']}"[:500],
+            )
         await audit.record(session=failure, action="authorization_failed", details=reason, **where)
         await failure.commit()

@@ -16,9 +16,13 @@ lives in Valkey, per Bridge user (one per setup token made here).
   WINDOW_DAYS, with a warning in ``errlist`` (what the Bridge does is not documented; a
   client asking for more than it allows gets less than it asked for, here said so).
 - ``POST /sandbox/simplefin/_control/{user}/fail``: the next reads fail as the Bridge's do:
-  ``con.auth`` (a bank wants a new sign-in: errlist, data still served), ``gen.`` (errlist, a
-  server trouble), ``402`` (subscription lapsed), ``html403`` / ``html429`` (the front door's
-  web page), ``revoked`` (the person disabled the access: 403 from then on).
+  ``con.auth`` (the credit union wants a new sign-in: an errlist entry with its ``conn_id``;
+  the other bank's data still served, the credit union's accounts listed with their balances
+  and no transactions), ``con.auth.all`` (both banks so), ``gen.`` (errlist, no scope, a
+  server trouble), ``402`` (subscription lapsed), ``503`` (a server trouble),
+  ``429`` (too many requests: ``Retry-After`` two hours), ``html403`` / ``html429`` (the front door's
+  web page), ``revoked`` (the person disabled the access: 403 from then on), ``nul`` (the
+  descriptions and names hold a NUL character, as some banks' do).
 - ``GET /sandbox/simplefin/_control/{user}``: requests and claims seen, and ``peak``, the most
   requests any 24 hours held, for tests to count; ``POST .../_control/{user}/clock`` moves the
   quota's clock on (a test's day passes in seconds).
@@ -53,7 +57,9 @@ DAILY_QUOTA = 24
 DISABLED_AFTER = 30
 WINDOW_DAYS = 60
 DAY_SECONDS = 24 * 3600
-FAILURES = ("con.auth", "gen.", "402", "html403", "html429", "revoked")
+FAILURES = (
+    "con.auth", "con.auth.all", "gen.", "402", "503", "429", "html403", "html429", "revoked", "nul"
+)  # fmt: skip
 
 
 def _digest(text: str) -> str:
@@ -92,7 +98,15 @@ async def new_setup_token(
 
 @router.post("/claim/{token}")
 async def claim(token: str, request: Request, redis: RedisDep) -> Response:
-    """Once: the access URL. The token is gone on arrival (a second claim is a 403)."""
+    """Once: the access URL. The token is gone on arrival (a second claim is a 403). The
+    front door's page (a failure ``html403``/``html429`` queued for the Bridge user) turns a
+    claim away before it arrives: the token is still there."""
+    waiting = await redis.get(f"{PREFIX}setup:{_digest(token)}")
+    if waiting is not None:
+        waiting = waiting.decode() if isinstance(waiting, bytes) else waiting
+        queued = await redis.lindex(f"{PREFIX}fail:{waiting}", 0)
+        if (queued.decode() if isinstance(queued, bytes) else queued) in ("html403", "html429"):
+            return _front_door(int((await _take_failure(redis, waiting))[4:]))
     user = await redis.getdel(f"{PREFIX}setup:{_digest(token)}")
     if user is None:
         return PlainTextResponse("Forbidden: this token has already been claimed", 403)
@@ -186,6 +200,10 @@ async def accounts(
     failure = await _take_failure(redis, user)
     if failure == "402":
         return PlainTextResponse("Payment Required: your SimpleFIN Bridge subscription lapsed", 402)
+    if failure == "503":
+        return PlainTextResponse("Service Unavailable", 503)
+    if failure == "429":
+        return PlainTextResponse("Too Many Requests", 429, headers={"Retry-After": "7200"})
     if failure in ("html403", "html429"):
         return _front_door(int(failure[4:]))
     if failure == "revoked":
@@ -208,14 +226,26 @@ async def accounts(
             {"code": "gen.quota", "msg": f"More than {DAILY_QUOTA} requests in 24 hours: this "
              "access will be disabled if it continues."}
         )  # fmt: skip
-    if failure == "con.auth":
+    broken = {"con.auth": ("CON-CU",), "con.auth.all": ("CON-CU", "CON-BRK")}.get(failure, ())
+    for conn_id in broken:
+        name = next(c["name"] for c in data.CONNECTIONS if c["conn_id"] == conn_id)
         errlist.append(
-            {"code": "con.auth", "conn_id": "CON-CU",
-             "msg": "Sandbox Credit Union: the bank asks you to sign in again."}
+            {"code": "con.auth", "conn_id": conn_id,
+             "msg": f"{name}: the bank asks you to sign in again."}
         )  # fmt: skip
-    elif failure == "gen.":
+    if failure == "gen.":
         errlist.append({"code": "gen.", "msg": "The Bridge had trouble; try again later."})
     document = _account_set(state, start, end, bool(pending))
+    for account in document["accounts"]:
+        if account["conn_id"] in broken:
+            # The Bridge still lists a broken connection's accounts (their last balances), with
+            # nothing new: it could not read the bank.
+            account["transactions"] = []
+    if failure == "nul":  # a bank's text holding NUL, which JSON carries as \u0000
+        for account in document["accounts"]:
+            account["name"] += "\x00"
+            for t in account["transactions"]:
+                t["description"] = f"{t['description']}\x00(memo)"
     document["errlist"] = errlist
     document["errors"] = [e["msg"] for e in errlist]
     if end >= now - DAY_SECONDS:  # the newest window of a sync: the next read is a new step
@@ -259,7 +289,7 @@ def _account_set(state: dict, start: int, end: int, pending: bool) -> dict:
 
 
 class Failure(BaseModel):
-    kind: Literal["con.auth", "gen.", "402", "html403", "html429", "revoked"]
+    kind: Literal[FAILURES]
     times: int = Field(default=1, ge=1, le=1000)
 
 

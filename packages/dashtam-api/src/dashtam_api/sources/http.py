@@ -16,18 +16,15 @@ from dashtam_core.config import Settings
 
 
 class DataAPI:
-    """An institution's data API as one account holder sees it. ``requests`` counts the calls
-    sent (retries included), for sources whose budget is counted in requests."""
+    """An institution's data API as one account holder sees it."""
 
     def __init__(self, http: httpx.AsyncClient, access_token: str, settings: Settings):
         self.http = http
         self.access_token = access_token
         self.settings = settings
-        self.requests = 0
 
     async def get_json(self, url: str, **params):
         def send():
-            self.requests += 1
             return self.http.get(
                 url,
                 params=params or None,

@@ -10,7 +10,10 @@ here, declared rather than discovered:
   ``file``: nothing (accounts fed by imports, never read). The next kinds (a Link-style access
   token, a consent with an end date, an API token) are added here.
 - ``limits``: how far back the first read goes, the longest period one request may ask for, and
-  the requests a day a connection may send (its budget, kept by sync/budget.py).
+  the requests a day a connection may send (its budget, kept by sync/budget.py); with a budget,
+  ``requests_for`` says what a read of given windows takes.
+- ``person_named_servers``: the addresses it reads come from the person, so the sync reads it
+  through the guarded pool.
 - ``read``: the window of data, or a SourceError that says what the failure means for the
   connection (transient, the token refused, or only the person can fix it).
 """
@@ -21,7 +24,7 @@ from typing import Protocol
 
 import httpx
 
-from dashtam_api.sources.shapes import AccountData, Windows
+from dashtam_api.sources.shapes import AccountData, SourceError, Windows
 from dashtam_core.config import Settings
 
 
@@ -51,16 +54,37 @@ class Limits:
 
 @dataclass
 class Reading:
-    """What one read found, and the requests it took (counted against a budget)."""
+    """What one read found. The requests it took are counted by the sync's HTTP client
+    (sync/budget.Allowance), not by the source.
+
+    - ``notes``: what the source said is wrong in part of it, the rest being good (one bank of
+      several at the SimpleFIN Bridge needing a new sign-in): recorded on the sync run and the
+      connection's ``sync_error``; the sync succeeds.
+    - ``failure``: the sync fails so (as if the read had raised it), after the accounts that
+      came are written: data already paid for (a request of a daily budget) is not thrown
+      away.
+    - ``complete``: every account the credential sees was listed (False: one missing from
+      ``accounts`` is not closed)."""
 
     accounts: list[AccountData]
-    requests: int
+    notes: tuple[str, ...] = ()
+    failure: SourceError | None = None
+    complete: bool = True
 
 
 class Source(Protocol):
     name: str
     kind: Kind
     limits: Limits
+    # Its servers' addresses come from the person (a SimpleFIN access URL, a setup token's
+    # claim URL), not from the operator: it is read through the guarded pool, which checks
+    # each address it connects to as a webhook's (ctx.guarded_http).
+    person_named_servers: bool
+
+    def requests_for(self, windows: Windows) -> int | None:
+        """The requests a read of these windows takes, for a source with a daily budget (the
+        sync starts no read that would not fit); None: not known ahead (no budget kept)."""
+        ...
 
     async def read(
         self,

@@ -28,6 +28,15 @@ kind = Kind.OAUTH2
 limits = Limits(history_days=120)
 
 
+# The operator's institution (its URLs are configuration), read on the shared pool.
+person_named_servers = False
+
+
+def requests_for(windows: Windows) -> None:
+    """No daily budget to keep: not counted ahead."""
+    return None
+
+
 async def read(
     *,
     base_url: str | None,
@@ -37,7 +46,7 @@ async def read(
     windows: Windows,
 ) -> Reading:
     api = DataAPI(http, credential, settings)
-    return Reading(await _accounts(api, base_url, windows), api.requests)
+    return Reading(await _accounts(api, base_url, windows))
 
 
 def _sandbox_transaction(raw: dict) -> TransactionData:

@@ -26,6 +26,15 @@ name = "schwab"
 kind = Kind.OAUTH2
 
 
+# The operator's institution (its URLs are configuration), read on the shared pool.
+person_named_servers = False
+
+
+def requests_for(windows: Windows) -> None:
+    """No daily budget to keep: not counted ahead."""
+    return None
+
+
 async def read(
     *,
     base_url: str | None,
@@ -35,7 +44,7 @@ async def read(
     windows: Windows,
 ) -> Reading:
     api = DataAPI(http, credential, settings)
-    return Reading(await _accounts(api, base_url, windows), api.requests)
+    return Reading(await _accounts(api, base_url, windows))
 
 
 # Schwab's asset types, as Dashtam names them.

@@ -55,7 +55,9 @@ class TransactionData:
     fees: Decimal | None = None
 
     @property
-    def occurred_at(self) -> datetime:
+    def occurred_at(self) -> datetime | None:
+        """When it happened; None only for a pending one listed with no time at all, which
+        the reconciliation dates when first seen (sync/transactions.py)."""
         return self.posted_at or self.transacted_at
 
 

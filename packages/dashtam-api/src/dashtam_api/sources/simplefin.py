@@ -25,7 +25,7 @@ import base64
 import binascii
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -56,13 +56,46 @@ kind = Kind.SIMPLEFIN
 # the access. One request may cover at most 60 days of transactions (start-date to end-date);
 # it keeps about 90 days of history.
 limits = Limits(history_days=90, window_days=60, requests_per_day=24)
+# The access URL and the claim URL are the person's: read through the guarded pool.
+person_named_servers = True
 
 WHERE = "the SimpleFIN Bridge"
 FIX_AT_BRIDGE = "fix the connection at the SimpleFIN Bridge (sign in to your bank there again)"
 # v1's errors are free text: these words in one mean the bank wants the person to sign in again.
 V1_AUTH_WORDS = ("authenticat", "credential", "password", "sign in", "log in", "login", "reauth")
-# The longest answer read (a year of a busy person's accounts is a few MB).
-MAX_ANSWER_BYTES = 50 * 1024 * 1024
+# The longest claim answer read (an access URL: a few hundred bytes).
+MAX_CLAIM_BYTES = 64 * 1024
+
+
+class TooLong(Exception):
+    """An answer longer than what is read of one."""
+
+
+async def _bounded(
+    http: httpx.AsyncClient, request: httpx.Request, limit: int, auth=None
+) -> httpx.Response:
+    """The answer to ``request``, its body read as it streams in (decoded) and never more than
+    ``limit`` bytes of it held (TooLong past that): the server is one a person named."""
+    answer = await http.send(request, stream=True, **({"auth": auth} if auth else {}))
+    try:
+        declared = answer.headers.get("content-length", "")
+        if (
+            declared.isdigit()
+            and int(declared) > limit
+            and "content-encoding" not in answer.headers
+        ):
+            raise TooLong
+        body = bytearray()
+        async for chunk in answer.aiter_bytes():
+            body += chunk
+            if len(body) > limit:
+                raise TooLong
+    finally:
+        await answer.aclose()
+    headers = [
+        (k, v) for k, v in answer.headers.items() if k not in ("content-encoding", "content-length")
+    ]
+    return httpx.Response(answer.status_code, headers=headers, content=bytes(body), request=request)
 
 
 class ClaimFailed(Exception):
@@ -152,7 +185,13 @@ async def claim(http: httpx.AsyncClient, setup_token: str, settings: Settings) -
         # Once, and not even again when it provably never left (upstream.once would): a claim
         # is spent the moment the server reads it, and a retry's log line would name the
         # claim URL's path, which is the unspent token. The person pastes it again.
-        answer = await http.post(url, headers={"Content-Length": "0"})
+        request = http.build_request("POST", url, headers={"Content-Length": "0"})
+        answer = await _bounded(http, request, MAX_CLAIM_BYTES)
+    except TooLong:
+        raise ClaimFailed(
+            "upstream", f"{host} answered the claim with more than an access URL.",
+            error=upstream.INVALID_RESPONSE,
+        ) from None  # fmt: skip
     except RefusedTarget as exc:
         raise ClaimFailed(
             "refused_target", f"The setup token's claim URL is refused: {exc}."
@@ -162,6 +201,16 @@ async def claim(http: httpx.AsyncClient, setup_token: str, settings: Settings) -
         raise ClaimFailed(
             "upstream", f"{host} did not answer the claim ({description}).", error=error
         ) from None
+    if answer.status_code in (403, 429) and _looks_like_a_page(answer):
+        # The Bridge's front door (a CDN's challenge or rate page) turned the claim away before
+        # it reached the server: not a sign of a token claimed by someone else.
+        raise ClaimFailed(
+            "upstream",
+            f"{host}'s front door turned the claim away with a web page (HTTP "
+            f"{answer.status_code}); it usually lets requests through again later: send the "
+            "same setup token again then.",
+            error=f"http_{answer.status_code}",
+        )
     if answer.status_code == 403:
         raise ClaimFailed(
             "already_claimed",
@@ -200,14 +249,13 @@ async def read(
             transient=False, needs_person=True,
         ) from None  # fmt: skip
     reader = _Reader(http, access, settings)
-    accounts = await _read_windows(reader, windows)
-    return Reading(accounts, reader.requests)
+    gathered = await _read_windows(reader, windows)
+    return _reading(gathered, windows.until)
 
 
 class _Reader:
     def __init__(self, http: httpx.AsyncClient, access: Access, settings: Settings):
         self.http, self.access, self.settings = http, access, settings
-        self.requests = 0
 
     async def accounts(self, start: datetime, end: datetime) -> dict:
         """One Account Set for [start, end), pending ones included."""
@@ -218,17 +266,27 @@ class _Reader:
             "version": 2,
         }
 
-        def send():
-            self.requests += 1
-            return self.http.get(
-                f"{self.access.root}/accounts",
-                params=params,
-                auth=(self.access.username, self.access.password),
-                headers={"Accept": "application/json"},
-            )
-
+        request = self.http.build_request(
+            "GET",
+            f"{self.access.root}/accounts",
+            params=params,
+            headers={"Accept": "application/json"},
+        )
+        limit = self.settings.SIMPLEFIN_MAX_ANSWER_BYTES
         try:
-            answer = await upstream.idempotent(self.settings, send)
+            # Sent once: every request is one of the day's budget, and the Bridge's 429 or 5xx
+            # asked again at once is one more spent on the same trouble. The next sync the
+            # budget allows is the retry.
+            answer = await _bounded(
+                self.http, request, limit, auth=(self.access.username, self.access.password)
+            )
+        except TooLong:
+            raise SourceError(
+                upstream.INVALID_RESPONSE,
+                f"{self.access.host}'s answer is longer than {limit} bytes "
+                "(SIMPLEFIN_MAX_ANSWER_BYTES); it was not read",
+                transient=False,
+            ) from None
         except RefusedTarget as exc:
             raise SourceError(
                 "refused_target", f"{exc}: reconnect with a setup token of a public server",
@@ -287,10 +345,6 @@ def _document(answer: httpx.Response, host: str) -> dict:
             error, f"{host} answered HTTP {status}", transient=transient,
             retry_after=_retry_after(answer),
         )  # fmt: skip
-    if len(answer.content) > MAX_ANSWER_BYTES:
-        raise SourceError(
-            upstream.INVALID_RESPONSE, f"{host}'s answer is too long", transient=False
-        )
     try:
         document = json.loads(answer.content, parse_float=Decimal)
     except ValueError:
@@ -302,35 +356,72 @@ def _document(answer: httpx.Response, host: str) -> dict:
         ) from None
     if not isinstance(document, dict):
         raise shape_error("the Account Set")
-    _raise_errors(document)
+    if b"\\u0000" in answer.content:
+        # JSON may hold NUL (as \u0000); no text Dashtam stores may (PostgreSQL's text cannot).
+        document = _without_nul(document)
     return document
 
 
-def _raise_errors(document: dict) -> None:
-    """v2's ``errlist`` (codes), else v1's ``errors`` (strings): con.auth only the person can
-    fix (at the Bridge); anything else is tried again later."""
-    errlist = document.get("errlist")
-    if isinstance(errlist, list) and errlist:
-        entries = [e for e in errlist if isinstance(e, dict)]
-        messages = "; ".join(str(e.get("msg") or e.get("code") or "an error") for e in entries)
-        codes = [str(e.get("code") or "") for e in entries]
-        if any(c.startswith("con.auth") for c in codes):
-            raise SourceError(
-                "con.auth", f"{messages[:300]}: {FIX_AT_BRIDGE}",
-                transient=False, needs_person=True,
-            )  # fmt: skip
-        if entries:
-            code = next((c for c in codes if c), "gen.")
-            raise SourceError(code[:50], messages[:400], transient=True)
-    errors = document.get("errors")
-    if isinstance(errors, list) and errors:
-        messages = "; ".join(str(e) for e in errors)
-        if any(word in messages.lower() for word in V1_AUTH_WORDS):
-            raise SourceError(
-                "con.auth", f"{messages[:300]}: {FIX_AT_BRIDGE}",
-                transient=False, needs_person=True,
-            )  # fmt: skip
-        raise SourceError("gen.", messages[:400], transient=True)
+def _without_nul(value):
+    """The document with NUL taken out of every string in it (keys too)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One error an answer lists: a v2 ``errlist`` entry (a code, its message, and the
+    connection or account it is about, when it is about one), or a v1 ``errors`` string (no
+    scope; a code from what it says)."""
+
+    code: str
+    message: str
+    conn_id: str | None = None
+    account_id: str | None = None
+
+    @property
+    def scoped(self) -> bool:
+        return bool(self.conn_id or self.account_id)
+
+    @property
+    def auth(self) -> bool:
+        return self.code.startswith("con.auth")
+
+
+def _issues(document: dict) -> list[Issue]:
+    """v2's ``errlist``; v2 answers' ``errors`` strings it does not hold (where the Bridge puts
+    its quota warnings) as warnings; v1's ``errors`` (free text: words of signing in are
+    ``con.auth``, anything else ``gen.``)."""
+    errlist, errors = document.get("errlist"), document.get("errors")
+    strings = [str(e)[:300] for e in errors] if isinstance(errors, list) else []
+    if not isinstance(errlist, list):
+        return [
+            Issue("con.auth" if any(w in e.lower() for w in V1_AUTH_WORDS) else "gen.", e)
+            for e in strings
+        ]
+    found = [
+        Issue(
+            code=str(e.get("code") or "gen.")[:50],
+            message=str(e.get("msg") or e.get("message") or e.get("code") or "an error")[:300],
+            conn_id=str(e["conn_id"]) if e.get("conn_id") else None,
+            account_id=str(e["account_id"]) if e.get("account_id") else None,
+        )
+        for e in errlist
+        if isinstance(e, dict)
+    ]
+    said = {i.message for i in found}
+    return found + [Issue(WARNING, e) for e in strings if e not in said]
+
+
+# What a server only warns of, its data still whole: the Bridge's quota warning (v2 answers
+# carry it in the deprecated ``errors``), the look-alike's range and quota codes.
+WARNING = "gen.warning"
+WARNINGS = frozenset({WARNING, "gen.quota", "gen.range"})
 
 
 def start_of(windows: Windows) -> datetime:
@@ -352,50 +443,129 @@ def requests_for(windows: Windows) -> int:
     return max(math.ceil(days / limits.window_days), 1)
 
 
-async def _read_windows(reader: _Reader, windows: Windows) -> list[AccountData]:
+@dataclass
+class _Gathered:
+    """What the windows' answers held: each account (its newest answer), its transactions of
+    every window, its holdings (the newest's); the errors listed; connection names by id; and
+    where the reading started (what its windows covered)."""
+
+    start: datetime
+    found: dict = field(default_factory=dict)
+    transactions: dict = field(default_factory=dict)
+    holdings: dict = field(default_factory=dict)
+    issues: dict = field(default_factory=dict)
+    names: dict = field(default_factory=dict)
+
+    @property
+    def troubled(self) -> bool:
+        """An error about the whole answer (not one bank's or account's), not a warning: no
+        further request is sent."""
+        return any(not i.scoped and i.code not in WARNINGS for i in self.issues)
+
+
+async def _read_windows(reader: _Reader, windows: Windows) -> _Gathered:
     """From ``start_of`` to now, window_days a request; then, for an account the earlier syncs
     never saw (one the person added at the Bridge), the rest of the history back to
     history_days."""
     until = windows.until
     oldest = until - timedelta(days=limits.history_days)
-    start = start_of(windows)
-    found: dict[str, dict] = {}
-    transactions: dict[str, list[dict]] = {}
-    holdings: dict[str, list] = {}
-    await _walk(reader, start, until, found, transactions, holdings)
-    if start > oldest and any(a not in windows.since for a in found):
-        await _walk(reader, oldest, start, found, transactions, holdings, newest=False)
-        start = oldest
-    return [
-        _account(raw, transactions[i], holdings[i], (start, until), until)
-        for i, raw in found.items()
-    ]
+    gathered = _Gathered(start=start_of(windows))
+    await _walk(reader, gathered, gathered.start, until)
+    if (
+        gathered.start > oldest
+        and not gathered.troubled
+        and any(a not in windows.since for a in gathered.found)
+    ):
+        await _walk(reader, gathered, oldest, gathered.start, newest=False)
+    return gathered
 
 
-async def _walk(reader, start, end, found, transactions, holdings, *, newest=True) -> None:
-    """Newest window first (its balances and holdings are the ones kept)."""
+async def _walk(reader, gathered: _Gathered, start, end, *, newest=True) -> None:
+    """Newest window first (its balances and holdings are the ones kept); it stops at an
+    answer that says the server is in trouble (no more of the budget spent on it)."""
     step = timedelta(days=limits.window_days)
     upper = end
-    while upper > start:
+    while upper > start and not gathered.troubled:
         lower = max(upper - step, start)
-        document = await reader.accounts(lower, upper)
-        raw_accounts = document.get("accounts")
-        if not isinstance(raw_accounts, list):
-            raise shape_error("the Account Set's accounts")
-        for raw in raw_accounts:
-            if not isinstance(raw, dict) or "id" not in raw:
-                raise shape_error("an account")
-            account_id = str(raw["id"])
-            if account_id not in found:
-                found[account_id] = raw if newest else {**raw, "holdings": []}
-                transactions[account_id], holdings[account_id] = [], []
-                newest_here = True
-            else:
-                newest_here = False
-            transactions[account_id] += list(raw.get("transactions") or ())
-            if newest_here:
-                holdings[account_id] = list(raw.get("holdings") or ())
+        _gather(gathered, await reader.accounts(lower, upper), newest=newest)
+        gathered.start = min(gathered.start, lower)
         upper = lower
+
+
+def _gather(gathered: _Gathered, document: dict, *, newest: bool = True) -> None:
+    """One answer's accounts, errors and connection names added to what was gathered."""
+    for issue in _issues(document):
+        gathered.issues.setdefault(issue, None)
+    for connection in document.get("connections") or ():
+        if isinstance(connection, dict) and connection.get("conn_id"):
+            gathered.names[str(connection["conn_id"])] = str(connection.get("name") or "")
+    raw_accounts = document.get("accounts")
+    if raw_accounts is None and gathered.issues:
+        raw_accounts = []  # an answer of errors alone
+    if not isinstance(raw_accounts, list):
+        raise shape_error("the Account Set's accounts")
+    for raw in raw_accounts:
+        if not isinstance(raw, dict) or "id" not in raw:
+            raise shape_error("an account")
+        account_id = str(raw["id"])
+        if account_id not in gathered.found:
+            gathered.found[account_id] = raw if newest else {**raw, "holdings": []}
+            gathered.transactions[account_id], gathered.holdings[account_id] = [], []
+            newest_here = True
+        else:
+            newest_here = False
+        gathered.transactions[account_id] += list(raw.get("transactions") or ())
+        if newest_here:
+            gathered.holdings[account_id] = list(raw.get("holdings") or ())
+
+
+def _reading(gathered: _Gathered, until: datetime) -> Reading:
+    """The accounts that came, each applied; the errors listed as the module says: one about
+    a bank (``conn_id``) or an account (``account_id``) is a note naming it, the sync goes on;
+    a warning is a note; any other fails the sync (after the accounts are written); and
+    ``con.auth`` needs the person only when no account of a working bank came."""
+    issues = list(gathered.issues)
+    auth_banks = {i.conn_id for i in issues if i.auth and i.conn_id}
+    working = [
+        raw for raw in gathered.found.values() if str(raw.get("conn_id") or "") not in auth_banks
+    ]
+    notes, broken, troubles = [], [], []
+    for issue in issues:
+        where = gathered.names.get(issue.conn_id or "") or issue.conn_id or issue.account_id
+        said = issue.message if not where or where in issue.message else f"{where}: {issue.message}"
+        said = said.rstrip(". ")
+        if issue.auth and not working:
+            broken.append(said)
+        elif issue.auth:
+            notes.append(f"{issue.code}: {said}: {FIX_AT_BRIDGE}")
+        elif issue.scoped or issue.code in WARNINGS:
+            notes.append(f"{issue.code}: {said}")
+        else:
+            troubles.append((issue.code, said))
+    failure = None
+    if broken:
+        failure = SourceError(
+            "con.auth", f"{'; '.join(broken)}: {FIX_AT_BRIDGE}"[:400], transient=False,
+            needs_person=True,
+        )  # fmt: skip
+    elif troubles:
+        failure = SourceError(
+            troubles[0][0], "; ".join(said for _, said in troubles)[:400], transient=True
+        )
+    if failure is not None and not gathered.found:
+        raise failure
+    # An account whose bank or listing had an error (all of them, after an error about the
+    # whole answer) may be listed in part: nothing of ours it does not list is cancelled.
+    doubtful = {i.conn_id for i in issues if i.conn_id}, {i.account_id for i in issues}
+    whole = not any(not i.scoped for i in issues)
+    accounts = []
+    for account_id, raw in gathered.found.items():
+        sure = whole and str(raw.get("conn_id") or "") not in doubtful[0]
+        sure = sure and account_id not in doubtful[1]
+        window = (gathered.start, until) if sure else (until, until)
+        transactions, holdings = gathered.transactions[account_id], gathered.holdings[account_id]
+        accounts.append(_account(raw, transactions, holdings, window))
+    return Reading(accounts, notes=tuple(notes), failure=failure, complete=not issues)
 
 
 def _moment(value, where: str) -> datetime | None:
@@ -414,14 +584,14 @@ def _currency(value) -> str:
     return text if len(text) == 3 and text.isalpha() and text.isupper() else "XXX"
 
 
-def _transaction(raw: dict, currency: str, now: datetime) -> TransactionData:
+def _transaction(raw: dict, currency: str) -> TransactionData:
     amount = decimal(raw["amount"], "amount")
     posted = _moment(raw.get("posted"), "posted")
     # Some banks list a pending one with posted 0 and no pending flag.
     pending = bool(raw.get("pending")) or posted is None
+    # A pending one with no time at all is dated by the reconciliation, when first seen
+    # (sync/transactions.py): "now" here would move it on every read.
     made = _moment(raw.get("transacted_at"), "transacted_at")
-    if pending and made is None:
-        made = now  # a pending one with no time at all: seen now
     return TransactionData(
         external_id=str(raw["id"]),
         status="pending" if pending else "posted",
@@ -451,7 +621,7 @@ def _holding(raw: dict) -> Holding:
     )
 
 
-def _account(raw: dict, transactions: list, holdings: list, window, now) -> AccountData:
+def _account(raw: dict, transactions: list, holdings: list, window) -> AccountData:
     try:
         currency = _currency(raw.get("currency"))
         held = tuple(_holding(h) for h in holdings if isinstance(h, dict))
@@ -467,7 +637,7 @@ def _account(raw: dict, transactions: list, holdings: list, window, now) -> Acco
                 available=maybe_decimal(raw.get("available-balance"), "available-balance"),
             ),
             positions=held,
-            transactions=tuple(_transaction(t, currency, now) for t in transactions),
+            transactions=tuple(_transaction(t, currency) for t in transactions),
             window=window,
         )
     except (KeyError, TypeError, AttributeError):

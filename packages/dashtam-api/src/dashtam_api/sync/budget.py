@@ -2,7 +2,7 @@
 SimpleFIN Bridge: 24 a day per access URL, a little leeway, then access disabled).
 
 The rule: never more than ``requests_per_day`` requests in any 24 hours, every request counted
-(the first sync's walk back through the history, retries, failed reads, manual syncs). The
+(the first sync's walk back through the history, any retry, failed reads, manual syncs). The
 connection keeps when each request of the last 24 hours was sent (``budget_requests``):
 
 - the sync loop claims a connection only once ``budget_next_at`` has passed: a request fits in

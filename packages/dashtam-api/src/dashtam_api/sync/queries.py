@@ -92,21 +92,25 @@ async def end_run(
     )
 
 
+# Every account of the connection, those without a transaction too (a quiet savings account,
+# one with holdings only): one read before is not read as if it never was.
 WINDOWS = text(
     """
     SELECT a.external_id,
            max(t.posted_at) FILTER (WHERE t.status = 'posted') AS newest_posted,
-           min(t.occurred_at) FILTER (WHERE t.status = 'pending') AS oldest_pending
-      FROM accounts a JOIN transactions t ON t.account_id = a.id
+           min(t.occurred_at) FILTER (WHERE t.status = 'pending') AS oldest_pending,
+           a.synced_at
+      FROM accounts a LEFT JOIN transactions t ON t.account_id = a.id
      WHERE a.connection_id = :connection_id
-     GROUP BY a.external_id
+     GROUP BY a.id
     """
 )
 
 
 async def transaction_marks(session: AsyncSession, *, connection_id: uuid.UUID) -> list:
     """Per account of the connection (by external id): its newest posted transaction's
-    posted_at and its oldest pending one's occurred_at."""
+    posted_at, its oldest pending one's occurred_at (NULL: none) and when it was last
+    synced."""
     return list(await session.execute(WINDOWS, {"connection_id": connection_id}))
 
 

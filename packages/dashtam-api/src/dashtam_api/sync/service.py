@@ -20,8 +20,9 @@ claiming what did not happen. A run left ``running`` by a process that died is e
 
 Transactions are read from where each account's last sync leaves off (``_windows``): the newest
 posted one less TRANSACTIONS_OVERLAP_DAYS, or the oldest of our pendings if that is earlier (so
-every pending is looked at again until it posts or is cancelled); an account never read before
-from as far back as the institution keeps.
+every pending is looked at again until it posts or is cancelled); an account read before that
+has no transaction from its last sync less the overlap; an account never read before from as
+far back as the institution keeps.
 """
 
 import uuid
@@ -33,7 +34,7 @@ from dashtam_api.audit import service as audit
 from dashtam_api.connections import queries as connection_queries
 from dashtam_api.connections import refresh
 from dashtam_api.context import AppContext
-from dashtam_api.sources import SOURCES, Kind
+from dashtam_api.sources import SOURCES, Kind, Reading
 from dashtam_api.sources.shapes import AccountData, Holding, SourceError, Windows
 from dashtam_api.sync import budget, queries
 from dashtam_api.sync import transactions as ledger
@@ -268,8 +269,7 @@ async def _sync_claimed(
     limits = source.limits
     if claim.gate is not None:
         # A source with a budget says what its read of these windows takes.
-        requests_for = getattr(source, "requests_for", None)
-        wanted = requests_for(windows) if requests_for else 1
+        wanted = source.requests_for(windows) or 1
         if wanted > claim.gate.allowance:
             # Not started: it could not finish within what is left of the day's budget.
             await _release(
@@ -289,8 +289,7 @@ async def _sync_claimed(
     # Every request the read sends is counted (and refused past the budget's allowance).
     allowance = budget.Allowance(claim.gate.allowance if claim.gate else None)
     hooks = {"event_hooks": {"request": [allowance]}}
-    # A server the person named (a SimpleFIN access URL) is reached through the guarded pool.
-    client = ctx.guarded_http if source.kind is Kind.SIMPLEFIN else ctx.http
+    client = ctx.guarded_http if source.person_named_servers else ctx.http
 
     async def read(http, credential: str):
         return await source.read(
@@ -301,6 +300,7 @@ async def _sync_claimed(
             windows=windows,
         )
 
+    failure: SourceError | None = None
     try:
         async with client(**hooks) as http:
             try:
@@ -315,44 +315,62 @@ async def _sync_claimed(
                 refreshed = True
                 reading = await read(http, credential)
     except SourceError as exc:
-        await _release(
-            ctx,
-            connection_id,
-            claim,
-            code=exc.error,
-            error=f"{exc.error}: {exc.description}",
-            retry=trigger is refresh.Trigger.BACKGROUND,
-            needs_person=exc.needs_person,
-            spent=(allowance.sent, source.limits.requests_per_day),
-            audited={
-                "action": "sync_failed",
-                "user_id": claim.user_id,
-                "provider_id": claim.provider_id,
-                "details": {
-                    "trigger": trigger.value,
-                    "error": exc.error,
-                    "error_description": exc.description,
-                    "transient": exc.transient,
-                },
-            },
-        )
-        return SyncResult(
-            "sync_failed",
-            error=exc.error,
-            error_description=exc.description,
-            transient=exc.transient,
-            refreshed=refreshed,
-            status=ConnectionStatus.ERROR.value if exc.needs_person else claim.status,
-        )
-    result = await _write(
-        ctx,
-        connection_id,
-        claim,
-        reading.accounts,
-        spent=(allowance.sent, source.limits.requests_per_day),
-    )
+        failure = exc
+    finally:
+        # Counted at once, in a transaction of its own, however the read ended and whatever
+        # follows (the write refusing a value, the database gone): the requests were sent.
+        await _spend(ctx, connection_id, allowance.sent, limits.requests_per_day)
+    if failure is not None:
+        ending = _failed(failure, claim, trigger, per_day=limits.requests_per_day)
+        await _release(ctx, connection_id, claim, **ending)
+        return _failed_result(failure, claim, refreshed)
+    if reading.failure is None:
+        result = await _write(ctx, connection_id, claim, reading)
+    else:
+        # The read failed, but what came is written first (data a budget already paid for).
+        ending = _failed(reading.failure, claim, trigger, per_day=limits.requests_per_day)
+        result = await _write(ctx, connection_id, claim, reading, ending=ending)
+        if result.kind == "sync_failed":
+            result = _failed_result(reading.failure, claim, refreshed)
     result.refreshed = refreshed
     return result
+
+
+def _failed(
+    failure: SourceError, claim: Claim, trigger: refresh.Trigger, *, per_day: int | None
+) -> dict:
+    """What ``_release`` records of a source's failure. A source with a budget that asked us
+    to wait (``Retry-After``) is not read by the sync loop before then (``hold``)."""
+    wait = failure.retry_after if per_day is not None else None
+    return {
+        "hold": datetime.now(UTC) + timedelta(seconds=wait) if wait else None,
+        "code": failure.error,
+        "error": f"{failure.error}: {failure.description}",
+        "retry": trigger is refresh.Trigger.BACKGROUND,
+        "needs_person": failure.needs_person,
+        "audited": {
+            "action": "sync_failed",
+            "user_id": claim.user_id,
+            "provider_id": claim.provider_id,
+            "details": {
+                "trigger": trigger.value,
+                "error": failure.error,
+                "error_description": failure.description,
+                "transient": failure.transient,
+            },
+        },
+    }
+
+
+def _failed_result(failure: SourceError, claim: Claim, refreshed: bool) -> SyncResult:
+    return SyncResult(
+        "sync_failed",
+        error=failure.error,
+        error_description=failure.description,
+        transient=failure.transient,
+        refreshed=refreshed,
+        status=ConnectionStatus.ERROR.value if failure.needs_person else claim.status,
+    )
 
 
 async def _sealed_credential(ctx: AppContext, connection_id: uuid.UUID) -> str:
@@ -371,10 +389,16 @@ async def _windows(ctx: AppContext, connection_id: uuid.UUID) -> Windows:
     overlap = timedelta(days=ctx.settings.TRANSACTIONS_OVERLAP_DAYS)
     since = {}
     async with ctx.sessions() as session:
-        for external_id, newest_posted, oldest_pending in await queries.transaction_marks(
-            session, connection_id=connection_id
-        ):
+        for (
+            external_id,
+            newest_posted,
+            oldest_pending,
+            synced_at,
+        ) in await queries.transaction_marks(session, connection_id=connection_id):
             starts = [d for d in (newest_posted and newest_posted - overlap, oldest_pending) if d]
+            if not starts and synced_at is not None:
+                # Read before, nothing listed yet: from its last sync, as if one had posted then.
+                starts = [synced_at - overlap]
             if starts:
                 since[external_id] = min(starts)
         await session.commit()
@@ -391,7 +415,7 @@ async def _release(
     retry: bool,
     needs_person: bool = False,
     audited: dict | None = None,
-    spent: tuple[int, int | None] = (0, None),
+    hold: datetime | None = None,
 ) -> None:
     """Give the claim back after a failure: at once (a person may try again), or, for the
     background loop, after SYNC_RETRY_SECONDS (its back-off); the run ends ``failed`` with
@@ -399,41 +423,77 @@ async def _release(
     same transaction. ``needs_person``: the connection turns ``error`` (the source said only
     the person can fix it; connection.error goes to their webhooks) and is not read again
     until they reconnect."""
-    lease = claim.lease
-    until = (
-        datetime.now(UTC) + timedelta(seconds=ctx.settings.SYNC_RETRY_SECONDS) if retry else None
-    )
     async with ctx.sessions() as session:
-        await queries.give_back_claim(
-            session, connection_id=connection_id, lease=lease, until=until, error=error[:500]
+        await _given_back(
+            ctx,
+            session,
+            connection_id,
+            claim,
+            code=code,
+            error=error,
+            retry=retry,
+            needs_person=needs_person,
+            audited=audited,
+            hold=hold,
         )
-        if needs_person:
-            await queries.needs_person(session, connection_id=connection_id, error=error[:500])
-        await _spend(session, connection_id, spent)
-        await _end_run(
-            session, claim.run_id, SyncStatus.FAILED, error=code[:100], error_detail=error[:500]
-        )
-        if audited is not None:
-            await audit.record(session=session, connection_id=connection_id, **audited)
         await session.commit()
 
 
-async def _spend(session, connection_id: uuid.UUID, spent: tuple[int, int | None]) -> None:
-    """The read's requests counted against the budget (for a source that has one)."""
-    sent, per_day = spent
-    if per_day is not None:
+async def _given_back(
+    ctx: AppContext,
+    session,
+    connection_id: uuid.UUID,
+    claim: Claim,
+    *,
+    code: str,
+    error: str,
+    retry: bool,
+    needs_person: bool = False,
+    audited: dict | None = None,
+    hold: datetime | None = None,
+) -> None:
+    """``_release``'s statements, in ``session``'s transaction (``hold``: the budget's next
+    read no sooner)."""
+    until = (
+        datetime.now(UTC) + timedelta(seconds=ctx.settings.SYNC_RETRY_SECONDS) if retry else None
+    )
+    await queries.give_back_claim(
+        session, connection_id=connection_id, lease=claim.lease, until=until, error=error[:500]
+    )
+    if needs_person:
+        await queries.needs_person(session, connection_id=connection_id, error=error[:500])
+    await _end_run(
+        session, claim.run_id, SyncStatus.FAILED, error=code[:100], error_detail=error[:500]
+    )
+    if audited is not None:
+        await audit.record(session=session, connection_id=connection_id, **audited)
+    if hold is not None:
+        await budget.hold(session, connection_id=connection_id, until=hold)
+
+
+async def _spend(ctx: AppContext, connection_id: uuid.UUID, sent: int, per_day: int | None) -> None:
+    """The read's requests counted against the budget, committed (for a source that has one;
+    nothing is sent to the database for one that has none, or when no request left)."""
+    if per_day is None or not sent:
+        return
+    async with ctx.sessions() as session:
         await budget.record(session, connection_id=connection_id, sent=sent, per_day=per_day)
+        await session.commit()
 
 
 async def _write(
     ctx: AppContext,
     connection_id: uuid.UUID,
     claim: Claim,
-    accounts: list[AccountData],
+    reading: Reading,
     *,
-    spent: tuple[int, int | None] = (0, None),
+    ending: dict | None = None,
 ) -> SyncResult:
+    """What the read found written, the run ended ``succeeded`` (its notes, if any, kept as
+    its ``error_detail`` and the connection's ``sync_error``); with ``ending`` (a failure the
+    read came with), the run ends as ``_release`` ends it instead, in the same transaction."""
     user_id, lease = claim.user_id, claim.lease
+    accounts = reading.accounts
     as_of = datetime.now(UTC)
     async with ctx.sessions() as session:
         connection = await queries.locked_connection(session, connection_id=connection_id)
@@ -491,12 +551,17 @@ async def _write(
                     window=data.window,
                     match_days=ctx.settings.TRANSACTIONS_PENDING_MATCH_DAYS,
                 )
-        await queries.close_unlisted_accounts(
-            session, connection_id=connection_id, seen=seen, as_of=as_of
-        )
-        await _spend(session, connection_id, spent)
+        if reading.complete:
+            await queries.close_unlisted_accounts(
+                session, connection_id=connection_id, seen=seen, as_of=as_of
+            )
+        if ending is not None:
+            await _given_back(ctx, session, connection_id, claim, **ending)
+            await session.commit()
+            return SyncResult("sync_failed", accounts=len(accounts), status=connection.status)
+        noted = "; ".join(reading.notes)[:500] or None
         connection.synced_at = as_of
-        connection.sync_error = None
+        connection.sync_error = noted
         connection.sync_lease_until = None
         await _end_run(
             session,
@@ -507,6 +572,11 @@ async def _write(
             transactions_added=counted.added,
             transactions_modified=counted.modified,
             transactions_removed=counted.removed,
+            **(
+                {"error": reading.notes[0].split(":")[0][:100], "error_detail": noted}
+                if noted
+                else {}
+            ),
         )
         await session.commit()
     return SyncResult(

@@ -29,7 +29,7 @@ import difflib
 import hashlib
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -139,6 +139,17 @@ async def reconcile(
             del listing[done]
 
     ours = await queries.pendings(session, account_id=account_id)
+    # A pending listed with no time at all (SimpleFIN's posted 0 without transacted_at) is
+    # dated when first seen and keeps that date: its digest, taken of what was listed, is the
+    # same from one read to the next, so its row is not written again; written (new, or
+    # something else changed), it takes the date of our pending row, else the read's end.
+    digests = {i: fingerprint(t) for i, t in listing.items()}
+    first_seen = None
+    for i, t in listing.items():
+        if t.transacted_at is None and t.posted_at is None:
+            if first_seen is None:
+                first_seen = {p.external_id: p.occurred_at for p in ours}
+            listing[i] = replace(t, transacted_at=first_seen.get(i, window[1]))
     gone = [p for p in ours if p.external_id not in listing]
     taken: set[str] = set()
     if gone:
@@ -146,7 +157,6 @@ async def reconcile(
             session, account_id, listing, gone, window, match_days
         )
 
-    digests = {i: fingerprint(t) for i, t in listing.items()}
     held = {}
     if listing:
         since = min(t.occurred_at for t in listing.values())

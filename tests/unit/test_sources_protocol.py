@@ -1,0 +1,40 @@
+"""Every source declares what the sync needs of it (sources/protocol.Source): the sync asks
+the source, never its kind or name, which pool to read through and what a read costs."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from dashtam_api.sources import SOURCES, Kind, protocol
+from dashtam_api.sources.shapes import Windows
+
+SYNC = Path(__file__).parents[2] / "packages/dashtam-api/src/dashtam_api/sync/service.py"
+
+
+def test_every_source_declares_the_protocols_attributes():
+    for name, source in SOURCES.items():
+        for attribute in protocol.Source.__annotations__:
+            assert hasattr(source, attribute), f"{name} lacks {attribute}"
+        assert isinstance(source.person_named_servers, bool), name
+        assert isinstance(source.kind, Kind), name
+        assert callable(source.requests_for), name
+
+
+def test_what_each_source_says_of_its_pool_and_its_requests():
+    now = datetime(2026, 12, 8, tzinfo=UTC)
+    first = Windows(since={}, until=now)
+    later = Windows(since={"A": now - timedelta(days=3)}, until=now)
+    said = {
+        name: (s.person_named_servers, s.requests_for(first), s.requests_for(later))
+        for name, s in SOURCES.items()
+    }
+    assert said == {
+        "sandbox": (False, None, None),
+        "schwab": (False, None, None),
+        "simplefin": (True, 2, 1),
+    }
+
+
+def test_the_sync_does_not_branch_on_a_source_kind_for_its_pool():
+    text = SYNC.read_text()
+    assert "Kind.SIMPLEFIN" not in text
+    assert 'getattr(source, "requests_for"' not in text
