@@ -17,7 +17,9 @@ written; the next one reads the same window again and completes it. In order:
    transactions): the same amount, a day within REISSUED_DAYS, a similar description, inside
    the window that was read. That row takes the new id (it is re-keyed, not added); each row
    and each listed transaction pair at most once, the nearest day first. Only listed ids we do
-   not hold cost anything: the usual sync, which lists none, sends no statement for it.
+   not hold cost anything: a listing of what we already hold sends no statement for it; one
+   with new ids, two indexed reads (which of them we hold, and our posted rows of their
+   amounts around their days).
 5. Every listed transaction not already held exactly as listed is upserted by (account,
    institution id) in batches; a row is written only when something in it changed. "Exactly as
    listed" is a digest of the entry (``fingerprint``) stored with the row it was written from:
