@@ -5,6 +5,7 @@ and error codes; a DOCTYPE refused."""
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import httpx
 import pytest
 
 from dashtam_api.sources import ibkr_flex
@@ -125,3 +126,82 @@ def test_a_doctype_or_what_is_not_xml_is_refused():
         ibkr_flex.statement(b"<FlexQueryResponse>")
     with pytest.raises(SourceError, match="not a date"):
         ibkr_flex.statement(STATEMENT.replace(b'dateTime="20260301"', b'dateTime="March"'))
+
+
+def flex_service(statement_after: int, send_error: str | None = None):
+    """IBKR's two Flex endpoints at the edge: SendRequest answers a reference code (or an
+    error), GetStatement 1019 until asked ``statement_after`` times."""
+    asked = {"get": 0, "urls": []}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked["urls"].append(str(request.url))
+        assert request.headers["User-Agent"]
+        if request.url.path.endswith("/SendRequest"):
+            if send_error:
+                return httpx.Response(
+                    200,
+                    content=b"<FlexStatementResponse><Status>Fail</Status><ErrorCode>"
+                    + send_error.encode()
+                    + b"</ErrorCode><ErrorMessage>No.</ErrorMessage></FlexStatementResponse>",
+                )
+            return httpx.Response(
+                200,
+                content=b"<FlexStatementResponse><Status>Success</Status><ReferenceCode>42"
+                b"</ReferenceCode></FlexStatementResponse>",
+            )
+        assert request.url.params["q"] == "42"
+        asked["get"] += 1
+        if asked["get"] < statement_after:
+            return httpx.Response(
+                200,
+                content=b"<FlexStatementResponse><Status>Warn</Status><ErrorCode>1019</ErrorCode>"
+                b"<ErrorMessage>Statement generation in progress. Please try again shortly."
+                b"</ErrorMessage></FlexStatementResponse>",
+            )
+        return httpx.Response(200, content=STATEMENT)
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(answer)), asked
+
+
+async def no_wait(_seconds):
+    return None
+
+
+async def test_a_statement_still_in_progress_is_asked_for_again_within_a_bound():
+    http, asked = flex_service(statement_after=2)
+    document = await ibkr_flex.fetch_statement(
+        http, "https://ibkr.test/F", "tok", "9", sleep=no_wait
+    )
+    assert document == STATEMENT
+    assert asked["get"] == 2
+    http, asked = flex_service(statement_after=10)
+    with pytest.raises(SourceError) as raised:
+        await ibkr_flex.fetch_statement(
+            http, "https://ibkr.test/F", "tok", "9", tries=3, sleep=no_wait
+        )
+    assert (raised.value.transient, asked["get"]) == (True, 3)
+
+
+async def test_a_refused_token_needs_the_person_and_is_never_in_the_error():
+    http, _asked = flex_service(statement_after=1, send_error="1012")
+    with pytest.raises(SourceError) as raised:
+        await ibkr_flex.fetch_statement(
+            http, "https://ibkr.test/F", "s3cret-tok", "9", sleep=no_wait
+        )
+    assert raised.value.needs_person
+    assert "s3cret-tok" not in str(raised.value)
+
+
+async def test_the_service_down_or_failing_may_pass_later_and_the_token_is_never_said():
+    def down(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    for transport in (
+        httpx.MockTransport(down),
+        httpx.MockTransport(lambda _r: httpx.Response(503, text="<html>busy</html>")),
+    ):
+        async with httpx.AsyncClient(transport=transport) as http:
+            with pytest.raises(SourceError) as raised:
+                await ibkr_flex.fetch_statement(http, "https://ibkr.test/F", "s3cret-tok", "9")
+        assert (raised.value.transient, raised.value.needs_person) == (True, False)
+        assert "s3cret-tok" not in str(raised.value)

@@ -5,13 +5,21 @@ reference code, or an error code and message) and an Activity Flex statement (a
 transactions, its equity summary). Attributes carry everything; amounts go straight to Decimal.
 
 Parsed with expat, a DOCTYPE or an entity refused as sources/files/camt.py does: the statement
-comes from the network and must not expand anything. Its reader (the HTTP polling, the errors
-mapped to the connection) builds on this.
+comes from the network and must not expand anything. ``fetch_statement`` sends SendRequest
+and polls GetStatement within a bound.
+
+Not yet a source in ``SOURCES`` nor a provider type: the connect (a token and a query id,
+sealed), the Source wrapper, the look-alike and the API tests come next (issue 36). Open
+question for that step: IBKR's timestamps are taken as UTC here; they are probably the
+account's (US Eastern) time.
 """
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from xml.parsers import expat
+
+import httpx
 
 from dashtam_api.sources.shapes import (
     AccountData,
@@ -270,3 +278,56 @@ def failure(answer: Response) -> SourceError:
             "rate_limited", f"IBKR: {code}: {message}", transient=True, retry_after=60
         )
     return SourceError("flex_error", f"IBKR: {code}: {message}", transient=True)
+
+
+async def fetch_statement(
+    http, base_url: str, token: str, query_id: str, *, tries: int = 5, wait: float = 2.0, sleep=None
+) -> bytes:
+    """One Activity statement: SendRequest (a reference code), then GetStatement asked again
+    while IBKR is still making it (1019), at most ``tries`` times ``wait`` seconds apart; past
+    that a transient error (the next sync asks again). IBKR wants a User-Agent; the token goes
+    only in the query string it asks for, never in an error."""
+    sleep = sleep or asyncio.sleep
+    headers = {"User-Agent": "Dashtam/1"}
+    base = base_url.rstrip("/")
+    sent = await _get(http, f"{base}/SendRequest", {"t": token, "q": query_id, "v": "3"}, headers)
+    answer = response(sent)
+    if answer.error_code or not answer.reference_code:
+        raise failure(answer)
+    for attempt in range(tries):
+        got = await _get(
+            http,
+            f"{base}/GetStatement",
+            {"t": token, "q": answer.reference_code, "v": "3"},
+            headers,
+        )
+        if root(got) == "FlexQueryResponse":
+            return got
+        waiting = response(got)
+        if waiting.error_code != IN_PROGRESS:
+            raise failure(waiting)
+        if attempt + 1 < tries:
+            await sleep(wait)
+    raise SourceError(
+        "not_ready",
+        f"IBKR was still making the statement after {tries} tries (1019): asked again next sync",
+        transient=True,
+    )
+
+
+async def _get(http, url: str, params: dict, headers: dict) -> bytes:
+    """One request; the service down or answering other than 2xx may pass later. The URL (with
+    the token in it) is never in the error."""
+    try:
+        answered = await http.get(url, params=params, headers=headers)
+    except httpx.HTTPError as error:
+        raise SourceError(
+            "unreachable", f"IBKR's Flex service: {type(error).__name__}", transient=True
+        ) from None
+    if not answered.is_success:
+        raise SourceError(
+            "flex_error",
+            f"IBKR's Flex service answered HTTP {answered.status_code}",
+            transient=True,
+        )
+    return answered.content
