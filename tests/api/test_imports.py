@@ -15,7 +15,10 @@ from tests.api.test_exports import all_transactions, checking_account
 from tests.api.test_manual_accounts import manual_account
 from tests.api.test_refresh import connected_schwab
 from tests.api.test_sync import synced
+from tests.fixtures.environment import ROOT
 from tests.helpers import account_of
+
+FILES = ROOT / "tests" / "fixtures" / "files"
 
 CSV_MAPPING = {
     "date": "Date",
@@ -352,3 +355,27 @@ async def test_a_pending_entry_booked_in_a_later_file_is_posted_not_kept_pending
         ("-42.10", "posted"),
         ("-10.49", "posted"),
     ]
+
+
+async def test_a_statement_listing_a_symbol_twice_imports_its_lots_added_up(client):
+    """Two lots of one symbol (long positions listed apart) are one position, as a sync
+    merges them; the table holds one row per symbol."""
+    headers = await signed_in(client, "lots")
+    account = await manual_account(client, headers)
+    text = (FILES / "investment.ofx").read_bytes()
+    start, end = text.index(b"<POSSTOCK>"), text.index(b"</POSSTOCK>") + len(b"</POSSTOCK>")
+    once = await imported(client, headers, account["id"], text, "one.ofx")
+    single = (
+        await client.get(f"/api/v1/accounts/{account['id']}/positions", headers=headers)
+    ).json()["items"]
+    twice = text[:end] + text[start:end] + text[end:]
+    other = await manual_account(client, headers, name="Lots")
+    await imported(client, headers, other["id"], twice, "two.ofx")
+    doubled = (
+        await client.get(f"/api/v1/accounts/{other['id']}/positions", headers=headers)
+    ).json()["items"]
+    assert once["status"] == "done"
+    assert len(doubled) == len(single)  # one row per symbol, not two
+    held = {p["symbol"]: Decimal(p["quantity"]) for p in single}
+    ratios = sorted(Decimal(p["quantity"]) / held[p["symbol"]] for p in doubled)
+    assert ratios == [1] * (len(single) - 1) + [2]  # the stock's lots added up

@@ -3,13 +3,13 @@
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.sync.queries import COLUMNS, fill_item_json
 from dashtam_api.transactions.queries import item_lateral
-from dashtam_models import BalanceSnapshot, Import, Position, ProviderConnection
+from dashtam_models import BalanceSnapshot, Import, ProviderConnection
 
 __all__ = ["fill_item_json"]
 
@@ -156,15 +156,6 @@ async def add_balance(
         )
         .on_conflict_do_nothing(index_elements=["account_id", "as_of"])
     )
-
-
-async def replace_positions(
-    session: AsyncSession, *, account_id: uuid.UUID, positions: list[Position]
-) -> None:
-    """The account's holdings, as the file lists them (a file with a position list replaces
-    the set, as a sync does)."""
-    await session.execute(delete(Position).where(Position.account_id == account_id))
-    session.add_all(positions)
 
 
 async def import_of(

@@ -45,10 +45,11 @@ from dashtam_api.sources.files import (
     read_file,
 )
 from dashtam_api.sources.shapes import TransactionData
+from dashtam_api.sync import queries as sync_queries
 from dashtam_api.sync.queries import COLUMNS
 from dashtam_api.sync.transactions import fingerprint, similar
 from dashtam_api.unit_of_work import discard
-from dashtam_models import Account, Import, ImportStatus, Position, User
+from dashtam_models import Account, Import, ImportStatus, User
 
 BATCH = 2000
 # The errors a failed import keeps and shows (how many there were in all is counted).
@@ -215,7 +216,8 @@ async def _record_failure(ctx: AppContext, record: Import, tally: Tally):
 async def _read_into(ctx, session, account, record, upload, fmt, mapping, tally) -> None:
     entries = read_file(upload.file, format=fmt, mapping=mapping)
     ids = _Ids()
-    positions: list[Position] | None = None
+    # A statement's positions (few: an investment account's holdings), written at its end.
+    positions: list[FilePosition] = []
     statements = 0
     match = _Matcher(account, record, ctx.settings.IMPORT_MATCH_DAYS)
     while True:
@@ -255,27 +257,18 @@ async def _read_into(ctx, session, account, record, upload, fmt, mapping, tally)
                         buying_power=entry.buying_power,
                     )
             elif isinstance(entry, FilePosition):
-                positions = positions or []
-                h = entry.holding
-                positions.append(
-                    Position(
-                        account_id=account.id,
-                        symbol=h.symbol,
-                        description=h.description,
-                        asset_type=h.asset_type,
-                        quantity=h.quantity,
-                        price=h.price,
-                        market_value=h.market_value,
-                        cost_basis=h.cost_basis,
-                        currency=entry.currency or account.currency,
-                        as_of=entry.as_of or datetime.now(UTC),
-                    )
-                )
+                positions.append(entry)
         # Once a row is bad nothing will be kept: the rest is only read for its errors.
         if rows and not tally.error_count:
             await match.write(session, rows, tally)
-    if positions is not None and not tally.error_count:
-        await queries.replace_positions(session, account_id=account.id, positions=positions)
+    if positions and not tally.error_count:
+        await sync_queries.replace_positions(
+            session,
+            account_id=account.id,
+            holdings=[p.holding for p in positions],
+            currency=positions[0].currency or account.currency,
+            as_of=max((p.as_of for p in positions if p.as_of), default=datetime.now(UTC)),
+        )
 
 
 class _Ids:

@@ -6,7 +6,7 @@ into Decimal: a float never appears, and an amount that is not a number is refus
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -155,3 +155,25 @@ def last4(number: str | None) -> str | None:
 
 def shape_error(where: str) -> SourceError:
     return SourceError("invalid_response", f"unexpected shape of {where}", transient=False)
+
+
+def merged(holdings) -> list[Holding]:
+    """One holding per (asset type, symbol): an institution or a file listing a symbol twice
+    (long and short lots) gets its lines added up."""
+    by_key: dict[tuple[str, str], Holding] = {}
+    for h in holdings:
+        prior = by_key.get((h.asset_type, h.symbol))
+        if prior is not None:
+            h = replace(
+                prior,
+                description=prior.description or h.description,
+                quantity=prior.quantity + h.quantity,
+                market_value=prior.market_value + h.market_value,
+                cost_basis=(
+                    prior.cost_basis + h.cost_basis
+                    if prior.cost_basis is not None and h.cost_basis is not None
+                    else None
+                ),
+            )
+        by_key[(h.asset_type, h.symbol)] = h
+    return list(by_key.values())

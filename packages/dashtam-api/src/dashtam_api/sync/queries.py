@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.ownership_queries import ACTIVE_PERSON, PERSON, rows_of_active_person
-from dashtam_api.sources.shapes import AccountData
+from dashtam_api.sources.shapes import AccountData, merged
 from dashtam_api.transactions.queries import item_lateral
 from dashtam_core.database import Reader
 from dashtam_models import (
@@ -231,9 +231,34 @@ async def upsert_account(
     )
 
 
-async def delete_positions(session: AsyncSession, *, account_id: uuid.UUID) -> None:
-    """Every position of the account."""
+async def replace_positions(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    holdings,
+    currency: str,
+    as_of: datetime,
+) -> int:
+    """The account's positions become these holdings (merged: one row per asset type and
+    symbol), as a sync reads them or a file lists them; how many rows that is."""
     await session.execute(delete(Position).where(Position.account_id == account_id))
+    rows = [
+        Position(
+            account_id=account_id,
+            symbol=h.symbol,
+            description=h.description,
+            asset_type=h.asset_type,
+            quantity=h.quantity,
+            price=h.price,
+            market_value=h.market_value,
+            cost_basis=h.cost_basis,
+            currency=currency,
+            as_of=as_of,
+        )
+        for h in merged(holdings)
+    ]
+    session.add_all(rows)
+    return len(rows)
 
 
 async def close_unlisted_accounts(

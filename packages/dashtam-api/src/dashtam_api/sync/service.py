@@ -35,14 +35,13 @@ from dashtam_api.connections import queries as connection_queries
 from dashtam_api.connections import refresh
 from dashtam_api.context import AppContext
 from dashtam_api.sources import SOURCES, Kind, Reading
-from dashtam_api.sources.shapes import AccountData, Holding, SourceError, Windows
+from dashtam_api.sources.shapes import SourceError, Windows
 from dashtam_api.sync import budget, queries
 from dashtam_api.sync import transactions as ledger
 from dashtam_core.vault import token_context
 from dashtam_models import (
     BalanceSnapshot,
     ConnectionStatus,
-    Position,
     ProviderConnection,
     SyncStatus,
     SyncTrigger,
@@ -525,23 +524,13 @@ async def _write(
                         buying_power=data.balance.buying_power,
                     )
                 )
-            await queries.delete_positions(session, account_id=account_id)
-            for holding in _merged(data):
-                session.add(
-                    Position(
-                        account_id=account_id,
-                        symbol=holding.symbol,
-                        description=holding.description,
-                        asset_type=holding.asset_type,
-                        quantity=holding.quantity,
-                        price=holding.price,
-                        market_value=holding.market_value,
-                        cost_basis=holding.cost_basis,
-                        currency=data.currency,
-                        as_of=as_of,
-                    )
-                )
-                positions += 1
+            positions += await queries.replace_positions(
+                session,
+                account_id=account_id,
+                holdings=data.positions,
+                currency=data.currency,
+                as_of=as_of,
+            )
             if data.window is not None:
                 counted += await ledger.reconcile(
                     session,
@@ -587,25 +576,3 @@ async def _write(
         status="active",
         transactions=counted,
     )
-
-
-def _merged(data: AccountData):
-    """One row per (asset type, symbol): an institution listing a symbol twice (long and short
-    lots) gets its lines added up."""
-    merged: dict[tuple[str, str], Holding] = {}
-    for h in data.positions:
-        prior = merged.get((h.asset_type, h.symbol))
-        if prior is not None:
-            h = replace(
-                prior,
-                description=prior.description or h.description,
-                quantity=prior.quantity + h.quantity,
-                market_value=prior.market_value + h.market_value,
-                cost_basis=(
-                    prior.cost_basis + h.cost_basis
-                    if prior.cost_basis is not None and h.cost_basis is not None
-                    else None
-                ),
-            )
-        merged[(h.asset_type, h.symbol)] = h
-    return merged.values()
