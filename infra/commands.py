@@ -189,9 +189,10 @@ COMMANDS: dict[str, Command] = {
         {
             "source": Option(
                 "Which institution to connect: sandbox (OAuth2, approved in a browser-like "
-                "flow) or simplefin (the SimpleFIN Bridge look-alike, with a setup token).",
+                "flow), simplefin (the SimpleFIN Bridge look-alike, with a setup token) or "
+                "ibkr (the IBKR Flex look-alike, with a Flex token and query id).",
                 default="sandbox",
-                choices=("sandbox", "simplefin"),
+                choices=("sandbox", "simplefin", "ibkr"),
             )
         }
     ),
@@ -286,7 +287,9 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         else:
             default = CONFIG[option.config] if option.config else option.default
             kind = option.kind or (type(default) if default is not None else str)
-            parser.add_argument(flag, type=kind, default=default, help=option.help)
+            parser.add_argument(
+                flag, type=kind, default=default, choices=option.choices or None, help=option.help
+            )
 
 
 def parser() -> argparse.ArgumentParser:

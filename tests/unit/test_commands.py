@@ -12,7 +12,9 @@ from infra import commands
 NOT_DEFAULTS = {
     bool: lambda option: not option.default,
     int: lambda option: option.default + 7,
-    str: lambda option: "-k 'a b' -x" if option.default == "" else "x",
+    str: lambda option: (
+        option.choices[-1] if option.choices else "-k 'a b' -x" if option.default == "" else "x"
+    ),
 }
 
 
@@ -60,6 +62,12 @@ def test_what_a_task_passes_on_is_read_back_as_given(name):
         values = commands.resolved(name, values, commands.CONFIG)
         parsed = _parsed(name, commands.argv(name, values))
         assert {key: parsed[key] for key in options} == values
+
+
+def test_an_option_with_choices_refuses_any_other_value():
+    with pytest.raises(SystemExit):
+        commands.parser().parse_args(["demo", "--source", "nope"])
+    assert commands.parser().parse_args(["demo", "--source", "ibkr"]).source == "ibkr"
 
 
 def test_the_configured_defaults_fill_what_was_not_passed():

@@ -34,6 +34,12 @@ def refuse_setup_token(kind: Kind) -> None:
             "(POST /api/v1/accounts/{id}/imports).",
             kind=kind.value,
         )
+    if kind is Kind.API_TOKEN:
+        # Its connect (the token checked once, then sealed) lands with its reader.
+        raise Conflict(
+            "A provider of kind api_token cannot be connected by this version of Dashtam yet.",
+            kind=kind.value,
+        )
     raise Conflict(
         f"A provider of kind {kind.value} is not connected with a setup token: send no body to "
         "start its authorization.",

@@ -113,6 +113,14 @@ def build_registry(settings: Settings) -> dict[str, ProviderSpec]:
         source="simplefin",
         website="beta-bridge.simplefin.org",
     )
+    # Interactive Brokers' Flex Web Service: the person makes a Flex token and an Activity
+    # Flex query in IBKR's portal. Its reader (sources/ibkr.py) is not here yet: no sync.
+    registry["ibkr"] = ProviderSpec(
+        key="ibkr",
+        name="Interactive Brokers (Flex)",
+        kind=Kind.API_TOKEN,
+        website="www.interactivebrokers.com",
+    )
     for generic in settings.OAUTH_PROVIDERS:
         registry[generic.key] = ProviderSpec(
             key=generic.key,

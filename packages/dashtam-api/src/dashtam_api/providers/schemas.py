@@ -10,19 +10,21 @@ from dashtam_api.storable_text import CleanText
 class ProviderType(BaseModel):
     key: str
     name: str
-    kind: Literal["oauth2", "simplefin", "file"] = Field(
+    kind: Literal["oauth2", "simplefin", "file", "api_token"] = Field(
         description="What a connection holds: oauth2 tokens (an authorization at the "
-        "institution), a SimpleFIN access URL (from a setup token), or nothing (file: "
-        "accounts fed by imports)."
+        "institution), a SimpleFIN access URL (from a setup token), nothing (file: "
+        "accounts fed by imports), or a token the person made at the institution (api_token: "
+        "IBKR's Flex token and query id)."
     )
     configured: bool = Field(
         description="Whether a person can connect it here (an OAuth2 institution needs this "
         "Dashtam's client registration)."
     )
-    supplies: list[Literal["authorization", "setup_token", "file"]] = Field(
+    supplies: list[Literal["authorization", "setup_token", "file", "token", "query_id"]] = Field(
         description="What the person supplies to connect: a sign-in at the institution "
         "(POST .../authorization answers its URL), a setup token (POST .../authorization "
-        "with {setup_token}), or files (POST /api/v1/accounts/{id}/imports)."
+        "with {setup_token}), files (POST /api/v1/accounts/{id}/imports), or a token and a "
+        "query id made at the institution (api_token)."
     )
     supports: dict
 

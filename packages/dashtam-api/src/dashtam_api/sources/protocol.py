@@ -8,7 +8,8 @@ here, declared rather than discovered:
 - ``kind``: what a connection of it holds. ``oauth2``: tokens from an authorization, refreshed
   (connections/refresh.py); ``simplefin``: an access URL claimed once from a setup token;
   ``file``: nothing (accounts fed by imports, never read). The next kinds (a Link-style access
-  token, a consent with an end date, an API token) are added here.
+  token, a consent with an end date) are added here; ``api_token``: a token the person made at
+  the institution (IBKR's Flex Web Service: a Flex token and a query id).
 - ``limits``: how far back the first read goes, the longest period one request may ask for, and
   the requests a day a connection may send (its budget, kept by sync/budget.py); with a budget,
   ``requests_for`` says what a read of given windows takes.
@@ -32,6 +33,9 @@ class Kind(StrEnum):
     OAUTH2 = "oauth2"
     SIMPLEFIN = "simplefin"
     FILE = "file"
+    # A long-lived token the person makes at the institution, with what it reads (IBKR's Flex
+    # Web Service: a Flex token and the id of an Activity Flex query).
+    API_TOKEN = "api_token"  # noqa: S105 (a kind's name, not a secret)
 
 
 # What a person supplies to connect a provider of each kind (GET /api/v1/provider-types).
@@ -39,6 +43,7 @@ SUPPLIES = {
     Kind.OAUTH2: ("authorization",),  # a sign-in at the institution, redirected back
     Kind.SIMPLEFIN: ("setup_token",),
     Kind.FILE: ("file",),  # files imported into its accounts
+    Kind.API_TOKEN: ("token", "query_id"),
 }
 
 
