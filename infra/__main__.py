@@ -1,6 +1,7 @@
 """``python -m infra <command>``: the workflows behind tasks.py, with one-line failures."""
 
 import gc
+import importlib
 import shlex
 import signal
 import sys
@@ -77,14 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             case "user-reset-password":
                 workflows.users(layout, "reset-password", args.email)
             case "demo":
-                if args.source == "simplefin":
-                    from infra import demo_simplefin
-
-                    demo_simplefin.run(layout)
-                else:
-                    from infra import demo
-
-                    demo.run(layout)
+                # One module per source: infra/demo.py (sandbox), infra/demo_<source>.py.
+                module = "demo" if args.source == "sandbox" else f"demo_{args.source}"
+                importlib.import_module(f"infra.{module}").run(layout)
     except InfraError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code

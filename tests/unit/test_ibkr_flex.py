@@ -2,14 +2,13 @@
 positions, trades and cash transactions with exact Decimals and signs; the service's answers
 and error codes; a DOCTYPE refused."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
-import httpx
 import pytest
 
 from dashtam_api.sources import ibkr_flex
-from dashtam_api.sources.shapes import SourceError
+from dashtam_api.sources.shapes import SourceError, Windows
 
 STATEMENT = b"""<?xml version="1.0" encoding="UTF-8"?>
 <FlexQueryResponse queryName="Dashtam" type="AF">
@@ -82,7 +81,10 @@ def test_a_statement_reads_into_one_account_with_its_balance_positions_and_trans
         Decimal("-5"),
         Decimal("1.05"),
     )
-    assert buy.posted_at == datetime(2026, 3, 2, 10, 5, 1, tzinfo=UTC)
+    # IBKR's times are US Eastern (EST on 2 March): stored in UTC.
+    assert buy.posted_at == datetime(2026, 3, 2, 15, 5, 1, tzinfo=UTC)
+    # A date alone is midnight Eastern: the same calendar day in UTC.
+    assert by_id["cash:800001"].posted_at == datetime(2026, 3, 1, 5, 0, tzinfo=UTC)
     assert [
         (by_id[i].kind, by_id[i].amount) for i in ("cash:800001", "cash:800002", "cash:800003")
     ] == [
@@ -128,80 +130,13 @@ def test_a_doctype_or_what_is_not_xml_is_refused():
         ibkr_flex.statement(STATEMENT.replace(b'dateTime="20260301"', b'dateTime="March"'))
 
 
-def flex_service(statement_after: int, send_error: str | None = None):
-    """IBKR's two Flex endpoints at the edge: SendRequest answers a reference code (or an
-    error), GetStatement 1019 until asked ``statement_after`` times."""
-    asked = {"get": 0, "urls": []}
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        asked["urls"].append(str(request.url))
-        assert request.headers["User-Agent"]
-        if request.url.path.endswith("/SendRequest"):
-            if send_error:
-                return httpx.Response(
-                    200,
-                    content=b"<FlexStatementResponse><Status>Fail</Status><ErrorCode>"
-                    + send_error.encode()
-                    + b"</ErrorCode><ErrorMessage>No.</ErrorMessage></FlexStatementResponse>",
-                )
-            return httpx.Response(
-                200,
-                content=b"<FlexStatementResponse><Status>Success</Status><ReferenceCode>42"
-                b"</ReferenceCode></FlexStatementResponse>",
-            )
-        assert request.url.params["q"] == "42"
-        asked["get"] += 1
-        if asked["get"] < statement_after:
-            return httpx.Response(
-                200,
-                content=b"<FlexStatementResponse><Status>Warn</Status><ErrorCode>1019</ErrorCode>"
-                b"<ErrorMessage>Statement generation in progress. Please try again shortly."
-                b"</ErrorMessage></FlexStatementResponse>",
-            )
-        return httpx.Response(200, content=STATEMENT)
-
-    return httpx.AsyncClient(transport=httpx.MockTransport(answer)), asked
-
-
-async def no_wait(_seconds):
-    return None
-
-
-async def test_a_statement_still_in_progress_is_asked_for_again_within_a_bound():
-    http, asked = flex_service(statement_after=2)
-    document = await ibkr_flex.fetch_statement(
-        http, "https://ibkr.test/F", "tok", "9", sleep=no_wait
-    )
-    assert document == STATEMENT
-    assert asked["get"] == 2
-    http, asked = flex_service(statement_after=10)
-    with pytest.raises(SourceError) as raised:
-        await ibkr_flex.fetch_statement(
-            http, "https://ibkr.test/F", "tok", "9", tries=3, sleep=no_wait
-        )
-    assert (raised.value.transient, asked["get"]) == (True, 3)
-
-
-async def test_a_refused_token_needs_the_person_and_is_never_in_the_error():
-    http, _asked = flex_service(statement_after=1, send_error="1012")
-    with pytest.raises(SourceError) as raised:
-        await ibkr_flex.fetch_statement(
-            http, "https://ibkr.test/F", "s3cret-tok", "9", sleep=no_wait
-        )
-    assert raised.value.needs_person
-    assert "s3cret-tok" not in str(raised.value)
-
-
-async def test_the_service_down_or_failing_may_pass_later_and_the_token_is_never_said():
-    def down(request):
-        raise httpx.ConnectError("refused", request=request)
-
-    for transport in (
-        httpx.MockTransport(down),
-        httpx.MockTransport(lambda _r: httpx.Response(503, text="<html>busy</html>")),
-    ):
-        async with httpx.AsyncClient(transport=transport) as http:
-            with pytest.raises(SourceError) as raised:
-                await ibkr_flex.fetch_statement(http, "https://ibkr.test/F", "s3cret-tok", "9")
-        assert (raised.value.transient, raised.value.needs_person) == (True, False)
-        assert "s3cret-tok" not in str(raised.value)
+def test_a_read_asks_for_periods_of_at_most_365_days_from_where_the_sync_left_off():
+    now = datetime(2026, 12, 8, 3, 0, tzinfo=UTC)  # 7 December, 22:00 in New York
+    first = ibkr_flex.periods(Windows(since={}, until=now))
+    assert first == [(date(2025, 12, 8), date(2026, 12, 7))]
+    later = Windows(since={"U1": datetime(2026, 12, 1, 12, tzinfo=UTC)}, until=now)
+    assert ibkr_flex.periods(later) == [(date(2026, 11, 30), date(2026, 12, 7))]
+    # An account left off long ago: never further back than the history a first read reads.
+    stale = Windows(since={"U1": datetime(2020, 1, 1, tzinfo=UTC)}, until=now)
+    assert ibkr_flex.periods(stale) == first
+    assert all((last - start).days < 365 for start, last in first)

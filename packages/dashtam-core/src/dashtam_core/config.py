@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     SCHWAB_AUTHORIZE_URL: str = "https://api.schwabapi.com/v1/oauth/authorize"
     SCHWAB_TOKEN_URL: str = "https://api.schwabapi.com/v1/oauth/token"  # noqa: S105
     SCHWAB_API_BASE_URL: str = "https://api.schwabapi.com/trader/v1"
+    # IBKR's Flex Web Service (version 3). Unset: IBKR's own in production, the look-alike this
+    # API serves (sandbox/ibkr_flex.py) in development and testing.
+    IBKR_FLEX_BASE_URL: str | None = None
     OAUTH_PROVIDERS: list[GenericProviderConfig] = Field(default_factory=list)
     # Connections to institutions kept open per process (token endpoints and data APIs).
     INSTITUTION_MAX_CONNECTIONS: int = Field(default=20, ge=1, le=500)

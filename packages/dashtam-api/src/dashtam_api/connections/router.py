@@ -4,13 +4,15 @@ from typing import Annotated
 
 from fastapi import Body, Header, Request, Response
 
-from dashtam_api.connections import service, setup_tokens
+from dashtam_api.connections import api_tokens, service, setup_tokens
 from dashtam_api.connections.schemas import (
+    ApiTokenAuthorization,
     AuthorizationCreate,
     AuthorizationStart,
     AuthorizationStatus,
     CallbackForward,
     CallbackOutcome,
+    SetupTokenAuthorization,
 )
 from dashtam_api.deps import (
     ContextDep,
@@ -54,11 +56,22 @@ async def start_authorization(
     Bridge (or another SimpleFIN server); Dashtam claims it once and the answer is the
     connection, active (as GET .../authorization shows it). A setup token already claimed is a
     409 (it may be compromised); one that is not a setup token, or whose URL may not be reached
-    from here, a 422."""
+    from here, a 422. ``api_token``: ``{"token": "...", "query_id": "..."}`` made at the
+    institution (IBKR's Flex token and Activity Flex query id), tried once there and sealed; the
+    answer is the connection, active (a token the institution refuses is a 409)."""
     kind = await service.kind_of(
         session=session, registry=ctx.registry, user=user, provider_id=provider_id
     )
-    setup_token = body.setup_token if body is not None else None
+    setup_token = body.setup_token if isinstance(body, SetupTokenAuthorization) else None
+    if kind is Kind.API_TOKEN:
+        return await api_tokens.connect(
+            ctx=ctx,
+            session=session,
+            user=user,
+            provider_id=provider_id,
+            body=body if isinstance(body, ApiTokenAuthorization) else None,
+            where=where(request),
+        )
     if kind is Kind.SIMPLEFIN:
         return await setup_tokens.connect(
             ctx=ctx,
@@ -68,8 +81,8 @@ async def start_authorization(
             setup_token=setup_token,
             where=where(request),
         )
-    if setup_token is not None or kind is not Kind.OAUTH2:
-        setup_tokens.refuse_setup_token(kind)
+    if body is not None or kind is not Kind.OAUTH2:
+        setup_tokens.refuse_body(kind)
     return await service.start(
         session=session,
         redis=redis,

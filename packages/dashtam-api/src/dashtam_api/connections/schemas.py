@@ -5,8 +5,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class AuthorizationCreate(BaseModel):
-    """What a provider of kind ``simplefin`` is connected with (no body for ``oauth2``)."""
+class SetupTokenAuthorization(BaseModel):
+    """What a provider of kind ``simplefin`` is connected with."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -17,6 +17,30 @@ class AuthorizationCreate(BaseModel):
         pattern=r"^\s*aHR0c(?:HM6Ly|DovL)[A-Za-z0-9+/_-]*={0,2}\s*$",
         description="A SimpleFIN setup token (the base64 of a claim URL), claimed once.",
     )
+
+
+class ApiTokenAuthorization(BaseModel):
+    """What a provider of kind ``api_token`` is connected with: a token the person made at the
+    institution and what it reads (IBKR: a Flex token and an Activity Flex query's id)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(
+        min_length=8,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9]+$",
+        description="The token made at the institution (IBKR: the Flex Web Service token).",
+    )
+    query_id: str = Field(
+        min_length=1,
+        max_length=20,
+        pattern=r"^[0-9]+$",
+        description="What the token reads (IBKR: the Activity Flex query's id).",
+    )
+
+
+# The body of POST .../authorization, by the provider's kind (none for oauth2).
+AuthorizationCreate = SetupTokenAuthorization | ApiTokenAuthorization
 
 
 class AuthorizationStart(BaseModel):

@@ -24,25 +24,19 @@ from dashtam_api.unit_of_work import end_read
 from dashtam_models import User
 
 
-def refuse_setup_token(kind: Kind) -> None:
-    """A setup token sent for a provider that is not connected with one (or a kind with no
-    authorization at all, ``file``): a conflict with the provider's kind (the body itself is
-    a valid one)."""
+def refuse_body(kind: Kind) -> None:
+    """A body (a setup token, a token) sent for a provider that is not connected with one (or
+    a kind with no authorization at all, ``file``): a conflict with the provider's kind (the
+    body itself is a valid one)."""
     if kind is Kind.FILE:
         raise Conflict(
             "A provider of kind file has nothing to authorize: import files into its accounts "
             "(POST /api/v1/accounts/{id}/imports).",
             kind=kind.value,
         )
-    if kind is Kind.API_TOKEN:
-        # Its connect (the token checked once, then sealed) lands with its reader.
-        raise Conflict(
-            "A provider of kind api_token cannot be connected by this version of Dashtam yet.",
-            kind=kind.value,
-        )
     raise Conflict(
-        f"A provider of kind {kind.value} is not connected with a setup token: send no body to "
-        "start its authorization.",
+        f"A provider of kind {kind.value} is not connected with a setup token or a token: send "
+        "no body to start its authorization.",
         kind=kind.value,
     )
 

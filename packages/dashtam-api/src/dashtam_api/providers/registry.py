@@ -8,6 +8,7 @@ from dashtam_api.sources.protocol import SUPPLIES, Kind
 from dashtam_core.config import Settings
 
 CALLBACK_PATH = "/oauth/callback"
+IBKR_FLEX_URL = "https://ndcdyn.interactivebrokers.com/AccountManagement/FlexWebService"
 
 
 @dataclass(frozen=True)
@@ -114,11 +115,16 @@ def build_registry(settings: Settings) -> dict[str, ProviderSpec]:
         website="beta-bridge.simplefin.org",
     )
     # Interactive Brokers' Flex Web Service: the person makes a Flex token and an Activity
-    # Flex query in IBKR's portal. Its reader (sources/ibkr.py) is not here yet: no sync.
+    # Flex query in IBKR's portal (sources/ibkr_flex.py).
+    flex = settings.IBKR_FLEX_BASE_URL or IBKR_FLEX_URL
+    if settings.IBKR_FLEX_BASE_URL is None and settings.ENVIRONMENT in ("development", "testing"):
+        flex = settings.API_BASE_URL.rstrip("/") + "/sandbox/ibkr/FlexWebService"
     registry["ibkr"] = ProviderSpec(
         key="ibkr",
         name="Interactive Brokers (Flex)",
         kind=Kind.API_TOKEN,
+        source="ibkr",
+        api_base_url=flex.rstrip("/"),
         website="www.interactivebrokers.com",
     )
     for generic in settings.OAUTH_PROVIDERS:

@@ -1,4 +1,12 @@
-"""Interactive Brokers' Flex Web Service documents, parsed (issue 36): the answers of
+"""Interactive Brokers' Flex Web Service as a source (provider type ``ibkr``, kind
+``api_token``): the person's Flex token and the id of their Activity Flex query, sealed
+together as the connection's credential (connections/api_tokens.py checks them once at
+connect). A read sends ``SendRequest`` for each period of at most 365 days (IBKR's From/To
+date override, ``fd``/``td``), polls ``GetStatement`` while IBKR is still making the statement,
+and reads the statement into accounts (by ``accountId``: the same after a new token), their
+equity summary, open positions, trades and cash transactions.
+
+The documents: the answers of
 ``FlexStatementService.SendRequest`` / ``.GetStatement`` (a ``FlexStatementResponse``: a
 reference code, or an error code and message) and an Activity Flex statement (a
 ``FlexQueryResponse``: per ``FlexStatement`` an account, its open positions, trades and cash
@@ -8,35 +16,60 @@ Parsed with expat, a DOCTYPE or an entity refused as sources/files/camt.py does:
 comes from the network and must not expand anything. ``fetch_statement`` sends SendRequest
 and polls GetStatement within a bound.
 
-Not yet a source in ``SOURCES`` nor a provider type: the connect (a token and a query id,
-sealed), the Source wrapper, the look-alike and the API tests come next (issue 36). Open
-question for that step: IBKR's timestamps are taken as UTC here; they are probably the
-account's (US Eastern) time.
+IBKR's statements give dates and times without a zone, in US Eastern time (the time its
+reports are kept in, as its statements say): they are read so, then stored in UTC. A date alone
+is midnight Eastern (the same calendar day in UTC).
 """
 
 import asyncio
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import json
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
 from xml.parsers import expat
+from zoneinfo import ZoneInfo
 
 import httpx
 
+from dashtam_api.sources.protocol import Kind, Limits, Reading
 from dashtam_api.sources.shapes import (
     AccountData,
     Balance,
     Holding,
     SourceError,
     TransactionData,
+    Windows,
     decimal,
     last4,
     maybe_decimal,
 )
+from dashtam_core.config import Settings
+
+name = "ibkr"
+kind = Kind.API_TOKEN
+# IBKR's Flex Web Service guide: one request covers at most 365 days (the From/To override);
+# Activity statements change once a day, at close of business. It publishes no daily quota
+# (too many requests are error 1018, which waits): no budget is kept.
+limits = Limits(history_days=365, window_days=365)
+# IBKR's servers, named by the operator (IBKR_FLEX_BASE_URL), not by the person.
+person_named_servers = False
+
+EASTERN = ZoneInfo("America/New_York")
 
 # Flex error codes a client acts on (IBKR's Flex Web Service guide).
 TOKEN_EXPIRED = "1012"  # noqa: S105 (an error code)
 TOKEN_INVALID = "1015"  # noqa: S105 (an error code)
 TOO_MANY_REQUESTS = "1018"
 IN_PROGRESS = "1019"
+# Only the person can fix these (IBKR's Flex Web Service guide's list): the Flex service not
+# active (1011), the token bound to another IP address (1013), a query id that is not theirs or
+# not an Activity query (1014), an account not valid (1016), a legacy query (1010).
+PERSON_CODES = {
+    "1010": "make the query again as a (non-legacy) Activity Flex query",
+    "1011": "activate the Flex Web Service in the IBKR portal",
+    "1013": "the token is restricted to another IP address: make one without that restriction",
+    "1014": "check the query id (an Activity Flex query of yours, in the IBKR portal)",
+    "1016": "check the accounts the query reads in the IBKR portal",
+}
 
 # CashTransaction types (IBKR's names) to Dashtam's transaction kinds; the amount's sign says
 # the rest (a deposit in, a withdrawal out).
@@ -125,7 +158,8 @@ def response(document: bytes) -> Response:
 
 def moment(raw: str | None, where: str) -> datetime | None:
     """A Flex date or date-time: ``20240102``, ``2024-01-02``, with ``;093000``,
-    ``;09:30:00`` or ``,09:30:00`` after it (the query's own format settings); taken as UTC."""
+    ``;09:30:00`` or ``,09:30:00`` after it (the query's own format settings); US Eastern time,
+    answered in UTC."""
     if not raw:
         return None
     text = raw.replace(",", ";").replace(" ", ";")
@@ -135,7 +169,7 @@ def moment(raw: str | None, where: str) -> datetime | None:
         parsed = datetime.strptime(day + (clock or "000000"), "%Y%m%d%H%M%S")
     except ValueError:
         raise SourceError("invalid_response", f"{where} is not a date", transient=False) from None
-    return parsed.replace(tzinfo=UTC)
+    return parsed.replace(tzinfo=EASTERN).astimezone(UTC)
 
 
 def _trade(a: dict) -> TransactionData:
@@ -273,6 +307,14 @@ def failure(answer: Response) -> SourceError:
             transient=False,
             needs_person=True,
         )
+    if code in PERSON_CODES:
+        return SourceError(
+            "query_refused",
+            f"IBKR refused the Flex request ({code}: {message}): {PERSON_CODES[code]}, then "
+            "reconnect",
+            transient=False,
+            needs_person=True,
+        )
     if code == TOO_MANY_REQUESTS:
         return SourceError(
             "rate_limited", f"IBKR: {code}: {message}", transient=True, retry_after=60
@@ -280,26 +322,47 @@ def failure(answer: Response) -> SourceError:
     return SourceError("flex_error", f"IBKR: {code}: {message}", transient=True)
 
 
-async def fetch_statement(
-    http, base_url: str, token: str, query_id: str, *, tries: int = 5, wait: float = 2.0, sleep=None
-) -> bytes:
-    """One Activity statement: SendRequest (a reference code), then GetStatement asked again
-    while IBKR is still making it (1019), at most ``tries`` times ``wait`` seconds apart; past
-    that a transient error (the next sync asks again). IBKR wants a User-Agent; the token goes
-    only in the query string it asks for, never in an error."""
-    sleep = sleep or asyncio.sleep
-    headers = {"User-Agent": "Dashtam/1"}
-    base = base_url.rstrip("/")
-    sent = await _get(http, f"{base}/SendRequest", {"t": token, "q": query_id, "v": "3"}, headers)
-    answer = response(sent)
+HEADERS = {"User-Agent": "Dashtam/1"}  # IBKR answers no program that does not say what it is
+
+
+async def send_request(
+    http, base_url: str, token: str, query_id: str, period: tuple[date, date] | None = None
+) -> str:
+    """SendRequest: the reference code of a statement IBKR starts making (of ``period``, first
+    and last day, or the query's own period), or the SourceError its error code means."""
+    params = {"t": token, "q": query_id, "v": "3"}
+    if period is not None:
+        params |= {"fd": period[0].strftime("%Y%m%d"), "td": period[1].strftime("%Y%m%d")}
+    answer = response(await _get(http, f"{base_url.rstrip('/')}/SendRequest", params, HEADERS))
     if answer.error_code or not answer.reference_code:
         raise failure(answer)
+    return answer.reference_code
+
+
+async def fetch_statement(
+    http,
+    base_url: str,
+    token: str,
+    query_id: str,
+    *,
+    period: tuple[date, date] | None = None,
+    tries: int = 7,
+    wait: float = 0.25,
+    sleep=None,
+) -> bytes:
+    """One Activity statement: SendRequest (a reference code), then GetStatement asked again
+    while IBKR is still making it (1019), at most ``tries`` times, the waits doubling from
+    ``wait`` seconds (about 16 s in all by default); past that a transient error (the next sync
+    asks again). The token goes only in the query string IBKR asks for, never in an error."""
+    sleep = sleep or asyncio.sleep
+    base = base_url.rstrip("/")
+    reference = await send_request(http, base, token, query_id, period)
     for attempt in range(tries):
         got = await _get(
             http,
             f"{base}/GetStatement",
-            {"t": token, "q": answer.reference_code, "v": "3"},
-            headers,
+            {"t": token, "q": reference, "v": "3"},
+            HEADERS,
         )
         if root(got) == "FlexQueryResponse":
             return got
@@ -307,7 +370,7 @@ async def fetch_statement(
         if waiting.error_code != IN_PROGRESS:
             raise failure(waiting)
         if attempt + 1 < tries:
-            await sleep(wait)
+            await sleep(wait * 2**attempt)
     raise SourceError(
         "not_ready",
         f"IBKR was still making the statement after {tries} tries (1019): asked again next sync",
@@ -331,3 +394,84 @@ async def _get(http, url: str, params: dict, headers: dict) -> bytes:
             transient=True,
         )
     return answered.content
+
+
+def credential(token: str, query_id: str) -> str:
+    """What a connection holds (sealed by the vault): the Flex token and its query id."""
+    return json.dumps({"token": token, "query_id": query_id})
+
+
+def _opened(sealed: str) -> tuple[str, str]:
+    try:
+        held = json.loads(sealed)
+        return held["token"], held["query_id"]
+    except (ValueError, TypeError, KeyError):
+        raise SourceError(
+            "invalid_credential",
+            "the connection holds no Flex token and query id: reconnect with them",
+            transient=False,
+            needs_person=True,
+        ) from None
+
+
+async def check(*, base_url: str | None, credential: str, http: httpx.AsyncClient) -> None:
+    """The token and query id tried once (a SendRequest for the query's own period): IBKR
+    answers a reference code, or the error that says what is wrong with them."""
+    token, query_id = _opened(credential)
+    await send_request(http, _base(base_url), token, query_id)
+
+
+def requests_for(windows: Windows) -> None:
+    """No daily budget is kept: IBKR publishes none (error 1018 says when to wait)."""
+    return None
+
+
+def periods(windows: Windows) -> list[tuple[date, date]]:
+    """The statements a read asks for, oldest first, each of at most ``window_days`` days
+    (first and last day, in IBKR's Eastern calendar): from where the sync left off (the earliest
+    account's point, a day before for the time zone's sake; the whole history the first time),
+    never further back than ``history_days``, to today."""
+    until = windows.until.astimezone(EASTERN).date()
+    floor = until - timedelta(days=limits.history_days - 1)
+    start = floor
+    if windows.since:
+        start = max(
+            min(windows.since.values()).astimezone(EASTERN).date() - timedelta(days=1), floor
+        )
+    found, first = [], min(start, until)
+    while first <= until:
+        last = min(first + timedelta(days=limits.window_days - 1), until)
+        found.append((first, last))
+        first = last + timedelta(days=1)
+    return found
+
+
+async def read(
+    *,
+    base_url: str | None,
+    credential: str,
+    http: httpx.AsyncClient,
+    settings: Settings,
+    windows: Windows,
+) -> Reading:
+    """Every account the query reads, with the transactions of each period's statement; the
+    balance and positions are the newest statement's (the one ending today)."""
+    token, query_id = _opened(credential)
+    base = _base(base_url)
+    by_id: dict[str, AccountData] = {}
+    asked = periods(windows)
+    window = (datetime.combine(asked[0][0], time(), EASTERN).astimezone(UTC), windows.until)
+    for period in asked:
+        document = await fetch_statement(http, base, token, query_id, period=period)
+        for account in statement(document):
+            earlier = by_id.get(account.external_id)
+            if earlier is not None:
+                account = replace(account, transactions=earlier.transactions + account.transactions)
+            by_id[account.external_id] = replace(account, window=window)
+    return Reading(accounts=list(by_id.values()))
+
+
+def _base(base_url: str | None) -> str:
+    if not base_url:
+        raise SourceError("not_configured", "IBKR_FLEX_BASE_URL is not set", transient=False)
+    return base_url

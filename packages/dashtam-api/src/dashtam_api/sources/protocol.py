@@ -7,9 +7,11 @@ here, declared rather than discovered:
 
 - ``kind``: what a connection of it holds. ``oauth2``: tokens from an authorization, refreshed
   (connections/refresh.py); ``simplefin``: an access URL claimed once from a setup token;
-  ``file``: nothing (accounts fed by imports, never read). The next kinds (a Link-style access
-  token, a consent with an end date) are added here; ``api_token``: a token the person made at
-  the institution (IBKR's Flex Web Service: a Flex token and a query id).
+  ``file``: nothing (accounts fed by imports, never read); ``api_token``: a token the person
+  made at the institution and what it reads (IBKR's Flex token and query id), tried once at
+  connect (connections/api_tokens.py): a source of this kind also has ``credential(token,
+  query_id)`` (what is sealed) and ``check(...)`` (the try). The next kinds (a Link-style access
+  token, a consent with an end date) are added here.
 - ``limits``: how far back the first read goes, the longest period one request may ask for, and
   the requests a day a connection may send (its budget, kept by sync/budget.py); with a budget,
   ``requests_for`` says what a read of given windows takes.
