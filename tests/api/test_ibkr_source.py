@@ -202,6 +202,12 @@ async def test_what_ibkr_refuses_at_connect_is_a_clear_problem(flexed):
         json={"setup_token": "aHR0cHM6Ly9leGFtcGxlLmNvbQ=="},
     )
     assert is_problem(wrong, 409)
+    # Nothing to refresh; revoking forgets the token (IBKR has no revocation endpoint).
+    path = f"/api/v1/providers/{provider_id}/authorization"
+    assert is_problem(await client.post(f"{path}/refresh", headers=headers), 409)
+    assert (await client.delete(path, headers=headers)).status_code == 204
+    assert (await status_of(client, headers, provider_id))["status"] == "revoked"
+    assert is_problem(await sync(client, headers, provider_id), 409)
 
 
 async def test_flex_failures_at_sync_wait_or_need_the_person(flexed):
@@ -238,7 +244,8 @@ async def test_a_statement_never_ready_or_the_service_failing_may_pass_later(app
     made = await flex_token(client)
     base = "http://testserver/sandbox/ibkr/FlexWebService"
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http:
-        await fail_next(client, made["user"], "1019", times=10)
+        # The first ask of a statement is always "in progress"; two more make three.
+        await fail_next(client, made["user"], "1019", times=2)
         with pytest.raises(SourceError) as raised:
             await ibkr_flex.fetch_statement(
                 http, base, made["token"], made["query_id"], tries=3, sleep=no_wait
