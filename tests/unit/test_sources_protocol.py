@@ -39,3 +39,14 @@ def test_the_sync_does_not_branch_on_a_source_kind_for_its_pool():
     text = SYNC.read_text()
     assert "Kind.SIMPLEFIN" not in text
     assert 'getattr(source, "requests_for"' not in text
+
+
+def test_a_source_of_kind_api_token_says_what_is_sealed_and_how_it_is_tried():
+    api_token = [s for s in SOURCES.values() if s.kind is Kind.API_TOKEN]
+    assert api_token  # IBKR's Flex
+    for source in api_token:
+        # connections/api_tokens.py seals credential(token, query_id), tried by check(...).
+        sealed = source.credential("T0KEN123", "42")
+        assert isinstance(sealed, str)
+        assert "T0KEN123" in sealed
+        assert callable(source.check)
