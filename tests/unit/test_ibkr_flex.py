@@ -14,7 +14,7 @@ STATEMENT = b"""<?xml version="1.0" encoding="UTF-8"?>
 <FlexQueryResponse queryName="Dashtam" type="AF">
 <FlexStatements count="1">
 <FlexStatement accountId="U1234567" fromDate="20260101" toDate="20261207" period="Last365CalendarDays" whenGenerated="20261208;021500">
-<AccountInformation accountId="U1234567" currency="USD" name="Pat Doe" />
+<AccountInformation accountId="U1234567" currency="USD" name="Pat Doe" acctAlias="Roth IRA" />
 <EquitySummaryInBase>
 <EquitySummaryByReportDateInBase accountId="U1234567" reportDate="20261206" cash="1000.00" total="24000.00" />
 <EquitySummaryByReportDateInBase accountId="U1234567" reportDate="20261207" cash="1208.8" total="25158.3" />
@@ -46,6 +46,10 @@ def test_a_statement_reads_into_one_account_with_its_balance_positions_and_trans
         "USD",
     )
     assert "U1234567" not in account.name  # only the last four of the number are shown
+    # The person's alias names it, never ``name`` (the holder's own name).
+    assert account.name == "Roth IRA"
+    (bare,) = ibkr_flex.statement(STATEMENT.replace(b' acctAlias="Roth IRA"', b""))
+    assert "Pat Doe" not in bare.name
     # The last report date's equity summary is the balance.
     assert (account.balance.current, account.balance.cash) == (
         Decimal("25158.3"),
@@ -140,3 +144,32 @@ def test_a_read_asks_for_periods_of_at_most_365_days_from_where_the_sync_left_of
     stale = Windows(since={"U1": datetime(2020, 1, 1, tzinfo=UTC)}, until=now)
     assert ibkr_flex.periods(stale) == first
     assert all((last - start).days < 365 for start, last in first)
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        (b' tradeID="700001" transactionID="900001"', "tradeID or transactionID"),
+        (b' netCash="-2701"', "netCash"),
+        (b' transactionID="800002"', "transactionID"),
+        (b' positionValue="1952.5"', "positionValue"),
+    ],
+)
+def test_a_query_that_left_out_what_the_reader_needs_is_refused_naming_it(line, field):
+    with pytest.raises(SourceError) as raised:
+        ibkr_flex.statement(STATEMENT.replace(line, b""))
+    assert field in raised.value.description
+    assert raised.value.needs_person  # the person adds it to their query
+
+
+def test_a_position_in_another_currency_is_kept_in_the_accounts():
+    eur = STATEMENT.replace(
+        b'currency="USD" assetCategory="STK" symbol="AAPL" description="APPLE INC"',
+        b'currency="EUR" fxRateToBase="1.1" assetCategory="STK" symbol="AAPL" description="APPLE INC"',
+    )
+    (held,) = ibkr_flex.statement(eur)[0].positions
+    assert (held.market_value, held.price, held.cost_basis) == (
+        Decimal("2147.75"),
+        Decimal("214.775"),
+        Decimal("1981.10"),
+    )

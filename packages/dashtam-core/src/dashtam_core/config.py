@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     # IBKR's Flex Web Service (version 3). Unset: IBKR's own in production, the look-alike this
     # API serves (sandbox/ibkr_flex.py) in development and testing.
     IBKR_FLEX_BASE_URL: str | None = None
+    # IBKR's pace: one Flex request a second per token (more is its error 1018); a statement's
+    # waits are counted in it too. The test environment's look-alike keeps a shorter one.
+    IBKR_FLEX_PACE_SECONDS: float = Field(default=1.0, ge=0.01, le=10)
     OAUTH_PROVIDERS: list[GenericProviderConfig] = Field(default_factory=list)
     # Connections to institutions kept open per process (token endpoints and data APIs).
     INSTITUTION_MAX_CONNECTIONS: int = Field(default=20, ge=1, le=500)

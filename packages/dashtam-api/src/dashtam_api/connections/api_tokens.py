@@ -56,7 +56,12 @@ async def connect(
     await end_read(session)
     try:
         async with ctx.http() as http:
-            await source.check(base_url=spec.api_base_url, credential=credential, http=http)
+            await source.check(
+                base_url=spec.api_base_url,
+                credential=credential,
+                http=http,
+                settings=ctx.settings,
+            )
     except SourceError as exc:
         async with ctx.sessions() as failure:
             details = {"error": exc.error[:100], "error_description": exc.description[:300]}

@@ -8,8 +8,10 @@ Valkey, per IBKR user.
 - ``GET /sandbox/ibkr/FlexWebService/SendRequest?t=&q=&v=3`` (optionally ``fd``/``td``,
   yyyymmdd, at most 365 days): a ``FlexStatementResponse`` with a reference code, or IBKR's
   error codes: 1012 the token expired, 1015 not valid (unknown, or replaced by a newer one),
-  1014 the query is not the token owner's, 1018 more than ten requests in a minute from a token,
-  1020 a request without a User-Agent, of another version or with a bad period.
+  1014 the query is not the token owner's, 1018 a request sooner than a second after the token's
+  last or more than ten in a minute (either endpoint; IBKR_FLEX_PACE_SECONDS is its second), 1020
+  a request without a User-Agent, of another version or with a bad period. The answer names this
+  look-alike's GetStatement URL, as IBKR names its own host's.
 - ``GET /sandbox/ibkr/FlexWebService/GetStatement?t=&q=<reference>&v=3``: 1019 (statement
   generation in progress) the first time each reference is asked for, then the
   ``FlexQueryResponse`` (sandbox/ibkr_flex_data.py); 1017 for an unknown reference.
@@ -30,12 +32,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import Header, Query
+from fastapi import Header, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from dashtam_api.deps import RedisDep
+from dashtam_api.deps import RedisDep, SettingsDep
 from dashtam_api.routing import api_router
 from dashtam_api.sandbox import ibkr_flex_data as data
 
@@ -43,7 +45,9 @@ router = api_router(prefix="/sandbox/ibkr", tags=["sandbox"], include_in_schema=
 
 PREFIX = "sandbox:ibkr:"
 KEEP_SECONDS = 14 * 24 * 3600
-PER_MINUTE = 10  # IBKR: one request a second, ten a minute per token
+# IBKR: one request a second and ten a minute per token, in IBKR_FLEX_PACE_SECONDS (its
+# second; the test environment's is shorter, and its "minute" sixty of them).
+PER_MINUTE = 10
 MAX_DAYS = 365
 EASTERN = ZoneInfo("America/New_York")
 FAILURES = ("1009", "1012", "1015", "1018", "1019", "503")
@@ -146,16 +150,21 @@ async def _take_failure(redis: Redis, user: str, wanted: tuple[str, ...]) -> str
     return failure
 
 
-async def _too_many(redis: Redis, token: str) -> bool:
+async def _too_many(redis: Redis, token: str, pace: float) -> bool:
+    """This request (either endpoint) counted for the token: sooner than a pace after the one
+    before, or more than PER_MINUTE in sixty paces, is too many."""
     now = time.time()
     key = f"{PREFIX}rate:{_digest(token)}"
     async with redis.pipeline(transaction=True) as pipe:
+        pipe.zrange(key, -1, -1, withscores=True)
         pipe.zadd(key, {f"{now}:{secrets.token_hex(4)}": now})
-        pipe.zremrangebyscore(key, 0, now - 60)
+        pipe.zremrangebyscore(key, 0, now - 60 * pace)
         pipe.zcard(key)
-        pipe.expire(key, 120)
-        _, _, count, _ = await pipe.execute()
-    return int(count) > PER_MINUTE
+        pipe.expire(key, int(120 * pace) + 1)
+        last, _, _, count, _ = await pipe.execute()
+    # A little leeway for the two clocks (the client's monotonic one, this one's wall clock).
+    too_soon = bool(last) and now - last[0][1] < 0.9 * pace
+    return too_soon or int(count) > PER_MINUTE
 
 
 def _period(fd: str | None, td: str | None, today: date) -> tuple[date, date] | str:
@@ -175,7 +184,9 @@ def _period(fd: str | None, td: str | None, today: date) -> tuple[date, date] | 
 
 @router.get("/FlexWebService/SendRequest")
 async def send_request(
+    request: Request,
     redis: RedisDep,
+    settings: SettingsDep,
     t: Annotated[str, Query(max_length=200)] = "",
     q: Annotated[str, Query(max_length=40)] = "",
     v: Annotated[str, Query(max_length=4)] = "",
@@ -189,7 +200,7 @@ async def send_request(
     if user is None:
         return _error(refused)
     await redis.hincrby(_user_key(user), "sent", 1)
-    if await _too_many(redis, t):
+    if await _too_many(redis, t, settings.IBKR_FLEX_PACE_SECONDS):
         return _error("1018")
     failure = await _take_failure(redis, user, ("1009", "1012", "1015", "1018", "503"))
     if failure == "503":
@@ -212,14 +223,14 @@ async def send_request(
     return _xml(
         "<Status>Success</Status>\n"
         f"<ReferenceCode>{reference}</ReferenceCode>\n"
-        "<Url>https://ndcdyn.interactivebrokers.com/AccountManagement/FlexWebService/"
-        "GetStatement</Url>\n"
+        f"<Url>{request.base_url}sandbox/ibkr/FlexWebService/GetStatement</Url>\n"
     )
 
 
 @router.get("/FlexWebService/GetStatement")
 async def get_statement(
     redis: RedisDep,
+    settings: SettingsDep,
     t: Annotated[str, Query(max_length=200)] = "",
     q: Annotated[str, Query(max_length=40)] = "",
     v: Annotated[str, Query(max_length=4)] = "",
@@ -235,6 +246,8 @@ async def get_statement(
         return _error("1017")
     asked = json.loads(raw)
     await redis.hincrby(_user_key(user), "got", 1)
+    if await _too_many(redis, t, settings.IBKR_FLEX_PACE_SECONDS):
+        return _error("1018")
     # Every statement takes a moment to make: the first ask of each reference is 1019.
     first_ask = await redis.set(f"{PREFIX}asked:{q[:20]}", 1, ex=3600, nx=True)
     if first_ask or await _take_failure(redis, user, ("1019",)):

@@ -165,7 +165,7 @@ def statement(seed: str, anchor: date, step: int, first: date, last: date, gener
             f'<FlexStatement accountId="{account.id}" fromDate="{first:%Y%m%d}" '
             f'toDate="{last:%Y%m%d}" period="" whenGenerated="{generated}">\n'
             f'<AccountInformation accountId="{account.id}" currency="{account.currency}" '
-            f'accountAlias={quoteattr(account.alias)} name="Sandbox Investor" '
+            f'acctAlias={quoteattr(account.alias)} name="Sandbox Investor" '
             'accountType="Individual" />\n'
         )
         held: dict[str, list[Decimal]] = {}
@@ -197,7 +197,7 @@ def statement(seed: str, anchor: date, step: int, first: date, last: date, gener
             parts.append(
                 f'<OpenPosition accountId="{account.id}" currency="{account.currency}" '
                 f'assetCategory="STK" symbol="{symbol}" description={quoteattr(SECURITIES[symbol][0])} '
-                f'reportDate="{last:%Y%m%d}" position="{quantity}" markPrice="{mark}" '
+                f'reportDate="{last:%Y%m%d}" position="{quantity}" markPrice="{mark}" fxRateToBase="1" '
                 f'positionValue="{value}" costBasisMoney="{cost}" levelOfDetail="SUMMARY" />\n'
             )
         parts.append("</OpenPositions>\n<Trades>\n")

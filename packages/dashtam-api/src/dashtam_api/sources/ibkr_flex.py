@@ -13,8 +13,8 @@ reference code, or an error code and message) and an Activity Flex statement (a
 transactions, its equity summary). Attributes carry everything; amounts go straight to Decimal.
 
 Parsed with expat, a DOCTYPE or an entity refused as sources/files/camt.py does: the statement
-comes from the network and must not expand anything. ``fetch_statement`` sends SendRequest
-and polls GetStatement within a bound.
+comes from the network and must not expand anything. ``Flex.statement`` sends SendRequest
+and polls GetStatement within a bound, at IBKR's pace.
 
 IBKR's statements give dates and times without a zone, in US Eastern time (the time its
 reports are kept in, as its statements say): they are read so, then stored in UTC. A date alone
@@ -22,9 +22,12 @@ is midnight Eastern (the same calendar day in UTC).
 """
 
 import asyncio
+import hashlib
 import json
+import time as time_
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from xml.parsers import expat
 from zoneinfo import ZoneInfo
 
@@ -135,7 +138,9 @@ def _elements(document: bytes) -> list[tuple[str, dict, str]]:
         parser.Parse(document, True)
     except expat.ExpatError:
         raise SourceError(
-            "invalid_response", "the Flex answer is not XML", transient=False
+            "invalid_response",
+            "the Flex answer is not XML: the Flex query's format must be XML",
+            transient=False,
         ) from None
     return [(name, attributes, "".join(text).strip()) for name, attributes, text in found]
 
@@ -172,23 +177,38 @@ def moment(raw: str | None, where: str) -> datetime | None:
     return parsed.replace(tzinfo=EASTERN).astimezone(UTC)
 
 
-def _trade(a: dict) -> TransactionData:
-    quantity = decimal(a.get("quantity", "0"), "Trade.quantity")
+def _needed(a: dict, names: tuple[str, ...], where: str) -> str:
+    """The first of these attributes the line has; a query that left them all out cannot be
+    read (a missing id would merge every line into one, a missing amount make it zero)."""
+    for name in names:
+        if a.get(name):
+            return a[name]
+    raise SourceError(
+        "invalid_response",
+        f"the Flex statement's {where} has no {' or '.join(names)}: add it to the Flex query "
+        "(IBKR portal, Performance & Reports > Flex Queries)",
+        transient=False,
+        needs_person=True,
+    )
+
+
+def _trade(a: dict, currency: str) -> TransactionData:
+    quantity = decimal(_needed(a, ("quantity",), "Trade"), "Trade.quantity")
     # The quantity is signed already in Flex (a sell negative); buySell says so where not.
     if a.get("buySell", "").upper().startswith("SELL") and quantity > 0:
         quantity = -quantity
     commission = maybe_decimal(a.get("ibCommission") or None, "Trade.ibCommission")
-    when = moment(a.get("dateTime") or a.get("tradeDate"), "Trade.dateTime")
+    when = moment(_needed(a, ("dateTime", "tradeDate"), "Trade"), "Trade.dateTime")
     symbol = a.get("symbol") or None
     return TransactionData(
-        external_id=f"trade:{a.get('tradeID') or a.get('transactionID')}",
+        external_id=f"trade:{_needed(a, ('tradeID', 'transactionID'), 'Trade')}",
         status="posted",
-        amount=decimal(a.get("netCash", "0"), "Trade.netCash"),
+        amount=decimal(_needed(a, ("netCash",), "Trade"), "Trade.netCash"),
         description=f"{a.get('buySell', 'TRADE')} {abs(quantity)} {symbol or ''}".strip(),
         kind="trade",
         transacted_at=when,
         posted_at=when,
-        currency=a.get("currency") or "USD",
+        currency=a.get("currency") or currency,
         institution_type=a.get("buySell") or None,
         symbol=symbol,
         asset_type=ASSET_TYPES.get(a.get("assetCategory", ""), "other"),
@@ -199,36 +219,49 @@ def _trade(a: dict) -> TransactionData:
     )
 
 
-def _cash(a: dict) -> TransactionData:
-    amount = decimal(a.get("amount", "0"), "CashTransaction.amount")
+def _cash(a: dict, currency: str) -> TransactionData:
+    amount = decimal(_needed(a, ("amount",), "CashTransaction"), "CashTransaction.amount")
     type_ = a.get("type", "")
     kind = CASH_KINDS.get(type_.lower(), "fee" if amount < 0 else "transfer")
     if kind == "transfer":
         kind = "deposit" if amount > 0 else "withdrawal"
-    when = moment(a.get("dateTime") or a.get("settleDate"), "CashTransaction.dateTime")
+    when = moment(
+        _needed(a, ("dateTime", "settleDate"), "CashTransaction"), "CashTransaction.dateTime"
+    )
     return TransactionData(
-        external_id=f"cash:{a.get('transactionID')}",
+        external_id=f"cash:{_needed(a, ('transactionID',), 'CashTransaction')}",
         status="posted",
         amount=amount,
         description=a.get("description") or type_,
         kind=kind,
         transacted_at=when,
         posted_at=when,
-        currency=a.get("currency") or "USD",
+        currency=a.get("currency") or currency,
         institution_type=type_ or None,
         symbol=a.get("symbol") or None,
     )
 
 
-def _position(a: dict) -> Holding:
+def _position(a: dict, currency: str) -> Holding:
+    """A position in the account's (base) currency: a position in another currency is
+    converted at the statement's ``fxRateToBase``."""
+    rate = Decimal(1)
+    if (a.get("currency") or currency) != currency:
+        rate = decimal(_needed(a, ("fxRateToBase",), "OpenPosition"), "OpenPosition.fxRateToBase")
+
+    def based(name: str) -> Decimal | None:
+        value = maybe_decimal(a.get(name) or None, f"OpenPosition.{name}")
+        return value * rate if value is not None else None
+
     return Holding(
-        symbol=a.get("symbol", ""),
+        symbol=_needed(a, ("symbol",), "OpenPosition"),
         asset_type=ASSET_TYPES.get(a.get("assetCategory", ""), "other"),
-        quantity=decimal(a.get("position", "0"), "OpenPosition.position"),
-        market_value=decimal(a.get("positionValue", "0"), "OpenPosition.positionValue"),
+        quantity=decimal(_needed(a, ("position",), "OpenPosition"), "OpenPosition.position"),
+        market_value=rate
+        * decimal(_needed(a, ("positionValue",), "OpenPosition"), "OpenPosition.positionValue"),
         description=a.get("description") or None,
-        price=maybe_decimal(a.get("markPrice") or None, "OpenPosition.markPrice"),
-        cost_basis=maybe_decimal(a.get("costBasisMoney") or None, "OpenPosition.costBasisMoney"),
+        price=based("markPrice"),
+        cost_basis=based("costBasisMoney"),
     )
 
 
@@ -279,17 +312,18 @@ def statement(document: bytes) -> list[AccountData]:
             continue
         elif name == "AccountInformation":
             current["currency"] = a.get("currency") or current["currency"]
-            if a.get("accountAlias") or a.get("name"):
-                current["name"] = a.get("accountAlias") or a["name"]
+            # The person's own label for it (acctAlias); never ``name``: that is the holder's.
+            if a.get("acctAlias"):
+                current["name"] = a["acctAlias"]
         elif name == "EquitySummaryByReportDateInBase":
             # One per report date: the last one is the statement's end.
             current["summary"] = a
         elif name == "OpenPosition" and a.get("levelOfDetail", "SUMMARY") == "SUMMARY":
-            current["positions"].append(_position(a))
+            current["positions"].append(_position(a, current["currency"]))
         elif name == "Trade" and a.get("levelOfDetail", "EXECUTION") == "EXECUTION":
-            current["transactions"].append(_trade(a))
+            current["transactions"].append(_trade(a, current["currency"]))
         elif name == "CashTransaction" and a.get("levelOfDetail", "DETAIL") == "DETAIL":
-            current["transactions"].append(_cash(a))
+            current["transactions"].append(_cash(a, current["currency"]))
     close()
     return accounts
 
@@ -323,59 +357,105 @@ def failure(answer: Response) -> SourceError:
 
 
 HEADERS = {"User-Agent": "Dashtam/1"}  # IBKR answers no program that does not say what it is
+# "Try again shortly" codes (IBKR's Flex Web Service guide): the statement is asked for again.
+RETRY_CODES = {"1001", "1004", "1005", "1006", "1007", "1008", "1009", "1019", "1021"}
+IBKR_HOSTS = ".interactivebrokers.com"
 
 
-async def send_request(
-    http, base_url: str, token: str, query_id: str, period: tuple[date, date] | None = None
-) -> str:
-    """SendRequest: the reference code of a statement IBKR starts making (of ``period``, first
-    and last day, or the query's own period), or the SourceError its error code means."""
-    params = {"t": token, "q": query_id, "v": "3"}
-    if period is not None:
-        params |= {"fd": period[0].strftime("%Y%m%d"), "td": period[1].strftime("%Y%m%d")}
-    answer = response(await _get(http, f"{base_url.rstrip('/')}/SendRequest", params, HEADERS))
-    if answer.error_code or not answer.reference_code:
-        raise failure(answer)
-    return answer.reference_code
+# When this process last sent a request with each token (by its digest): a sync right after
+# the connect's check, or after another sync, keeps the pace too. Another process's requests
+# are not seen: IBKR's 1018 then, which is asked again after a wait.
+_LAST_REQUEST: dict[str, float] = {}
 
 
-async def fetch_statement(
-    http,
-    base_url: str,
-    token: str,
-    query_id: str,
-    *,
-    period: tuple[date, date] | None = None,
-    tries: int = 7,
-    wait: float = 0.25,
-    sleep=None,
-) -> bytes:
-    """One Activity statement: SendRequest (a reference code), then GetStatement asked again
-    while IBKR is still making it (1019), at most ``tries`` times, the waits doubling from
-    ``wait`` seconds (about 16 s in all by default); past that a transient error (the next sync
-    asks again). The token goes only in the query string IBKR asks for, never in an error."""
-    sleep = sleep or asyncio.sleep
-    base = base_url.rstrip("/")
-    reference = await send_request(http, base, token, query_id, period)
-    for attempt in range(tries):
-        got = await _get(
-            http,
-            f"{base}/GetStatement",
-            {"t": token, "q": reference, "v": "3"},
-            HEADERS,
-        )
-        if root(got) == "FlexQueryResponse":
-            return got
-        waiting = response(got)
-        if waiting.error_code != IN_PROGRESS:
-            raise failure(waiting)
-        if attempt + 1 < tries:
-            await sleep(wait * 2**attempt)
-    raise SourceError(
-        "not_ready",
-        f"IBKR was still making the statement after {tries} tries (1019): asked again next sync",
-        transient=True,
-    )
+class Flex:
+    """IBKR's Flex service for one token, at IBKR's pace: one request a second per token (its
+    1018 says so), so every request waits until ``pace`` seconds have passed since the one
+    before. The waits of a statement being made are counted in paces too (IBKR_FLEX_PACE_SECONDS:
+    IBKR's second; a test's look-alike keeps a shorter one, and the client its pace)."""
+
+    def __init__(self, http, base_url: str, token: str, *, pace: float, sleep=None):
+        self.http, self.base, self.token, self.pace = http, base_url.rstrip("/"), token, pace
+        self.sleep = sleep or asyncio.sleep
+        self._key = hashlib.sha256(token.encode()).hexdigest()
+
+    async def _get(self, url: str, params: dict) -> bytes:
+        last = _LAST_REQUEST.get(self._key)
+        if last is not None:
+            gap = self.pace - (time_.monotonic() - last)
+            if gap > 0:
+                await self.sleep(gap)
+        try:
+            return await _get(self.http, url, params | {"t": self.token, "v": "3"}, HEADERS)
+        finally:
+            now = time_.monotonic()
+            _LAST_REQUEST[self._key] = now
+            if len(_LAST_REQUEST) > 1000:  # only the last minute's matter
+                for key, at in list(_LAST_REQUEST.items()):
+                    if at < now - 60 * self.pace:
+                        del _LAST_REQUEST[key]
+
+    async def send_request(self, query_id: str, period: tuple[date, date] | None = None):
+        """SendRequest: the reference code of a statement IBKR starts making (of ``period``,
+        first and last day, or the query's own period) and where to fetch it, or the
+        SourceError its error code means."""
+        params = {"q": query_id}
+        if period is not None:
+            params |= {"fd": period[0].strftime("%Y%m%d"), "td": period[1].strftime("%Y%m%d")}
+        answer = response(await self._get(f"{self.base}/SendRequest", params))
+        if answer.error_code or not answer.reference_code:
+            raise failure(answer)
+        return answer.reference_code, self._statement_url(answer.url)
+
+    def _statement_url(self, given: str | None) -> str:
+        """Where IBKR said the statement is (it sends some accounts to another of its hosts),
+        if it is IBKR's (or the configured host): never a host a document names otherwise."""
+        ours = httpx.URL(self.base)
+        if given:
+            url = httpx.URL(given)
+            if (url.scheme == "https" and url.host.endswith(IBKR_HOSTS)) or (
+                url.scheme == ours.scheme and url.host == ours.host
+            ):
+                return str(url)
+        return f"{self.base}/GetStatement"
+
+    async def statement(
+        self, query_id: str, *, period: tuple[date, date] | None = None, bound: float = 60
+    ) -> bytes:
+        """One Activity statement: SendRequest, then GetStatement asked again while IBKR says
+        to try again shortly (1019 and its kin; 1018, here or at SendRequest, waits ten paces),
+        the waits doubling from
+        one pace up to eight; past ``bound`` paces of waiting a transient error (the next sync
+        asks again). The token goes only in the query string IBKR asks for, never in an error."""
+        waited, wait = 0.0, 1.0
+        while True:
+            try:
+                reference, url = await self.send_request(query_id, period)
+                break
+            except SourceError as refused:
+                # Too many requests (another process's, or a person's script): once more later.
+                if refused.error != "rate_limited" or waited + 10.0 > bound:
+                    raise
+                await self.sleep(9.0 * self.pace)
+                waited += 10.0
+        while True:
+            got = await self._get(url, {"q": reference})
+            if root(got) == "FlexQueryResponse":
+                return got
+            answer = response(got)
+            if answer.error_code not in RETRY_CODES | {TOO_MANY_REQUESTS}:
+                raise failure(answer)
+            pause = 10.0 if answer.error_code == TOO_MANY_REQUESTS else wait
+            if waited + pause > bound:
+                raise SourceError(
+                    "not_ready",
+                    f"IBKR was still making the statement after {waited * self.pace:.0f} s "
+                    f"({answer.error_code}): asked again next sync",
+                    transient=True,
+                )
+            # The pace itself is kept by _get: wait what is beyond it.
+            await self.sleep((pause - 1.0) * self.pace)
+            waited, wait = waited + pause, min(wait * 2, 8.0)
 
 
 async def _get(http, url: str, params: dict, headers: dict) -> bytes:
@@ -414,11 +494,27 @@ def _opened(sealed: str) -> tuple[str, str]:
         ) from None
 
 
-async def check(*, base_url: str | None, credential: str, http: httpx.AsyncClient) -> None:
-    """The token and query id tried once (a SendRequest for the query's own period): IBKR
-    answers a reference code, or the error that says what is wrong with them."""
+async def check(
+    *, base_url: str | None, credential: str, http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """The token and query tried once: yesterday's statement (a day IBKR has closed) asked for
+    and read, so what only a sync would find is said at connect (a query in CSV, not an
+    Activity query, a field the reader needs left out of it); IBKR's refusal says what is
+    wrong with the token."""
     token, query_id = _opened(credential)
-    await send_request(http, _base(base_url), token, query_id)
+    flex = Flex(http, _base(base_url), token, pace=settings.IBKR_FLEX_PACE_SECONDS)
+    yesterday = datetime.now(EASTERN).date() - timedelta(days=1)
+    document = await flex.statement(query_id, period=(yesterday, yesterday))
+    kind = _elements(document)[0][1].get("type")
+    if kind != "AF":
+        raise SourceError(
+            "query_refused",
+            f"the Flex query is not an Activity Flex query (its type is {kind!r}): make an "
+            "Activity Flex query (Performance & Reports > Flex Queries) and use its id",
+            transient=False,
+            needs_person=True,
+        )
+    statement(document)
 
 
 def requests_for(windows: Windows) -> None:
@@ -457,12 +553,12 @@ async def read(
     """Every account the query reads, with the transactions of each period's statement; the
     balance and positions are the newest statement's (the one ending today)."""
     token, query_id = _opened(credential)
-    base = _base(base_url)
+    flex = Flex(http, _base(base_url), token, pace=settings.IBKR_FLEX_PACE_SECONDS)
     by_id: dict[str, AccountData] = {}
     asked = periods(windows)
     window = (datetime.combine(asked[0][0], time(), EASTERN).astimezone(UTC), windows.until)
     for period in asked:
-        document = await fetch_statement(http, base, token, query_id, period=period)
+        document = await flex.statement(query_id, period=period)
         for account in statement(document):
             earlier = by_id.get(account.external_id)
             if earlier is not None:
