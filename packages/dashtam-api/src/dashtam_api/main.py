@@ -9,8 +9,10 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.resources import files
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from dashtam_api import __version__, docs, metrics, openapi
@@ -21,6 +23,7 @@ from dashtam_api.auth.reset_page import router as reset_page_router
 from dashtam_api.auth.router import router as auth_router
 from dashtam_api.body_limit import BodyLimit
 from dashtam_api.connections.router import router as connections_router
+from dashtam_api.console.router import router as console_router
 from dashtam_api.context import AppContext
 from dashtam_api.headers import SecurityHeaders
 from dashtam_api.health.router import router as health_router
@@ -166,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth_router,
         admin_router,
         reset_page_router,
+        console_router,
         connections_router,
         webhooks_router,
         api_keys_router,
@@ -176,6 +180,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         include(app, sandbox_router)
         include(app, simplefin_bridge_router)
         include(app, ibkr_flex_router)
+    # The console's stylesheet: after every route, as docs' mounts are.
+    app.mount(
+        "/app/static", StaticFiles(directory=str(files("dashtam_api") / "console" / "static"))
+    )
     if settings.ENVIRONMENT != "production":
         # Last: its static mounts are tried after every API route, not before each request.
         docs.install(app)

@@ -1,0 +1,318 @@
+"""The web console's pages under /app/ (issue 37): server-rendered HTML (Jinja2 templates,
+console/templates), forms that work without script, one stylesheet served by Dashtam itself.
+
+Who is signed in comes from the console's cookies (console/cookies.py: the API's own session
+and tokens). A page asked for without a sign-in is a redirect to /app/sign-in; a form without
+its CSRF token is a 400 page. Every page carries a content security policy that allows nothing
+from another origin, and ``no-store``.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from dashtam_api.auth import queries as people
+from dashtam_api.auth import security
+from dashtam_api.auth import service as auth
+from dashtam_api.auth.schemas import TokenPair
+from dashtam_api.console import cookies
+from dashtam_api.console import service as console
+from dashtam_api.deps import (
+    ContextDep,
+    EndedSessionsDep,
+    PasswordsDep,
+    ReaderDep,
+    RedisDep,
+    SessionDep,
+    SignInSessionDep,
+    where,
+)
+from dashtam_api.errors import ProblemError, Unauthorized
+from dashtam_api.routing import api_router
+from dashtam_core.pages import page_headers
+from dashtam_models import User
+
+router = api_router(prefix="/app", include_in_schema=False)
+
+# Nothing from another origin; no script yet (a page that needs one adds 'self').
+POLICY = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'"
+
+templates = Environment(
+    loader=PackageLoader("dashtam_api.console", "templates"),
+    autoescape=select_autoescape(default=True),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _money(value) -> str:
+    """A Decimal as people read it: grouped, its own digits (never a float's)."""
+    amount = Decimal(str(value))
+    return f"{amount:,}"
+
+
+def _when(moment: datetime | str) -> str:
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+templates.globals.update(money=_money, when=_when)
+
+
+@dataclass
+class Visitor:
+    """Who the request is from: the person and their session, and the tokens renewed on the
+    way (set as cookies on the answer)."""
+
+    user: User
+    session_id: uuid.UUID
+    renewed: TokenPair | None = None
+
+
+def _page(
+    name: str,
+    *,
+    status: int = 200,
+    visitor: Visitor | None = None,
+    settings=None,
+    headers: dict | None = None,
+    **context,
+) -> HTMLResponse:
+    csrf = context.pop("csrf", None)
+    if visitor is not None:
+        csrf = cookies.csrf_token(settings.SECRET_KEY, visitor.session_id)
+    body = templates.get_template(name).render(
+        person=visitor.user if visitor else None,
+        csrf=csrf or "",
+        notice=context.pop("notice", None),
+        problem=context.pop("problem", None),
+        **context,
+    )
+    response = HTMLResponse(
+        body, status_code=status, headers=page_headers(POLICY) | (headers or {})
+    )
+    if visitor is not None and visitor.renewed is not None:
+        cookies.set_pair(response, visitor.renewed, refresh_days=settings.REFRESH_TOKEN_DAYS)
+    return response
+
+
+def _to_sign_in() -> RedirectResponse:
+    response = RedirectResponse("/app/sign-in", status_code=303)
+    cookies.clear(response)
+    return response
+
+
+async def _visitor(request: Request, session, ctx, ended) -> Visitor | None:
+    """The signed-in person, renewing an expired access token with the refresh cookie; None
+    when there is no sign-in (or it ended)."""
+    settings = ctx.settings
+    found = cookies.signed_in_as(request, settings.SECRET_KEY, ended)
+    renewed = None
+    if found is None:
+        refresh = request.cookies.get(cookies.REFRESH)
+        if not refresh:
+            return None
+        try:
+            renewed = await auth.refresh(
+                session=session,
+                settings=settings,
+                ended=ended,
+                token=refresh,
+                user_agent=request.headers.get("user-agent"),
+                ip=where(request)["ip"],
+            )
+        except Unauthorized:
+            return None
+        found = (
+            security.decode_access_token(
+                renewed.access_token, secret=settings.SECRET_KEY, ended=ended
+            ),
+            security.session_of(renewed.access_token, secret=settings.SECRET_KEY),
+        )
+    user = await people.user_by_id(session, user_id=found[0])
+    if user is None or not user.is_active:
+        return None
+    return Visitor(user=user, session_id=found[1], renewed=renewed)
+
+
+@router.get("")
+async def console_root() -> RedirectResponse:
+    return RedirectResponse("/app/", status_code=308)
+
+
+@router.get("/")
+async def overview(
+    request: Request,
+    session: SessionDep,
+    reader: ReaderDep,
+    ctx: ContextDep,
+    ended: EndedSessionsDep,
+) -> Response:
+    visitor = await _visitor(request, session, ctx, ended)
+    if visitor is None:
+        return _to_sign_in()
+    shown = await console.overview(session=session, reader=reader, ctx=ctx, user=visitor.user)
+    return _page(
+        "overview.html",
+        visitor=visitor,
+        settings=ctx.settings,
+        title="Overview",
+        page="overview",
+        **shown,
+    )
+
+
+@router.get("/sign-in")
+async def sign_in_form(
+    request: Request, session: SessionDep, ctx: ContextDep, ended: EndedSessionsDep
+) -> Response:
+    if await _visitor(request, session, ctx, ended) is not None:
+        return RedirectResponse("/app/", status_code=303)
+    return _sign_in_page()
+
+
+def _sign_in_page(
+    *, status: int = 200, problem: str | None = None, email: str = "", headers=None
+) -> Response:
+    token = cookies.sign_in_csrf()
+    response = _page(
+        "sign_in.html",
+        status=status,
+        headers=headers,
+        title="Sign in",
+        csrf=token,
+        problem=problem,
+        email=email,
+    )
+    cookies.set_sign_in_csrf(response, token)
+    return response
+
+
+def _form_status(exc: ProblemError) -> int:
+    """A form shown again with what was wrong is the page asked for (200), as browsers expect
+    of a form; only a throttled sign-in keeps its 429 (and its Retry-After)."""
+    return 429 if exc.status == 429 else 200
+
+
+def _signed_in(pair: TokenPair, settings) -> Response:
+    response = RedirectResponse("/app/", status_code=303)
+    cookies.set_pair(response, pair, refresh_days=settings.REFRESH_TOKEN_DAYS)
+    response.delete_cookie(cookies.SIGN_IN_CSRF, path=cookies.PATH)
+    return response
+
+
+@router.post("/sign-in")
+async def sign_in(
+    request: Request,
+    session: SignInSessionDep,
+    redis: RedisDep,
+    passwords: PasswordsDep,
+    ctx: ContextDep,
+    email: Annotated[str, Form(max_length=320)] = "",
+    password: Annotated[str, Form(max_length=256)] = "",
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    if not cookies.sign_in_csrf_holds(request, csrf):
+        return _sign_in_page(status=400, problem="The form expired: sign in again.", email=email)
+    try:
+        outcome = await auth.login(
+            session=session,
+            redis=redis,
+            settings=ctx.settings,
+            passwords=passwords,
+            email=email.strip(),
+            password=password,
+            **where(request),
+        )
+    except ProblemError as exc:
+        return _sign_in_page(
+            status=_form_status(exc), problem=exc.detail, email=email, headers=exc.headers
+        )
+    if isinstance(outcome, TokenPair):
+        return _signed_in(outcome, ctx.settings)
+    return _page(
+        "second_factor.html",
+        title="Your second factor",
+        csrf=csrf,
+        challenge=outcome["challenge"],
+    )
+
+
+@router.post("/sign-in/second-factor")
+async def second_factor(
+    request: Request,
+    session: SignInSessionDep,
+    redis: RedisDep,
+    ctx: ContextDep,
+    challenge: Annotated[str, Form(max_length=100)] = "",
+    code: Annotated[str, Form(max_length=40)] = "",
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    if not cookies.sign_in_csrf_holds(request, csrf):
+        return _sign_in_page(status=400, problem="The form expired: sign in again.")
+    code = code.strip().replace(" ", "")
+    is_totp = code.isdigit() and len(code) == 6
+    try:
+        pair = await auth.login_second_factor(
+            session=session,
+            redis=redis,
+            settings=ctx.settings,
+            vault=ctx.vault,
+            challenge=challenge,
+            code=code if is_totp else None,
+            recovery_code=None if is_totp else code,
+            **where(request),
+        )
+    except ProblemError as exc:
+        if "challenge" in exc.detail:
+            return _sign_in_page(status=_form_status(exc), problem=exc.detail)
+        return _page(
+            "second_factor.html",
+            status=_form_status(exc),
+            title="Your second factor",
+            csrf=csrf,
+            challenge=challenge,
+            problem=exc.detail,
+        )
+    return _signed_in(pair, ctx.settings)
+
+
+@router.post("/sign-out")
+async def sign_out(
+    request: Request,
+    session: SessionDep,
+    ctx: ContextDep,
+    ended: EndedSessionsDep,
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    visitor = await _visitor(request, session, ctx, ended)
+    if visitor is None:
+        return _to_sign_in()
+    if not cookies.csrf_holds(ctx.settings.SECRET_KEY, visitor.session_id, csrf):
+        return _page(
+            "overview.html",
+            status=400,
+            visitor=visitor,
+            settings=ctx.settings,
+            title="Overview",
+            page="overview",
+            problem="The form expired: try again.",
+            **await console.overview(
+                session=session, reader=ctx.reader, ctx=ctx, user=visitor.user
+            ),
+        )
+    refresh = (
+        visitor.renewed.refresh_token if visitor.renewed else request.cookies.get(cookies.REFRESH)
+    )
+    await auth.logout(
+        session=session, ended=ended, user=visitor.user, token=refresh or "", where=where(request)
+    )
+    return _to_sign_in()

@@ -1,0 +1,76 @@
+"""What the console's pages show, from the API's own services (no SQL here: each domain's
+queries module holds its statements)."""
+
+import json
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dashtam_api.accounts import service as accounts
+from dashtam_api.connections import service as connections
+from dashtam_api.context import AppContext
+from dashtam_api.providers import service as providers
+from dashtam_core.database import Reader
+from dashtam_models import User
+
+# How long before a connection's deadline the overview says to reconnect.
+DUE_DAYS = 7
+# What fixes each status (the one action the overview offers).
+FIXES = {
+    "pending": "Connect it",
+    "revoked": "Connect it again",
+    "expired": "Reconnect",
+    "error": "Reconnect",
+}
+
+
+async def overview(*, session: AsyncSession, reader: Reader, ctx: AppContext, user: User) -> dict:
+    """The person's institutions with their accounts and balances, the connections that need
+    them first, and the total per currency."""
+    listed = json.loads(
+        await providers.list_page(reader=reader, user_id=user.id, limit=100, offset=0)
+    )
+    held = (await accounts.page(session=session, user=user, limit=500, offset=0))["items"]
+    by_provider: dict[str, list[dict]] = defaultdict(list)
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for account in held:
+        by_provider[str(account["provider_id"])].append(account)
+        balance = account["balance"]
+        if balance is not None and account["closed_at"] is None and balance["current"] is not None:
+            totals[account["currency"]] += Decimal(balance["current"])
+    now = datetime.now(UTC)
+    institutions, attention = [], []
+    for provider in listed["items"]:
+        spec = ctx.registry.get(provider["provider_key"])
+        state = await connections.status(
+            session=session, settings=ctx.settings, user=user, provider_id=provider["id"]
+        )
+        institution = {
+            "id": provider["id"],
+            "alias": provider["alias"],
+            "name": spec.name if spec else provider["provider_key"],
+            "kind": spec.kind.value if spec else None,
+            "status": state["status"],
+            "synced_at": state["synced_at"],
+            "sync_error": state["sync_error"],
+            "accounts": by_provider.get(str(provider["id"]), []),
+        }
+        institutions.append(institution)
+        due = state["reconnect_by"]
+        if state["status"] in FIXES:
+            reason = (
+                state["error"] or state["sync_error"] or f"The connection is {state['status']}."
+            )
+            attention.append(institution | {"fix": FIXES[state["status"]], "reason": reason})
+        elif due is not None and due < now + timedelta(days=DUE_DAYS):
+            attention.append(
+                institution
+                | {"fix": "Reconnect", "reason": f"Its access ends {due:%Y-%m-%d %H:%M} UTC."}
+            )
+    return {
+        "institutions": institutions,
+        "attention": attention,
+        "totals": sorted(totals.items()),
+    }

@@ -1,0 +1,158 @@
+"""The web console (issue 37), first pages: sign in (password, then the second factor), the
+overview, sign out; the cookies are the API's own session (what ends one ends the other), every
+form carries a CSRF token, every page a policy that allows nothing from another origin."""
+
+import re
+import time
+import uuid
+
+import httpx
+import pyotp
+import pytest
+
+from dashtam_api.auth.totp import STEP_SECONDS
+from dashtam_api.console import cookies
+from tests.fixtures.app import asgi_client
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+async def browser(app):
+    """A client over HTTPS (the console's cookies are Secure: never sent over plain HTTP)."""
+    async with asgi_client(app) as http:
+        http.base_url = httpx.URL("https://testserver")
+        yield http
+
+
+def csrf_of(page: httpx.Response) -> str:
+    return re.search(r'name="csrf" value="([^"]*)"', page.text).group(1)
+
+
+async def person(client) -> tuple[str, dict]:
+    email = f"console-{uuid.uuid4().hex[:8]}@example.com"
+    made = await client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    assert made.status_code == 201, made.text
+    tokens = (
+        await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    ).json()
+    return email, {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+async def sign_in(browser, email: str, password: str = PASSWORD) -> httpx.Response:
+    form = await browser.get("/app/sign-in")
+    assert form.status_code == 200, form.text
+    return await browser.post(
+        "/app/sign-in", data={"email": email, "password": password, "csrf": csrf_of(form)}
+    )
+
+
+async def test_pages_need_a_sign_in_and_allow_nothing_from_another_origin(browser):
+    away = await browser.get("/app/")
+    assert (away.status_code, away.headers["location"]) == (303, "/app/sign-in")
+    form = await browser.get("/app/sign-in")
+    policy = form.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "http" not in policy  # no other origin named
+    assert form.headers["cache-control"] == "no-store"
+    # Every control labelled.
+    for control in re.findall(r'<input id="([^"]+)"', form.text):
+        assert f'<label for="{control}">' in form.text
+    css = await browser.get("/app/static/console.css")
+    assert (css.status_code, css.headers["content-type"].split(";")[0]) == (200, "text/css")
+
+
+async def test_a_person_signs_in_sees_the_overview_and_signs_out(browser, client):
+    email, headers = await person(client)
+    made = await client.post(
+        "/api/v1/accounts",
+        headers=headers,
+        json={"name": "Credit union", "account_type": "checking", "currency": "USD",
+              "opening_balance": "1250.50"},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    pending = await client.post(
+        "/api/v1/providers", headers=headers, json={"provider_key": "sandbox", "alias": "My bank"}
+    )
+    assert pending.status_code == 201, pending.text
+
+    # A form without its token is refused, a wrong password said so, nothing set.
+    refused = await browser.post("/app/sign-in", data={"email": email, "password": PASSWORD})
+    assert refused.status_code == 400
+    wrong = await sign_in(browser, email, "not the password at all")
+    assert wrong.status_code == 200  # the form again, saying what was wrong
+    assert 'role="alert">Wrong e-mail or password' in wrong.text
+    assert cookies.ACCESS not in browser.cookies
+
+    signed = await sign_in(browser, email)
+    assert (signed.status_code, signed.headers["location"]) == (303, "/app/")
+    set_cookies = signed.headers.get_list("set-cookie")
+    access = next(c for c in set_cookies if c.startswith(f"{cookies.ACCESS}="))
+    for flag in ("HttpOnly", "Secure", "SameSite=strict", "Path=/app"):
+        assert flag.lower() in access.lower()
+
+    page = await browser.get("/app/")
+    assert page.status_code == 200, page.text
+    assert "<h1>Overview</h1>" in page.text
+    assert "Credit union" in page.text
+    assert "1,250.50 USD" in page.text  # the account, and the net worth in its currency
+    # The sandbox provider never connected: at the top, with the one action that fixes it.
+    attention = page.text.split('id="attention"')[1].split("</section>")[0]
+    assert "My bank" in attention
+    assert "Connect it" in attention
+
+    # Signing out needs the page's token; then the session is over, its refresh token too.
+    assert (await browser.post("/app/sign-out", data={})).status_code == 400
+    refresh = browser.cookies[cookies.REFRESH]
+    out = await browser.post("/app/sign-out", data={"csrf": csrf_of(page)})
+    assert (out.status_code, out.headers["location"]) == (303, "/app/sign-in")
+    assert (await browser.get("/app/")).status_code == 303
+    browser.cookies.set(cookies.REFRESH, refresh, domain="testserver", path="/app")
+    assert (await browser.get("/app/")).status_code == 303
+
+
+async def test_an_expired_access_cookie_is_renewed_and_a_password_change_ends_the_sign_in(
+    browser, client
+):
+    email, headers = await person(client)
+    assert (await sign_in(browser, email)).status_code == 303
+    first_refresh = browser.cookies[cookies.REFRESH]
+    # The access cookie gone (expired): the refresh cookie renews both, rotated.
+    browser.cookies.delete(cookies.ACCESS)
+    page = await browser.get("/app/")
+    assert page.status_code == 200, page.text
+    assert browser.cookies[cookies.REFRESH] != first_refresh
+    assert cookies.ACCESS in browser.cookies
+    # A new password (through the API) ends every other session: the console's too.
+    changed = await client.patch(
+        "/api/v1/auth/me",
+        headers=headers,
+        json={"password": "an entirely new password", "current_password": PASSWORD},
+    )
+    assert changed.status_code == 200, changed.text
+    assert (await browser.get("/app/")).status_code == 303
+
+
+async def test_with_a_second_factor_the_code_completes_the_sign_in(browser, client):
+    email, headers = await person(client)
+    secret = (await client.post("/api/v1/auth/totp", headers=headers)).json()["secret"]
+    totp = pyotp.TOTP(secret, interval=STEP_SECONDS)
+    confirmed = await client.post(
+        "/api/v1/auth/totp/confirm", headers=headers, json={"code": totp.now()}
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    asked = await sign_in(browser, email)
+    assert asked.status_code == 200
+    assert "second factor" in asked.text
+    challenge = re.search(r'name="challenge" value="([^"]+)"', asked.text).group(1)
+    form = {"challenge": challenge, "csrf": csrf_of(asked)}
+    wrong = await browser.post("/app/sign-in/second-factor", data=form | {"code": "000000"})
+    assert wrong.status_code == 200
+    assert "not valid" in wrong.text
+    assert cookies.ACCESS not in browser.cookies
+    # The code just confirmed was used once already: the next step's is good.
+    code = totp.at(time.time() + STEP_SECONDS)
+    done = await browser.post("/app/sign-in/second-factor", data=form | {"code": code})
+    assert (done.status_code, done.headers.get("location")) == (303, "/app/"), done.text
+    assert (await browser.get("/app/")).status_code == 200

@@ -1,0 +1,71 @@
+"""The web console (/app/) in a real Chromium, the way a person uses it, without scripts: the
+sign-in form refusing a wrong password, then the overview with the person's account and the
+connection that needs them, then signing out. Each page is checked as every page is (a title,
+one heading, labelled controls, nothing blocked by its policy, no secret) and saved in
+test-results/screenshots/."""
+
+import os
+
+import pytest
+from playwright.async_api import expect
+
+from tests.browser.conftest import screenshot
+from tests.browser.test_pages_in_browser import NO_SCRIPTS, _no_secret, _readable
+
+pytestmark = pytest.mark.commits
+PASSWORD = "correct horse battery"
+
+
+def person_with_an_account(api) -> tuple[str, dict]:
+    email = f"console-{os.urandom(4).hex()}@example.com"
+    assert api.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD}).is_success
+    token = api.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    made = api.post(
+        "/api/v1/accounts",
+        headers=headers,
+        json={"name": "Everyday checking", "account_type": "checking", "currency": "EUR",
+              "opening_balance": "2043.17"},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    bank = api.post(
+        "/api/v1/providers", headers=headers, json={"provider_key": "sandbox", "alias": "My bank"}
+    )
+    assert bank.status_code == 201, bank.text
+    return email, headers
+
+
+@NO_SCRIPTS
+async def test_sign_in_see_the_overview_and_sign_out(api, live_servers, page_with_console):
+    page, console = page_with_console
+    email, _ = person_with_an_account(api)
+
+    await page.goto(f"{live_servers.api_url}/app/")
+    # Not signed in: the sign-in page.
+    await expect(page).to_have_url(f"{live_servers.api_url}/app/sign-in")
+    await _readable(page, console, title="Sign in · Dashtam")
+    await page.get_by_label("E-mail address").fill(email)
+    await page.get_by_label("Password").fill("not the password")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_contain_text("Wrong e-mail or password")
+    await screenshot(page, "console-sign-in")
+
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(f"{live_servers.api_url}/app/")
+    await _readable(page, console, title="Overview · Dashtam")
+    await expect(page.get_by_role("heading", name="Needs your attention")).to_be_visible()
+    await expect(page.locator("section", has_text="Needs your attention")).to_contain_text(
+        "Connect it"
+    )
+    await expect(page.get_by_role("cell", name="Everyday checking")).to_be_visible()
+    await expect(page.locator(".totals")).to_contain_text("2,043.17 EUR")
+    await _no_secret(page)
+    html = await page.content()
+    assert "dashtam_access" not in html  # the cookies stay cookies (HttpOnly)
+    await screenshot(page, "console-overview")
+
+    await page.get_by_role("button", name=f"Sign out {email}").click()
+    await expect(page).to_have_url(f"{live_servers.api_url}/app/sign-in")
+    await page.goto(f"{live_servers.api_url}/app/")
+    await expect(page).to_have_url(f"{live_servers.api_url}/app/sign-in")
