@@ -5,6 +5,7 @@ form carries a CSRF token, every page a policy that allows nothing from another 
 import re
 import time
 import uuid
+from datetime import date, timedelta
 
 import httpx
 import pyotp
@@ -156,3 +157,57 @@ async def test_with_a_second_factor_the_code_completes_the_sign_in(browser, clie
     done = await browser.post("/app/sign-in/second-factor", data=form | {"code": code})
     assert (done.status_code, done.headers.get("location")) == (303, "/app/"), done.text
     assert (await browser.get("/app/")).status_code == 200
+
+
+async def test_transactions_newest_first_with_filters_pages_and_one_transactions_page(
+    browser, client
+):
+    from tests.api.test_imports import _ofx, imported
+
+    email, headers = await person(client)
+    made = await client.post(
+        "/api/v1/accounts",
+        headers=headers,
+        json={"name": "Checking <b>", "account_type": "checking", "currency": "USD"},
+    )
+    account = made.json()
+    start = date(2026, 9, 1)
+    rows = [
+        (f"T{n}", f"{start + timedelta(days=n):%Y%m%d}", f"-{n + 1}.25", f"SHOP {n}")
+        for n in range(55)
+    ]
+    rows[3] = ("T3", "20260904", "-4.25", "BLUE BOTTLE COFFEE")
+    await imported(client, headers, account["id"], _ofx(*rows[:28]), "a.ofx")
+    await imported(client, headers, account["id"], _ofx(*rows[28:]), "b.ofx")
+    assert (await sign_in(browser, email)).status_code == 303
+
+    first = await browser.get("/app/transactions")
+    assert first.status_code == 200, first.text
+    shown = re.findall(r"<td>(2026-\d\d-\d\d)</td>", first.text)
+    assert len(shown) == 50
+    assert shown == sorted(shown, reverse=True)  # newest first
+    older = re.search(r'<a href="([^"]+)" rel="next">', first.text).group(1)
+    rest = await browser.get(older.replace("&amp;", "&"))
+    assert len(re.findall(r"<td>(2026-\d\d-\d\d)</td>", rest.text)) == 5
+    assert 'rel="next"' not in rest.text
+
+    # Text search; what a person or a bank named is escaped, never markup.
+    found = await browser.get("/app/transactions", params={"q": "blue bottle"})
+    assert "BLUE BOTTLE COFFEE" in found.text
+    assert "Checking &lt;b&gt;" in found.text
+    assert "<b>" not in found.text
+    assert len(re.findall(r"<td>(2026-\d\d-\d\d)</td>", found.text)) == 1
+    # Bad filters say so; another person's account is not a choice.
+    bad = await browser.get("/app/transactions", params={"from": "yesterday"})
+    assert bad.status_code == 400
+    assert 'role="alert"' in bad.text
+    stranger = await browser.get("/app/transactions", params={"account": str(uuid.uuid4())})
+    assert stranger.status_code == 400
+
+    link = re.search(r'href="/app/transactions/([0-9a-f-]{36})">BLUE', found.text).group(1)
+    one = await browser.get(f"/app/transactions/{link}")
+    assert one.status_code == 200
+    assert "-4.25 USD" in one.text
+    assert "Checking &lt;b&gt;" in one.text
+    assert (await browser.get(f"/app/transactions/{uuid.uuid4()}")).status_code == 404
+    assert (await browser.get("/app/transactions/not-an-id")).status_code == 404

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from pydantic import ValidationError
 
 from dashtam_api.auth import queries as people
 from dashtam_api.auth import security
@@ -33,10 +35,11 @@ from dashtam_api.deps import (
     SignInSessionDep,
     where,
 )
-from dashtam_api.errors import ProblemError, Unauthorized
+from dashtam_api.errors import NotFound, ProblemError, Unauthorized
 from dashtam_api.routing import api_router
+from dashtam_api.transactions.schemas import TransactionQuery
 from dashtam_core.pages import page_headers
-from dashtam_models import User
+from dashtam_models import TransactionKind, TransactionStatus, User
 
 router = api_router(prefix="/app", include_in_schema=False)
 
@@ -316,3 +319,110 @@ async def sign_out(
         session=session, ended=ended, user=visitor.user, token=refresh or "", where=where(request)
     )
     return _to_sign_in()
+
+
+FACTS = (
+    ("Description", "description"),
+    ("Payee", "payee"),
+    ("Memo", "memo"),
+    ("Kind", "kind"),
+    ("The institution's type", "institution_type"),
+    ("Posted", "posted_at"),
+    ("Made", "transacted_at"),
+    ("Settles", "settlement_date"),
+    ("Symbol", "symbol"),
+    ("Asset type", "asset_type"),
+    ("Quantity", "quantity"),
+    ("Price", "price"),
+    ("Fees", "fees"),
+    ("Completes the pending one", "pending_external_id"),
+)
+FILTERS = ("q", "from", "to", "status", "kind")
+
+
+@router.get("/transactions")
+async def transactions_page(
+    request: Request,
+    session: SessionDep,
+    reader: ReaderDep,
+    ctx: ContextDep,
+    ended: EndedSessionsDep,
+) -> Response:
+    visitor = await _visitor(request, session, ctx, ended)
+    if visitor is None:
+        return _to_sign_in()
+    given = request.query_params
+    chosen = {k: given.get(k) or None for k in (*FILTERS, "account", "cursor")}
+    accounts = await console.account_names(session=session, user=visitor.user)
+    problem, found = None, {"items": [], "next_cursor": None}
+    try:
+        query = TransactionQuery.model_validate(
+            {k: chosen[k] for k in (*FILTERS, "cursor") if chosen[k]} | {"limit": 50}
+        )
+        account_id = uuid.UUID(chosen["account"]) if chosen["account"] else None
+        if chosen["account"] and chosen["account"] not in accounts:
+            raise ValueError("no such account")
+        found = await console.transactions_page(
+            reader=reader, user=visitor.user, query=query, account_id=account_id
+        )
+    except (ValidationError, ValueError):
+        problem = "Those filters are not valid: check the dates and the account."
+    older = None
+    if found["next_cursor"]:
+        kept = {k: v for k, v in chosen.items() if v and k != "cursor"}
+        older = "/app/transactions?" + urlencode(kept | {"cursor": found["next_cursor"]})
+    return _page(
+        "transactions.html",
+        status=400 if problem else 200,
+        visitor=visitor,
+        settings=ctx.settings,
+        title="Transactions",
+        page="transactions",
+        problem=problem,
+        items=found["items"],
+        accounts=accounts,
+        chosen=chosen,
+        filtered=any(chosen[k] for k in (*FILTERS, "account")),
+        statuses=[s.value for s in TransactionStatus],
+        kinds=[k.value for k in TransactionKind],
+        older=older,
+    )
+
+
+@router.get("/transactions/{transaction_id}")
+async def transaction_page(
+    transaction_id: str,
+    request: Request,
+    session: SessionDep,
+    reader: ReaderDep,
+    ctx: ContextDep,
+    ended: EndedSessionsDep,
+) -> Response:
+    visitor = await _visitor(request, session, ctx, ended)
+    if visitor is None:
+        return _to_sign_in()
+    try:
+        found = await console.transaction(
+            reader=reader, user=visitor.user, transaction_id=uuid.UUID(transaction_id)
+        )
+    except (ValueError, NotFound):
+        return _page(
+            "message.html",
+            status=404,
+            visitor=visitor,
+            settings=ctx.settings,
+            title="No such transaction",
+            page="transactions",
+            text="It is not one of yours, or it no longer exists.",
+        )
+    accounts = await console.account_names(session=session, user=visitor.user)
+    return _page(
+        "transaction.html",
+        visitor=visitor,
+        settings=ctx.settings,
+        title=found["description"],
+        page="transactions",
+        t=found,
+        account=accounts.get(found["account_id"]),
+        facts=FACTS,
+    )

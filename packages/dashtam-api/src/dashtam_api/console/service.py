@@ -2,6 +2,7 @@
 queries module holds its statements)."""
 
 import json
+import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,6 +13,8 @@ from dashtam_api.accounts import service as accounts
 from dashtam_api.connections import service as connections
 from dashtam_api.context import AppContext
 from dashtam_api.providers import service as providers
+from dashtam_api.transactions import service as transactions
+from dashtam_api.transactions.schemas import TransactionQuery
 from dashtam_core.database import Reader
 from dashtam_models import User
 
@@ -74,3 +77,25 @@ async def overview(*, session: AsyncSession, reader: Reader, ctx: AppContext, us
         "attention": attention,
         "totals": sorted(totals.items()),
     }
+
+
+async def account_names(*, session: AsyncSession, user: User) -> dict[str, dict]:
+    """The person's accounts by id (for a filter's choices and a row's account column)."""
+    held = (await accounts.page(session=session, user=user, limit=500, offset=0))["items"]
+    return {str(a["id"]): a for a in held}
+
+
+async def transactions_page(
+    *, reader: Reader, user: User, query: TransactionQuery, account_id: uuid.UUID | None
+) -> dict:
+    """One page of the person's transactions (of one account, or all), newest first."""
+    raw = await transactions.page(
+        reader=reader, user_id=user.id, query=query, account_id=account_id
+    )
+    return json.loads(raw)
+
+
+async def transaction(*, reader: Reader, user: User, transaction_id: uuid.UUID) -> dict:
+    return json.loads(
+        await transactions.get(reader=reader, user_id=user.id, transaction_id=transaction_id)
+    )
