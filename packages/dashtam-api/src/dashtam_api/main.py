@@ -29,6 +29,7 @@ from dashtam_api.jobs.loops import Jobs
 from dashtam_api.problems import install_problem_handlers
 from dashtam_api.providers.router import router as providers_router
 from dashtam_api.routing import include
+from dashtam_api.sandbox.enablebanking import router as enablebanking_router
 from dashtam_api.sandbox.router import router as sandbox_router
 from dashtam_api.sandbox.simplefin_bridge import router as simplefin_bridge_router
 from dashtam_api.simplefin.router import protocol as simplefin_protocol
@@ -174,6 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.ENVIRONMENT in ("development", "testing"):
         include(app, sandbox_router)
         include(app, simplefin_bridge_router)
+        include(app, enablebanking_router)
     if settings.ENVIRONMENT != "production":
         # Last: its static mounts are tried after every API route, not before each request.
         docs.install(app)

@@ -9,6 +9,8 @@ here, declared rather than discovered:
   (connections/refresh.py); ``simplefin``: an access URL claimed once from a setup token;
   ``file``: nothing (accounts fed by imports, never read). The next kinds (a Link-style access
   token, a consent with an end date, an API token) are added here.
+  ``consent``: a session opened from a consent the person gives at their bank (Enable
+  Banking), which ends on a date the bank agreed to (the connection's ``reconnect_by``).
 - ``limits``: how far back the first read goes, the longest period one request may ask for, and
   the requests a day a connection may send (its budget, kept by sync/budget.py); with a budget,
   ``requests_for`` says what a read of given windows takes.
@@ -32,6 +34,8 @@ class Kind(StrEnum):
     OAUTH2 = "oauth2"
     SIMPLEFIN = "simplefin"
     FILE = "file"
+    # A PSD2 consent the person gives at their bank (Enable Banking): a session with an end.
+    CONSENT = "consent"
 
 
 # What a person supplies to connect a provider of each kind (GET /api/v1/provider-types).
@@ -39,6 +43,7 @@ SUPPLIES = {
     Kind.OAUTH2: ("authorization",),  # a sign-in at the institution, redirected back
     Kind.SIMPLEFIN: ("setup_token",),
     Kind.FILE: ("file",),  # files imported into its accounts
+    Kind.CONSENT: ("bank",),  # the bank they pick (name, country), then a sign-in there
 }
 
 
@@ -50,6 +55,10 @@ class Limits:
     window_days: int | None = None
     # Requests a day one connection may send (None: no budget to keep).
     requests_per_day: int | None = None
+    # What the budget counts: each HTTP request ("request"), or each read whatever the
+    # requests it takes ("read": PSD2 banks allow about four unattended reads a day of each
+    # account, not a number of requests).
+    budget_counts: str = "request"
 
 
 @dataclass
