@@ -229,7 +229,7 @@ async def bank_page(authorization_id: str, redis: RedisDep) -> HTMLResponse:
         f"""<!doctype html><html><head><title>{name}</title></head><body>
 <h1>{name} (sandbox)</h1><p>Dashtam asks to read your accounts' balances and transactions
 until {escape(pending["valid_until"])}.</p>
-<form method="post"><label>User name <input name="psu" value="demo-psu"></label>
+<form method="post" action="/sandbox/enablebanking/bank/{escape(authorization_id[:64])}"><label>User name <input name="psu" value="demo-psu"></label>
 <button name="decision" value="approve">Approve</button>
 <button name="decision" value="deny">Deny</button></form></body></html>"""
     )

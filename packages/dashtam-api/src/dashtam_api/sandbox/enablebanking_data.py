@@ -133,7 +133,7 @@ def transactions(psu: str, bank_: dict, n: int, anchor: date, step: int) -> list
 
 def balances(bank_: dict, entries: list[dict], anchor: date) -> list[dict]:
     """The bank's balance types, from its entries (booked ones, and pending for available)."""
-    opening = Decimal("1500.00")
+    opening = Decimal("3500.00")
 
     def signed(e):
         value = Decimal(e["transaction_amount"]["amount"])
