@@ -84,7 +84,9 @@ async def test_a_new_consent_gives_new_uids_the_same_hashes_and_revokes_the_old(
     assert not {a["uid"] for a in first["accounts"]} & {a["uid"] for a in second["accounts"]}
     old_uid, uid = first["accounts"][0]["uid"], second["accounts"][0]["uid"]
     sent = headers(test_settings)
-    refused(await client.get(f"{EB}/accounts/{old_uid}/balances", headers=sent), 401, "REVOKED_SESSION")
+    refused(
+        await client.get(f"{EB}/accounts/{old_uid}/balances", headers=sent), 401, "REVOKED_SESSION"
+    )
     status = await client.get(f"{EB}/sessions/{second['session_id']}", headers=sent)
     assert status.json()["status"] == "AUTHORIZED"
 
