@@ -15,6 +15,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from dashtam_api.connections import refresh
+from dashtam_api.jobs import loops
+from dashtam_api.webhooks import notices
 from dashtam_models import ProviderAuditLog, ProviderToken
 from tests.api.test_auth import is_problem
 from tests.api.test_connections import callback, signed_in
@@ -282,3 +285,33 @@ async def test_denied_at_the_bank_stays_pending(eb, test_settings, auth_headers)
     outcome = await callback(eb, test_settings, **query)
     assert outcome.json()["outcome"] == "denied"
     assert (await status_of(eb, auth_headers, provider_id))["status"] == "pending"
+
+
+async def test_the_consents_end_is_warned_of_then_expires_and_a_new_consent_mends_it(
+    eb, app, test_settings, session
+):
+    client = eb
+    ctx = app.state.ctx
+    headers, provider_id, psu = await connected(client, test_settings)
+    async with ctx.sessions() as job:
+        year = datetime.now(UTC) + timedelta(days=365)
+        due = await refresh.refresh_next_due(
+            ctx, job, due_before=year, round_started=datetime.now(UTC)
+        )
+        await job.commit()
+    assert due is None  # nothing to refresh: a consent is given again, not refreshed
+    token = await session.scalar(select(ProviderToken))
+    token.refresh_expires_at = datetime.now(UTC) + timedelta(hours=47)  # the consent's end
+    await session.commit()
+    assert await notices.reauth_required(ctx) == 1
+    token.refresh_expires_at = datetime.now(UTC) - timedelta(minutes=1)
+    await session.commit()
+    assert await loops.expire_lapsed(ctx) == 1
+    status = await status_of(client, headers, provider_id)
+    assert (status["status"], status["action"]) == ("expired", "reconnect")
+    assert (await consent(client, test_settings, headers, provider_id, psu))["outcome"] == (
+        "connected"
+    )
+    status = await status_of(client, headers, provider_id)
+    assert status["status"] == "active"
+    assert datetime.fromisoformat(status["reconnect_by"]) > datetime.now(UTC) + timedelta(days=170)
