@@ -25,6 +25,7 @@
   ``GET /_control/{psu}``: reads counted, for tests.
 """
 
+import functools
 import json
 import secrets
 import time
@@ -123,7 +124,6 @@ async def _now(redis: Redis, psu: str) -> float:
 
 def _guarded(handler):
     """The handler behind the JWT check, its refusals as Enable Banking's errors."""
-    import functools
 
     @functools.wraps(handler)
     async def wrapped(*args, **kwargs):
