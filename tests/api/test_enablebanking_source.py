@@ -17,6 +17,8 @@ from sqlalchemy import select
 
 from dashtam_api.connections import refresh
 from dashtam_api.jobs import loops
+from dashtam_api.providers.registry import build_registry
+from dashtam_api.sources import enablebanking_api as api
 from dashtam_api.webhooks import notices
 from dashtam_models import ProviderAuditLog, ProviderToken
 from tests.api.test_auth import is_problem
@@ -233,6 +235,39 @@ async def test_a_429_from_the_bank_keeps_the_connection_healthy(eb, test_setting
     assert status["status"] == "active"
     assert "ASPSP_RATE_LIMIT_EXCEEDED" in status["sync_error"]
     assert datetime.fromisoformat(status["next_sync_at"]) > datetime.now(UTC) + timedelta(hours=5)
+
+
+async def test_a_429_part_way_keeps_the_accounts_read_and_waits(eb, test_settings):
+    client = eb
+    headers, provider_id, psu = await connected(client, test_settings)
+    # The first account's two reads pass; the second account's balances are refused.
+    await client.post(
+        f"{EB}/_control/{psu}/fail", json={"kind": "ASPSP_RATE_LIMIT_EXCEEDED", "after": 2}
+    )
+    refused = await sync(client, headers, provider_id)
+    assert is_problem(refused, 429)
+    written = await holdings(client, headers, provider_id)
+    assert len(written) == 1
+    assert len(next(iter(written.values()))) > 30
+    status = await status_of(client, headers, provider_id)
+    assert status["status"] == "active"
+    assert datetime.fromisoformat(status["next_sync_at"]) > datetime.now(UTC) + timedelta(hours=5)
+
+
+def test_configured_only_with_an_application_outside_development(test_settings):
+    production = test_settings.model_copy(update={"ENVIRONMENT": "production"})
+    spec = build_registry(production)["enablebanking"]
+    assert not spec.configured
+    assert api.application(production) is None
+    own = production.model_copy(
+        update={"ENABLE_BANKING_APP_ID": "app-1", "ENABLE_BANKING_KEY_FILE": "/etc/eb.pem"}
+    )
+    assert build_registry(own)["enablebanking"].configured
+    assert api.application(own).base_url == "https://api.enablebanking.com"
+    # In testing, unconfigured: the look-alike, with the key `inv setup` made.
+    local = api.application(test_settings)
+    assert local.base_url == test_settings.API_BASE_URL + "/sandbox/enablebanking"
+    assert local.key_file.stat().st_mode & 0o077 == 0
 
 
 @pytest.mark.parametrize(

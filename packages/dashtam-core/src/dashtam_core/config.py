@@ -167,7 +167,7 @@ class Settings(BaseSettings):
     # development and testing: the look-alike this API serves (/sandbox/enablebanking), with
     # the key `inv setup` makes (certs/enablebanking-sandbox-key.pem).
     ENABLE_BANKING_APP_ID: str = ""
-    ENABLE_BANKING_KEY_FILE: Path | None = None
+    ENABLE_BANKING_KEY_FILE: str = ""
     ENABLE_BANKING_BASE_URL: str = "https://api.enablebanking.com"
     # The longest consent asked of a bank (less when the bank allows less): the person
     # reconnects after it (PSD2 consents run 90 to 180 days).

@@ -370,13 +370,18 @@ async def _account(redis: Redis, uid: str) -> tuple[dict, int, str]:
     record, status = await _live(redis, held["session"])
     if status != "AUTHORIZED":
         raise Refused(f"{status}_SESSION", f"Session is {status.lower()}")
+    return record, held["n"], held["session"]
+
+
+async def _injected(redis: Redis, record: dict, session_id: str) -> None:
+    """The PSU's next queued failure, at a read (a balances request, a transactions listing's
+    first page); an empty entry is a read let through."""
     failure = _text(await redis.lpop(f"{PREFIX}fail:{record['psu']}"))
     if failure == "EXPIRED_SESSION":
         record["expired"] = True
-        await _save(redis, f"session:{held['session']}", record)
+        await _save(redis, f"session:{session_id}", record)
     if failure:
         raise Refused(failure, f"Injected: {failure}")
-    return record, held["n"], held["session"]
 
 
 async def _counted(redis: Redis, record: dict, session_id: str, uid: str, resource: str) -> None:
@@ -417,6 +422,7 @@ async def balances(
     psu_ip_address: Annotated[str | None, Header()] = None,
 ) -> dict:
     record, n, session_id = await _account(redis, uid)
+    await _injected(redis, record, session_id)
     if psu_ip_address is None:
         await _counted(redis, record, session_id, uid, "balances")
     entries, bank, anchor = await _entries(redis, record, n, step_on=False)
@@ -446,6 +452,7 @@ async def transactions(
             return problem("WRONG_REQUEST_PARAMETERS", "date_from is required")
         if date_to is not None and date_to < date_from:
             return problem("WRONG_DATE_INTERVAL", "date_to before date_from")
+        await _injected(redis, record, session_id)
         if psu_ip_address is None:
             await _counted(redis, record, session_id, uid, "transactions")
         entries, _, _ = await _entries(redis, record, n, step_on=True)
@@ -470,13 +477,15 @@ async def transactions(
 class Failure(BaseModel):
     kind: Literal[FAILURES]
     times: int = Field(default=1, ge=1, le=100)
+    after: int = Field(default=0, ge=0, le=100)
 
 
 @router.post("/_control/{psu}/fail", status_code=204)
 async def fail(psu: str, body: Failure, redis: RedisDep) -> None:
-    """The PSU's next ``times`` account reads fail so (EXPIRED_SESSION also ends the session)."""
+    """The PSU's reads after the next ``after`` fail so, ``times`` of them (EXPIRED_SESSION
+    also ends the session). A read: a balances request, a transactions listing's first page."""
     key = f"{PREFIX}fail:{psu[:100]}"
-    await redis.rpush(key, *([body.kind] * body.times))
+    await redis.rpush(key, *([""] * body.after + [body.kind] * body.times))
     await redis.expire(key, KEEP_SECONDS)
 
 

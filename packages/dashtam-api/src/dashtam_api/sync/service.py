@@ -334,7 +334,10 @@ async def _sync_claimed(
         # The read failed, but what came is written first (data a budget already paid for).
         ending = _failed(reading.failure, claim, trigger, per_day=limits.requests_per_day)
         result = await _write(ctx, connection_id, claim, reading, ending=ending)
-        if result.kind == "sync_failed":
+        if result.kind == "sync_failed" and reading.failure.budget_spent and ending["hold"]:
+            # The institution's daily limit, reached part way: the rest waits, as above.
+            result = SyncResult("over_budget", status=claim.status, retry_at=ending["hold"])
+        elif result.kind == "sync_failed":
             result = _failed_result(reading.failure, claim, refreshed)
     result.refreshed = refreshed
     return result
