@@ -113,6 +113,8 @@ async def test_the_provider_type_is_listed_and_banks_come_by_country(eb, auth_he
         True,
         ["bank"],
     )
+    assert listed["supports"]["revocation"]
+    assert not listed["supports"]["refresh"]
     provider_id = await provider(eb, auth_headers)
     banks = await eb.get(
         f"/api/v1/providers/{provider_id}/banks", headers=auth_headers, params={"country": "FI"}

@@ -60,7 +60,8 @@ class ProviderSpec:
             "supports": {
                 "pkce": self.kind is Kind.OAUTH2 and self.pkce,
                 "refresh": self.kind is Kind.OAUTH2,
-                "revocation": self.revocation_url is not None,
+                # A consent's session is closed at the institution (Enable Banking's DELETE).
+                "revocation": self.revocation_url is not None or self.kind is Kind.CONSENT,
                 "sync": self.source is not None,
                 "client_auth": self.client_auth_method if self.kind is Kind.OAUTH2 else None,
             },

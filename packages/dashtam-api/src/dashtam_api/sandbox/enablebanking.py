@@ -16,7 +16,7 @@
 - ``GET /accounts/{uid}/balances`` and ``/transactions`` (``date_from``, ``date_to``, pages of
   PAGE entries with an opaque ``continuation_key``; an unknown one is
   ``WRONG_CONTINUATION_KEY``); what they list is enablebanking_data.py's.
-- PSD2's limit: UNATTENDED reads a day per session, account and resource (pages after the
+- PSD2's limit: four unattended reads a day per session, account and resource (pages after the
   first are the same read; a request with ``Psu-Ip-Address`` is attended, not counted); past
   it 429 ``ASPSP_RATE_LIMIT_EXCEEDED``. ``EXPIRED_SESSION`` after ``valid_until``.
 - Every error is ``{"code", "message", "error", "detail"}``.
@@ -28,7 +28,6 @@
 import functools
 import json
 import secrets
-import time
 from datetime import UTC, date, datetime, timedelta
 from html import escape
 from typing import Annotated, Literal
@@ -44,14 +43,11 @@ from dashtam_api.deps import RedisDep, SettingsDep
 from dashtam_api.providers.registry import redirect_uri
 from dashtam_api.routing import api_router
 from dashtam_api.sandbox import enablebanking_data as data
+from dashtam_api.sandbox import enablebanking_store as store
 from dashtam_api.sources import enablebanking_api as api
 
 router = api_router(prefix="/sandbox/enablebanking", tags=["sandbox"], include_in_schema=False)
 
-PREFIX = "sandbox:eb:"
-KEEP_SECONDS = 14 * 86400
-DAY_SECONDS = 86400
-UNATTENDED = 4
 PAGE = 10
 FAILURES = (
     "EXPIRED_SESSION", "ASPSP_ERROR", "ASPSP_TIMEOUT", "ASPSP_RATE_LIMIT_EXCEEDED",
@@ -74,25 +70,6 @@ def problem(error: str, message: str, detail=None) -> JSONResponse:
     )
 
 
-class Refused(Exception):
-    def __init__(self, error: str, message: str):
-        super().__init__(message)
-        self.error, self.message = error, message
-
-
-def _text(value) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-async def _load(redis: Redis, key: str) -> dict | None:
-    raw = await redis.get(PREFIX + key)
-    return json.loads(raw) if raw else None
-
-
-async def _save(redis: Redis, key: str, value: dict) -> None:
-    await redis.set(PREFIX + key, json.dumps(value), ex=KEEP_SECONDS)
-
-
 def _public_key(settings):
     app = api.application(settings)
     return app, api.private_key(app.key_file).public_key()
@@ -101,7 +78,7 @@ def _public_key(settings):
 def _checked(settings, authorization: str | None) -> None:
     """The application's JWT, as Enable Banking checks it."""
     if not authorization or not authorization.startswith("Bearer "):
-        raise Refused("UNAUTHORIZED_ACCESS", "No application JWT")
+        raise store.Refused("UNAUTHORIZED_ACCESS", "No application JWT")
     token = authorization[7:]
     app, key = _public_key(settings)
     try:
@@ -111,15 +88,11 @@ def _checked(settings, authorization: str | None) -> None:
             options={"require": ["exp", "iat", "iss", "aud"]},
         )  # fmt: skip
     except jwt.PyJWTError as exc:
-        raise Refused("UNAUTHORIZED_ACCESS", f"Invalid JWT: {exc}") from None
+        raise store.Refused("UNAUTHORIZED_ACCESS", f"Invalid JWT: {exc}") from None
     if header.get("kid") != app.app_id:
-        raise Refused("UNAUTHORIZED_ACCESS", "Unknown application (kid)")
-    if claims["exp"] - claims["iat"] > DAY_SECONDS:
-        raise Refused("UNAUTHORIZED_ACCESS", "JWT lifetime longer than 86400 seconds")
-
-
-async def _now(redis: Redis, psu: str) -> float:
-    return time.time() + int(await redis.get(f"{PREFIX}clock:{psu}") or 0)
+        raise store.Refused("UNAUTHORIZED_ACCESS", "Unknown application (kid)")
+    if claims["exp"] - claims["iat"] > store.DAY_SECONDS:
+        raise store.Refused("UNAUTHORIZED_ACCESS", "JWT lifetime longer than 86400 seconds")
 
 
 def _guarded(handler):
@@ -130,7 +103,7 @@ def _guarded(handler):
         try:
             _checked(kwargs["settings"], kwargs.get("authorization"))
             return await handler(*args, **kwargs)
-        except Refused as exc:
+        except store.Refused as exc:
             return problem(exc.error, exc.message)
 
     return wrapped
@@ -202,7 +175,7 @@ async def auth(
             "WRONG_REQUEST_PARAMETERS", "valid_until beyond the ASPSP's maximum consent validity"
         )
     authorization_id = secrets.token_hex(16)
-    await _save(
+    await store.save(
         redis,
         f"auth:{authorization_id}",
         {"bank": [bank["name"], bank["country"]], "valid_until": valid_until.isoformat(),
@@ -221,7 +194,7 @@ async def auth(
 @router.get("/bank/{authorization_id}", response_class=HTMLResponse)
 async def bank_page(authorization_id: str, redis: RedisDep) -> HTMLResponse:
     """The stand-in bank: sign in with a user name, approve or deny."""
-    pending = await _load(redis, f"auth:{authorization_id[:64]}")
+    pending = await store.load(redis, f"auth:{authorization_id[:64]}")
     if pending is None:
         return HTMLResponse("<p>This authorization is unknown or already used.</p>", 404)
     name = escape(pending["bank"][0])
@@ -236,14 +209,14 @@ until {escape(pending["valid_until"])}.</p>
 
 
 async def _decided(redis: Redis, authorization_id: str, psu: str, approve: bool) -> Response:
-    raw = await redis.getdel(f"{PREFIX}auth:{authorization_id[:64]}")
+    raw = await redis.getdel(f"{store.PREFIX}auth:{authorization_id[:64]}")
     if raw is None:
         return HTMLResponse("<p>This authorization is unknown or already used.</p>", 404)
     pending = json.loads(raw)
     query = {"state": pending["state"]}
     if approve:
         code = secrets.token_urlsafe(24)
-        await _save(redis, f"code:{code}", {**pending, "psu": psu[:100] or "demo-psu"})
+        await store.save(redis, f"code:{code}", {**pending, "psu": psu[:100] or "demo-psu"})
         query["code"] = code
     else:
         query |= {"error": "access_denied", "error_description": "The user denied access"}
@@ -277,7 +250,7 @@ class SessionAsked(BaseModel):
 async def open_session(
     body: SessionAsked, redis: RedisDep, settings: SettingsDep, authorization: Auth = None
 ) -> Response:
-    raw = await redis.getdel(f"{PREFIX}code:{body.code}")
+    raw = await redis.getdel(f"{store.PREFIX}code:{body.code}")
     if raw is None:
         return problem("WRONG_AUTHORIZATION_CODE", "Wrong or already used authorization code")
     granted = json.loads(raw)
@@ -285,20 +258,20 @@ async def open_session(
     psu = granted["psu"]
     session_id = secrets.token_hex(16)
     accounts = [{**a, "uid": secrets.token_hex(16)} for a in data.accounts(psu, bank)]
-    now = await _now(redis, psu)
+    now = await store.now(redis, psu)
     record = {
         "psu": psu, "bank": granted["bank"], "valid_until": granted["valid_until"],
         "status": "AUTHORIZED", "created": now,
         "accounts": [[a["uid"], a["identification_hash"]] for a in accounts],
     }  # fmt: skip
-    await _save(redis, f"session:{session_id}", record)
+    await store.save(redis, f"session:{session_id}", record)
     for n, a in enumerate(accounts):
-        await _save(redis, f"uid:{a['uid']}", {"session": session_id, "n": n})
+        await store.save(redis, f"uid:{a['uid']}", {"session": session_id, "n": n})
     # A newer consent of the same PSU at the same bank replaces the older session.
-    await redis.set(f"{PREFIX}latest:{psu}:{'|'.join(granted['bank'])}", session_id)
-    if not await redis.get(f"{PREFIX}anchor:{psu}"):
+    await redis.set(f"{store.PREFIX}latest:{psu}:{'|'.join(granted['bank'])}", session_id)
+    if not await redis.get(f"{store.PREFIX}anchor:{psu}"):
         anchor = (datetime.fromtimestamp(now, UTC).date() - timedelta(days=2)).isoformat()
-        await redis.set(f"{PREFIX}anchor:{psu}", anchor, ex=KEEP_SECONDS)
+        await redis.set(f"{store.PREFIX}anchor:{psu}", anchor, ex=store.KEEP_SECONDS)
     return JSONResponse(
         {
             "session_id": session_id,
@@ -310,32 +283,12 @@ async def open_session(
     )
 
 
-async def _live(redis: Redis, session_id: str) -> tuple[dict, str]:
-    """An AUTHORIZED session (Refused otherwise) and its status as it stands."""
-    record = await _load(redis, f"session:{session_id[:64]}")
-    if record is None:
-        raise Refused("SESSION_DOES_NOT_EXIST", "Session does not exist")
-    return record, await _status(redis, session_id, record)
-
-
-async def _status(redis: Redis, session_id: str, record: dict) -> str:
-    if record["status"] != "AUTHORIZED":
-        return record["status"]
-    latest = _text(await redis.get(f"{PREFIX}latest:{record['psu']}:{'|'.join(record['bank'])}"))
-    if latest != session_id:
-        return "REVOKED"
-    ends = datetime.fromisoformat(record["valid_until"]).timestamp()
-    if await _now(redis, record["psu"]) >= ends or record.get("expired"):
-        return "EXPIRED"
-    return "AUTHORIZED"
-
-
 @router.get("/sessions/{session_id}")
 @_guarded
 async def get_session(
     session_id: str, redis: RedisDep, settings: SettingsDep, authorization: Auth = None
 ) -> dict:
-    record, status = await _live(redis, session_id)
+    record, status = await store.live(redis, session_id)
     return {
         "status": status,
         "accounts": [uid for uid, _ in record["accounts"]],
@@ -355,61 +308,10 @@ async def get_session(
 async def close_session(
     session_id: str, redis: RedisDep, settings: SettingsDep, authorization: Auth = None
 ) -> Response:
-    record, _ = await _live(redis, session_id)
+    record, _ = await store.live(redis, session_id)
     record["status"] = "CLOSED"
-    await _save(redis, f"session:{session_id[:64]}", record)
+    await store.save(redis, f"session:{session_id[:64]}", record)
     return JSONResponse({"message": "OK"})
-
-
-async def _account(redis: Redis, uid: str) -> tuple[dict, int, str]:
-    """The session, the account's number in it and the session's id, for a uid whose session
-    is authorized (Refused as the session's state says otherwise)."""
-    held = await _load(redis, f"uid:{uid[:64]}")
-    if held is None:
-        raise Refused("ACCOUNT_DOES_NOT_EXIST", "Account does not exist")
-    record, status = await _live(redis, held["session"])
-    if status != "AUTHORIZED":
-        raise Refused(f"{status}_SESSION", f"Session is {status.lower()}")
-    return record, held["n"], held["session"]
-
-
-async def _injected(redis: Redis, record: dict, session_id: str) -> None:
-    """The PSU's next queued failure, at a read (a balances request, a transactions listing's
-    first page); an empty entry is a read let through."""
-    failure = _text(await redis.lpop(f"{PREFIX}fail:{record['psu']}"))
-    if failure == "EXPIRED_SESSION":
-        record["expired"] = True
-        await _save(redis, f"session:{session_id}", record)
-    if failure:
-        raise Refused(failure, f"Injected: {failure}")
-
-
-async def _counted(redis: Redis, record: dict, session_id: str, uid: str, resource: str) -> None:
-    """One unattended read of the account's resource; past UNATTENDED in 24 hours, refused."""
-    now = await _now(redis, record["psu"])
-    key = f"{PREFIX}reads:{session_id}:{uid}:{resource}"
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.zremrangebyscore(key, 0, now - DAY_SECONDS)
-        pipe.zcard(key)
-        _, count = await pipe.execute()
-    if int(count) >= UNATTENDED:
-        raise Refused("ASPSP_RATE_LIMIT_EXCEEDED", "ASPSP rate limit exceeded")
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.zadd(key, {f"{now}:{secrets.token_hex(4)}": now})
-        pipe.expire(key, 2 * DAY_SECONDS)
-        pipe.hincrby(f"{PREFIX}stats:{record['psu']}", resource, 1)
-        pipe.expire(f"{PREFIX}stats:{record['psu']}", KEEP_SECONDS)
-        await pipe.execute()
-
-
-async def _entries(redis: Redis, record: dict, n: int, *, step_on: bool) -> list[dict]:
-    psu, bank = record["psu"], data.bank(*record["bank"])
-    anchor = date.fromisoformat(_text(await redis.get(f"{PREFIX}anchor:{psu}")))
-    step_key = f"{PREFIX}step:{data.identification_hash(psu, bank, n)}"
-    step = int(await redis.get(step_key) or 0)
-    if step_on:
-        await redis.set(step_key, step + 1, ex=KEEP_SECONDS)
-    return data.transactions(psu, bank, n, anchor, step), bank, anchor
 
 
 @router.get("/accounts/{uid}/balances")
@@ -421,11 +323,11 @@ async def balances(
     authorization: Auth = None,
     psu_ip_address: Annotated[str | None, Header()] = None,
 ) -> dict:
-    record, n, session_id = await _account(redis, uid)
-    await _injected(redis, record, session_id)
+    record, n, session_id = await store.account(redis, uid)
+    await store.injected(redis, record, session_id)
     if psu_ip_address is None:
-        await _counted(redis, record, session_id, uid, "balances")
-    entries, bank, anchor = await _entries(redis, record, n, step_on=False)
+        await store.counted(redis, record, session_id, uid, "balances")
+    entries, bank, anchor = await store.entries(redis, record, n, step_on=False)
     return {"balances": data.balances(bank, entries, anchor)}
 
 
@@ -441,9 +343,9 @@ async def transactions(
     authorization: Auth = None,
     psu_ip_address: Annotated[str | None, Header()] = None,
 ) -> Response:
-    record, n, session_id = await _account(redis, uid)
+    record, n, session_id = await store.account(redis, uid)
     if continuation_key:
-        page = await _load(redis, f"ck:{continuation_key}")
+        page = await store.load(redis, f"ck:{continuation_key}")
         if page is None or page["uid"] != uid:
             return problem("WRONG_CONTINUATION_KEY", "Wrong continuation key")
         listed, offset = page["listed"], page["offset"]
@@ -452,10 +354,10 @@ async def transactions(
             return problem("WRONG_REQUEST_PARAMETERS", "date_from is required")
         if date_to is not None and date_to < date_from:
             return problem("WRONG_DATE_INTERVAL", "date_to before date_from")
-        await _injected(redis, record, session_id)
+        await store.injected(redis, record, session_id)
         if psu_ip_address is None:
-            await _counted(redis, record, session_id, uid, "transactions")
-        entries, _, _ = await _entries(redis, record, n, step_on=True)
+            await store.counted(redis, record, session_id, uid, "transactions")
+        entries, _, _ = await store.entries(redis, record, n, step_on=True)
         upper = (date_to or date.max).isoformat()
         listed = [
             e for e in entries
@@ -466,7 +368,7 @@ async def transactions(
     if offset + PAGE < len(listed):
         key = secrets.token_urlsafe(12)
         await redis.set(
-            f"{PREFIX}ck:{key}",
+            f"{store.PREFIX}ck:{key}",
             json.dumps({"uid": uid, "listed": listed, "offset": offset + PAGE}),
             ex=3600,
         )
@@ -484,22 +386,22 @@ class Failure(BaseModel):
 async def fail(psu: str, body: Failure, redis: RedisDep) -> None:
     """The PSU's reads after the next ``after`` fail so, ``times`` of them (EXPIRED_SESSION
     also ends the session). A read: a balances request, a transactions listing's first page."""
-    key = f"{PREFIX}fail:{psu[:100]}"
+    key = f"{store.PREFIX}fail:{psu[:100]}"
     await redis.rpush(key, *([""] * body.after + [body.kind] * body.times))
-    await redis.expire(key, KEEP_SECONDS)
+    await redis.expire(key, store.KEEP_SECONDS)
 
 
 class Clock(BaseModel):
-    advance_seconds: int = Field(ge=0, le=400 * DAY_SECONDS)
+    advance_seconds: int = Field(ge=0, le=400 * store.DAY_SECONDS)
 
 
 @router.post("/_control/{psu}/clock", status_code=204)
 async def advance_clock(psu: str, body: Clock, redis: RedisDep) -> None:
-    await redis.incrby(f"{PREFIX}clock:{psu[:100]}", body.advance_seconds)
+    await redis.incrby(f"{store.PREFIX}clock:{psu[:100]}", body.advance_seconds)
 
 
 @router.get("/_control/{psu}")
 async def stats(psu: str, redis: RedisDep) -> dict:
     """Unattended reads counted for the PSU, by resource."""
-    found = await redis.hgetall(f"{PREFIX}stats:{psu[:100]}")
-    return {_text(k): int(v) for k, v in found.items()}
+    found = await redis.hgetall(f"{store.PREFIX}stats:{psu[:100]}")
+    return {store.text(k): int(v) for k, v in found.items()}
