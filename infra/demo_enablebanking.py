@@ -85,7 +85,8 @@ def run(layout: Layout) -> None:
         _say("6. sync again: the pending card payment booked under a new entry_reference")
         second = call("POST", f"{path}/sync", 200).json()
         _say(f"     {_counted(second)}")
-        _show_transactions(call, "the newest transactions")
+        if _show_transactions(call, "the newest transactions"):
+            raise InfraError("a pending transaction is still pending after the bank booked it")
         status = call("GET", f"{path}/authorization", 200).json()
         _say(f"     next sync at {status['next_sync_at']} (4 reads a day, spread out)")
         _say("Done: the session is sealed in the vault; accounts are keyed by identification_hash.")

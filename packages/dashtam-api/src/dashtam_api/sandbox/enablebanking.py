@@ -202,7 +202,7 @@ async def bank_page(authorization_id: str, redis: RedisDep) -> HTMLResponse:
         f"""<!doctype html><html><head><title>{name}</title></head><body>
 <h1>{name} (sandbox)</h1><p>Dashtam asks to read your accounts' balances and transactions
 until {escape(pending["valid_until"])}.</p>
-<form method="post" action="/sandbox/enablebanking/bank/{escape(authorization_id[:64])}"><label>User name <input name="psu" value="demo-psu"></label>
+<form method="post" action="/sandbox/enablebanking/bank/{escape(authorization_id[:64])}"><label>User name <input name="psu" placeholder="a new one"></label>
 <button name="decision" value="approve">Approve</button>
 <button name="decision" value="deny">Deny</button></form></body></html>"""
     )
@@ -216,7 +216,9 @@ async def _decided(redis: Redis, authorization_id: str, psu: str, approve: bool)
     query = {"state": pending["state"]}
     if approve:
         code = secrets.token_urlsafe(24)
-        await store.save(redis, f"code:{code}", {**pending, "psu": psu[:100] or "demo-psu"})
+        # The same user name, the same accounts; none: a new person (and fresh data).
+        psu = psu[:100] or f"psu-{secrets.token_hex(6)}"
+        await store.save(redis, f"code:{code}", {**pending, "psu": psu})
         query["code"] = code
     else:
         query |= {"error": "access_denied", "error_description": "The user denied access"}
@@ -228,14 +230,14 @@ async def bank_decision(
     authorization_id: str,
     redis: RedisDep,
     decision: Annotated[str, Form()],
-    psu: Annotated[str, Form(max_length=100)] = "demo-psu",
+    psu: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     return await _decided(redis, authorization_id, psu, decision == "approve")
 
 
 @router.get("/bank/{authorization_id}/approve")
 async def bank_approve(
-    authorization_id: str, redis: RedisDep, psu: Annotated[str, Query(max_length=100)] = "demo-psu"
+    authorization_id: str, redis: RedisDep, psu: Annotated[str, Query(max_length=100)] = ""
 ) -> Response:
     """The bank page approved in one request (tests, the demo)."""
     return await _decided(redis, authorization_id, psu, True)
