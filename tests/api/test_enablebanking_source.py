@@ -193,6 +193,26 @@ async def test_connect_then_sync_twice_and_the_pending_books_without_a_duplicate
     assert added > 60
 
 
+async def test_entries_without_a_reference_are_not_doubled_by_the_next_read(eb, test_settings):
+    client = eb
+    headers = await signed_in(client, f"nordic-{uuid.uuid4().hex[:6]}")
+    provider_id = await provider(client, headers)
+    nordic = {"name": "Nordic Test Bank", "country": "FI"}
+    psu = f"psu-{uuid.uuid4().hex[:8]}"
+    assert (await consent(client, test_settings, headers, provider_id, psu, nordic))[
+        "outcome"
+    ] == "connected"
+    status = await status_of(client, headers, provider_id)
+    # This bank gives 90 days at most: the consent asked for no more.
+    ends = datetime.fromisoformat(status["reconnect_by"])
+    assert ends < datetime.now(UTC) + timedelta(days=90, minutes=5)
+    assert (await sync(client, headers, provider_id)).status_code == 200
+    second = await sync(client, headers, provider_id)
+    assert second.json()["transactions"]["added"] == 1  # the salary
+    (listed,) = (await holdings(client, headers, provider_id)).values()
+    assert len({(t["occurred_at"], t["amount"], t["description"]) for t in listed}) == len(listed)
+
+
 async def test_a_reconnection_gets_new_uids_and_keeps_every_account_and_transaction(
     eb, test_settings
 ):
