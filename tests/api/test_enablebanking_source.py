@@ -146,6 +146,16 @@ async def test_a_bank_not_listed_is_a_409_and_a_malformed_one_a_422(eb, auth_hea
     nothing = await eb.post(path, headers=auth_headers)
     assert is_problem(nothing, 409)
     assert "picking a bank" in nothing.json()["detail"]
+    simplefin = await eb.post(
+        "/api/v1/providers", headers=auth_headers, json={"provider_key": "simplefin", "alias": "S"}
+    )
+    elsewhere = await eb.post(
+        f"/api/v1/providers/{simplefin.json()['id']}/authorization",
+        headers=auth_headers,
+        json={"bank": BANK},
+    )
+    assert is_problem(elsewhere, 409)
+    assert "not connected by picking a bank" in elsewhere.json()["detail"]
 
 
 async def test_connect_then_sync_twice_and_the_pending_books_without_a_duplicate(

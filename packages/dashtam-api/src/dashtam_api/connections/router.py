@@ -56,7 +56,8 @@ async def start_authorization(
     Bridge (or another SimpleFIN server); Dashtam claims it once and the answer is the
     connection, active (as GET .../authorization shows it). A setup token already claimed is a
     409 (it may be compromised); one that is not a setup token, or whose URL may not be reached
-    from here, a 422."""
+    from here, a 422. ``consent`` (Enable Banking): ``{"bank": {"name", "country"}}``; the
+    answer is the bank's consent page (a bank not listed there is a 409)."""
     kind = await service.kind_of(
         session=session, registry=ctx.registry, user=user, provider_id=provider_id
     )
