@@ -28,7 +28,7 @@ def signed_in(layout: Layout, title: str) -> Iterator[Call]:
 
         def call(method: str, path: str, expect: int, **kwargs) -> httpx.Response:
             response = client.request(method, path, **kwargs)
-            _say(f"  {method:<6} {path:<48} {response.status_code}")
+            _say(f"  {method:<6} {path.split('?')[0]:<48} {response.status_code}")
             if response.status_code != expect:
                 raise InfraError(
                     f"{method} {path} answered {response.status_code}: {response.text[:300]}"

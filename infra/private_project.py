@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from infra import ports, workflows
+from infra import enablebanking_key, ports, workflows
 from infra.certs import ensure_certs
 from infra.envfiles import ensure_env_files
 from infra.layout import ROOT, Layout
@@ -26,6 +26,7 @@ def make(root: Path) -> LocalRuntime:
     shutil.copytree(ROOT / "infra" / "postgres", root / "infra" / "postgres")
     layout = Layout(root=root)
     ensure_certs(layout.certs_dir)  # the mail catcher and the apps serve HTTPS under its own CA
+    enablebanking_key.ensure_key(layout.certs_dir)  # the Enable Banking look-alike's app key
     picked = ports.free_ports(6)
     pg_port, redis_port, smtp_port, mail_http_port, api_port, callback_port = picked
     ensure_env_files(

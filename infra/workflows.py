@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from infra import apps, commands
+from infra import apps, commands, enablebanking_key
 from infra import trust as trust_store
 from infra.certs import ensure_certs
 from infra.envfiles import ensure_env_files, read_both, read_credentials
@@ -29,6 +29,7 @@ TEST_SUITES = commands.TEST_SUITES
 def setup(layout: Layout, *, quiet: bool = False) -> None:
     """Certificates and env files, made only where missing."""
     written = ensure_certs(layout.certs_dir) + ensure_env_files(layout)
+    written += enablebanking_key.ensure_key(layout.certs_dir)
     layout.state.mkdir(mode=0o700, exist_ok=True)
     for path in written:
         say(f"  wrote {path.relative_to(layout.root)}")

@@ -32,6 +32,7 @@ def test_what_each_source_says_of_its_pool_and_its_requests():
         "schwab": (False, None, None),
         "simplefin": (True, 2, 1),
         "ibkr": (False, None, None),
+        "enablebanking": (False, 1, 1),
     }
 
 

@@ -32,6 +32,7 @@ from dashtam_api.jobs.loops import Jobs
 from dashtam_api.problems import install_problem_handlers
 from dashtam_api.providers.router import router as providers_router
 from dashtam_api.routing import include
+from dashtam_api.sandbox.enablebanking import router as enablebanking_router
 from dashtam_api.sandbox.ibkr_flex import router as ibkr_flex_router
 from dashtam_api.sandbox.router import router as sandbox_router
 from dashtam_api.sandbox.simplefin_bridge import router as simplefin_bridge_router
@@ -180,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         include(app, sandbox_router)
         include(app, simplefin_bridge_router)
         include(app, ibkr_flex_router)
+        include(app, enablebanking_router)
     # The console's stylesheet: after every route, as docs' mounts are.
     app.mount(
         "/app/static", StaticFiles(directory=str(files("dashtam_api") / "console" / "static"))

@@ -168,6 +168,16 @@ class Settings(BaseSettings):
     # IBKR's pace: one Flex request a second per token (more is its error 1018); a statement's
     # waits are counted in it too. The test environment's look-alike keeps a shorter one.
     IBKR_FLEX_PACE_SECONDS: float = Field(default=1.0, ge=0.01, le=10)
+    # Enable Banking (EEA and UK banks through PSD2): the application's id (the JWT's kid) and
+    # its private key (a PEM file), from the Control Panel (docs/providers.md). Unset in
+    # development and testing: the look-alike this API serves (/sandbox/enablebanking), with
+    # the key `inv setup` makes (certs/enablebanking-sandbox-key.pem).
+    ENABLE_BANKING_APP_ID: str = ""
+    ENABLE_BANKING_KEY_FILE: str = ""
+    ENABLE_BANKING_BASE_URL: str = "https://api.enablebanking.com"
+    # The longest consent asked of a bank (less when the bank allows less): the person
+    # reconnects after it (PSD2 consents run 90 to 180 days).
+    ENABLE_BANKING_CONSENT_DAYS: int = Field(default=180, ge=1, le=730)
     OAUTH_PROVIDERS: list[GenericProviderConfig] = Field(default_factory=list)
     # Connections to institutions kept open per process (token endpoints and data APIs).
     INSTITUTION_MAX_CONNECTIONS: int = Field(default=20, ge=1, le=500)

@@ -241,7 +241,7 @@ async def sync_now(
             connection_status=result.status,
             action=action,
         )
-    if result.status == "error":  # only the person can mend it: say what the source said
+    if result.status in ("error", "expired"):  # only the person can mend it: say so
         raise UpstreamError(
             f"{name} refused the sync ({result.error}): {result.error_description}.",
             institution_error=result.error,

@@ -2,16 +2,18 @@ import hmac
 import uuid
 from typing import Annotated
 
-from fastapi import Body, Header, Request, Response
+from fastapi import Body, Header, Query, Request, Response
 
-from dashtam_api.connections import api_tokens, service, setup_tokens
+from dashtam_api.connections import api_tokens, consent, service, setup_tokens
 from dashtam_api.connections.schemas import (
     ApiTokenAuthorization,
     AuthorizationCreate,
     AuthorizationStart,
     AuthorizationStatus,
+    BankList,
     CallbackForward,
     CallbackOutcome,
+    ConsentCreate,
     SetupTokenAuthorization,
 )
 from dashtam_api.deps import (
@@ -25,7 +27,7 @@ from dashtam_api.deps import (
     client_ip,
     where,
 )
-from dashtam_api.errors import Forbidden
+from dashtam_api.errors import Conflict, Forbidden
 from dashtam_api.openapi import problems
 from dashtam_api.routing import api_router
 from dashtam_api.sources.protocol import Kind
@@ -48,7 +50,7 @@ async def start_authorization(
     redis: RedisDep,
     settings: SettingsDep,
     ctx: ContextDep,
-    body: Annotated[AuthorizationCreate | None, Body()] = None,
+    body: Annotated[AuthorizationCreate | ConsentCreate | None, Body()] = None,
 ) -> dict:
     """Connect the provider, as its kind wants. ``oauth2``: no body; the answer is the
     authorization URL to send the person to (the connection turns active when the institution
@@ -58,10 +60,14 @@ async def start_authorization(
     409 (it may be compromised); one that is not a setup token, or whose URL may not be reached
     from here, a 422. ``api_token``: ``{"token": "...", "query_id": "..."}`` made at the
     institution (IBKR's Flex token and Activity Flex query id), tried once there and sealed; the
-    answer is the connection, active (a token the institution refuses is a 409)."""
+    answer is the connection, active (a token the institution refuses is a 409). ``consent``
+    (Enable Banking): ``{"bank": {"name", "country"}}``; the answer is the bank's consent page
+    (a bank not listed there is a 409)."""
     kind = await service.kind_of(
         session=session, registry=ctx.registry, user=user, provider_id=provider_id
     )
+    if kind is Kind.CONSENT or isinstance(body, ConsentCreate):
+        return await _start_consent(ctx, session, redis, user, provider_id, kind, body)
     setup_token = body.setup_token if isinstance(body, SetupTokenAuthorization) else None
     if kind is Kind.API_TOKEN:
         return await api_tokens.connect(
@@ -91,6 +97,54 @@ async def start_authorization(
         tls=ctx.tls,
         user=user,
         provider_id=provider_id,
+    )
+
+
+async def _start_consent(ctx, session, redis, user, provider_id, kind, body) -> dict:
+    """``consent`` (Enable Banking): ``{"bank": {"name", "country"}}``, a bank GET .../banks
+    lists; the answer is the URL of the bank's consent page (the connection turns active when
+    the bank redirects back)."""
+    if kind is not Kind.CONSENT:
+        raise Conflict(
+            f"A provider of kind {kind.value} is not connected by picking a bank.",
+            kind=kind.value,
+        )
+    if not isinstance(body, ConsentCreate):
+        raise Conflict(
+            'An Enable Banking provider is connected by picking a bank: send {"bank": {"name": '
+            '"...", "country": "FI"}} (GET .../banks?country=FI lists them).',
+            kind=kind.value,
+        )
+    return await consent.start(
+        ctx=ctx,
+        session=session,
+        redis=redis,
+        user=user,
+        provider_id=provider_id,
+        name=body.bank.name,
+        country=body.bank.country,
+    )
+
+
+@router.get(
+    "/providers/{provider_id}/banks",
+    response_model=BankList,
+    responses=problems(409, 502, 504),
+    name="banks",
+)
+async def list_banks(
+    provider_id: uuid.UUID,
+    user: CurrentUserDep,
+    session: SessionDep,
+    ctx: ContextDep,
+    country: Annotated[
+        str | None, Query(pattern=r"^[A-Z]{2}$", description="ISO 3166 code; none: all.")
+    ] = None,
+) -> dict:
+    """The banks a provider of kind ``consent`` (Enable Banking) can connect (of one
+    country), each with the longest consent it gives (seconds); none for another kind."""
+    return await consent.banks(
+        ctx=ctx, session=session, user=user, provider_id=provider_id, country=country
     )
 
 
@@ -143,6 +197,7 @@ async def revoke_authorization(
         provider_id=provider_id,
         ip=client_ip(request),
         user_agent=request.headers.get("user-agent"),
+        ctx=ctx,
     )
     return Response(status_code=204)
 
@@ -176,4 +231,5 @@ async def oauth_callback(
         error_description=body.error_description,
         ip=body.client_ip,
         user_agent=body.user_agent,
+        ctx=ctx,
     )

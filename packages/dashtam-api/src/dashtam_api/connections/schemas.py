@@ -103,3 +103,35 @@ class CallbackOutcome(BaseModel):
     provider_alias: str
     error: str | None = None
     error_description: str | None = None
+
+
+class BankChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, description="As GET .../banks lists it.")
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 two-letter code.")
+
+
+class ConsentCreate(BaseModel):
+    """What a provider of kind ``consent`` (Enable Banking) is connected with: the bank the
+    person picked (GET /api/v1/providers/{id}/banks)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bank: BankChoice
+
+
+class Bank(BaseModel):
+    name: str
+    country: str
+    bic: str | None = None
+    logo: str | None = None
+    psu_types: list[str] = Field(default_factory=list)
+    beta: bool = False
+    maximum_consent_validity: int | None = Field(
+        default=None, description="The longest consent the bank gives, in seconds."
+    )
+
+
+class BankList(BaseModel):
+    items: list[Bank]

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api import upstream
 from dashtam_api.audit import service as audit
-from dashtam_api.connections import oauth, queries, refresh
+from dashtam_api.connections import consent, oauth, queries, refresh
 from dashtam_api.context import AppContext
 from dashtam_api.errors import BadRequest, Conflict, UpstreamError
 from dashtam_api.providers import queries as provider_queries
@@ -88,6 +88,7 @@ async def complete(
     error_description: str | None,
     ip: str | None,
     user_agent: str | None,
+    ctx: AppContext | None = None,
 ) -> dict:
     """Finish an authorization from the institution's redirect (forwarded by the callback)."""
     pending = await oauth.take_state(redis, state)
@@ -120,6 +121,11 @@ async def complete(
             **details,
         }
     spec = _spec(registry, provider)
+    if spec.kind is Kind.CONSENT and ctx is not None:
+        return await consent.complete(
+            ctx=ctx, session=session, spec=spec, provider=provider, connection=connection,
+            code=code, where=where, record_failure=_record_failure, store_tokens=store_tokens,
+        )  # fmt: skip
     try:
         async with oauth.client_for(
             spec,
@@ -442,6 +448,15 @@ async def _revoke_at_institution(settings: Settings, spec: ProviderSpec, tls, to
     return "revoked" if response.status_code < 400 else f"refused ({response.status_code})"
 
 
+async def _close_consent(ctx: AppContext, connection_id, stored) -> str:
+    """A consent's session closed at Enable Banking (connections/consent.py)."""
+    session_id = consent.session_of(ctx.vault, connection_id, stored)
+    if session_id is None:
+        return "failed (token_unreadable)"
+    async with ctx.http() as http:
+        return await consent.close(ctx.settings, session_id, http)
+
+
 async def revoke(
     *,
     session: AsyncSession,
@@ -453,6 +468,7 @@ async def revoke(
     provider_id: uuid.UUID,
     ip: str | None,
     user_agent: str | None,
+    ctx: AppContext | None = None,
 ) -> None:
     """Revoke at the institution when it can, forget the tokens, mark the connection revoked.
 
@@ -492,6 +508,8 @@ async def revoke(
             at_institution = "failed (token_unreadable)"
         else:
             at_institution = await _revoke_at_institution(settings, spec, tls, plain, hint)
+    elif stored and spec and spec.configured and spec.kind is Kind.CONSENT and ctx is not None:
+        at_institution = await _close_consent(ctx, connection.id, stored)
     if stored is not None:
         await session.delete(stored)
     connection.status = ConnectionStatus.REVOKED.value

@@ -4,6 +4,7 @@ configured generic OAuth2 institutions; each of a kind, read by a source (dashta
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from dashtam_api.sources import enablebanking_api
 from dashtam_api.sources.protocol import SUPPLIES, Kind
 from dashtam_core.config import Settings
 
@@ -40,6 +41,8 @@ class ProviderSpec:
     def configured(self) -> bool:
         """Whether a person can connect it here: an OAuth2 institution needs this Dashtam's
         client registration; other kinds need nothing of the operator."""
+        if self.kind is Kind.CONSENT:  # the application's id and private key
+            return bool(self.client_id and self.extra.get("key_file"))
         if self.kind is not Kind.OAUTH2:
             return True
         return bool(self.client_id and self.client_secret and self.authorize_url and self.token_url)
@@ -58,7 +61,8 @@ class ProviderSpec:
             "supports": {
                 "pkce": self.kind is Kind.OAUTH2 and self.pkce,
                 "refresh": self.kind is Kind.OAUTH2,
-                "revocation": self.revocation_url is not None,
+                # A consent's session is closed at the institution (Enable Banking's DELETE).
+                "revocation": self.revocation_url is not None or self.kind is Kind.CONSENT,
                 "sync": self.source is not None,
                 "client_auth": self.client_auth_method if self.kind is Kind.OAUTH2 else None,
             },
@@ -126,6 +130,20 @@ def build_registry(settings: Settings) -> dict[str, ProviderSpec]:
         source="ibkr",
         api_base_url=flex.rstrip("/"),
         website="www.interactivebrokers.com",
+    )
+    # Banks in the EEA and the UK through PSD2: the person picks their bank and consents
+    # there; in development and testing, the look-alike this API serves.
+    enable_banking = enablebanking_api.application(settings)
+    registry["enablebanking"] = ProviderSpec(
+        key="enablebanking",
+        name="Enable Banking",
+        kind=Kind.CONSENT,
+        client_id=enable_banking.app_id if enable_banking else "",
+        pkce=False,
+        source="enablebanking",
+        api_base_url=enable_banking.base_url if enable_banking else None,
+        website="enablebanking.com",
+        extra={"key_file": str(enable_banking.key_file)} if enable_banking else {},
     )
     for generic in settings.OAUTH_PROVIDERS:
         registry[generic.key] = ProviderSpec(

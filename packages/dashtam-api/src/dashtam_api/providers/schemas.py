@@ -10,21 +10,25 @@ from dashtam_api.storable_text import CleanText
 class ProviderType(BaseModel):
     key: str
     name: str
-    kind: Literal["oauth2", "simplefin", "file", "api_token"] = Field(
+    kind: Literal["oauth2", "simplefin", "file", "api_token", "consent"] = Field(
         description="What a connection holds: oauth2 tokens (an authorization at the "
         "institution), a SimpleFIN access URL (from a setup token), nothing (file: "
-        "accounts fed by imports), or a token the person made at the institution (api_token: "
-        "IBKR's Flex token and query id)."
+        "accounts fed by imports), a token the person made at the institution (api_token: "
+        "IBKR's Flex token and query id), or a session from a consent given at a bank "
+        "(consent: Enable Banking)."
     )
     configured: bool = Field(
         description="Whether a person can connect it here (an OAuth2 institution needs this "
         "Dashtam's client registration)."
     )
-    supplies: list[Literal["authorization", "setup_token", "file", "token", "query_id"]] = Field(
-        description="What the person supplies to connect: a sign-in at the institution "
-        "(POST .../authorization answers its URL), a setup token (POST .../authorization "
-        "with {setup_token}), files (POST /api/v1/accounts/{id}/imports), or a token and a "
-        "query id made at the institution (api_token)."
+    supplies: list[Literal["authorization", "setup_token", "file", "token", "query_id", "bank"]] = (
+        Field(
+            description="What the person supplies to connect: a sign-in at the institution "
+            "(POST .../authorization answers its URL), a setup token (POST .../authorization "
+            "with {setup_token}), files (POST /api/v1/accounts/{id}/imports), a token and a "
+            "query id made at the institution (api_token), or a bank (POST .../authorization "
+            "with {bank}: one GET .../banks lists)."
+        )
     )
     supports: dict
 

@@ -10,8 +10,10 @@ here, declared rather than discovered:
   ``file``: nothing (accounts fed by imports, never read); ``api_token``: a token the person
   made at the institution and what it reads (IBKR's Flex token and query id), tried once at
   connect (connections/api_tokens.py): a source of this kind also has ``credential(token,
-  query_id)`` (what is sealed) and ``check(...)`` (the try). The next kinds (a Link-style access
-  token, a consent with an end date) are added here.
+  query_id)`` (what is sealed) and ``check(...)`` (the try); ``consent``: a session opened
+  from a consent the person gives at their bank (Enable Banking), which ends on a date the bank
+  agreed to (the connection's ``reconnect_by``). The next kind (a Link-style access token) is
+  added here.
 - ``limits``: how far back the first read goes, the longest period one request may ask for, and
   the requests a day a connection may send (its budget, kept by sync/budget.py); with a budget,
   ``requests_for`` says what a read of given windows takes.
@@ -38,6 +40,8 @@ class Kind(StrEnum):
     # A long-lived token the person makes at the institution, with what it reads (IBKR's Flex
     # Web Service: a Flex token and the id of an Activity Flex query).
     API_TOKEN = "api_token"  # noqa: S105 (a kind's name, not a secret)
+    # A PSD2 consent the person gives at their bank (Enable Banking): a session with an end.
+    CONSENT = "consent"
 
 
 # What a person supplies to connect a provider of each kind (GET /api/v1/provider-types).
@@ -46,6 +50,7 @@ SUPPLIES = {
     Kind.SIMPLEFIN: ("setup_token",),
     Kind.FILE: ("file",),  # files imported into its accounts
     Kind.API_TOKEN: ("token", "query_id"),
+    Kind.CONSENT: ("bank",),  # the bank they pick (name, country), then a sign-in there
 }
 
 
@@ -57,6 +62,10 @@ class Limits:
     window_days: int | None = None
     # Requests a day one connection may send (None: no budget to keep).
     requests_per_day: int | None = None
+    # What the budget counts: each HTTP request ("request"), or each read whatever the
+    # requests it takes ("read": PSD2 banks allow about four unattended reads a day of each
+    # account, not a number of requests).
+    budget_counts: str = "request"
 
 
 @dataclass

@@ -110,7 +110,10 @@ class SourceError(Exception):
     the access token was refused (an OAuth2 source refreshes once and tries again);
     ``needs_person``: only the person can fix it (reconnect, or mend the connection at the
     institution's side): the connection turns ``error`` and is not read again until they do;
-    ``retry_after``: seconds the source asked us to wait."""
+    ``retry_after``: seconds the source asked us to wait; ``ended``: the authorization ran out
+    (with ``needs_person``: the connection turns ``expired``, not ``error``); ``budget_spent``:
+    the institution refused the read for its daily limit: the connection is healthy, the
+    day's budget is spent (the sync answers as for one of ours spent)."""
 
     def __init__(
         self,
@@ -121,6 +124,8 @@ class SourceError(Exception):
         unauthorized: bool = False,
         needs_person: bool = False,
         retry_after: int | None = None,
+        ended: bool = False,
+        budget_spent: bool = False,
     ):
         super().__init__(f"{error}: {description}")
         self.error = error
@@ -129,6 +134,8 @@ class SourceError(Exception):
         self.unauthorized = unauthorized
         self.needs_person = needs_person
         self.retry_after = retry_after
+        self.ended = ended
+        self.budget_spent = budget_spent
 
 
 def decimal(value, field: str) -> Decimal:

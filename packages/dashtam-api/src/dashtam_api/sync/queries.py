@@ -131,12 +131,16 @@ async def give_back_claim(
     )
 
 
-async def needs_person(session: AsyncSession, *, connection_id: uuid.UUID, error: str) -> None:
-    """The connection turns ``error`` with the source's reason: only its person can mend it."""
+async def needs_person(
+    session: AsyncSession, *, connection_id: uuid.UUID, error: str, ended: bool = False
+) -> None:
+    """The connection turns ``error`` with the source's reason (``expired`` when its
+    authorization ran out): only its person can mend it."""
+    status = ConnectionStatus.EXPIRED if ended else ConnectionStatus.ERROR
     await session.execute(
         update(ProviderConnection)
         .where(ProviderConnection.id == connection_id)
-        .values(status=ConnectionStatus.ERROR.value, error_message=error)
+        .values(status=status.value, error_message=error)
     )
 
 

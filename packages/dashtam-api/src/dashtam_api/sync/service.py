@@ -285,8 +285,10 @@ async def _sync_claimed(
                 await budget.hold(session, connection_id=connection_id, until=retry_at)
                 await session.commit()
             return SyncResult("over_budget", status=claim.status, retry_at=retry_at)
-    # Every request the read sends is counted (and refused past the budget's allowance).
-    allowance = budget.Allowance(claim.gate.allowance if claim.gate else None)
+    # Every request the read sends is counted (and refused past the budget's allowance); a
+    # budget of reads counts the read once, whatever its requests.
+    per_read = limits.budget_counts == "read"
+    allowance = budget.Allowance(claim.gate.allowance if claim.gate and not per_read else None)
     hooks = {"event_hooks": {"request": [allowance]}}
     client = ctx.guarded_http if source.person_named_servers else ctx.http
 
@@ -318,7 +320,10 @@ async def _sync_claimed(
     finally:
         # Counted at once, in a transaction of its own, however the read ended and whatever
         # follows (the write refusing a value, the database gone): the requests were sent.
-        await _spend(ctx, connection_id, allowance.sent, limits.requests_per_day)
+        sent = min(allowance.sent, 1) if per_read else allowance.sent
+        await _spend(ctx, connection_id, sent, limits.requests_per_day)
+    if failure is not None and failure.budget_spent and limits.requests_per_day:
+        return await _spent_at_source(ctx, connection_id, claim, failure, limits.requests_per_day)
     if failure is not None:
         ending = _failed(failure, claim, trigger, per_day=limits.requests_per_day)
         await _release(ctx, connection_id, claim, **ending)
@@ -329,7 +334,10 @@ async def _sync_claimed(
         # The read failed, but what came is written first (data a budget already paid for).
         ending = _failed(reading.failure, claim, trigger, per_day=limits.requests_per_day)
         result = await _write(ctx, connection_id, claim, reading, ending=ending)
-        if result.kind == "sync_failed":
+        if result.kind == "sync_failed" and reading.failure.budget_spent and ending["hold"]:
+            # The institution's daily limit, reached part way: the rest waits, as above.
+            result = SyncResult("over_budget", status=claim.status, retry_at=ending["hold"])
+        elif result.kind == "sync_failed":
             result = _failed_result(reading.failure, claim, refreshed)
     result.refreshed = refreshed
     return result
@@ -341,12 +349,15 @@ def _failed(
     """What ``_release`` records of a source's failure. A source with a budget that asked us
     to wait (``Retry-After``) is not read by the sync loop before then (``hold``)."""
     wait = failure.retry_after if per_day is not None else None
+    if per_day is not None and failure.budget_spent and not wait:
+        wait = int(budget.DAY.total_seconds() / per_day)  # the next read's share of the day
     return {
         "hold": datetime.now(UTC) + timedelta(seconds=wait) if wait else None,
         "code": failure.error,
         "error": f"{failure.error}: {failure.description}",
         "retry": trigger is refresh.Trigger.BACKGROUND,
         "needs_person": failure.needs_person,
+        "ended": failure.ended,
         "audited": {
             "action": "sync_failed",
             "user_id": claim.user_id,
@@ -362,14 +373,38 @@ def _failed(
 
 
 def _failed_result(failure: SourceError, claim: Claim, refreshed: bool) -> SyncResult:
+    if failure.needs_person:
+        status = (ConnectionStatus.EXPIRED if failure.ended else ConnectionStatus.ERROR).value
+    else:
+        status = claim.status
     return SyncResult(
         "sync_failed",
         error=failure.error,
         error_description=failure.description,
         transient=failure.transient,
         refreshed=refreshed,
-        status=ConnectionStatus.ERROR.value if failure.needs_person else claim.status,
+        status=status,
     )
+
+
+async def _spent_at_source(
+    ctx: AppContext, connection_id: uuid.UUID, claim: Claim, failure: SourceError, per_day: int
+) -> SyncResult:
+    """The institution refused the read for its daily limit (a PSD2 bank's few unattended
+    reads): nothing is wrong with the connection; like a budget of ours spent, the sync loop
+    leaves it alone until the next read's share of the day (or what the institution asked)."""
+    wait = failure.retry_after or int(budget.DAY.total_seconds() / per_day)
+    retry_at = datetime.now(UTC) + timedelta(seconds=wait)
+    await _release(
+        ctx,
+        connection_id,
+        claim,
+        code=failure.error,
+        error=f"{failure.error}: {failure.description}",
+        retry=False,
+        hold=retry_at,
+    )
+    return SyncResult("over_budget", status=claim.status, retry_at=retry_at)
 
 
 async def _sealed_credential(ctx: AppContext, connection_id: uuid.UUID) -> str:
@@ -415,6 +450,7 @@ async def _release(
     needs_person: bool = False,
     audited: dict | None = None,
     hold: datetime | None = None,
+    ended: bool = False,
 ) -> None:
     """Give the claim back after a failure: at once (a person may try again), or, for the
     background loop, after SYNC_RETRY_SECONDS (its back-off); the run ends ``failed`` with
@@ -434,6 +470,7 @@ async def _release(
             needs_person=needs_person,
             audited=audited,
             hold=hold,
+            ended=ended,
         )
         await session.commit()
 
@@ -450,6 +487,7 @@ async def _given_back(
     needs_person: bool = False,
     audited: dict | None = None,
     hold: datetime | None = None,
+    ended: bool = False,
 ) -> None:
     """``_release``'s statements, in ``session``'s transaction (``hold``: the budget's next
     read no sooner)."""
@@ -460,7 +498,9 @@ async def _given_back(
         session, connection_id=connection_id, lease=claim.lease, until=until, error=error[:500]
     )
     if needs_person:
-        await queries.needs_person(session, connection_id=connection_id, error=error[:500])
+        await queries.needs_person(
+            session, connection_id=connection_id, error=error[:500], ended=ended
+        )
     await _end_run(
         session, claim.run_id, SyncStatus.FAILED, error=code[:100], error_detail=error[:500]
     )

@@ -1,0 +1,199 @@
+"""Enable Banking's API (enablebanking.com/docs/api/reference) as one application calls it.
+
+- Every call carries a fresh RS256 JWT signed with the application's private key: header
+  ``kid`` = the application id, claims ``iss`` enablebanking.com, ``aud``
+  api.enablebanking.com, ``iat`` and ``exp`` (an hour: Enable Banking refuses more than a day).
+- Its errors are ``{"code": <http status>, "message", "error": "<CODE>", "detail"}``; what each
+  code means for a connection is decided here (``failure``): the session's end or the bank
+  wanting the person needs them; the bank's PSD2 limit (429 ``ASPSP_RATE_LIMIT_EXCEEDED``)
+  means the day's reads are spent, the connection healthy; the bank's troubles pass.
+- ``application``: which application this deployment is. Unconfigured in development and
+  testing, the look-alike this API serves (sandbox/enablebanking.py), with the key `inv setup`
+  made next to the project's CA.
+"""
+
+import functools
+import json
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import jwt
+
+from dashtam_api import upstream
+from dashtam_api.sources.shapes import SourceError
+from dashtam_core.config import Settings
+
+ISSUER = "enablebanking.com"
+AUDIENCE = "api.enablebanking.com"
+JWT_SECONDS = 3600
+SANDBOX_APP_ID = "dashtam-sandbox-app"
+SANDBOX_KEY_NAME = "enablebanking-sandbox-key.pem"
+
+# Only the person can mend these: a new consent at the bank (EXPIRED_SESSION: the consent ran
+# out, the connection is expired rather than in error).
+NEEDS_PERSON = frozenset(
+    {
+        "EXPIRED_SESSION",
+        "REVOKED_SESSION",
+        "CLOSED_SESSION",
+        "SESSION_DOES_NOT_EXIST",
+        "ASPSP_PSU_ACTION_REQUIRED",
+        "ACCESS_DENIED",
+        "ACCOUNT_DOES_NOT_EXIST",
+    }
+)
+ENDED = frozenset({"EXPIRED_SESSION"})
+RATE_LIMITED = "ASPSP_RATE_LIMIT_EXCEEDED"
+TRANSIENT = frozenset({RATE_LIMITED, "ASPSP_ERROR", "ASPSP_TIMEOUT"})
+
+
+@dataclass(frozen=True)
+class App:
+    app_id: str
+    key_file: Path
+    base_url: str
+
+
+def application(settings: Settings) -> App | None:
+    """The Enable Banking application this deployment uses: the configured one, else (in
+    development and testing) the look-alike's; None when there is none."""
+    if settings.ENABLE_BANKING_APP_ID and settings.ENABLE_BANKING_KEY_FILE:
+        return App(
+            settings.ENABLE_BANKING_APP_ID,
+            Path(settings.ENABLE_BANKING_KEY_FILE),
+            settings.ENABLE_BANKING_BASE_URL.rstrip("/"),
+        )
+    if settings.local_environment:
+        return App(
+            SANDBOX_APP_ID,
+            Path(settings.CA_CERT_FILE).parent / SANDBOX_KEY_NAME,
+            settings.API_BASE_URL.rstrip("/") + "/sandbox/enablebanking",
+        )
+    return None
+
+
+def private_key(path: Path):
+    try:
+        return _loaded(path, path.stat().st_mtime_ns)
+    except (OSError, ValueError):
+        raise SourceError(
+            "application_key_unreadable",
+            "the Enable Banking application's private key (ENABLE_BANKING_KEY_FILE) cannot be "
+            "read; the operator must fix it",
+            transient=False,
+        ) from None
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(path: Path, version: int):
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    return load_pem_private_key(path.read_bytes(), password=None)
+
+
+def token(app: App, *, now: int | None = None, lifetime: int = JWT_SECONDS) -> str:
+    """The JWT one call carries."""
+    issued = int(time.time()) if now is None else now
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "iat": issued, "exp": issued + lifetime}
+    return jwt.encode(
+        claims, private_key(app.key_file), algorithm="RS256", headers={"kid": app.app_id}
+    )
+
+
+def failure(response: httpx.Response) -> SourceError:
+    """The SourceError an error answer means (by its ``error`` code, else its status)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    code = str(body.get("error") or "")[:60] or upstream.status_failure(response.status_code)[0]
+    said = str(body.get("message") or body.get("detail") or f"HTTP {response.status_code}")[:300]
+    if code in NEEDS_PERSON:
+        return SourceError(
+            code, f"{said}: connect the bank again", transient=False, needs_person=True,
+            ended=code in ENDED,
+        )  # fmt: skip
+    if code == RATE_LIMITED:
+        return SourceError(
+            code, f"the bank's limit of unattended reads is spent for now ({said})",
+            transient=True, budget_spent=True,
+        )  # fmt: skip
+    transient = code in TRANSIENT or response.status_code >= 500 or response.status_code == 429
+    return SourceError(code, said, transient=transient)
+
+
+class Client:
+    """One application's calls, each sent once (a bank's read is one of its day's few; a
+    session code is spent on arrival) unless it provably never left."""
+
+    def __init__(self, http: httpx.AsyncClient, app: App, settings: Settings):
+        self.http, self.app, self.settings = http, app, settings
+
+    async def call(self, method: str, path: str, *, params=None, body=None):
+        url = self.app.base_url + path
+
+        def send():
+            return self.http.request(
+                method,
+                url,
+                params=params,
+                json=body,
+                headers={
+                    "Authorization": f"Bearer {token(self.app)}",
+                    "Accept": "application/json",
+                },
+            )
+
+        try:
+            response = await upstream.once(self.settings, send)
+        except httpx.TransportError as exc:
+            raise SourceError(*upstream.transport_failure(exc), transient=True) from None
+        if response.status_code >= 400:
+            raise failure(response)
+        if response.status_code == 204 or not response.content:
+            return {}
+        try:
+            answer = json.loads(response.content, parse_float=Decimal)
+        except ValueError:
+            raise SourceError(upstream.INVALID_RESPONSE, "not JSON", transient=False) from None
+        if not isinstance(answer, dict):
+            raise SourceError(upstream.INVALID_RESPONSE, "not a JSON object", transient=False)
+        return answer
+
+    async def aspsps(self, country: str | None) -> list[dict]:
+        params = {"service": "AIS"} | ({"country": country} if country else {})
+        answer = await self.call("GET", "/aspsps", params=params)
+        return [a for a in answer.get("aspsps") or () if isinstance(a, dict)]
+
+    async def auth(self, *, bank: dict, valid_until: str, state: str, redirect_url: str) -> dict:
+        return await self.call(
+            "POST",
+            "/auth",
+            body={
+                "access": {"valid_until": valid_until},
+                "aspsp": {"name": bank["name"], "country": bank["country"]},
+                "state": state,
+                "redirect_url": redirect_url,
+                "psu_type": "personal",
+            },
+        )
+
+    async def open_session(self, code: str) -> dict:
+        return await self.call("POST", "/sessions", body={"code": code})
+
+    async def close_session(self, session_id: str) -> None:
+        await self.call("DELETE", f"/sessions/{session_id}")
+
+    async def balances(self, uid: str) -> list:
+        answer = await self.call("GET", f"/accounts/{uid}/balances")
+        return list(answer.get("balances") or ())
+
+    async def transactions(self, uid: str, *, date_from: str, date_to: str, key: str | None):
+        params = {"date_from": date_from, "date_to": date_to}
+        if key:
+            params["continuation_key"] = key
+        return await self.call("GET", f"/accounts/{uid}/transactions", params=params)

@@ -1,0 +1,157 @@
+"""Enable Banking's pieces that need no server: the JWT every call carries, the balance chosen,
+the transactions' sign, status and ids, what each error code means for a connection."""
+
+from decimal import Decimal
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from dashtam_api.sources import enablebanking
+from dashtam_api.sources import enablebanking_api as api
+
+
+@pytest.fixture
+def app(tmp_path):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path / "app.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,  # PKCS#1, as the Control Panel's
+            serialization.NoEncryption(),
+        )
+    )
+    return api.App("0f4e-app-id", path, "https://api.example"), key.public_key()
+
+
+def test_the_jwt_is_rs256_with_the_app_id_as_kid_and_lives_an_hour(app):
+    application, public = app
+    token = api.token(application, now=1_700_000_000)
+    assert jwt.get_unverified_header(token) == {"alg": "RS256", "typ": "JWT", "kid": "0f4e-app-id"}
+    claims = jwt.decode(
+        token,
+        public,
+        algorithms=["RS256"],
+        audience="api.enablebanking.com",
+        issuer="enablebanking.com",
+        options={"verify_exp": False},
+    )
+    assert claims["exp"] - claims["iat"] == 3600
+    assert claims["iat"] == 1_700_000_000
+    # Fresh for every call: a later one is another token.
+    assert api.token(application, now=1_700_000_001) != token
+
+
+def test_an_unreadable_key_is_the_operators_to_fix(tmp_path):
+    broken = api.App("id", tmp_path / "missing.pem", "https://api.example")
+    with pytest.raises(api.SourceError) as caught:
+        api.token(broken)
+    assert caught.value.error == "application_key_unreadable"
+    assert not caught.value.needs_person
+
+
+def _balance(kind: str, amount: str) -> dict:
+    return {"balance_type": kind, "balance_amount": {"amount": amount, "currency": "EUR"}}
+
+
+@pytest.mark.parametrize(
+    ("listed", "current", "available"),
+    [
+        ([("XPCD", "3"), ("CLBD", "1"), ("ITAV", "2"), ("CLAV", "9")], "1", "2"),
+        ([("OPBD", "4"), ("ITBD", "5"), ("CLAV", "6")], "5", "6"),
+        ([("PRCD", "7"), ("XPCD", "8")], "8", None),
+        ([("INFO", "10"), ("OTHR", "11")], "10", None),  # none known: the first listed
+    ],
+)
+def test_the_booked_balance_is_chosen_by_type(listed, current, available):
+    chosen = enablebanking.balance_of([_balance(k, v) for k, v in listed])
+    assert chosen.current == Decimal(current)
+    assert chosen.available == (Decimal(available) if available else None)
+
+
+def test_no_balance_listed_is_none():
+    assert enablebanking.balance_of([]) is None
+
+
+def _entry(**fields) -> dict:
+    return {
+        "transaction_amount": {"amount": "12.50", "currency": "EUR"},
+        "credit_debit_indicator": "DBIT",
+        "status": "BOOK",
+        "booking_date": "2026-11-02",
+        "value_date": "2026-11-01",
+        "remittance_information": ["K-MARKET", "HELSINKI"],
+        "creditor": {"name": "K-Market"},
+        **fields,
+    }
+
+
+def test_amounts_are_signed_by_the_indicator_and_statuses_mapped():
+    seen = {}
+    out = enablebanking.transaction_of(_entry(entry_reference="E1"), seen)
+    assert (out.external_id, out.amount, out.status) == ("E1", Decimal("-12.50"), "posted")
+    assert (out.description, out.payee) == ("K-MARKET HELSINKI", "K-Market")
+    assert out.posted_at.isoformat() == "2026-11-02T00:00:00+00:00"
+    credit = enablebanking.transaction_of(
+        _entry(entry_reference="E2", credit_debit_indicator="CRDT", debtor={"name": "Employer"}),
+        seen,
+    )
+    assert (credit.amount, credit.payee) == (Decimal("12.50"), "Employer")
+    pending = enablebanking.transaction_of(_entry(entry_reference="E3", status="PDNG"), seen)
+    assert (pending.status, pending.posted_at) == ("pending", None)
+    assert enablebanking.transaction_of(_entry(status="RJCT"), seen) is None
+
+
+def test_an_entry_without_reference_gets_a_stable_id_numbered_among_twins():
+    first, second = {}, {}
+    ids = [enablebanking.transaction_of(_entry(), first).external_id for _ in range(2)]
+    assert ids[0] != ids[1]  # two identical payments the same day are two
+    again = [enablebanking.transaction_of(_entry(), second).external_id for _ in range(2)]
+    assert again == ids  # the next read names them the same
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "needs_person", "ended", "spent", "transient"),
+    [
+        (401, {"error": "EXPIRED_SESSION"}, True, True, False, False),
+        (401, {"error": "REVOKED_SESSION"}, True, False, False, False),
+        (404, {"error": "SESSION_DOES_NOT_EXIST"}, True, False, False, False),
+        (400, {"error": "ASPSP_PSU_ACTION_REQUIRED"}, True, False, False, False),
+        (429, {"code": 429, "error": "ASPSP_RATE_LIMIT_EXCEEDED"}, False, False, True, True),
+        (502, {"error": "ASPSP_ERROR"}, False, False, False, True),
+        (503, "a proxy's page", False, False, False, True),
+        (422, {"error": "WRONG_REQUEST_PARAMETERS"}, False, False, False, False),
+    ],
+)
+def test_error_codes_mean_what_they_mean_for_the_connection(
+    status, body, needs_person, ended, spent, transient
+):
+    answer = httpx.Response(status, json=body) if isinstance(body, dict) else httpx.Response(status)
+    failure = api.failure(answer)
+    assert (failure.needs_person, failure.ended, failure.budget_spent, failure.transient) == (
+        needs_person,
+        ended,
+        spent,
+        transient,
+    )
+    assert failure.error == (body["error"] if isinstance(body, dict) else f"http_{status}")
+
+
+def test_accounts_are_keyed_by_identification_hash_never_uid():
+    session = {
+        "accounts": [
+            {"uid": "u-1", "identification_hash": "h-1", "account_id": {"iban": "FI2112345600000785"},
+             "name": "Current", "currency": "EUR", "cash_account_type": "CACC"},
+            {"uid": "u-2", "identification_hashes": ["h-2"], "currency": "SEK"},
+        ]
+    }  # fmt: skip
+    held = enablebanking.accounts_of(session)
+    assert [(a.uid, a.hash, a.last4, a.type) for a in held] == [
+        ("u-1", "h-1", "0785", "checking"),
+        ("u-2", "h-2", None, "bank"),
+    ]
+    restored = enablebanking.held_of(enablebanking.credential("s-1", held))
+    assert restored == ("s-1", held)
