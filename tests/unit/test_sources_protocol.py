@@ -31,6 +31,7 @@ def test_what_each_source_says_of_its_pool_and_its_requests():
         "sandbox": (False, None, None),
         "schwab": (False, None, None),
         "simplefin": (True, 2, 1),
+        "plaid": (False, None, None),
     }
 
 

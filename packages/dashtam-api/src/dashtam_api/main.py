@@ -26,9 +26,11 @@ from dashtam_api.headers import SecurityHeaders
 from dashtam_api.health.router import router as health_router
 from dashtam_api.imports.router import router as imports_router
 from dashtam_api.jobs.loops import Jobs
+from dashtam_api.plaid_webhooks.router import router as plaid_webhooks_router
 from dashtam_api.problems import install_problem_handlers
 from dashtam_api.providers.router import router as providers_router
 from dashtam_api.routing import include
+from dashtam_api.sandbox.plaid_lookalike import router as plaid_lookalike_router
 from dashtam_api.sandbox.router import router as sandbox_router
 from dashtam_api.sandbox.simplefin_bridge import router as simplefin_bridge_router
 from dashtam_api.simplefin.router import protocol as simplefin_protocol
@@ -170,10 +172,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api_keys_router,
         simplefin_router,
         simplefin_protocol,
+        plaid_webhooks_router,
     )
     if settings.ENVIRONMENT in ("development", "testing"):
         include(app, sandbox_router)
         include(app, simplefin_bridge_router)
+        include(app, plaid_lookalike_router)
     if settings.ENVIRONMENT != "production":
         # Last: its static mounts are tried after every API route, not before each request.
         docs.install(app)

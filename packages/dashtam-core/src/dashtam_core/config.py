@@ -162,6 +162,17 @@ class Settings(BaseSettings):
     SCHWAB_AUTHORIZE_URL: str = "https://api.schwabapi.com/v1/oauth/authorize"
     SCHWAB_TOKEN_URL: str = "https://api.schwabapi.com/v1/oauth/token"  # noqa: S105
     SCHWAB_API_BASE_URL: str = "https://api.schwabapi.com/trader/v1"
+    # Plaid (docs/providers.md): the team's keys (dashboard.plaid.com, Developers > Keys) and
+    # which of Plaid's environments they are for. Unset in development and testing: Plaid's
+    # look-alike this API serves (/sandbox/plaid) answers, with its own keys. PLAID_BASE_URL
+    # overrides where the calls go (empty: PLAID_ENV's host, or the look-alike).
+    PLAID_CLIENT_ID: str = ""
+    PLAID_SECRET: str = ""
+    PLAID_ENV: Literal["sandbox", "production"] = "sandbox"
+    PLAID_BASE_URL: str = ""
+    # Where Plaid sends an item's webhooks (this API's public URL + /api/v1/plaid/webhook);
+    # empty: API_BASE_URL's in development and testing, none elsewhere (syncs run on schedule).
+    PLAID_WEBHOOK_URL: str = ""
     OAUTH_PROVIDERS: list[GenericProviderConfig] = Field(default_factory=list)
     # Connections to institutions kept open per process (token endpoints and data APIs).
     INSTITUTION_MAX_CONNECTIONS: int = Field(default=20, ge=1, le=500)

@@ -4,13 +4,16 @@ from typing import Annotated
 
 from fastapi import Body, Header, Request, Response
 
-from dashtam_api.connections import service, setup_tokens
+from dashtam_api.connections import link, service, setup_tokens
 from dashtam_api.connections.schemas import (
     AuthorizationCreate,
     AuthorizationStart,
     AuthorizationStatus,
     CallbackForward,
     CallbackOutcome,
+    LinkCreate,
+    LinkExchange,
+    LinkStart,
 )
 from dashtam_api.deps import (
     ContextDep,
@@ -23,7 +26,7 @@ from dashtam_api.deps import (
     client_ip,
     where,
 )
-from dashtam_api.errors import Forbidden
+from dashtam_api.errors import Conflict, Forbidden
 from dashtam_api.openapi import problems
 from dashtam_api.routing import api_router
 from dashtam_api.sources.protocol import Kind
@@ -34,7 +37,7 @@ router = api_router(prefix="/api/v1", tags=["connections"])
 @router.post(
     "/providers/{provider_id}/authorization",
     status_code=201,
-    response_model=AuthorizationStart | AuthorizationStatus,
+    response_model=AuthorizationStart | AuthorizationStatus | LinkStart,
     responses=problems(409, 422, 502, 504),
     name="start",
 )
@@ -46,7 +49,7 @@ async def start_authorization(
     redis: RedisDep,
     settings: SettingsDep,
     ctx: ContextDep,
-    body: Annotated[AuthorizationCreate | None, Body()] = None,
+    body: Annotated[AuthorizationCreate | LinkCreate | None, Body()] = None,
 ) -> dict:
     """Connect the provider, as its kind wants. ``oauth2``: no body; the answer is the
     authorization URL to send the person to (the connection turns active when the institution
@@ -54,10 +57,23 @@ async def start_authorization(
     Bridge (or another SimpleFIN server); Dashtam claims it once and the answer is the
     connection, active (as GET .../authorization shows it). A setup token already claimed is a
     409 (it may be compromised); one that is not a setup token, or whose URL may not be reached
-    from here, a 422."""
+    from here, a 422. ``link`` (Plaid): optionally ``{"products": ["transactions",
+    "investments"]}``; the answer is a link token and the page that opens Plaid Link with it
+    (in update mode when the connection needs the person to sign in again); its public token
+    goes to .../authorization/exchange."""
     kind = await service.kind_of(
         session=session, registry=ctx.registry, user=user, provider_id=provider_id
     )
+    if kind is Kind.LINK and not isinstance(body, AuthorizationCreate):
+        return await link.start(
+            ctx=ctx, session=session, redis=redis, user=user, provider_id=provider_id,
+            products=body.products if body is not None else None,
+        )  # fmt: skip
+    if isinstance(body, LinkCreate):
+        raise Conflict(
+            f"A provider of kind {kind.value} is not connected with Link products.",
+            kind=kind.value,
+        )
     setup_token = body.setup_token if body is not None else None
     if kind is Kind.SIMPLEFIN:
         return await setup_tokens.connect(
@@ -79,6 +95,35 @@ async def start_authorization(
         user=user,
         provider_id=provider_id,
     )
+
+
+@router.post(
+    "/providers/{provider_id}/authorization/exchange",
+    response_model=AuthorizationStatus,
+    responses=problems(409, 422, 502, 504),
+    name="exchange",
+)
+async def exchange_public_token(
+    provider_id: uuid.UUID,
+    body: LinkExchange,
+    request: Request,
+    user: CurrentUserDep,
+    session: SessionDep,
+    redis: RedisDep,
+    ctx: ContextDep,
+) -> dict:
+    """Finish a Link (kind ``link``, Plaid): the public token Link's onSuccess gave is
+    exchanged for the item's access token, sealed; the connection is active. 409 when no Link
+    was started for this provider (or it is of another kind)."""
+    kind = await service.kind_of(
+        session=session, registry=ctx.registry, user=user, provider_id=provider_id
+    )
+    if kind is not Kind.LINK:
+        raise Conflict(f"A provider of kind {kind.value} is not connected with Link.")
+    return await link.exchange(
+        ctx=ctx, session=session, redis=redis, user=user, provider_id=provider_id,
+        public_token=body.public_token, where=where(request),
+    )  # fmt: skip
 
 
 @router.get(

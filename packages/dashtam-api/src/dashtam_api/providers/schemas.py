@@ -10,19 +10,21 @@ from dashtam_api.storable_text import CleanText
 class ProviderType(BaseModel):
     key: str
     name: str
-    kind: Literal["oauth2", "simplefin", "file"] = Field(
+    kind: Literal["oauth2", "simplefin", "file", "link"] = Field(
         description="What a connection holds: oauth2 tokens (an authorization at the "
-        "institution), a SimpleFIN access URL (from a setup token), or nothing (file: "
-        "accounts fed by imports)."
+        "institution), a SimpleFIN access URL (from a setup token), nothing (file: "
+        "accounts fed by imports), or an access token from a Link (link: Plaid)."
     )
     configured: bool = Field(
         description="Whether a person can connect it here (an OAuth2 institution needs this "
-        "Dashtam's client registration)."
+        "Dashtam's client registration, Plaid the team's keys)."
     )
-    supplies: list[Literal["authorization", "setup_token", "file"]] = Field(
+    supplies: list[Literal["authorization", "setup_token", "file", "link"]] = Field(
         description="What the person supplies to connect: a sign-in at the institution "
         "(POST .../authorization answers its URL), a setup token (POST .../authorization "
-        "with {setup_token}), or files (POST /api/v1/accounts/{id}/imports)."
+        "with {setup_token}), files (POST /api/v1/accounts/{id}/imports), or a Link "
+        "(POST .../authorization answers a link token and a page that opens it; the public "
+        "token goes to POST .../authorization/exchange)."
     )
     supports: dict
 

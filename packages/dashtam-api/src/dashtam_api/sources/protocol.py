@@ -7,8 +7,9 @@ here, declared rather than discovered:
 
 - ``kind``: what a connection of it holds. ``oauth2``: tokens from an authorization, refreshed
   (connections/refresh.py); ``simplefin``: an access URL claimed once from a setup token;
-  ``file``: nothing (accounts fed by imports, never read). The next kinds (a Link-style access
-  token, a consent with an end date, an API token) are added here.
+  ``file``: nothing (accounts fed by imports, never read); ``link``: an access token from a
+  Link-style flow (Plaid: a widget gives a public token, exchanged once for the access token).
+  The next kinds (a consent with an end date, an API token) are added here.
 - ``limits``: how far back the first read goes, the longest period one request may ask for, and
   the requests a day a connection may send (its budget, kept by sync/budget.py); with a budget,
   ``requests_for`` says what a read of given windows takes.
@@ -32,6 +33,7 @@ class Kind(StrEnum):
     OAUTH2 = "oauth2"
     SIMPLEFIN = "simplefin"
     FILE = "file"
+    LINK = "link"
 
 
 # What a person supplies to connect a provider of each kind (GET /api/v1/provider-types).
@@ -39,6 +41,7 @@ SUPPLIES = {
     Kind.OAUTH2: ("authorization",),  # a sign-in at the institution, redirected back
     Kind.SIMPLEFIN: ("setup_token",),
     Kind.FILE: ("file",),  # files imported into its accounts
+    Kind.LINK: ("link",),  # Plaid Link completed in a page Dashtam serves (a public token)
 }
 
 
@@ -64,12 +67,16 @@ class Reading:
       came are written: data already paid for (a request of a daily budget) is not thrown
       away.
     - ``complete``: every account the credential sees was listed (False: one missing from
-      ``accounts`` is not closed)."""
+      ``accounts`` is not closed).
+    - ``state``: what the source keeps for its next read of the connection (a cursor), handed
+      back in ``Windows.state``; written with the data, in the same transaction (None: what
+      was kept stays). Never a secret: it is stored in the clear."""
 
     accounts: list[AccountData]
     notes: tuple[str, ...] = ()
     failure: SourceError | None = None
     complete: bool = True
+    state: dict | None = None
 
 
 class Source(Protocol):
