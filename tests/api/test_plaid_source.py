@@ -162,6 +162,38 @@ async def test_connect_sync_twice_and_pendings_post_without_duplicates(plaid, se
     assert len(rows) == len({r["id"] for r in rows})
 
 
+async def test_investments_positions_trades_with_fees_and_dividends(plaid):
+    client = plaid
+    headers, provider_id, _ = await connected(client, ["transactions", "investments"])
+    synced = await sync(client, headers, provider_id)
+    assert synced.status_code == 200, synced.text
+    assert synced.json()["positions"] == 2
+    brokerage = (await accounts_of(client, headers, provider_id))["Plaid Brokerage"]
+    positions = (
+        await client.get(f"/api/v1/accounts/{brokerage['id']}/positions", headers=headers)
+    ).json()["items"]
+    vti = next(p for p in positions if p["symbol"] == "VTI")
+    assert (Decimal(vti["quantity"]), Decimal(vti["cost_basis"])) == (
+        Decimal("12.5"),
+        Decimal("2100"),
+    )
+    rows = {r["kind"] + ":" + (r["symbol"] or ""): r for r in await transactions_of(
+        client, headers, brokerage["id"]
+    )}  # fmt: skip
+    assert set(rows) == {"trade:VTI", "trade:BND", "dividend:VTI"}
+    buy, sell, dividend = rows["trade:VTI"], rows["trade:BND"], rows["dividend:VTI"]
+    # Plaid's investment amounts are positive when cash leaves (a buy): negated here.
+    assert (Decimal(buy["amount"]), Decimal(buy["quantity"]), Decimal(buy["fees"])) == (
+        Decimal("-601"),
+        Decimal("2.5"),
+        Decimal("1"),
+    )
+    assert (Decimal(sell["amount"]), Decimal(sell["quantity"])) == (Decimal("359.5"), -5)
+    assert Decimal(dividend["amount"]) == Decimal("8.12")
+    again = await sync(client, headers, provider_id)
+    assert again.json()["transactions"] == {"added": 0, "modified": 0, "removed": 0}
+
+
 async def test_a_mutation_during_pagination_restarts_it(plaid):
     client = plaid
     headers, provider_id, login = await connected(client)
@@ -355,3 +387,41 @@ async def test_an_unsigned_or_badly_signed_webhook_is_refused(plaid, app, sessio
     # The same signature on the body it was made for is believed.
     assert (await deliver(client, raw, signature)).json() == {"received": "sync"}
     await app.state.ctx.settle()
+
+
+async def test_the_link_page_opens_link_and_hands_the_public_token_back_once(plaid):
+    client = plaid
+    headers = await signed_in(client, f"plaid-{uuid.uuid4().hex[:6]}")
+    made = await client.post(
+        "/api/v1/providers", headers=headers, json={"provider_key": "plaid", "alias": "Plaid"}
+    )
+    provider_id = made.json()["id"]
+    begun = (
+        await client.post(f"/api/v1/providers/{provider_id}/authorization", headers=headers)
+    ).json()
+    path = httpx.URL(begun["link_url"]).path
+    page = await client.get(path)
+    assert page.status_code == 200
+    policy = page.headers["content-security-policy"]
+    # Offline: the look-alike's stand-in script, from this API; nothing from elsewhere.
+    assert "script-src 'self'" in policy
+    assert "cdn.plaid.com" not in policy
+    assert '<script src="/sandbox/plaid/link-initialize.js">' in page.text
+    assert f'data-token="{begun["link_token"]}"' in page.text
+    for script in ("/sandbox/plaid/link-initialize.js", "/api/v1/link/link.js"):
+        served = await client.get(script)
+        assert (served.status_code, served.headers["content-type"]) == (
+            200,
+            "text/javascript; charset=utf-8",
+        )
+        assert "Plaid.create" in served.text or "create:" in served.text
+
+    completed = await client.post(
+        f"{PLAID}/link/complete", json={"link_token": begun["link_token"], "username": "u1"}
+    )
+    body = {"public_token": completed.json()["public_token"]}
+    exchanged = await client.post(f"{path}/exchange", json=body)
+    assert exchanged.status_code == 200, exchanged.text
+    assert exchanged.json()["status"] == "active"
+    assert is_problem(await client.post(f"{path}/exchange", json=body), 404)
+    assert (await client.get(path)).status_code == 400  # used: the page says so

@@ -20,6 +20,7 @@ from dashtam_api.auth.admin_router import router as admin_router
 from dashtam_api.auth.reset_page import router as reset_page_router
 from dashtam_api.auth.router import router as auth_router
 from dashtam_api.body_limit import BodyLimit
+from dashtam_api.connections.link_page import router as link_page_router
 from dashtam_api.connections.router import router as connections_router
 from dashtam_api.context import AppContext
 from dashtam_api.headers import SecurityHeaders
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         simplefin_router,
         simplefin_protocol,
         plaid_webhooks_router,
+        link_page_router,
     )
     if settings.ENVIRONMENT in ("development", "testing"):
         include(app, sandbox_router)

@@ -34,6 +34,7 @@ import json
 import secrets
 import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Literal
 
 import httpx
@@ -41,7 +42,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
@@ -193,6 +194,14 @@ def _products(item: dict) -> list[str]:
 
 
 # --- Link --------------------------------------------------------------------------------------
+
+STAND_IN = (Path(__file__).parent / "plaid_static" / "link-initialize.js").read_bytes()
+
+
+@router.get("/link-initialize.js")
+async def link_initialize() -> Response:
+    """The stand-in for Plaid Link's script (the same Plaid.create contract)."""
+    return Response(STAND_IN, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
 
 
 @_post("/link/token/create")
