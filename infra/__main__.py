@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                     from infra import demo_simplefin
 
                     demo_simplefin.run(layout)
+                elif args.source == "plaid":
+                    from infra import demo_plaid
+
+                    demo_plaid.run(layout)
                 else:
                     from infra import demo
 

@@ -189,9 +189,10 @@ COMMANDS: dict[str, Command] = {
         {
             "source": Option(
                 "Which institution to connect: sandbox (OAuth2, approved in a browser-like "
-                "flow) or simplefin (the SimpleFIN Bridge look-alike, with a setup token).",
+                "flow), simplefin (the SimpleFIN Bridge look-alike, with a setup token) or "
+                "plaid (Plaid's look-alike, through Link).",
                 default="sandbox",
-                choices=("sandbox", "simplefin"),
+                choices=("sandbox", "simplefin", "plaid"),
             )
         }
     ),

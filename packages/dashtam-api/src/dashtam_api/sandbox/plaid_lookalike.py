@@ -26,7 +26,7 @@ that document).
   until an update-mode Link; ``INVALID_ACCESS_TOKEN``, ``TRANSACTIONS_SYNC_LIMIT`` (429),
   ``NOT_READY``: the next call; ``MUTATION``: the bank moves on before the next page of a
   pagination), ``POST /_control/webhook`` (a signed webhook handed back instead of sent),
-  ``GET /_control/{login}`` (calls seen).
+  ``GET /_control/{login}`` (the bank's step, calls seen, the login's items, oldest first).
 """
 
 import hashlib
@@ -252,6 +252,8 @@ async def _new_item(redis: Redis, login: str, products: list, webhook: str | Non
         },
     )
     await redis.expire(f"{PREFIX}item:{item_id}", KEEP_SECONDS)
+    await redis.rpush(f"{PREFIX}items:{login}", item_id)
+    await redis.expire(f"{PREFIX}items:{login}", KEEP_SECONDS)
     return item_id
 
 
@@ -631,6 +633,8 @@ async def webhook(body: WebhookAsked, redis: RedisDep) -> dict:
 @router.get("/_control/{login}")
 async def stats(login: str, redis: RedisDep) -> dict:
     state = await _login(redis, login)
-    return {"step": int(state["step"]), "calls": {
-        k: int(v) for k, v in (await _hash(redis, f"{PREFIX}calls:{login}")).items()
-    }}  # fmt: skip
+    return {
+        "step": int(state["step"]),
+        "calls": {k: int(v) for k, v in (await _hash(redis, f"{PREFIX}calls:{login}")).items()},
+        "items": [_text(i) for i in await redis.lrange(f"{PREFIX}items:{login}", 0, -1)],
+    }
