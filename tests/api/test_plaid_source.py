@@ -213,6 +213,27 @@ async def test_a_mutation_during_pagination_restarts_it(plaid):
     assert len(rows) == len({r["id"] for r in rows})
 
 
+async def test_pages_that_keep_changing_fail_the_sync_transiently_with_nothing_kept(plaid, session):
+    client = plaid
+    headers, provider_id, login = await connected(client)
+    await control(client, login, "fail", kind="MUTATION", times=4)
+    failed = await sync(client, headers, provider_id)
+    assert is_problem(failed, 502)
+    assert (failed.json()["institution_error"], failed.json()["transient"]) == (
+        "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION",
+        True,
+    )
+    checking = (await accounts_of(client, headers, provider_id)).get("Plaid Checking")
+    assert checking is None  # nothing of the read was written
+    state = await session.scalar(
+        select(ProviderConnection.source_state).where(
+            ProviderConnection.provider_id == uuid.UUID(provider_id)
+        )
+    )
+    assert "cursor" not in state
+    assert (await sync(client, headers, provider_id)).status_code == 200
+
+
 async def test_item_login_required_needs_the_person_and_update_mode_mends_it(plaid):
     client = plaid
     headers, provider_id, login = await connected(client)

@@ -76,7 +76,8 @@ class PlaidFailure(Exception):
                 transient=True, retry_after=RATE_LIMIT_WAIT_SECONDS,
             )  # fmt: skip
         transient = self.status >= 500 or self.error_type in TRANSIENT_TYPES
-        transient = transient or self.error_type == "TRANSPORT"
+        # No answer, or the pages kept changing under every restart: the next sync reads again.
+        transient = transient or self.error_type == "TRANSPORT" or self.error_code == MUTATION
         return SourceError(self.error_code or f"http_{self.status}", said, transient=transient)
 
 
