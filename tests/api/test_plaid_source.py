@@ -161,6 +161,17 @@ async def test_connect_sync_twice_and_pendings_post_without_duplicates(plaid, se
     ]
     assert len(rows) == len({r["id"] for r in rows})
 
+    # A posted card charge the bank takes back (removed): cancelled, nothing else touched.
+    card = accounts["Plaid Credit Card"]
+    before = {r["id"]: r["status"] for r in await transactions_of(client, headers, card["id"])}
+    await control(client, login, "advance")
+    taken_back = await sync(client, headers, provider_id)
+    assert taken_back.json()["transactions"] == {"added": 0, "modified": 0, "removed": 1}
+    after = {r["id"]: r["status"] for r in await transactions_of(client, headers, card["id"])}
+    changed = {i: (before[i], s) for i, s in after.items() if before[i] != s}
+    assert list(changed.values()) == [("posted", "cancelled")]
+    assert after.keys() == before.keys()
+
 
 async def test_investments_positions_trades_with_fees_and_dividends(plaid):
     client = plaid

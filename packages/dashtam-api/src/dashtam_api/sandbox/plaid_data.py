@@ -10,7 +10,9 @@ and a brokerage account at "Sandbox Bank"; the bank moves on a ``step`` at a tim
   (``pending_transaction_id``: Plaid lists the pending in ``removed``, the posted one in
   ``added``); the parking pending is gone (removed); a new pending appears;
 - step 2 on: the posted groceries' amount changes (a tip added: ``modified``) and the new
-  pending posts too.
+  pending posts too;
+- step 3 on: a posted card charge of 10 days ago is gone (the bank took back a duplicate:
+  ``removed``, a posted transaction).
 
 Every item (a Link of that login) sees the same bank under ids of its own: its account ids and
 transaction ids are derived from the item, so a new Link of the same login lists everything
@@ -53,6 +55,7 @@ PENDINGS = {
 }
 APPEARS = {"p-new": 1}  # pendings that appear after step 0
 TIP = "5.00"  # what the posted groceries gain at step 2 (modified)
+TAKEN_BACK = ("h-card-10", 3)  # a posted charge removed at that step
 SECURITIES = (
     ("sec-vti", "VTI", "Vanguard Total Stock Market ETF", "etf", "245.31"),
     ("sec-bnd", "BND", "Vanguard Total Bond Market ETF", "etf", "72.05"),
@@ -145,6 +148,8 @@ def transactions(item_id: str, login: str, step: int, today: date) -> dict[str, 
             merchant, _, detailed = MERCHANTS[rng.randrange(len(MERCHANTS))]
             amount = f"{rng.randint(300, 9000) / 100:.2f}"
             key = f"h-{account}-{days_ago}"
+            if (key, min(step, TAKEN_BACK[1])) == TAKEN_BACK:
+                continue
             t = _transaction(
                 item_id, key, account, merchant, amount, detailed,
                 today - timedelta(days=days_ago), False, None,

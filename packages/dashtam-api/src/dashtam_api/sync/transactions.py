@@ -174,8 +174,8 @@ async def reconcile(
         counts.removed, taken = await _complete_or_cancel(
             session, account_id, listing, gone, window, match_days, taken_back, changes_only
         )
-    pending_ids = {p.external_id for p in ours}
-    posted_gone = [i for i in taken_back if i not in pending_ids]
+    ours_pending = {p.external_id for p in ours}
+    posted_gone = [i for i in taken_back if i not in ours_pending]
     if posted_gone:
         counts.removed += await queries.cancel_posted(
             session, account_id=account_id, ids=posted_gone
