@@ -29,6 +29,7 @@ from plaid.model.item_error_webhook import ItemErrorWebhook
 from plaid.model.item_login_repaired_webhook import ItemLoginRepairedWebhook
 from plaid.model.item_public_token_exchange_response import ItemPublicTokenExchangeResponse
 from plaid.model.link_token_create_response import LinkTokenCreateResponse
+from plaid.model.pending_expiration_webhook import PendingExpirationWebhook
 from plaid.model.plaid_error import PlaidError
 from plaid.model.sandbox_item_fire_webhook_response import SandboxItemFireWebhookResponse
 from plaid.model.sandbox_item_reset_login_response import SandboxItemResetLoginResponse
@@ -210,6 +211,7 @@ async def test_every_answer_is_one_of_plaids_published_schemas(client):
         ("SYNC_UPDATES_AVAILABLE", SyncUpdatesAvailableWebhook),
         ("ERROR", ItemErrorWebhook),
         ("LOGIN_REPAIRED", ItemLoginRepairedWebhook),
+        ("PENDING_EXPIRATION", PendingExpirationWebhook),
     ):
         hook = (
             await client.post(

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from dashtam_models import ProviderConnection
+from dashtam_models import ProviderConnection, WebhookDelivery
 from tests.api.test_auth import is_problem
 from tests.api.test_connections import signed_in
 
@@ -374,6 +374,23 @@ async def test_a_verified_sync_webhook_syncs_and_an_item_error_needs_the_person(
         if r["description"] == "Blue Bottle Coffee"
     )
     assert coffee["status"] == "posted"  # the webhook's sync read the bank's step 1
+
+    hook = await client.post(
+        "/api/v1/webhooks",
+        headers=headers,
+        json={
+            "url": "https://hooks.example.com/in",
+            "events": ["connection.error", "connection.reauth_required"],
+        },
+    )
+    assert hook.status_code == 201, hook.text
+    ending = await deliver(client, *await signed(client, item_id, "PENDING_EXPIRATION"))
+    assert ending.json() == {"received": "reauth_required"}
+    notices = (await session.scalars(select(WebhookDelivery.payload))).all()
+    assert [(n["type"], n["data"]["status"]) for n in notices] == [
+        ("connection.reauth_required", "active")
+    ]
+    assert notices[0]["data"]["reconnect_by"]
 
     hurt = await deliver(client, *await signed(client, item_id, "ERROR"))
     assert hurt.json() == {"received": "needs_person"}

@@ -9,7 +9,7 @@ from dashtam_api.sources.plaid_api import PlaidFailure
     ("status", "error_type", "code", "transient", "needs_person", "retry_after"),
     [
         (400, "ITEM_ERROR", "ITEM_LOGIN_REQUIRED", False, True, None),
-        (400, "ITEM_ERROR", "PENDING_EXPIRATION", False, True, None),
+        (400, "ITEM_ERROR", "ITEM_LOCKED", False, True, None),
         (400, "INVALID_INPUT", "INVALID_ACCESS_TOKEN", False, True, None),
         (429, "RATE_LIMIT_EXCEEDED", "TRANSACTIONS_SYNC_LIMIT", True, False, 60),
         (500, "API_ERROR", "INTERNAL_SERVER_ERROR", True, False, None),

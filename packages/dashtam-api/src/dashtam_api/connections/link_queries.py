@@ -1,5 +1,5 @@
 """The statements of connecting a provider of kind ``link`` (Plaid): its accounts re-keyed on a
-new Link, the connection a webhook's item names."""
+new Link, the connection a webhook's item names, the notice that its consent ends."""
 
 import uuid
 
@@ -40,3 +40,21 @@ ITEM = text(
 async def connection_of_item(session: AsyncSession, *, item_id: str) -> uuid.UUID | None:
     """The connection holding the item (the expression index answers)."""
     return await session.scalar(ITEM, {"item_id": item_id})
+
+
+REAUTH = text(
+    """
+    SELECT webhook_emit(p.user_id, 'connection.reauth_required', jsonb_build_object(
+               'connection_id', c.id,
+               'provider_id', c.provider_id,
+               'status', c.status,
+               'reconnect_by', CAST(:reconnect_by AS timestamptz)))
+      FROM provider_connections c JOIN providers p ON p.id = c.provider_id
+     WHERE c.id = :connection_id AND c.status = 'active'
+    """
+)
+
+
+async def notify_reauth(session: AsyncSession, *, connection_id: uuid.UUID, reconnect_by) -> None:
+    """connection.reauth_required into the outbox (an active connection's only)."""
+    await session.execute(REAUTH, {"connection_id": connection_id, "reconnect_by": reconnect_by})

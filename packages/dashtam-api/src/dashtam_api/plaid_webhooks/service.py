@@ -3,14 +3,19 @@
 - ``TRANSACTIONS`` / ``SYNC_UPDATES_AVAILABLE`` (and the legacy update codes): a sync of the
   connection, started after the answer (Plaid wants one within seconds), as the sync loop
   starts one (sync/service.sync_connection: the claim keeps it from running twice at once);
-- ``ITEM`` / ``ERROR`` with an error only the person mends (``ITEM_LOGIN_REQUIRED``, ...) and
-  ``PENDING_EXPIRATION`` / ``PENDING_DISCONNECT``: the connection turns ``error`` with the
-  reason and the way back (Link in update mode), which its person's webhooks hear as
-  ``connection.error``;
+- ``ITEM`` / ``ERROR`` with an error only the person mends (``ITEM_LOGIN_REQUIRED``, ...): the
+  connection turns ``error`` with the reason and the way back (Link in update mode), which its
+  person's webhooks hear as ``connection.error``;
+- ``ITEM`` / ``PENDING_EXPIRATION`` (the item's consent ends at ``consent_expiration_time``)
+  and ``PENDING_DISCONNECT`` (the bank ends it at ``disconnect_time``): the connection still
+  works; its person's webhooks hear ``connection.reauth_required`` with that moment as
+  ``reconnect_by`` (a Link in update mode renews it);
 - ``ITEM`` / ``LOGIN_REPAIRED``: a connection in error for its login is active again.
 
 An item no connection holds (deleted since, another deployment's) is acknowledged and left.
 """
+
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,15 +58,24 @@ async def received(*, ctx: AppContext, session: AsyncSession, body: dict) -> str
         return "ignored"
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
     error_code = str(error.get("error_code") or "")
-    if (code == "ERROR" and error_code in LOGIN) or code in ENDING:
-        reason = error_code if code == "ERROR" else code
+    if code == "ERROR" and error_code in LOGIN:
         message = str(error.get("error_message") or "Plaid says the bank needs a new sign-in")
         await sync_queries.needs_person(
             session,
             connection_id=connection_id,
-            error=f"{reason}: Plaid: {message}: {FIX_WITH_LINK}"[:500],
+            error=f"{error_code}: Plaid: {message}: {FIX_WITH_LINK}"[:500],
         )
         return "needs_person"
+    if code in ENDING:
+        ends = body.get("consent_expiration_time") or body.get("disconnect_time")
+        try:
+            reconnect_by = datetime.fromisoformat(str(ends).replace("Z", "+00:00"))
+        except ValueError:
+            reconnect_by = None
+        await link_queries.notify_reauth(
+            session, connection_id=connection_id, reconnect_by=reconnect_by
+        )
+        return "reauth_required"
     if code == "LOGIN_REPAIRED":
         connection = await sync_queries.locked_connection(session, connection_id=connection_id)
         if (

@@ -536,6 +536,13 @@ def webhook_body(item_id: str, code: str, login_error: bool = False) -> dict:
             ),
             "environment": "sandbox",
         }  # fmt: skip
+    if code == "PENDING_EXPIRATION":
+        ends = datetime.now(UTC).replace(microsecond=0) + timedelta(days=7)
+        return {
+            "webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
+            "consent_expiration_time": ends.isoformat().replace("+00:00", "Z"),
+            "environment": "sandbox",
+        }  # fmt: skip
     return {"webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
             "environment": "sandbox"}  # fmt: skip
 
@@ -553,7 +560,7 @@ async def signed_webhook(redis: Redis, body: dict, *, iat: int | None = None) ->
     return raw, token
 
 
-WebhookCode = Literal["SYNC_UPDATES_AVAILABLE", "ERROR", "LOGIN_REPAIRED"]
+WebhookCode = Literal["SYNC_UPDATES_AVAILABLE", "ERROR", "LOGIN_REPAIRED", "PENDING_EXPIRATION"]
 
 
 @_post("/sandbox/item/fire_webhook")
