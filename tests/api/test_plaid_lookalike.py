@@ -28,6 +28,7 @@ from plaid.model.investments_transactions_get_response import (
 from plaid.model.item_error_webhook import ItemErrorWebhook
 from plaid.model.item_login_repaired_webhook import ItemLoginRepairedWebhook
 from plaid.model.item_public_token_exchange_response import ItemPublicTokenExchangeResponse
+from plaid.model.item_remove_response import ItemRemoveResponse
 from plaid.model.link_token_create_response import LinkTokenCreateResponse
 from plaid.model.pending_expiration_webhook import PendingExpirationWebhook
 from plaid.model.plaid_error import PlaidError
@@ -268,6 +269,10 @@ async def test_every_answer_is_one_of_plaids_published_schemas(client):
             {"access_token": plain["access_token"]},
             status=400,
         )
+    )
+    seen(
+        await call(client, "/item/remove", {"access_token": plain["access_token"]}),
+        ItemRemoveResponse,
     )
     codes = [e["error_code"] for e in errors]
     assert codes == [

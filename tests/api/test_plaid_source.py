@@ -290,7 +290,7 @@ async def test_a_rate_limit_is_transient_and_an_invalid_token_an_error(plaid):
     assert status["status"] == "error"
 
 
-async def test_a_new_link_keeps_every_account_and_transaction(plaid):
+async def test_a_new_link_keeps_every_account_and_transaction(plaid, app):
     client = plaid
     headers, provider_id, login = await connected(client)
     assert (await sync(client, headers, provider_id)).status_code == 200
@@ -305,6 +305,9 @@ async def test_a_new_link_keeps_every_account_and_transaction(plaid):
     # A new Link of the same bank login: a new item, every account and transaction renamed.
     begun = await link(client, headers, provider_id, login)
     assert begun["mode"] == "new"
+    await app.state.ctx.settle()
+    stats = (await client.get(f"{PLAID}/_control/{login}")).json()
+    assert stats["removed"] == [stats["items"][0]]  # the replaced item removed at Plaid
     after = await accounts_of(client, headers, provider_id)
     assert {n: a["id"] for n, a in after.items()} == {n: a["id"] for n, a in before.items()}
     resynced = await sync(client, headers, provider_id)

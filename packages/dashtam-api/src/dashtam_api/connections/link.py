@@ -9,7 +9,9 @@
    (provider_tokens.access_token_encrypted, the ``access`` context, as a SimpleFIN access URL
    is); the connection active, its source state the new item (no cursor: the next sync reads
    the item's whole history). Update mode exchanges nothing (the access token stays; Plaid:
-   "the public_token does not need to be exchanged"): the connection is active again.
+   "the public_token does not need to be exchanged"): the connection is active again. The
+   item a new Link replaces is removed at Plaid (``/item/remove``) once the new one is
+   committed: Plaid counts and bills items.
 
 A new Link of the same bank is a new item, and Plaid names its accounts anew: each account
 the connection already has keeps its row (and its transactions, balances, positions) under
@@ -36,7 +38,7 @@ from dashtam_api.errors import Conflict, UpstreamError
 from dashtam_api.providers import service as providers
 from dashtam_api.sources.plaid_api import LOGIN, PlaidAPI, PlaidFailure
 from dashtam_api.sources.protocol import Kind
-from dashtam_api.unit_of_work import end_read
+from dashtam_api.unit_of_work import after_commit, end_read
 from dashtam_core.vault import token_context
 from dashtam_models import ConnectionStatus, User
 
@@ -157,6 +159,7 @@ async def exchange(
         )
     mode = json.loads(started)["mode"]
     ids = {"user_id": user.id, "provider_id": provider.id, "connection_id": connection.id}
+    stored = await queries.token_of(session, connection_id=connection.id)
     if mode == "update":
         # The item's login mended at the bank: the access token it has works again.
         provider, connection = await providers.get_owned(
@@ -170,6 +173,13 @@ async def exchange(
             **ids, **where,
         )  # fmt: skip
         return await _described(session, ctx.settings, provider, connection)
+    replaced = (
+        ctx.vault.open(
+            stored.access_token_encrypted, context=token_context(connection.id, "access")
+        )
+        if stored is not None
+        else None
+    )
     await end_read(session)
     try:
         async with ctx.http() as http:
@@ -203,7 +213,28 @@ async def exchange(
                  "key_id": ctx.vault.current_key_id},
         **ids, **where,
     )  # fmt: skip
+    if replaced is not None:
+        # The item this one replaces is removed at Plaid (Plaid bills and counts items), once
+        # the new one is ours for good: never before the commit, never when it rolls back.
+        after_commit(
+            session,
+            lambda: ctx.in_background(
+                "removing the Plaid item a new Link replaced", _remove_item(ctx, spec, replaced)
+            ),
+        )
     return await _described(session, ctx.settings, provider, connection)
+
+
+async def _remove_item(ctx: AppContext, spec, access_token: str) -> None:
+    """``/item/remove`` of a replaced item; a failure is logged (the item stays billed until
+    removed in Plaid's dashboard), never raised: the new connection is already whole."""
+    async with ctx.http() as http:
+        api = PlaidAPI(http, base_url=spec.api_base_url, settings=ctx.settings)
+        try:
+            await api.call("/item/remove", {"access_token": access_token})
+        except PlaidFailure as exc:
+            if exc.error_code not in ("ITEM_NOT_FOUND", "INVALID_ACCESS_TOKEN"):
+                raise
 
 
 def _persistent(listed: dict) -> dict:

@@ -10,7 +10,7 @@ that document).
   (``/link/complete``, what the stand-in page's Plaid.create calls; ``/sandbox/public_token/
   create`` skips it, as Plaid's sandbox does) gives a public token for a new item (a bank
   login's accounts under ids of its own) or, in update mode, mends the item's login;
-  ``/item/public_token/exchange`` once (then ``INVALID_PUBLIC_TOKEN``).
+  ``/item/public_token/exchange`` once (then ``INVALID_PUBLIC_TOKEN``); ``/item/remove``.
 - ``/transactions/sync``: opaque cursors bound to their item (another's: ``INVALID_FIELD``),
   ``count`` at most 500 and at most PAGE_MAX changes a page whatever ``count`` says (clients
   must follow ``has_more``); the bank moving on between two pages of one pagination is
@@ -26,7 +26,8 @@ that document).
   until an update-mode Link; ``INVALID_ACCESS_TOKEN``, ``TRANSACTIONS_SYNC_LIMIT`` (429),
   ``NOT_READY``: the next call; ``MUTATION``: the bank moves on before the next page of a
   pagination), ``POST /_control/webhook`` (a signed webhook handed back instead of sent),
-  ``GET /_control/{login}`` (the bank's step, calls seen, the login's items, oldest first).
+  ``GET /_control/{login}`` (the bank's step, calls seen, the login's items, oldest first,
+  and those removed).
 """
 
 import hashlib
@@ -333,6 +334,17 @@ async def item_public_token_exchange(body: dict, redis: Redis, ctx) -> dict:
         await redis.set(f"{PREFIX}access:{digest}", item_id, ex=KEEP_SECONDS)
         await redis.hset(f"{PREFIX}item:{item_id}", "access_token", token)
     return {"access_token": token, "item_id": item_id}
+
+
+@_post("/item/remove")
+async def item_remove(body: dict, redis: Redis, ctx) -> dict:
+    """The item is gone: its access token opens nothing from now on."""
+    item = await _item_of(redis, body, "item_remove", data_call=False)
+    digest = hashlib.sha256(body["access_token"].encode()).hexdigest()
+    await redis.delete(f"{PREFIX}access:{digest}")
+    await redis.sadd(f"{PREFIX}removed:{item['login']}", item["item_id"])
+    await redis.expire(f"{PREFIX}removed:{item['login']}", KEEP_SECONDS)
+    return {}
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -644,4 +656,5 @@ async def stats(login: str, redis: RedisDep) -> dict:
         "step": int(state["step"]),
         "calls": {k: int(v) for k, v in (await _hash(redis, f"{PREFIX}calls:{login}")).items()},
         "items": [_text(i) for i in await redis.lrange(f"{PREFIX}items:{login}", 0, -1)],
+        "removed": sorted(_text(i) for i in await redis.smembers(f"{PREFIX}removed:{login}")),
     }
