@@ -190,10 +190,11 @@ COMMANDS: dict[str, Command] = {
             "source": Option(
                 "Which institution to connect: sandbox (OAuth2, approved in a browser-like "
                 "flow), simplefin (the SimpleFIN Bridge look-alike, with a setup token) or "
-                "ibkr (the IBKR Flex look-alike, with a Flex token and query id) or "
-                "enablebanking (the Enable Banking look-alike: a bank picked, a consent).",
+                "ibkr (the IBKR Flex look-alike, with a Flex token and query id), "
+                "enablebanking (the Enable Banking look-alike: a bank picked, a consent) or "
+                "plaid (Plaid's look-alike, through Link).",
                 default="sandbox",
-                choices=("sandbox", "simplefin", "ibkr", "enablebanking"),
+                choices=("sandbox", "simplefin", "ibkr", "enablebanking", "plaid"),
             )
         }
     ),

@@ -79,6 +79,32 @@ async def test_approve_at_the_institution_without_scripts(api, live_servers, pag
     assert _connection(api, headers, path)["status"] == "active"
 
 
+async def test_plaid_link_through_dashtams_page(api, live_servers, page_with_console):
+    """The page that opens Plaid Link (the look-alike's stand-in offline), completed in the
+    browser: the public token goes back to Dashtam and the connection is active."""
+    page, console = page_with_console
+    headers, path = connectable_provider(api)
+    provider = api.post(
+        "/api/v1/providers", headers=headers, json={"provider_key": "plaid", "alias": "My Plaid"}
+    ).json()
+    path = f"/api/v1/providers/{provider['id']}/authorization"
+    begun = api.post(path, headers=headers)
+    assert begun.status_code == 201, begun.text
+
+    assert (await page.goto(begun.json()["link_url"])).status == 200
+    await _readable(page, console, title="Connect with Plaid")
+    await page.get_by_role("button", name="Connect your bank").click()
+    await page.get_by_label("Username").fill("user_browser")
+    await screenshot(page, "plaid-link-stand-in")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#said")).to_contain_text("Connected.")
+    await _readable(page, console, title="Connect with Plaid")
+    await _no_secret(page)
+    await screenshot(page, "plaid-link-connected")
+
+    assert _connection(api, headers, path)["status"] == "active"
+
+
 async def test_deny_at_the_institution(api, live_servers, page_with_console):
     page, console = page_with_console
     headers, path = connectable_provider(api)

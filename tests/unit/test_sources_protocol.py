@@ -33,6 +33,7 @@ def test_what_each_source_says_of_its_pool_and_its_requests():
         "simplefin": (True, 2, 1),
         "ibkr": (False, None, None),
         "enablebanking": (False, 1, 1),
+        "plaid": (False, None, None),
     }
 
 

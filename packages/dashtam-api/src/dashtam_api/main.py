@@ -22,6 +22,7 @@ from dashtam_api.auth.admin_router import router as admin_router
 from dashtam_api.auth.reset_page import router as reset_page_router
 from dashtam_api.auth.router import router as auth_router
 from dashtam_api.body_limit import BodyLimit
+from dashtam_api.connections.link_page import router as link_page_router
 from dashtam_api.connections.router import router as connections_router
 from dashtam_api.console.router import router as console_router
 from dashtam_api.context import AppContext
@@ -29,11 +30,13 @@ from dashtam_api.headers import SecurityHeaders
 from dashtam_api.health.router import router as health_router
 from dashtam_api.imports.router import router as imports_router
 from dashtam_api.jobs.loops import Jobs
+from dashtam_api.plaid_webhooks.router import router as plaid_webhooks_router
 from dashtam_api.problems import install_problem_handlers
 from dashtam_api.providers.router import router as providers_router
 from dashtam_api.routing import include
 from dashtam_api.sandbox.enablebanking import router as enablebanking_router
 from dashtam_api.sandbox.ibkr_flex import router as ibkr_flex_router
+from dashtam_api.sandbox.plaid_lookalike import router as plaid_lookalike_router
 from dashtam_api.sandbox.router import router as sandbox_router
 from dashtam_api.sandbox.simplefin_bridge import router as simplefin_bridge_router
 from dashtam_api.simplefin.router import protocol as simplefin_protocol
@@ -176,12 +179,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api_keys_router,
         simplefin_router,
         simplefin_protocol,
+        plaid_webhooks_router,
+        link_page_router,
     )
     if settings.ENVIRONMENT in ("development", "testing"):
         include(app, sandbox_router)
         include(app, simplefin_bridge_router)
         include(app, ibkr_flex_router)
         include(app, enablebanking_router)
+        include(app, plaid_lookalike_router)
     # The console's stylesheet: after every route, as docs' mounts are.
     app.mount(
         "/app/static", StaticFiles(directory=str(files("dashtam_api") / "console" / "static"))

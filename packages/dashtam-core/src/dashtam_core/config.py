@@ -178,6 +178,17 @@ class Settings(BaseSettings):
     # The longest consent asked of a bank (less when the bank allows less): the person
     # reconnects after it (PSD2 consents run 90 to 180 days).
     ENABLE_BANKING_CONSENT_DAYS: int = Field(default=180, ge=1, le=730)
+    # Plaid (docs/providers.md): the team's keys (dashboard.plaid.com, Developers > Keys) and
+    # which of Plaid's environments they are for. Unset in development and testing: Plaid's
+    # look-alike this API serves (/sandbox/plaid) answers, with its own keys. PLAID_BASE_URL
+    # overrides where the calls go (empty: PLAID_ENV's host, or the look-alike).
+    PLAID_CLIENT_ID: str = ""
+    PLAID_SECRET: str = ""
+    PLAID_ENV: Literal["sandbox", "production"] = "sandbox"
+    PLAID_BASE_URL: str = ""
+    # Where Plaid sends an item's webhooks (this API's public URL + /api/v1/plaid/webhook);
+    # empty: API_BASE_URL's in development and testing, none elsewhere (syncs run on schedule).
+    PLAID_WEBHOOK_URL: str = ""
     OAUTH_PROVIDERS: list[GenericProviderConfig] = Field(default_factory=list)
     # Connections to institutions kept open per process (token endpoints and data APIs).
     INSTITUTION_MAX_CONNECTIONS: int = Field(default=20, ge=1, le=500)

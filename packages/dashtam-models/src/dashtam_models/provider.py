@@ -13,7 +13,9 @@ from sqlalchemy import (
     LargeBinary,
     Text,
     UniqueConstraint,
+    text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from dashtam_models.base import created_at, foreign_key, updated_at, uuid_pk
@@ -57,6 +59,12 @@ class ProviderConnection(SQLModel, table=True):
     __table_args__ = (
         # Named "ck_provider_connections_status" by the naming convention (dashtam_models.base).
         CheckConstraint(f"status IN ({_STATUSES})", name="status"),
+        # A Plaid webhook names its item: which connection holds it.
+        Index(
+            "ix_provider_connections_source_item",
+            text("(source_state ->> 'item_id')"),
+            postgresql_where=text("source_state ? 'item_id'"),
+        ),
     )
 
     id: uuid.UUID | None = uuid_pk()
@@ -91,6 +99,9 @@ class ProviderConnection(SQLModel, table=True):
         sa_column_kwargs={"server_default": "{}", "nullable": False},
     )
     budget_next_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # What the source keeps for itself between reads (Plaid's cursor and item), none of it
+    # secret; written by the sync with the data it belongs to (NULL: nothing kept).
+    source_state: dict | None = Field(default=None, sa_type=JSONB)
     created_at: datetime | None = created_at()
     updated_at: datetime | None = updated_at()
 

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Body, Header, Query, Request, Response
 
-from dashtam_api.connections import api_tokens, consent, service, setup_tokens
+from dashtam_api.connections import api_tokens, consent, link, service, setup_tokens
 from dashtam_api.connections.schemas import (
     ApiTokenAuthorization,
     AuthorizationCreate,
@@ -14,6 +14,9 @@ from dashtam_api.connections.schemas import (
     CallbackForward,
     CallbackOutcome,
     ConsentCreate,
+    LinkCreate,
+    LinkExchange,
+    LinkStart,
     SetupTokenAuthorization,
 )
 from dashtam_api.deps import (
@@ -38,7 +41,7 @@ router = api_router(prefix="/api/v1", tags=["connections"])
 @router.post(
     "/providers/{provider_id}/authorization",
     status_code=201,
-    response_model=AuthorizationStart | AuthorizationStatus,
+    response_model=AuthorizationStart | AuthorizationStatus | LinkStart,
     responses=problems(409, 422, 502, 504),
     name="start",
 )
@@ -50,7 +53,7 @@ async def start_authorization(
     redis: RedisDep,
     settings: SettingsDep,
     ctx: ContextDep,
-    body: Annotated[AuthorizationCreate | ConsentCreate | None, Body()] = None,
+    body: Annotated[AuthorizationCreate | ConsentCreate | LinkCreate | None, Body()] = None,
 ) -> dict:
     """Connect the provider, as its kind wants. ``oauth2``: no body; the answer is the
     authorization URL to send the person to (the connection turns active when the institution
@@ -62,12 +65,25 @@ async def start_authorization(
     institution (IBKR's Flex token and Activity Flex query id), tried once there and sealed; the
     answer is the connection, active (a token the institution refuses is a 409). ``consent``
     (Enable Banking): ``{"bank": {"name", "country"}}``; the answer is the bank's consent page
-    (a bank not listed there is a 409)."""
+    (a bank not listed there is a 409). ``link`` (Plaid): optionally ``{"products":
+    ["transactions", "investments"]}``; the answer is a link token and the page that opens
+    Plaid Link with it (in update mode when the connection needs the person to sign in
+    again); its public token goes to .../authorization/exchange."""
     kind = await service.kind_of(
         session=session, registry=ctx.registry, user=user, provider_id=provider_id
     )
     if kind is Kind.CONSENT or isinstance(body, ConsentCreate):
         return await _start_consent(ctx, session, redis, user, provider_id, kind, body)
+    if kind is Kind.LINK and not isinstance(body, AuthorizationCreate):
+        return await link.start(
+            ctx=ctx, session=session, redis=redis, user=user, provider_id=provider_id,
+            products=body.products if body is not None else None,
+        )  # fmt: skip
+    if isinstance(body, LinkCreate):
+        raise Conflict(
+            f"A provider of kind {kind.value} is not connected with Link products.",
+            kind=kind.value,
+        )
     setup_token = body.setup_token if isinstance(body, SetupTokenAuthorization) else None
     if kind is Kind.API_TOKEN:
         return await api_tokens.connect(
@@ -146,6 +162,35 @@ async def list_banks(
     return await consent.banks(
         ctx=ctx, session=session, user=user, provider_id=provider_id, country=country
     )
+
+
+@router.post(
+    "/providers/{provider_id}/authorization/exchange",
+    response_model=AuthorizationStatus,
+    responses=problems(409, 422, 502, 504),
+    name="exchange",
+)
+async def exchange_public_token(
+    provider_id: uuid.UUID,
+    body: LinkExchange,
+    request: Request,
+    user: CurrentUserDep,
+    session: SessionDep,
+    redis: RedisDep,
+    ctx: ContextDep,
+) -> dict:
+    """Finish a Link (kind ``link``, Plaid): the public token Link's onSuccess gave is
+    exchanged for the item's access token, sealed; the connection is active. 409 when no Link
+    was started for this provider (or it is of another kind)."""
+    kind = await service.kind_of(
+        session=session, registry=ctx.registry, user=user, provider_id=provider_id
+    )
+    if kind is not Kind.LINK:
+        raise Conflict(f"A provider of kind {kind.value} is not connected with Link.")
+    return await link.exchange(
+        ctx=ctx, session=session, redis=redis, user=user, provider_id=provider_id,
+        public_token=body.public_token, where=where(request),
+    )  # fmt: skip
 
 
 @router.get(

@@ -43,6 +43,30 @@ class ApiTokenAuthorization(BaseModel):
 AuthorizationCreate = SetupTokenAuthorization | ApiTokenAuthorization
 
 
+class LinkCreate(BaseModel):
+    """What a provider of kind ``link`` (Plaid) is connected for (no body: transactions)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    products: list[Literal["transactions", "investments"]] = Field(min_length=1, max_length=2)
+
+
+class LinkStart(BaseModel):
+    """A Link to complete: open ``link_url`` (a page of this API that opens Plaid Link), or
+    open Link with ``link_token`` yourself and send its public token to .../exchange."""
+
+    link_token: str
+    expiration: str
+    link_url: str
+    mode: Literal["new", "update"]
+
+
+class LinkExchange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    public_token: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")
+
+
 class AuthorizationStart(BaseModel):
     authorization_url: str
     expires_in: int

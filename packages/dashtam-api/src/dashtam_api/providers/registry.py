@@ -1,10 +1,11 @@
-"""The provider types Dashtam can connect: the sandbox, Charles Schwab, the SimpleFIN Bridge,
+"""The provider types Dashtam can connect: the sandbox, Charles Schwab, the SimpleFIN Bridge, Plaid,
 configured generic OAuth2 institutions; each of a kind, read by a source (dashtam_api/sources)."""
 
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from dashtam_api.sources import enablebanking_api
+from dashtam_api.sources.plaid_api import plaid_base_url, plaid_keys
 from dashtam_api.sources.protocol import SUPPLIES, Kind
 from dashtam_core.config import Settings
 
@@ -40,9 +41,11 @@ class ProviderSpec:
     @property
     def configured(self) -> bool:
         """Whether a person can connect it here: an OAuth2 institution needs this Dashtam's
-        client registration; other kinds need nothing of the operator."""
+        client registration, Plaid the team's keys; other kinds need nothing of the operator."""
         if self.kind is Kind.CONSENT:  # the application's id and private key
             return bool(self.client_id and self.extra.get("key_file"))
+        if self.kind is Kind.LINK:  # the team's keys at the Link provider (Plaid)
+            return bool(self.client_id and self.client_secret)
         if self.kind is not Kind.OAUTH2:
             return True
         return bool(self.client_id and self.client_secret and self.authorize_url and self.token_url)
@@ -144,6 +147,19 @@ def build_registry(settings: Settings) -> dict[str, ProviderSpec]:
         api_base_url=enable_banking.base_url if enable_banking else None,
         website="enablebanking.com",
         extra={"key_file": str(enable_banking.key_file)} if enable_banking else {},
+    )
+    # Plaid Link: the team's keys (the look-alike's own in development and testing, where the
+    # look-alike this API serves answers unless keys of a real team are set).
+    plaid_id, plaid_secret = plaid_keys(settings)
+    registry["plaid"] = ProviderSpec(
+        key="plaid",
+        name="Plaid",
+        kind=Kind.LINK,
+        client_id=plaid_id,
+        client_secret=plaid_secret,
+        source="plaid",
+        api_base_url=plaid_base_url(settings),
+        website="plaid.com",
     )
     for generic in settings.OAUTH_PROVIDERS:
         registry[generic.key] = ProviderSpec(

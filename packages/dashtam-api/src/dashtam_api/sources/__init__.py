@@ -4,11 +4,11 @@ A provider type (providers/registry.py) names its source; the sync reads through
 reconciles what it reads the same way for every source. A new institution is a module here.
 """
 
-from dashtam_api.sources import enablebanking, ibkr_flex, sandbox, schwab, simplefin
+from dashtam_api.sources import enablebanking, ibkr_flex, plaid, sandbox, schwab, simplefin
 from dashtam_api.sources.protocol import Kind, Limits, Reading, Source
 
 SOURCES: dict[str, Source] = {
-    s.name: s for s in (sandbox, schwab, simplefin, ibkr_flex, enablebanking)
+    s.name: s for s in (sandbox, schwab, simplefin, ibkr_flex, enablebanking, plaid)
 }
 
 __all__ = ["SOURCES", "Kind", "Limits", "Reading", "Source"]

@@ -12,8 +12,9 @@ here, declared rather than discovered:
   connect (connections/api_tokens.py): a source of this kind also has ``credential(token,
   query_id)`` (what is sealed) and ``check(...)`` (the try); ``consent``: a session opened
   from a consent the person gives at their bank (Enable Banking), which ends on a date the bank
-  agreed to (the connection's ``reconnect_by``). The next kind (a Link-style access token) is
-  added here.
+  agreed to (the connection's ``reconnect_by``). ``link``: an access token
+  from a Link-style flow (Plaid: a widget gives a public token, exchanged once for the access
+  token).
 - ``limits``: how far back the first read goes, the longest period one request may ask for, and
   the requests a day a connection may send (its budget, kept by sync/budget.py); with a budget,
   ``requests_for`` says what a read of given windows takes.
@@ -42,6 +43,8 @@ class Kind(StrEnum):
     API_TOKEN = "api_token"  # noqa: S105 (a kind's name, not a secret)
     # A PSD2 consent the person gives at their bank (Enable Banking): a session with an end.
     CONSENT = "consent"
+    # An access token from a Link-style flow (Plaid Link: a public token exchanged once).
+    LINK = "link"
 
 
 # What a person supplies to connect a provider of each kind (GET /api/v1/provider-types).
@@ -51,6 +54,7 @@ SUPPLIES = {
     Kind.FILE: ("file",),  # files imported into its accounts
     Kind.API_TOKEN: ("token", "query_id"),
     Kind.CONSENT: ("bank",),  # the bank they pick (name, country), then a sign-in there
+    Kind.LINK: ("link",),  # Plaid Link completed in a page Dashtam serves (a public token)
 }
 
 
@@ -80,12 +84,16 @@ class Reading:
       came are written: data already paid for (a request of a daily budget) is not thrown
       away.
     - ``complete``: every account the credential sees was listed (False: one missing from
-      ``accounts`` is not closed)."""
+      ``accounts`` is not closed).
+    - ``state``: what the source keeps for its next read of the connection (a cursor), handed
+      back in ``Windows.state``; written with the data, in the same transaction (None: what
+      was kept stays). Never a secret: it is stored in the clear."""
 
     accounts: list[AccountData]
     notes: tuple[str, ...] = ()
     failure: SourceError | None = None
     complete: bool = True
+    state: dict | None = None
 
 
 class Source(Protocol):

@@ -74,6 +74,11 @@ class AccountData:
     # The period the transactions were asked for: a pending of ours in it that the institution
     # no longer lists is gone (None: transactions were not read).
     window: tuple[datetime, datetime] | None = field(default=None)
+    # The transactions are only what changed since the source's last read (a cursor's changes:
+    # Plaid's /transactions/sync), not all of the window: nothing of ours they do not list is
+    # gone or re-issued; ``removed`` names the ids the institution took back (read either way).
+    changes_only: bool = False
+    removed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ class Windows:
 
     since: Mapping[str, datetime]
     until: datetime
+    # What the source's last read of the connection kept for this one (Reading.state).
+    state: Mapping | None = None
 
     def start(self, external_id: str, history_days: int) -> datetime:
         return self.since.get(external_id) or self.until - timedelta(days=history_days)

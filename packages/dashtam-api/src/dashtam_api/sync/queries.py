@@ -114,6 +114,13 @@ async def transaction_marks(session: AsyncSession, *, connection_id: uuid.UUID) 
     return list(await session.execute(WINDOWS, {"connection_id": connection_id}))
 
 
+async def source_state(session: AsyncSession, *, connection_id: uuid.UUID) -> dict | None:
+    """What the connection's source kept for its next read (Reading.state)."""
+    return await session.scalar(
+        select(ProviderConnection.source_state).where(ProviderConnection.id == connection_id)
+    )
+
+
 async def give_back_claim(
     session: AsyncSession,
     *,
@@ -396,6 +403,16 @@ REKEY_REISSUED = text(
      WHERE id = :id
     """
 )
+# Posted rows of the account the institution says it removed (their ids).
+CANCEL_POSTED = text(
+    """
+    UPDATE transactions
+       SET status = 'cancelled', fingerprint = NULL, item_json = NULL, updated_at = now()
+     WHERE account_id = :account_id AND status = 'posted'
+       AND external_id = ANY(CAST(:ids AS text[]))
+    RETURNING id
+    """
+)
 CANCEL = text(
     """
     UPDATE transactions
@@ -484,6 +501,11 @@ async def posted_like(
 async def rekey_reissued(session: AsyncSession, *, row_id: uuid.UUID, new_id: str) -> None:
     """The row takes the institution's new id for it."""
     await session.execute(REKEY_REISSUED, {"id": row_id, "new_id": new_id})
+
+
+async def cancel_posted(session: AsyncSession, *, account_id: uuid.UUID, ids: list[str]) -> int:
+    """The account's posted rows of these external ids ``cancelled``; how many there were."""
+    return len((await session.execute(CANCEL_POSTED, {"account_id": account_id, "ids": ids})).all())
 
 
 async def cancel(session: AsyncSession, *, ids: list[uuid.UUID]) -> None:

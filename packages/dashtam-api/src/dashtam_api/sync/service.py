@@ -435,8 +435,9 @@ async def _windows(ctx: AppContext, connection_id: uuid.UUID) -> Windows:
                 starts = [synced_at - overlap]
             if starts:
                 since[external_id] = min(starts)
+        state = await queries.source_state(session, connection_id=connection_id)
         await session.commit()
-    return Windows(since=since, until=datetime.now(UTC))
+    return Windows(since=since, until=datetime.now(UTC), state=state)
 
 
 async def _release(
@@ -579,11 +580,16 @@ async def _write(
                     listed=data.transactions,
                     window=data.window,
                     match_days=ctx.settings.TRANSACTIONS_PENDING_MATCH_DAYS,
+                    removed=data.removed,
+                    changes_only=data.changes_only,
                 )
         if reading.complete:
             await queries.close_unlisted_accounts(
                 session, connection_id=connection_id, seen=seen, as_of=as_of
             )
+        if reading.state is not None:
+            # With the data it belongs to: a cursor is never ahead of what was written.
+            connection.source_state = reading.state
         if ending is not None:
             await _given_back(ctx, session, connection_id, claim, **ending)
             await session.commit()

@@ -11,6 +11,9 @@ written; the next one reads the same window again and completes it. In order:
    ``matches`` (same amount, posted within TRANSACTIONS_PENDING_MATCH_DAYS of the pending's
    day, a similar description), oldest pending first, each posted transaction completing at
    most one pending. The row keeps its Dashtam id and takes the posted one's institution id.
+   A pending still listed as pending under an id we do not hold (a new Link of the same
+   bank names everything anew), the same amount, day and a similar description, is that
+   pending: the row takes its id.
 3. What is left of them, inside the window that was read, is ``cancelled`` (``removed``).
 4. A posted transaction listed under an id we do not hold, whose content is a posted row we
    hold that the listing no longer names (some banks re-issue the ids of a whole block of past
@@ -25,6 +28,13 @@ written; the next one reads the same window again and completes it. In order:
    listed" is a digest of the entry (``fingerprint``) stored with the row it was written from:
    reading the same window twice sends nothing to the database but one indexed read of the
    digests, and writes nothing.
+
+A listing of changes only (``changes_only``: a cursor's changes, Plaid's /transactions/sync) is
+not all of a window: a pending of ours it does not list stays pending (step 2 looks only at the
+pendings ``removed`` names), and step 4 is not taken (a row it does not list is not an orphan).
+Either way, an id in ``removed`` is gone at the institution: a pending so named is completed by
+the posted one that names it (or matches it), else cancelled wherever it lies; a posted row so
+named is cancelled.
 """
 
 import difflib
@@ -132,9 +142,12 @@ async def reconcile(
     listed: tuple[TransactionData, ...],
     window: tuple[datetime, datetime],
     match_days: int,
+    removed: tuple[str, ...] = (),
+    changes_only: bool = False,
 ) -> Counts:
     counts = Counts()
     listing = _deduplicated(listed)
+    taken_back = set(removed) - listing.keys()
     pending_ids = [i for i, t in listing.items() if t.status == "pending"]
     for done in await queries.already_posted(session, account_id=account_id, ids=pending_ids):
         if listing[done].status == "pending":
@@ -152,11 +165,20 @@ async def reconcile(
             if first_seen is None:
                 first_seen = {p.external_id: p.occurred_at for p in ours}
             listing[i] = replace(t, transacted_at=first_seen.get(i, window[1]))
-    gone = [p for p in ours if p.external_id not in listing]
+    if changes_only:
+        gone = [p for p in ours if p.external_id in taken_back]
+    else:
+        gone = [p for p in ours if p.external_id not in listing]
     taken: set[str] = set()
     if gone:
         counts.removed, taken = await _complete_or_cancel(
-            session, account_id, listing, gone, window, match_days
+            session, account_id, listing, gone, window, match_days, taken_back, changes_only
+        )
+    ours_pending = {p.external_id for p in ours}
+    posted_gone = [i for i in taken_back if i not in ours_pending]
+    if posted_gone:
+        counts.removed += await queries.cancel_posted(
+            session, account_id=account_id, ids=posted_gone
         )
 
     held = {}
@@ -168,7 +190,7 @@ async def reconcile(
             for i, t in listing.items()
             if i not in held and i not in taken and t.status == "posted"
         ]
-        if unheld:
+        if unheld and not changes_only:
             await _take_over_reissued(session, account_id, listing, unheld, window)
     rows = [(t, digests[i]) for i, t in listing.items() if held.get(i) != digests[i]]
     for first in range(0, len(rows), BATCH):
@@ -232,7 +254,7 @@ async def _take_over_reissued(session, account_id, listing, unheld, window) -> N
 
 
 async def _complete_or_cancel(
-    session, account_id, listing, gone, window, match_days
+    session, account_id, listing, gone, window, match_days, taken_back=frozenset(), changes=False
 ) -> tuple[int, set[str]]:
     """Step 2 and 3 of the module's rule for our pendings the institution no longer lists;
     returns how many were cancelled, and the posted ids that completed one."""
@@ -248,7 +270,14 @@ async def _complete_or_cancel(
         for t in listing.values()
         if t.status == "posted" and t.pending_external_id is None and t.amount in amounts
     ]
-    candidates = [t.external_id for t in (*linked.values(), *unlinked)]
+    # A whole listing may name a pending of ours anew (a new consent or Link of the same
+    # bank): the same amount, day and description, still pending, under an id we do not hold.
+    relisted = (
+        []
+        if changes
+        else [t for t in listing.values() if t.status == "pending" and t.amount in amounts]
+    )
+    candidates = [t.external_id for t in (*linked.values(), *unlinked, *relisted)]
     # A posted transaction already a row of its own cannot complete a pending any more.
     taken = await queries.existing(session, account_id=account_id, ids=candidates)
     completed: set[str] = set()
@@ -265,6 +294,23 @@ async def _complete_or_cancel(
                 ),
                 None,
             )
+        if posted is None:
+            same = next(
+                (
+                    t
+                    for t in relisted
+                    if t.external_id not in taken
+                    and t.amount == pending.amount
+                    and t.occurred_at.date() == pending.occurred_at.date()
+                    and similar(pending.description, t.description)
+                ),
+                None,
+            )
+            if same is not None:
+                taken.add(same.external_id)
+                completed.add(same.external_id)
+                await queries.rekey_reissued(session, row_id=pending.id, new_id=same.external_id)
+                continue
         if posted is not None and posted.external_id not in taken:
             taken.add(posted.external_id)
             completed.add(posted.external_id)
@@ -274,9 +320,14 @@ async def _complete_or_cancel(
                 posted_id=posted.external_id,
                 pending_id=pending.external_id,
             )
-        elif posted is not None or pending.occurred_at >= window[0]:
-            # Named by a posted transaction we already hold (it posted before it said so), or
-            # gone from a period the institution was asked about: not money spent.
+        elif (
+            posted is not None
+            or pending.occurred_at >= window[0]
+            or pending.external_id in taken_back
+        ):
+            # Named by a posted transaction we already hold (it posted before it said so),
+            # gone from a period the institution was asked about, or said removed by it: not
+            # money spent.
             cancelled.append(pending.id)
     if cancelled:
         await queries.cancel(session, ids=cancelled)
