@@ -11,43 +11,17 @@ verifies the project's CA.
 """
 
 import secrets
-import ssl
 import time
 
-import httpx
-
 from infra.demo import _counted, _say, _show_accounts
-from infra.demo_simplefin import _count_transactions
+from infra.demo_session import count_transactions, signed_in
 from infra.errors import InfraError
-from infra.files import read_env
 from infra.layout import Layout
 
 
 def run(layout: Layout) -> None:
-    env = read_env(layout.dev_env_file)
-    api = env.get("API_BASE_URL", "https://localhost:8000").rstrip("/")
-    tls = ssl.create_default_context(cafile=str(layout.ca_file))
-    email = f"demo-{secrets.token_hex(4)}@example.com"
-    password = secrets.token_urlsafe(18)
     login = f"user_demo_{secrets.token_hex(3)}"
-    with httpx.Client(base_url=api, verify=tls, timeout=60) as client:
-
-        def call(method: str, path: str, expect: int, **kwargs) -> httpx.Response:
-            response = client.request(method, path, **kwargs)
-            _say(f"  {method:<6} {path[:60]:<60} {response.status_code}")
-            if response.status_code != expect:
-                raise InfraError(
-                    f"{method} {path} answered {response.status_code}: {response.text[:300]}"
-                )
-            return response
-
-        _say(f"Plaid demo against {api} (verifying {layout.ca_file.relative_to(layout.root)})")
-        _say(f"1. register {email} and log in")
-        call("POST", "/api/v1/auth/register", 201, json={"email": email, "password": password})
-        tokens = call(
-            "POST", "/api/v1/auth/login", 200, json={"email": email, "password": password}
-        ).json()
-        client.headers["Authorization"] = f"Bearer {tokens['access_token']}"
+    with signed_in(layout, "Plaid") as call:
         _say("2. add a Plaid provider and start a Link (transactions and investments)")
         provider = call(
             "POST", "/api/v1/providers", 201, json={"provider_key": "plaid", "alias": "Demo Plaid"}
@@ -102,7 +76,7 @@ def run(layout: Layout) -> None:
         _say("6. what Dashtam holds now, and the newest transactions")
         accounts = call("GET", f"{path}/accounts", 200).json()["items"]
         for account in accounts:
-            _say(f"     {account['name']:<22} {_count_transactions(call, account['id'])}")
+            _say(f"     {account['name']:<22} {count_transactions(call, account['id'])}")
         checking = next(a for a in accounts if a["name"] == "Plaid Checking")
         newest = call("GET", f"/api/v1/accounts/{checking['id']}/transactions?limit=6", 200).json()[
             "items"
