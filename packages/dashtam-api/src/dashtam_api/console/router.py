@@ -8,22 +8,16 @@ from another origin, and ``no-store``.
 """
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from dashtam_api.auth import queries as people
-from dashtam_api.auth import security
 from dashtam_api.auth import service as auth
 from dashtam_api.auth.schemas import TokenPair
-from dashtam_api.console import cookies
+from dashtam_api.console import cookies, pages
 from dashtam_api.console import service as console
 from dashtam_api.deps import (
     ContextDep,
@@ -35,117 +29,15 @@ from dashtam_api.deps import (
     SignInSessionDep,
     where,
 )
-from dashtam_api.errors import NotFound, ProblemError, Unauthorized
+from dashtam_api.errors import NotFound, ProblemError
 from dashtam_api.routing import api_router
 from dashtam_api.transactions.schemas import TransactionQuery
-from dashtam_core.pages import page_headers
-from dashtam_models import TransactionKind, TransactionStatus, User
+from dashtam_models import TransactionKind, TransactionStatus
 
 router = api_router(prefix="/app", include_in_schema=False)
 
+
 # Nothing from another origin; no script yet (a page that needs one adds 'self').
-POLICY = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'"
-
-templates = Environment(
-    loader=PackageLoader("dashtam_api.console", "templates"),
-    autoescape=select_autoescape(default=True),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-
-def _money(value) -> str:
-    """A Decimal as people read it: grouped, its own digits (never a float's)."""
-    amount = Decimal(str(value))
-    return f"{amount:,}"
-
-
-def _when(moment: datetime | str) -> str:
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
-
-
-templates.globals.update(money=_money, when=_when)
-
-
-@dataclass
-class Visitor:
-    """Who the request is from: the person and their session, and the tokens renewed on the
-    way (set as cookies on the answer)."""
-
-    user: User
-    session_id: uuid.UUID
-    renewed: TokenPair | None = None
-
-
-def _page(
-    name: str,
-    *,
-    status: int = 200,
-    visitor: Visitor | None = None,
-    settings=None,
-    headers: dict | None = None,
-    **context,
-) -> HTMLResponse:
-    csrf = context.pop("csrf", None)
-    if visitor is not None:
-        csrf = cookies.csrf_token(settings.SECRET_KEY, visitor.session_id)
-    body = templates.get_template(name).render(
-        person=visitor.user if visitor else None,
-        csrf=csrf or "",
-        notice=context.pop("notice", None),
-        problem=context.pop("problem", None),
-        **context,
-    )
-    response = HTMLResponse(
-        body, status_code=status, headers=page_headers(POLICY) | (headers or {})
-    )
-    if visitor is not None and visitor.renewed is not None:
-        cookies.set_pair(response, visitor.renewed, refresh_days=settings.REFRESH_TOKEN_DAYS)
-    return response
-
-
-def _to_sign_in() -> RedirectResponse:
-    response = RedirectResponse("/app/sign-in", status_code=303)
-    cookies.clear(response)
-    return response
-
-
-async def _visitor(request: Request, session, ctx, ended) -> Visitor | None:
-    """The signed-in person, renewing an expired access token with the refresh cookie; None
-    when there is no sign-in (or it ended)."""
-    settings = ctx.settings
-    found = cookies.signed_in_as(request, settings.SECRET_KEY, ended)
-    renewed = None
-    if found is None:
-        refresh = request.cookies.get(cookies.REFRESH)
-        if not refresh:
-            return None
-        try:
-            renewed = await auth.refresh(
-                session=session,
-                settings=settings,
-                ended=ended,
-                token=refresh,
-                user_agent=request.headers.get("user-agent"),
-                ip=where(request)["ip"],
-            )
-        except Unauthorized:
-            return None
-        found = (
-            security.decode_access_token(
-                renewed.access_token, secret=settings.SECRET_KEY, ended=ended
-            ),
-            security.session_of(renewed.access_token, secret=settings.SECRET_KEY),
-        )
-    user = await people.user_by_id(session, user_id=found[0])
-    if user is None or not user.is_active:
-        return None
-    return Visitor(user=user, session_id=found[1], renewed=renewed)
-
-
 @router.get("")
 async def console_root() -> RedirectResponse:
     return RedirectResponse("/app/", status_code=308)
@@ -159,11 +51,11 @@ async def overview(
     ctx: ContextDep,
     ended: EndedSessionsDep,
 ) -> Response:
-    visitor = await _visitor(request, session, ctx, ended)
+    visitor = await pages.visitor_of(request, session, ctx, ended)
     if visitor is None:
-        return _to_sign_in()
+        return pages.to_sign_in()
     shown = await console.overview(session=session, reader=reader, ctx=ctx, user=visitor.user)
-    return _page(
+    return pages.page(
         "overview.html",
         visitor=visitor,
         settings=ctx.settings,
@@ -177,7 +69,7 @@ async def overview(
 async def sign_in_form(
     request: Request, session: SessionDep, ctx: ContextDep, ended: EndedSessionsDep
 ) -> Response:
-    if await _visitor(request, session, ctx, ended) is not None:
+    if await pages.visitor_of(request, session, ctx, ended) is not None:
         return RedirectResponse("/app/", status_code=303)
     return _sign_in_page()
 
@@ -186,7 +78,7 @@ def _sign_in_page(
     *, status: int = 200, problem: str | None = None, email: str = "", headers=None
 ) -> Response:
     token = cookies.sign_in_csrf()
-    response = _page(
+    response = pages.page(
         "sign_in.html",
         status=status,
         headers=headers,
@@ -241,7 +133,7 @@ async def sign_in(
         )
     if isinstance(outcome, TokenPair):
         return _signed_in(outcome, ctx.settings)
-    return _page(
+    return pages.page(
         "second_factor.html",
         title="Your second factor",
         csrf=csrf,
@@ -277,7 +169,7 @@ async def second_factor(
     except ProblemError as exc:
         if "challenge" in exc.detail:
             return _sign_in_page(status=_form_status(exc), problem=exc.detail)
-        return _page(
+        return pages.page(
             "second_factor.html",
             status=_form_status(exc),
             title="Your second factor",
@@ -296,11 +188,11 @@ async def sign_out(
     ended: EndedSessionsDep,
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    visitor = await _visitor(request, session, ctx, ended)
+    visitor = await pages.visitor_of(request, session, ctx, ended)
     if visitor is None:
-        return _to_sign_in()
+        return pages.to_sign_in()
     if not cookies.csrf_holds(ctx.settings.SECRET_KEY, visitor.session_id, csrf):
-        return _page(
+        return pages.page(
             "overview.html",
             status=400,
             visitor=visitor,
@@ -318,7 +210,7 @@ async def sign_out(
     await auth.logout(
         session=session, ended=ended, user=visitor.user, token=refresh or "", where=where(request)
     )
-    return _to_sign_in()
+    return pages.to_sign_in()
 
 
 FACTS = (
@@ -348,9 +240,9 @@ async def transactions_page(
     ctx: ContextDep,
     ended: EndedSessionsDep,
 ) -> Response:
-    visitor = await _visitor(request, session, ctx, ended)
+    visitor = await pages.visitor_of(request, session, ctx, ended)
     if visitor is None:
-        return _to_sign_in()
+        return pages.to_sign_in()
     given = request.query_params
     chosen = {k: given.get(k) or None for k in (*FILTERS, "account", "cursor")}
     accounts = await console.account_names(session=session, user=visitor.user)
@@ -371,7 +263,7 @@ async def transactions_page(
     if found["next_cursor"]:
         kept = {k: v for k, v in chosen.items() if v and k != "cursor"}
         older = "/app/transactions?" + urlencode(kept | {"cursor": found["next_cursor"]})
-    return _page(
+    return pages.page(
         "transactions.html",
         status=400 if problem else 200,
         visitor=visitor,
@@ -398,15 +290,15 @@ async def transaction_page(
     ctx: ContextDep,
     ended: EndedSessionsDep,
 ) -> Response:
-    visitor = await _visitor(request, session, ctx, ended)
+    visitor = await pages.visitor_of(request, session, ctx, ended)
     if visitor is None:
-        return _to_sign_in()
+        return pages.to_sign_in()
     try:
         found = await console.transaction(
             reader=reader, user=visitor.user, transaction_id=uuid.UUID(transaction_id)
         )
     except (ValueError, NotFound):
-        return _page(
+        return pages.page(
             "message.html",
             status=404,
             visitor=visitor,
@@ -416,7 +308,7 @@ async def transaction_page(
             text="It is not one of yours, or it no longer exists.",
         )
     accounts = await console.account_names(session=session, user=visitor.user)
-    return _page(
+    return pages.page(
         "transaction.html",
         visitor=visitor,
         settings=ctx.settings,
