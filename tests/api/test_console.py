@@ -211,3 +211,101 @@ async def test_transactions_newest_first_with_filters_pages_and_one_transactions
     assert "Checking &lt;b&gt;" in one.text
     assert (await browser.get(f"/app/transactions/{uuid.uuid4()}")).status_code == 404
     assert (await browser.get("/app/transactions/not-an-id")).status_code == 404
+
+
+@pytest.fixture
+async def institutions(app, browser):
+    """The console's client, with the app's institution pool pointed at the app itself (the
+    look-alikes answer in-process)."""
+    ctx = app.state.ctx
+    saved = ctx.transport
+    ctx.transport = httpx.ASGITransport(app=app)
+    try:
+        yield browser
+    finally:
+        ctx.transport = saved
+
+
+async def added(browser, page, key: str, alias: str) -> tuple[str, httpx.Response]:
+    made = await browser.post(
+        "/app/connections",
+        data={"provider_key": key, "alias": alias, "csrf": csrf_of(page)},
+    )
+    assert made.status_code == 303, made.text
+    shown = await browser.get(made.headers["location"])
+    assert shown.status_code == 200, shown.text
+    return made.headers["location"], shown
+
+
+async def test_connections_are_added_connected_synced_disconnected_and_deleted(
+    institutions, client
+):
+    browser = institutions
+    email, _ = await person(client)
+    assert (await sign_in(browser, email)).status_code == 303
+    listing = await browser.get("/app/connections")
+    assert listing.status_code == 200
+    assert 'value="ibkr"' in listing.text  # every configured institution is offered
+
+    # IBKR: the token and query typed, tried at the look-alike, sealed.
+    here, page = await added(browser, listing, "ibkr", "My IBKR")
+    assert "Flex token" in page.text
+    made = (await client.post("/sandbox/ibkr/tokens", json={})).json()
+    wrong = await browser.post(
+        f"{here}/connect", data={"csrf": csrf_of(page), "token": "1" * 24, "query_id": "1"}
+    )
+    assert wrong.status_code == 200
+    assert "1015" in wrong.text  # IBKR's refusal, said on the form
+    done = await browser.post(
+        f"{here}/connect",
+        data={"csrf": csrf_of(page), "token": made["token"], "query_id": made["query_id"]},
+    )
+    assert done.headers["location"] == f"{here}?done=connected"
+    page = await browser.get(done.headers["location"])
+    assert "Connected." in page.text
+    assert made["token"] not in page.text
+    synced = await browser.post(f"{here}/sync", data={"csrf": csrf_of(page)})
+    assert synced.headers["location"] == f"{here}?done=synced"
+    page = await browser.get(synced.headers["location"])
+    assert "<td>succeeded</td>" in page.text
+    assert "Individual" in page.text  # an account it read
+    # Without the page's token nothing happens.
+    assert (await browser.post(f"{here}/revoke", data={})).status_code == 400
+    gone = await browser.post(f"{here}/revoke", data={"csrf": csrf_of(page)})
+    assert gone.headers["location"] == f"{here}?done=revoked"
+    assert "revoked" in (await browser.get(here)).text
+    deleted = await browser.post(f"{here}/delete", data={"csrf": csrf_of(page)})
+    assert deleted.headers["location"] == "/app/connections?done=deleted"
+    assert (await browser.get(here)).status_code == 404
+
+    # OAuth2: the button leads to the institution's sign-in.
+    here, page = await added(browser, listing, "sandbox", "My bank")
+    started = await browser.post(f"{here}/connect", data={"csrf": csrf_of(page)})
+    assert started.status_code == 303
+    assert "/sandbox/oauth/authorize?" in started.headers["location"]
+    # SimpleFIN: what is not a setup token is said on the form.
+    here, page = await added(browser, listing, "simplefin", "My Bridge")
+    refused = await browser.post(
+        f"{here}/connect", data={"csrf": csrf_of(page), "setup_token": "not a token"}
+    )
+    assert (refused.status_code, "not of the form" in refused.text) == (200, True)
+    # Enable Banking: a country's banks, then the bank's consent page.
+    here, page = await added(browser, listing, "enablebanking", "My EU bank")
+    listed = await browser.get(here, params={"country": "FI"})
+    bank = re.search(r'<option value="([^"]+)">', listed.text.split('id="bank"')[1]).group(1)
+    consent = await browser.post(
+        f"{here}/connect", data={"csrf": csrf_of(listed), "bank": bank, "country": "FI"}
+    )
+    assert consent.status_code == 303
+    assert "/sandbox/enablebanking/bank/" in consent.headers["location"]
+    # Plaid: the button opens the Link page.
+    here, page = await added(browser, listing, "plaid", "My Plaid")
+    linked = await browser.post(f"{here}/connect", data={"csrf": csrf_of(page)})
+    assert "/api/v1/link/" in linked.headers["location"]
+    # A name taken twice is said on the form; another person's connection is not found.
+    again = await browser.post(
+        "/app/connections",
+        data={"provider_key": "plaid", "alias": "My Plaid", "csrf": csrf_of(listing)},
+    )
+    assert (again.status_code, "already have" in again.text) == (200, True)
+    assert (await browser.get(f"/app/connections/{uuid.uuid4()}")).status_code == 404

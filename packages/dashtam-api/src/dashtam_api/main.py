@@ -24,6 +24,7 @@ from dashtam_api.auth.router import router as auth_router
 from dashtam_api.body_limit import BodyLimit
 from dashtam_api.connections.link_page import router as link_page_router
 from dashtam_api.connections.router import router as connections_router
+from dashtam_api.console.connections_router import router as console_connections_router
 from dashtam_api.console.router import router as console_router
 from dashtam_api.context import AppContext
 from dashtam_api.headers import SecurityHeaders
@@ -174,6 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_router,
         reset_page_router,
         console_router,
+        console_connections_router,
         connections_router,
         webhooks_router,
         api_keys_router,

@@ -22,14 +22,20 @@ from dashtam_core.pages import page_headers
 FORWARD_PATH = "/api/v1/oauth/callback"
 
 
-def _page(title: str, message: str, status: int) -> HTMLResponse:
+def _page(title: str, message: str, status: int, back: str | None = None) -> HTMLResponse:
+    """The page a person lands on from the institution; ``back``: the console's connections,
+    where they came from (or "close this window" when they started from the API)."""
+    onward = (
+        f"<p><a href='{escape(back)}'>Back to your connections in Dashtam</a></p>"
+        if back
+        else "<p>You can close this window.</p>"
+    )
     html = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{escape(title)}</title></head>"
         "<body style='font-family:sans-serif;max-width:40em;margin:3em auto'>"
-        f"<main><h1>{escape(title)}</h1><p>{escape(message)}</p>"
-        "<p>You can close this window.</p></main></body></html>"
+        f"<main><h1>{escape(title)}</h1><p>{escape(message)}</p>{onward}</main></body></html>"
     )
     policy = "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'"
     return HTMLResponse(html, status_code=status, headers=page_headers(policy))
@@ -43,6 +49,7 @@ def _tls(settings: Settings) -> ssl.SSLContext:
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or settings_or_exit("dashtam-callback")
     forward_url = settings.API_BASE_URL.rstrip("/") + FORWARD_PATH
+    console = settings.API_BASE_URL.rstrip("/") + "/app/connections"
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(
@@ -86,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "Connected",
                 f"{data.get('provider_alias', 'Your provider')} is now connected to Dashtam.",
                 200,
+                console,
             )
         if response.status_code == 200 and data.get("outcome") == "denied":
             reason = data.get("error_description") or data.get("error") or "access was denied"
@@ -93,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "Not connected",
                 f"{data.get('provider_alias', 'The provider')} was not connected: {reason}",
                 200,
+                console,
             )
         detail = data.get("detail") or "The connection could not be completed."
         status = 400 if response.status_code < 500 else 502

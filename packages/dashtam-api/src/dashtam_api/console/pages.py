@@ -57,7 +57,7 @@ class Visitor:
 
 
 def page(
-    name: str,
+    template: str,
     *,
     status: int = 200,
     visitor: Visitor | None = None,
@@ -68,7 +68,7 @@ def page(
     csrf = context.pop("csrf", None)
     if visitor is not None:
         csrf = cookies.csrf_token(settings.SECRET_KEY, visitor.session_id)
-    body = templates.get_template(name).render(
+    body = templates.get_template(template).render(
         person=visitor.user if visitor else None,
         csrf=csrf or "",
         notice=context.pop("notice", None),

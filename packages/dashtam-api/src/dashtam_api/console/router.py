@@ -37,7 +37,6 @@ from dashtam_models import TransactionKind, TransactionStatus
 router = api_router(prefix="/app", include_in_schema=False)
 
 
-# Nothing from another origin; no script yet (a page that needs one adds 'self').
 @router.get("")
 async def console_root() -> RedirectResponse:
     return RedirectResponse("/app/", status_code=308)

@@ -13,6 +13,7 @@ from dashtam_api.accounts import service as accounts
 from dashtam_api.connections import service as connections
 from dashtam_api.context import AppContext
 from dashtam_api.providers import service as providers
+from dashtam_api.sync import runs
 from dashtam_api.transactions import service as transactions
 from dashtam_api.transactions.schemas import TransactionQuery
 from dashtam_core.database import Reader
@@ -98,4 +99,11 @@ async def transactions_page(
 async def transaction(*, reader: Reader, user: User, transaction_id: uuid.UUID) -> dict:
     return json.loads(
         await transactions.get(reader=reader, user_id=user.id, transaction_id=transaction_id)
+    )
+
+
+async def sync_runs(*, reader: Reader, user: User, provider_id, query) -> dict:
+    """The provider's newest sync runs (the API's own page of them)."""
+    return json.loads(
+        await runs.page(reader=reader, user_id=user.id, provider_id=provider_id, query=query)
     )
