@@ -2,6 +2,7 @@
 overview, sign out; the cookies are the API's own session (what ends one ends the other), every
 form carries a CSRF token, every page a policy that allows nothing from another origin."""
 
+import base64
 import re
 import time
 import uuid
@@ -309,3 +310,73 @@ async def test_connections_are_added_connected_synced_disconnected_and_deleted(
     )
     assert (again.status_code, "already have" in again.text) == (200, True)
     assert (await browser.get(f"/app/connections/{uuid.uuid4()}")).status_code == 404
+
+
+async def test_sharing_shows_each_secret_once_and_revokes_what_it_made(browser, client):
+    email, _ = await person(client)
+    assert (await sign_in(browser, email)).status_code == 303
+    page = await browser.get("/app/sharing")
+    assert page.status_code == 200, page.text
+
+    # A SimpleFIN setup token: shown once, claimed by an app, the app listed, revoked.
+    made = await browser.post(
+        "/app/sharing/simplefin", data={"label": "Actual", "scope": "all", "csrf": csrf_of(page)}
+    )
+    assert made.status_code == 200
+    token = re.search(r'id="secret" type="text" readonly value="([^"]+)"', made.text).group(1)
+    assert "Actual" in made.text
+    assert token not in (await browser.get("/app/sharing")).text  # once
+    claim_url = base64.b64decode(token).decode()
+    claimed = await client.post(httpx.URL(claim_url).path)
+    assert claimed.status_code == 200, claimed.text
+    page = await browser.get("/app/sharing")
+    access = re.search(r"/app/sharing/simplefin/([0-9a-f-]{36})/revoke", page.text).group(1)
+    revoked = await browser.post(
+        f"/app/sharing/simplefin/{access}/revoke", data={"csrf": csrf_of(page)}
+    )
+    assert revoked.headers["location"] == "/app/sharing?done=revoked"
+    assert "revoked" in (await browser.get("/app/sharing")).text
+
+    # An API key: shown once, works, revoked stops working.
+    bad = await browser.post("/app/sharing/keys", data={"name": "x", "csrf": csrf_of(page)})
+    assert (bad.status_code, "at least one scope" in bad.text) == (200, True)
+    made = await browser.post(
+        "/app/sharing/keys",
+        data={"name": "script", "scopes": ["accounts:read"], "expires_in_days": "7",
+              "csrf": csrf_of(page)},
+    )  # fmt: skip
+    key = re.search(r'id="secret" type="text" readonly value="(dtk_[^"]+)"', made.text).group(1)
+    bearer = {"Authorization": f"Bearer {key}"}
+    assert (await client.get("/api/v1/accounts", headers=bearer)).status_code == 200
+    page = await browser.get("/app/sharing")
+    key_id = re.search(r"/app/sharing/keys/([0-9a-f-]{36})/revoke", page.text).group(1)
+    await browser.post(f"/app/sharing/keys/{key_id}/revoke", data={"csrf": csrf_of(page)})
+    assert (await client.get("/api/v1/accounts", headers=bearer)).status_code == 401
+
+    # A webhook: its secret shown once; a test event queued; deleted.
+    refused = await browser.post(
+        "/app/sharing/webhooks",
+        data={"url": "ftp://example.com/x", "events": ["sync.succeeded"], "csrf": csrf_of(page)},
+    )
+    assert 'role="alert"' in refused.text
+    made = await browser.post(
+        "/app/sharing/webhooks",
+        data={"url": "https://example.com/hooks", "events": ["sync.succeeded"],
+              "csrf": csrf_of(page)},
+    )  # fmt: skip
+    assert re.search(r'readonly value="whsec_[^"]+"', made.text)
+    page = await browser.get("/app/sharing")
+    hook = re.search(r'href="/app/sharing/webhooks/([0-9a-f-]{36})"', page.text).group(1)
+    hook_page = await browser.get(f"/app/sharing/webhooks/{hook}")
+    assert "https://example.com/hooks" in hook_page.text
+    assert "whsec_" not in hook_page.text
+    tested = await browser.post(
+        f"/app/sharing/webhooks/{hook}/test", data={"csrf": csrf_of(hook_page)}
+    )
+    assert tested.headers["location"] == f"/app/sharing/webhooks/{hook}?done=tested"
+    gone = await browser.post(
+        f"/app/sharing/webhooks/{hook}/delete", data={"csrf": csrf_of(hook_page)}
+    )
+    assert gone.headers["location"] == "/app/sharing?done=deleted"
+    assert (await browser.get(f"/app/sharing/webhooks/{hook}")).status_code == 404
+    assert (await browser.get(f"/app/sharing/webhooks/{uuid.uuid4()}")).status_code == 404

@@ -69,3 +69,33 @@ async def test_sign_in_see_the_overview_and_sign_out(api, live_servers, page_wit
     await expect(page).to_have_url(f"{live_servers.api_url}/app/sign-in")
     await page.goto(f"{live_servers.api_url}/app/")
     await expect(page).to_have_url(f"{live_servers.api_url}/app/sign-in")
+
+
+async def test_every_page_reads_well_and_a_secret_gets_a_copy_button(
+    api, live_servers, page_with_console
+):
+    """With scripts on (the console's one script, from Dashtam itself): the pages of the
+    navigation, each readable with nothing blocked; a setup token's Copy button shows."""
+    page, console = page_with_console
+    email, _ = person_with_an_account(api)
+    await page.goto(f"{live_servers.api_url}/app/sign-in")
+    await page.get_by_label("E-mail address").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(f"{live_servers.api_url}/app/")
+    for link, title in (
+        ("Transactions", "Transactions"),
+        ("Connections", "Connections"),
+        ("Share with apps", "Share with apps"),
+    ):
+        await page.get_by_role("link", name=link, exact=True).click()
+        await _readable(page, console, title=f"{title} · Dashtam")
+        await screenshot(page, f"console-{link.lower().replace(' ', '-')}")
+    await page.get_by_label("Which app it is for").fill("Actual")
+    await page.get_by_role("button", name="Make a setup token").click()
+    await expect(page.get_by_role("button", name="Copy")).to_be_visible()
+    await _readable(page, console, title="Share with apps · Dashtam")
+    await screenshot(page, "console-setup-token")
+    secret = await page.locator("#secret").input_value()
+    await page.goto(f"{live_servers.api_url}/app/sharing")
+    assert secret not in await page.content()  # shown once

@@ -20,7 +20,10 @@ from dashtam_api.errors import Unauthorized
 from dashtam_core.pages import page_headers
 from dashtam_models import User
 
-POLICY = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'"
+POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'"
+)
 
 templates = Environment(
     loader=PackageLoader("dashtam_api.console", "templates"),
