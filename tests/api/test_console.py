@@ -380,3 +380,115 @@ async def test_sharing_shows_each_secret_once_and_revokes_what_it_made(browser, 
     assert gone.headers["location"] == "/app/sharing?done=deleted"
     assert (await browser.get(f"/app/sharing/webhooks/{hook}")).status_code == 404
     assert (await browser.get(f"/app/sharing/webhooks/{uuid.uuid4()}")).status_code == 404
+
+
+async def test_security_sessions_password_and_the_second_factor(browser, client, session):
+    email, headers = await person(client)  # a session of the API's own
+    assert (await sign_in(browser, email)).status_code == 303
+    page = await browser.get("/app/security")
+    assert page.status_code == 200
+    assert "(this one)" in page.text
+    other = re.findall(r"/app/security/sessions/([0-9a-f-]{36})/end", page.text)
+    assert len(other) == 1  # the API's, not the console's own
+    ended = await browser.post(
+        f"/app/security/sessions/{other[0]}/end", data={"csrf": csrf_of(page)}
+    )
+    assert ended.headers["location"] == "/app/security?done=ended"
+    assert (await client.get("/api/v1/auth/me", headers=headers)).status_code == 401
+
+    # The password: the current one is needed; a new one ends every other session.
+    wrong = await browser.post(
+        "/app/security/password",
+        data={
+            "current_password": "nope",
+            "password": "a brand new password",
+            "csrf": csrf_of(page),
+        },
+    )
+    assert 'role="alert"' in wrong.text
+    changed = await browser.post(
+        "/app/security/password",
+        data={"current_password": PASSWORD, "password": "a brand new password",
+              "csrf": csrf_of(page)},
+    )  # fmt: skip
+    assert changed.headers["location"] == "/app/security?done=password"
+    assert (await browser.get("/app/security")).status_code == 200  # this one stays
+
+    # The second factor: a QR code drawn here, a code confirms, ten recovery codes once.
+    page = await browser.get("/app/security")
+    enrolling = await browser.post("/app/security/totp", data={"csrf": csrf_of(page)})
+    assert "<svg" in enrolling.text
+    assert "<script" not in enrolling.text.split("<main")[1]
+    secret = re.search(r"Key: <code>([A-Z2-7]+)</code>", enrolling.text).group(1)
+    refused = await browser.post(
+        "/app/security/totp/confirm", data={"code": "000000", "csrf": csrf_of(page)}
+    )
+    assert "does not match" in refused.text
+    code = pyotp.TOTP(secret, interval=STEP_SECONDS).now()
+    on = await browser.post(
+        "/app/security/totp/confirm", data={"code": code, "csrf": csrf_of(page)}
+    )
+    codes = re.findall(r"<li><code>([^<]+)</code></li>", on.text)
+    assert len(codes) == 10
+    again = await browser.get("/app/security")
+    assert codes[0] not in again.text  # shown once
+    assert "Turn the second factor off" in again.text
+    off = await browser.post(
+        "/app/security/totp/disable", data={"code": codes[0], "csrf": csrf_of(again)}
+    )
+    assert off.headers["location"] == "/app/security?done=off"
+    events = (await browser.get("/app/security")).text
+    assert "second factor enabled" in events
+    assert "second factor disabled" in events
+
+
+async def test_register_forgot_password_and_invitations(browser, client, session):
+    from sqlalchemy import update
+
+    from dashtam_models import User
+
+    form = await browser.get("/app/register")
+    email = f"new-{uuid.uuid4().hex[:8]}@example.com"
+    short = await browser.post(
+        "/app/register", data={"email": email, "password": "short", "csrf": csrf_of(form)}
+    )
+    assert "12 characters" in short.text
+    # Each form shown carries a token of its own (the one shown again, a new one).
+    made = await browser.post(
+        "/app/register", data={"email": email, "password": PASSWORD, "csrf": csrf_of(short)}
+    )
+    assert (made.status_code, made.headers["location"]) == (303, "/app/")
+    assert (await browser.get("/app/")).status_code == 200  # signed in at once
+    form = await browser.get("/app/register")
+    taken = await browser.post(
+        "/app/register", data={"email": email, "password": PASSWORD, "csrf": csrf_of(form)}
+    )
+    assert "already exists" in taken.text
+
+    forgot = await browser.get("/app/forgot-password")
+    asked = await browser.post(
+        "/app/forgot-password", data={"email": "nobody@example.com", "csrf": csrf_of(forgot)}
+    )
+    # This test app sends no mail: the page says who can help instead (the API's 409).
+    assert 'role="alert">This instance sends no mail' in asked.text
+
+    # Invitations: administrators only.
+    assert (await browser.get("/app/admin/invitations")).status_code == 403
+    await session.execute(update(User).where(User.email == email).values(is_admin=True))
+    await session.flush()
+    page = await browser.get("/app/admin/invitations")
+    assert page.status_code == 200
+    invited = await browser.post(
+        "/app/admin/invitations",
+        data={"email": "friend@example.com", "note": "Sam", "csrf": csrf_of(page)},
+    )
+    link = re.search(r'readonly value="([^"]+/app/register\?invitation=[^"]+)"', invited.text)
+    assert link is not None
+    page = await browser.get("/app/admin/invitations")
+    assert link.group(1) not in page.text  # shown once
+    invitation = re.search(r"/app/admin/invitations/([0-9a-f-]{36})/revoke", page.text).group(1)
+    revoked = await browser.post(
+        f"/app/admin/invitations/{invitation}/revoke", data={"csrf": csrf_of(page)}
+    )
+    assert revoked.headers["location"] == "/app/admin/invitations?done=revoked"
+    assert "revoked" in (await browser.get("/app/admin/invitations")).text

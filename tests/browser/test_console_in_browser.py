@@ -87,10 +87,16 @@ async def test_every_page_reads_well_and_a_secret_gets_a_copy_button(
         ("Transactions", "Transactions"),
         ("Connections", "Connections"),
         ("Share with apps", "Share with apps"),
+        ("Security", "Security"),
     ):
         await page.get_by_role("link", name=link, exact=True).click()
         await _readable(page, console, title=f"{title} · Dashtam")
         await screenshot(page, f"console-{link.lower().replace(' ', '-')}")
+    await page.get_by_role("button", name="Set up a second factor").click()
+    await expect(page.get_by_role("img", name="QR code for your authenticator app")).to_be_visible()
+    await _readable(page, console, title="Security · Dashtam")
+    await screenshot(page, "console-second-factor")
+    await page.get_by_role("link", name="Share with apps", exact=True).click()
     await page.get_by_label("Which app it is for").fill("Actual")
     await page.get_by_role("button", name="Make a setup token").click()
     await expect(page.get_by_role("button", name="Copy")).to_be_visible()

@@ -26,6 +26,7 @@ from dashtam_api.connections.link_page import router as link_page_router
 from dashtam_api.connections.router import router as connections_router
 from dashtam_api.console.connections_router import router as console_connections_router
 from dashtam_api.console.router import router as console_router
+from dashtam_api.console.security_router import router as console_security_router
 from dashtam_api.console.sharing_router import router as console_sharing_router
 from dashtam_api.context import AppContext
 from dashtam_api.headers import SecurityHeaders
@@ -178,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         console_router,
         console_connections_router,
         console_sharing_router,
+        console_security_router,
         connections_router,
         webhooks_router,
         api_keys_router,

@@ -37,6 +37,10 @@ class MailUnavailable(ProblemError):
         )
 
 
+# What asking for a reset answers, whether the address has an account or not.
+ASKED = "If an account has this address, a link to reset its password is on its way."
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

@@ -294,9 +294,6 @@ async def security_events(
     )
 
 
-ASKED = "If an account has this address, a link to reset its password is on its way."
-
-
 @router.post(
     "/password-reset",
     status_code=202,
@@ -308,7 +305,7 @@ async def password_reset(body: ResetAsk, request: Request, ctx: ContextDep) -> d
     """Mail a single-use link to reset the password. The same answer, as fast, whether the
     address has an account or not."""
     resets.ask(ctx=ctx, email=body.email, where=where(request))
-    return {"detail": ASKED}
+    return {"detail": resets.ASKED}
 
 
 @router.post(

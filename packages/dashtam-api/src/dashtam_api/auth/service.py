@@ -152,7 +152,7 @@ async def login(
             "expires_in": settings.SECOND_FACTOR_CHALLENGE_SECONDS,
         }
     await throttle.succeeded()
-    return await _open(session=session, settings=settings, user=user, where=where)
+    return await open_session(session=session, settings=settings, user=user, where=where)
 
 
 def _challenge_key(challenge: str) -> str:
@@ -216,12 +216,12 @@ async def login_second_factor(
     await throttle.succeeded()
     if used == "recovery_code":
         await audit.security(session=session, action="recovery_code_used", user_id=user.id, **where)
-    return await _open(
+    return await open_session(
         session=session, settings=settings, user=user, where=where, second_factor=used
     )
 
 
-async def _open(
+async def open_session(
     *,
     session: AsyncSession,
     settings: Settings,

@@ -15,8 +15,9 @@ from fastapi import Form, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
+from dashtam_api.auth import resets, verification
 from dashtam_api.auth import service as auth
-from dashtam_api.auth.schemas import TokenPair
+from dashtam_api.auth.schemas import RegisterRequest, ResetAsk, TokenPair
 from dashtam_api.console import cookies, pages
 from dashtam_api.console import service as console
 from dashtam_api.deps import (
@@ -32,6 +33,7 @@ from dashtam_api.deps import (
 from dashtam_api.errors import NotFound, ProblemError
 from dashtam_api.routing import api_router
 from dashtam_api.transactions.schemas import TransactionQuery
+from dashtam_api.unit_of_work import after_commit, discard
 from dashtam_models import TransactionKind, TransactionStatus
 
 router = api_router(prefix="/app", include_in_schema=False)
@@ -317,3 +319,111 @@ async def transaction_page(
         account=accounts.get(found["account_id"]),
         facts=FACTS,
     )
+
+
+@router.get("/register")
+async def register_form(request: Request, ctx: ContextDep) -> Response:
+    return _register_page(ctx, invitation=request.query_params.get("invitation", "")[:100])
+
+
+def _register_page(ctx, *, status=200, problem=None, email="", name="", invitation="") -> Response:
+    token = cookies.sign_in_csrf()
+    response = pages.page(
+        "register.html",
+        status=status,
+        title="Create your account",
+        csrf=token,
+        problem=problem,
+        email=email,
+        name=name,
+        invitation=invitation,
+        registration=ctx.settings.registration,
+    )
+    cookies.set_sign_in_csrf(response, token)
+    return response
+
+
+@router.post("/register")
+async def register(
+    request: Request,
+    session: SessionDep,
+    passwords: PasswordsDep,
+    ctx: ContextDep,
+    email: Annotated[str, Form(max_length=320)] = "",
+    password: Annotated[str, Form(max_length=256)] = "",
+    name: Annotated[str, Form(max_length=200)] = "",
+    invitation: Annotated[str, Form(max_length=100)] = "",
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """As POST /api/v1/auth/register (REGISTRATION open, or with an invitation), then signed in
+    at once; the address is confirmed from the mail it is sent."""
+    kept = {"email": email, "name": name, "invitation": invitation}
+    if not cookies.sign_in_csrf_holds(request, csrf):
+        return _register_page(ctx, status=400, problem="The form expired: try again.", **kept)
+    try:
+        body = RegisterRequest(
+            email=email.strip(), password=password, name=name, invitation=invitation or None
+        )
+        user = await auth.register(
+            session=session,
+            settings=ctx.settings,
+            passwords=passwords,
+            email=body.email,
+            password=body.password,
+            name=body.name,
+            invitation=body.invitation,
+            where=where(request),
+        )
+    except ValidationError:
+        return _register_page(
+            ctx, problem="Give an e-mail address and a password of 12 characters or more.", **kept
+        )
+    except ProblemError as exc:
+        await discard(session)  # the refused account is not kept (nor retried at the commit)
+        return _register_page(ctx, problem=exc.detail, **kept)
+    after_commit(session, lambda: verification.schedule(ctx=ctx, user_id=user.id))
+    pair = await auth.open_session(
+        session=session, settings=ctx.settings, user=user, where=where(request)
+    )
+    return _signed_in(pair, ctx.settings)
+
+
+@router.get("/forgot-password")
+async def forgot_form() -> Response:
+    return _forgot_page()
+
+
+def _forgot_page(*, status=200, notice=None, problem=None) -> Response:
+    token = cookies.sign_in_csrf()
+    response = pages.page(
+        "forgot.html",
+        status=status,
+        title="Forgot your password?",
+        csrf=token,
+        notice=notice,
+        problem=problem,
+    )
+    cookies.set_sign_in_csrf(response, token)
+    return response
+
+
+@router.post("/forgot-password")
+async def forgot(
+    request: Request,
+    ctx: ContextDep,
+    email: Annotated[str, Form(max_length=320)] = "",
+    csrf: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """As POST /api/v1/auth/password-reset: the same answer, as fast, whether the address has
+    an account or not; the link it mails opens /reset-password."""
+    if not cookies.sign_in_csrf_holds(request, csrf):
+        return _forgot_page(status=400, problem="The form expired: try again.")
+    try:
+        body = ResetAsk(email=email.strip())
+    except ValidationError:
+        return _forgot_page(problem="That is not an e-mail address.")
+    try:
+        resets.ask(ctx=ctx, email=body.email, where=where(request))
+    except ProblemError as exc:  # this instance sends no mail: who can help instead
+        return _forgot_page(problem=exc.detail)
+    return _forgot_page(notice=resets.ASKED)
