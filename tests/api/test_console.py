@@ -492,3 +492,24 @@ async def test_register_forgot_password_and_invitations(browser, client, session
     )
     assert revoked.headers["location"] == "/app/admin/invitations?done=revoked"
     assert "revoked" in (await browser.get("/app/admin/invitations")).text
+
+
+async def test_the_overview_draws_net_worth_over_time_per_currency(browser, client):
+    email, headers = await person(client)
+    for currency, opening in (("USD", "1000.10"), ("EUR", "250.00")):
+        made = await client.post(
+            "/api/v1/accounts",
+            headers=headers,
+            json={"name": f"Cash {currency}", "account_type": "checking", "currency": currency,
+                  "opening_balance": opening},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+    assert (await sign_in(browser, email)).status_code == 303
+    page = await browser.get("/app/", params={"interval": "week"})
+    charts = re.findall(r'<svg viewBox="[^"]+" role="img" aria-labelledby="([^"]+)"', page.text)
+    assert charts == ["worth-eur-t worth-eur-d", "worth-usd-t worth-usd-d"]
+    assert "Net worth in USD, by week" in page.text
+    assert "1,000.10 USD" in page.text.split("The figures in USD")[1]  # the figures beside it
+    assert 'href="/app/?interval=week" aria-current="page"' in page.text
+    # What is not an interval is the default one, never an error.
+    assert "Net worth in USD, by day" in (await browser.get("/app/?interval=x")).text

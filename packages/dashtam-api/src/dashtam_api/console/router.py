@@ -39,6 +39,9 @@ from dashtam_models import TransactionKind, TransactionStatus
 router = api_router(prefix="/app", include_in_schema=False)
 
 
+INTERVALS = ("day", "week", "month")
+
+
 @router.get("")
 async def console_root() -> RedirectResponse:
     return RedirectResponse("/app/", status_code=308)
@@ -56,8 +59,14 @@ async def overview(
     if visitor is None:
         return pages.to_sign_in()
     shown = await console.overview(session=session, reader=reader, ctx=ctx, user=visitor.user)
+    interval = request.query_params.get("interval", "day")
+    interval = interval if interval in INTERVALS else "day"
+    worth = await console.net_worth(reader=reader, user=visitor.user, interval=interval)
     return pages.page(
         "overview.html",
+        interval=interval,
+        intervals=INTERVALS,
+        worth=worth,
         visitor=visitor,
         settings=ctx.settings,
         title="Overview",
@@ -194,16 +203,13 @@ async def sign_out(
         return pages.to_sign_in()
     if not cookies.csrf_holds(ctx.settings.SECRET_KEY, visitor.session_id, csrf):
         return pages.page(
-            "overview.html",
+            "message.html",
             status=400,
             visitor=visitor,
             settings=ctx.settings,
-            title="Overview",
+            title="Still signed in",
             page="overview",
-            problem="The form expired: try again.",
-            **await console.overview(
-                session=session, reader=ctx.reader, ctx=ctx, user=visitor.user
-            ),
+            text="The form expired: sign out again from the page's button.",
         )
     refresh = (
         visitor.renewed.refresh_token if visitor.renewed else request.cookies.get(cookies.REFRESH)

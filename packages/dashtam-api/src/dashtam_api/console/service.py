@@ -9,8 +9,10 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dashtam_api.accounts import history
 from dashtam_api.accounts import service as accounts
 from dashtam_api.connections import service as connections
+from dashtam_api.console import charts
 from dashtam_api.context import AppContext
 from dashtam_api.providers import service as providers
 from dashtam_api.sync import runs
@@ -28,6 +30,36 @@ FIXES = {
     "expired": "Reconnect",
     "error": "Reconnect",
 }
+
+
+async def net_worth(*, reader: Reader, user: User, interval: str) -> list[dict]:
+    """Net worth per currency over the last 30 periods (the API's own series), each with its
+    chart drawn here."""
+    raw = json.loads(
+        await history.net_worth(
+            reader=reader, user_id=user.id, query=history.HistoryQuery(interval=interval)
+        )
+    )
+    series: dict[str, list[tuple[str, Decimal]]] = defaultdict(list)
+    for item in raw["items"]:
+        series[item["currency"]].append((item["period"][:10], Decimal(str(item["total"]))))
+    shown = []
+    for currency, points in sorted(series.items()):
+        first, last = points[0], points[-1]
+        shown.append(
+            {
+                "currency": currency,
+                "points": points,
+                "chart": charts.line(
+                    points,
+                    key=f"worth-{currency.lower()}",
+                    title=f"Net worth in {currency}, by {interval}",
+                    description=f"From {first[1]:,} {currency} on {first[0]} to {last[1]:,} "
+                    f"{currency} on {last[0]}.",
+                ),
+            }
+        )
+    return shown
 
 
 async def overview(*, session: AsyncSession, reader: Reader, ctx: AppContext, user: User) -> dict:
