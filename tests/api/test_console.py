@@ -513,3 +513,64 @@ async def test_the_overview_draws_net_worth_over_time_per_currency(browser, clie
     assert 'href="/app/?interval=week" aria-current="page"' in page.text
     # What is not an interval is the default one, never an error.
     assert "Net worth in USD, by day" in (await browser.get("/app/?interval=x")).text
+
+
+async def test_an_account_of_ones_own_made_and_a_file_imported_into_it(browser, client):
+    from tests.api.test_imports import _ofx
+
+    email, _ = await person(client)
+    assert (await sign_in(browser, email)).status_code == 303
+    form = await browser.get("/app/accounts/new")
+    bad = await browser.post(
+        "/app/accounts/new",
+        data={"name": "Cash", "account_type": "cash", "currency": "US", "csrf": csrf_of(form)},
+    )
+    assert "three-letter currency" in bad.text
+    made = await browser.post(
+        "/app/accounts/new",
+        data={"name": "Credit union", "account_type": "checking", "currency": "usd",
+              "opening_balance": "100.00", "csrf": csrf_of(form)},
+    )  # fmt: skip
+    assert made.status_code == 303
+    here = made.headers["location"]
+    page = await browser.get(here)
+    assert "100.00 USD" in page.text
+
+    statement = _ofx(("F1", "20261101", "-4.50", "COFFEE"), ("F2", "20261102", "-20.00", "GROCER"))
+    done = await browser.post(
+        f"{here}/import",
+        data={"csrf": csrf_of(page)},
+        files={"file": ("nov.ofx", statement)},
+    )
+    assert done.headers["location"] == f"{here}?done=imported"
+    page = await browser.get(done.headers["location"])
+    assert "Imported" in page.text
+    assert re.search(r"<td>nov\.ofx \(ofx\)</td><td>done</td><td class=\"num\">2</td>", page.text)
+    again = await browser.post(
+        f"{here}/import", data={"csrf": csrf_of(page)}, files={"file": ("nov.ofx", statement)}
+    )
+    page = await browser.get(again.headers["location"])
+    assert re.search(r"<td class=\"num\">0</td><td class=\"num\">2</td>", page.text)
+    broken = await browser.post(
+        f"{here}/import",
+        data={"csrf": csrf_of(page)},
+        files={"file": ("x.ofx", statement.replace(b"20261102", b"20261199"))},
+    )
+    assert broken.status_code == 200
+    assert "is not a date" in broken.text  # the line named, nothing kept
+
+    # Before it is read: no sign-in cookie, no length, or too long: refused.
+    account_id = here.rsplit("/", 1)[1]
+    async with asgi_client(browser._transport.app) as stranger:
+        stranger.base_url = httpx.URL("https://testserver")
+        refused = await stranger.post(
+            f"/app/accounts/{account_id}/import", files={"file": ("a.ofx", statement)}
+        )
+    assert refused.status_code == 401
+    huge = await browser.post(
+        f"{here}/import",
+        content=b"x",
+        headers={"content-type": "multipart/form-data; boundary=x",
+                 "content-length": str(10**12)},
+    )  # fmt: skip
+    assert huge.status_code == 413

@@ -5,9 +5,10 @@ resolves the endpoint's dependencies, authentication among them: without a limit
 could make the API read or store any amount before being told 401. So, before the app sees the
 request:
 
-- a file import (``POST /api/v1/accounts/{id}/imports``) must carry credentials (else 401, the
-  body unread), say its length (``Content-Length``; else 411) and be at most
-  ``IMPORT_MAX_BYTES`` (else 413);
+- a file import (``POST /api/v1/accounts/{id}/imports``, or the console's
+  ``POST /app/accounts/{id}/import``) must carry credentials (an Authorization header; the
+  console's, its sign-in cookie; else 401, the body unread), say its length
+  (``Content-Length``; else 411) and be at most ``IMPORT_MAX_BYTES`` (else 413);
 - any other request with a ``Content-Length`` over ``REQUEST_MAX_BYTES`` is a 413.
 
 The server (h11) never lets a body run past its ``Content-Length``; a chunked body elsewhere
@@ -20,6 +21,9 @@ import re
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 IMPORT_PATH = re.compile(r"^/api/v1/accounts/[^/]+/imports/?$")
+CONSOLE_IMPORT_PATH = re.compile(r"^/app/accounts/[^/]+/import/?$")
+# The console's sign-in cookies (console/cookies.py): either one is a credential to check.
+CONSOLE_COOKIES = re.compile(rb"(^|;)\s*dashtam_(access|refresh)=[^;\s]")
 
 
 class BodyLimit:
@@ -35,8 +39,15 @@ class BodyLimit:
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         refusal = None
-        if scope["method"] == "POST" and IMPORT_PATH.match(scope["path"]):
-            if not headers.get(b"authorization", b"").strip():
+        path = scope["path"]
+        console = CONSOLE_IMPORT_PATH.match(path)
+        if scope["method"] == "POST" and (console or IMPORT_PATH.match(path)):
+            credentials = (
+                CONSOLE_COOKIES.search(headers.get(b"cookie", b""))
+                if console
+                else headers.get(b"authorization", b"").strip()
+            )
+            if not credentials:
                 refusal = (401, "Authentication required.", [(b"www-authenticate", b"Bearer")])
             elif length is None:
                 refusal = (411, "Say the file's length (Content-Length).", [])

@@ -24,6 +24,7 @@ from dashtam_api.auth.router import router as auth_router
 from dashtam_api.body_limit import BodyLimit
 from dashtam_api.connections.link_page import router as link_page_router
 from dashtam_api.connections.router import router as connections_router
+from dashtam_api.console.accounts_router import router as console_accounts_router
 from dashtam_api.console.connections_router import router as console_connections_router
 from dashtam_api.console.router import router as console_router
 from dashtam_api.console.security_router import router as console_security_router
@@ -180,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         console_connections_router,
         console_sharing_router,
         console_security_router,
+        console_accounts_router,
         connections_router,
         webhooks_router,
         api_keys_router,

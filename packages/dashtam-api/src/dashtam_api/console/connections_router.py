@@ -22,7 +22,6 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from dashtam_api.accounts import service as accounts
-from dashtam_api.auth import queries as people
 from dashtam_api.connections import api_tokens, consent, link, setup_tokens
 from dashtam_api.connections import service as connections
 from dashtam_api.connections.schemas import ApiTokenAuthorization, SetupTokenAuthorization
@@ -387,6 +386,5 @@ async def _act(request, session, reader, ctx, ended, provider_id, csrf, action) 
 async def _undone(session, visitor: pages.Visitor) -> None:
     """What the refused action wrote is thrown away before the page is read again; the person,
     expired by the rollback, is read afresh (an expired row is never loaded lazily here)."""
-    user_id = visitor.user.id
     await discard(session)
-    visitor.user = await people.user_by_id(session, user_id=user_id)
+    await visitor.reread(session)

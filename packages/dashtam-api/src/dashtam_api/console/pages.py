@@ -58,6 +58,14 @@ class Visitor:
     session_id: uuid.UUID
     renewed: TokenPair | None = None
 
+    async def reread(self, session) -> None:
+        """After a rollback (a refused action's writes thrown away, by the page or by the
+        service): the person read afresh, never loaded lazily from the expired row."""
+        self.user = await people.user_by_id(session, user_id=self.user_id)
+
+    def __post_init__(self) -> None:
+        self.user_id = self.user.id  # kept apart from the row, which a rollback expires
+
 
 def page(
     template: str,

@@ -13,7 +13,6 @@ from markupsafe import Markup
 from pydantic import ValidationError
 
 from dashtam_api.auth import invitations, sessions, totp
-from dashtam_api.auth import queries as people
 from dashtam_api.auth import service as auth
 from dashtam_api.auth.schemas import UpdateMeRequest
 from dashtam_api.console import cookies, pages
@@ -67,9 +66,8 @@ async def _security(request, session, ctx, visitor, *, status=200, **shown) -> R
 
 
 async def _refused(request, session, ctx, visitor, problem: str, status: int = 200) -> Response:
-    user_id = visitor.user.id
     await discard(session)
-    visitor.user = await people.user_by_id(session, user_id=user_id)
+    await visitor.reread(session)
     return await _security(request, session, ctx, visitor, status=status, problem=problem)
 
 

@@ -16,7 +16,6 @@ from pydantic import ValidationError
 from dashtam_api.apikeys import service as api_keys
 from dashtam_api.apikeys.schemas import ApiKeyCreate
 from dashtam_api.apikeys.scopes import SCOPES
-from dashtam_api.auth import queries as people
 from dashtam_api.console import cookies, pages
 from dashtam_api.console import service as console
 from dashtam_api.deps import ContextDep, EndedSessionsDep, SessionDep, where
@@ -79,9 +78,8 @@ async def sharing_page(
 
 
 async def _refused(request, session, ctx, visitor, problem: str, status: int = 200) -> Response:
-    user_id = visitor.user.id
     await discard(session)
-    visitor.user = await people.user_by_id(session, user_id=user_id)
+    await visitor.reread(session)
     return await _sharing(request, session, ctx, visitor, status=status, problem=problem)
 
 
