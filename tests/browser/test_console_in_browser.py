@@ -7,6 +7,7 @@ test-results/screenshots/."""
 import os
 
 import pytest
+from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import expect
 
 from tests.browser.conftest import screenshot
@@ -14,6 +15,15 @@ from tests.browser.test_pages_in_browser import NO_SCRIPTS, _no_secret, _readabl
 
 pytestmark = pytest.mark.commits
 PASSWORD = "correct horse battery"
+# axe-core's WCAG 2.0/2.1 A and AA rules, the issue's bar: zero violations on every page.
+WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
+
+
+async def accessible(page) -> None:
+    """axe-core run in the page (so only where scripts are on: the no-script walk reads the
+    same pages, which the scripted walk checks)."""
+    found = await Axe().run(page, options=WCAG)
+    assert found.violations_count == 0, found.generate_snapshot()
 
 
 def person_with_an_account(api) -> tuple[str, dict]:
@@ -79,10 +89,12 @@ async def test_every_page_reads_well_and_a_secret_gets_a_copy_button(
     page, console = page_with_console
     email, _ = person_with_an_account(api)
     await page.goto(f"{live_servers.api_url}/app/sign-in")
+    await accessible(page)
     await page.get_by_label("E-mail address").fill(email)
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page).to_have_url(f"{live_servers.api_url}/app/")
+    await accessible(page)
     for link, title in (
         ("Transactions", "Transactions"),
         ("Connections", "Connections"),
@@ -91,16 +103,19 @@ async def test_every_page_reads_well_and_a_secret_gets_a_copy_button(
     ):
         await page.get_by_role("link", name=link, exact=True).click()
         await _readable(page, console, title=f"{title} · Dashtam")
+        await accessible(page)
         await screenshot(page, f"console-{link.lower().replace(' ', '-')}")
     await page.get_by_role("button", name="Set up a second factor").click()
     await expect(page.get_by_role("img", name="QR code for your authenticator app")).to_be_visible()
     await _readable(page, console, title="Security · Dashtam")
+    await accessible(page)
     await screenshot(page, "console-second-factor")
     await page.get_by_role("link", name="Share with apps", exact=True).click()
     await page.get_by_label("Which app it is for").fill("Actual")
     await page.get_by_role("button", name="Make a setup token").click()
     await expect(page.get_by_role("button", name="Copy")).to_be_visible()
     await _readable(page, console, title="Share with apps · Dashtam")
+    await accessible(page)
     await screenshot(page, "console-setup-token")
     secret = await page.locator("#secret").input_value()
     await page.goto(f"{live_servers.api_url}/app/sharing")
