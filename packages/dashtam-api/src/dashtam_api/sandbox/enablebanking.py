@@ -15,12 +15,15 @@
   session (``REVOKED_SESSION``). ``GET``/``DELETE /sessions/{id}`` (``CLOSED_SESSION`` after).
 - ``GET /accounts/{uid}/balances`` and ``/transactions`` (``date_from``, ``date_to``, pages of
   PAGE entries with an opaque ``continuation_key``; an unknown one is
-  ``WRONG_CONTINUATION_KEY``); what they list is enablebanking_data.py's.
+  ``WRONG_CONTINUATION_KEY``; a period longer than the bank serves, 422
+  ``WRONG_TRANSACTIONS_PERIOD``, some banks naming the earliest ``date_from`` in ``detail``);
+  what they list is enablebanking_data.py's (accounts without an identification hash too).
 - PSD2's limit: four unattended reads a day per session, account and resource (pages after the
   first are the same read; a request with ``Psu-Ip-Address`` is attended, not counted); past
   it 429 ``ASPSP_RATE_LIMIT_EXCEEDED``. ``EXPIRED_SESSION`` after ``valid_until``.
 - Every error is ``{"code", "message", "error", "detail"}``.
 - ``POST /_control/{psu}/fail`` (the PSU's next reads fail so: FAILURES), ``POST
+  /_control/{psu}/paging`` (page size, a continuation key answered again), ``POST
   /_control/{psu}/clock`` (time moves on for the PSU's sessions: limits, expiry),
   ``GET /_control/{psu}``: reads counted, for tests.
 """
@@ -51,7 +54,7 @@ router = api_router(prefix="/sandbox/enablebanking", tags=["sandbox"], include_i
 PAGE = 10
 FAILURES = (
     "EXPIRED_SESSION", "ASPSP_ERROR", "ASPSP_TIMEOUT", "ASPSP_RATE_LIMIT_EXCEEDED",
-    "ASPSP_PSU_ACTION_REQUIRED",
+    "ASPSP_PSU_ACTION_REQUIRED", "WRONG_TRANSACTIONS_PERIOD",
 )  # fmt: skip
 STATUSES = {
     "UNAUTHORIZED_ACCESS": 401, "EXPIRED_SESSION": 401, "REVOKED_SESSION": 401,
@@ -59,7 +62,7 @@ STATUSES = {
     "ASPSP_RATE_LIMIT_EXCEEDED": 429, "ASPSP_ERROR": 502, "ASPSP_TIMEOUT": 504,
     "ASPSP_PSU_ACTION_REQUIRED": 400, "WRONG_CONTINUATION_KEY": 400, "WRONG_REQUEST_PARAMETERS":
     422, "REDIRECT_URI_NOT_ALLOWED": 400, "WRONG_AUTHORIZATION_CODE": 400, "ASPSP_NOT_FOUND": 404,
-    "WRONG_DATE_INTERVAL": 422,
+    "WRONG_DATE_INTERVAL": 422, "WRONG_TRANSACTIONS_PERIOD": 422,
 }  # fmt: skip
 
 
@@ -261,10 +264,14 @@ async def open_session(
     session_id = secrets.token_hex(16)
     accounts = [{**a, "uid": secrets.token_hex(16)} for a in data.accounts(psu, bank)]
     now = await store.now(redis, psu)
+    # Each account's uid, the look-alike's own key of it, and the hash the bank shows (or None).
     record = {
         "psu": psu, "bank": granted["bank"], "valid_until": granted["valid_until"],
         "status": "AUTHORIZED", "created": now,
-        "accounts": [[a["uid"], a["identification_hash"]] for a in accounts],
+        "accounts": [
+            [a["uid"], data.identification_hash(psu, bank, n), a["identification_hash"]]
+            for n, a in enumerate(accounts)
+        ],
     }  # fmt: skip
     await store.save(redis, f"session:{session_id}", record)
     for n, a in enumerate(accounts):
@@ -272,7 +279,7 @@ async def open_session(
     # A newer consent of the same PSU at the same bank replaces the older session.
     await redis.set(f"{store.PREFIX}latest:{psu}:{'|'.join(granted['bank'])}", session_id)
     if not await redis.get(f"{store.PREFIX}anchor:{psu}"):
-        anchor = (datetime.fromtimestamp(now, UTC).date() - timedelta(days=2)).isoformat()
+        anchor = (datetime.fromtimestamp(now, UTC).date() - timedelta(days=1)).isoformat()
         await redis.set(f"{store.PREFIX}anchor:{psu}", anchor, ex=store.KEEP_SECONDS)
     return JSONResponse(
         {
@@ -293,10 +300,11 @@ async def get_session(
     record, status = await store.live(redis, session_id)
     return {
         "status": status,
-        "accounts": [uid for uid, _ in record["accounts"]],
+        "accounts": [uid for uid, *_ in record["accounts"]],
         "accounts_data": [
-            {"uid": uid, "identification_hash": h, "identification_hashes": [h]}
-            for uid, h in record["accounts"]
+            {"uid": uid, "identification_hash": shown[-1], "identification_hashes": shown[-1:]}
+            for uid, *shown in record["accounts"]
+            if shown
         ],
         "aspsp": {"name": record["bank"][0], "country": record["bank"][1]},
         "psu_type": "personal",
@@ -356,6 +364,10 @@ async def transactions(
             return problem("WRONG_REQUEST_PARAMETERS", "date_from is required")
         if date_to is not None and date_to < date_from:
             return problem("WRONG_DATE_INTERVAL", "date_to before date_from")
+        today = datetime.fromtimestamp(await store.now(redis, record["psu"]), UTC).date()
+        refused = data.refused_period(data.bank(*record["bank"]), date_from, date_to or today)
+        if refused is not None:
+            return problem("WRONG_TRANSACTIONS_PERIOD", refused["message"], refused["detail"])
         await store.injected(redis, record, session_id)
         if psu_ip_address is None:
             await store.counted(redis, record, session_id, uid, "transactions")
@@ -366,16 +378,34 @@ async def transactions(
             if date_from.isoformat() <= (e["booking_date"] or e["value_date"]) <= upper
         ]  # fmt: skip
         offset = 0
-    answer = {"transactions": listed[offset : offset + PAGE], "continuation_key": None}
-    if offset + PAGE < len(listed):
-        key = secrets.token_urlsafe(12)
+    paging = await store.load(redis, f"paging:{record['psu']}") or {}
+    size = paging.get("size") or PAGE
+    answer = {"transactions": listed[offset : offset + size], "continuation_key": None}
+    if offset + size < len(listed):
+        if continuation_key and paging.get("repeat_key"):
+            # Some banks hand the same key back: a client following it loops for ever.
+            key = continuation_key
+        else:
+            key = secrets.token_urlsafe(12)
         await redis.set(
             f"{store.PREFIX}ck:{key}",
-            json.dumps({"uid": uid, "listed": listed, "offset": offset + PAGE}),
+            json.dumps({"uid": uid, "listed": listed, "offset": offset + size}),
             ex=3600,
         )
         answer["continuation_key"] = key
     return JSONResponse(answer)
+
+
+class Paging(BaseModel):
+    size: int = Field(default=PAGE, ge=1, le=100)
+    repeat_key: bool = False
+
+
+@router.post("/_control/{psu}/paging", status_code=204)
+async def paging(psu: str, body: Paging, redis: RedisDep) -> None:
+    """The PSU's listings in pages of ``size``; ``repeat_key``: a page asked for with a key
+    answers that same key again."""
+    await store.save(redis, f"paging:{psu[:100]}", body.model_dump())
 
 
 class Failure(BaseModel):

@@ -22,7 +22,7 @@ uid: a reconnection keeps every account and transaction it had.
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 
@@ -52,11 +52,18 @@ AVAILABLE = ("ITAV", "CLAV")
 STATUSES = {"BOOK": "posted", "PDNG": "pending", "HOLD": "pending"}
 ACCOUNT_TYPES = {"CACC": "checking", "SVGS": "savings", "CARD": "credit_card", "LOAN": "loan"}
 MAX_PAGES = 200
+# The longest period of transactions one request asks for, days inclusive: strict banks refuse
+# 91 (WRONG_TRANSACTIONS_PERIOD); and the period asked for again when a bank refuses one
+# without naming the day it would take.
+PERIOD_DAYS = 90
+FALLBACK_DAYS = 30
 
 
 @dataclass(frozen=True)
 class Held:
-    """One account of the session, as the connection keeps it."""
+    """One account of the session, as the connection keeps it: ``hash`` is its key (its
+    accounts row's external_id); ``hashes`` every identification hash the bank gave it and
+    ``ids`` digests of its identifiers (IBAN, others), by which a later consent finds it."""
 
     uid: str
     hash: str
@@ -64,16 +71,26 @@ class Held:
     currency: str
     last4: str | None
     type: str
+    hashes: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
 
 
-def credential(session_id: str, accounts: list[Held]) -> str:
-    return json.dumps({"session_id": session_id, "accounts": [vars(a) for a in accounts]})
+def credential(session_id: str, accounts: list[Held], left_out: list[str] = ()) -> str:
+    return json.dumps(
+        {"session_id": session_id, "accounts": [vars(a) for a in accounts],
+         "left_out": list(left_out)}
+    )  # fmt: skip
+
+
+def _held(raw: dict) -> Held:
+    hashes, ids = tuple(raw.get("hashes") or ()), tuple(raw.get("ids") or ())
+    return Held(**{**raw, "hashes": hashes, "ids": ids})
 
 
 def held_of(credential_text: str) -> tuple[str, list[Held]]:
     try:
         held = json.loads(credential_text)
-        return held["session_id"], [Held(**a) for a in held["accounts"]]
+        return held["session_id"], [_held(a) for a in held["accounts"]]
     except (ValueError, KeyError, TypeError):
         raise SourceError(
             "invalid_credential", "the connection holds no Enable Banking session: connect again",
@@ -81,29 +98,100 @@ def held_of(credential_text: str) -> tuple[str, list[Held]]:
         ) from None  # fmt: skip
 
 
-def accounts_of(session: dict) -> list[Held]:
-    """The accounts a new session covers (POST /sessions' answer)."""
-    found = []
-    for raw in session.get("accounts") or ():
+def left_out_of(credential_text: str) -> list[str]:
+    """The names of the accounts the consent covers that Dashtam could not key (no lasting
+    identity at the bank)."""
+    try:
+        return [str(n) for n in json.loads(credential_text).get("left_out") or ()]
+    except (ValueError, AttributeError, TypeError):
+        return []
+
+
+def _object(value, where: str) -> dict:
+    """A JSON object the bank may leave out (null), never anything else."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise shape_error(where)
+    return value
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _identities(raw: dict) -> tuple[list[str], list[str], str | None]:
+    """An account's identification hashes, digests of its identifiers, and its IBAN. An IBAN's
+    digest is of the IBAN alone (the key accounts without a hash had before: kept)."""
+    if not isinstance(raw.get("identification_hashes") or [], list):
+        raise shape_error("an account's identification_hashes")
+    hashes = [raw.get("identification_hash"), *(raw.get("identification_hashes") or ())]
+    hashes = list(dict.fromkeys(str(h) for h in hashes if h and isinstance(h, str)))
+    account_id = _object(raw.get("account_id"), "an account's account_id")
+    iban = account_id.get("iban") if isinstance(account_id.get("iban"), str) else None
+    ids = [_digest(iban)] if iban else []
+    other = _object(account_id.get("other"), "an account's account_id.other")
+    listed = raw.get("all_account_ids") or []
+    if not isinstance(listed, list):
+        raise shape_error("an account's all_account_ids")
+    for one in [other, *listed]:
+        one = _object(one, "an account's identifier")
+        value, scheme = one.get("identification"), str(one.get("scheme_name") or "")
+        if isinstance(value, str) and value:
+            ids.append(_digest(value) if scheme == "IBAN" else _digest(f"{scheme}:{value}"))
+    return hashes, list(dict.fromkeys(ids)), iban
+
+
+def accounts_of(session: dict, known: dict | None = None) -> list[Held]:
+    """The accounts a new session covers that Dashtam keeps (``covered``'s rule)."""
+    return covered(session, known)[0]
+
+
+def covered(session: dict, known: dict | None = None) -> tuple[list[Held], list[str]]:
+    """The accounts a new session covers (POST /sessions' answer), and the names of those left
+    out. ``known``: each hash and identifier digest of the accounts the connection has to its
+    key: an account found there by any of them keeps that key (a reconnection keeps it). Else
+    its key is its identification hash, else its IBAN's or another identifier's digest; an
+    account with none of these (only a uid, which the next consent changes) is left out: any
+    key made up for it would change, and every reconnection would add it again."""
+    known = known or {}
+    found, left_out = [], []
+    accounts = session.get("accounts") or ()
+    if not isinstance(accounts, list):
+        raise shape_error("a session's accounts")
+    for raw in accounts:
         if not isinstance(raw, dict) or not raw.get("uid"):
             raise shape_error("a session's account")
-        identity = raw.get("identification_hash") or next(
-            iter(raw.get("identification_hashes") or ()), None
-        )
-        iban = (raw.get("account_id") or {}).get("iban")
-        if not identity:  # no hash at all: the IBAN, which does not change either
-            identity = hashlib.sha256(str(iban or raw["uid"]).encode()).hexdigest()
+        name = str(raw.get("name") or raw.get("product") or "Account")[:200]
+        hashes, ids, iban = _identities(raw)
+        key = next((known[i] for i in (*hashes, *ids) if i in known), None)
+        key = key or next(iter(hashes + ids), None)
+        if key is None:
+            left_out.append(name)
+            continue
         found.append(
             Held(
                 uid=str(raw["uid"]),
-                hash=str(identity),
-                name=str(raw.get("name") or raw.get("product") or "Account")[:200],
+                hash=key,
+                name=name,
                 currency=str(raw.get("currency") or "EUR")[:3],
                 last4=last4(iban),
                 type=ACCOUNT_TYPES.get(str(raw.get("cash_account_type")), "bank"),
+                hashes=tuple(hashes),
+                ids=tuple(ids),
             )
         )
-    return found
+    return found, left_out
+
+
+def known_keys(accounts: list[Held], stored: list[str]) -> dict:
+    """What ``accounts_of`` matches a new consent's accounts by: the connection's stored keys,
+    and every hash and identifier of the accounts its last session covered."""
+    known = {key: key for key in stored}
+    for held in accounts:
+        for i in (held.hash, *held.hashes, *held.ids):
+            known.setdefault(i, held.hash)
+    return known
 
 
 def requests_for(windows: Windows) -> int:
@@ -134,13 +222,17 @@ def _day(value, where: str) -> datetime | None:
 
 
 def _fallback_id(raw: dict, seen: dict) -> str:
-    """An id for an entry without ``entry_reference``: a digest of what the bank said of it
-    (its status left out: the same entry pending and booked), numbered among identical ones."""
+    """An id for an entry without ``entry_reference``: a digest of what the bank said of it,
+    numbered among identical ones. Its status is left out, but its booking date is in: a
+    pending entry (no booking date yet) gets another id once booked, and is matched to its
+    pending row by the reconciliation's pending -> posted rule, as one booked under a new
+    ``entry_reference`` is."""
     said = (
         raw.get("booking_date"), raw.get("value_date"), raw.get("transaction_date"),
-        (raw.get("transaction_amount") or {}).get("amount"), raw.get("credit_debit_indicator"),
-        raw.get("remittance_information"), (raw.get("creditor") or {}).get("name"),
-        (raw.get("debtor") or {}).get("name"),
+        _object(raw.get("transaction_amount"), "a transaction's amount").get("amount"),
+        raw.get("credit_debit_indicator"), raw.get("remittance_information"),
+        _object(raw.get("creditor"), "a transaction's creditor").get("name"),
+        _object(raw.get("debtor"), "a transaction's debtor").get("name"),
     )  # fmt: skip
     digest = hashlib.sha256(repr(said).encode()).hexdigest()[:32]
     seen[digest] = seen.get(digest, 0) + 1
@@ -159,8 +251,8 @@ def transaction_of(raw: dict, seen: dict) -> TransactionData | None:
         amount = -amount
     remittance = raw.get("remittance_information") or ()
     text = " ".join(str(r) for r in remittance) if isinstance(remittance, list) else str(remittance)
-    party = raw.get("creditor" if amount < 0 else "debtor") or {}
-    payee = str(party.get("name"))[:200] if isinstance(party, dict) and party.get("name") else None
+    party = _object(raw.get("creditor" if amount < 0 else "debtor"), "a transaction's party")
+    payee = str(party.get("name"))[:200] if party.get("name") else None
     booked = _day(raw.get("booking_date"), "booking_date")
     value = _day(raw.get("value_date"), "value_date")
     made = _day(raw.get("transaction_date"), "transaction_date") or value or booked
@@ -182,24 +274,57 @@ def transaction_of(raw: dict, seen: dict) -> TransactionData | None:
     )
 
 
-async def _transactions(client: api.Client, uid: str, start: datetime, until: datetime) -> list:
-    listed, keys, seen = [], set(), {}
+@dataclass
+class Listing:
+    """One account's transactions as listed: from ``start`` (a day the bank took) to the read's
+    end; ``whole``: every page was reached (False: cut short, at MAX_PAGES or a key given
+    twice)."""
+
+    transactions: list
+    start: date
+    whole: bool = True
+
+
+async def _pages(client: api.Client, uid: str, start: date, until: date) -> Listing:
+    listing, keys, seen = Listing([], start, whole=False), set(), {}
     key = None
     for _ in range(MAX_PAGES):
         page = await client.transactions(
-            uid, date_from=start.date().isoformat(), date_to=until.date().isoformat(), key=key
+            uid, date_from=start.isoformat(), date_to=until.isoformat(), key=key
         )
-        for raw in page.get("transactions") or ():
+        entries = page.get("transactions") or ()
+        if not isinstance(entries, list):
+            raise shape_error("a page of transactions")
+        for raw in entries:
             if not isinstance(raw, dict):
                 raise shape_error("a transaction")
             made = transaction_of(raw, seen)
             if made is not None:
-                listed.append(made)
+                listing.transactions.append(made)
         key = page.get("continuation_key")
-        if not key or key in keys:
+        if not key:
+            listing.whole = True
+            break
+        if key in keys:
             break
         keys.add(key)
-    return listed
+    return listing
+
+
+async def _transactions(client: api.Client, uid: str, start: date, until: date) -> Listing:
+    """The account's listing from ``start`` (never more than PERIOD_DAYS, dates inclusive);
+    a bank refusing the period (WRONG_TRANSACTIONS_PERIOD) is asked once more, from the day it
+    named, else for the last FALLBACK_DAYS."""
+    start = max(start, until - timedelta(days=PERIOD_DAYS - 1))
+    try:
+        return await _pages(client, uid, start, until)
+    except api.PeriodRefused as exc:
+        shorter = exc.date_from
+        if shorter is None or not start < shorter <= until:
+            shorter = until - timedelta(days=FALLBACK_DAYS - 1)
+        if shorter <= start:
+            raise
+        return await _pages(client, uid, shorter, until)
 
 
 async def read(
@@ -216,21 +341,30 @@ async def read(
             "not_configured", "Enable Banking is not configured here", transient=False
         )
     _, accounts = held_of(credential)
+    notes = [
+        f"left_out: {name!r} is not read: the bank gives it no lasting identity (no "
+        "identification hash, IBAN or other account number)"
+        for name in left_out_of(credential)
+    ]
     client = api.Client(http, app, settings)
     until = windows.until
     read_: list[AccountData] = []
     for held in accounts:
-        start = windows.start(held.hash, limits.history_days)
         # The bank's dates are whole days: the window starts at the first day asked for.
-        start = datetime.combine(start.date(), datetime.min.time(), UTC)
+        start = windows.start(held.hash, limits.history_days).date()
         try:
             balances = await client.balances(held.uid)
-            transactions = await _transactions(client, held.uid, start, until)
+            listing = await _transactions(client, held.uid, start, until.date())
         except SourceError as exc:
             if not read_:
                 raise
             # Those read are written (a read of the day's few is not thrown away).
-            return Reading(read_, failure=exc, complete=False)
+            return Reading(read_, notes=tuple(notes), failure=exc, complete=False)
+        if not listing.whole:
+            notes.append(
+                f"cut_short: the bank's listing of {held.name!r} was cut short after "
+                f"{MAX_PAGES} pages or a repeated continuation key; the rest is read next time"
+            )
         read_.append(
             AccountData(
                 external_id=held.hash,
@@ -240,8 +374,11 @@ async def read(
                 currency=held.currency,
                 balance=balance_of(balances),
                 positions=(),
-                transactions=tuple(transactions),
-                window=(start, until),
+                transactions=tuple(listing.transactions),
+                window=(datetime.combine(listing.start, datetime.min.time(), UTC), until),
+                # A listing cut short is not all of its window: no pending of ours it does not
+                # list is cancelled (the reconciliation reads it as changes only).
+                changes_only=not listing.whole,
             )
         )
-    return Reading(read_)
+    return Reading(read_, notes=tuple(notes))

@@ -16,6 +16,7 @@ import functools
 import json
 import time
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -47,7 +48,26 @@ NEEDS_PERSON = frozenset(
 )
 ENDED = frozenset({"EXPIRED_SESSION"})
 RATE_LIMITED = "ASPSP_RATE_LIMIT_EXCEEDED"
+# The bank refused the period of transactions asked for (longer than it serves: a strict bank
+# counts 90 days inclusive); its ``detail`` may name the earliest ``date_from`` it takes.
+WRONG_PERIOD = "WRONG_TRANSACTIONS_PERIOD"
 TRANSIENT = frozenset({RATE_LIMITED, "ASPSP_ERROR", "ASPSP_TIMEOUT"})
+
+
+class PeriodRefused(SourceError):
+    """WRONG_TRANSACTIONS_PERIOD, with the earliest day the bank said it serves (or None)."""
+
+    def __init__(self, description: str, date_from: date | None):
+        super().__init__(WRONG_PERIOD, description, transient=False)
+        self.date_from = date_from
+
+
+def _suggested_day(detail) -> date | None:
+    value = detail.get("date_from") if isinstance(detail, dict) else None
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,11 @@ def failure(response: httpx.Response) -> SourceError:
             code, f"{said}: connect the bank again", transient=False, needs_person=True,
             ended=code in ENDED,
         )  # fmt: skip
+    if code == WRONG_PERIOD:
+        return PeriodRefused(
+            f"the bank refused the period of transactions asked for ({said})",
+            _suggested_day(body.get("detail")),
+        )
     if code == RATE_LIMITED:
         return SourceError(
             code, f"the bank's limit of unattended reads is spent for now ({said})",
