@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import jwt
@@ -158,8 +159,11 @@ class Client:
     def __init__(self, http: httpx.AsyncClient, app: App, settings: Settings):
         self.http, self.app, self.settings = http, app, settings
 
-    async def call(self, method: str, path: str, *, params=None, body=None):
-        url = self.app.base_url + path
+    async def call(self, method: str, template: str, *, ids=None, params=None, body=None):
+        """``template`` with ``ids`` filled in; only the template is ever logged (the ids are
+        a session's and its accounts' handles)."""
+        url = self.app.base_url + template.format(**(ids or {}))
+        prefix = urlsplit(self.app.base_url).path
 
         def send():
             return self.http.request(
@@ -171,6 +175,7 @@ class Client:
                     "Authorization": f"Bearer {token(self.app)}",
                     "Accept": "application/json",
                 },
+                extensions={upstream.PATH_TEMPLATE: prefix + template},
             )
 
         try:
@@ -211,14 +216,16 @@ class Client:
         return await self.call("POST", "/sessions", body={"code": code})
 
     async def close_session(self, session_id: str) -> None:
-        await self.call("DELETE", f"/sessions/{session_id}")
+        await self.call("DELETE", "/sessions/{id}", ids={"id": session_id})
 
     async def balances(self, uid: str) -> list:
-        answer = await self.call("GET", f"/accounts/{uid}/balances")
+        answer = await self.call("GET", "/accounts/{uid}/balances", ids={"uid": uid})
         return list(answer.get("balances") or ())
 
     async def transactions(self, uid: str, *, date_from: str, date_to: str, key: str | None):
         params = {"date_from": date_from, "date_to": date_to}
         if key:
             params["continuation_key"] = key
-        return await self.call("GET", f"/accounts/{uid}/transactions", params=params)
+        return await self.call(
+            "GET", "/accounts/{uid}/transactions", ids={"uid": uid}, params=params
+        )
