@@ -300,8 +300,10 @@ def test_configured_only_with_an_application_outside_development(test_settings):
     spec = build_registry(production)["enablebanking"]
     assert not spec.configured
     assert api.application(production) is None
+    # (A key that signs: one that does not leaves it unconfigured, test_enablebanking_key.py.)
+    key_file = str(api.application(test_settings).key_file)
     own = production.model_copy(
-        update={"ENABLE_BANKING_APP_ID": "app-1", "ENABLE_BANKING_KEY_FILE": "/etc/eb.pem"}
+        update={"ENABLE_BANKING_APP_ID": "app-1", "ENABLE_BANKING_KEY_FILE": key_file}
     )
     assert build_registry(own)["enablebanking"].configured
     assert api.application(own).base_url == "https://api.enablebanking.com"

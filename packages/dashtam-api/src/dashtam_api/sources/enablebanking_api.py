@@ -108,6 +108,26 @@ def private_key(path: Path):
         ) from None
 
 
+def key_problem(app: App, settings: Settings) -> str | None:
+    """What is wrong with the application's private key, in one line (None: it signs): checked
+    when the registry is built, so a key that cannot be used is said at start, not at a
+    person's first connect. Outside development and testing the file must be the owner's alone
+    (like the env files: no group or other permissions)."""
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+    where = f"the Enable Banking application's key ENABLE_BANKING_KEY_FILE={app.key_file}"
+    try:
+        mode = app.key_file.stat().st_mode
+        key = private_key(app.key_file)
+    except (OSError, SourceError):
+        return f"{where} cannot be read as a PEM private key without a password"
+    if not isinstance(key, RSAPrivateKey):
+        return f"{where} is not an RSA key (Enable Banking's JWTs are RS256)"
+    if mode & 0o077 and not settings.local_environment:
+        return f"{where} may be read by others than its owner: chmod 600 it"
+    return None
+
+
 @functools.lru_cache(maxsize=4)
 def _loaded(path: Path, version: int):
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
