@@ -8,21 +8,40 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
+from sqlalchemy import select
 
+from dashtam_api.connections import refresh
 from dashtam_api.connections import service as connections
+from dashtam_api.sources import enablebanking
+from dashtam_api.sync import service as sync_service
+from dashtam_models import ProviderConnection
 from tests.api.test_auth import is_problem
 from tests.api.test_connections import signed_in
 from tests.api.test_enablebanking_lookalike import headers as app_headers
 from tests.api.test_enablebanking_source import (
     EB,
     consent,
-    eb,  # noqa: F401 (the fixture)
     holdings,
     provider,
     status_of,
     sync,
 )
+
+
+@pytest.fixture
+async def eb(app, client):
+    """The client, with the app's shared pool pointed at the app itself (as in
+    test_enablebanking_source.py)."""
+    ctx = app.state.ctx
+    saved = ctx.transport
+    ctx.transport = httpx.ASGITransport(app=app)
+    try:
+        yield client
+    finally:
+        ctx.transport = saved
+
 
 GERMAN = {"name": "Testbank Deutschland", "country": "DE"}
 NORDIC = {"name": "Nordic Test Bank", "country": "FI"}
@@ -69,7 +88,7 @@ async def test_a_strict_bank_is_asked_for_90_days_inclusive_never_91(eb, test_se
 
 async def _a_uid(client, app, settings, psu_at_bank: str) -> str:
     """A uid of the PSU's latest session at the bank, from the look-alike's own record."""
-    session_id = (await app.state.ctx.redis.get(f"sandbox:eb:latest:{psu_at_bank}"))
+    session_id = await app.state.ctx.redis.get(f"sandbox:eb:latest:{psu_at_bank}")
     found = await client.get(f"{EB}/sessions/{session_id}", headers=app_headers(settings))
     return found.json()["accounts"][0]
 
@@ -93,7 +112,9 @@ async def test_a_refusal_naming_no_day_is_asked_again_for_the_last_30(eb, test_s
     first = await sync(eb, headers, provider_id)
     assert first.status_code == 200, first.text
     today = datetime.now(UTC).date()
-    oldest = sorted(_oldest(listed) for listed in (await holdings(eb, headers, provider_id)).values())
+    oldest = sorted(
+        _oldest(listed) for listed in (await holdings(eb, headers, provider_id)).values()
+    )
     assert oldest[0] < today - timedelta(days=80)  # the other account: 90 days
     assert today - timedelta(days=29) <= oldest[1] <= today - timedelta(days=25)
 
@@ -132,18 +153,18 @@ async def test_an_account_without_a_hash_or_iban_is_kept_across_reconnections(eb
     assert second.status_code == 200, second.text
     after = await holdings(eb, headers, provider_id)
     assert set(after) == set(before)  # no account added by the new uids
-    accounts = (
-        await eb.get(f"/api/v1/providers/{provider_id}/accounts", headers=headers)
-    ).json()["items"]
+    accounts = (await eb.get(f"/api/v1/providers/{provider_id}/accounts", headers=headers)).json()[
+        "items"
+    ]
     assert sorted(a["name"] for a in accounts) == ["Girokonto account", "Kreditkarte account"]
 
 
 async def test_an_account_known_only_by_its_uid_is_left_out_and_said(eb, test_settings):
     headers, provider_id, _ = await _connected(eb, test_settings, NORDIC)
     assert (await sync(eb, headers, provider_id)).status_code == 200
-    accounts = (
-        await eb.get(f"/api/v1/providers/{provider_id}/accounts", headers=headers)
-    ).json()["items"]
+    accounts = (await eb.get(f"/api/v1/providers/{provider_id}/accounts", headers=headers)).json()[
+        "items"
+    ]
     assert [a["name"] for a in accounts] == ["Everyday account"]
     said = (await status_of(eb, headers, provider_id))["sync_error"]
     assert "Prepaid account" in said
@@ -170,7 +191,7 @@ async def test_a_session_refused_here_is_closed_at_the_bank(eb, test_settings, a
     assert answer.json()["institution_error"] == "NO_ACCOUNTS_ADDED"
     assert "Prepaid account" in answer.json()["detail"]
     redis = app.state.ctx.redis
-    opened = (await redis.get(f"sandbox:eb:latest:{psu}:Kartenbank|DE"))
+    opened = await redis.get(f"sandbox:eb:latest:{psu}:Kartenbank|DE")
     shown = await eb.get(f"{EB}/sessions/{opened}", headers=app_headers(test_settings))
     assert shown.json()["status"] == "CLOSED"
     assert (await status_of(eb, headers, provider_id))["status"] != "active"
@@ -183,7 +204,7 @@ async def test_the_replaced_session_is_closed_only_once_the_new_one_is_committed
     headers, provider_id, psu = await _connected(eb, test_settings)
     redis = ctx.redis
     latest = f"sandbox:eb:latest:{psu}:Sandbox Bank|FI"
-    old = (await redis.get(latest))
+    old = await redis.get(latest)
     sent = app_headers(test_settings)
 
     async def code_and_state() -> dict:
@@ -217,3 +238,66 @@ async def test_the_replaced_session_is_closed_only_once_the_new_one_is_committed
     await ctx.settle()
     shown = await eb.get(f"{EB}/sessions/{replaced}", headers=sent)
     assert shown.json()["status"] == "CLOSED"
+
+
+async def test_a_bank_requiring_psu_headers_is_read_when_the_person_syncs_and_never_unattended(
+    eb, test_settings, app, session
+):
+    ctx = app.state.ctx
+    banks = await eb.get(
+        f"{EB}/aspsps", headers=app_headers(test_settings), params={"country": "DE"}
+    )
+    german = next(b for b in banks.json()["aspsps"] if b["name"] == GERMAN["name"])
+    assert german["required_psu_headers"] == ["Psu-Ip-Address", "Psu-User-Agent"]
+    headers, provider_id, psu = await _connected(eb, test_settings, GERMAN)
+    # The person's own sync carries their address and user agent: attended, not counted.
+    mine = await eb.post(
+        f"/api/v1/providers/{provider_id}/sync", headers=headers | {"User-Agent": "Firefox/140"}
+    )
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["accounts"] == 2
+    assert (await eb.get(f"{EB}/_control/{psu}")).json() == {}  # no unattended read
+    # The background loop does not try (the bank would refuse) and waits a day.
+    connection_id = await session.scalar(
+        select(ProviderConnection.id).where(ProviderConnection.provider_id == provider_id)
+    )
+    loop = await sync_service.sync_connection(
+        ctx, connection_id, trigger=refresh.Trigger.BACKGROUND, stale_only=False
+    )
+    assert loop.kind == "over_budget"
+    assert loop.retry_at > datetime.now(UTC) + timedelta(hours=23)
+    shown = await status_of(eb, headers, provider_id)
+    assert shown["status"] == "active"
+    assert "only while you are there" in shown["sync_error"]
+    assert (await eb.get(f"{EB}/_control/{psu}")).json() == {}
+
+
+async def test_the_lookalike_refuses_an_unattended_read_of_a_bank_requiring_psu_headers(
+    eb, test_settings, app
+):
+    _, _, psu = await _connected(eb, test_settings, GERMAN)
+    uid = await _a_uid(eb, app, test_settings, f"{psu}:{GERMAN['name']}|DE")
+    sent = app_headers(test_settings)
+    unattended = await eb.get(f"{EB}/accounts/{uid}/balances", headers=sent)
+    assert unattended.status_code == 429
+    assert unattended.json()["error"] == "ASPSP_RATE_LIMIT_EXCEEDED"
+    attended = await eb.get(
+        f"{EB}/accounts/{uid}/balances", headers=sent | {"Psu-Ip-Address": "192.0.2.1"}
+    )
+    assert attended.status_code == 200
+
+
+def test_psu_headers_are_the_persons_public_address_and_agent(test_settings):
+    production = test_settings.model_copy(update={"ENVIRONMENT": "production"})
+    person = {"ip": "93.184.216.34", "user_agent": "Firefox/140\r\nX-Evil: 1"}
+    assert enablebanking.attended(person, production) == {
+        "Psu-Ip-Address": "93.184.216.34",
+        "Psu-User-Agent": "Firefox/140X-Evil: 1",
+    }
+    # A private or loopback address is refused by banks (actualbudget/actual#8032): not sent.
+    for ip in ("10.1.2.3", "127.0.0.1", "::1", "not an address", None):
+        assert enablebanking.attended({"ip": ip}, production) is None
+    assert enablebanking.attended(None, production) is None
+    assert enablebanking.attended({"ip": "127.0.0.1"}, test_settings) == {
+        "Psu-Ip-Address": "127.0.0.1"
+    }

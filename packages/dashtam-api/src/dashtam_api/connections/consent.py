@@ -196,6 +196,23 @@ def _opened(answer: dict, known: dict) -> tuple[str, list, list, datetime]:
     return str(session_id), accounts, left_out, valid_until
 
 
+async def _required_psu_headers(client: api.Client, aspsp) -> list[str]:
+    """The PSU headers the session's bank requires (/aspsps' ``required_psu_headers``): kept
+    with the connection, whose reads then need the person there. Unknown (the list did not
+    answer) is none: the bank's own refusal still says so."""
+    if not isinstance(aspsp, dict) or not aspsp.get("name"):
+        return []
+    try:
+        listed = await client.aspsps(str(aspsp.get("country") or "") or None)
+    except SourceError:
+        return []
+    bank = next((b for b in listed if b.get("name") == aspsp["name"]), {})
+    required = bank.get("required_psu_headers") or []
+    return (
+        [str(h)[:60] for h in required if isinstance(h, str)] if isinstance(required, list) else []
+    )
+
+
 def _held(vault: Vault, connection_id: uuid.UUID, stored) -> tuple[str | None, list]:
     """The session id and accounts the connection held before, if they can be read."""
     if stored is None or not stored.access_token_encrypted:
@@ -243,6 +260,7 @@ async def complete(
             client = api.Client(http, _app(settings), settings)
             answer = await client.open_session(code)
             session_id, accounts, left_out, valid_until = _opened(answer, known)
+            psu_headers = await _required_psu_headers(client, answer.get("aspsp"))
     except SourceError as exc:
         opened = answer.get("session_id")
         if opened and isinstance(opened, str):
@@ -265,7 +283,7 @@ async def complete(
         spec=spec,
         connection=connection,
         token={
-            "access_token": enablebanking.credential(session_id, accounts, left_out),
+            "access_token": enablebanking.credential(session_id, accounts, left_out, psu_headers),
             "token_type": "EnableBanking",
         },
     )

@@ -365,8 +365,9 @@ async def _act(request, session, reader, ctx, ended, provider_id, csrf, action) 
     try:
         if action == "sync":
             await accounts.sync_now(
-                ctx=ctx, session=session, user=visitor.user, provider_id=provider["id"]
-            )
+                ctx=ctx, session=session, user=visitor.user, provider_id=provider["id"],
+                present=where(request),
+            )  # fmt: skip
             return RedirectResponse(f"{here}?done=synced", status_code=303)
         if action == "revoke":
             await connections.revoke(

@@ -20,7 +20,8 @@
   what they list is enablebanking_data.py's (accounts without an identification hash too).
 - PSD2's limit: four unattended reads a day per session, account and resource (pages after the
   first are the same read; a request with ``Psu-Ip-Address`` is attended, not counted); past
-  it 429 ``ASPSP_RATE_LIMIT_EXCEEDED``. ``EXPIRED_SESSION`` after ``valid_until``.
+  it 429 ``ASPSP_RATE_LIMIT_EXCEEDED``. A bank listing ``required_psu_headers`` allows none:
+  every read without ``Psu-Ip-Address`` is that 429. ``EXPIRED_SESSION`` after ``valid_until``.
 - Every error is ``{"code", "message", "error", "detail"}``.
 - ``POST /_control/{psu}/fail`` (the PSU's next reads fail so: FAILURES), ``POST
   /_control/{psu}/paging`` (page size, a continuation key answered again), ``POST
@@ -324,6 +325,16 @@ async def close_session(
     return JSONResponse({"message": "OK"})
 
 
+async def _unattended(redis, record, session_id, uid, resource, psu_ip_address) -> None:
+    """A read without the person's headers: counted (four a day), or refused outright by a
+    bank that requires PSU headers (as SpareBank 1 does: firefly-iii#12523)."""
+    if psu_ip_address is not None:
+        return
+    if data.bank(*record["bank"]).get("required_psu_headers"):
+        raise store.Refused("ASPSP_RATE_LIMIT_EXCEEDED", "PSU-IP-Address header is required")
+    await store.counted(redis, record, session_id, uid, resource)
+
+
 @router.get("/accounts/{uid}/balances")
 @_guarded
 async def balances(
@@ -335,8 +346,7 @@ async def balances(
 ) -> dict:
     record, n, session_id = await store.account(redis, uid)
     await store.injected(redis, record, session_id)
-    if psu_ip_address is None:
-        await store.counted(redis, record, session_id, uid, "balances")
+    await _unattended(redis, record, session_id, uid, "balances", psu_ip_address)
     entries, bank, anchor = await store.entries(redis, record, n, step_on=False)
     return {"balances": data.balances(bank, entries, anchor)}
 
@@ -369,8 +379,7 @@ async def transactions(
         if refused is not None:
             return problem("WRONG_TRANSACTIONS_PERIOD", refused["message"], refused["detail"])
         await store.injected(redis, record, session_id)
-        if psu_ip_address is None:
-            await store.counted(redis, record, session_id, uid, "transactions")
+        await _unattended(redis, record, session_id, uid, "transactions", psu_ip_address)
         entries, _, _ = await store.entries(redis, record, n, step_on=True)
         upper = (date_to or date.max).isoformat()
         listed = [

@@ -20,7 +20,8 @@ from decimal import Decimal
 
 HISTORY_DAYS = 100
 # ``period_days``: the longest period of transactions one listing may span, dates inclusive
-# (None: any); ``names_date_from``: its refusal names the earliest date_from it takes.
+# (None: any); ``names_date_from``: its refusal names the earliest date_from it takes;
+# ``required_psu_headers``: it allows no unattended read (each must carry the person's headers).
 BANKS = (
     {"name": "Sandbox Bank", "country": "FI", "bic": "SANDFIHH", "maximum_consent_validity":
      180 * 86400, "balances": ("CLBD", "ITAV", "XPCD"), "accounts": ("Current", "Savings"),
@@ -30,7 +31,8 @@ BANKS = (
      "period_days": None, "names_date_from": False},
     {"name": "Testbank Deutschland", "country": "DE", "bic": "TESTDEFF", "maximum_consent_validity":
      90 * 86400, "balances": ("XPCD", "PRCD"), "accounts": ("Girokonto", "Kreditkarte"),
-     "period_days": 60, "names_date_from": True},
+     "period_days": 60, "names_date_from": True,
+     "required_psu_headers": ["Psu-Ip-Address", "Psu-User-Agent"]},
     {"name": "Kartenbank", "country": "DE", "bic": "KARTDEFF", "maximum_consent_validity":
      90 * 86400, "balances": ("CLBD",), "accounts": ("Prepaid",),
      "period_days": 90, "names_date_from": False},
@@ -59,7 +61,7 @@ def listed(bank_: dict) -> dict:
         "sandbox": None,
         "beta": False,
         "bic": bank_["bic"],
-        "required_psu_headers": [],
+        "required_psu_headers": list(bank_.get("required_psu_headers", ())),
     }
 
 

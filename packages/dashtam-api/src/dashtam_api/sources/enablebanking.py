@@ -20,6 +20,7 @@ uid: a reconnection keeps every account and transaction it had.
 """
 
 import hashlib
+import ipaddress
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -57,6 +58,8 @@ MAX_PAGES = 200
 # without naming the day it would take.
 PERIOD_DAYS = 90
 FALLBACK_DAYS = 30
+# What a read of a bank that requires PSU headers is refused as when the person is not there.
+PRESENCE_REQUIRED = "psu_presence_required"
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,15 @@ class Held:
     ids: tuple[str, ...] = ()
 
 
-def credential(session_id: str, accounts: list[Held], left_out: list[str] = ()) -> str:
+def credential(
+    session_id: str, accounts: list[Held], left_out: list[str] = (), psu_headers: list[str] = ()
+) -> str:
+    """The sealed JSON: the session, its accounts, the names of those left out, and the PSU
+    headers the bank requires (``required_psu_headers``: it reads only while the person is
+    there to send them)."""
     return json.dumps(
         {"session_id": session_id, "accounts": [vars(a) for a in accounts],
-         "left_out": list(left_out)}
+         "left_out": list(left_out), "psu_headers": list(psu_headers)}
     )  # fmt: skip
 
 
@@ -98,13 +106,40 @@ def held_of(credential_text: str) -> tuple[str, list[Held]]:
         ) from None  # fmt: skip
 
 
+def _listed(credential_text: str, key: str) -> list[str]:
+    try:
+        return [str(n) for n in json.loads(credential_text).get(key) or ()]
+    except (ValueError, AttributeError, TypeError):
+        return []
+
+
 def left_out_of(credential_text: str) -> list[str]:
     """The names of the accounts the consent covers that Dashtam could not key (no lasting
     identity at the bank)."""
+    return _listed(credential_text, "left_out")
+
+
+def psu_headers_of(credential_text: str) -> list[str]:
+    """The PSU headers the connection's bank requires (none: it reads unattended too)."""
+    return _listed(credential_text, "psu_headers")
+
+
+def attended(present, settings: Settings) -> dict | None:
+    """The PSU headers of a read the person asked for themselves: their address and user
+    agent. None when no one is there, or their address is private or loopback outside
+    development and testing (banks refuse those: actualbudget/actual#8032)."""
+    ip = (present or {}).get("ip")
     try:
-        return [str(n) for n in json.loads(credential_text).get("left_out") or ()]
-    except (ValueError, AttributeError, TypeError):
-        return []
+        address = ipaddress.ip_address(ip) if ip else None
+    except ValueError:
+        address = None
+    if address is None or not (address.is_global or settings.local_environment):
+        return None
+    headers = {"Psu-Ip-Address": str(address)}
+    agent = "".join(c for c in str(present.get("user_agent") or "") if " " <= c <= "~")[:300]
+    if agent:
+        headers["Psu-User-Agent"] = agent
+    return headers
 
 
 def _object(value, where: str) -> dict:
@@ -285,12 +320,12 @@ class Listing:
     whole: bool = True
 
 
-async def _pages(client: api.Client, uid: str, start: date, until: date) -> Listing:
+async def _pages(client: api.Client, uid: str, start: date, until: date, psu) -> Listing:
     listing, keys, seen = Listing([], start, whole=False), set(), {}
     key = None
     for _ in range(MAX_PAGES):
         page = await client.transactions(
-            uid, date_from=start.isoformat(), date_to=until.isoformat(), key=key
+            uid, date_from=start.isoformat(), date_to=until.isoformat(), key=key, psu=psu
         )
         entries = page.get("transactions") or ()
         if not isinstance(entries, list):
@@ -311,20 +346,22 @@ async def _pages(client: api.Client, uid: str, start: date, until: date) -> List
     return listing
 
 
-async def _transactions(client: api.Client, uid: str, start: date, until: date) -> Listing:
+async def _transactions(
+    client: api.Client, uid: str, start: date, until: date, psu: dict | None
+) -> Listing:
     """The account's listing from ``start`` (never more than PERIOD_DAYS, dates inclusive);
     a bank refusing the period (WRONG_TRANSACTIONS_PERIOD) is asked once more, from the day it
     named, else for the last FALLBACK_DAYS."""
     start = max(start, until - timedelta(days=PERIOD_DAYS - 1))
     try:
-        return await _pages(client, uid, start, until)
+        return await _pages(client, uid, start, until, psu)
     except api.PeriodRefused as exc:
         shorter = exc.date_from
         if shorter is None or not start < shorter <= until:
             shorter = until - timedelta(days=FALLBACK_DAYS - 1)
         if shorter <= start:
             raise
-        return await _pages(client, uid, shorter, until)
+        return await _pages(client, uid, shorter, until, psu)
 
 
 async def read(
@@ -341,6 +378,15 @@ async def read(
             "not_configured", "Enable Banking is not configured here", transient=False
         )
     _, accounts = held_of(credential)
+    psu = attended(windows.present, settings) if psu_headers_of(credential) else None
+    if psu_headers_of(credential) and psu is None:
+        # The bank allows no unattended read (some demand the person's PSU headers on every
+        # one): not tried, and the loop waits a day; the person's own sync reads it.
+        raise SourceError(
+            PRESENCE_REQUIRED, "this bank lets Dashtam read it only while you are there: sync "
+            "it yourself (Sync now, or POST /api/v1/providers/{id}/sync)", transient=False,
+            budget_spent=True, retry_after=86400,
+        )  # fmt: skip
     notes = [
         f"left_out: {name!r} is not read: the bank gives it no lasting identity (no "
         "identification hash, IBAN or other account number)"
@@ -353,8 +399,8 @@ async def read(
         # The bank's dates are whole days: the window starts at the first day asked for.
         start = windows.start(held.hash, limits.history_days).date()
         try:
-            balances = await client.balances(held.uid)
-            listing = await _transactions(client, held.uid, start, until.date())
+            balances = await client.balances(held.uid, psu=psu)
+            listing = await _transactions(client, held.uid, start, until.date(), psu)
         except SourceError as exc:
             if not read_:
                 raise

@@ -179,7 +179,7 @@ class Client:
     def __init__(self, http: httpx.AsyncClient, app: App, settings: Settings):
         self.http, self.app, self.settings = http, app, settings
 
-    async def call(self, method: str, template: str, *, ids=None, params=None, body=None):
+    async def call(self, method: str, template: str, *, ids=None, params=None, body=None, psu=None):
         """``template`` with ``ids`` filled in; only the template is ever logged (the ids are
         a session's and its accounts' handles)."""
         url = self.app.base_url + template.format(**(ids or {}))
@@ -194,6 +194,7 @@ class Client:
                 headers={
                     "Authorization": f"Bearer {token(self.app)}",
                     "Accept": "application/json",
+                    **(psu or {}),
                 },
                 extensions={upstream.PATH_TEMPLATE: prefix + template},
             )
@@ -238,14 +239,16 @@ class Client:
     async def close_session(self, session_id: str) -> None:
         await self.call("DELETE", "/sessions/{id}", ids={"id": session_id})
 
-    async def balances(self, uid: str) -> list:
-        answer = await self.call("GET", "/accounts/{uid}/balances", ids={"uid": uid})
+    async def balances(self, uid: str, *, psu: dict | None = None) -> list:
+        answer = await self.call("GET", "/accounts/{uid}/balances", ids={"uid": uid}, psu=psu)
         return list(answer.get("balances") or ())
 
-    async def transactions(self, uid: str, *, date_from: str, date_to: str, key: str | None):
+    async def transactions(
+        self, uid: str, *, date_from: str, date_to: str, key: str | None, psu: dict | None = None
+    ):
         params = {"date_from": date_from, "date_to": date_to}
         if key:
             params["continuation_key"] = key
         return await self.call(
-            "GET", "/accounts/{uid}/transactions", ids={"uid": uid}, params=params
+            "GET", "/accounts/{uid}/transactions", ids={"uid": uid}, params=params, psu=psu
         )
