@@ -16,7 +16,7 @@ from dashtam_api.connections import refresh
 from dashtam_api.connections import service as connections
 from dashtam_api.sources import enablebanking
 from dashtam_api.sync import service as sync_service
-from dashtam_models import ProviderConnection
+from dashtam_models import ProviderAuditLog, ProviderConnection
 from tests.api.test_auth import is_problem
 from tests.api.test_connections import signed_in
 from tests.api.test_enablebanking_lookalike import headers as app_headers
@@ -301,3 +301,28 @@ def test_psu_headers_are_the_persons_public_address_and_agent(test_settings):
     assert enablebanking.attended({"ip": "127.0.0.1"}, test_settings) == {
         "Psu-Ip-Address": "127.0.0.1"
     }
+
+
+@pytest.mark.commits  # the refusal's audit row is written outside the request's transaction
+async def test_a_refused_auth_is_audited_authorization_failed(
+    eb, test_settings, connection, session
+):
+    headers = await signed_in(eb, f"ebr-{uuid.uuid4().hex[:6]}")
+    provider_id = await provider(eb, headers)
+    await eb.post(f"{EB}/_control/_auth/fail", json={"kind": "ASPSP_ERROR"})
+    refused = await eb.post(
+        f"/api/v1/providers/{provider_id}/authorization",
+        headers=headers | {"User-Agent": "Firefox/140"},
+        json={"bank": {"name": "Sandbox Bank", "country": "FI"}},
+    )
+    assert is_problem(refused, 502)
+    assert refused.json()["institution_error"] == "ASPSP_ERROR"
+    rows = (
+        await session.execute(
+            select(ProviderAuditLog.action, ProviderAuditLog.details, ProviderAuditLog.user_agent)
+            .where(ProviderAuditLog.provider_id == uuid.UUID(provider_id))
+        )
+    ).all()  # fmt: skip
+    assert [(r.action, r.details["error"], r.details["step"], r.user_agent) for r in rows] == [
+        ("authorization_failed", "ASPSP_ERROR", "auth", "Firefox/140")
+    ]

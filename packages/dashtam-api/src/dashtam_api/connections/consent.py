@@ -131,9 +131,12 @@ async def start(
     provider_id: uuid.UUID,
     name: str,
     country: str,
+    where: dict | None = None,
 ) -> dict:
     """The URL of the bank's consent page for the bank picked; a bank Enable Banking does not
-    list in that country is a 409 (the request's form is right, the bank is not there)."""
+    list in that country is a 409 (the request's form is right, the bank is not there). Enable
+    Banking refusing ``/auth`` is audited ``authorization_failed`` (``where``: who asked), in a
+    transaction of its own: the request's is rolled back."""
     provider, connection = await _owned_consent(ctx, session, user, provider_id)
     await end_read(session)
     settings = ctx.settings
@@ -165,6 +168,21 @@ async def start(
             )
     except SourceError as exc:
         await redis.delete(oauth.STATE_PREFIX + state)
+        await audit.record_detached(
+            db=ctx.db,
+            action="authorization_failed",
+            user_id=user.id,
+            provider_id=provider.id,
+            connection_id=connection.id,
+            ip=(where or {}).get("ip"),
+            user_agent=(where or {}).get("user_agent"),
+            details={
+                "step": "auth",
+                "bank": bank["name"][:200],
+                "error": exc.error[:100],
+                "error_description": exc.description[:300],
+            },
+        )
         raise _upstream(exc) from None
     if not answer.get("url"):
         raise UpstreamError(

@@ -289,7 +289,7 @@ async def connect(
                 return RedirectResponse(f"{here}?done=connected", status_code=303)
             case Kind.CONSENT:
                 started = await consent.start(
-                    **ids, redis=redis, name=bank, country=country.upper()
+                    **ids, redis=redis, name=bank, country=country.upper(), where=where(request)
                 )
                 return RedirectResponse(started["authorization_url"], status_code=303)
             case Kind.LINK:

@@ -24,7 +24,8 @@
   every read without ``Psu-Ip-Address`` is that 429. ``EXPIRED_SESSION`` after ``valid_until``.
 - Every error is ``{"code", "message", "error", "detail"}``.
 - ``POST /_control/{psu}/fail`` (the PSU's next reads fail so: FAILURES), ``POST
-  /_control/{psu}/paging`` (page size, a continuation key answered again), ``POST
+  /_control/{psu}/paging`` (page size, a continuation key answered again; ``_auth`` as the
+  PSU: the next ``POST /auth`` fails so), ``POST
   /_control/{psu}/clock`` (time moves on for the PSU's sessions: limits, expiry),
   ``GET /_control/{psu}``: reads counted, for tests.
 """
@@ -53,6 +54,8 @@ from dashtam_api.sources import enablebanking_api as api
 router = api_router(prefix="/sandbox/enablebanking", tags=["sandbox"], include_in_schema=False)
 
 PAGE = 10
+# The "PSU" whose queued failures (``_control/_auth/fail``) the next ``POST /auth`` answers.
+AUTH = "_auth"
 FAILURES = (
     "EXPIRED_SESSION", "ASPSP_ERROR", "ASPSP_TIMEOUT", "ASPSP_RATE_LIMIT_EXCEEDED",
     "ASPSP_PSU_ACTION_REQUIRED", "WRONG_TRANSACTIONS_PERIOD",
@@ -168,6 +171,8 @@ async def auth(
     bank = data.bank(body.aspsp.name, body.aspsp.country)
     if bank is None:
         return problem("ASPSP_NOT_FOUND", "No such ASPSP")
+    if failure := store.text(await redis.lpop(f"{store.PREFIX}fail:{AUTH}")):
+        return problem(failure, f"Injected: {failure}")
     if body.redirect_url != redirect_uri(settings):
         return problem("REDIRECT_URI_NOT_ALLOWED", "Redirect URI not allowed")
     valid_until = body.access.valid_until

@@ -2,21 +2,26 @@
 
 The connection holds a session (connections/consent.py opened it from the person's consent at
 their bank), sealed by the vault as JSON: the session id and, for each account it covers, its
-``uid`` (the handle the API wants in its paths, a new one with every consent) and its
-``identification_hash`` (the same across consents). Accounts are keyed by the hash, never the
-uid: a reconnection keeps every account and transaction it had.
+``uid`` (the handle the API wants in its paths, a new one with every consent), its key (its
+``identification_hash``, the same across consents, else its IBAN's or other number's digest)
+and what identifies it (every hash, identifier digests); the names of accounts left out (only
+a uid); the PSU headers the bank requires. Accounts are keyed by the hash, never the uid: a
+reconnection keeps every account and transaction it had (``covered``).
 
 - Balances (``/accounts/{uid}/balances``): the booked one is the first of CLBD, ITBD, XPCD,
   OPBD, PRCD that the bank lists (else whatever it lists first); the available one ITAV, CLAV.
 - Transactions (``/accounts/{uid}/transactions`` from the account's window to today, dates
-  inclusive), following ``continuation_key`` to the end (and stopping on a key seen before).
+  inclusive, never more than PERIOD_DAYS; a refused period asked once more, shorter),
+  following ``continuation_key`` to the end (a listing cut short, at MAX_PAGES or a key seen
+  before, is read as changes only: no pending it did not reach is cancelled).
   BOOK is posted, PDNG (and HOLD) pending, others (cancelled, rejected, scheduled) left out.
   Amounts come unsigned, ``credit_debit_indicator`` gives the sign. The id is
   ``entry_reference``; without one, a digest of what the bank said of it. A pending that books
   under a new ``entry_reference`` is matched by the reconciliation's pending → posted rule.
 - Limits: banks allow about four unattended reads a day of each account (PSD2 RTS 36(5)): the
   budget counts reads (four a day); the bank's 429 ``ASPSP_RATE_LIMIT_EXCEEDED`` says the day's
-  reads are spent, not that anything is wrong.
+  reads are spent, not that anything is wrong. A bank that requires PSU headers is read only
+  when the person asked for the read (``Windows.present``), with their address and agent.
 """
 
 import hashlib

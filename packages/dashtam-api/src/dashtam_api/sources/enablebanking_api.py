@@ -6,7 +6,9 @@
 - Its errors are ``{"code": <http status>, "message", "error": "<CODE>", "detail"}``; what each
   code means for a connection is decided here (``failure``): the session's end or the bank
   wanting the person needs them; the bank's PSD2 limit (429 ``ASPSP_RATE_LIMIT_EXCEEDED``)
-  means the day's reads are spent, the connection healthy; the bank's troubles pass.
+  means the day's reads are spent, the connection healthy; the bank's troubles pass; a period
+  refused (``WRONG_TRANSACTIONS_PERIOD``) is a ``PeriodRefused`` naming the day the bank takes.
+- Paths are sent from templates (``/accounts/{uid}/balances``), which alone reach the log.
 - ``application``: which application this deployment is. Unconfigured in development and
   testing, the look-alike this API serves (sandbox/enablebanking.py), with the key `inv setup`
   made next to the project's CA.
