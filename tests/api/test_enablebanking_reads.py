@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from dashtam_api.connections import refresh
 from dashtam_api.connections import service as connections
@@ -72,7 +72,8 @@ async def test_a_strict_bank_is_asked_for_90_days_inclusive_never_91(eb, test_se
     first = await sync(eb, headers, provider_id)
     assert first.status_code == 200, first.text
     for listed in (await holdings(eb, headers, provider_id)).values():
-        assert _oldest(listed) >= today - timedelta(days=89)
+        # The whole 90 days at once, not a shorter period after a refusal.
+        assert _oldest(listed) == today - timedelta(days=89)
     status = await status_of(eb, headers, provider_id)
     assert status["sync_error"] is None
     # The look-alike refuses 91 days as strict banks do.
@@ -326,3 +327,23 @@ async def test_a_refused_auth_is_audited_authorization_failed(
     assert [(r.action, r.details["error"], r.details["step"], r.user_agent) for r in rows] == [
         ("authorization_failed", "ASPSP_ERROR", "auth", "Firefox/140")
     ]
+
+
+async def test_an_account_quiet_for_months_is_read_back_90_days_at_most(eb, test_settings, session):
+    headers, provider_id, _ = await _connected(eb, test_settings)
+    assert (await sync(eb, headers, provider_id)).status_code == 200
+    # Nothing new for months: the last sync's window would now start 200 days back.
+    await session.execute(
+        text(
+            "UPDATE transactions SET posted_at = posted_at - interval '200 days',"
+            " transacted_at = transacted_at - interval '200 days'"
+        )
+    )
+    await session.commit()
+    again = await sync(eb, headers, provider_id)
+    assert again.status_code == 200, again.text
+    assert (await status_of(eb, headers, provider_id))["sync_error"] is None
+    # All 90 days were read again (not a shorter period after a refusal): every row is back.
+    today = datetime.now(UTC).date()
+    for listed in (await holdings(eb, headers, provider_id)).values():
+        assert _oldest(listed) == today - timedelta(days=89)

@@ -2,6 +2,7 @@
 the transactions' sign, status and ids, what each error code means for a connection."""
 
 import logging
+from datetime import date
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -232,3 +233,32 @@ async def test_a_retry_logs_the_paths_template_never_a_uid_or_session_id(app, ca
     assert "api.example/sessions/{id} unreachable" in logged
     assert uid not in logged
     assert session_id not in logged
+
+
+@pytest.mark.parametrize(
+    ("call", "answer"),
+    [
+        ("balances", {"balances": 5}),
+        ("balances", {"balances": "CLBD"}),
+        ("aspsps", {"aspsps": 1}),
+        ("transactions", {"transactions": {"entry_reference": "E1"}}),
+    ],
+)
+async def test_a_list_of_another_shape_is_the_sources_shape_error(app, call, answer):
+    application, _ = app
+    settings = SimpleNamespace(
+        INSTITUTION_RETRY_WAIT_SECONDS=0.0, INSTITUTION_RETRIES=0, OAUTH_HTTP_TIMEOUT_SECONDS=5
+    )
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    async with httpx.AsyncClient(transport=transport) as http:
+        client = api.Client(http, application, settings)
+        calls = {
+            "transactions": lambda: enablebanking._pages(
+                client, "u-1", date(2026, 1, 1), date(2026, 1, 2), None
+            ),
+            "balances": lambda: client.balances("u-1"),
+            "aspsps": lambda: client.aspsps("FI"),
+        }
+        with pytest.raises(api.SourceError) as caught:
+            await calls[call]()
+    assert caught.value.error == "invalid_response"

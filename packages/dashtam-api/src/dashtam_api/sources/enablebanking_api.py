@@ -57,6 +57,14 @@ WRONG_PERIOD = "WRONG_TRANSACTIONS_PERIOD"
 TRANSIENT = frozenset({RATE_LIMITED, "ASPSP_ERROR", "ASPSP_TIMEOUT"})
 
 
+def _list(value, where: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SourceError(upstream.INVALID_RESPONSE, f"{where} is not a list", transient=False)
+    return value
+
+
 class PeriodRefused(SourceError):
     """WRONG_TRANSACTIONS_PERIOD, with the earliest day the bank said it serves (or None)."""
 
@@ -220,7 +228,7 @@ class Client:
     async def aspsps(self, country: str | None) -> list[dict]:
         params = {"service": "AIS"} | ({"country": country} if country else {})
         answer = await self.call("GET", "/aspsps", params=params)
-        return [a for a in answer.get("aspsps") or () if isinstance(a, dict)]
+        return [a for a in _list(answer.get("aspsps"), "/aspsps") if isinstance(a, dict)]
 
     async def auth(self, *, bank: dict, valid_until: str, state: str, redirect_url: str) -> dict:
         return await self.call(
@@ -243,7 +251,7 @@ class Client:
 
     async def balances(self, uid: str, *, psu: dict | None = None) -> list:
         answer = await self.call("GET", "/accounts/{uid}/balances", ids={"uid": uid}, psu=psu)
-        return list(answer.get("balances") or ())
+        return _list(answer.get("balances"), "an account's balances")
 
     async def transactions(
         self, uid: str, *, date_from: str, date_to: str, key: str | None, psu: dict | None = None
