@@ -347,3 +347,20 @@ async def test_an_account_quiet_for_months_is_read_back_90_days_at_most(eb, test
     today = datetime.now(UTC).date()
     for listed in (await holdings(eb, headers, provider_id)).values():
         assert _oldest(listed) == today - timedelta(days=89)
+
+
+async def test_booked_only_reads_no_pending_and_the_booked_payment_once(eb, test_settings, app):
+    ctx = app.state.ctx
+    saved = ctx.settings
+    ctx.settings = saved.model_copy(update={"ENABLE_BANKING_BOOKED_ONLY": True})
+    try:
+        headers, provider_id, _ = await _connected(eb, test_settings)
+        assert (await sync(eb, headers, provider_id)).status_code == 200
+        first = await holdings(eb, headers, provider_id)
+        assert not [t for ts in first.values() for t in ts if t["status"] != "posted"]
+        second = await sync(eb, headers, provider_id)
+        assert second.json()["transactions"]["added"] == 4  # the card payment, the salary
+        for listed in (await holdings(eb, headers, provider_id)).values():
+            assert [t["status"] for t in listed if t["amount"] == "-6.40"] == ["posted"]
+    finally:
+        ctx.settings = saved

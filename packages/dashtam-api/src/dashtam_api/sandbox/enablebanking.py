@@ -365,6 +365,7 @@ async def transactions(
     date_from: date | None = None,
     date_to: date | None = None,
     continuation_key: Annotated[str | None, Query(max_length=100)] = None,
+    transaction_status: Literal["BOOK", "PDNG"] | None = None,
     authorization: Auth = None,
     psu_ip_address: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -390,6 +391,7 @@ async def transactions(
         listed = [
             e for e in entries
             if date_from.isoformat() <= (e["booking_date"] or e["value_date"]) <= upper
+            and transaction_status in (None, e["status"])
         ]  # fmt: skip
         offset = 0
     paging = await store.load(redis, f"paging:{record['psu']}") or {}

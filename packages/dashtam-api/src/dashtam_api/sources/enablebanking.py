@@ -330,8 +330,9 @@ async def _pages(client: api.Client, uid: str, start: date, until: date, psu) ->
     key = None
     for _ in range(MAX_PAGES):
         page = await client.transactions(
-            uid, date_from=start.isoformat(), date_to=until.isoformat(), key=key, psu=psu
-        )
+            uid, date_from=start.isoformat(), date_to=until.isoformat(), key=key, psu=psu,
+            status="BOOK" if client.settings.ENABLE_BANKING_BOOKED_ONLY else None,
+        )  # fmt: skip
         entries = page.get("transactions") or ()
         if not isinstance(entries, list):
             raise shape_error("a page of transactions")

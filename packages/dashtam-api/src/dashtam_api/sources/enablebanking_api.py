@@ -254,9 +254,18 @@ class Client:
         return _list(answer.get("balances"), "an account's balances")
 
     async def transactions(
-        self, uid: str, *, date_from: str, date_to: str, key: str | None, psu: dict | None = None
+        self,
+        uid: str,
+        *,
+        date_from: str,
+        date_to: str,
+        key: str | None,
+        psu: dict | None = None,
+        status: str | None = None,
     ):
         params = {"date_from": date_from, "date_to": date_to}
+        if status:
+            params["transaction_status"] = status
         if key:
             params["continuation_key"] = key
         return await self.call(
