@@ -247,7 +247,10 @@ async def test_a_retry_logs_the_paths_template_never_a_uid_or_session_id(app, ca
 async def test_a_list_of_another_shape_is_the_sources_shape_error(app, call, answer):
     application, _ = app
     settings = SimpleNamespace(
-        INSTITUTION_RETRY_WAIT_SECONDS=0.0, INSTITUTION_RETRIES=0, OAUTH_HTTP_TIMEOUT_SECONDS=5
+        INSTITUTION_RETRY_WAIT_SECONDS=0.0,
+        INSTITUTION_RETRIES=0,
+        OAUTH_HTTP_TIMEOUT_SECONDS=5,
+        ENABLE_BANKING_BOOKED_ONLY=False,
     )
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
     async with httpx.AsyncClient(transport=transport) as http:
@@ -262,3 +265,18 @@ async def test_a_list_of_another_shape_is_the_sources_shape_error(app, call, ans
         with pytest.raises(api.SourceError) as caught:
             await calls[call]()
     assert caught.value.error == "invalid_response"
+
+
+def test_two_accounts_never_share_a_key():
+    # Two accounts of a new consent both match the one the connection had (a joint account's
+    # IBAN listed under both, say): the second keeps a key of its own.
+    known = {enablebanking._digest("FI2112345600000785"): "k-old"}
+    iban = {"iban": "FI2112345600000785"}
+    held = enablebanking.accounts_of(
+        {"accounts": [
+            {"uid": "v-1", "identification_hash": "h-1", "account_id": iban},
+            {"uid": "v-2", "identification_hash": "h-2", "account_id": iban},
+        ]},
+        known,
+    )  # fmt: skip
+    assert [a.hash for a in held] == ["k-old", "h-2"]

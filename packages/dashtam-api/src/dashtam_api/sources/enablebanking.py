@@ -204,8 +204,9 @@ def covered(session: dict, known: dict | None = None) -> tuple[list[Held], list[
             raise shape_error("a session's account")
         name = str(raw.get("name") or raw.get("product") or "Account")[:200]
         hashes, ids, iban = _identities(raw)
-        key = next((known[i] for i in (*hashes, *ids) if i in known), None)
-        key = key or next(iter(hashes + ids), None)
+        taken = {held.hash for held in found}
+        key = next((known[i] for i in (*hashes, *ids) if known.get(i) not in (None, *taken)), None)
+        key = key or next((i for i in hashes + ids if i not in taken), None)
         if key is None:
             left_out.append(name)
             continue
