@@ -280,3 +280,24 @@ def test_two_accounts_never_share_a_key():
         known,
     )  # fmt: skip
     assert [a.hash for a in held] == ["k-old", "h-2"]
+
+
+@pytest.mark.parametrize(
+    ("detail", "day"),
+    [
+        ({"date_from": "2026-09-10"}, date(2026, 9, 10)),
+        ({"date_from": "the 10th"}, None),
+        ("Transactions can be fetched for 90 days at most", None),
+        (None, None),
+    ],
+)
+def test_a_refused_period_names_the_day_the_bank_takes_when_it_says(detail, day):
+    body = {"code": 422, "error": "WRONG_TRANSACTIONS_PERIOD", "message": "m", "detail": detail}
+    failure = api.failure(httpx.Response(422, json=body))
+    assert isinstance(failure, api.PeriodRefused)
+    assert (failure.error, failure.date_from, failure.transient) == (
+        "WRONG_TRANSACTIONS_PERIOD",
+        day,
+        False,
+    )
+    assert not failure.needs_person
