@@ -18,7 +18,7 @@ from sqlalchemy import select
 from dashtam_api.connections import refresh
 from dashtam_api.jobs import loops
 from dashtam_api.providers.registry import build_registry
-from dashtam_api.sources import enablebanking
+from dashtam_api.sources import enablebanking_accounts
 from dashtam_api.sources import enablebanking_api as api
 from dashtam_api.webhooks import notices
 from dashtam_core.vault import VaultError, token_context
@@ -176,7 +176,7 @@ async def test_connect_then_sync_twice_and_the_pending_books_without_a_duplicate
     held = vault.open(
         stored.access_token_encrypted, context=token_context(stored.connection_id, "access")
     )
-    assert enablebanking.held_of(held)[0]
+    assert enablebanking_accounts.held_of(held)[0]
     with pytest.raises(VaultError):
         vault.open(stored.access_token_encrypted, context=token_context(uuid.uuid4(), "access"))
 

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from dashtam_api.sources import enablebanking
+from dashtam_api.sources import enablebanking, enablebanking_accounts
 from dashtam_api.sources import enablebanking_api as api
 
 
@@ -151,12 +151,12 @@ def test_accounts_are_keyed_by_identification_hash_never_uid():
             {"uid": "u-2", "identification_hashes": ["h-2"], "currency": "SEK"},
         ]
     }  # fmt: skip
-    held = enablebanking.accounts_of(session)
+    held = enablebanking_accounts.accounts_of(session)
     assert [(a.uid, a.hash, a.last4, a.type) for a in held] == [
         ("u-1", "h-1", "0785", "checking"),
         ("u-2", "h-2", None, "bank"),
     ]
-    restored = enablebanking.held_of(enablebanking.credential("s-1", held))
+    restored = enablebanking_accounts.held_of(enablebanking_accounts.credential("s-1", held))
     assert restored == ("s-1", held)
 
 
@@ -171,7 +171,7 @@ def test_accounts_are_keyed_by_identification_hash_never_uid():
 )
 def test_an_account_of_another_shape_is_the_sources_shape_error(account):
     with pytest.raises(api.SourceError) as caught:
-        enablebanking.accounts_of({"accounts": [account]})
+        enablebanking_accounts.accounts_of({"accounts": [account]})
     assert caught.value.error == "invalid_response"
 
 
@@ -184,7 +184,7 @@ def test_a_party_of_another_shape_is_the_sources_shape_error(party):
 
 
 def test_a_new_consent_keeps_the_key_of_an_account_found_by_any_hash_or_identifier():
-    before = enablebanking.accounts_of(
+    before = enablebanking_accounts.accounts_of(
         {"accounts": [
             {"uid": "u-1", "identification_hashes": ["h-old", "h-2"]},
             {"uid": "u-2", "account_id": {"iban": "FI2112345600000785"}},
@@ -192,8 +192,8 @@ def test_a_new_consent_keeps_the_key_of_an_account_found_by_any_hash_or_identifi
                                                     "scheme_name": "CPAN"}}},
         ]}
     )  # fmt: skip
-    known = enablebanking.known_keys(before, stored=["h-old"])
-    after, left_out = enablebanking.covered(
+    known = enablebanking_accounts.known_keys(before, stored=["h-old"])
+    after, left_out = enablebanking_accounts.covered(
         {"accounts": [
             # The bank now names its first hash otherwise: found by the second.
             {"uid": "v-1", "identification_hash": "h-new", "identification_hashes": ["h-2"]},
@@ -270,9 +270,9 @@ async def test_a_list_of_another_shape_is_the_sources_shape_error(app, call, ans
 def test_two_accounts_never_share_a_key():
     # Two accounts of a new consent both match the one the connection had (a joint account's
     # IBAN listed under both, say): the second keeps a key of its own.
-    known = {enablebanking._digest("FI2112345600000785"): "k-old"}
+    known = {enablebanking_accounts._digest("FI2112345600000785"): "k-old"}
     iban = {"iban": "FI2112345600000785"}
-    held = enablebanking.accounts_of(
+    held = enablebanking_accounts.accounts_of(
         {"accounts": [
             {"uid": "v-1", "identification_hash": "h-1", "account_id": iban},
             {"uid": "v-2", "identification_hash": "h-2", "account_id": iban},

@@ -9,13 +9,13 @@ consents there, and Dashtam opens a session from that consent.
 3. ``complete`` (from /oauth/callback: the bank redirects the person to the callback server with
    ``code`` and ``state``): ``/sessions`` with the code (sent once: a code is single-use). The
    session id and each account's uid and identification hash are sealed by the vault (the
-   connection's credential, sources/enablebanking.py); the consent's end is the connection's
+   connection's credential, sources/enablebanking_accounts.py); the consent's end is the connection's
    ``reconnect_by`` (``refresh_expires_at``: warned of ahead by connection.reauth_required,
    ``expired`` after it, as an OAuth2 refresh token's end is). The request's read is ended
-   before the bank is asked (no pooled connection idles meanwhile). The new consent's accounts
-   keep the keys the connection's accounts have (sources/enablebanking.accounts_of). A session
-   the connection held before is closed at Enable Banking once the new one is committed; a
-   session opened but refused here (no account Dashtam can key) is closed at once.
+   before the bank is asked (no pooled connection idles meanwhile). The new consent's
+   accounts keep the keys the connection's accounts have (sources/enablebanking_accounts.py).
+   A session the connection held before is closed at Enable Banking once the new one is
+   committed; a session opened but refused here (no account Dashtam can key) is closed at once.
 4. ``close``: revoking the connection closes its session (``DELETE /sessions/{id}``).
 """
 
@@ -32,7 +32,7 @@ from dashtam_api.context import AppContext
 from dashtam_api.errors import Conflict, UpstreamError
 from dashtam_api.providers import service as providers
 from dashtam_api.providers.registry import ProviderSpec, redirect_uri
-from dashtam_api.sources import enablebanking
+from dashtam_api.sources import enablebanking_accounts
 from dashtam_api.sources import enablebanking_api as api
 from dashtam_api.sources.protocol import Kind
 from dashtam_api.sources.shapes import SourceError, timestamp
@@ -199,7 +199,7 @@ def _opened(answer: dict, known: dict) -> tuple[str, list, list, datetime]:
         raise SourceError(
             "invalid_response", "the session came without its id or its end", transient=False
         )
-    accounts, left_out = enablebanking.covered(answer, known)
+    accounts, left_out = enablebanking_accounts.covered(answer, known)
     if not accounts:
         said = (
             f" (the bank gives {', '.join(left_out)} no lasting identity: Dashtam cannot "
@@ -239,7 +239,7 @@ def _held(vault: Vault, connection_id: uuid.UUID, stored) -> tuple[str | None, l
         plain = vault.open(
             stored.access_token_encrypted, context=token_context(connection_id, "access")
         )
-        return enablebanking.held_of(plain)
+        return enablebanking_accounts.held_of(plain)
     except (VaultError, SourceError):
         return None, []
 
@@ -270,7 +270,7 @@ async def complete(
     stored = [
         a.external_id for a in await link_queries.accounts_of(session, connection_id=connection.id)
     ]
-    known = enablebanking.known_keys(before, stored)
+    known = enablebanking_accounts.known_keys(before, stored)
     await end_read(session)  # no pooled connection idles while the bank answers
     answer: dict = {}
     try:
@@ -301,7 +301,9 @@ async def complete(
         spec=spec,
         connection=connection,
         token={
-            "access_token": enablebanking.credential(session_id, accounts, left_out, psu_headers),
+            "access_token": enablebanking_accounts.credential(
+                session_id, accounts, left_out, psu_headers
+            ),
             "token_type": "EnableBanking",
         },
     )
