@@ -18,8 +18,10 @@ from sqlalchemy import select
 from dashtam_api.connections import refresh
 from dashtam_api.jobs import loops
 from dashtam_api.providers.registry import build_registry
+from dashtam_api.sources import enablebanking_accounts
 from dashtam_api.sources import enablebanking_api as api
 from dashtam_api.webhooks import notices
+from dashtam_core.vault import VaultError, token_context
 from dashtam_models import ProviderAuditLog, ProviderToken
 from tests.api.test_auth import is_problem
 from tests.api.test_connections import callback, signed_in
@@ -159,7 +161,7 @@ async def test_a_bank_not_listed_is_a_409_and_a_malformed_one_a_422(eb, auth_hea
 
 
 async def test_connect_then_sync_twice_and_the_pending_books_without_a_duplicate(
-    eb, test_settings, session
+    eb, app, test_settings, session
 ):
     client = eb
     headers, provider_id, _ = await connected(client, test_settings)
@@ -168,8 +170,15 @@ async def test_connect_then_sync_twice_and_the_pending_books_without_a_duplicate
     # The bank gives 180 days: the consent ends then (reconnect_by), as asked of the bank.
     ends = datetime.fromisoformat(status["reconnect_by"])
     assert abs(ends - (datetime.now(UTC) + timedelta(days=180))) < timedelta(minutes=5)
-    stored = (await session.execute(select(ProviderToken))).scalars().all()
-    assert all(b"session_id" not in t.access_token_encrypted for t in stored)  # sealed
+    (stored,) = (await session.execute(select(ProviderToken))).scalars().all()
+    # Sealed, bound to its connection: it opens in its own context only.
+    vault = app.state.ctx.vault
+    held = vault.open(
+        stored.access_token_encrypted, context=token_context(stored.connection_id, "access")
+    )
+    assert enablebanking_accounts.held_of(held)[0]
+    with pytest.raises(VaultError):
+        vault.open(stored.access_token_encrypted, context=token_context(uuid.uuid4(), "access"))
 
     first = await sync(client, headers, provider_id)
     assert first.status_code == 200, first.text
@@ -291,8 +300,10 @@ def test_configured_only_with_an_application_outside_development(test_settings):
     spec = build_registry(production)["enablebanking"]
     assert not spec.configured
     assert api.application(production) is None
+    # (A key that signs: one that does not leaves it unconfigured, test_enablebanking_key.py.)
+    key_file = str(api.application(test_settings).key_file)
     own = production.model_copy(
-        update={"ENABLE_BANKING_APP_ID": "app-1", "ENABLE_BANKING_KEY_FILE": "/etc/eb.pem"}
+        update={"ENABLE_BANKING_APP_ID": "app-1", "ENABLE_BANKING_KEY_FILE": key_file}
     )
     assert build_registry(own)["enablebanking"].configured
     assert api.application(own).base_url == "https://api.enablebanking.com"

@@ -1,7 +1,10 @@
 """Enable Banking's pieces that need no server: the JWT every call carries, the balance chosen,
 the transactions' sign, status and ids, what each error code means for a connection."""
 
+import logging
+from datetime import date
 from decimal import Decimal
+from types import SimpleNamespace
 
 import httpx
 import jwt
@@ -9,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from dashtam_api.sources import enablebanking
+from dashtam_api.sources import enablebanking, enablebanking_accounts
 from dashtam_api.sources import enablebanking_api as api
 
 
@@ -148,10 +151,153 @@ def test_accounts_are_keyed_by_identification_hash_never_uid():
             {"uid": "u-2", "identification_hashes": ["h-2"], "currency": "SEK"},
         ]
     }  # fmt: skip
-    held = enablebanking.accounts_of(session)
+    held = enablebanking_accounts.accounts_of(session)
     assert [(a.uid, a.hash, a.last4, a.type) for a in held] == [
         ("u-1", "h-1", "0785", "checking"),
         ("u-2", "h-2", None, "bank"),
     ]
-    restored = enablebanking.held_of(enablebanking.credential("s-1", held))
+    restored = enablebanking_accounts.held_of(enablebanking_accounts.credential("s-1", held))
     assert restored == ("s-1", held)
+
+
+@pytest.mark.parametrize(
+    "account",
+    [
+        {"uid": "u-1", "account_id": "FI2112345600000785"},
+        {"uid": "u-1", "account_id": {"other": ["5355"]}},
+        {"uid": "u-1", "all_account_ids": {"identification": "x"}},
+        {"uid": "u-1", "identification_hashes": "h-1"},
+    ],
+)
+def test_an_account_of_another_shape_is_the_sources_shape_error(account):
+    with pytest.raises(api.SourceError) as caught:
+        enablebanking_accounts.accounts_of({"accounts": [account]})
+    assert caught.value.error == "invalid_response"
+
+
+@pytest.mark.parametrize("party", [{"creditor": ["K-Market"]}, {"debtor": "Employer"}])
+def test_a_party_of_another_shape_is_the_sources_shape_error(party):
+    entry = _entry(**party, credit_debit_indicator="CRDT" if "debtor" in party else "DBIT")
+    with pytest.raises(api.SourceError) as caught:
+        enablebanking.transaction_of(entry, {})
+    assert caught.value.error == "invalid_response"
+
+
+def test_a_new_consent_keeps_the_key_of_an_account_found_by_any_hash_or_identifier():
+    before = enablebanking_accounts.accounts_of(
+        {"accounts": [
+            {"uid": "u-1", "identification_hashes": ["h-old", "h-2"]},
+            {"uid": "u-2", "account_id": {"iban": "FI2112345600000785"}},
+            {"uid": "u-3", "account_id": {"other": {"identification": "5355**12",
+                                                    "scheme_name": "CPAN"}}},
+        ]}
+    )  # fmt: skip
+    known = enablebanking_accounts.known_keys(before, stored=["h-old"])
+    after, left_out = enablebanking_accounts.covered(
+        {"accounts": [
+            # The bank now names its first hash otherwise: found by the second.
+            {"uid": "v-1", "identification_hash": "h-new", "identification_hashes": ["h-2"]},
+            # A hash now, where there was only an IBAN: still the IBAN's account.
+            {"uid": "v-2", "identification_hash": "h-9", "all_account_ids": [
+                {"identification": "FI2112345600000785", "scheme_name": "IBAN"}]},
+            {"uid": "v-3", "all_account_ids": [{"identification": "5355**12",
+                                                "scheme_name": "CPAN"}]},
+            {"uid": "v-4", "name": "Prepaid"},  # nothing but a uid
+        ]},
+        known,
+    )  # fmt: skip
+    assert [a.hash for a in after] == [a.hash for a in before]
+    assert [a.uid for a in after] == ["v-1", "v-2", "v-3"]
+    assert left_out == ["Prepaid"]
+    assert before[1].last4 == "0785"
+
+
+async def test_a_retry_logs_the_paths_template_never_a_uid_or_session_id(app, caplog):
+    application, _ = app
+    settings = SimpleNamespace(
+        INSTITUTION_RETRY_WAIT_SECONDS=0.0, INSTITUTION_RETRIES=1, OAUTH_HTTP_TIMEOUT_SECONDS=5
+    )
+
+    def refused(request: httpx.Request):
+        raise httpx.ConnectError("refused", request=request)
+
+    uid, session_id = "0d5c2f0e9b7a4c43a1c6d2b9e8f7a6b5", "7f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refused)) as http:
+        client = api.Client(http, application, settings)
+        with caplog.at_level(logging.WARNING, logger="dashtam_api.upstream"):
+            for call in (client.balances(uid), client.close_session(session_id)):
+                with pytest.raises(api.SourceError):
+                    await call
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "api.example/accounts/{uid}/balances unreachable" in logged
+    assert "api.example/sessions/{id} unreachable" in logged
+    assert uid not in logged
+    assert session_id not in logged
+
+
+@pytest.mark.parametrize(
+    ("call", "answer"),
+    [
+        ("balances", {"balances": 5}),
+        ("balances", {"balances": "CLBD"}),
+        ("aspsps", {"aspsps": 1}),
+        ("transactions", {"transactions": {"entry_reference": "E1"}}),
+    ],
+)
+async def test_a_list_of_another_shape_is_the_sources_shape_error(app, call, answer):
+    application, _ = app
+    settings = SimpleNamespace(
+        INSTITUTION_RETRY_WAIT_SECONDS=0.0,
+        INSTITUTION_RETRIES=0,
+        OAUTH_HTTP_TIMEOUT_SECONDS=5,
+        ENABLE_BANKING_BOOKED_ONLY=False,
+    )
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    async with httpx.AsyncClient(transport=transport) as http:
+        client = api.Client(http, application, settings)
+        calls = {
+            "transactions": lambda: enablebanking._pages(
+                client, "u-1", date(2026, 1, 1), date(2026, 1, 2), None
+            ),
+            "balances": lambda: client.balances("u-1"),
+            "aspsps": lambda: client.aspsps("FI"),
+        }
+        with pytest.raises(api.SourceError) as caught:
+            await calls[call]()
+    assert caught.value.error == "invalid_response"
+
+
+def test_two_accounts_never_share_a_key():
+    # Two accounts of a new consent both match the one the connection had (a joint account's
+    # IBAN listed under both, say): the second keeps a key of its own.
+    known = {enablebanking_accounts._digest("FI2112345600000785"): "k-old"}
+    iban = {"iban": "FI2112345600000785"}
+    held = enablebanking_accounts.accounts_of(
+        {"accounts": [
+            {"uid": "v-1", "identification_hash": "h-1", "account_id": iban},
+            {"uid": "v-2", "identification_hash": "h-2", "account_id": iban},
+        ]},
+        known,
+    )  # fmt: skip
+    assert [a.hash for a in held] == ["k-old", "h-2"]
+
+
+@pytest.mark.parametrize(
+    ("detail", "day"),
+    [
+        ({"date_from": "2026-09-10"}, date(2026, 9, 10)),
+        ({"date_from": "the 10th"}, None),
+        ("Transactions can be fetched for 90 days at most", None),
+        (None, None),
+    ],
+)
+def test_a_refused_period_names_the_day_the_bank_takes_when_it_says(detail, day):
+    body = {"code": 422, "error": "WRONG_TRANSACTIONS_PERIOD", "message": "m", "detail": detail}
+    failure = api.failure(httpx.Response(422, json=body))
+    assert isinstance(failure, api.PeriodRefused)
+    assert (failure.error, failure.date_from, failure.transient) == (
+        "WRONG_TRANSACTIONS_PERIOD",
+        day,
+        False,
+    )
+    assert not failure.needs_person

@@ -45,6 +45,9 @@ RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 LONGEST_WAIT_SECONDS = 5.0
 
 T = TypeVar("T")
+# A request's extension naming its path with the ids left out ("/accounts/{uid}/balances"),
+# for a source whose paths hold handles that must not reach the log: what the log names then.
+PATH_TEMPLATE = "dashtam.path_template"
 
 
 def transport_failure(exc: httpx.TransportError) -> tuple[str, str]:
@@ -93,7 +96,8 @@ def _unsent_retry(exc: Exception) -> bool:
 
 
 def _log_retry(details: RetryDetails) -> None:
-    """One line per retry, naming the institution's host and path, never a query or a token."""
+    """One line per retry, naming the institution's host and path (its template, where the
+    request gives one: ``PATH_TEMPLATE``), never a query or a token."""
     exc = details.caused_by
     if isinstance(exc, _RetryableAnswer):
         request, reason = exc.response.request, f"answered {exc.response.status_code}"
@@ -103,7 +107,10 @@ def _log_retry(details: RetryDetails) -> None:
         except (AttributeError, RuntimeError):
             request = None
         reason = transport_failure(exc)[0] if isinstance(exc, httpx.TransportError) else "failed"
-    where = f"{request.url.host}{request.url.path}" if request is not None else "an institution"
+    if request is not None:
+        where = request.url.host + (request.extensions.get(PATH_TEMPLATE) or request.url.path)
+    else:
+        where = "an institution"
     log.warning(
         "%s %s (%s); sending it again in %.1f s (retry %d)",
         where,

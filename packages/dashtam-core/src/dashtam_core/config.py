@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     # The longest consent asked of a bank (less when the bank allows less): the person
     # reconnects after it (PSD2 consents run 90 to 180 days).
     ENABLE_BANKING_CONSENT_DAYS: int = Field(default=180, ge=1, le=730)
+    # Read booked transactions only (transaction_status=BOOK), as Enable Banking's staff advise
+    # where a bank books a pending entry under another entry_reference: no pendings are shown.
+    ENABLE_BANKING_BOOKED_ONLY: bool = False
     # Plaid (docs/providers.md): the team's keys (dashboard.plaid.com, Developers > Keys) and
     # which of Plaid's environments they are for. Unset in development and testing: Plaid's
     # look-alike this API serves (/sandbox/plaid) answers, with its own keys. PLAID_BASE_URL

@@ -1,6 +1,8 @@
 import uuid
 from typing import Annotated
 
+from fastapi import Request
+
 from dashtam_api.accounts import history, service
 from dashtam_api.accounts.schemas import (
     AccountOut,
@@ -11,7 +13,14 @@ from dashtam_api.accounts.schemas import (
     PositionList,
     SyncOut,
 )
-from dashtam_api.deps import ContextDep, CurrentUserDep, ReaderDep, SessionDep, TokenSubjectDep
+from dashtam_api.deps import (
+    ContextDep,
+    CurrentUserDep,
+    ReaderDep,
+    SessionDep,
+    TokenSubjectDep,
+    where,
+)
 from dashtam_api.openapi import problems
 from dashtam_api.paging import PageDep
 from dashtam_api.query_strings import QueryModel, QueryRoute
@@ -29,11 +38,17 @@ router = api_router(prefix="/api/v1", tags=["accounts"], route_class=QueryRoute)
     name="sync",
 )
 async def sync_provider(
-    provider_id: uuid.UUID, user: CurrentUserDep, session: SessionDep, ctx: ContextDep
+    provider_id: uuid.UUID,
+    user: CurrentUserDep,
+    session: SessionDep,
+    ctx: ContextDep,
+    request: Request,
 ) -> dict:
     """Pull the provider's accounts, balances, positions and transactions now (refreshing the
     token if due)."""
-    return await service.sync_now(ctx=ctx, session=session, user=user, provider_id=provider_id)
+    return await service.sync_now(
+        ctx=ctx, session=session, user=user, provider_id=provider_id, present=where(request)
+    )
 
 
 SyncRunQueryDep = Annotated[runs.SyncRunQuery, QueryModel(runs.SyncRunQuery)]

@@ -184,9 +184,15 @@ async def positions(*, session: AsyncSession, user: User, account_id: uuid.UUID)
 
 
 async def sync_now(
-    *, ctx: AppContext, session: AsyncSession, user: User, provider_id: uuid.UUID
+    *,
+    ctx: AppContext,
+    session: AsyncSession,
+    user: User,
+    provider_id: uuid.UUID,
+    present: dict | None = None,
 ) -> dict:
-    """Pull accounts, balances and positions from the institution now."""
+    """Pull accounts, balances and positions from the institution now (``present``: the
+    person asking, their ``ip`` and ``user_agent``, which a PSD2 bank may want)."""
     provider, connection = await providers.get_owned(
         session=session, user=user, provider_id=provider_id
     )
@@ -208,7 +214,7 @@ async def sync_now(
     # institution's calls, and the request holds no pooled connection meanwhile.
     await end_read(session)
     result = await sync.sync_connection(
-        ctx, connection.id, trigger=refresh.Trigger.ON_DEMAND, stale_only=False
+        ctx, connection.id, trigger=refresh.Trigger.ON_DEMAND, stale_only=False, present=present
     )
     if result.kind == "synced":
         return {

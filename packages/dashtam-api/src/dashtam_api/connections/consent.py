@@ -9,10 +9,13 @@ consents there, and Dashtam opens a session from that consent.
 3. ``complete`` (from /oauth/callback: the bank redirects the person to the callback server with
    ``code`` and ``state``): ``/sessions`` with the code (sent once: a code is single-use). The
    session id and each account's uid and identification hash are sealed by the vault (the
-   connection's credential, sources/enablebanking.py); the consent's end is the connection's
+   connection's credential, sources/enablebanking_accounts.py); the consent's end is the connection's
    ``reconnect_by`` (``refresh_expires_at``: warned of ahead by connection.reauth_required,
-   ``expired`` after it, as an OAuth2 refresh token's end is). A session the connection held
-   before is closed at Enable Banking.
+   ``expired`` after it, as an OAuth2 refresh token's end is). The request's read is ended
+   before the bank is asked (no pooled connection idles meanwhile). The new consent's
+   accounts keep the keys the connection's accounts have (sources/enablebanking_accounts.py).
+   A session the connection held before is closed at Enable Banking once the new one is
+   committed; a session opened but refused here (no account Dashtam can key) is closed at once.
 4. ``close``: revoking the connection closes its session (``DELETE /sessions/{id}``).
 """
 
@@ -24,17 +27,17 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
-from dashtam_api.connections import oauth, queries
+from dashtam_api.connections import link_queries, oauth, queries
 from dashtam_api.context import AppContext
 from dashtam_api.errors import Conflict, UpstreamError
 from dashtam_api.providers import service as providers
 from dashtam_api.providers.registry import ProviderSpec, redirect_uri
-from dashtam_api.sources import enablebanking
+from dashtam_api.sources import enablebanking_accounts
 from dashtam_api.sources import enablebanking_api as api
 from dashtam_api.sources.protocol import Kind
 from dashtam_api.sources.shapes import SourceError, timestamp
 from dashtam_api.sync import budget
-from dashtam_api.unit_of_work import end_read
+from dashtam_api.unit_of_work import after_commit, end_read
 from dashtam_core.config import Settings
 from dashtam_core.vault import Vault, VaultError, token_context
 from dashtam_models import Provider, ProviderConnection, User
@@ -128,9 +131,12 @@ async def start(
     provider_id: uuid.UUID,
     name: str,
     country: str,
+    where: dict | None = None,
 ) -> dict:
     """The URL of the bank's consent page for the bank picked; a bank Enable Banking does not
-    list in that country is a 409 (the request's form is right, the bank is not there)."""
+    list in that country is a 409 (the request's form is right, the bank is not there). Enable
+    Banking refusing ``/auth`` is audited ``authorization_failed`` (``where``: who asked), in a
+    transaction of its own: the request's is rolled back."""
     provider, connection = await _owned_consent(ctx, session, user, provider_id)
     await end_read(session)
     settings = ctx.settings
@@ -162,6 +168,21 @@ async def start(
             )
     except SourceError as exc:
         await redis.delete(oauth.STATE_PREFIX + state)
+        await audit.record_detached(
+            db=ctx.db,
+            action="authorization_failed",
+            user_id=user.id,
+            provider_id=provider.id,
+            connection_id=connection.id,
+            ip=(where or {}).get("ip"),
+            user_agent=(where or {}).get("user_agent"),
+            details={
+                "step": "auth",
+                "bank": bank["name"][:200],
+                "error": exc.error[:100],
+                "error_description": exc.description[:300],
+            },
+        )
         raise _upstream(exc) from None
     if not answer.get("url"):
         raise UpstreamError(
@@ -170,7 +191,7 @@ async def start(
     return {"authorization_url": str(answer["url"]), "expires_in": settings.OAUTH_STATE_TTL_SECONDS}
 
 
-def _opened(answer: dict) -> tuple[str, list, datetime]:
+def _opened(answer: dict, known: dict) -> tuple[str, list, list, datetime]:
     session_id = answer.get("session_id")
     access = answer.get("access") if isinstance(answer.get("access"), dict) else {}
     valid_until = timestamp(access.get("valid_until"), "access.valid_until")
@@ -178,26 +199,54 @@ def _opened(answer: dict) -> tuple[str, list, datetime]:
         raise SourceError(
             "invalid_response", "the session came without its id or its end", transient=False
         )
-    accounts = enablebanking.accounts_of(answer)
+    accounts, left_out = enablebanking_accounts.covered(answer, known)
     if not accounts:
+        said = (
+            f" (the bank gives {', '.join(left_out)} no lasting identity: Dashtam cannot "
+            "keep them apart from one consent to the next)"
+            if left_out
+            else ""
+        )
         raise SourceError(
-            "NO_ACCOUNTS_ADDED", "no account was shared at the bank: connect again and pick "
-            "at least one", transient=False,
+            "NO_ACCOUNTS_ADDED", f"no account Dashtam can read was shared at the bank{said}: "
+            "connect again and pick at least one", transient=False,
         )  # fmt: skip
-    return str(session_id), accounts, valid_until
+    return str(session_id), accounts, left_out, valid_until
 
 
-def _held_session(vault: Vault, connection_id: uuid.UUID, stored) -> str | None:
-    """The session id the connection held before (to close it), if it can be read."""
+async def _required_psu_headers(client: api.Client, aspsp) -> list[str]:
+    """The PSU headers the session's bank requires (/aspsps' ``required_psu_headers``): kept
+    with the connection, whose reads then need the person there. Unknown (the list did not
+    answer) is none: the bank's own refusal still says so."""
+    if not isinstance(aspsp, dict) or not aspsp.get("name"):
+        return []
+    try:
+        listed = await client.aspsps(str(aspsp.get("country") or "") or None)
+    except SourceError:
+        return []
+    bank = next((b for b in listed if b.get("name") == aspsp["name"]), {})
+    required = bank.get("required_psu_headers") or []
+    return (
+        [str(h)[:60] for h in required if isinstance(h, str)] if isinstance(required, list) else []
+    )
+
+
+def _held(vault: Vault, connection_id: uuid.UUID, stored) -> tuple[str | None, list]:
+    """The session id and accounts the connection held before, if they can be read."""
     if stored is None or not stored.access_token_encrypted:
-        return None
+        return None, []
     try:
         plain = vault.open(
             stored.access_token_encrypted, context=token_context(connection_id, "access")
         )
-        return enablebanking.held_of(plain)[0]
+        return enablebanking_accounts.held_of(plain)
     except (VaultError, SourceError):
-        return None
+        return None, []
+
+
+def _held_session(vault: Vault, connection_id: uuid.UUID, stored) -> str | None:
+    """The session id the connection held before (to close it), if it can be read."""
+    return _held(vault, connection_id, stored)[0]
 
 
 async def complete(
@@ -214,31 +263,52 @@ async def complete(
 ) -> dict:
     """Open the session from the bank's code and keep it (the module's step 3)."""
     settings = ctx.settings
+    # What a new consent's accounts are matched by (a reconnection keeps every account).
+    _, before = _held(
+        ctx.vault, connection.id, await queries.token_of(session, connection_id=connection.id)
+    )
+    stored = [
+        a.external_id for a in await link_queries.accounts_of(session, connection_id=connection.id)
+    ]
+    known = enablebanking_accounts.known_keys(before, stored)
+    await end_read(session)  # no pooled connection idles while the bank answers
+    answer: dict = {}
     try:
         async with ctx.http() as http:
             client = api.Client(http, _app(settings), settings)
-            session_id, accounts, valid_until = _opened(await client.open_session(code))
+            answer = await client.open_session(code)
+            session_id, accounts, left_out, valid_until = _opened(answer, known)
+            psu_headers = await _required_psu_headers(client, answer.get("aspsp"))
     except SourceError as exc:
+        opened = answer.get("session_id")
+        if opened and isinstance(opened, str):
+            # Opened, but refused here: closed at once, not left to count as a consent.
+            async with ctx.http() as http:
+                await close(settings, opened, http)
         reason = {"error": exc.error[:100], "error_description": exc.description[:300]}
         await record_failure(db=ctx.db, connection_id=connection.id, reason=reason, where=where)
         raise UpstreamError(
-            f"{spec.name} did not open the session: {exc.error}", institution_error=exc.error
+            f"{spec.name} did not open the session: {exc.error}: {exc.description}",
+            institution_error=exc.error,
         ) from None
     await queries.lock_connection(session, connection=connection)
-    held = await queries.token_of(session, connection_id=connection.id)
-    before = _held_session(ctx.vault, connection.id, held)
+    replaced = _held_session(
+        ctx.vault, connection.id, await queries.token_of(session, connection_id=connection.id)
+    )
     await store_tokens(
         session=session,
         vault=ctx.vault,
         spec=spec,
         connection=connection,
         token={
-            "access_token": enablebanking.credential(session_id, accounts),
+            "access_token": enablebanking_accounts.credential(
+                session_id, accounts, left_out, psu_headers
+            ),
             "token_type": "EnableBanking",
         },
     )
-    stored = await queries.token_of(session, connection_id=connection.id)
-    stored.refresh_expires_at = valid_until  # the consent's end: reconnect by then
+    stored_token = await queries.token_of(session, connection_id=connection.id)
+    stored_token.refresh_expires_at = valid_until  # the consent's end: reconnect by then
     # A new consent is a new count of the bank's unattended reads.
     await budget.reset(session, connection_id=connection.id)
     await audit.record(
@@ -247,16 +317,30 @@ async def complete(
         details={
             "kind": spec.kind.value,
             "accounts": len(accounts),
+            "left_out": len(left_out),
             "valid_until": valid_until.isoformat(),
             "key_id": ctx.vault.current_key_id,
         },
         **where,
     )
-    await session.flush()
-    if before and before != session_id:
-        async with ctx.http() as http:
-            await close(settings, before, http)
+    if replaced and replaced != session_id:
+        # The session this consent replaces is closed at Enable Banking once the new one is
+        # ours for good: never before the commit, never when it rolls back.
+        after_commit(
+            session,
+            lambda: ctx.in_background(
+                "closing the Enable Banking session a new consent replaced",
+                _close_replaced(settings, ctx, replaced),
+            ),
+        )
     return {"outcome": "connected", "provider_id": provider.id, "provider_alias": provider.alias}
+
+
+async def _close_replaced(settings: Settings, ctx: AppContext, session_id: str) -> None:
+    async with ctx.http() as http:
+        said = await close(settings, session_id, http)
+    if said != "revoked":
+        raise RuntimeError(f"Enable Banking answered {said}")
 
 
 async def close(settings: Settings, session_id: str, http: httpx.AsyncClient) -> str:

@@ -73,7 +73,9 @@ async def start_authorization(
         session=session, registry=ctx.registry, user=user, provider_id=provider_id
     )
     if kind is Kind.CONSENT or isinstance(body, ConsentCreate):
-        return await _start_consent(ctx, session, redis, user, provider_id, kind, body)
+        return await _start_consent(
+            ctx, session, redis, user, provider_id, kind, body, where(request)
+        )
     if kind is Kind.LINK and not isinstance(body, AuthorizationCreate):
         return await link.start(
             ctx=ctx, session=session, redis=redis, user=user, provider_id=provider_id,
@@ -116,7 +118,7 @@ async def start_authorization(
     )
 
 
-async def _start_consent(ctx, session, redis, user, provider_id, kind, body) -> dict:
+async def _start_consent(ctx, session, redis, user, provider_id, kind, body, asked) -> dict:
     """``consent`` (Enable Banking): ``{"bank": {"name", "country"}}``, a bank GET .../banks
     lists; the answer is the URL of the bank's consent page (the connection turns active when
     the bank redirects back)."""
@@ -139,6 +141,7 @@ async def _start_consent(ctx, session, redis, user, provider_id, kind, body) -> 
         provider_id=provider_id,
         name=body.bank.name,
         country=body.bank.country,
+        where=asked,
     )
 
 

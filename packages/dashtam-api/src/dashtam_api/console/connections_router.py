@@ -288,7 +288,7 @@ async def connect(
                 return RedirectResponse(f"{here}?done=connected", status_code=303)
             case Kind.CONSENT:
                 started = await consent.start(
-                    **ids, redis=redis, name=bank, country=country.upper()
+                    **ids, redis=redis, name=bank, country=country.upper(), where=where(request)
                 )
                 return RedirectResponse(started["authorization_url"], status_code=303)
             case Kind.LINK:
@@ -364,8 +364,9 @@ async def _act(request, session, reader, ctx, ended, provider_id, csrf, action) 
     try:
         if action == "sync":
             await accounts.sync_now(
-                ctx=ctx, session=session, user=visitor.user, provider_id=provider["id"]
-            )
+                ctx=ctx, session=session, user=visitor.user, provider_id=provider["id"],
+                present=where(request),
+            )  # fmt: skip
             return RedirectResponse(f"{here}?done=synced", status_code=303)
         if action == "revoke":
             await connections.revoke(

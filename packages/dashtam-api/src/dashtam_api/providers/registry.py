@@ -1,6 +1,7 @@
 """The provider types Dashtam can connect: the sandbox, Charles Schwab, the SimpleFIN Bridge, Plaid,
 configured generic OAuth2 institutions; each of a kind, read by a source (dashtam_api/sources)."""
 
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -8,6 +9,8 @@ from dashtam_api.sources import enablebanking_api
 from dashtam_api.sources.plaid_api import plaid_base_url, plaid_keys
 from dashtam_api.sources.protocol import SUPPLIES, Kind
 from dashtam_core.config import Settings
+
+log = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/oauth/callback"
 IBKR_FLEX_URL = "https://ndcdyn.interactivebrokers.com/AccountManagement/FlexWebService"
@@ -42,8 +45,10 @@ class ProviderSpec:
     def configured(self) -> bool:
         """Whether a person can connect it here: an OAuth2 institution needs this Dashtam's
         client registration, Plaid the team's keys; other kinds need nothing of the operator."""
-        if self.kind is Kind.CONSENT:  # the application's id and private key
-            return bool(self.client_id and self.extra.get("key_file"))
+        if self.kind is Kind.CONSENT:  # the application's id and a private key that signs
+            return bool(
+                self.client_id and self.extra.get("key_file") and not self.extra.get("problem")
+            )
         if self.kind is Kind.LINK:  # the team's keys at the Link provider (Plaid)
             return bool(self.client_id and self.client_secret)
         if self.kind is not Kind.OAUTH2:
@@ -137,6 +142,10 @@ def build_registry(settings: Settings) -> dict[str, ProviderSpec]:
     # Banks in the EEA and the UK through PSD2: the person picks their bank and consents
     # there; in development and testing, the look-alike this API serves.
     enable_banking = enablebanking_api.application(settings)
+    eb_extra = {"key_file": str(enable_banking.key_file)} if enable_banking else {}
+    if enable_banking and (problem := enablebanking_api.key_problem(enable_banking, settings)):
+        log.error("Enable Banking cannot be connected here: %s", problem)
+        eb_extra["problem"] = problem
     registry["enablebanking"] = ProviderSpec(
         key="enablebanking",
         name="Enable Banking",
@@ -146,7 +155,7 @@ def build_registry(settings: Settings) -> dict[str, ProviderSpec]:
         source="enablebanking",
         api_base_url=enable_banking.base_url if enable_banking else None,
         website="enablebanking.com",
-        extra={"key_file": str(enable_banking.key_file)} if enable_banking else {},
+        extra=eb_extra,
     )
     # Plaid Link: the team's keys (the look-alike's own in development and testing, where the
     # look-alike this API serves answers unless keys of a real team are set).

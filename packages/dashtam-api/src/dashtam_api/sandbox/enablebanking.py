@@ -15,12 +15,17 @@
   session (``REVOKED_SESSION``). ``GET``/``DELETE /sessions/{id}`` (``CLOSED_SESSION`` after).
 - ``GET /accounts/{uid}/balances`` and ``/transactions`` (``date_from``, ``date_to``, pages of
   PAGE entries with an opaque ``continuation_key``; an unknown one is
-  ``WRONG_CONTINUATION_KEY``); what they list is enablebanking_data.py's.
+  ``WRONG_CONTINUATION_KEY``; a period longer than the bank serves, 422
+  ``WRONG_TRANSACTIONS_PERIOD``, some banks naming the earliest ``date_from`` in ``detail``);
+  what they list is enablebanking_data.py's (accounts without an identification hash too).
 - PSD2's limit: four unattended reads a day per session, account and resource (pages after the
   first are the same read; a request with ``Psu-Ip-Address`` is attended, not counted); past
-  it 429 ``ASPSP_RATE_LIMIT_EXCEEDED``. ``EXPIRED_SESSION`` after ``valid_until``.
+  it 429 ``ASPSP_RATE_LIMIT_EXCEEDED``. A bank listing ``required_psu_headers`` allows none:
+  every read without ``Psu-Ip-Address`` is that 429. ``EXPIRED_SESSION`` after ``valid_until``.
 - Every error is ``{"code", "message", "error", "detail"}``.
 - ``POST /_control/{psu}/fail`` (the PSU's next reads fail so: FAILURES), ``POST
+  /_control/{psu}/paging`` (page size, a continuation key answered again; ``_auth`` as the
+  PSU: the next ``POST /auth`` fails so), ``POST
   /_control/{psu}/clock`` (time moves on for the PSU's sessions: limits, expiry),
   ``GET /_control/{psu}``: reads counted, for tests.
 """
@@ -49,9 +54,11 @@ from dashtam_api.sources import enablebanking_api as api
 router = api_router(prefix="/sandbox/enablebanking", tags=["sandbox"], include_in_schema=False)
 
 PAGE = 10
+# The "PSU" whose queued failures (``_control/_auth/fail``) the next ``POST /auth`` answers.
+AUTH = "_auth"
 FAILURES = (
     "EXPIRED_SESSION", "ASPSP_ERROR", "ASPSP_TIMEOUT", "ASPSP_RATE_LIMIT_EXCEEDED",
-    "ASPSP_PSU_ACTION_REQUIRED",
+    "ASPSP_PSU_ACTION_REQUIRED", "WRONG_TRANSACTIONS_PERIOD",
 )  # fmt: skip
 STATUSES = {
     "UNAUTHORIZED_ACCESS": 401, "EXPIRED_SESSION": 401, "REVOKED_SESSION": 401,
@@ -59,7 +66,7 @@ STATUSES = {
     "ASPSP_RATE_LIMIT_EXCEEDED": 429, "ASPSP_ERROR": 502, "ASPSP_TIMEOUT": 504,
     "ASPSP_PSU_ACTION_REQUIRED": 400, "WRONG_CONTINUATION_KEY": 400, "WRONG_REQUEST_PARAMETERS":
     422, "REDIRECT_URI_NOT_ALLOWED": 400, "WRONG_AUTHORIZATION_CODE": 400, "ASPSP_NOT_FOUND": 404,
-    "WRONG_DATE_INTERVAL": 422,
+    "WRONG_DATE_INTERVAL": 422, "WRONG_TRANSACTIONS_PERIOD": 422,
 }  # fmt: skip
 
 
@@ -164,6 +171,8 @@ async def auth(
     bank = data.bank(body.aspsp.name, body.aspsp.country)
     if bank is None:
         return problem("ASPSP_NOT_FOUND", "No such ASPSP")
+    if failure := store.text(await redis.lpop(f"{store.PREFIX}fail:{AUTH}")):
+        return problem(failure, f"Injected: {failure}")
     if body.redirect_url != redirect_uri(settings):
         return problem("REDIRECT_URI_NOT_ALLOWED", "Redirect URI not allowed")
     valid_until = body.access.valid_until
@@ -261,10 +270,14 @@ async def open_session(
     session_id = secrets.token_hex(16)
     accounts = [{**a, "uid": secrets.token_hex(16)} for a in data.accounts(psu, bank)]
     now = await store.now(redis, psu)
+    # Each account's uid, the look-alike's own key of it, and the hash the bank shows (or None).
     record = {
         "psu": psu, "bank": granted["bank"], "valid_until": granted["valid_until"],
         "status": "AUTHORIZED", "created": now,
-        "accounts": [[a["uid"], a["identification_hash"]] for a in accounts],
+        "accounts": [
+            [a["uid"], data.identification_hash(psu, bank, n), a["identification_hash"]]
+            for n, a in enumerate(accounts)
+        ],
     }  # fmt: skip
     await store.save(redis, f"session:{session_id}", record)
     for n, a in enumerate(accounts):
@@ -272,7 +285,7 @@ async def open_session(
     # A newer consent of the same PSU at the same bank replaces the older session.
     await redis.set(f"{store.PREFIX}latest:{psu}:{'|'.join(granted['bank'])}", session_id)
     if not await redis.get(f"{store.PREFIX}anchor:{psu}"):
-        anchor = (datetime.fromtimestamp(now, UTC).date() - timedelta(days=2)).isoformat()
+        anchor = (datetime.fromtimestamp(now, UTC).date() - timedelta(days=1)).isoformat()
         await redis.set(f"{store.PREFIX}anchor:{psu}", anchor, ex=store.KEEP_SECONDS)
     return JSONResponse(
         {
@@ -293,10 +306,11 @@ async def get_session(
     record, status = await store.live(redis, session_id)
     return {
         "status": status,
-        "accounts": [uid for uid, _ in record["accounts"]],
+        "accounts": [uid for uid, *_ in record["accounts"]],
         "accounts_data": [
-            {"uid": uid, "identification_hash": h, "identification_hashes": [h]}
-            for uid, h in record["accounts"]
+            {"uid": uid, "identification_hash": shown[-1], "identification_hashes": shown[-1:]}
+            for uid, *shown in record["accounts"]
+            if shown
         ],
         "aspsp": {"name": record["bank"][0], "country": record["bank"][1]},
         "psu_type": "personal",
@@ -316,6 +330,16 @@ async def close_session(
     return JSONResponse({"message": "OK"})
 
 
+async def _unattended(redis, record, session_id, uid, resource, psu_ip_address) -> None:
+    """A read without the person's headers: counted (four a day), or refused outright by a
+    bank that requires PSU headers (as SpareBank 1 does: firefly-iii#12523)."""
+    if psu_ip_address is not None:
+        return
+    if data.bank(*record["bank"]).get("required_psu_headers"):
+        raise store.Refused("ASPSP_RATE_LIMIT_EXCEEDED", "PSU-IP-Address header is required")
+    await store.counted(redis, record, session_id, uid, resource)
+
+
 @router.get("/accounts/{uid}/balances")
 @_guarded
 async def balances(
@@ -327,8 +351,7 @@ async def balances(
 ) -> dict:
     record, n, session_id = await store.account(redis, uid)
     await store.injected(redis, record, session_id)
-    if psu_ip_address is None:
-        await store.counted(redis, record, session_id, uid, "balances")
+    await _unattended(redis, record, session_id, uid, "balances", psu_ip_address)
     entries, bank, anchor = await store.entries(redis, record, n, step_on=False)
     return {"balances": data.balances(bank, entries, anchor)}
 
@@ -342,6 +365,7 @@ async def transactions(
     date_from: date | None = None,
     date_to: date | None = None,
     continuation_key: Annotated[str | None, Query(max_length=100)] = None,
+    transaction_status: Literal["BOOK", "PDNG"] | None = None,
     authorization: Auth = None,
     psu_ip_address: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -356,26 +380,48 @@ async def transactions(
             return problem("WRONG_REQUEST_PARAMETERS", "date_from is required")
         if date_to is not None and date_to < date_from:
             return problem("WRONG_DATE_INTERVAL", "date_to before date_from")
+        today = datetime.fromtimestamp(await store.now(redis, record["psu"]), UTC).date()
+        refused = data.refused_period(data.bank(*record["bank"]), date_from, date_to or today)
+        if refused is not None:
+            return problem("WRONG_TRANSACTIONS_PERIOD", refused["message"], refused["detail"])
         await store.injected(redis, record, session_id)
-        if psu_ip_address is None:
-            await store.counted(redis, record, session_id, uid, "transactions")
+        await _unattended(redis, record, session_id, uid, "transactions", psu_ip_address)
         entries, _, _ = await store.entries(redis, record, n, step_on=True)
         upper = (date_to or date.max).isoformat()
         listed = [
             e for e in entries
             if date_from.isoformat() <= (e["booking_date"] or e["value_date"]) <= upper
+            and transaction_status in (None, e["status"])
         ]  # fmt: skip
         offset = 0
-    answer = {"transactions": listed[offset : offset + PAGE], "continuation_key": None}
-    if offset + PAGE < len(listed):
-        key = secrets.token_urlsafe(12)
+    paging = await store.load(redis, f"paging:{record['psu']}") or {}
+    size = paging.get("size") or PAGE
+    answer = {"transactions": listed[offset : offset + size], "continuation_key": None}
+    if offset + size < len(listed):
+        if continuation_key and paging.get("repeat_key"):
+            # Some banks hand the same key back: a client following it loops for ever.
+            key = continuation_key
+        else:
+            key = secrets.token_urlsafe(12)
         await redis.set(
             f"{store.PREFIX}ck:{key}",
-            json.dumps({"uid": uid, "listed": listed, "offset": offset + PAGE}),
+            json.dumps({"uid": uid, "listed": listed, "offset": offset + size}),
             ex=3600,
         )
         answer["continuation_key"] = key
     return JSONResponse(answer)
+
+
+class Paging(BaseModel):
+    size: int = Field(default=PAGE, ge=1, le=100)
+    repeat_key: bool = False
+
+
+@router.post("/_control/{psu}/paging", status_code=204)
+async def paging(psu: str, body: Paging, redis: RedisDep) -> None:
+    """The PSU's listings in pages of ``size``; ``repeat_key``: a page asked for with a key
+    answers that same key again."""
+    await store.save(redis, f"paging:{psu[:100]}", body.model_dump())
 
 
 class Failure(BaseModel):

@@ -19,14 +19,27 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 HISTORY_DAYS = 100
+# ``period_days``: the longest period of transactions one listing may span, dates inclusive
+# (None: any); ``names_date_from``: its refusal names the earliest date_from it takes;
+# ``required_psu_headers``: it allows no unattended read (each must carry the person's headers).
 BANKS = (
     {"name": "Sandbox Bank", "country": "FI", "bic": "SANDFIHH", "maximum_consent_validity":
-     180 * 86400, "balances": ("CLBD", "ITAV", "XPCD"), "accounts": ("Current", "Savings")},
+     180 * 86400, "balances": ("CLBD", "ITAV", "XPCD"), "accounts": ("Current", "Savings"),
+     "period_days": 90, "names_date_from": False},
     {"name": "Nordic Test Bank", "country": "FI", "bic": "NRDCFIHH", "maximum_consent_validity":
-     90 * 86400, "balances": ("ITBD", "CLAV", "OPBD"), "accounts": ("Everyday",)},
+     90 * 86400, "balances": ("ITBD", "CLAV", "OPBD"), "accounts": ("Everyday", "Prepaid"),
+     "period_days": None, "names_date_from": False},
     {"name": "Testbank Deutschland", "country": "DE", "bic": "TESTDEFF", "maximum_consent_validity":
-     90 * 86400, "balances": ("XPCD", "PRCD"), "accounts": ("Girokonto",)},
+     90 * 86400, "balances": ("XPCD", "PRCD"), "accounts": ("Girokonto", "Kreditkarte"),
+     "period_days": 60, "names_date_from": True,
+     "required_psu_headers": ["Psu-Ip-Address", "Psu-User-Agent"]},
+    {"name": "Kartenbank", "country": "DE", "bic": "KARTDEFF", "maximum_consent_validity":
+     90 * 86400, "balances": ("CLBD",), "accounts": ("Prepaid",),
+     "period_days": 90, "names_date_from": False},
 )  # fmt: skip
+# Accounts some banks give no identification hash: a card known by its masked number only, and
+# one known by nothing but the session's uid.
+CARD, UID_ONLY = "Kreditkarte", "Prepaid"
 MERCHANTS = ("K-MARKET", "S-MARKET", "HSL TICKET", "ALKO", "R-KIOSKI", "ABC STATION", "VR")
 PENDING = ("CAFE REGATTA", "CAFE REGATTA HELSINKI 0423", "-6.40")
 SALARY = ("SALARY DECEMBER", "2450.00")
@@ -48,7 +61,7 @@ def listed(bank_: dict) -> dict:
         "sandbox": None,
         "beta": False,
         "bic": bank_["bic"],
-        "required_psu_headers": [],
+        "required_psu_headers": list(bank_.get("required_psu_headers", ())),
     }
 
 
@@ -63,23 +76,43 @@ def accounts(psu: str, bank_: dict) -> list[dict]:
     for n, product in enumerate(bank_["accounts"]):
         digits = int(identification_hash(psu, bank_, n)[:12], 16) % 10**10
         iban = f"{bank_['country']}21{digits:010d}{n:04d}"
+        ids = [{"identification": iban, "scheme_name": "IBAN"}]
+        account_id = {"iban": iban}
+        hashes = [identification_hash(psu, bank_, n)]
+        if product == CARD:
+            ids = [{"identification": f"5355********{digits % 10000:04d}", "scheme_name": "CPAN"}]
+            account_id, hashes = {"other": ids[0]}, []
+        elif product == UID_ONLY:
+            ids, account_id, hashes = [], None, []
         found.append(
             {
-                "account_id": {"iban": iban},
-                "all_account_ids": [{"identification": iban, "scheme_name": "IBAN"}],
+                "account_id": account_id,
+                "all_account_ids": ids,
                 "name": f"{product} account",
                 "details": None,
                 "usage": "PRIV",
-                "cash_account_type": "SVGS" if product == "Savings" else "CACC",
+                "cash_account_type": {"Savings": "SVGS", CARD: "CARD"}.get(product, "CACC"),
                 "product": product,
                 "currency": "EUR",
                 "psu_status": "Account Holder",
                 "credit_limit": None,
-                "identification_hash": identification_hash(psu, bank_, n),
-                "identification_hashes": [identification_hash(psu, bank_, n)],
+                "identification_hash": hashes[0] if hashes else None,
+                "identification_hashes": hashes,
             }
         )
     return found
+
+
+def refused_period(bank_: dict, date_from: date, date_to: date) -> dict | None:
+    """The bank's refusal of a listing's period, as (message, detail); None: served."""
+    longest = bank_["period_days"]
+    if longest is None or (date_to - date_from).days + 1 <= longest:
+        return None
+    earliest = date_to - timedelta(days=longest - 1)
+    return {
+        "message": f"Transactions can be fetched for {longest} days at most",
+        "detail": {"date_from": earliest.isoformat()} if bank_["names_date_from"] else None,
+    }
 
 
 def _entry(ref, status, amount: Decimal, text: str, booked: date, *, creditor=None, debtor=None):

@@ -2,30 +2,36 @@
 
 The connection holds a session (connections/consent.py opened it from the person's consent at
 their bank), sealed by the vault as JSON: the session id and, for each account it covers, its
-``uid`` (the handle the API wants in its paths, a new one with every consent) and its
-``identification_hash`` (the same across consents). Accounts are keyed by the hash, never the
-uid: a reconnection keeps every account and transaction it had.
+``uid`` (the handle the API wants in its paths, a new one with every consent), its key (its
+``identification_hash``, the same across consents, else its IBAN's or other number's digest)
+and what identifies it (every hash, identifier digests); the names of accounts left out (only
+a uid); the PSU headers the bank requires (enablebanking_accounts.py). Accounts are keyed by
+the hash, never the uid: a reconnection keeps every account and transaction it had.
 
 - Balances (``/accounts/{uid}/balances``): the booked one is the first of CLBD, ITBD, XPCD,
   OPBD, PRCD that the bank lists (else whatever it lists first); the available one ITAV, CLAV.
 - Transactions (``/accounts/{uid}/transactions`` from the account's window to today, dates
-  inclusive), following ``continuation_key`` to the end (and stopping on a key seen before).
+  inclusive, never more than PERIOD_DAYS; a refused period asked once more, shorter),
+  following ``continuation_key`` to the end (a listing cut short, at MAX_PAGES or a key seen
+  before, is read as changes only: no pending it did not reach is cancelled).
   BOOK is posted, PDNG (and HOLD) pending, others (cancelled, rejected, scheduled) left out.
   Amounts come unsigned, ``credit_debit_indicator`` gives the sign. The id is
   ``entry_reference``; without one, a digest of what the bank said of it. A pending that books
   under a new ``entry_reference`` is matched by the reconciliation's pending → posted rule.
 - Limits: banks allow about four unattended reads a day of each account (PSD2 RTS 36(5)): the
   budget counts reads (four a day); the bank's 429 ``ASPSP_RATE_LIMIT_EXCEEDED`` says the day's
-  reads are spent, not that anything is wrong.
+  reads are spent, not that anything is wrong. A bank that requires PSU headers is read only
+  when the person asked for the read (``Windows.present``), with their address and agent.
 """
 
 import hashlib
-import json
+import ipaddress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 
+from dashtam_api.sources import enablebanking_accounts as kept
 from dashtam_api.sources import enablebanking_api as api
 from dashtam_api.sources.protocol import Kind, Limits, Reading
 from dashtam_api.sources.shapes import (
@@ -35,7 +41,6 @@ from dashtam_api.sources.shapes import (
     TransactionData,
     Windows,
     decimal,
-    last4,
     shape_error,
     timestamp,
 )
@@ -50,60 +55,32 @@ person_named_servers = False
 BOOKED = ("CLBD", "ITBD", "XPCD", "OPBD", "PRCD")
 AVAILABLE = ("ITAV", "CLAV")
 STATUSES = {"BOOK": "posted", "PDNG": "pending", "HOLD": "pending"}
-ACCOUNT_TYPES = {"CACC": "checking", "SVGS": "savings", "CARD": "credit_card", "LOAN": "loan"}
 MAX_PAGES = 200
+# The longest period of transactions one request asks for, days inclusive: strict banks refuse
+# 91 (WRONG_TRANSACTIONS_PERIOD); and the period asked for again when a bank refuses one
+# without naming the day it would take.
+PERIOD_DAYS = 90
+FALLBACK_DAYS = 30
+# What a read of a bank that requires PSU headers is refused as when the person is not there.
+PRESENCE_REQUIRED = "psu_presence_required"
 
 
-@dataclass(frozen=True)
-class Held:
-    """One account of the session, as the connection keeps it."""
-
-    uid: str
-    hash: str
-    name: str
-    currency: str
-    last4: str | None
-    type: str
-
-
-def credential(session_id: str, accounts: list[Held]) -> str:
-    return json.dumps({"session_id": session_id, "accounts": [vars(a) for a in accounts]})
-
-
-def held_of(credential_text: str) -> tuple[str, list[Held]]:
+def attended(present, settings: Settings) -> dict | None:
+    """The PSU headers of a read the person asked for themselves: their address and user
+    agent. None when no one is there, or their address is private or loopback outside
+    development and testing (banks refuse those: actualbudget/actual#8032)."""
+    ip = (present or {}).get("ip")
     try:
-        held = json.loads(credential_text)
-        return held["session_id"], [Held(**a) for a in held["accounts"]]
-    except (ValueError, KeyError, TypeError):
-        raise SourceError(
-            "invalid_credential", "the connection holds no Enable Banking session: connect again",
-            transient=False, needs_person=True,
-        ) from None  # fmt: skip
-
-
-def accounts_of(session: dict) -> list[Held]:
-    """The accounts a new session covers (POST /sessions' answer)."""
-    found = []
-    for raw in session.get("accounts") or ():
-        if not isinstance(raw, dict) or not raw.get("uid"):
-            raise shape_error("a session's account")
-        identity = raw.get("identification_hash") or next(
-            iter(raw.get("identification_hashes") or ()), None
-        )
-        iban = (raw.get("account_id") or {}).get("iban")
-        if not identity:  # no hash at all: the IBAN, which does not change either
-            identity = hashlib.sha256(str(iban or raw["uid"]).encode()).hexdigest()
-        found.append(
-            Held(
-                uid=str(raw["uid"]),
-                hash=str(identity),
-                name=str(raw.get("name") or raw.get("product") or "Account")[:200],
-                currency=str(raw.get("currency") or "EUR")[:3],
-                last4=last4(iban),
-                type=ACCOUNT_TYPES.get(str(raw.get("cash_account_type")), "bank"),
-            )
-        )
-    return found
+        address = ipaddress.ip_address(ip) if ip else None
+    except ValueError:
+        address = None
+    if address is None or not (address.is_global or settings.local_environment):
+        return None
+    headers = {"Psu-Ip-Address": str(address)}
+    agent = "".join(c for c in str(present.get("user_agent") or "") if " " <= c <= "~")[:300]
+    if agent:
+        headers["Psu-User-Agent"] = agent
+    return headers
 
 
 def requests_for(windows: Windows) -> int:
@@ -134,13 +111,17 @@ def _day(value, where: str) -> datetime | None:
 
 
 def _fallback_id(raw: dict, seen: dict) -> str:
-    """An id for an entry without ``entry_reference``: a digest of what the bank said of it
-    (its status left out: the same entry pending and booked), numbered among identical ones."""
+    """An id for an entry without ``entry_reference``: a digest of what the bank said of it,
+    numbered among identical ones. Its status is left out, but its booking date is in: a
+    pending entry (no booking date yet) gets another id once booked, and is matched to its
+    pending row by the reconciliation's pending -> posted rule, as one booked under a new
+    ``entry_reference`` is."""
     said = (
         raw.get("booking_date"), raw.get("value_date"), raw.get("transaction_date"),
-        (raw.get("transaction_amount") or {}).get("amount"), raw.get("credit_debit_indicator"),
-        raw.get("remittance_information"), (raw.get("creditor") or {}).get("name"),
-        (raw.get("debtor") or {}).get("name"),
+        kept.json_object(raw.get("transaction_amount"), "a transaction's amount").get("amount"),
+        raw.get("credit_debit_indicator"), raw.get("remittance_information"),
+        kept.json_object(raw.get("creditor"), "a transaction's creditor").get("name"),
+        kept.json_object(raw.get("debtor"), "a transaction's debtor").get("name"),
     )  # fmt: skip
     digest = hashlib.sha256(repr(said).encode()).hexdigest()[:32]
     seen[digest] = seen.get(digest, 0) + 1
@@ -159,8 +140,10 @@ def transaction_of(raw: dict, seen: dict) -> TransactionData | None:
         amount = -amount
     remittance = raw.get("remittance_information") or ()
     text = " ".join(str(r) for r in remittance) if isinstance(remittance, list) else str(remittance)
-    party = raw.get("creditor" if amount < 0 else "debtor") or {}
-    payee = str(party.get("name"))[:200] if isinstance(party, dict) and party.get("name") else None
+    party = kept.json_object(
+        raw.get("creditor" if amount < 0 else "debtor"), "a transaction's party"
+    )
+    payee = str(party.get("name"))[:200] if party.get("name") else None
     booked = _day(raw.get("booking_date"), "booking_date")
     value = _day(raw.get("value_date"), "value_date")
     made = _day(raw.get("transaction_date"), "transaction_date") or value or booked
@@ -182,24 +165,60 @@ def transaction_of(raw: dict, seen: dict) -> TransactionData | None:
     )
 
 
-async def _transactions(client: api.Client, uid: str, start: datetime, until: datetime) -> list:
-    listed, keys, seen = [], set(), {}
+@dataclass
+class Listing:
+    """One account's transactions as listed: from ``start`` (a day the bank took) to the read's
+    end; ``whole``: every page was reached (False: cut short, at MAX_PAGES or a key given
+    twice)."""
+
+    transactions: list
+    start: date
+    whole: bool = True
+
+
+async def _pages(client: api.Client, uid: str, start: date, until: date, psu) -> Listing:
+    listing, keys, seen = Listing([], start, whole=False), set(), {}
     key = None
     for _ in range(MAX_PAGES):
         page = await client.transactions(
-            uid, date_from=start.date().isoformat(), date_to=until.date().isoformat(), key=key
-        )
-        for raw in page.get("transactions") or ():
+            uid, date_from=start.isoformat(), date_to=until.isoformat(), key=key, psu=psu,
+            status="BOOK" if client.settings.ENABLE_BANKING_BOOKED_ONLY else None,
+        )  # fmt: skip
+        entries = page.get("transactions") or ()
+        if not isinstance(entries, list):
+            raise shape_error("a page of transactions")
+        for raw in entries:
             if not isinstance(raw, dict):
                 raise shape_error("a transaction")
             made = transaction_of(raw, seen)
             if made is not None:
-                listed.append(made)
+                listing.transactions.append(made)
         key = page.get("continuation_key")
-        if not key or key in keys:
+        if not key:
+            listing.whole = True
+            break
+        if key in keys:
             break
         keys.add(key)
-    return listed
+    return listing
+
+
+async def _transactions(
+    client: api.Client, uid: str, start: date, until: date, psu: dict | None
+) -> Listing:
+    """The account's listing from ``start`` (never more than PERIOD_DAYS, dates inclusive);
+    a bank refusing the period (WRONG_TRANSACTIONS_PERIOD) is asked once more, from the day it
+    named, else for the last FALLBACK_DAYS."""
+    start = max(start, until - timedelta(days=PERIOD_DAYS - 1))
+    try:
+        return await _pages(client, uid, start, until, psu)
+    except api.PeriodRefused as exc:
+        shorter = exc.date_from
+        if shorter is None or not start < shorter <= until:
+            shorter = until - timedelta(days=FALLBACK_DAYS - 1)
+        if shorter <= start:
+            raise
+        return await _pages(client, uid, shorter, until, psu)
 
 
 async def read(
@@ -215,22 +234,40 @@ async def read(
         raise SourceError(
             "not_configured", "Enable Banking is not configured here", transient=False
         )
-    _, accounts = held_of(credential)
+    _, accounts = kept.held_of(credential)
+    psu = attended(windows.present, settings) if kept.psu_headers_of(credential) else None
+    if kept.psu_headers_of(credential) and psu is None:
+        # The bank allows no unattended read (some demand the person's PSU headers on every
+        # one): not tried, and the loop waits a day; the person's own sync reads it.
+        raise SourceError(
+            PRESENCE_REQUIRED, "this bank lets Dashtam read it only while you are there: sync "
+            "it yourself (Sync now, or POST /api/v1/providers/{id}/sync)", transient=False,
+            budget_spent=True, retry_after=86400,
+        )  # fmt: skip
+    notes = [
+        f"left_out: {name!r} is not read: the bank gives it no lasting identity (no "
+        "identification hash, IBAN or other account number)"
+        for name in kept.left_out_of(credential)
+    ]
     client = api.Client(http, app, settings)
     until = windows.until
     read_: list[AccountData] = []
     for held in accounts:
-        start = windows.start(held.hash, limits.history_days)
         # The bank's dates are whole days: the window starts at the first day asked for.
-        start = datetime.combine(start.date(), datetime.min.time(), UTC)
+        start = windows.start(held.hash, limits.history_days).date()
         try:
-            balances = await client.balances(held.uid)
-            transactions = await _transactions(client, held.uid, start, until)
+            balances = await client.balances(held.uid, psu=psu)
+            listing = await _transactions(client, held.uid, start, until.date(), psu)
         except SourceError as exc:
             if not read_:
                 raise
             # Those read are written (a read of the day's few is not thrown away).
-            return Reading(read_, failure=exc, complete=False)
+            return Reading(read_, notes=tuple(notes), failure=exc, complete=False)
+        if not listing.whole:
+            notes.append(
+                f"cut_short: the bank's listing of {held.name!r} was cut short after "
+                f"{MAX_PAGES} pages or a repeated continuation key; the rest is read next time"
+            )
         read_.append(
             AccountData(
                 external_id=held.hash,
@@ -240,8 +277,11 @@ async def read(
                 currency=held.currency,
                 balance=balance_of(balances),
                 positions=(),
-                transactions=tuple(transactions),
-                window=(start, until),
+                transactions=tuple(listing.transactions),
+                window=(datetime.combine(listing.start, datetime.min.time(), UTC), until),
+                # A listing cut short is not all of its window: no pending of ours it does not
+                # list is cancelled (the reconciliation reads it as changes only).
+                changes_only=not listing.whole,
             )
         )
-    return Reading(read_)
+    return Reading(read_, notes=tuple(notes))

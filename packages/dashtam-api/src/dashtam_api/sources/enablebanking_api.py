@@ -6,7 +6,9 @@
 - Its errors are ``{"code": <http status>, "message", "error": "<CODE>", "detail"}``; what each
   code means for a connection is decided here (``failure``): the session's end or the bank
   wanting the person needs them; the bank's PSD2 limit (429 ``ASPSP_RATE_LIMIT_EXCEEDED``)
-  means the day's reads are spent, the connection healthy; the bank's troubles pass.
+  means the day's reads are spent, the connection healthy; the bank's troubles pass; a period
+  refused (``WRONG_TRANSACTIONS_PERIOD``) is a ``PeriodRefused`` naming the day the bank takes.
+- Paths are sent from templates (``/accounts/{uid}/balances``), which alone reach the log.
 - ``application``: which application this deployment is. Unconfigured in development and
   testing, the look-alike this API serves (sandbox/enablebanking.py), with the key `inv setup`
   made next to the project's CA.
@@ -16,8 +18,10 @@ import functools
 import json
 import time
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import jwt
@@ -47,7 +51,34 @@ NEEDS_PERSON = frozenset(
 )
 ENDED = frozenset({"EXPIRED_SESSION"})
 RATE_LIMITED = "ASPSP_RATE_LIMIT_EXCEEDED"
+# The bank refused the period of transactions asked for (longer than it serves: a strict bank
+# counts 90 days inclusive); its ``detail`` may name the earliest ``date_from`` it takes.
+WRONG_PERIOD = "WRONG_TRANSACTIONS_PERIOD"
 TRANSIENT = frozenset({RATE_LIMITED, "ASPSP_ERROR", "ASPSP_TIMEOUT"})
+
+
+def _list(value, where: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SourceError(upstream.INVALID_RESPONSE, f"{where} is not a list", transient=False)
+    return value
+
+
+class PeriodRefused(SourceError):
+    """WRONG_TRANSACTIONS_PERIOD, with the earliest day the bank said it serves (or None)."""
+
+    def __init__(self, description: str, date_from: date | None):
+        super().__init__(WRONG_PERIOD, description, transient=False)
+        self.date_from = date_from
+
+
+def _suggested_day(detail) -> date | None:
+    value = detail.get("date_from") if isinstance(detail, dict) else None
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -87,6 +118,26 @@ def private_key(path: Path):
         ) from None
 
 
+def key_problem(app: App, settings: Settings) -> str | None:
+    """What is wrong with the application's private key, in one line (None: it signs): checked
+    when the registry is built, so a key that cannot be used is said at start, not at a
+    person's first connect. Outside development and testing the file must be the owner's alone
+    (like the env files: no group or other permissions)."""
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+    where = f"the Enable Banking application's key ENABLE_BANKING_KEY_FILE={app.key_file}"
+    try:
+        mode = app.key_file.stat().st_mode
+        key = private_key(app.key_file)
+    except (OSError, SourceError):
+        return f"{where} cannot be read as a PEM private key without a password"
+    if not isinstance(key, RSAPrivateKey):
+        return f"{where} is not an RSA key (Enable Banking's JWTs are RS256)"
+    if mode & 0o077 and not settings.local_environment:
+        return f"{where} may be read by others than its owner: chmod 600 it"
+    return None
+
+
 @functools.lru_cache(maxsize=4)
 def _loaded(path: Path, version: int):
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -117,6 +168,11 @@ def failure(response: httpx.Response) -> SourceError:
             code, f"{said}: connect the bank again", transient=False, needs_person=True,
             ended=code in ENDED,
         )  # fmt: skip
+    if code == WRONG_PERIOD:
+        return PeriodRefused(
+            f"the bank refused the period of transactions asked for ({said})",
+            _suggested_day(body.get("detail")),
+        )
     if code == RATE_LIMITED:
         return SourceError(
             code, f"the bank's limit of unattended reads is spent for now ({said})",
@@ -133,8 +189,11 @@ class Client:
     def __init__(self, http: httpx.AsyncClient, app: App, settings: Settings):
         self.http, self.app, self.settings = http, app, settings
 
-    async def call(self, method: str, path: str, *, params=None, body=None):
-        url = self.app.base_url + path
+    async def call(self, method: str, template: str, *, ids=None, params=None, body=None, psu=None):
+        """``template`` with ``ids`` filled in; only the template is ever logged (the ids are
+        a session's and its accounts' handles)."""
+        url = self.app.base_url + template.format(**(ids or {}))
+        prefix = urlsplit(self.app.base_url).path
 
         def send():
             return self.http.request(
@@ -145,7 +204,9 @@ class Client:
                 headers={
                     "Authorization": f"Bearer {token(self.app)}",
                     "Accept": "application/json",
+                    **(psu or {}),
                 },
+                extensions={upstream.PATH_TEMPLATE: prefix + template},
             )
 
         try:
@@ -167,7 +228,7 @@ class Client:
     async def aspsps(self, country: str | None) -> list[dict]:
         params = {"service": "AIS"} | ({"country": country} if country else {})
         answer = await self.call("GET", "/aspsps", params=params)
-        return [a for a in answer.get("aspsps") or () if isinstance(a, dict)]
+        return [a for a in _list(answer.get("aspsps"), "/aspsps") if isinstance(a, dict)]
 
     async def auth(self, *, bank: dict, valid_until: str, state: str, redirect_url: str) -> dict:
         return await self.call(
@@ -186,14 +247,27 @@ class Client:
         return await self.call("POST", "/sessions", body={"code": code})
 
     async def close_session(self, session_id: str) -> None:
-        await self.call("DELETE", f"/sessions/{session_id}")
+        await self.call("DELETE", "/sessions/{id}", ids={"id": session_id})
 
-    async def balances(self, uid: str) -> list:
-        answer = await self.call("GET", f"/accounts/{uid}/balances")
-        return list(answer.get("balances") or ())
+    async def balances(self, uid: str, *, psu: dict | None = None) -> list:
+        answer = await self.call("GET", "/accounts/{uid}/balances", ids={"uid": uid}, psu=psu)
+        return _list(answer.get("balances"), "an account's balances")
 
-    async def transactions(self, uid: str, *, date_from: str, date_to: str, key: str | None):
+    async def transactions(
+        self,
+        uid: str,
+        *,
+        date_from: str,
+        date_to: str,
+        key: str | None,
+        psu: dict | None = None,
+        status: str | None = None,
+    ):
         params = {"date_from": date_from, "date_to": date_to}
+        if status:
+            params["transaction_status"] = status
         if key:
             params["continuation_key"] = key
-        return await self.call("GET", f"/accounts/{uid}/transactions", params=params)
+        return await self.call(
+            "GET", "/accounts/{uid}/transactions", ids={"uid": uid}, params=params, psu=psu
+        )

@@ -90,6 +90,9 @@ class Windows:
     until: datetime
     # What the source's last read of the connection kept for this one (Reading.state).
     state: Mapping | None = None
+    # The person's address and user agent (``ip``, ``user_agent``) when they asked for this
+    # read themselves (a PSD2 bank's "attended" read); None for the background loop's.
+    present: Mapping[str, str | None] | None = None
 
     def start(self, external_id: str, history_days: int) -> datetime:
         return self.since.get(external_id) or self.until - timedelta(days=history_days)

@@ -190,15 +190,28 @@ async def _access_token(ctx: AppContext, connection_id: uuid.UUID, *, force: boo
 
 
 async def sync_connection(
-    ctx: AppContext, connection_id: uuid.UUID, *, trigger: refresh.Trigger, stale_only: bool
+    ctx: AppContext,
+    connection_id: uuid.UUID,
+    *,
+    trigger: refresh.Trigger,
+    stale_only: bool,
+    present: dict | None = None,
 ) -> SyncResult:
-    result = await _sync_connection(ctx, connection_id, trigger=trigger, stale_only=stale_only)
+    """``present``: the person who asked for it (``ip``, ``user_agent``: Windows.present)."""
+    result = await _sync_connection(
+        ctx, connection_id, trigger=trigger, stale_only=stale_only, present=present
+    )
     metrics.SYNCS.labels(result.kind).inc()
     return result
 
 
 async def _sync_connection(
-    ctx: AppContext, connection_id: uuid.UUID, *, trigger: refresh.Trigger, stale_only: bool
+    ctx: AppContext,
+    connection_id: uuid.UUID,
+    *,
+    trigger: refresh.Trigger,
+    stale_only: bool,
+    present: dict | None = None,
 ) -> SyncResult:
     claim = await _claim(ctx, connection_id, stale_only=stale_only, trigger=trigger)
     lease = claim.lease
@@ -211,7 +224,7 @@ async def _sync_connection(
             return SyncResult("over_budget", status=claim.status, retry_at=claim.gate.wait)
         return SyncResult("not_due", status=claim.status, synced_at=claim.synced_at)
     try:
-        result = await _sync_claimed(ctx, connection_id, claim, trigger=trigger)
+        result = await _sync_claimed(ctx, connection_id, claim, trigger=trigger, present=present)
     except Exception:
         # Cut short (our database or cache went away under it, above all): the claim is given
         # back at once or as soon as the database is back, not left to lapse after
@@ -234,7 +247,12 @@ async def _sync_connection(
 
 
 async def _sync_claimed(
-    ctx: AppContext, connection_id: uuid.UUID, claim: Claim, *, trigger: refresh.Trigger
+    ctx: AppContext,
+    connection_id: uuid.UUID,
+    claim: Claim,
+    *,
+    trigger: refresh.Trigger,
+    present: dict | None = None,
 ) -> SyncResult:
     spec = ctx.registry.get(claim.provider_key)
     source = SOURCES.get(spec.source) if spec and spec.source else None
@@ -264,7 +282,7 @@ async def _sync_claimed(
             )
     else:
         credential = await _sealed_credential(ctx, connection_id)
-    windows = await _windows(ctx, connection_id)
+    windows = replace(await _windows(ctx, connection_id), present=present)
     limits = source.limits
     if claim.gate is not None:
         # A source with a budget says what its read of these windows takes.
