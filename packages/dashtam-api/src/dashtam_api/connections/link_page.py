@@ -47,8 +47,7 @@ def _plaid_script(ctx) -> str:
 
 def _policy(script: str, nonce: str, plaid_env: str) -> str:
     styles = (
-        f"style-src 'nonce-{nonce}'; style-src-elem 'nonce-{nonce}'; "
-        "style-src-attr 'unsafe-inline'"
+        f"style-src 'nonce-{nonce}'; style-src-elem 'nonce-{nonce}'; style-src-attr 'unsafe-inline'"
     )
     if script.startswith("https://"):
         return (
