@@ -13,7 +13,8 @@
 - ``ITEM`` / ``PENDING_EXPIRATION`` (the item's consent ends at ``consent_expiration_time``)
   and ``PENDING_DISCONNECT`` (the bank ends it at ``disconnect_time``): the connection still
   works; its person's webhooks hear ``connection.reauth_required`` with that moment as
-  ``reconnect_by`` (a Link in update mode renews it);
+  ``reconnect_by``, and the notice stays open in its source state (``reauth``) until a Link
+  in update mode renews it (POST .../authorization answers one: connections/link.py);
 - ``ITEM`` / ``LOGIN_REPAIRED``: a connection in error for its login is active again.
 
 An item no connection holds (deleted since, another deployment's) is acknowledged and left.
@@ -86,6 +87,10 @@ async def received(*, ctx: AppContext, session: AsyncSession, body: dict) -> str
             reconnect_by = None
         await link_queries.notify_reauth(
             session, connection_id=connection_id, reconnect_by=reconnect_by
+        )
+        reauth = {"code": code, "reconnect_by": reconnect_by and reconnect_by.isoformat()}
+        await link_queries.mark_state(
+            session, connection_id=connection_id, marks={"reauth": reauth}
         )
         return "reauth_required"
     if code == "LOGIN_REPAIRED":

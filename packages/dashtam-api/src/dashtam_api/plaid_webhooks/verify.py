@@ -22,6 +22,7 @@ import jwt
 from redis.asyncio import Redis
 
 from dashtam_api.sources.plaid_api import PlaidAPI, PlaidFailure
+from dashtam_api.upstream import INVALID_RESPONSE
 
 MAX_AGE_SECONDS = 5 * 60
 KEY_CACHE_SECONDS = 24 * 3600
@@ -48,7 +49,9 @@ async def _key(redis: Redis, api: PlaidAPI, kid: str) -> dict:
             await redis.set(PREFIX + kid, "null", ex=UNKNOWN_SECONDS)
             raise Refused("the signing key is unknown") from None
         raise  # Plaid unreachable: not the sender's fault (the receiver answers 503)
-    key = answer["key"]
+    key = answer.get("key")
+    if not isinstance(key, dict):  # not what Plaid answers: the receiver answers 502
+        raise PlaidFailure(200, "API_ERROR", INVALID_RESPONSE, "no key in Plaid's answer")
     await redis.set(PREFIX + kid, json.dumps(key), ex=KEY_CACHE_SECONDS)
     return key
 
