@@ -36,7 +36,8 @@ that document).
   pagination; ``MUTATION_AT_CURSOR``: the next call from a stored cursor (not one within a
   pagination) answers the mutation error, as monetr#3126 saw a stored cursor do), ``POST /_control/{login}/history`` (above), ``POST /_control/webhook`` (a signed
   webhook handed back instead of sent),
-  ``GET /_control/{login}`` (the bank's step, calls seen, the login's items, oldest first,
+  ``POST /_control/webhook-key/{name}/rotate`` (the key of that name expires, the next one is
+  new), ``GET /_control/{login}`` (the bank's step, calls seen, the login's items, oldest first,
   and those removed).
 """
 
@@ -44,6 +45,7 @@ import hashlib
 import json
 import secrets
 import time
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -66,6 +68,7 @@ router = api_router(prefix="/sandbox/plaid", tags=["sandbox"], include_in_schema
 PREFIX = "sandbox:plaid:"
 KEEP_SECONDS = 14 * 24 * 3600
 PAGE_MAX = 25
+KEYS = f"{PREFIX}webhook_keys"
 COMPLETE = "HISTORICAL_UPDATE_COMPLETE"
 STATUSES = (
     "NOT_READY", "INITIAL_UPDATE_COMPLETE", COMPLETE, "TRANSACTIONS_UPDATE_STATUS_UNKNOWN",
@@ -546,10 +549,13 @@ async def investments_transactions_get(body: dict, redis: Redis, ctx) -> dict:
 # --- webhooks ------------------------------------------------------------------------------------
 
 
-async def _signing_key(redis: Redis) -> dict:
-    """The look-alike's ES256 key (one for every process serving it), made on first use."""
-    key = f"{PREFIX}webhook_key"
-    saved = _text(await redis.get(key))
+async def _signing_key(redis: Redis, name: str = "main") -> dict:
+    """The look-alike's current ES256 key of that name (one for every process serving it),
+    made on first use; its kid a UUID, as Plaid's are. Every key made is kept (KEYS, by kid),
+    an expired one with its ``expired_at``."""
+    pointer = f"{PREFIX}webhook_key:{name}"
+    kid = _text(await redis.get(pointer))
+    saved = _text(await redis.hget(KEYS, kid)) if kid else None
     if saved is None:
         private = ec.generate_private_key(ec.SECP256R1())
         pem = private.private_bytes(
@@ -557,24 +563,33 @@ async def _signing_key(redis: Redis) -> dict:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ).decode()
-        made = {"kid": secrets.token_hex(16), "pem": pem, "created_at": int(time.time())}
-        await redis.set(key, json.dumps(made), nx=True)
-        saved = _text(await redis.get(key))
+        made = {"kid": str(uuid.uuid4()), "pem": pem, "created_at": int(time.time())}
+        await redis.hset(KEYS, made["kid"], json.dumps({**made, "expired_at": None}))
+        await redis.expire(KEYS, KEEP_SECONDS)
+        if kid is None:
+            await redis.set(pointer, made["kid"], nx=True, ex=KEEP_SECONDS)
+        else:  # its key was lost (KEEP_SECONDS): a new one
+            await redis.set(pointer, made["kid"], ex=KEEP_SECONDS)
+        kid = _text(await redis.get(pointer))
+        saved = _text(await redis.hget(KEYS, kid))
     return json.loads(saved)
 
 
 @_post("/webhook_verification_key/get")
 async def webhook_verification_key_get(body: dict, redis: Redis, ctx) -> dict:
-    signing = await _signing_key(redis)
-    if body.get("key_id") != signing["kid"]:
+    await _signing_key(redis)
+    saved = _text(await redis.hget(KEYS, str(body.get("key_id"))))
+    if saved is None:
         raise PlaidProblem(400, "INVALID_INPUT", "INVALID_WEBHOOK_VERIFICATION_KEY_ID",
                            "invalid key_id provided")  # fmt: skip
+    signing = json.loads(saved)
     public = serialization.load_pem_private_key(signing["pem"].encode(), None).public_key()
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public))
     return {
         "key": {
             "alg": "ES256", "crv": jwk["crv"], "kid": signing["kid"], "kty": "EC", "use": "sig",
-            "x": jwk["x"], "y": jwk["y"], "created_at": signing["created_at"], "expired_at": None,
+            "x": jwk["x"], "y": jwk["y"], "created_at": signing["created_at"],
+            "expired_at": signing["expired_at"],
         }
     }  # fmt: skip
 
@@ -612,10 +627,13 @@ def webhook_body(item_id: str, code: str, login_error: bool = False) -> dict:
             "environment": "sandbox"}  # fmt: skip
 
 
-async def signed_webhook(redis: Redis, body: dict, *, iat: int | None = None) -> tuple[bytes, str]:
-    """The webhook's raw body and its Plaid-Verification header."""
+async def signed_webhook(
+    redis: Redis, body: dict, *, iat: int | None = None, key: str = "main"
+) -> tuple[bytes, str]:
+    """The webhook's raw body and its Plaid-Verification header (signed with ``key``'s
+    current key)."""
     raw = json.dumps(body, indent=2).encode()  # Plaid's bodies are pretty-printed
-    signing = await _signing_key(redis)
+    signing = await _signing_key(redis, key)
     token = jwt.encode(
         {"iat": iat or int(time.time()), "request_body_sha256": hashlib.sha256(raw).hexdigest()},
         signing["pem"],
@@ -709,6 +727,8 @@ class WebhookAsked(BaseModel):
     webhook_code: WebhookCode = "SYNC_UPDATES_AVAILABLE"
     # Seconds before now the signature says it was made (an old one is refused by receivers).
     age_seconds: int = Field(default=0, ge=0, le=86400)
+    # Which of the look-alike's keys signs it (a test rotating keys uses one of its own).
+    key: str = Field(default="main", max_length=60)
 
 
 @router.post("/_control/webhook")
@@ -716,9 +736,18 @@ async def webhook(body: WebhookAsked, redis: RedisDep) -> dict:
     """A signed webhook for the item, handed back (the test delivers it)."""
     raw, token = await signed_webhook(
         redis, webhook_body(body.item_id, body.webhook_code),
-        iat=int(time.time()) - body.age_seconds,
+        iat=int(time.time()) - body.age_seconds, key=body.key,
     )  # fmt: skip
     return {"body": raw.decode(), "plaid_verification": token}
+
+
+@router.post("/_control/webhook-key/{name}/rotate", status_code=204)
+async def rotate(name: str, redis: RedisDep) -> None:
+    """The key of that name expires now (``expired_at`` set, as Plaid's rotation does); the
+    next webhook signed with that name gets a new key."""
+    signing = await _signing_key(redis, name)
+    await redis.hset(KEYS, signing["kid"], json.dumps({**signing, "expired_at": int(time.time())}))
+    await redis.delete(f"{PREFIX}webhook_key:{name}")
 
 
 @router.get("/_control/{login}")
