@@ -1,17 +1,24 @@
 """What the public Plaid webhook endpoint spends and believes: made-up signing keys cost Plaid
 a bounded number of calls for the whole deployment, a body is read no further than its cap
 even when it says nothing of its length, a webhook is believed once, and a key Plaid has
-expired is refused once Plaid says so (asked again when a new key appears)."""
+expired is refused once Plaid says so (asked again when a new key appears); a webhook that
+comes while a sync runs is synced once that one is done."""
 
 import base64
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
 
 from dashtam_api.plaid_webhooks.router import MAX_BODY_BYTES
 from dashtam_api.plaid_webhooks.verify import KEY_FETCHES
+from dashtam_api.sync.service import WANTED
+from dashtam_models import ProviderConnection
 from tests.api.test_auth import is_problem
-from tests.api.test_plaid_source import PLAID, deliver
+from tests.api.test_plaid_source import PLAID, connected, control, deliver, item_of, sync
 from tests.api.test_plaid_source import plaid as plaid  # the fixture
+from tests.api.test_plaid_source import signed as signed_for
 
 
 def b64(data: dict) -> str:
@@ -88,3 +95,39 @@ async def test_a_key_plaid_expired_is_refused_once_a_new_key_appears(plaid):
     refused = await deliver(client, *later)
     assert is_problem(refused, 401)
     assert "expired" in refused.json()["detail"]
+
+
+async def test_a_webhook_during_a_running_sync_is_synced_once_that_one_is_done(plaid, app, session):
+    client = plaid
+    headers, provider_id, login = await connected(client)
+    assert (await sync(client, headers, provider_id)).status_code == 200
+    connection_id = await session.scalar(
+        select(ProviderConnection.id).where(
+            ProviderConnection.provider_id == uuid.UUID(provider_id)
+        )
+    )
+    # A sync holds the claim (another process's, say) when Plaid says there is news.
+    await session.execute(
+        update(ProviderConnection)
+        .where(ProviderConnection.id == connection_id)
+        .values(sync_lease_until=datetime.now(UTC) + timedelta(minutes=5))
+    )
+    await control(client, login, "advance")
+    raw, signature = await signed_for(client, await item_of(session, provider_id))
+    assert (await deliver(client, raw, signature)).json() == {"received": "sync"}
+    await app.state.ctx.settle()
+    assert await app.state.ctx.redis.get(f"{WANTED}{connection_id}")  # wanted, not dropped
+    calls = (await client.get(f"{PLAID}/_control/{login}")).json()["calls"]["transactions_sync"]
+
+    # The running sync ends (here: its claim given back, a sync of the person's runs and
+    # finishes): the one wanted runs after it.
+    await session.execute(
+        update(ProviderConnection)
+        .where(ProviderConnection.id == connection_id)
+        .values(sync_lease_until=None)
+    )
+    assert (await sync(client, headers, provider_id)).status_code == 200
+    await app.state.ctx.settle()
+    after = (await client.get(f"{PLAID}/_control/{login}")).json()["calls"]["transactions_sync"]
+    assert after == calls + 2
+    assert await app.state.ctx.redis.get(f"{WANTED}{connection_id}") is None

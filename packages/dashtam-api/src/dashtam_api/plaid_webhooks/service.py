@@ -3,7 +3,8 @@
 - ``TRANSACTIONS`` / ``SYNC_UPDATES_AVAILABLE`` (and the legacy update codes),
   ``INVESTMENTS_TRANSACTIONS`` and ``HOLDINGS`` updates: a sync of the connection, started
   after the answer (Plaid wants one within seconds), as the sync loop starts one
-  (sync/service.sync_connection: the claim keeps it from running twice at once);
+  (sync/service.sync_wanted: the claim keeps it from running twice at once, and one asked for
+  while another runs is run once that one is done);
   ``INVESTMENTS_TRANSACTIONS`` / ``HISTORICAL_UPDATE`` first marks the source state
   (``investments_history``): the item's whole investment history is there, and the next read
   that asks for it takes it as complete (sources/plaid.py, step 3);
@@ -61,9 +62,7 @@ async def received(*, ctx: AppContext, session: AsyncSession, body: dict) -> str
             session,
             lambda: ctx.in_background(
                 f"the sync a Plaid webhook asked for (connection {connection_id})",
-                sync.sync_connection(
-                    ctx, connection_id, trigger=refresh.Trigger.BACKGROUND, stale_only=False
-                ),
+                sync.sync_wanted(ctx, connection_id, trigger=refresh.Trigger.BACKGROUND),
             ),
         )
         return "sync"

@@ -23,11 +23,17 @@ posted one less TRANSACTIONS_OVERLAP_DAYS, or the oldest of our pendings if that
 every pending is looked at again until it posts or is cancelled); an account read before that
 has no transaction from its last sync less the overlap; an account never read before from as
 far back as the institution keeps.
+
+A sync asked for while another holds the claim (an institution's webhook saying there is news,
+``sync_wanted``) is not dropped: it is marked wanted (Valkey, WANTED) and the sync holding the
+claim, once it has given the claim back having synced, starts one more in the background.
 """
 
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+
+from redis.exceptions import RedisError
 
 from dashtam_api import metrics
 from dashtam_api.audit import service as audit
@@ -49,6 +55,7 @@ from dashtam_models import (
 
 # The connections the sync loop claims next (jobs/loops.py reads it here).
 DUE_FOR_SYNC = queries.DUE_FOR_SYNC
+WANTED = "sync:wanted:"  # + connection id: a sync asked for while one ran (sync_wanted)
 
 
 def syncable_keys(ctx: AppContext) -> list[str]:
@@ -197,6 +204,19 @@ async def sync_connection(
     return result
 
 
+async def sync_wanted(
+    ctx: AppContext, connection_id: uuid.UUID, *, trigger: refresh.Trigger
+) -> SyncResult:
+    """A sync now, or, while another holds the claim, one once that one is done (the module's
+    last rule). Marked, then tried once more: the holder has either not given its claim back
+    yet (and sees the mark when it has) or has (and this one runs)."""
+    result = await sync_connection(ctx, connection_id, trigger=trigger, stale_only=False)
+    if result.kind != "claimed":
+        return result
+    await ctx.redis.set(f"{WANTED}{connection_id}", 1, ex=ctx.settings.SYNC_LEASE_SECONDS)
+    return await sync_connection(ctx, connection_id, trigger=trigger, stale_only=False)
+
+
 async def _sync_connection(
     ctx: AppContext, connection_id: uuid.UUID, *, trigger: refresh.Trigger, stale_only: bool
 ) -> SyncResult:
@@ -230,7 +250,22 @@ async def _sync_connection(
         )
         raise
     result.run_id = claim.run_id
+    if result.kind == "synced" and await _was_wanted(ctx, connection_id):
+        ctx.in_background(
+            f"the sync wanted while connection {connection_id}'s ran",
+            sync_connection(
+                ctx, connection_id, trigger=refresh.Trigger.BACKGROUND, stale_only=False
+            ),
+        )
     return result
+
+
+async def _was_wanted(ctx: AppContext, connection_id: uuid.UUID) -> bool:
+    """A sync was asked for while this one ran (the mark taken); the cache away: none was."""
+    try:
+        return bool(await ctx.redis.getdel(f"{WANTED}{connection_id}"))
+    except RedisError:
+        return False
 
 
 async def _sync_claimed(
