@@ -181,3 +181,16 @@ async def test_a_cursor_whose_pages_keep_failing_is_dropped_for_a_whole_read(pla
     state = (await connection(session, provider_id)).source_state
     assert state["cursor"]
     assert "mutation_failures" not in state
+
+
+async def test_a_rate_limit_holds_the_loop_off_for_plaids_minute(plaid, session):
+    client = plaid
+    headers, provider_id, login = await connected(client)
+    await control(client, login, "fail", kind="TRANSACTIONS_SYNC_LIMIT")
+    limited = await sync(client, headers, provider_id)
+    assert is_problem(limited, 502)
+    held = (await connection(session, provider_id)).budget_next_at
+    # Plaid's per-item limits are per minute: the loop reads it no sooner (a source without a
+    # daily budget too).
+    assert held is not None
+    assert held > datetime.now(UTC) + timedelta(seconds=50)

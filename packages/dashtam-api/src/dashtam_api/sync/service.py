@@ -381,9 +381,10 @@ async def _sync_claimed(
 def _failed(
     failure: SourceError, claim: Claim, trigger: refresh.Trigger, *, per_day: int | None
 ) -> dict:
-    """What ``_release`` records of a source's failure. A source with a budget that asked us
-    to wait (``Retry-After``) is not read by the sync loop before then (``hold``)."""
-    wait = failure.retry_after if per_day is not None else None
+    """What ``_release`` records of a source's failure. A source that asked us to wait
+    (``Retry-After``, a per-minute limit's wait) is not read by the sync loop before then
+    (``hold``), whether or not it has a budget."""
+    wait = failure.retry_after
     if per_day is not None and failure.budget_spent and not wait:
         wait = int(budget.DAY.total_seconds() / per_day)  # the next read's share of the day
     return {
