@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from dashtam_models import ProviderConnection
+from dashtam_models import ProviderAuditLog, ProviderConnection
 from tests.api.test_auth import is_problem
 from tests.api.test_connections import signed_in
 from tests.api.test_plaid_source import (
@@ -154,3 +154,18 @@ async def test_a_verification_key_answer_without_its_key_is_not_a_500(
     answer = await deliver(client, raw, signature)
     assert is_problem(answer, 502), answer.text
     assert answer.json()["institution_error"] == "invalid_response"
+
+
+async def test_revoking_removes_the_item_at_plaid(plaid, session):
+    client = plaid
+    headers, provider_id, login = await connected(client)
+    gone = await client.delete(f"/api/v1/providers/{provider_id}/authorization", headers=headers)
+    assert gone.status_code == 204
+    stats = (await client.get(f"{PLAID}/_control/{login}")).json()
+    assert stats["removed"] == stats["items"]  # Plaid stops counting (and billing) it
+    audit = (
+        await session.scalars(
+            select(ProviderAuditLog.details).where(ProviderAuditLog.action == "revoked")
+        )
+    ).all()
+    assert audit == [{"at_institution": "revoked"}]
