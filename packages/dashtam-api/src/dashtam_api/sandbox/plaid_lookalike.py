@@ -621,7 +621,7 @@ def webhook_body(item_id: str, code: str, login_error: bool = False) -> dict:
         return {
             "webhook_type": "INVESTMENTS_TRANSACTIONS", "webhook_code": "HISTORICAL_UPDATE",
             "item_id": item_id, "error": None, "new_investments_transactions": 1,
-            "canceled_investments_transactions": 0, "environment": "sandbox",
+            "cancelled_investments_transactions": 0, "environment": "sandbox",
         }  # fmt: skip
     return {"webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
             "environment": "sandbox"}  # fmt: skip
