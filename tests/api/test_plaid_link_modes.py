@@ -169,3 +169,35 @@ async def test_revoking_removes_the_item_at_plaid(plaid, session):
         )
     ).all()
     assert audit == [{"at_institution": "revoked"}]
+
+
+class Meanwhile(httpx.AsyncBaseTransport):
+    """The look-alike; before it answers ``path`` the first time, ``then()`` happens (Plaid's
+    webhook arriving while a sync reads)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, path: str, then):
+        self.inner, self.path, self.then = inner, path, then
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(self.path) and self.then is not None:
+            then, self.then = self.then, None
+            await then()
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_notice_that_comes_while_a_sync_reads_is_kept(plaid, app, session):
+    client = plaid
+    headers, provider_id, login = await connected(client)
+    assert (await sync(client, headers, provider_id)).status_code == 200
+    ending = await signed(client, await item_of(session, provider_id), "PENDING_EXPIRATION")
+
+    async def webhook():
+        assert (await deliver(client, *ending)).json() == {"received": "reauth_required"}
+
+    ctx = app.state.ctx
+    ctx.transport = Meanwhile(ctx.transport, "/transactions/sync", webhook)
+    assert (await sync(client, headers, provider_id)).status_code == 200
+    # The sync's own state written, the notice set while it read kept with it.
+    state = await state_of(session, provider_id)
+    assert (state["reauth"]["code"], bool(state["cursor"])) == ("PENDING_EXPIRATION", True)
+    assert (await link(client, headers, provider_id, login))["mode"] == "update"

@@ -364,11 +364,13 @@ async def _sync_claimed(
         await _release(ctx, connection_id, claim, **ending)
         return _failed_result(failure, claim, refreshed)
     if reading.failure is None:
-        result = await _write(ctx, connection_id, claim, reading)
+        result = await _write(ctx, connection_id, claim, reading, started=windows.state)
     else:
         # The read failed, but what came is written first (data a budget already paid for).
         ending = _failed(reading.failure, claim, trigger, per_day=limits.requests_per_day)
-        result = await _write(ctx, connection_id, claim, reading, ending=ending)
+        result = await _write(
+            ctx, connection_id, claim, reading, ending=ending, started=windows.state
+        )
         if result.kind == "sync_failed" and reading.failure.budget_spent and ending["hold"]:
             # The institution's daily limit, reached part way: the rest waits, as above.
             result = SyncResult("over_budget", status=claim.status, retry_at=ending["hold"])
@@ -564,6 +566,7 @@ async def _write(
     reading: Reading,
     *,
     ending: dict | None = None,
+    started=None,
 ) -> SyncResult:
     """What the read found written, the run ended ``succeeded`` (its notes, if any, kept as
     its ``error_detail`` and the connection's ``sync_error``); with ``ending`` (a failure the
@@ -624,8 +627,13 @@ async def _write(
                 session, connection_id=connection_id, seen=seen, as_of=as_of
             )
         if reading.state is not None:
-            # With the data it belongs to: a cursor is never ahead of what was written.
-            connection.source_state = reading.state
+            # With the data it belongs to: a cursor is never ahead of what was written. A key
+            # set meanwhile (``started``: the state the read began with), by an institution's
+            # webhook say, is kept.
+            meanwhile = {
+                k: v for k, v in (connection.source_state or {}).items() if k not in (started or {})
+            }
+            connection.source_state = {**reading.state, **meanwhile}
         if ending is not None:
             await _given_back(ctx, session, connection_id, claim, **ending)
             await session.commit()
