@@ -3,7 +3,7 @@
 
 - the ``Plaid-Verification`` header is a JWT; its header read unverified must say ``alg``
   ES256 (anything else refused before any key is fetched) and name a ``kid`` of the shape
-  Plaid's key ids have (a UUID);
+  Plaid's key ids have (a UUID: the page's example is bfbd5111-8e33-4643-8ced-b2e642a72f3c);
 - the key is Plaid's (``/webhook_verification_key/get``), a P-256 JWK, cached in Valkey for
   KEY_CACHE_SECONDS (all processes share it); one whose ``expired_at`` is set is refused. A
   ``kid`` not in the cache is fetched, and, as Plaid's example does, the cached keys not yet
