@@ -150,8 +150,9 @@ async def read(
         if a.get("persistent_account_id")
     }
     absent = investing["absent"] if investing else set()
+    whole = _window(changes, windows.until) if changes is not None and changes.whole else None
     return Reading(
-        [_account(raw, changes, investing, windows) for raw in accounts
+        [_account(raw, changes, investing, windows, whole) for raw in accounts
          if raw["account_id"] not in absent],
         notes=tuple(notes),
         complete=not absent,
@@ -381,7 +382,11 @@ def _window(changes: Changes, until: datetime) -> tuple[datetime, datetime] | No
 
 
 def _account(
-    raw: dict, changes: Changes | None, investing: dict | None, windows: Windows
+    raw: dict,
+    changes: Changes | None,
+    investing: dict | None,
+    windows: Windows,
+    whole: tuple[datetime, datetime] | None,
 ) -> AccountData:
     account_id = str(raw["account_id"])
     balances = raw["balances"]
@@ -409,7 +414,7 @@ def _account(
             str(r["transaction_id"]) for r in changes.removed if r.get("account_id") == account_id
         )
         if changes.whole:
-            window = _window(changes, windows.until)
+            window = whole  # the whole read's period, the same for every account
         else:
             window, changes_only = (windows.until, windows.until), True
     return AccountData(
