@@ -21,6 +21,9 @@ import uuid
 import pytest
 from plaid.configuration import Configuration
 from plaid.model.accounts_get_response import AccountsGetResponse
+from plaid.model.investments_historical_update_webhook import (
+    InvestmentsHistoricalUpdateWebhook,
+)
 from plaid.model.investments_holdings_get_response import InvestmentsHoldingsGetResponse
 from plaid.model.investments_transactions_get_response import (
     InvestmentsTransactionsGetResponse,
@@ -213,6 +216,7 @@ async def test_every_answer_is_one_of_plaids_published_schemas(client):
         ("ERROR", ItemErrorWebhook),
         ("LOGIN_REPAIRED", ItemLoginRepairedWebhook),
         ("PENDING_EXPIRATION", PendingExpirationWebhook),
+        ("INVESTMENTS_HISTORICAL_UPDATE", InvestmentsHistoricalUpdateWebhook),
     ):
         hook = (
             await client.post(
@@ -282,6 +286,48 @@ async def test_every_answer_is_one_of_plaids_published_schemas(client):
         "ITEM_LOGIN_REQUIRED", "PRODUCTS_NOT_SUPPORTED",
     ]  # fmt: skip
     answers += [(e, PlaidError) for e in errors]
+    # A history still coming (POST /_control/{login}/history): its status, its refusal.
+    slow = f"user_{uuid.uuid4().hex[:8]}"
+    await client.post(
+        f"{PLAID}/_control/{slow}/history",
+        json={"transactions": "INITIAL_UPDATE_COMPLETE", "investments": "NOT_READY"},
+    )
+    made = await call(
+        client,
+        "/sandbox/public_token/create",
+        {
+            "institution_id": "ins_dashtam",
+            "initial_products": ["transactions", "investments"],
+            "options": {"override_username": slow},
+        },
+    )
+    token = {
+        "access_token": (
+            await call(
+                client, "/item/public_token/exchange", {"public_token": made["public_token"]}
+            )
+        )["access_token"]
+    }
+    initial = seen(await call(client, "/transactions/sync", token), TransactionsSyncResponse)
+    assert initial["transactions_update_status"] == "INITIAL_UPDATE_COMPLETE"
+    while initial["has_more"]:
+        initial = await call(
+            client, "/transactions/sync", {**token, "cursor": initial["next_cursor"]}
+        )
+    waiting = await call(
+        client,
+        "/investments/transactions/get",
+        {**token, "start_date": "2000-01-01", "end_date": "2100-01-01"},
+        status=400,
+    )
+    await control(client, slow, "fail", kind="MUTATION_AT_CURSOR")
+    stuck = await call(
+        client, "/transactions/sync", {**token, "cursor": initial["next_cursor"]}, status=400
+    )
+    assert [waiting["error_code"], stuck["error_code"]] == [
+        "PRODUCT_NOT_READY", "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION",
+    ]  # fmt: skip
+    answers += [(waiting, PlaidError), (stuck, PlaidError)]
 
     for raw, model in answers:
         valid(raw, model)

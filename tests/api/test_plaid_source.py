@@ -458,6 +458,9 @@ async def test_the_link_page_opens_link_and_hands_the_public_token_back_once(pla
     # Offline: the look-alike's stand-in script, from this API; nothing from elsewhere.
     assert "script-src 'self'" in policy
     assert "cdn.plaid.com" not in policy
+    # The page's one inline style carries the answer's nonce (no 'unsafe-inline' for it).
+    nonce = policy.split("style-src 'nonce-")[1].split("'")[0]
+    assert f'<style nonce="{nonce}">' in page.text
     assert '<script src="/sandbox/plaid/link-initialize.js">' in page.text
     assert f'data-token="{begun["link_token"]}"' in page.text
     for script in ("/sandbox/plaid/link-initialize.js", "/api/v1/link/link.js"):

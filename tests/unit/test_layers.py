@@ -9,7 +9,8 @@ for what has no domain folder) builds or runs a statement. Every other module is
 - call ``select()``, ``insert()``, ``update()``, ``delete()``, ``text()``;
 - call ``.execute(...)`` with a statement (a Valkey pipeline's ``pipe.execute()`` takes none),
   ``.fetch()`` and its kin, ``.scalar()``, ``.scalars()``, ``.stream(statement, ...)`` (an
-  HTTP client's ``.stream("POST", url)`` is no statement), ``.get(Model, id)``;
+  HTTP client's ``.stream("POST", url)`` and a request's body, ``.stream()``, are no
+  statement), ``.get(Model, id)``;
 - hold SQL in a string (docstrings may talk about SQL; comments are not strings).
 
 ORM unit-of-work on loaded objects (attributes, ``session.add``, ``flush``, ``delete``) stays
@@ -129,7 +130,8 @@ def violations(source: str, relative: str = "<snippet>") -> list[str]:
                 if func.attr in RUNNERS and (func.attr != "execute" or node.args):
                     say(node, f"runs a statement: .{func.attr}()")
                 elif func.attr == "stream" and not (
-                    isinstance(first, ast.Constant) and first.value in HTTP_METHODS
+                    first is None
+                    or (isinstance(first, ast.Constant) and first.value in HTTP_METHODS)
                 ):
                     say(node, "runs a statement: .stream()")
                 elif func.attr == "get" and isinstance(first, ast.Name) and first.id in models:
@@ -272,6 +274,7 @@ def test_the_checker_sees_a_statement(source):
         "from dashtam_models import ConnectionStatus\ndef f(a, s):\n"
         "    return a.get(ConnectionStatus(s))",
         "async def f(self):\n    async with self.pool.stream('POST', url) as r:\n        pass",
+        "async def f(request):\n    async for chunk in request.stream():\n        pass",
         "from dashtam_api.connections import refresh\nasync def f(c, s, i):\n"
         "    return await refresh.refresh(c, s, i)",
         "from dashtam_api.accounts import queries\nasync def f(s):\n"

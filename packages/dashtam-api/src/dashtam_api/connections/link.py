@@ -1,15 +1,23 @@
 """Connecting a provider of kind ``link`` (Plaid Link).
 
 1. ``start``: a link token from ``/link/token/create`` (the products the person asked for;
-   in update mode, for a connection whose item needs the person to sign in again, with the
-   item's access token and no products), and the URL of the page that opens Link with it.
+   in update mode with the item's access token and no products), and the URL of the page that
+   opens Link with it. Update mode whenever the connection holds an item and either its login
+   needs the person (``error`` with ``ITEM_LOGIN_REQUIRED``, ...) or a reauth notice is open
+   (Plaid's ``PENDING_EXPIRATION`` / ``PENDING_DISCONNECT``: ``source_state.reauth``, kept by
+   plaid_webhooks/service.py), or when the client asks ``{"mode": "update"}``; ``{"mode":
+   "new"}`` asks for a new item whatever the state.
    What was started waits in Valkey for ``LINK_SECONDS`` (the link token's life).
 2. ``exchange``: the public token Link's onSuccess gave, exchanged once
    (``/item/public_token/exchange``); the access token sealed by the vault
    (provider_tokens.access_token_encrypted, the ``access`` context, as a SimpleFIN access URL
    is); the connection active, its source state the new item (no cursor: the next sync reads
    the item's whole history). Update mode exchanges nothing (the access token stays; Plaid:
-   "the public_token does not need to be exchanged"): the connection is active again. The
+   "the public_token does not need to be exchanged"): the connection is active again, its
+   reauth notice closed, its accounts and cursor as they were.
+
+An answer of Plaid's without what it always has (``link_token``, ``access_token``, ...) is a
+502 (``invalid_response``), never a 500. The
    item a new Link replaces is removed at Plaid (``/item/remove``) once the new one is
    committed: Plaid counts and bills items.
 
@@ -39,6 +47,7 @@ from dashtam_api.providers import service as providers
 from dashtam_api.sources.plaid_api import LOGIN, PlaidAPI, PlaidFailure
 from dashtam_api.sources.protocol import Kind
 from dashtam_api.unit_of_work import after_commit, end_read
+from dashtam_api.upstream import INVALID_RESPONSE
 from dashtam_core.vault import token_context
 from dashtam_models import ConnectionStatus, User
 
@@ -75,6 +84,29 @@ def _needs_login(error_message: str | None) -> bool:
     return (error_message or "").split(":")[0] in LOGIN
 
 
+def _fields(answer: dict, path: str, *names: str) -> list[str]:
+    """The answer's ``names``, each a non-empty string, or a 502: Plaid answered without them."""
+    found = [answer.get(name) for name in names]
+    if not all(isinstance(value, str) and value for value in found):
+        raise UpstreamError(
+            f"Plaid's answer to {path} is not what Plaid sends.",
+            institution_error=INVALID_RESPONSE, transient=False,
+        )  # fmt: skip
+    return found
+
+
+def _accounts(listed: dict) -> list[dict]:
+    accounts = listed.get("accounts")
+    if not isinstance(accounts, list) or not all(
+        isinstance(a, dict) and isinstance(a.get("account_id"), str) for a in accounts
+    ):
+        raise UpstreamError(
+            "Plaid's answer to /accounts/get is not what Plaid sends.",
+            institution_error=INVALID_RESPONSE, transient=False,
+        )  # fmt: skip
+    return accounts
+
+
 async def start(
     *,
     ctx: AppContext,
@@ -83,6 +115,7 @@ async def start(
     user: User,
     provider_id: uuid.UUID,
     products: list[str] | None,
+    mode: str | None = None,
 ) -> dict:
     """A link token and the page that opens Link with it (the module's step 1)."""
     provider, connection = await providers.get_owned(
@@ -97,14 +130,24 @@ async def start(
     }
     if webhook := webhook_url(ctx):
         body["webhook"] = webhook
-    update = connection.status == ConnectionStatus.ERROR and _needs_login(connection.error_message)
-    stored = await queries.token_of(session, connection_id=connection.id) if update else None
-    if stored is not None:
+    stored = await queries.token_of(session, connection_id=connection.id)
+    if mode == "update" and stored is None:
+        raise Conflict(
+            "This provider holds no Plaid item to update: connect it with a new Link.",
+            kind=Kind.LINK.value,
+        )
+    needs_person = connection.status == ConnectionStatus.ERROR and _needs_login(
+        connection.error_message
+    )
+    reauth = bool((connection.source_state or {}).get("reauth"))
+    update = stored is not None and (
+        mode == "update" or (mode is None and (needs_person or reauth))
+    )
+    if update:
         body["access_token"] = ctx.vault.open(
             stored.access_token_encrypted, context=token_context(connection.id, "access")
         )
     else:
-        update = False
         body["products"] = list(dict.fromkeys(products or ["transactions"]))
         body["transactions"] = {"days_requested": 730}
     await end_read(session)
@@ -115,12 +158,13 @@ async def start(
             )
     except PlaidFailure as exc:
         raise _upstream(exc) from None
+    link_token, expiration = _fields(made, "/link/token/create", "link_token", "expiration")
     mode = "update" if update else "new"
     page_token = secrets.token_urlsafe(32)
     pending = {
         "user_id": str(user.id),
         "provider_id": str(provider_id),
-        "link_token": made["link_token"],
+        "link_token": link_token,
         "mode": mode,
     }
     async with redis.pipeline(transaction=True) as pipe:
@@ -128,8 +172,8 @@ async def start(
         pipe.set(page_key(page_token), json.dumps(pending), ex=LINK_SECONDS)
         await pipe.execute()
     return {
-        "link_token": made["link_token"],
-        "expiration": made["expiration"],
+        "link_token": link_token,
+        "expiration": expiration,
         "link_url": ctx.settings.API_BASE_URL.rstrip("/") + PAGE_PATH + page_token,
         "mode": mode,
     }
@@ -168,6 +212,10 @@ async def exchange(
         connection.status = ConnectionStatus.ACTIVE.value
         connection.error_message = None
         connection.sync_error = None
+        if (connection.source_state or {}).get("reauth"):  # renewed: the notice is closed
+            connection.source_state = {
+                k: v for k, v in connection.source_state.items() if k != "reauth"
+            }
         await audit.record(
             session=session, action="connected", details={"kind": "link", "mode": mode},
             **ids, **where,
@@ -187,7 +235,11 @@ async def exchange(
             exchanged = await api.call(
                 "/item/public_token/exchange", {"public_token": public_token}
             )
-            listed = await api.call("/accounts/get", {"access_token": exchanged["access_token"]})
+            access_token, item_id = _fields(
+                exchanged, "/item/public_token/exchange", "access_token", "item_id"
+            )
+            listed = await api.call("/accounts/get", {"access_token": access_token})
+            accounts = _accounts(listed)
     except PlaidFailure as exc:
         raise _upstream(exc) from None
     provider, connection = await providers.get_owned(
@@ -199,17 +251,17 @@ async def exchange(
         vault=ctx.vault,
         spec=spec,
         connection=connection,
-        token={"access_token": exchanged["access_token"], "token_type": "Plaid"},
+        token={"access_token": access_token, "token_type": "Plaid"},
     )
-    await _keep_accounts(session, connection, listed["accounts"])
+    await _keep_accounts(session, connection, accounts)
     # A new item: no cursor (the next sync reads its whole history), and a sync of the old
     # item under way writes nothing (its claim is no longer the connection's).
-    connection.source_state = {"item_id": exchanged["item_id"], "persistent": _persistent(listed)}
+    connection.source_state = {"item_id": item_id, "persistent": _persistent(accounts)}
     connection.sync_lease_until = None
     await audit.record(
         session=session,
         action="connected",
-        details={"kind": "link", "mode": mode, "item_id": exchanged["item_id"],
+        details={"kind": "link", "mode": mode, "item_id": item_id,
                  "key_id": ctx.vault.current_key_id},
         **ids, **where,
     )  # fmt: skip
@@ -237,10 +289,10 @@ async def _remove_item(ctx: AppContext, spec, access_token: str) -> None:
                 raise
 
 
-def _persistent(listed: dict) -> dict:
+def _persistent(accounts: list[dict]) -> dict:
     return {
         a["account_id"]: a["persistent_account_id"]
-        for a in listed["accounts"]
+        for a in accounts
         if a.get("persistent_account_id")
     }
 

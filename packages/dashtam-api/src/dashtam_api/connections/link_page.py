@@ -3,15 +3,21 @@
 token (Valkey, LINK_SECONDS) bound to the person and the provider that started the Link: the
 browser needs no other credential, and the token works once.
 
-Plaid's one script comes from cdn.plaid.com (unbundled, unversioned, as Plaid requires) and
-Link runs in a frame of its own from there: the page's policy allows that origin for scripts
-and frames and nothing else. Offline (development and testing without a real team's keys) the
-look-alike's stand-in (``/sandbox/plaid/link-initialize.js``, the same Plaid.create/open/
-onSuccess contract) is loaded from this API instead. The page's own script is a file of this
-package (no inline script)."""
+Plaid's one script comes from cdn.plaid.com (unbundled, unversioned, as Plaid requires), Link
+runs in a frame of its own from there and talks to Plaid's API of the environment
+(PLAID_ENV's host): the page's policy is the one Plaid publishes for Link in its nonce form
+(plaid.com/docs/link/web, "CSP directives": ``default-src``, ``script-src`` and ``frame-src``
+cdn.plaid.com, ``connect-src`` the environment's host, styles by the page's nonce), plus this
+API ('self') for the page's own script and the exchange it posts. The nonce is new for every
+answer; no 'unsafe-inline' for scripts (for style attributes only, which cannot carry a
+nonce). Offline (development and testing without a real team's keys) the look-alike's
+stand-in (``/sandbox/plaid/link-initialize.js``, the same Plaid.create/open/onSuccess
+contract) is loaded from this API instead and nothing comes from elsewhere. The page's own
+script is a file of this package (no inline script)."""
 
 import html
 import json
+import secrets
 import uuid
 from pathlib import Path
 
@@ -39,13 +45,17 @@ def _plaid_script(ctx) -> str:
     return PLAID_SCRIPT
 
 
-def _policy(script: str) -> str:
+def _policy(script: str, nonce: str, plaid_env: str) -> str:
+    styles = (
+        f"style-src 'nonce-{nonce}'; style-src-elem 'nonce-{nonce}'; style-src-attr 'unsafe-inline'"
+    )
     if script.startswith("https://"):
         return (
-            "default-src 'none'; style-src 'unsafe-inline'; connect-src 'self'; "
-            "script-src 'self' https://cdn.plaid.com; frame-src https://cdn.plaid.com"
+            f"default-src https://cdn.plaid.com/; script-src 'self' 'nonce-{nonce}' {script}; "
+            f"{styles}; frame-src https://cdn.plaid.com/; "
+            f"connect-src 'self' https://{plaid_env}.plaid.com/"
         )
-    return "default-src 'none'; style-src 'unsafe-inline'; connect-src 'self'; script-src 'self'"
+    return f"default-src 'none'; script-src 'self' 'nonce-{nonce}'; {styles}; connect-src 'self'"
 
 
 @router.get("/link.js")
@@ -63,7 +73,7 @@ async def link_page(page_token: str, redis: RedisDep, ctx: ContextDep) -> HTMLRe
     script = _plaid_script(ctx)
     if pending is None:
         body = "<p>This link has expired or was used: start the connection again.</p>"
-        return _page("This Link does not work", body, script, status=400)
+        return _page(ctx, "This Link does not work", body, script, status=400)
     token = json.loads(pending)["link_token"]
     body = (
         f'<div id="link" data-token="{html.escape(token)}" '
@@ -74,16 +84,18 @@ async def link_page(page_token: str, redis: RedisDep, ctx: ContextDep) -> HTMLRe
         '<p id="said" role="status"></p>'
         f'<script src="{script}"></script><script src="/api/v1/link/link.js"></script>'
     )
-    return _page("Connect with Plaid", body, script)
+    return _page(ctx, "Connect with Plaid", body, script)
 
 
-def _page(title: str, body: str, script: str, status: int = 200) -> HTMLResponse:
+def _page(ctx, title: str, body: str, script: str, status: int = 200) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(18)
     return HTMLResponse(
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{title}</title>"
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<style>{STYLE}</style></head><body><main><h1>{title}</h1>{body}</main></body></html>",
+        f'<style nonce="{nonce}">{STYLE}</style></head><body><main><h1>{title}</h1>{body}'
+        "</main></body></html>",
         status_code=status,
-        headers=page_headers(_policy(script)),
+        headers=page_headers(_policy(script, nonce, ctx.settings.PLAID_ENV)),
     )
 
 

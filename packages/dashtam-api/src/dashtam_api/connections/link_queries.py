@@ -1,6 +1,7 @@
 """The statements of connecting a provider of kind ``link`` (Plaid): its accounts re-keyed on a
 new Link, the connection a webhook's item names, the notice that its consent ends."""
 
+import json
 import uuid
 
 from sqlalchemy import select, text, update
@@ -58,3 +59,17 @@ REAUTH = text(
 async def notify_reauth(session: AsyncSession, *, connection_id: uuid.UUID, reconnect_by) -> None:
     """connection.reauth_required into the outbox (an active connection's only)."""
     await session.execute(REAUTH, {"connection_id": connection_id, "reconnect_by": reconnect_by})
+
+
+MARK = text(
+    """
+    UPDATE provider_connections
+       SET source_state = coalesce(source_state, '{}'::jsonb) || CAST(:marks AS jsonb)
+     WHERE id = :connection_id
+    """
+)
+
+
+async def mark_state(session: AsyncSession, *, connection_id: uuid.UUID, marks: dict) -> None:
+    """Keys set in the connection's source state (what a webhook tells its next read)."""
+    await session.execute(MARK, {"connection_id": connection_id, "marks": json.dumps(marks)})

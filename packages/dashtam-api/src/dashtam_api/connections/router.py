@@ -68,7 +68,9 @@ async def start_authorization(
     (a bank not listed there is a 409). ``link`` (Plaid): optionally ``{"products":
     ["transactions", "investments"]}``; the answer is a link token and the page that opens
     Plaid Link with it (in update mode when the connection needs the person to sign in
-    again); its public token goes to .../authorization/exchange."""
+    again or Plaid said its consent ends; ``{"mode": "update"}`` asks for it, a 409 when there
+    is no item, ``{"mode": "new"}`` for a new item); its public token goes to
+    .../authorization/exchange."""
     kind = await service.kind_of(
         session=session, registry=ctx.registry, user=user, provider_id=provider_id
     )
@@ -80,6 +82,7 @@ async def start_authorization(
         return await link.start(
             ctx=ctx, session=session, redis=redis, user=user, provider_id=provider_id,
             products=body.products if body is not None else None,
+            mode=body.mode if body is not None else None,
         )  # fmt: skip
     if isinstance(body, LinkCreate):
         raise Conflict(

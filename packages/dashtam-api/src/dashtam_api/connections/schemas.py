@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class SetupTokenAuthorization(BaseModel):
@@ -43,12 +43,31 @@ class ApiTokenAuthorization(BaseModel):
 AuthorizationCreate = SetupTokenAuthorization | ApiTokenAuthorization
 
 
+def _one_or_both(schema: dict) -> None:
+    """LinkCreate's document: at least one of its fields, neither null (no null default)."""
+    schema["minProperties"] = 1
+    for field in schema["properties"].values():
+        field.pop("default", None)
+
+
 class LinkCreate(BaseModel):
-    """What a provider of kind ``link`` (Plaid) is connected for (no body: transactions)."""
+    """What a provider of kind ``link`` (Plaid) is connected for (no body: transactions), and
+    how: ``mode`` ``update`` renews the item the connection holds (Link in update mode: the
+    same item, accounts and transactions), ``new`` makes a new item; without it, update mode
+    when the item needs the person or Plaid said its consent ends. At least one of the two."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_or_both)
 
-    products: list[Literal["transactions", "investments"]] = Field(min_length=1, max_length=2)
+    products: list[Literal["transactions", "investments"]] = Field(
+        default=None, min_length=1, max_length=2
+    )
+    mode: Literal["new", "update"] = Field(default=None)
+
+    @model_validator(mode="after")
+    def _something(self) -> "LinkCreate":
+        if self.products is None and self.mode is None:
+            raise ValueError("products or mode is required")
+        return self
 
 
 class LinkStart(BaseModel):

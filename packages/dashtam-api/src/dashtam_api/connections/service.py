@@ -16,6 +16,7 @@ from dashtam_api.errors import BadRequest, Conflict, UpstreamError
 from dashtam_api.providers import queries as provider_queries
 from dashtam_api.providers import service as providers
 from dashtam_api.providers.registry import ProviderSpec, redirect_uri
+from dashtam_api.sources.plaid_api import PlaidAPI, remove_item
 from dashtam_api.sources.protocol import Kind
 from dashtam_api.unit_of_work import end_read
 from dashtam_core.config import Settings
@@ -457,6 +458,19 @@ async def _close_consent(ctx: AppContext, connection_id, stored) -> str:
         return await consent.close(ctx.settings, session_id, http)
 
 
+async def _remove_item(ctx: AppContext, spec: ProviderSpec, connection_id, stored) -> str:
+    """A Plaid item removed at Plaid (it counts and bills items)."""
+    try:
+        token = ctx.vault.open(
+            stored.access_token_encrypted, context=token_context(connection_id, "access")
+        )
+    except VaultError:
+        return "failed (token_unreadable)"
+    async with ctx.http() as http:
+        api = PlaidAPI(http, base_url=spec.api_base_url, settings=ctx.settings)
+        return await remove_item(api, token)
+
+
 async def revoke(
     *,
     session: AsyncSession,
@@ -510,6 +524,8 @@ async def revoke(
             at_institution = await _revoke_at_institution(settings, spec, tls, plain, hint)
     elif stored and spec and spec.configured and spec.kind is Kind.CONSENT and ctx is not None:
         at_institution = await _close_consent(ctx, connection.id, stored)
+    elif stored and spec and spec.configured and spec.kind is Kind.LINK and ctx is not None:
+        at_institution = await _remove_item(ctx, spec, connection.id, stored)
     if stored is not None:
         await session.delete(stored)
     connection.status = ConnectionStatus.REVOKED.value

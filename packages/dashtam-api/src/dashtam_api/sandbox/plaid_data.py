@@ -67,6 +67,13 @@ INVESTMENT_TRANSACTIONS = (
     ("sell-bnd", "sec-bnd", 20, "sell", "sell", "-5", "72.00", "0.50", "-359.50"),
     ("div-vti", "sec-vti", 10, "cash", "dividend", "0", "0", None, "-8.12"),
 )
+# An older history, for a login whose investments come asynchronously (its history beyond the
+# first 30 days arrives after Link): a buy of a year ago.
+OLDER_INVESTMENT_TRANSACTIONS = (
+    ("buy-bnd-old", "sec-bnd", 365, "buy", "buy", "45", "70.00", "1.00", "3151.00"),
+)
+# How many days a new item's first ("initial") update covers, transactions and investments.
+INITIAL_DAYS = 30
 
 
 def opaque(*parts: str) -> str:
@@ -276,9 +283,13 @@ def holdings(item_id: str) -> list[dict]:
     ]
 
 
-def investment_transactions(item_id: str, today: date, start: date, end: date) -> list[dict]:
+def investment_transactions(
+    item_id: str, today: date, start: date, end: date, *, older: bool = False
+) -> list[dict]:
+    """What the bank lists from ``start`` to ``end``; ``older``: with the older history."""
     names = {key: name for key, _, name, _, _ in SECURITIES}
     found = []
+    listed = INVESTMENT_TRANSACTIONS + (OLDER_INVESTMENT_TRANSACTIONS if older else ())
     for (
         key,
         security,
@@ -289,7 +300,7 @@ def investment_transactions(item_id: str, today: date, start: date, end: date) -
         price,
         fees,
         amount,
-    ) in INVESTMENT_TRANSACTIONS:
+    ) in listed:
         day = today - timedelta(days=days_ago)
         if not start <= day <= end:
             continue

@@ -17,6 +17,14 @@ that document).
   ``TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION``.
 - ``/accounts/get``, ``/investments/holdings/get``, ``/investments/transactions/get``
   (``PRODUCTS_NOT_SUPPORTED`` without the investments product).
+- A login's history arrives as Plaid's does for a new item, when a test says so
+  (``POST /_control/{login}/history``; by default everything is there at once):
+  transactions ``NOT_READY`` (nothing, ``next_cursor`` ""), ``INITIAL_UPDATE_COMPLETE`` (the
+  last 30 days), ``HISTORICAL_UPDATE_COMPLETE`` (all; a cursor's next changes add the older
+  days), or ``TRANSACTIONS_UPDATE_STATUS_UNKNOWN`` (all, the status unknown); investments
+  ``NOT_READY`` (``PRODUCT_NOT_READY`` from /investments/transactions/get),
+  ``INITIAL_UPDATE_COMPLETE`` (30 days) or ``HISTORICAL_UPDATE_COMPLETE`` (with a history a
+  year back, as a team on Plaid's asynchronous investments updates gets it later).
 - Webhooks: ES256-signed as Plaid signs them (``Plaid-Verification``: a JWT whose ``kid`` names
   a key of ``/webhook_verification_key/get``, with ``iat`` and the body's SHA-256);
   ``/sandbox/item/fire_webhook`` sends one to the item's webhook URL; ``/sandbox/item/
@@ -25,8 +33,11 @@ that document).
   next step), ``POST /_control/{login}/fail`` (``ITEM_LOGIN_REQUIRED``: every item of the login
   until an update-mode Link; ``INVALID_ACCESS_TOKEN``, ``TRANSACTIONS_SYNC_LIMIT`` (429),
   ``NOT_READY``: the next call; ``MUTATION``: the bank moves on before the next page of a
-  pagination), ``POST /_control/webhook`` (a signed webhook handed back instead of sent),
-  ``GET /_control/{login}`` (the bank's step, calls seen, the login's items, oldest first,
+  pagination; ``MUTATION_AT_CURSOR``: the next call from a stored cursor (not one within a
+  pagination) answers the mutation error, as monetr#3126 saw a stored cursor do), ``POST /_control/{login}/history`` (above), ``POST /_control/webhook`` (a signed
+  webhook handed back instead of sent),
+  ``POST /_control/webhook-key/{name}/rotate`` (the key of that name expires, the next one is
+  new), ``GET /_control/{login}`` (the bank's step, calls seen, the login's items, oldest first,
   and those removed).
 """
 
@@ -34,6 +45,7 @@ import hashlib
 import json
 import secrets
 import time
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -56,9 +68,14 @@ router = api_router(prefix="/sandbox/plaid", tags=["sandbox"], include_in_schema
 PREFIX = "sandbox:plaid:"
 KEEP_SECONDS = 14 * 24 * 3600
 PAGE_MAX = 25
+KEYS = f"{PREFIX}webhook_keys"
+COMPLETE = "HISTORICAL_UPDATE_COMPLETE"
+STATUSES = (
+    "NOT_READY", "INITIAL_UPDATE_COMPLETE", COMPLETE, "TRANSACTIONS_UPDATE_STATUS_UNKNOWN",
+)  # fmt: skip
 FAILURES = (
     "ITEM_LOGIN_REQUIRED", "INVALID_ACCESS_TOKEN", "TRANSACTIONS_SYNC_LIMIT", "NOT_READY",
-    "MUTATION",
+    "MUTATION", "MUTATION_AT_CURSOR",
 )  # fmt: skip
 
 
@@ -360,12 +377,21 @@ async def accounts_get(body: dict, redis: Redis, ctx) -> dict:
     return {"accounts": data.accounts(item["item_id"], item["login"]), "item": _item_body(item)}
 
 
-def _changes(item: dict, base: int | None, target: int) -> list[tuple[str, dict]]:
-    """What changed at the bank from step ``base`` (None: nothing seen) to ``target``, in a
-    fixed order: added, modified, removed."""
+def _listed(item: dict, step: int, full: bool) -> dict:
+    """What the item lists at ``step``: all of it, or (not ``full``) its initial days only."""
     today = _today(item)
-    now = data.transactions(item["item_id"], item["login"], target, today)
-    before = {} if base is None else data.transactions(item["item_id"], item["login"], base, today)
+    found = data.transactions(item["item_id"], item["login"], step, today)
+    if full:
+        return found
+    since = (today - timedelta(days=data.INITIAL_DAYS)).isoformat()
+    return {i: t for i, t in found.items() if t["date"] >= since}
+
+
+def _changes(item: dict, base: tuple, target: tuple) -> list[tuple[str, dict]]:
+    """What changed at the bank from ``base`` (step, full; step None: nothing seen) to
+    ``target``, in a fixed order: added, modified, removed."""
+    now = _listed(item, *target)
+    before = {} if base[0] is None else _listed(item, *base)
     added = [("added", t) for i, t in now.items() if i not in before]
     modified = [("modified", t) for i, t in now.items() if i in before and before[i] != t]
     removed = [
@@ -376,13 +402,13 @@ def _changes(item: dict, base: int | None, target: int) -> list[tuple[str, dict]
     return added + modified + removed
 
 
-async def _cursor(redis: Redis, item_id: str, base: int, target: int, offset: int) -> str:
+async def _cursor(redis: Redis, item_id: str, base: tuple, target: tuple, offset: int) -> str:
     cursor = secrets.token_urlsafe(48)
-    await redis.set(
-        f"{PREFIX}cursor:{cursor}",
-        json.dumps({"item": item_id, "base": base, "target": target, "offset": offset}),
-        ex=KEEP_SECONDS,
-    )
+    saved = {
+        "item": item_id, "base": base[0], "base_full": base[1], "target": target[0],
+        "target_full": target[1], "offset": offset,
+    }  # fmt: skip
+    await redis.set(f"{PREFIX}cursor:{cursor}", json.dumps(saved), ex=KEEP_SECONDS)
     return cursor
 
 
@@ -401,12 +427,14 @@ async def transactions_sync(body: dict, redis: Redis, ctx) -> dict:
             "rate limit exceeded for attempts to access this item, please try again later",
         )  # fmt: skip
     accounts = data.accounts(item["item_id"], login)
-    if await _take_failure(redis, login, ("NOT_READY",)):
+    status = item["state"].get("transactions") or COMPLETE
+    full = status != "INITIAL_UPDATE_COMPLETE"
+    if await _take_failure(redis, login, ("NOT_READY",)) or status == "NOT_READY":
         return {
             "transactions_update_status": "NOT_READY", "accounts": accounts, "added": [],
             "modified": [], "removed": [], "next_cursor": "", "has_more": False,
         }  # fmt: skip
-    base, offset, target = None, 0, step
+    base, offset, target, base_full, target_full = None, 0, step, True, full
     if body.get("cursor"):
         saved = _text(await redis.get(f"{PREFIX}cursor:{body['cursor']}"))
         saved = json.loads(saved) if saved else None
@@ -416,25 +444,36 @@ async def transactions_sync(body: dict, redis: Redis, ctx) -> dict:
                 "cursor not associated with access_token",
             )  # fmt: skip
         base, offset, target = saved["base"], saved["offset"], saved["target"]
+        if not saved["offset"] and await _take_failure(redis, login, ("MUTATION_AT_CURSOR",)):
+            raise PlaidProblem(
+                400, "TRANSACTIONS_ERROR", "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION",
+                "Underlying transaction data changed since last page was fetched. Please "
+                "restart pagination from last update.",
+            )  # fmt: skip
+        base_full, target_full = saved.get("base_full", True), saved.get("target_full", True)
         if offset and await _take_failure(redis, login, ("MUTATION",)):
             step = int(await redis.hincrby(f"{PREFIX}login:{login}", "step", 1))
-        if offset and target != step:
+        if offset and (target != step or target_full != full):
             raise PlaidProblem(
                 400, "TRANSACTIONS_ERROR", "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION",
                 "Underlying transaction data changed since last page was fetched. Please "
                 "restart pagination from last update.",
             )  # fmt: skip
         if not offset:
-            target = step
-    changes = _changes(item, base, target)
+            target, target_full = step, full
+    changes = _changes(item, (base, base_full), (target, target_full))
     page = changes[offset : offset + min(count, PAGE_MAX)]
     more = offset + len(page) < len(changes)
     if more:
-        cursor = await _cursor(redis, item["item_id"], base, target, offset + len(page))
+        cursor = await _cursor(
+            redis, item["item_id"], (base, base_full), (target, target_full), offset + len(page)
+        )
     else:
-        cursor = await _cursor(redis, item["item_id"], target, target, 0)
+        cursor = await _cursor(
+            redis, item["item_id"], (target, target_full), (target, target_full), 0
+        )
     return {
-        "transactions_update_status": "HISTORICAL_UPDATE_COMPLETE",
+        "transactions_update_status": status,
         "accounts": accounts,
         "added": [t for kind, t in page if kind == "added"],
         "modified": [t for kind, t in page if kind == "modified"],
@@ -484,9 +523,20 @@ async def investments_transactions_get(body: dict, redis: Redis, ctx) -> dict:
         raise PlaidProblem(
             400, "INVALID_REQUEST", "INVALID_FIELD", "start_date and end_date must be YYYY-MM-DD"
         ) from None
+    status = item["state"].get("investments") or COMPLETE
+    if status == "NOT_READY":
+        raise PlaidProblem(
+            400, "ITEM_ERROR", "PRODUCT_NOT_READY",
+            "the requested product is not yet ready. please provide a webhook or try the "
+            "request again later",
+        )  # fmt: skip
+    if status == "INITIAL_UPDATE_COMPLETE":
+        start = max(start, _today(item) - timedelta(days=data.INITIAL_DAYS))
     options = body.get("options") or {}
     count, offset = int(options.get("count", 100)), int(options.get("offset", 0))
-    found = data.investment_transactions(item["item_id"], _today(item), start, end)
+    found = data.investment_transactions(
+        item["item_id"], _today(item), start, end, older=item["state"].get("older") == "1"
+    )
     return {
         "item": _item_body(item),
         "accounts": _investment_accounts(item),
@@ -499,10 +549,13 @@ async def investments_transactions_get(body: dict, redis: Redis, ctx) -> dict:
 # --- webhooks ------------------------------------------------------------------------------------
 
 
-async def _signing_key(redis: Redis) -> dict:
-    """The look-alike's ES256 key (one for every process serving it), made on first use."""
-    key = f"{PREFIX}webhook_key"
-    saved = _text(await redis.get(key))
+async def _signing_key(redis: Redis, name: str = "main") -> dict:
+    """The look-alike's current ES256 key of that name (one for every process serving it),
+    made on first use; its kid a UUID, as Plaid's are. Every key made is kept (KEYS, by kid),
+    an expired one with its ``expired_at``."""
+    pointer = f"{PREFIX}webhook_key:{name}"
+    kid = _text(await redis.get(pointer))
+    saved = _text(await redis.hget(KEYS, kid)) if kid else None
     if saved is None:
         private = ec.generate_private_key(ec.SECP256R1())
         pem = private.private_bytes(
@@ -510,24 +563,33 @@ async def _signing_key(redis: Redis) -> dict:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ).decode()
-        made = {"kid": secrets.token_hex(16), "pem": pem, "created_at": int(time.time())}
-        await redis.set(key, json.dumps(made), nx=True)
-        saved = _text(await redis.get(key))
+        made = {"kid": str(uuid.uuid4()), "pem": pem, "created_at": int(time.time())}
+        await redis.hset(KEYS, made["kid"], json.dumps({**made, "expired_at": None}))
+        await redis.expire(KEYS, KEEP_SECONDS)
+        if kid is None:
+            await redis.set(pointer, made["kid"], nx=True, ex=KEEP_SECONDS)
+        else:  # its key was lost (KEEP_SECONDS): a new one
+            await redis.set(pointer, made["kid"], ex=KEEP_SECONDS)
+        kid = _text(await redis.get(pointer))
+        saved = _text(await redis.hget(KEYS, kid))
     return json.loads(saved)
 
 
 @_post("/webhook_verification_key/get")
 async def webhook_verification_key_get(body: dict, redis: Redis, ctx) -> dict:
-    signing = await _signing_key(redis)
-    if body.get("key_id") != signing["kid"]:
+    await _signing_key(redis)
+    saved = _text(await redis.hget(KEYS, str(body.get("key_id"))))
+    if saved is None:
         raise PlaidProblem(400, "INVALID_INPUT", "INVALID_WEBHOOK_VERIFICATION_KEY_ID",
                            "invalid key_id provided")  # fmt: skip
+    signing = json.loads(saved)
     public = serialization.load_pem_private_key(signing["pem"].encode(), None).public_key()
     jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(public))
     return {
         "key": {
             "alg": "ES256", "crv": jwk["crv"], "kid": signing["kid"], "kty": "EC", "use": "sig",
-            "x": jwk["x"], "y": jwk["y"], "created_at": signing["created_at"], "expired_at": None,
+            "x": jwk["x"], "y": jwk["y"], "created_at": signing["created_at"],
+            "expired_at": signing["expired_at"],
         }
     }  # fmt: skip
 
@@ -555,14 +617,23 @@ def webhook_body(item_id: str, code: str, login_error: bool = False) -> dict:
             "consent_expiration_time": ends.isoformat().replace("+00:00", "Z"),
             "environment": "sandbox",
         }  # fmt: skip
+    if code == "INVESTMENTS_HISTORICAL_UPDATE":
+        return {
+            "webhook_type": "INVESTMENTS_TRANSACTIONS", "webhook_code": "HISTORICAL_UPDATE",
+            "item_id": item_id, "error": None, "new_investments_transactions": 1,
+            "cancelled_investments_transactions": 0, "environment": "sandbox",
+        }  # fmt: skip
     return {"webhook_type": "ITEM", "webhook_code": code, "item_id": item_id,
             "environment": "sandbox"}  # fmt: skip
 
 
-async def signed_webhook(redis: Redis, body: dict, *, iat: int | None = None) -> tuple[bytes, str]:
-    """The webhook's raw body and its Plaid-Verification header."""
+async def signed_webhook(
+    redis: Redis, body: dict, *, iat: int | None = None, key: str = "main"
+) -> tuple[bytes, str]:
+    """The webhook's raw body and its Plaid-Verification header (signed with ``key``'s
+    current key)."""
     raw = json.dumps(body, indent=2).encode()  # Plaid's bodies are pretty-printed
-    signing = await _signing_key(redis)
+    signing = await _signing_key(redis, key)
     token = jwt.encode(
         {"iat": iat or int(time.time()), "request_body_sha256": hashlib.sha256(raw).hexdigest()},
         signing["pem"],
@@ -572,7 +643,10 @@ async def signed_webhook(redis: Redis, body: dict, *, iat: int | None = None) ->
     return raw, token
 
 
-WebhookCode = Literal["SYNC_UPDATES_AVAILABLE", "ERROR", "LOGIN_REPAIRED", "PENDING_EXPIRATION"]
+WebhookCode = Literal[
+    "SYNC_UPDATES_AVAILABLE", "ERROR", "LOGIN_REPAIRED", "PENDING_EXPIRATION",
+    "INVESTMENTS_HISTORICAL_UPDATE",
+]  # fmt: skip
 
 
 @_post("/sandbox/item/fire_webhook")
@@ -632,11 +706,29 @@ async def advance(login: str, redis: RedisDep) -> None:
     await redis.hincrby(f"{PREFIX}login:{login}", "step", 1)
 
 
+class History(BaseModel):
+    transactions: Literal[STATUSES] | None = None  # type: ignore[valid-type]
+    investments: Literal["NOT_READY", "INITIAL_UPDATE_COMPLETE", COMPLETE] | None = None
+
+
+@router.post("/_control/{login}/history", status_code=204)
+async def history(login: str, body: History, redis: RedisDep) -> None:
+    """How far the login's history has come at Plaid (the module's list)."""
+    await _login(redis, login)
+    key = f"{PREFIX}login:{login}"
+    if body.transactions:
+        await redis.hset(key, "transactions", body.transactions)
+    if body.investments:  # a login on asynchronous investments updates: its history is older
+        await redis.hset(key, mapping={"investments": body.investments, "older": "1"})
+
+
 class WebhookAsked(BaseModel):
     item_id: str = Field(max_length=100)
     webhook_code: WebhookCode = "SYNC_UPDATES_AVAILABLE"
     # Seconds before now the signature says it was made (an old one is refused by receivers).
     age_seconds: int = Field(default=0, ge=0, le=86400)
+    # Which of the look-alike's keys signs it (a test rotating keys uses one of its own).
+    key: str = Field(default="main", max_length=60)
 
 
 @router.post("/_control/webhook")
@@ -644,9 +736,18 @@ async def webhook(body: WebhookAsked, redis: RedisDep) -> dict:
     """A signed webhook for the item, handed back (the test delivers it)."""
     raw, token = await signed_webhook(
         redis, webhook_body(body.item_id, body.webhook_code),
-        iat=int(time.time()) - body.age_seconds,
+        iat=int(time.time()) - body.age_seconds, key=body.key,
     )  # fmt: skip
     return {"body": raw.decode(), "plaid_verification": token}
+
+
+@router.post("/_control/webhook-key/{name}/rotate", status_code=204)
+async def rotate(name: str, redis: RedisDep) -> None:
+    """The key of that name expires now (``expired_at`` set, as Plaid's rotation does); the
+    next webhook signed with that name gets a new key."""
+    signing = await _signing_key(redis, name)
+    await redis.hset(KEYS, signing["kid"], json.dumps({**signing, "expired_at": int(time.time())}))
+    await redis.delete(f"{PREFIX}webhook_key:{name}")
 
 
 @router.get("/_control/{login}")

@@ -113,6 +113,18 @@ class PlaidAPI:
         return document
 
 
+async def remove_item(api: PlaidAPI, access_token: str) -> str:
+    """``/item/remove``: what Plaid said, as a revocation's audit keeps it (``revoked``, or
+    ``failed (<error code>)``); an item Plaid no longer has is removed already."""
+    try:
+        await api.call("/item/remove", {"access_token": access_token})
+    except PlaidFailure as exc:
+        if exc.error_code in ("ITEM_NOT_FOUND", "INVALID_ACCESS_TOKEN"):
+            return "revoked"
+        return f"failed ({exc.error_code})"
+    return "revoked"
+
+
 def _failure(status: int, document, path: str) -> PlaidFailure:
     if isinstance(document, dict) and document.get("error_code"):
         return PlaidFailure(

@@ -23,11 +23,17 @@ posted one less TRANSACTIONS_OVERLAP_DAYS, or the oldest of our pendings if that
 every pending is looked at again until it posts or is cancelled); an account read before that
 has no transaction from its last sync less the overlap; an account never read before from as
 far back as the institution keeps.
+
+A sync asked for while another holds the claim (an institution's webhook saying there is news,
+``sync_wanted``) is not dropped: it is marked wanted (Valkey, WANTED) and the sync holding the
+claim, once it has given the claim back having synced, starts one more in the background.
 """
 
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+
+from redis.exceptions import RedisError
 
 from dashtam_api import metrics
 from dashtam_api.audit import service as audit
@@ -49,6 +55,7 @@ from dashtam_models import (
 
 # The connections the sync loop claims next (jobs/loops.py reads it here).
 DUE_FOR_SYNC = queries.DUE_FOR_SYNC
+WANTED = "sync:wanted:"  # + connection id: a sync asked for while one ran (sync_wanted)
 
 
 def syncable_keys(ctx: AppContext) -> list[str]:
@@ -205,6 +212,19 @@ async def sync_connection(
     return result
 
 
+async def sync_wanted(
+    ctx: AppContext, connection_id: uuid.UUID, *, trigger: refresh.Trigger
+) -> SyncResult:
+    """A sync now, or, while another holds the claim, one once that one is done (the module's
+    last rule). Marked, then tried once more: the holder has either not given its claim back
+    yet (and sees the mark when it has) or has (and this one runs)."""
+    result = await sync_connection(ctx, connection_id, trigger=trigger, stale_only=False)
+    if result.kind != "claimed":
+        return result
+    await ctx.redis.set(f"{WANTED}{connection_id}", 1, ex=ctx.settings.SYNC_LEASE_SECONDS)
+    return await sync_connection(ctx, connection_id, trigger=trigger, stale_only=False)
+
+
 async def _sync_connection(
     ctx: AppContext,
     connection_id: uuid.UUID,
@@ -243,7 +263,22 @@ async def _sync_connection(
         )
         raise
     result.run_id = claim.run_id
+    if result.kind == "synced" and await _was_wanted(ctx, connection_id):
+        ctx.in_background(
+            f"the sync wanted while connection {connection_id}'s ran",
+            sync_connection(
+                ctx, connection_id, trigger=refresh.Trigger.BACKGROUND, stale_only=False
+            ),
+        )
     return result
+
+
+async def _was_wanted(ctx: AppContext, connection_id: uuid.UUID) -> bool:
+    """A sync was asked for while this one ran (the mark taken); the cache away: none was."""
+    try:
+        return bool(await ctx.redis.getdel(f"{WANTED}{connection_id}"))
+    except RedisError:
+        return False
 
 
 async def _sync_claimed(
@@ -347,11 +382,13 @@ async def _sync_claimed(
         await _release(ctx, connection_id, claim, **ending)
         return _failed_result(failure, claim, refreshed)
     if reading.failure is None:
-        result = await _write(ctx, connection_id, claim, reading)
+        result = await _write(ctx, connection_id, claim, reading, started=windows.state)
     else:
         # The read failed, but what came is written first (data a budget already paid for).
         ending = _failed(reading.failure, claim, trigger, per_day=limits.requests_per_day)
-        result = await _write(ctx, connection_id, claim, reading, ending=ending)
+        result = await _write(
+            ctx, connection_id, claim, reading, ending=ending, started=windows.state
+        )
         if result.kind == "sync_failed" and reading.failure.budget_spent and ending["hold"]:
             # The institution's daily limit, reached part way: the rest waits, as above.
             result = SyncResult("over_budget", status=claim.status, retry_at=ending["hold"])
@@ -364,9 +401,10 @@ async def _sync_claimed(
 def _failed(
     failure: SourceError, claim: Claim, trigger: refresh.Trigger, *, per_day: int | None
 ) -> dict:
-    """What ``_release`` records of a source's failure. A source with a budget that asked us
-    to wait (``Retry-After``) is not read by the sync loop before then (``hold``)."""
-    wait = failure.retry_after if per_day is not None else None
+    """What ``_release`` records of a source's failure. A source that asked us to wait
+    (``Retry-After``, a per-minute limit's wait) is not read by the sync loop before then
+    (``hold``), whether or not it has a budget."""
+    wait = failure.retry_after
     if per_day is not None and failure.budget_spent and not wait:
         wait = int(budget.DAY.total_seconds() / per_day)  # the next read's share of the day
     return {
@@ -546,6 +584,7 @@ async def _write(
     reading: Reading,
     *,
     ending: dict | None = None,
+    started=None,
 ) -> SyncResult:
     """What the read found written, the run ended ``succeeded`` (its notes, if any, kept as
     its ``error_detail`` and the connection's ``sync_error``); with ``ending`` (a failure the
@@ -606,8 +645,13 @@ async def _write(
                 session, connection_id=connection_id, seen=seen, as_of=as_of
             )
         if reading.state is not None:
-            # With the data it belongs to: a cursor is never ahead of what was written.
-            connection.source_state = reading.state
+            # With the data it belongs to: a cursor is never ahead of what was written. A key
+            # set meanwhile (``started``: the state the read began with), by an institution's
+            # webhook say, is kept.
+            meanwhile = {
+                k: v for k, v in (connection.source_state or {}).items() if k not in (started or {})
+            }
+            connection.source_state = {**reading.state, **meanwhile}
         if ending is not None:
             await _given_back(ctx, session, connection_id, claim, **ending)
             await session.commit()
