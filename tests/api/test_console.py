@@ -474,6 +474,11 @@ async def test_register_forgot_password_and_invitations(browser, client, session
 
     # Invitations: administrators only.
     assert (await browser.get("/app/admin/invitations")).status_code == 403
+    # A form to it, with or without a token, shows a person who is no administrator nothing.
+    for data in ({}, {"csrf": "x", "email": "a@example.com"}):
+        posted = await browser.post("/app/admin/invitations", data=data)
+        assert posted.status_code in (400, 403)
+        assert "Make an invitation" not in posted.text
     await session.execute(update(User).where(User.email == email).values(is_admin=True))
     await session.flush()
     page = await browser.get("/app/admin/invitations")

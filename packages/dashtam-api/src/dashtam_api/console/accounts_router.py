@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from dashtam_api.accounts import service as accounts
 from dashtam_api.accounts.schemas import CreateAccount
-from dashtam_api.console import cookies, pages
+from dashtam_api.console import pages
 from dashtam_api.deps import ContextDep, EndedSessionsDep, ReaderDep, SessionDep
 from dashtam_api.errors import NotFound, ProblemError
 from dashtam_api.imports import service as imports
@@ -102,13 +102,15 @@ async def make_account(
     opening_balance: Annotated[str, Form(max_length=40)] = "",
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    visitor = await pages.visitor_of(request, session, ctx, ended)
-    if visitor is None:
-        return pages.to_sign_in()
     given = {"name": name, "account_type": account_type, "currency": currency,
              "opening_balance": opening_balance}  # fmt: skip
-    if not cookies.csrf_holds(ctx.settings.SECRET_KEY, visitor.session_id, csrf):
-        return _new_page(visitor, ctx, problem="The form expired: try again.", given=given)
+
+    async def expired(visitor):
+        return _new_page(visitor, ctx, problem=pages.EXPIRED, given=given)
+
+    visitor, answer = await pages.form_visitor(request, session, ctx, ended, csrf, expired)
+    if answer is not None:
+        return answer
     try:
         body = CreateAccount(
             name=name,
@@ -160,14 +162,15 @@ async def import_file(
     mapping: Annotated[str, Form(max_length=4000)] = "",
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    visitor = await pages.visitor_of(request, session, ctx, ended)
-    if visitor is None:
-        return pages.to_sign_in()
-    if not cookies.csrf_holds(ctx.settings.SECRET_KEY, visitor.session_id, csrf):
+
+    async def expired(visitor):
         return await _account_page(
-            request, session, reader, ctx, visitor, account_id,
-            status=400, problem="The form expired: try again.",
-        )  # fmt: skip
+            request, session, reader, ctx, visitor, account_id, problem=pages.EXPIRED
+        )
+
+    visitor, answer = await pages.form_visitor(request, session, ctx, ended, csrf, expired)
+    if answer is not None:
+        return answer
     if file is None or not file.filename:
         return await _account_page(
             request, session, reader, ctx, visitor, account_id, problem="Choose a file."

@@ -25,7 +25,7 @@ from dashtam_api.accounts import service as accounts
 from dashtam_api.connections import api_tokens, consent, link, setup_tokens
 from dashtam_api.connections import service as connections
 from dashtam_api.connections.schemas import ApiTokenAuthorization, SetupTokenAuthorization
-from dashtam_api.console import cookies, pages
+from dashtam_api.console import pages
 from dashtam_api.console import service as console
 from dashtam_api.deps import (
     ContextDep,
@@ -115,11 +115,9 @@ async def add_connection(
     alias: Annotated[str, Form(max_length=200)] = "",
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    visitor = await pages.visitor_of(request, session, ctx, ended)
-    if visitor is None:
-        return pages.to_sign_in()
-    if not cookies.csrf_holds(ctx.settings.SECRET_KEY, visitor.session_id, csrf):
-        return await _expired(request, session, reader, ctx, visitor)
+    visitor, answer = await _form(request, session, reader, ctx, ended, csrf)
+    if answer is not None:
+        return answer
     try:
         body = CreateProvider(provider_key=provider_key, alias=alias)
         made = await providers.create(
@@ -140,12 +138,18 @@ async def add_connection(
     return RedirectResponse(f"/app/connections/{made['id']}", status_code=303)
 
 
-async def _expired(request, session, reader, ctx, visitor) -> Response:
-    response = await _list(
-        request, session, reader, ctx, visitor, problem="The form expired: try again."
-    )
-    response.status_code = 400
-    return response
+async def _form(request, session, reader, ctx, ended, csrf, provider_id=None):
+    """(visitor, None) for a form sent with its page's token; else (None, the answer): the
+    sign-in page, or the form's page again (400) saying it expired."""
+
+    async def expired(visitor):
+        if provider_id is None:
+            return await _list(request, session, reader, ctx, visitor, problem=pages.EXPIRED)
+        return await _detail(
+            request, session, reader, ctx, visitor, provider_id, problem=pages.EXPIRED
+        )
+
+    return await pages.form_visitor(request, session, ctx, ended, csrf, expired)
 
 
 async def _owned(session, ctx, visitor, provider_id: str):
@@ -254,18 +258,13 @@ async def connect(
     bank: Annotated[str, Form(max_length=200)] = "",
     country: Annotated[str, Form(max_length=2)] = "",
 ) -> Response:
-    visitor = await pages.visitor_of(request, session, ctx, ended)
-    if visitor is None:
-        return pages.to_sign_in()
+    visitor, answer = await _form(request, session, reader, ctx, ended, csrf, provider_id)
+    if answer is not None:
+        return answer
     owned = await _owned(session, ctx, visitor, provider_id)
     if owned is None:
         return _gone(visitor, ctx)
     provider, _, spec = owned
-    if not cookies.csrf_holds(ctx.settings.SECRET_KEY, visitor.session_id, csrf):
-        return await _detail(
-            request, session, reader, ctx, visitor, provider_id,
-            problem="The form expired: try again.", status=400,
-        )  # fmt: skip
     here = f"/app/connections/{provider['id']}"
     ids = {"ctx": ctx, "session": session, "user": visitor.user, "provider_id": provider["id"]}
     try:
@@ -348,18 +347,13 @@ async def delete(
 
 async def _act(request, session, reader, ctx, ended, provider_id, csrf, action) -> Response:
     """Sync now, revoke, or delete: the API's own service; its refusal said on the page."""
-    visitor = await pages.visitor_of(request, session, ctx, ended)
-    if visitor is None:
-        return pages.to_sign_in()
+    visitor, answer = await _form(request, session, reader, ctx, ended, csrf, provider_id)
+    if answer is not None:
+        return answer
     owned = await _owned(session, ctx, visitor, provider_id)
     if owned is None:
         return _gone(visitor, ctx)
     provider = owned[0]
-    if not cookies.csrf_holds(ctx.settings.SECRET_KEY, visitor.session_id, csrf):
-        return await _detail(
-            request, session, reader, ctx, visitor, provider_id,
-            problem="The form expired: try again.", status=400,
-        )  # fmt: skip
     here = f"/app/connections/{provider['id']}"
     try:
         if action == "sync":

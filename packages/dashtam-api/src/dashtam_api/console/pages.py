@@ -131,3 +131,20 @@ async def visitor_of(request: Request, session, ctx, ended) -> Visitor | None:
     if user is None or not user.is_active:
         return None
     return Visitor(user=user, session_id=found[1], renewed=renewed)
+
+
+EXPIRED = "The form expired: try again."
+
+
+async def form_visitor(request, session, ctx, ended, csrf: str, expired):
+    """The signed-in person who sent a form with its page's token, or the answer to give
+    instead: the sign-in page, or ``expired(visitor)`` (the form's page again, saying so) as a
+    400. Returns (visitor, None) or (None, answer)."""
+    visitor = await visitor_of(request, session, ctx, ended)
+    if visitor is None:
+        return None, to_sign_in()
+    if not cookies.csrf_holds(ctx.settings.SECRET_KEY, visitor.session_id, csrf):
+        answer = await expired(visitor)
+        answer.status_code = 400
+        return None, answer
+    return visitor, None

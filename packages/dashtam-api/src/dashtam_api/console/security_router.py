@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from dashtam_api.auth import invitations, sessions, totp
 from dashtam_api.auth import service as auth
 from dashtam_api.auth.schemas import UpdateMeRequest
-from dashtam_api.console import cookies, pages
+from dashtam_api.console import pages
 from dashtam_api.deps import (
     ContextDep,
     EndedSessionsDep,
@@ -72,15 +72,12 @@ async def _refused(request, session, ctx, visitor, problem: str, status: int = 2
 
 
 async def _checked(request, session, ctx, ended, csrf):
-    """(the visitor, or the answer to give instead)."""
-    visitor = await pages.visitor_of(request, session, ctx, ended)
-    if visitor is None:
-        return None, pages.to_sign_in()
-    if not cookies.csrf_holds(ctx.settings.SECRET_KEY, visitor.session_id, csrf):
-        return None, await _refused(
-            request, session, ctx, visitor, "The form expired: try again.", 400
-        )
-    return visitor, None
+    """(the visitor, None), or (None, the answer to give instead)."""
+
+    async def expired(visitor):
+        return await _security(request, session, ctx, visitor, problem=pages.EXPIRED)
+
+    return await pages.form_visitor(request, session, ctx, ended, csrf, expired)
 
 
 @router.get("/security")
@@ -277,6 +274,20 @@ def _not_admin(visitor, ctx) -> Response:
     )
 
 
+async def _admin_form(request, session, ctx, ended, csrf):
+    """An administrator's form with its page's token: (visitor, None), or (None, the answer)."""
+
+    async def expired(visitor):
+        if not visitor.user.is_admin:  # never the invitations, whatever the form
+            return _not_admin(visitor, ctx)
+        return await _invitations(request, session, ctx, visitor, problem=pages.EXPIRED)
+
+    visitor, answer = await pages.form_visitor(request, session, ctx, ended, csrf, expired)
+    if visitor is not None and not visitor.user.is_admin:
+        return None, _not_admin(visitor, ctx)
+    return visitor, answer
+
+
 @router.get("/admin/invitations")
 async def invitations_page(
     request: Request, session: SessionDep, ctx: ContextDep, ended: EndedSessionsDep
@@ -299,15 +310,9 @@ async def invite(
     note: Annotated[str, Form(max_length=200)] = "",
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    visitor = await pages.visitor_of(request, session, ctx, ended)
-    if visitor is None:
-        return pages.to_sign_in()
-    if not visitor.user.is_admin:
-        return _not_admin(visitor, ctx)
-    if not cookies.csrf_holds(ctx.settings.SECRET_KEY, visitor.session_id, csrf):
-        return await _invitations(
-            request, session, ctx, visitor, status=400, problem="The form expired: try again."
-        )
+    visitor, answer = await _admin_form(request, session, ctx, ended, csrf)
+    if answer is not None:
+        return answer
     made = await invitations.create(
         session=session,
         settings=ctx.settings,
@@ -329,15 +334,9 @@ async def revoke_invitation(
     ended: EndedSessionsDep,
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    visitor = await pages.visitor_of(request, session, ctx, ended)
-    if visitor is None:
-        return pages.to_sign_in()
-    if not visitor.user.is_admin:
-        return _not_admin(visitor, ctx)
-    if not cookies.csrf_holds(ctx.settings.SECRET_KEY, visitor.session_id, csrf):
-        return await _invitations(
-            request, session, ctx, visitor, status=400, problem="The form expired: try again."
-        )
+    visitor, answer = await _admin_form(request, session, ctx, ended, csrf)
+    if answer is not None:
+        return answer
     try:
         await invitations.revoke(
             session=session,

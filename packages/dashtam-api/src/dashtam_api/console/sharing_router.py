@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from dashtam_api.apikeys import service as api_keys
 from dashtam_api.apikeys.schemas import ApiKeyCreate
 from dashtam_api.apikeys.scopes import SCOPES
-from dashtam_api.console import cookies, pages
+from dashtam_api.console import pages
 from dashtam_api.console import service as console
 from dashtam_api.deps import ContextDep, EndedSessionsDep, SessionDep, where
 from dashtam_api.errors import ProblemError
@@ -67,6 +67,13 @@ async def _sharing(request, session, ctx, visitor, *, status=200, **shown) -> Re
     )
 
 
+async def _form(request, session, ctx, ended, csrf):
+    async def expired(visitor):
+        return await _sharing(request, session, ctx, visitor, problem=pages.EXPIRED)
+
+    return await pages.form_visitor(request, session, ctx, ended, csrf, expired)
+
+
 @router.get("")
 async def sharing_page(
     request: Request, session: SessionDep, ctx: ContextDep, ended: EndedSessionsDep
@@ -94,11 +101,9 @@ async def make_setup_token(
     account_ids: Annotated[list[str] | None, Form()] = None,
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    visitor = await _signed_in(request, session, ctx, ended)
-    if visitor is None:
-        return pages.to_sign_in()
-    if not cookies.csrf_holds(ctx.settings.SECRET_KEY, visitor.session_id, csrf):
-        return await _refused(request, session, ctx, visitor, "The form expired: try again.", 400)
+    visitor, answer = await _form(request, session, ctx, ended, csrf)
+    if answer is not None:
+        return answer
     try:
         chosen = None if scope == "all" else list(account_ids or [])
         if chosen == []:
@@ -155,11 +160,9 @@ async def make_api_key(
     expires_in_days: Annotated[str, Form(max_length=4)] = "90",
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    visitor = await _signed_in(request, session, ctx, ended)
-    if visitor is None:
-        return pages.to_sign_in()
-    if not cookies.csrf_holds(ctx.settings.SECRET_KEY, visitor.session_id, csrf):
-        return await _refused(request, session, ctx, visitor, "The form expired: try again.", 400)
+    visitor, answer = await _form(request, session, ctx, ended, csrf)
+    if answer is not None:
+        return answer
     try:
         body = ApiKeyCreate(
             name=name, scopes=scopes or [], expires_in_days=int(expires_in_days or "0")
@@ -212,11 +215,9 @@ async def make_webhook(
     description: Annotated[str, Form(max_length=500)] = "",
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    visitor = await _signed_in(request, session, ctx, ended)
-    if visitor is None:
-        return pages.to_sign_in()
-    if not cookies.csrf_holds(ctx.settings.SECRET_KEY, visitor.session_id, csrf):
-        return await _refused(request, session, ctx, visitor, "The form expired: try again.", 400)
+    visitor, answer = await _form(request, session, ctx, ended, csrf)
+    if answer is not None:
+        return answer
     try:
         body = WebhookCreate(url=url, events=events or [], description=description or None)
         made = await webhooks.create(
@@ -303,11 +304,9 @@ async def delete_webhook(
 
 async def _act(request, session, ctx, ended, csrf, raw_id, act, done, back="/app/sharing"):
     """A revoke, delete or test through the API's own service; its refusal said on the page."""
-    visitor = await _signed_in(request, session, ctx, ended)
-    if visitor is None:
-        return pages.to_sign_in()
-    if not cookies.csrf_holds(ctx.settings.SECRET_KEY, visitor.session_id, csrf):
-        return await _refused(request, session, ctx, visitor, "The form expired: try again.", 400)
+    visitor, answer = await _form(request, session, ctx, ended, csrf)
+    if answer is not None:
+        return answer
     try:
         await act(visitor, uuid.UUID(raw_id))
     except ValueError:
