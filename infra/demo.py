@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import json
 import re
-import secrets
 import ssl
 import threading
 import time
@@ -30,8 +29,9 @@ from urllib.parse import urljoin
 
 import httpx
 
+from infra.demo_session import say as _say
+from infra.demo_session import signed_in
 from infra.errors import InfraError
-from infra.files import read_env
 from infra.layout import Layout
 
 # What the demo's receiver must get: the test event, the connection's activation and a
@@ -167,41 +167,9 @@ def _verified(secret: str, headers: dict, body: bytes) -> dict:
     return json.loads(body)
 
 
-def _say(message: str) -> None:
-    print(message, flush=True)
-
-
 def run(layout: Layout) -> None:
-    env = read_env(layout.dev_env_file)
-    api = env.get("API_BASE_URL", "https://localhost:8000").rstrip("/")
-    tls = ssl.create_default_context(cafile=str(layout.ca_file))
-    email = f"demo-{secrets.token_hex(4)}@example.com"
-    password = secrets.token_urlsafe(18)
-    with httpx.Client(base_url=api, verify=tls, timeout=30) as client:
-
-        def call(method: str, path: str, expect: int, **kwargs) -> httpx.Response:
-            response = client.request(method, path, **kwargs)
-            _say(f"  {method:<6} {path:<48} {response.status_code}")
-            if response.status_code != expect:
-                raise InfraError(
-                    f"{method} {path} answered {response.status_code}: {response.text[:300]}"
-                )
-            return response
-
-        _say(f"Demo against {api} (verifying {layout.ca_file.relative_to(layout.root)})")
-        _say(f"1. register {email}")
-        call(
-            "POST",
-            "/api/v1/auth/register",
-            201,
-            json={"email": email, "password": password, "name": "Demo User"},
-        )
-        _say("2. log in")
-        tokens = call(
-            "POST", "/api/v1/auth/login", 200, json={"email": email, "password": password}
-        ).json()
-        client.headers["Authorization"] = f"Bearer {tokens['access_token']}"
-        _say("   and a webhook to a receiver of the demo's own, sent a test event")
+    with signed_in(layout, "Sandbox") as call:
+        _say("2. a webhook to a receiver of the demo's own, sent a test event")
         receiver = Receiver(layout)
         webhook = call(
             "POST",

@@ -9,12 +9,15 @@ from contextlib import contextmanager
 
 import httpx
 
-from infra.demo import _say
 from infra.errors import InfraError
 from infra.files import read_env
 from infra.layout import Layout
 
 Call = Callable[..., httpx.Response]
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
 
 
 @contextmanager
@@ -28,15 +31,15 @@ def signed_in(layout: Layout, title: str) -> Iterator[Call]:
 
         def call(method: str, path: str, expect: int, **kwargs) -> httpx.Response:
             response = client.request(method, path, **kwargs)
-            _say(f"  {method:<6} {path.split('?')[0]:<48} {response.status_code}")
+            say(f"  {method:<6} {path.split('?')[0]:<48} {response.status_code}")
             if response.status_code != expect:
                 raise InfraError(
                     f"{method} {path} answered {response.status_code}: {response.text[:300]}"
                 )
             return response
 
-        _say(f"{title} demo against {api} (verifying {layout.ca_file.relative_to(layout.root)})")
-        _say(f"1. register {email} and log in")
+        say(f"{title} demo against {api} (verifying {layout.ca_file.relative_to(layout.root)})")
+        say(f"1. register {email} and log in")
         call("POST", "/api/v1/auth/register", 201, json={"email": email, "password": password})
         tokens = call(
             "POST", "/api/v1/auth/login", 200, json={"email": email, "password": password}

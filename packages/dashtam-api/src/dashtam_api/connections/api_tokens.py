@@ -14,9 +14,8 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
-from dashtam_api.connections import queries
 from dashtam_api.connections.schemas import ApiTokenAuthorization
-from dashtam_api.connections.service import _described, store_tokens
+from dashtam_api.connections.service import _described, seal_credential
 from dashtam_api.context import AppContext
 from dashtam_api.errors import Conflict, UpstreamError
 from dashtam_api.providers import service as providers
@@ -72,17 +71,10 @@ async def connect(
         if exc.transient:
             raise UpstreamError(exc.description, institution_error=exc.error) from None
         raise Conflict(exc.description, institution_error=exc.error) from None
-    provider, connection = await providers.get_owned(
-        session=session, user=user, provider_id=provider_id, fresh=True
-    )
-    await queries.lock_connection(session, connection=connection)
-    await store_tokens(
-        session=session,
-        vault=ctx.vault,
-        spec=spec,
-        connection=connection,
-        token={"access_token": credential, "token_type": "ApiToken"},
-    )
+    provider, connection = await seal_credential(
+        session=session, vault=ctx.vault, spec=spec, user=user, provider_id=provider_id,
+        credential=credential, scheme="ApiToken",
+    )  # fmt: skip
     await audit.record(
         session=session,
         action="connected",

@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
 from dashtam_api.connections import link_queries, queries
-from dashtam_api.connections.service import _described, store_tokens
+from dashtam_api.connections.service import _described, seal_credential
 from dashtam_api.context import AppContext
 from dashtam_api.errors import Conflict, UpstreamError
 from dashtam_api.providers import service as providers
@@ -242,17 +242,10 @@ async def exchange(
             accounts = _accounts(listed)
     except PlaidFailure as exc:
         raise _upstream(exc) from None
-    provider, connection = await providers.get_owned(
-        session=session, user=user, provider_id=provider_id, fresh=True
-    )
-    await queries.lock_connection(session, connection=connection)
-    await store_tokens(
-        session=session,
-        vault=ctx.vault,
-        spec=spec,
-        connection=connection,
-        token={"access_token": access_token, "token_type": "Plaid"},
-    )
+    provider, connection = await seal_credential(
+        session=session, vault=ctx.vault, spec=spec, user=user, provider_id=provider_id,
+        credential=access_token, scheme="Plaid",
+    )  # fmt: skip
     await _keep_accounts(session, connection, accounts)
     # A new item: no cursor (the next sync reads its whole history), and a sync of the old
     # item under way writes nothing (its claim is no longer the connection's).

@@ -201,6 +201,33 @@ async def _record_failure(
     await audit.record_detached(db=db, action="authorization_failed", details=reason, **where)
 
 
+async def seal_credential(
+    *,
+    session: AsyncSession,
+    vault: Vault,
+    spec: ProviderSpec,
+    user: User,
+    provider_id: uuid.UUID,
+    credential: str,
+    scheme: str,
+) -> tuple[Provider, ProviderConnection]:
+    """A credential the person gave (and the institution accepted) sealed as the connection's
+    token: its rows read afresh (the institution's wait ended the request's read) and the
+    connection locked as every writer of its tokens does; the connection is active."""
+    provider, connection = await providers.get_owned(
+        session=session, user=user, provider_id=provider_id, fresh=True
+    )
+    await queries.lock_connection(session, connection=connection)
+    await store_tokens(
+        session=session,
+        vault=vault,
+        spec=spec,
+        connection=connection,
+        token={"access_token": credential, "token_type": scheme},  # what the credential is
+    )
+    return provider, connection
+
+
 async def store_tokens(
     *,
     session: AsyncSession,

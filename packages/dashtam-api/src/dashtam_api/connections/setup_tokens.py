@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dashtam_api.audit import service as audit
 from dashtam_api.connections import queries
-from dashtam_api.connections.service import _described, store_tokens
+from dashtam_api.connections.service import _described, seal_credential
 from dashtam_api.context import AppContext
 from dashtam_api.errors import Conflict, Unprocessable, UpstreamError
 from dashtam_api.providers import service as providers
@@ -78,18 +78,10 @@ async def connect(
         if exc.reason == "already_claimed":
             raise Conflict(exc.message, institution_error="already_claimed") from None
         raise UpstreamError(exc.message, institution_error=exc.error, transient=True) from None
-    provider, connection = await providers.get_owned(
-        session=session, user=user, provider_id=provider_id, fresh=True
-    )
-    spec = ctx.registry[provider.provider_key]
-    await queries.lock_connection(session, connection=connection)
-    await store_tokens(
-        session=session,
-        vault=ctx.vault,
-        spec=spec,
-        connection=connection,
-        token={"access_token": access_url, "token_type": "SimpleFIN"},
-    )
+    provider, connection = await seal_credential(
+        session=session, vault=ctx.vault, spec=ctx.registry[provider.provider_key], user=user,
+        provider_id=provider_id, credential=access_url, scheme="SimpleFIN",
+    )  # fmt: skip
     # A new access URL is a new quota at the server: the budget starts afresh.
     await budget.reset(session, connection_id=connection.id)
     await audit.record(

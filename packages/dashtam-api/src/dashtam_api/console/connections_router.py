@@ -15,7 +15,7 @@ kind connects from here:
 """
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -306,9 +306,10 @@ async def connect(
     return await _detail(request, session, reader, ctx, visitor, provider_id, problem=problem)
 
 
-@router.post("/{provider_id}/sync")
-async def sync_now(
+@router.post("/{provider_id}/{action}")
+async def act(
     provider_id: str,
+    action: Literal["sync", "revoke", "delete"],
     request: Request,
     session: SessionDep,
     reader: ReaderDep,
@@ -316,36 +317,6 @@ async def sync_now(
     ended: EndedSessionsDep,
     csrf: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    return await _act(request, session, reader, ctx, ended, provider_id, csrf, "sync")
-
-
-@router.post("/{provider_id}/revoke")
-async def revoke(
-    provider_id: str,
-    request: Request,
-    session: SessionDep,
-    reader: ReaderDep,
-    ctx: ContextDep,
-    ended: EndedSessionsDep,
-    csrf: Annotated[str, Form(max_length=100)] = "",
-) -> Response:
-    return await _act(request, session, reader, ctx, ended, provider_id, csrf, "revoke")
-
-
-@router.post("/{provider_id}/delete")
-async def delete(
-    provider_id: str,
-    request: Request,
-    session: SessionDep,
-    reader: ReaderDep,
-    ctx: ContextDep,
-    ended: EndedSessionsDep,
-    csrf: Annotated[str, Form(max_length=100)] = "",
-) -> Response:
-    return await _act(request, session, reader, ctx, ended, provider_id, csrf, "delete")
-
-
-async def _act(request, session, reader, ctx, ended, provider_id, csrf, action) -> Response:
     """Sync now, revoke, or delete: the API's own service; its refusal said on the page."""
     visitor, answer = await _form(request, session, reader, ctx, ended, csrf, provider_id)
     if answer is not None:
