@@ -499,20 +499,40 @@ async def test_register_forgot_password_and_invitations(browser, client, session
     assert "revoked" in (await browser.get("/app/admin/invitations")).text
 
 
-async def test_the_overview_draws_net_worth_over_time_per_currency(browser, client):
+async def test_the_overview_draws_net_worth_over_time_per_currency(browser, client, session):
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from dashtam_models import BalanceSnapshot
+
     email, headers = await person(client)
+    made = {}
     for currency, opening in (("USD", "1000.10"), ("EUR", "250.00")):
-        made = await client.post(
+        answer = await client.post(
             "/api/v1/accounts",
             headers=headers,
             json={"name": f"Cash {currency}", "account_type": "checking", "currency": currency,
                   "opening_balance": opening},
         )  # fmt: skip
-        assert made.status_code == 201, made.text
+        assert answer.status_code == 201, answer.text
+        made[currency] = uuid.UUID(answer.json()["id"])
+    # The USD account had a balance two weeks ago too: two points, a chart.
+    session.add(
+        BalanceSnapshot(
+            account_id=made["USD"],
+            as_of=datetime.now(UTC) - timedelta(days=14),
+            currency="USD",
+            current=Decimal("900.00"),
+        )
+    )
+    await session.flush()
     assert (await sign_in(browser, email)).status_code == 303
     page = await browser.get("/app/", params={"interval": "week"})
     charts = re.findall(r'<svg viewBox="[^"]+" role="img" aria-labelledby="([^"]+)"', page.text)
-    assert charts == ["worth-eur-t worth-eur-d", "worth-usd-t worth-usd-d"]
+    assert charts == ["worth-usd-t worth-usd-d"]
+    # One point is no chart: said in words (the figures beside it all the same).
+    assert "EUR: one week so far" in page.text
+    assert "900.00 USD" in page.text.split("The figures in USD")[1]
     assert "Net worth in USD, by week" in page.text
     assert "1,000.10 USD" in page.text.split("The figures in USD")[1]  # the figures beside it
     assert 'href="/app/?interval=week" aria-current="page"' in page.text

@@ -11,7 +11,7 @@ from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import expect
 
 from tests.browser.conftest import screenshot
-from tests.browser.test_pages_in_browser import NO_SCRIPTS, _no_secret, _readable
+from tests.browser.test_pages_in_browser import NO_SCRIPTS, _decide, _no_secret, _readable
 
 pytestmark = pytest.mark.commits
 PASSWORD = "correct horse battery"
@@ -94,7 +94,27 @@ async def test_every_page_reads_well_and_a_secret_gets_a_copy_button(
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page).to_have_url(f"{live_servers.api_url}/app/")
+    # The sandbox institution connected from the console: its sign-in page, the callback's
+    # page linking back, a sync.
+    await page.get_by_role("link", name="Connect it").click()
     await accessible(page)
+    await page.get_by_role("button", name="Continue to Dashtam Sandbox Bank").click()
+    await _decide(page, live_servers, "Approve")
+    await page.get_by_role("link", name="Back to your connections in Dashtam").click()
+    await page.get_by_role("link", name="My bank").click()
+    await page.get_by_role("button", name="Sync now").click()
+    await expect(page.get_by_role("status")).to_contain_text("Synced")
+    await _readable(page, console, title="My bank · Dashtam")
+    await accessible(page)
+    await screenshot(page, "console-connection")
+    await page.get_by_role("link", name="Overview", exact=True).click()
+    # The sandbox's account beside the person's own "Everyday checking".
+    await expect(page.get_by_role("cell", name="Everyday Checking", exact=True)).to_be_visible()
+    # Connected a minute ago (its refresh token good for a week): nothing needs the person.
+    await expect(page.get_by_role("heading", name="Needs your attention")).to_have_count(0)
+    await _readable(page, console, title="Overview · Dashtam")
+    await accessible(page)
+    await screenshot(page, "console-overview-synced")
     for link, title in (
         ("Transactions", "Transactions"),
         ("Connections", "Connections"),

@@ -21,8 +21,6 @@ from dashtam_api.transactions.schemas import TransactionQuery
 from dashtam_core.database import Reader
 from dashtam_models import User
 
-# How long before a connection's deadline the overview says to reconnect.
-DUE_DAYS = 7
 # What fixes each status (the one action the overview offers).
 FIXES = {
     "pending": "Connect it",
@@ -77,6 +75,8 @@ async def overview(*, session: AsyncSession, reader: Reader, ctx: AppContext, us
         if balance is not None and account["closed_at"] is None and balance["current"] is not None:
             totals[account["currency"]] += Decimal(balance["current"])
     now = datetime.now(UTC)
+    # A deadline is said as the connection.reauth_required webhook says it: within its hours.
+    notice = timedelta(hours=ctx.settings.WEBHOOK_REAUTH_NOTICE_HOURS)
     institutions, attention = [], []
     for provider in listed["items"]:
         spec = ctx.registry.get(provider["provider_key"])
@@ -100,7 +100,7 @@ async def overview(*, session: AsyncSession, reader: Reader, ctx: AppContext, us
                 state["error"] or state["sync_error"] or f"The connection is {state['status']}."
             )
             attention.append(institution | {"fix": FIXES[state["status"]], "reason": reason})
-        elif due is not None and due < now + timedelta(days=DUE_DAYS):
+        elif due is not None and due < now + notice:
             attention.append(
                 institution
                 | {"fix": "Reconnect", "reason": f"Its access ends {due:%Y-%m-%d %H:%M} UTC."}
